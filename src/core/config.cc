@@ -1,0 +1,283 @@
+#include "core/config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fmt/format.h>
+#include <fstream>
+#include <sstream>
+#include <yaml-cpp/yaml.h>
+
+namespace ck {
+namespace {
+
+using Setter = std::function<Result<void>(Config&, const std::string&)>;
+
+Result<void> set_string(std::string& field, const std::string& v) {
+  field = v;
+  return outcome::success();
+}
+
+Result<void> set_duration(Duration& field, const std::string& v) {
+  BOOST_OUTCOME_TRY(d, parse_duration(v));
+  field = d;
+  return outcome::success();
+}
+
+Result<void> set_size(std::uint64_t& field, const std::string& v) {
+  BOOST_OUTCOME_TRY(s, parse_size(v));
+  field = s;
+  return outcome::success();
+}
+
+Result<void> set_int(int& field, const std::string& v, int lo, int hi) {
+  int n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || p != v.data() + v.size() || n < lo || n > hi) {
+    return fail(Errc::invalid_argument,
+                fmt::format("'{}' is not a whole number from {} to {}", v, lo, hi));
+  }
+  field = n;
+  return outcome::success();
+}
+
+Result<void> set_one_of(std::string& field, const std::string& v,
+                        std::initializer_list<std::string_view> allowed) {
+  for (auto a : allowed) {
+    if (v == a) {
+      field = v;
+      return outcome::success();
+    }
+  }
+  std::string list;
+  for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  return fail(Errc::invalid_argument, fmt::format("'{}' is not one of: {}", v, list));
+}
+
+Result<void> set_port_range(Config& c, const std::string& v) {
+  auto dash = v.find('-');
+  int lo = 0, hi = 0;
+  if (dash == std::string::npos || set_int(lo, v.substr(0, dash), 1, 65535).has_error() ||
+      set_int(hi, v.substr(dash + 1), 1, 65535).has_error() || lo > hi) {
+    return fail(Errc::invalid_argument,
+                fmt::format("'{}' is not a port range (write it like 8000-8100)", v));
+  }
+  c.runtime.port_min = lo;
+  c.runtime.port_max = hi;
+  return outcome::success();
+}
+
+const std::vector<std::pair<std::string, Setter>>& key_table() {
+  static const std::vector<std::pair<std::string, Setter>> table = {
+      {"gateway.listen",
+       [](Config& c, const std::string& v) -> Result<void> {
+         BOOST_OUTCOME_TRY(parse_listen(v));
+         c.gateway.listen = v;
+         return outcome::success();
+       }},
+      {"gateway.request_timeout",
+       [](Config& c, const std::string& v) { return set_duration(c.gateway.request_timeout, v); }},
+      {"gateway.max_body",
+       [](Config& c, const std::string& v) { return set_size(c.gateway.max_body, v); }},
+      {"gateway.max_header",
+       [](Config& c, const std::string& v) { return set_size(c.gateway.max_header, v); }},
+      {"gateway.threads",
+       [](Config& c, const std::string& v) { return set_int(c.gateway.threads, v, 0, 256); }},
+      {"storage.kind",
+       [](Config& c, const std::string& v) { return set_one_of(c.storage.kind, v, {"dir", "s3", "git"}); }},
+      {"storage.path", [](Config& c, const std::string& v) { return set_string(c.storage.path, v); }},
+      {"storage.scan_interval",
+       [](Config& c, const std::string& v) { return set_duration(c.storage.scan_interval, v); }},
+      {"storage.bucket", [](Config& c, const std::string& v) { return set_string(c.storage.bucket, v); }},
+      {"storage.prefix", [](Config& c, const std::string& v) { return set_string(c.storage.prefix, v); }},
+      {"storage.endpoint",
+       [](Config& c, const std::string& v) { return set_string(c.storage.endpoint, v); }},
+      {"storage.region", [](Config& c, const std::string& v) { return set_string(c.storage.region, v); }},
+      {"runtime.kind",
+       [](Config& c, const std::string& v) {
+         return set_one_of(c.runtime.kind, v, {"auto", "docker", "process", "swarm"});
+       }},
+      {"runtime.ports", set_port_range},
+      {"runtime.ready_timeout",
+       [](Config& c, const std::string& v) { return set_duration(c.runtime.ready_timeout, v); }},
+      {"data", [](Config& c, const std::string& v) { return set_string(c.data, v); }},
+      {"idle.idle_after", [](Config& c, const std::string& v) { return set_duration(c.idle.idle_after, v); }},
+      {"idle.background_after",
+       [](Config& c, const std::string& v) { return set_duration(c.idle.background_after, v); }},
+      {"idle.stop_after", [](Config& c, const std::string& v) { return set_duration(c.idle.stop_after, v); }},
+      {"idle.grace", [](Config& c, const std::string& v) { return set_duration(c.idle.grace, v); }},
+      {"idle.wake_timeout",
+       [](Config& c, const std::string& v) { return set_duration(c.idle.wake_timeout, v); }},
+      {"images.node", [](Config& c, const std::string& v) { return set_string(c.images["node"], v); }},
+      {"images.python", [](Config& c, const std::string& v) { return set_string(c.images["python"], v); }},
+      {"images.php", [](Config& c, const std::string& v) { return set_string(c.images["php"], v); }},
+      {"images.go", [](Config& c, const std::string& v) { return set_string(c.images["go"], v); }},
+      {"images.ruby", [](Config& c, const std::string& v) { return set_string(c.images["ruby"], v); }},
+      {"images.static", [](Config& c, const std::string& v) { return set_string(c.images["static"], v); }},
+      {"limits.memory", [](Config& c, const std::string& v) { return set_size(c.limits.memory, v); }},
+      {"limits.cpus",
+       [](Config& c, const std::string& v) -> Result<void> {
+         double d = 0;
+         auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+         if (ec != std::errc() || p != v.data() + v.size() || d <= 0) {
+           return fail(Errc::invalid_argument, fmt::format("'{}' is not a positive number of CPUs", v));
+         }
+         c.limits.cpus = d;
+         return outcome::success();
+       }},
+      {"limits.pids", [](Config& c, const std::string& v) { return set_int(c.limits.pids, v, 1, 1 << 22); }},
+      {"limits.install_memory",
+       [](Config& c, const std::string& v) { return set_size(c.limits.install_memory, v); }},
+      {"auth.admin_token", [](Config& c, const std::string& v) { return set_string(c.admin_token, v); }},
+      {"log.format",
+       [](Config& c, const std::string& v) { return set_one_of(c.log_format, v, {"text", "json"}); }},
+      {"log.level",
+       [](Config& c, const std::string& v) {
+         return set_one_of(c.log_level, v, {"trace", "debug", "info", "warn", "error"});
+       }},
+  };
+  return table;
+}
+
+const Setter* find_setter(const std::string& key) {
+  for (const auto& [k, setter] : key_table()) {
+    if (k == key) return &setter;
+  }
+  return nullptr;
+}
+
+bool is_section(const std::string& prefix) {
+  for (const auto& [k, setter] : key_table()) {
+    if (k.size() > prefix.size() && k.starts_with(prefix) && k[prefix.size()] == '.') return true;
+  }
+  return false;
+}
+
+Result<void> flatten(const YAML::Node& node, const std::string& prefix, const std::string& origin,
+                     std::vector<Setting>& out) {
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    std::string key = it->first.as<std::string>();
+    std::string path = prefix.empty() ? key : prefix + "." + key;
+    const YAML::Node& value = it->second;
+    std::string where = fmt::format("{}:{}", origin, it->first.Mark().line + 1);
+    if (value.IsMap()) {
+      if (!is_section(path)) {
+        return fail(Errc::invalid_argument,
+                    fmt::format("{}: '{}' is not a configuration section (known keys: see "
+                                "DESIGN.md \"Configuration\")",
+                                where, path));
+      }
+      BOOST_OUTCOME_TRY(flatten(value, path, origin, out));
+    } else if (value.IsScalar() || value.IsNull()) {
+      if (!find_setter(path)) {
+        return fail(Errc::invalid_argument,
+                    fmt::format("{}: unknown configuration key '{}'", where, path));
+      }
+      out.push_back(Setting{path, value.IsNull() ? "" : value.Scalar(), where});
+    } else {
+      return fail(Errc::invalid_argument,
+                  fmt::format("{}: '{}' must be a single value, not a list", where, path));
+    }
+  }
+  return outcome::success();
+}
+
+}  // namespace
+
+std::vector<std::string> config_keys() {
+  std::vector<std::string> keys;
+  for (const auto& [k, setter] : key_table()) keys.push_back(k);
+  return keys;
+}
+
+std::string env_name_for(const std::string& key) {
+  std::string out = "CK_";
+  for (char c : key) {
+    out += (c == '.') ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+Result<void> apply_setting(Config& config, const Setting& s) {
+  const Setter* setter = find_setter(s.key);
+  if (!setter) {
+    return fail(Errc::invalid_argument, fmt::format("{}: unknown configuration key '{}'", s.origin, s.key));
+  }
+  auto r = (*setter)(config, s.value);
+  if (r.has_error()) {
+    return fail(Errc::invalid_argument, fmt::format("{}: {}: {}", s.origin, s.key, r.error().message));
+  }
+  return outcome::success();
+}
+
+Result<std::vector<Setting>> read_yaml_settings(const std::string& text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return fail(Errc::invalid_argument, fmt::format("{}:{}: invalid YAML: {} (fix the file and start again)",
+                                                    origin, e.mark.line + 1, e.msg));
+  }
+  std::vector<Setting> out;
+  if (root.IsNull()) return out;
+  if (!root.IsMap()) {
+    return fail(Errc::invalid_argument,
+                fmt::format("{}: the configuration must be a YAML mapping of sections", origin));
+  }
+  try {
+    BOOST_OUTCOME_TRY(flatten(root, "", origin, out));
+  } catch (const YAML::Exception& e) {
+    return fail(Errc::invalid_argument, fmt::format("{}:{}: {}", origin, e.mark.line + 1, e.msg));
+  }
+  return out;
+}
+
+Result<Config> load_config(const std::optional<std::filesystem::path>& file, const EnvLookup& env,
+                           const std::vector<Setting>& flags) {
+  Config config;
+  if (file) {
+    std::ifstream in(*file);
+    if (!in) {
+      return fail(Errc::not_found,
+                  fmt::format("cannot read config file {}: {}", file->string(), std::strerror(errno)));
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    BOOST_OUTCOME_TRY(settings, read_yaml_settings(ss.str(), file->string()));
+    for (const auto& s : settings) {
+      BOOST_OUTCOME_TRY(apply_setting(config, s));
+    }
+  }
+  if (env) {
+    for (const auto& key : config_keys()) {
+      auto name = env_name_for(key);
+      if (auto v = env(name)) {
+        BOOST_OUTCOME_TRY(apply_setting(config, Setting{key, *v, name}));
+      }
+    }
+  }
+  for (const auto& s : flags) {
+    BOOST_OUTCOME_TRY(apply_setting(config, s));
+  }
+  return config;
+}
+
+Result<std::pair<std::string, std::uint16_t>> parse_listen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  auto bad = [&] {
+    return fail(Errc::invalid_argument,
+                fmt::format("'{}' is not a listen address (write it like 127.0.0.1:8080)", listen));
+  };
+  if (colon == std::string::npos) return bad();
+  std::string host = listen.substr(0, colon);
+  std::string port_text = listen.substr(colon + 1);
+  int port = 0;
+  auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || p != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+    return bad();
+  }
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) host = "0.0.0.0";
+  return std::make_pair(host, static_cast<std::uint16_t>(port));
+}
+
+}  // namespace ck

@@ -1,0 +1,103 @@
+#pragma once
+// The daemon's configuration: one YAML file, overridden by CK_* environment variables,
+// overridden by command-line flags (DESIGN.md "Configuration"). Plain data once loaded.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "core/units.h"
+
+namespace ck {
+
+struct GatewayConfig {
+  std::string listen = "127.0.0.1:8080";
+  Duration request_timeout = std::chrono::seconds(60);
+  std::uint64_t max_body = 64ull << 20;
+  std::uint64_t max_header = 32ull << 10;
+  int threads = 0;  // 0: one per core
+};
+
+struct StorageConfig {
+  std::string kind = "dir";
+  std::string path = "./workspaces";
+  Duration scan_interval = std::chrono::seconds(2);
+  std::string bucket, prefix, endpoint, region;
+};
+
+struct RuntimeConfig {
+  std::string kind = "auto";
+  int port_min = 8000;
+  int port_max = 8100;
+  Duration ready_timeout = std::chrono::seconds(60);
+};
+
+struct IdleConfig {
+  Duration idle_after = std::chrono::minutes(2);
+  Duration background_after = std::chrono::minutes(10);
+  Duration stop_after = std::chrono::minutes(30);
+  Duration grace = std::chrono::seconds(30);
+  Duration wake_timeout = std::chrono::seconds(60);
+};
+
+struct LimitsConfig {
+  std::uint64_t memory = 512ull << 20;
+  double cpus = 1;
+  int pids = 256;
+  std::uint64_t install_memory = 1ull << 30;
+};
+
+struct Config {
+  GatewayConfig gateway;
+  StorageConfig storage;
+  RuntimeConfig runtime;
+  std::string data = "./data";
+  IdleConfig idle;
+  std::map<std::string, std::string> images = {{"node", "node:20-slim"},
+                                                {"python", "python:3.12-slim"},
+                                                {"php", "php:8.3-cli"},
+                                                {"go", "golang:1.22"},
+                                                {"ruby", "ruby:3.3-slim"}};
+  LimitsConfig limits;
+  std::string admin_token;
+  std::string log_format = "text";
+  std::string log_level = "info";
+};
+
+/// One setting given as text, with where it came from for error messages
+/// ("config.yaml:3", "CK_GATEWAY_LISTEN", "--listen").
+struct Setting {
+  std::string key;  // dotted path, e.g. "gateway.listen"
+  std::string value;
+  std::string origin;
+};
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+/// Reads the settings of a YAML document. Unknown keys, lists where a value belongs, and
+/// syntax errors are errors that name the file and line.
+Result<std::vector<Setting>> read_yaml_settings(const std::string& text, const std::string& origin);
+
+/// Builds the configuration: defaults < YAML file (if any) < environment < flags.
+Result<Config> load_config(const std::optional<std::filesystem::path>& file, const EnvLookup& env,
+                           const std::vector<Setting>& flags);
+
+/// Applies one setting; fails with a message naming the origin, key and expected form.
+Result<void> apply_setting(Config& config, const Setting& s);
+
+/// The environment variable that overrides a key: "gateway.listen" -> "CK_GATEWAY_LISTEN".
+std::string env_name_for(const std::string& key);
+
+/// Every key the configuration knows, dotted.
+std::vector<std::string> config_keys();
+
+/// Parses "ADDR:PORT" ("127.0.0.1:8080", "[::1]:80", ":8080" = all interfaces).
+Result<std::pair<std::string, std::uint16_t>> parse_listen(const std::string& listen);
+
+}  // namespace ck

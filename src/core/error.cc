@@ -1,0 +1,21 @@
+#include "core/error.h"
+
+namespace ck {
+
+std::string_view errc_name(Errc c) {
+  switch (c) {
+    case Errc::invalid_argument: return "invalid_argument";
+    case Errc::not_found: return "not_found";
+    case Errc::already_exists: return "already_exists";
+    case Errc::forbidden: return "forbidden";
+    case Errc::unavailable: return "unavailable";
+    case Errc::timeout: return "timeout";
+    case Errc::io: return "io_error";
+    case Errc::internal: return "internal";
+  }
+  return "internal";
+}
+
+bool is_retryable(Errc c) { return c == Errc::unavailable || c == Errc::timeout || c == Errc::io; }
+
+}  // namespace ck

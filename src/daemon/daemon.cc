@@ -1,0 +1,133 @@
+#include "daemon/daemon.h"
+
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <filesystem>
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include "api/api.h"
+#include "core/log.h"
+#include "gateway/gateway.h"
+#include "http/asio.h"
+#include "monitor/monitor.h"
+#include "runtime/process/process_runtime.h"
+#include "storage/dir/dir_storage.h"
+
+#ifndef CK_VERSION
+#define CK_VERSION "dev"
+#endif
+
+namespace ck {
+namespace fs = std::filesystem;
+
+int run_daemon(const Config& config, const std::string& self_exe) {
+  auto log = log::get("daemon");
+  std::signal(SIGPIPE, SIG_IGN);
+
+  if (config.storage.kind != "dir") {
+    log->error("storage.kind '{}' is not supported by this version yet: use `storage.kind: dir` "
+               "(or --workspaces DIR)",
+               config.storage.kind);
+    return 1;
+  }
+  if (config.runtime.kind == "docker" || config.runtime.kind == "swarm") {
+    log->error("runtime '{}' is not available in this version yet: use --runtime process (or auto)",
+               config.runtime.kind);
+    return 1;
+  }
+  auto listen = parse_listen(config.gateway.listen);
+  if (listen.has_error()) {
+    log->error("{}", listen.error().message);
+    return 1;
+  }
+  std::error_code ec;
+  fs::path ws_root = fs::absolute(config.storage.path, ec);
+  if (!fs::exists(ws_root, ec)) {
+    fs::create_directories(ws_root, ec);
+    if (ec) {
+      log->error("cannot create the workspace folder {}: {}", ws_root.string(), ec.message());
+      return 1;
+    }
+    log->info("created the workspace folder {}", ws_root.string());
+  } else if (!fs::is_directory(ws_root, ec)) {
+    log->error("{} is not a folder: point --workspaces at the folder that holds your workspaces",
+               ws_root.string());
+    return 1;
+  }
+  fs::path data = fs::absolute(config.data, ec);
+  fs::create_directories(data, ec);
+  if (ec || ::access(data.c_str(), W_OK) != 0) {
+    log->error("cannot write to the data folder {}: {} (pass --data DIR)", data.string(),
+               ec ? ec.message() : std::strerror(errno));
+    return 1;
+  }
+
+  net::io_context io{1};
+  DirStorage storage(ws_root);
+  ProcessRuntime runtime(io, ProcessRuntimeOptions{data, config.runtime.port_min, config.runtime.port_max, self_exe});
+  if (config.runtime.kind == "auto") {
+    log->info("runtime: process (the embedded runtime; isolation: {})", runtime.isolation());
+  } else {
+    log->info("runtime: process (isolation: {})", runtime.isolation());
+  }
+  SnapshotHolder snapshots;
+  MonitorOptions mo;
+  mo.scan_interval = config.storage.scan_interval;
+  mo.ready_timeout = config.runtime.ready_timeout;
+  mo.idle_after = config.idle.idle_after;
+  mo.memory = config.limits.memory;
+  mo.install_memory = config.limits.install_memory;
+  mo.cpus = config.limits.cpus;
+  mo.pids = config.limits.pids;
+  Monitor monitor(io, storage, runtime, snapshots, mo);
+
+  GatewayOptions go;
+  go.host = listen.value().first;
+  go.port = listen.value().second;
+  go.threads = config.gateway.threads;
+  go.request_timeout = config.gateway.request_timeout;
+  go.max_body = config.gateway.max_body;
+  go.max_header = config.gateway.max_header;
+  ApiInfo info{CK_VERSION, "", std::chrono::system_clock::now()};
+  std::string display_host = go.host == "0.0.0.0" ? "127.0.0.1" : go.host;
+  if (display_host.find(':') != std::string::npos) display_host = "[" + display_host + "]";
+  auto api = std::make_shared<ControlApi>(snapshots, info);
+  Gateway gateway(go, snapshots, [api](const http::Request& r) { return api->handle(r); });
+
+  monitor.start();
+  auto port = gateway.start();
+  if (port.has_error()) {
+    log->error("{}", port.error().message);
+    auto stop = [&]() -> net::awaitable<void> { co_await monitor.shutdown(); };
+    net::co_spawn(io, stop(), [&](std::exception_ptr) { io.stop(); });
+    io.run();
+    return 1;
+  }
+  std::string base = fmt::format("http://{}:{}/", display_host, port.value());
+  api = std::make_shared<ControlApi>(snapshots, ApiInfo{CK_VERSION, base, info.started});
+  log->info("CloudyKnight {} is serving {} workspaces from {} at {}", CK_VERSION,
+            snapshots.load()->workspaces.size(), ws_root.string(), base);
+  for (const auto& w : snapshots.load()->workspaces) {
+    log->info("  {}{}/  ({}{})", base, w.name, w.type, w.matched.empty() ? "" : " — " + w.matched);
+  }
+  log->info("  {}monitor/api/v1/workspaces  (API)", base);
+
+  net::signal_set signals(io, SIGINT, SIGTERM);
+  bool stopping = false;
+  signals.async_wait([&](const boost::system::error_code& e, int sig) {
+    if (e || stopping) return;
+    stopping = true;
+    log->info("received {}; stopping workspaces", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    gateway.stop();
+    auto stop = [&]() -> net::awaitable<void> { co_await monitor.shutdown(); };
+    net::co_spawn(io, stop(), [&](std::exception_ptr) {
+      log->info("stopped");
+      io.stop();
+    });
+  });
+  io.run();
+  return 0;
+}
+
+}  // namespace ck

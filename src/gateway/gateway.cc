@@ -1,0 +1,836 @@
+// The gateway session. One coroutine per client connection reads requests one after the
+// other (keep-alive), decides the route from the current snapshot, and either answers itself
+// (home page, redirects, error pages, static files, control plane) or forwards the request to
+// the workspace's app over a pooled upstream connection and relays the response as it
+// arrives (buffer_body), so large and streaming responses never sit in memory. An Upgrade
+// request gets its own upstream connection and, on 101, becomes a byte tunnel.
+#include "gateway/gateway.h"
+
+#include "http/asio.h"
+// clang-format off
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+// clang-format on
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <limits>
+#include <thread>
+#include <unordered_map>
+
+#include "core/log.h"
+#include "gateway/pages.h"
+#include "gateway/route.h"
+#include "gateway/static_files.h"
+#include "http/url.h"
+
+namespace ck {
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+
+namespace {
+
+auto logger() {
+  static auto l = log::get("gateway");
+  return l;
+}
+
+using StringResponse = bhttp::response<bhttp::string_body>;
+using Request = bhttp::request<bhttp::string_body>;
+
+constexpr std::size_t kRelayChunk = 64 * 1024;
+constexpr std::size_t kMaxIdlePerUpstream = 256;
+constexpr std::uint64_t kInMemoryFileLimit = 1 << 20;
+constexpr std::uint64_t kGzipLimit = 8 << 20;
+constexpr std::uint64_t kGzipCacheBytes = 64 << 20;
+constexpr std::uint64_t kMaxRangeBytes = 16 << 20;
+
+// One idle keep-alive connection to an app.
+struct UpstreamConn {
+  explicit UpstreamConn(net::any_io_executor ex) : stream(ex) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;
+};
+
+bool is_idempotent(bhttp::verb v) {
+  return v == bhttp::verb::get || v == bhttp::verb::head || v == bhttp::verb::options ||
+         v == bhttp::verb::put || v == bhttp::verb::delete_;
+}
+
+// True if the peer closed an idle pooled connection (so it must not be reused).
+bool looks_closed(beast::tcp_stream& s) {
+  char c;
+  ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK);
+  return true;  // unexpected bytes on an idle connection: do not trust it
+}
+
+// Headers that describe one hop and must not be forwarded (RFC 9110 7.6.1).
+template <class Fields>
+void strip_hop_by_hop(Fields& f, bool keep_upgrade) {
+  auto conn = f[bhttp::field::connection];
+  std::vector<std::string> listed;
+  std::string_view v(conn.data(), conn.size());
+  while (!v.empty()) {
+    auto comma = v.find(',');
+    auto tok = v.substr(0, comma);
+    while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
+    while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
+    if (!tok.empty() && !http::iequals(tok, "upgrade") && !http::iequals(tok, "keep-alive") &&
+        !http::iequals(tok, "close")) {
+      listed.emplace_back(tok);
+    }
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+  for (const auto& name : listed) f.erase(name);
+  f.erase(bhttp::field::keep_alive);
+  f.erase(bhttp::field::proxy_connection);
+  f.erase(bhttp::field::te);
+  f.erase(bhttp::field::trailer);
+  if (!keep_upgrade) {
+    f.erase(bhttp::field::connection);
+    f.erase(bhttp::field::upgrade);
+  }
+}
+
+// Small LRU-less cache of gzipped static files, per worker (so no locks).
+class GzipCache {
+ public:
+  std::shared_ptr<const std::string> get(const std::string& key) {
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : it->second;
+  }
+  void put(const std::string& key, std::shared_ptr<const std::string> v) {
+    if (bytes_ + v->size() > kGzipCacheBytes) {
+      map_.clear();
+      bytes_ = 0;
+    }
+    bytes_ += v->size();
+    map_[key] = std::move(v);
+  }
+
+ private:
+  std::unordered_map<std::string, std::shared_ptr<const std::string>> map_;
+  std::uint64_t bytes_ = 0;
+};
+
+}  // namespace
+
+struct Gateway::Impl {
+  struct Worker {
+    net::io_context io{1};
+    std::unique_ptr<tcp::acceptor> acceptor;
+    std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle;
+    GzipCache gzip_cache;
+    std::thread thread;
+  };
+
+  Impl(GatewayOptions o, const SnapshotHolder& r, ControlHandler c)
+      : opts(std::move(o)), routes(r), control(std::move(c)) {}
+
+  GatewayOptions opts;
+  const SnapshotHolder& routes;
+  ControlHandler control;
+  std::vector<std::unique_ptr<Worker>> workers;
+  bool running = false;
+
+  // ---- plumbing --------------------------------------------------------------------------
+
+  net::awaitable<void> accept_loop(Worker& w) {
+    for (;;) {
+      error_code ec;
+      tcp::socket sock(w.io);
+      co_await w.acceptor->async_accept(sock, net::redirect_error(net::use_awaitable, ec));
+      if (ec == net::error::operation_aborted || !w.acceptor->is_open()) co_return;
+      if (ec) {
+        logger()->warn("accept failed: {}; retrying", ec.message());
+        co_await sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      sock.set_option(tcp::no_delay(true), ec);
+      spawn(w.io, session(std::move(sock), w), "gateway session");
+    }
+  }
+
+  template <class Body>
+  net::awaitable<bool> write(beast::tcp_stream& s, bhttp::response<Body>& res) {
+    s.expires_after(opts.request_timeout);
+    error_code ec;
+    co_await bhttp::async_write(s, res, net::redirect_error(net::use_awaitable, ec));
+    co_return !ec;
+  }
+
+  StringResponse make_response(const Request& req, bhttp::status status, std::string body,
+                               std::string_view type) {
+    StringResponse res{status, req.version()};
+    res.set(bhttp::field::server, "cloudyknight");
+    res.set(bhttp::field::content_type, type);
+    res.keep_alive(req.keep_alive());
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return res;
+  }
+
+  StringResponse error_page(const Request& req, int status, std::string_view title,
+                            std::string_view message, std::string_view hint,
+                            bool refresh = false) {
+    auto res = make_response(req, static_cast<bhttp::status>(status),
+                             render_error_page(status, title, message, hint, refresh),
+                             "text/html; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-store");
+    if (req.method() == bhttp::verb::head) res.body().clear();
+    return res;
+  }
+
+  // ---- the session -----------------------------------------------------------------------
+
+  net::awaitable<void> session(tcp::socket sock, Worker& w) {
+    error_code ec;
+    std::string client_ip;
+    auto ep = sock.remote_endpoint(ec);
+    if (!ec) client_ip = ep.address().to_string();
+    beast::tcp_stream stream(std::move(sock));
+    beast::flat_buffer buf;
+    for (;;) {
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(opts.max_header, UINT32_MAX)));
+      parser.body_limit(opts.max_body);
+      stream.expires_after(opts.idle_timeout);
+      co_await bhttp::async_read_header(stream, buf, parser, net::redirect_error(net::use_awaitable, ec));
+      if (ec == bhttp::error::header_limit) {
+        Request dummy;
+        dummy.version(11);
+        auto res = error_page(dummy, 431, "Request Header Fields Too Large",
+                              "The request's headers are larger than this gateway accepts.",
+                              "Send smaller headers (cookies?) or raise gateway.max_header.");
+        res.keep_alive(false);
+        co_await write(stream, res);
+        break;
+      }
+      if (ec) {
+        if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
+            ec != net::error::connection_reset && ec != net::error::eof) {
+          // Malformed request line or headers: say so, then close.
+          Request dummy;
+          dummy.version(11);
+          auto res = error_page(dummy, 400, "Bad Request", "The request could not be parsed: " + ec.message() + ".",
+                                "Check the client sending it.");
+          res.keep_alive(false);
+          co_await write(stream, res);
+        }
+        break;
+      }
+      auto& head = parser.get();
+      if (auto len = parser.content_length(); len && *len > opts.max_body) {
+        auto res = error_page(head, 413, "Payload Too Large",
+                              fmt::format("The request body is larger than the {} this gateway accepts.",
+                                          format_size(opts.max_body)),
+                              "Send a smaller body or raise gateway.max_body.");
+        res.keep_alive(false);
+        co_await write(stream, res);
+        break;
+      }
+      if (http::iequals(std::string_view(head[bhttp::field::expect]), "100-continue") && !parser.is_done()) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        co_await net::async_write(stream, net::buffer(kContinue.data(), kContinue.size()),
+                                  net::redirect_error(net::use_awaitable, ec));
+        if (ec) break;
+      }
+      if (!parser.is_done()) {
+        stream.expires_after(opts.request_timeout);
+        co_await bhttp::async_read(stream, buf, parser, net::redirect_error(net::use_awaitable, ec));
+        if (ec == bhttp::error::body_limit) {
+          auto res = error_page(head, 413, "Payload Too Large",
+                                fmt::format("The request body is larger than the {} this gateway accepts.",
+                                            format_size(opts.max_body)),
+                                "Send a smaller body or raise gateway.max_body.");
+          res.keep_alive(false);
+          co_await write(stream, res);
+          break;
+        }
+        if (ec) break;
+      }
+      Request req = parser.release();
+      bool keep = co_await handle(stream, buf, req, w, client_ip);
+      if (!keep) break;
+    }
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  net::awaitable<bool> handle(beast::tcp_stream& stream, beast::flat_buffer& buf, Request& req,
+                              Worker& w, const std::string& client_ip) {
+    auto snap = routes.load();
+    std::string_view target(req.target().data(), req.target().size());
+    auto decision = route_request(target, [&](std::string_view n) { return snap->find(n) != nullptr; });
+    switch (decision.kind) {
+      case RouteKind::control: {
+        auto res = call_control(req, client_ip);
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+      case RouteKind::home: {
+        if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
+          auto res = error_page(req, 405, "Method Not Allowed", "The home page only answers GET.", "");
+          res.set(bhttp::field::allow, "GET, HEAD");
+          co_return co_await write(stream, res) && res.keep_alive();
+        }
+        auto res = make_response(req, bhttp::status::ok, render_home_page(*snap), "text/html; charset=utf-8");
+        res.set(bhttp::field::cache_control, "no-store");
+        if (req.method() == bhttp::verb::head) res.body().clear();
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+      case RouteKind::redirect: {
+        bool safe = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
+        auto res = make_response(req, safe ? bhttp::status::moved_permanently : bhttp::status::permanent_redirect,
+                                 "", "text/plain");
+        res.set(bhttp::field::location, decision.location);
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+      case RouteKind::not_found: {
+        auto res = error_page(req, 404, "Not Found",
+                              fmt::format("There is no workspace named '{}'.", decision.workspace),
+                              "Check the name, or open the home page for the list of workspaces.");
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+      case RouteKind::bad_request: {
+        auto res = error_page(req, 400, "Bad Request", "The request target must be a path starting with '/'.", "");
+        res.keep_alive(false);
+        co_await write(stream, res);
+        co_return false;
+      }
+      case RouteKind::workspace:
+        break;
+    }
+    const WorkspaceView* ws = snap->find(decision.workspace);
+    ws->activity->touch();
+    if (ws->is_static) {
+      co_return co_await serve_static(stream, req, *ws, decision, w);
+    }
+    if (ws->status == "running" && ws->port > 0) {
+      co_return co_await proxy(stream, buf, req, *ws, decision, w, client_ip);
+    }
+    if (ws->status == "failed") {
+      auto res = error_page(req, 502, "Bad Gateway",
+                            fmt::format("Workspace '{}' is not running: {}", ws->name, ws->error),
+                            "Fix the problem in its source; CloudyKnight retries on its own. Its "
+                            "log is in the data folder under logs/.");
+      co_return co_await write(stream, res) && res.keep_alive();
+    }
+    auto res = error_page(req, 503, "Starting",
+                          fmt::format("Workspace '{}' is {}{}.", ws->name, ws->status,
+                                      ws->phase.empty() ? "" : " (" + ws->phase + ")"),
+                          "This page reloads by itself until it is ready.", true);
+    res.set(bhttp::field::retry_after, "2");
+    co_return co_await write(stream, res) && res.keep_alive();
+  }
+
+  StringResponse call_control(const Request& req, const std::string& client_ip) {
+    http::Request r;
+    r.method = std::string(req.method_string());
+    r.target = std::string(req.target());
+    auto [path, query] = http::split_target(r.target);
+    r.path = std::string(path);
+    r.query = std::string(query);
+    for (const auto& f : req) r.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    r.body = req.body();
+    r.client_ip = client_ip;
+    http::Response out;
+    try {
+      out = control(r);
+    } catch (const std::exception& e) {
+      logger()->error("control handler failed on {} {}: {}", r.method, r.target, e.what());
+      out.status = 500;
+      out.body = R"({"error":{"code":"internal","message":"the control plane failed; see the daemon log"}})";
+    }
+    auto res = make_response(req, static_cast<bhttp::status>(out.status), std::move(out.body), out.content_type);
+    for (const auto& [k, v] : out.headers) res.set(k, v);
+    if (req.method() == bhttp::verb::head) res.body().clear();
+    return res;
+  }
+
+  // ---- static files ----------------------------------------------------------------------
+
+  net::awaitable<bool> serve_static(beast::tcp_stream& stream, Request& req, const WorkspaceView& ws,
+                                    const RouteDecision& d, Worker& w) {
+    bool head = req.method() == bhttp::verb::head;
+    if (req.method() != bhttp::verb::get && !head) {
+      auto res = error_page(req, 405, "Method Not Allowed",
+                            fmt::format("'{}' is a static workspace; it answers GET and HEAD only.", ws.name), "");
+      res.set(bhttp::field::allow, "GET, HEAD");
+      co_return co_await write(stream, res) && res.keep_alive();
+    }
+    auto [path, query] = http::split_target(d.upstream_target);
+    auto lk = resolve_static(ws.static_root, path);
+    switch (lk.kind) {
+      case StaticLookup::bad_request: {
+        auto res = error_page(req, 400, "Bad Request", "This path is not allowed: " + lk.reason + ".", "");
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+      case StaticLookup::forbidden: {
+        auto res = error_page(req, 403, "Forbidden", "This file cannot be served: " + lk.reason + ".", "");
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+      case StaticLookup::not_found: {
+        auto res = error_page(req, 404, "Not Found",
+                              fmt::format("'{}' has no file at {}.", ws.name, std::string(path)), "");
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+      case StaticLookup::redirect_dir: {
+        auto res = make_response(req, bhttp::status::moved_permanently, "", "text/plain");
+        res.set(bhttp::field::location,
+                d.prefix + std::string(path) + "/" + (query.empty() ? "" : "?" + std::string(query)));
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+      case StaticLookup::file:
+        break;
+    }
+    struct stat st{};
+    if (::stat(lk.path.c_str(), &st) != 0) {
+      auto res = error_page(req, 404, "Not Found", "The file disappeared.", "");
+      co_return co_await write(stream, res) && res.keep_alive();
+    }
+    std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
+    std::int64_t mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+    std::string etag = make_etag(size, mtime_ns);
+    std::string last_modified = http::http_date(st.st_mtim.tv_sec);
+    std::string_view type = content_type_for(lk.path);
+    bool compressible = is_compressible(type);
+    std::string_view accept_enc(req[bhttp::field::accept_encoding]);
+    bool want_gzip = compressible && size > 256 && size <= kGzipLimit &&
+                     (http::header_has_token(accept_enc, "gzip") || accept_enc.find("gzip") != std::string_view::npos);
+    std::string gz_etag = etag.substr(0, etag.size() - 1) + "-gz\"";
+
+    auto common = [&](auto& res) {
+      res.set(bhttp::field::server, "cloudyknight");
+      res.set(bhttp::field::etag, want_gzip ? gz_etag : etag);
+      res.set(bhttp::field::last_modified, last_modified);
+      res.set(bhttp::field::cache_control, "no-cache");
+      res.set(bhttp::field::accept_ranges, "bytes");
+      if (compressible) res.set(bhttp::field::vary, "Accept-Encoding");
+      res.keep_alive(req.keep_alive());
+    };
+
+    std::string_view inm(req[bhttp::field::if_none_match]);
+    bool not_modified = false;
+    if (!inm.empty()) {
+      not_modified = etag_matches(inm, etag) || etag_matches(inm, gz_etag);
+    } else if (auto ims = http::parse_http_date(std::string_view(req[bhttp::field::if_modified_since]))) {
+      not_modified = st.st_mtim.tv_sec <= *ims;
+    }
+    if (not_modified) {
+      bhttp::response<bhttp::empty_body> res{bhttp::status::not_modified, req.version()};
+      common(res);
+      co_return co_await write(stream, res) && res.keep_alive();
+    }
+
+    ByteRange range;
+    RangeResult rr = RangeResult::none;
+    if (req.count(bhttp::field::range) && !head) {
+      std::string_view if_range(req[bhttp::field::if_range]);
+      if (if_range.empty() || if_range == etag || if_range == last_modified) {
+        rr = parse_range(std::string_view(req[bhttp::field::range]), size, range);
+      }
+    }
+    if (rr == RangeResult::unsatisfiable) {
+      auto res = make_response(req, bhttp::status::range_not_satisfiable, "", "text/plain");
+      want_gzip = false;
+      common(res);
+      res.set(bhttp::field::content_range, fmt::format("bytes */{}", size));
+      co_return co_await write(stream, res) && res.keep_alive();
+    }
+    if (rr == RangeResult::ok) {
+      want_gzip = false;
+      std::uint64_t len = std::min<std::uint64_t>(range.last - range.first + 1, kMaxRangeBytes);
+      range.last = range.first + len - 1;
+      std::string body(len, '\0');
+      int fd = ::open(lk.path.c_str(), O_RDONLY | O_CLOEXEC);
+      ssize_t got = fd >= 0 ? ::pread(fd, body.data(), len, static_cast<off_t>(range.first)) : -1;
+      if (fd >= 0) ::close(fd);
+      if (got != static_cast<ssize_t>(len)) {
+        auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+      auto res = make_response(req, bhttp::status::partial_content, std::move(body), type);
+      common(res);
+      res.set(bhttp::field::content_range, fmt::format("bytes {}-{}/{}", range.first, range.last, size));
+      co_return co_await write(stream, res) && res.keep_alive();
+    }
+
+    if (want_gzip) {
+      std::string key = lk.path.string() + etag;
+      auto packed = w.gzip_cache.get(key);
+      if (!packed) {
+        auto raw = read_file(lk.path, size);
+        if (!raw) {
+          auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
+          co_return co_await write(stream, res) && res.keep_alive();
+        }
+        auto z = gzip(*raw);
+        if (z.empty()) want_gzip = false;
+        else packed = std::make_shared<const std::string>(std::move(z));
+        if (packed) w.gzip_cache.put(key, packed);
+      }
+      if (packed) {
+        auto res = make_response(req, bhttp::status::ok, head ? std::string() : *packed, type);
+        common(res);
+        res.set(bhttp::field::content_encoding, "gzip");
+        if (head) res.content_length(packed->size());
+        co_return co_await write(stream, res) && res.keep_alive();
+      }
+    }
+    if (size <= kInMemoryFileLimit || head) {
+      std::string body;
+      if (!head) {
+        auto raw = read_file(lk.path, size);
+        if (!raw) {
+          auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
+          co_return co_await write(stream, res) && res.keep_alive();
+        }
+        body = std::move(*raw);
+      }
+      auto res = make_response(req, bhttp::status::ok, std::move(body), type);
+      common(res);
+      if (head) res.content_length(size);
+      co_return co_await write(stream, res) && res.keep_alive();
+    }
+    bhttp::response<bhttp::file_body> res{bhttp::status::ok, req.version()};
+    error_code ec;
+    res.body().open(lk.path.c_str(), beast::file_mode::scan, ec);
+    if (ec) {
+      auto err = error_page(req, 500, "Internal Server Error", "The file could not be opened.", "");
+      co_return co_await write(stream, err) && err.keep_alive();
+    }
+    res.set(bhttp::field::content_type, type);
+    common(res);
+    res.prepare_payload();
+    co_return co_await write(stream, res) && res.keep_alive();
+  }
+
+  static std::optional<std::string> read_file(const std::filesystem::path& p, std::uint64_t size) {
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    std::string out(size, '\0');
+    std::uint64_t off = 0;
+    while (off < size) {
+      ssize_t n = ::pread(fd, out.data() + off, size - off, static_cast<off_t>(off));
+      if (n <= 0) break;
+      off += static_cast<std::uint64_t>(n);
+    }
+    ::close(fd);
+    out.resize(off);
+    return out;
+  }
+
+  // ---- reverse proxy ---------------------------------------------------------------------
+
+  net::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(Worker& w, const tcp::endpoint& ep,
+                                                                 error_code& ec) {
+    auto conn = std::make_unique<UpstreamConn>(w.io.get_executor());
+    conn->stream.expires_after(std::min<Duration>(opts.request_timeout, std::chrono::seconds(10)));
+    co_await conn->stream.async_connect(ep, net::redirect_error(net::use_awaitable, ec));
+    if (!ec) conn->stream.socket().set_option(tcp::no_delay(true), ec);
+    co_return conn;
+  }
+
+  std::unique_ptr<UpstreamConn> take_idle(Worker& w, const std::string& key) {
+    auto it = w.idle.find(key);
+    if (it == w.idle.end()) return nullptr;
+    auto& v = it->second;
+    while (!v.empty()) {
+      auto c = std::move(v.back());
+      v.pop_back();
+      if (!looks_closed(c->stream)) return c;
+    }
+    return nullptr;
+  }
+
+  void give_back(Worker& w, const std::string& key, std::unique_ptr<UpstreamConn> c) {
+    auto& v = w.idle[key];
+    if (v.size() < kMaxIdlePerUpstream && c->buffer.size() == 0) {
+      c->stream.expires_never();
+      v.push_back(std::move(c));
+    }
+  }
+
+  void set_forwarded(Request& req, const RouteDecision& d, const std::string& client_ip) {
+    std::string xff(req["X-Forwarded-For"]);
+    req.set("X-Forwarded-For", xff.empty() ? client_ip : xff + ", " + client_ip);
+    req.set("X-Forwarded-Proto", "http");
+    std::string host(req[bhttp::field::host]);
+    if (!host.empty()) req.set("X-Forwarded-Host", host);
+    if (d.prefix.empty()) req.erase("X-Forwarded-Prefix");
+    else req.set("X-Forwarded-Prefix", d.prefix);
+    req.target(d.upstream_target);
+  }
+
+  net::awaitable<bool> proxy(beast::tcp_stream& client, beast::flat_buffer& client_buf, Request& req,
+                             const WorkspaceView& ws, const RouteDecision& d, Worker& w,
+                             const std::string& client_ip) {
+    bool client_keep = req.keep_alive();
+    int client_version = req.version();
+    bool upgrade = http::header_has_token(std::string_view(req[bhttp::field::connection]), "upgrade") &&
+                   req.count(bhttp::field::upgrade);
+    error_code ec;
+    tcp::endpoint ep(net::ip::make_address(ws.upstream_host.empty() ? "127.0.0.1" : ws.upstream_host, ec),
+                     static_cast<unsigned short>(ws.port));
+    set_forwarded(req, d, client_ip);
+    strip_hop_by_hop(req, upgrade);
+    req.erase(bhttp::field::expect);
+    req.version(11);
+    if (upgrade) co_return co_await tunnel(client, client_buf, req, ws, w, ep);
+    req.keep_alive(true);
+    if (!req.body().empty() || req.count(bhttp::field::content_length) || req.chunked()) req.prepare_payload();
+    std::string key = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+
+    std::unique_ptr<UpstreamConn> conn;
+    std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
+    for (int attempt = 0;; ++attempt) {
+      bool reused = false;
+      conn = attempt == 0 ? take_idle(w, key) : nullptr;
+      if (conn) {
+        reused = true;
+      } else {
+        conn = co_await connect_upstream(w, ep, ec);
+        if (ec) co_return co_await upstream_failed(client, req, ws, ec, client_keep, client_version);
+      }
+      conn->stream.expires_after(opts.request_timeout);
+      co_await bhttp::async_write(conn->stream, req, net::redirect_error(net::use_awaitable, ec));
+      if (!ec) {
+        parser.emplace();
+        parser->header_limit(64 * 1024);
+        parser->body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: 1.74 compares it wrongly
+        if (req.method() == bhttp::verb::head) parser->skip(true);
+        co_await bhttp::async_read_header(conn->stream, conn->buffer, *parser,
+                                          net::redirect_error(net::use_awaitable, ec));
+      }
+      if (!ec) break;
+      // A pooled connection the app had already closed: try once more on a fresh one.
+      if (reused && attempt == 0 && ec != beast::error::timeout && is_idempotent(req.method())) continue;
+      co_return co_await upstream_failed(client, req, ws, ec, client_keep, client_version);
+    }
+
+    auto& res = parser->get();
+    bool upstream_keep = res.keep_alive();
+    strip_hop_by_hop(res, false);
+    res.set(bhttp::field::server, "cloudyknight");
+    bool delimited = res.has_content_length() || res.chunked() || parser->is_done();
+    if (!delimited) {
+      // Body runs to EOF: re-frame it as chunked so the client connection can live on.
+      if (client_version >= 11) res.chunked(true);
+      else client_keep = false;
+      upstream_keep = false;
+    }
+    res.keep_alive(client_keep);
+    res.version(client_version);
+
+    bhttp::serializer<false, bhttp::buffer_body> sr{res};
+    std::unique_ptr<char[]> chunk(new char[kRelayChunk]);
+    do {
+      if (!parser->is_done()) {
+        res.body().data = chunk.get();
+        res.body().size = kRelayChunk;
+        conn->stream.expires_after(opts.request_timeout);
+        co_await bhttp::async_read(conn->stream, conn->buffer, *parser, net::redirect_error(net::use_awaitable, ec));
+        if (ec == bhttp::error::need_buffer) ec = {};
+        if (ec) {
+          logger()->warn("[ws={}] upstream failed mid-response: {}", ws.name, ec.message());
+          co_return false;  // headers are out: all we can do is close
+        }
+        res.body().size = kRelayChunk - res.body().size;
+        res.body().data = chunk.get();
+        res.body().more = !parser->is_done();
+      } else {
+        res.body().data = nullptr;
+        res.body().size = 0;
+        res.body().more = false;
+      }
+      client.expires_after(opts.request_timeout);
+      co_await bhttp::async_write(client, sr, net::redirect_error(net::use_awaitable, ec));
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (ec) co_return false;
+    } while (!parser->is_done() || !sr.is_done());
+
+    if (upstream_keep) give_back(w, key, std::move(conn));
+    co_return client_keep;
+  }
+
+  net::awaitable<bool> upstream_failed(beast::tcp_stream& client, const Request& req, const WorkspaceView& ws,
+                                       error_code ec, bool client_keep, int client_version) {
+    Request shape;
+    shape.version(client_version);
+    shape.keep_alive(client_keep);
+    shape.method(req.method());
+    if (ec == beast::error::timeout) {
+      logger()->warn("[ws={}] app did not answer within {}", ws.name, format_duration(opts.request_timeout));
+      auto res = error_page(shape, 504, "Gateway Timeout",
+                            fmt::format("Workspace '{}' did not answer within {}.", ws.name,
+                                        format_duration(opts.request_timeout)),
+                            "The app may be stuck or slow; check its log, or raise gateway.request_timeout.");
+      co_return co_await write(client, res) && res.keep_alive();
+    }
+    logger()->warn("[ws={}] app on port {} failed: {}", ws.name, ws.port, ec.message());
+    auto res = error_page(shape, 502, "Bad Gateway",
+                          fmt::format("Workspace '{}' did not give a valid answer ({}).", ws.name, ec.message()),
+                          "The app may have crashed or closed the connection; CloudyKnight restarts crashed "
+                          "apps on its own. Check its log.");
+    co_return co_await write(client, res) && res.keep_alive();
+  }
+
+  // ---- WebSocket (and any Upgrade) passthrough ---------------------------------------
+
+  struct Tunnel {
+    explicit Tunnel(tcp::socket a, tcp::socket b) : client(std::move(a)), upstream(std::move(b)) {}
+    tcp::socket client;
+    tcp::socket upstream;
+    void close() {
+      error_code ec;
+      client.close(ec);
+      upstream.close(ec);
+    }
+  };
+
+  static net::awaitable<void> pump(std::shared_ptr<Tunnel> t, bool to_upstream) {
+    tcp::socket& from = to_upstream ? t->client : t->upstream;
+    tcp::socket& to = to_upstream ? t->upstream : t->client;
+    std::unique_ptr<char[]> data(new char[kRelayChunk]);
+    for (;;) {
+      error_code ec;
+      std::size_t n = co_await from.async_read_some(net::buffer(data.get(), kRelayChunk),
+                                                    net::redirect_error(net::use_awaitable, ec));
+      if (ec) break;
+      co_await net::async_write(to, net::buffer(data.get(), n), net::redirect_error(net::use_awaitable, ec));
+      if (ec) break;
+    }
+    t->close();
+  }
+
+  net::awaitable<bool> tunnel(beast::tcp_stream& client, beast::flat_buffer& client_buf, Request& req,
+                              const WorkspaceView& ws, Worker& w, const tcp::endpoint& ep) {
+    error_code ec;
+    auto conn = co_await connect_upstream(w, ep, ec);
+    if (ec) co_return co_await upstream_failed(client, req, ws, ec, false, req.version());
+    conn->stream.expires_after(opts.request_timeout);
+    req.prepare_payload();
+    co_await bhttp::async_write(conn->stream, req, net::redirect_error(net::use_awaitable, ec));
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(opts.max_body);
+    if (!ec) {
+      co_await bhttp::async_read_header(conn->stream, conn->buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    }
+    if (ec) co_return co_await upstream_failed(client, req, ws, ec, false, req.version());
+    if (parser.get().result() != bhttp::status::switching_protocols) {
+      // The app declined the upgrade: pass its answer on and close.
+      if (!parser.is_done()) {
+        co_await bhttp::async_read(conn->stream, conn->buffer, parser, net::redirect_error(net::use_awaitable, ec));
+      }
+      auto res = parser.release();
+      res.keep_alive(false);
+      co_await write(client, res);
+      co_return false;
+    }
+    auto res = parser.release();
+    res.set(bhttp::field::server, "cloudyknight");
+    bhttp::response_serializer<bhttp::string_body> sr{res};
+    client.expires_after(opts.request_timeout);
+    co_await bhttp::async_write_header(client, sr, net::redirect_error(net::use_awaitable, ec));
+    if (ec) co_return false;
+    client.expires_never();
+    conn->stream.expires_never();
+    // Bytes that arrived with the handshake belong to the tunnel.
+    if (conn->buffer.size() > 0) {
+      co_await net::async_write(client.socket(), conn->buffer.data(), net::redirect_error(net::use_awaitable, ec));
+      if (ec) co_return false;
+    }
+    if (client_buf.size() > 0) {
+      co_await net::async_write(conn->stream.socket(), client_buf.data(), net::redirect_error(net::use_awaitable, ec));
+      if (ec) co_return false;
+      client_buf.consume(client_buf.size());
+    }
+    auto t = std::make_shared<Tunnel>(std::move(client.socket()), std::move(conn->stream.socket()));
+    spawn(w.io, pump(t, false), "websocket tunnel");
+    co_await pump(t, true);
+    co_return false;
+  }
+};
+
+Gateway::Gateway(GatewayOptions opts, const SnapshotHolder& routes, ControlHandler control)
+    : impl_(std::make_unique<Impl>(std::move(opts), routes, std::move(control))) {}
+
+Gateway::~Gateway() { stop(); }
+
+Result<std::uint16_t> Gateway::start() {
+  auto& o = impl_->opts;
+  int n = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  error_code ec;
+  auto addr = net::ip::make_address(o.host, ec);
+  if (ec) return fail(Errc::invalid_argument, fmt::format("'{}' is not an IP address to listen on", o.host));
+  std::uint16_t port = o.port;
+  for (int i = 0; i < n; ++i) {
+    auto w = std::make_unique<Impl::Worker>();
+    auto acc = std::make_unique<tcp::acceptor>(w->io);
+    tcp::endpoint ep(addr, port);
+    acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        ec = error_code(errno, boost::system::system_category());
+      }
+    }
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return fail(Errc::unavailable,
+                  fmt::format("cannot listen on {}:{}: {} (is another server using it? pick another "
+                              "address with --listen)",
+                              o.host, port, ec.message()));
+    }
+    if (port == 0) port = acc->local_endpoint().port();
+    ::fcntl(acc->native_handle(), F_SETFD, FD_CLOEXEC);
+    w->acceptor = std::move(acc);
+    impl_->workers.push_back(std::move(w));
+  }
+  for (auto& w : impl_->workers) {
+    Impl::Worker* wp = w.get();
+    spawn(wp->io, impl_->accept_loop(*wp), "gateway accept loop");
+    wp->thread = std::thread([wp] {
+      for (;;) {
+        try {
+          wp->io.run();
+          break;
+        } catch (const std::exception& e) {
+          logger()->error("gateway worker caught: {}", e.what());
+        }
+      }
+    });
+  }
+  impl_->running = true;
+  return port;
+}
+
+void Gateway::stop() {
+  if (!impl_->running) return;
+  impl_->running = false;
+  for (auto& w : impl_->workers) {
+    Impl::Worker* wp = w.get();
+    net::post(wp->io, [wp] {
+      error_code ec;
+      wp->acceptor->close(ec);
+      wp->io.stop();
+    });
+  }
+  for (auto& w : impl_->workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  impl_->workers.clear();
+}
+
+}  // namespace ck

@@ -1,0 +1,51 @@
+#pragma once
+// The gateway: an HTTP/1.1 server (Beast, coroutines) that routes /monitor to the control
+// plane, serves static workspaces itself and reverse-proxies the rest to their apps, with
+// keep-alive on both sides, pooled upstream connections and WebSocket passthrough.
+// Threads: one io_context per worker, each with its own SO_REUSEPORT acceptor and upstream
+// pool; a connection stays on its worker. Workers read the route table (the monitor's
+// Snapshot) without locks.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/error.h"
+#include "core/units.h"
+#include "http/message.h"
+#include "monitor/snapshot.h"
+
+namespace ck {
+
+struct GatewayOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0: any free port
+  int threads = 0;            // 0: one per core
+  Duration request_timeout = std::chrono::seconds(60);
+  Duration idle_timeout = std::chrono::seconds(75);  // keep-alive connections
+  std::uint64_t max_body = 64ull << 20;
+  std::uint64_t max_header = 32ull << 10;
+};
+
+using ControlHandler = std::function<http::Response(const http::Request&)>;
+
+class Gateway {
+ public:
+  Gateway(GatewayOptions opts, const SnapshotHolder& routes, ControlHandler control);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  /// Binds and starts the workers. Returns the bound port; fails with a clear message when
+  /// the address is taken or invalid.
+  Result<std::uint16_t> start();
+  /// Stops accepting, closes connections, joins the workers. Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ck

@@ -1,0 +1,19 @@
+#pragma once
+// The HTML the gateway writes itself: the home index and error pages. Pure functions.
+
+#include <string>
+#include <string_view>
+
+#include "monitor/snapshot.h"
+
+namespace ck {
+
+/// The home page at / when there is no www workspace: every workspace with its icon,
+/// description, "type — matched file", status and link.
+std::string render_home_page(const Snapshot& snap);
+
+/// An error page: status line as title, what happened, and what to do next.
+std::string render_error_page(int status, std::string_view title, std::string_view message,
+                              std::string_view hint, bool auto_refresh = false);
+
+}  // namespace ck

@@ -1,0 +1,37 @@
+#include "http/asio.h"
+
+#include <atomic>
+#include <exception>
+
+#include "core/log.h"
+
+namespace ck {
+namespace {
+std::atomic<std::uint64_t> g_spawn_failures{0};
+}
+
+void spawn(net::any_io_executor ex, net::awaitable<void> task, std::string what) {
+  net::co_spawn(ex, std::move(task), [what = std::move(what)](std::exception_ptr e) {
+    if (!e) return;
+    ++g_spawn_failures;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      log::get("core")->error("task '{}' failed: {}", what, ex.what());
+    } catch (...) {
+      log::get("core")->error("task '{}' failed with an unknown exception", what);
+    }
+  });
+}
+
+void spawn(net::io_context& io, net::awaitable<void> task, std::string what) {
+  spawn(io.get_executor(), std::move(task), std::move(what));
+}
+
+net::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
+  net::steady_timer t(co_await net::this_coro::executor);
+  t.expires_after(d);
+  co_await t.async_wait(net::use_awaitable);
+}
+
+}  // namespace ck

@@ -1,0 +1,31 @@
+#pragma once
+// Plain request/response values for handlers that do not need Beast (the control-plane API).
+// The gateway converts to and from Beast messages at its edge.
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ck::http {
+
+struct Request {
+  std::string method;  // "GET"
+  std::string target;  // "/monitor/api/v1/workspaces?limit=10"
+  std::string path;    // "/monitor/api/v1/workspaces" (not decoded)
+  std::string query;   // "limit=10"
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string client_ip;
+
+  /// The first header with this name (case-insensitive), or "".
+  std::string header(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+}  // namespace ck::http

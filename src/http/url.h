@@ -1,0 +1,35 @@
+#pragma once
+// URL and HTTP text helpers with no I/O: percent-decoding, query splitting, HTML escaping,
+// HTTP dates. Pure, so unit tests and fuzzers call them directly.
+
+#include <ctime>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ck::http {
+
+/// Decodes %XX escapes. Returns nullopt on a malformed escape ("%zz", "%4").
+/// '+' is left alone (it is only a space in form bodies, not in paths).
+std::optional<std::string> percent_decode(std::string_view s);
+
+/// Splits "/a/b?x=1" into "/a/b" and "x=1".
+std::pair<std::string_view, std::string_view> split_target(std::string_view target);
+
+/// Value of `key` in "a=1&b=2", decoded; nullopt if absent.
+std::optional<std::string> query_param(std::string_view query, std::string_view key);
+
+std::string html_escape(std::string_view s);
+
+/// RFC 7231 IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
+std::string http_date(std::time_t t);
+/// Parses an IMF-fixdate; nullopt for anything else.
+std::optional<std::time_t> parse_http_date(std::string_view s);
+
+/// Case-insensitive ASCII comparison.
+bool iequals(std::string_view a, std::string_view b);
+/// True if a comma-separated header value lists `token` (case-insensitive), e.g.
+/// header_has_token("keep-alive, Upgrade", "upgrade").
+bool header_has_token(std::string_view value, std::string_view token);
+
+}  // namespace ck::http

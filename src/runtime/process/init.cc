@@ -1,0 +1,117 @@
+#include "runtime/process/init.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace ck {
+namespace {
+
+void join_cgroups(const char* list) {
+  std::string all(list);
+  size_t start = 0;
+  while (start <= all.size()) {
+    size_t end = all.find(':', start);
+    std::string dir = all.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!dir.empty()) {
+      std::string procs = dir + "/cgroup.procs";
+      int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || ::write(fd, "0\n", 2) != 2) {
+        std::fprintf(stderr, "cloudyknight: warning: cannot join cgroup %s: %s\n", dir.c_str(),
+                     std::strerror(errno));
+      }
+      if (fd >= 0) ::close(fd);
+    }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
+int run_init(int argc, char** argv) {
+  int first = 1;
+  while (first < argc && std::strcmp(argv[first], "--") != 0) ++first;
+  ++first;
+  if (first >= argc) {
+    std::fprintf(stderr, "usage: cloudyknight __init -- COMMAND [ARGS...]\n");
+    return 2;
+  }
+  if (const char* cg = std::getenv("CK_INIT_CGROUPS")) {
+    join_cgroups(cg);
+    ::unsetenv("CK_INIT_CGROUPS");
+  }
+  bool pid1 = ::getpid() == 1;
+  if (pid1) {
+    // Our own view of processes: the app sees only its own tree.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0) {
+      if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
+        std::fprintf(stderr, "cloudyknight: warning: cannot mount a private /proc: %s\n",
+                     std::strerror(errno));
+      }
+    }
+  } else {
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  }
+  // If the daemon dies, take the app down with us.
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+
+  pid_t app = ::fork();
+  if (app < 0) {
+    std::fprintf(stderr, "cloudyknight: cannot fork the app: %s\n", std::strerror(errno));
+    return 126;
+  }
+  if (app == 0) {
+    ::setpgid(0, 0);
+    sigprocmask(SIG_UNBLOCK, &set, nullptr);
+    ::execvp(argv[first], argv + first);
+    std::fprintf(stderr, "cloudyknight: cannot run %s: %s\n", argv[first], std::strerror(errno));
+    ::_exit(127);
+  }
+  ::setpgid(app, app);
+
+  int exit_code = 0;
+  for (;;) {
+    siginfo_t info{};
+    if (sigwaitinfo(&set, &info) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (info.si_signo != SIGCHLD) {
+      ::kill(-app, info.si_signo);
+      continue;
+    }
+    bool app_done = false;
+    for (;;) {
+      int status = 0;
+      pid_t p = ::waitpid(-1, &status, WNOHANG);
+      if (p <= 0) break;
+      if (p == app) {
+        app_done = true;
+        exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+    }
+    if (app_done) break;
+  }
+  // The app is gone; whatever it left behind goes too.
+  ::kill(-app, SIGKILL);
+  if (pid1) ::kill(-1, SIGKILL);
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+  return exit_code;
+}
+
+}  // namespace ck

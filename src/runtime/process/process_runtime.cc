@@ -1,0 +1,425 @@
+#include "runtime/process/process_runtime.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <csignal>
+#include <fcntl.h>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <fstream>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "runtime/process/cgroup.h"
+#include "runtime/process/child.h"
+
+extern char** environ;
+
+namespace ck {
+namespace fs = std::filesystem;
+
+namespace {
+
+auto logger() {
+  static auto l = log::get("runtime");
+  return l;
+}
+
+// Folders that hold installed dependencies or tool state, never copied from the source and
+// kept across restarts while the dependency key is unchanged.
+constexpr const char* kDepFolders[] = {"node_modules", ".venv", "vendor"};
+constexpr const char* kNeverCopied[] = {"node_modules", ".git", ".venv", "__pycache__", ".container-ready"};
+
+bool is_dep_folder(const std::string& n) {
+  for (const char* d : kDepFolders) {
+    if (n == d) return true;
+  }
+  return false;
+}
+
+bool never_copied(const std::string& n) {
+  for (const char* d : kNeverCopied) {
+    if (n == d) return true;
+  }
+  return false;
+}
+
+// Refreshes app_dir from source. Keeps installed dependencies when `keep_deps`.
+Result<void> refresh_app_dir(const fs::path& source, const fs::path& app_dir, bool keep_deps) {
+  std::error_code ec;
+  fs::create_directories(app_dir, ec);
+  if (ec) return fail(Errc::io, fmt::format("cannot create {}: {}", app_dir.string(), ec.message()));
+  for (auto it = fs::directory_iterator(app_dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string n = it->path().filename().string();
+    if (keep_deps && is_dep_folder(n)) continue;
+    fs::remove_all(it->path(), ec);
+    if (ec) return fail(Errc::io, fmt::format("cannot clean {}: {}", it->path().string(), ec.message()));
+  }
+  if (ec) return fail(Errc::io, fmt::format("cannot list {}: {}", app_dir.string(), ec.message()));
+  for (auto it = fs::directory_iterator(source, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    std::string n = it->path().filename().string();
+    if (never_copied(n)) continue;
+    if (keep_deps && is_dep_folder(n)) continue;
+    std::error_code cec;
+    fs::copy(it->path(), app_dir / n,
+             fs::copy_options::recursive | fs::copy_options::copy_symlinks |
+                 fs::copy_options::overwrite_existing,
+             cec);
+    if (cec) {
+      return fail(Errc::io, fmt::format("cannot copy {} into {}: {}", it->path().string(),
+                                        app_dir.string(), cec.message()));
+    }
+  }
+  if (ec) return fail(Errc::io, fmt::format("cannot read the source folder {}: {}", source.string(), ec.message()));
+  return outcome::success();
+}
+
+std::string read_small(const fs::path& p) {
+  std::ifstream in(p);
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+
+void write_small(const fs::path& p, const std::string& s) {
+  std::ofstream out(p, std::ios::trunc);
+  out << s << "\n";
+}
+
+ExitInfo exit_info(int status) {
+  ExitInfo e;
+  if (WIFSIGNALED(status)) {
+    e.signal = WTERMSIG(status);
+  } else if (WIFEXITED(status)) {
+    int code = WEXITSTATUS(status);
+    // Our init reports an app killed by a signal as 128+signal, as shells do.
+    if (code > 128 && code < 128 + 65) {
+      e.signal = code - 128;
+    } else {
+      e.code = code;
+    }
+  }
+  return e;
+}
+
+}  // namespace
+
+struct ProcessRuntime::Slot {
+  std::string name;
+  std::shared_ptr<Child> current;  // the install step or the app
+  std::shared_ptr<Child> app;
+  int port = 0;
+  bool stopping = false;
+  int log_fd = -1;
+  std::uint64_t oom_before = 0;
+  std::optional<Cgroup> cgroup;
+
+  ~Slot() {
+    if (log_fd >= 0) ::close(log_fd);
+  }
+  void log_line(const std::string& line) const {
+    if (log_fd < 0) return;
+    auto text = fmt::format("==> cloudyknight {:%Y-%m-%d %H:%M:%S}: {}\n",
+                            fmt::localtime(std::time(nullptr)), line);
+    (void)!::write(log_fd, text.data(), text.size());
+  }
+};
+
+ProcessRuntime::ProcessRuntime(net::io_context& io, ProcessRuntimeOptions opts)
+    : io_(io),
+      opts_(std::move(opts)),
+      ports_(opts_.port_min, opts_.port_max),
+      pool_(std::make_unique<net::thread_pool>(2)) {
+  std::vector<std::string> applied, missing;
+  if (::geteuid() == 0) {
+    namespaces_ = true;
+    applied.push_back("own pid and mount namespaces");
+  } else {
+    missing.push_back("pid/mount namespaces (not root)");
+  }
+  std::string why;
+  cgroups_ = Cgroup::available(why);
+  if (cgroups_) {
+    applied.push_back("cgroup v1 memory, pids and cpu limits");
+  } else {
+    missing.push_back("cgroup limits (" + why + ")");
+  }
+  isolation_ = applied.empty() ? "none" : fmt::format("{}", fmt::join(applied, ", "));
+  if (!missing.empty()) isolation_ += fmt::format("; without {}", fmt::join(missing, ", "));
+}
+
+ProcessRuntime::~ProcessRuntime() {
+  kill_all();
+  pool_->join();
+}
+
+fs::path ProcessRuntime::log_path(const std::string& name) const {
+  return opts_.data_dir / "logs" / (name + ".log");
+}
+
+std::vector<std::string> ProcessRuntime::base_env(const RunSpec& spec, int port) const {
+  std::vector<std::string> env;
+  fs::path app_dir = opts_.data_dir / "run" / spec.name / "app";
+  std::string path = (app_dir / ".venv/bin").string() + ":" + (app_dir / "node_modules/.bin").string();
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    if (kv.starts_with("CK_") || kv.starts_with("PORT=") || kv.starts_with("HOST=")) continue;
+    if (kv.starts_with("PATH=")) {
+      path += ":" + std::string(kv.substr(5));
+      continue;
+    }
+    env.emplace_back(kv);
+  }
+  env.push_back("PATH=" + path);
+  env.push_back(fmt::format("PORT={}", port));
+  env.push_back("HOST=127.0.0.1");
+  env.push_back("PYTHONUNBUFFERED=1");
+  env.push_back("CLOUDYKNIGHT_WORKSPACE=" + spec.name);
+  for (const auto& [k, v] : spec.env) env.push_back(k + "=" + v);
+  return env;
+}
+
+Result<std::shared_ptr<Child>> ProcessRuntime::launch(Slot& slot, const RunSpec& spec,
+                                                      const std::string& cmd,
+                                                      const std::vector<std::string>& env) {
+  SpawnOptions so;
+  so.self_exe = opts_.self_exe;
+  so.shell_command = cmd;
+  so.cwd = (opts_.data_dir / "run" / spec.name / "app").string();
+  so.env = env;
+  so.log_fd = slot.log_fd;
+  so.namespaces = namespaces_;
+  if (slot.cgroup) so.cgroup_dirs = slot.cgroup->dirs();
+  auto child = Child::spawn(io_.get_executor(), so);
+  if (child.has_error() && namespaces_ && child.error().code == Errc::forbidden) {
+    logger()->warn("[ws={}] cannot create namespaces ({}); running without them", spec.name,
+                   child.error().message);
+    namespaces_ = false;
+    isolation_ = "cgroups only; namespaces refused by the kernel";
+    so.namespaces = false;
+    child = Child::spawn(io_.get_executor(), so);
+  }
+  if (child.has_value()) slot.current = child.value();
+  return child;
+}
+
+net::awaitable<Result<int>> ProcessRuntime::run_step(Slot& slot, const RunSpec& spec,
+                                                     const std::string& cmd,
+                                                     const std::vector<std::string>& env) {
+  BOOST_OUTCOME_CO_TRY(child, launch(slot, spec, cmd, env));
+  co_await child->wait();
+  slot.current.reset();
+  auto e = exit_info(child->status());
+  co_return e.signal ? 128 + e.signal : e.code;
+}
+
+net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCallback on_phase) {
+  auto& slot_ptr = slots_[spec.name];
+  if (!slot_ptr) slot_ptr = std::make_shared<Slot>();
+  auto slot = slot_ptr;  // keeps it alive across suspension points
+  if (slot->app && !slot->app->exited()) {
+    co_return fail(Errc::already_exists, fmt::format("workspace {} is already running", spec.name));
+  }
+  slot->name = spec.name;
+  slot->stopping = false;
+  auto log = logger();
+
+  auto stopped = [&]() -> Result<RunningApp> {
+    return fail(Errc::unavailable, "stopped while starting");
+  };
+
+  // Port first: a full range is a clear, early error.
+  int port = 0;
+  if (spec.port) {
+    if (!ports_.acquire_exact(*spec.port)) {
+      co_return fail(Errc::unavailable,
+                     fmt::format("port {} from workspace.json is already in use on this host: "
+                                 "free it or remove \"port\"",
+                                 *spec.port));
+    }
+    port = *spec.port;
+  } else if (auto p = ports_.acquire()) {
+    port = *p;
+  } else {
+    co_return fail(Errc::unavailable,
+                   fmt::format("no free port left in runtime.ports {}-{}: stop a workspace or "
+                               "widen the range",
+                               opts_.port_min, opts_.port_max));
+  }
+  slot->port = port;
+  auto release = [&] {
+    if (slot->port) ports_.release(slot->port);
+    slot->port = 0;
+  };
+
+  on_phase(Phase::preparing, "copying the source");
+  fs::path run_dir = opts_.data_dir / "run" / spec.name;
+  fs::path app_dir = run_dir / "app";
+  bool keep_deps = !spec.install.empty() && read_small(run_dir / "deps-key") == spec.deps_key &&
+                   fs::exists(app_dir);
+  auto ex = co_await net::this_coro::executor;
+  co_await net::post(pool_->get_executor(), net::use_awaitable);
+  std::error_code ec;
+  fs::create_directories(opts_.data_dir / "logs", ec);
+  auto copied = refresh_app_dir(spec.source, app_dir, keep_deps);
+  co_await net::post(ex, net::use_awaitable);
+  if (copied.has_error()) {
+    release();
+    co_return copied.error();
+  }
+  if (slot->stopping) {
+    release();
+    co_return stopped();
+  }
+
+  if (slot->log_fd < 0) {
+    slot->log_fd = ::open(log_path(spec.name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (slot->log_fd < 0) {
+      release();
+      co_return fail(Errc::io, fmt::format("cannot open the log {}: {}", log_path(spec.name).string(),
+                                           std::strerror(errno)));
+    }
+  }
+  if (cgroups_) {
+    slot->cgroup = Cgroup::create(spec.name);
+    slot->cgroup->set_pids(spec.pids);
+    slot->cgroup->set_cpus(spec.cpus);
+    slot->cgroup->set_memory(spec.install_memory);
+  }
+
+  auto env = base_env(spec, port);
+  if (!spec.install.empty() && !keep_deps) {
+    on_phase(Phase::installing, spec.install);
+    slot->log_line("installing dependencies: " + spec.install);
+    log->info("[ws={}] installing dependencies: {}", spec.name, spec.install);
+    ::unlink((run_dir / "deps-key").c_str());
+    auto rc = co_await run_step(*slot, spec, spec.install, env);
+    if (rc.has_error()) {
+      release();
+      co_return rc.error();
+    }
+    if (slot->stopping) {
+      release();
+      co_return stopped();
+    }
+    if (rc.value() != 0) {
+      release();
+      co_return fail(Errc::invalid_argument,
+                     fmt::format("installing dependencies failed (`{}` exited with code {}); "
+                                 "last lines of the log:\n{}",
+                                 spec.install, rc.value(), tail_file(log_path(spec.name), 15)));
+    }
+    write_small(run_dir / "deps-key", spec.deps_key);
+  } else if (keep_deps) {
+    slot->log_line("dependencies unchanged since the last install; reusing them");
+  }
+  write_small(app_dir / ".container-ready", "ready");
+
+  if (slot->cgroup) {
+    slot->cgroup->set_memory(spec.memory);
+    slot->oom_before = slot->cgroup->oom_kills();
+  }
+  on_phase(Phase::starting, spec.command);
+  slot->log_line(fmt::format("starting: {} (PORT={})", spec.command, port));
+  auto child = launch(*slot, spec, spec.command, env);
+  if (child.has_error()) {
+    release();
+    co_return child.error();
+  }
+  slot->app = child.value();
+  log->info("[ws={} pid={}] started `{}` on port {}", spec.name, slot->app->pid(), spec.command, port);
+
+  // Ready when the app accepts a connection on 127.0.0.1 or ::1.
+  auto deadline = std::chrono::steady_clock::now() + spec.ready_timeout;
+  for (;;) {
+    for (const char* host : {"127.0.0.1", "::1"}) {
+      net::ip::tcp::socket s(ex);
+      boost::system::error_code cec;
+      net::ip::tcp::endpoint ep(net::ip::make_address(host), static_cast<unsigned short>(port));
+      co_await s.async_connect(ep, net::redirect_error(net::use_awaitable, cec));
+      if (!cec) {
+        slot->log_line(fmt::format("ready on {}:{}", host, port));
+        co_return RunningApp{host, port, slot->app->pid()};
+      }
+    }
+    if (slot->app->exited() || slot->stopping) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      slot->app->signal(SIGKILL);
+      co_await slot->app->wait();
+      break;
+    }
+    co_await sleep_for(std::chrono::milliseconds(100));
+  }
+  co_await slot->app->wait();
+  auto info = exit_info(slot->app->status());
+  slot->app.reset();
+  slot->current.reset();
+  release();
+  if (slot->stopping) co_return stopped();
+  if (std::chrono::steady_clock::now() > deadline) {
+    co_return fail(Errc::timeout,
+                   fmt::format("the app did not open port {} within {} (it must listen on $PORT); "
+                               "last lines of the log:\n{}",
+                               port, format_duration(spec.ready_timeout),
+                               tail_file(log_path(spec.name), 15)));
+  }
+  co_return fail(Errc::invalid_argument,
+                 fmt::format("the app {} before it opened port {}; last lines of the log:\n{}",
+                             info.describe(), port, tail_file(log_path(spec.name), 15)));
+}
+
+net::awaitable<ExitInfo> ProcessRuntime::wait_exit(std::string name) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || !it->second->app) co_return ExitInfo{0, 0, false, true};
+  auto slot = it->second;
+  auto app = slot->app;
+  co_await app->wait();
+  ExitInfo info = exit_info(app->status());
+  info.requested = slot->stopping;
+  if (slot->cgroup && slot->cgroup->oom_kills() > slot->oom_before) info.oom = true;
+  if (slot->app == app) {
+    slot->app.reset();
+    slot->current.reset();
+    if (slot->port) ports_.release(slot->port);
+    slot->port = 0;
+    slot->log_line("app " + info.describe());
+  }
+  co_return info;
+}
+
+net::awaitable<void> ProcessRuntime::stop(std::string name, Duration grace) {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) co_return;
+  auto slot = it->second;
+  slot->stopping = true;
+  auto child = slot->current;
+  if (child && !child->exited()) {
+    child->signal(SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + grace;
+    while (!child->exited() && std::chrono::steady_clock::now() < deadline) {
+      co_await sleep_for(std::chrono::milliseconds(25));
+    }
+    if (!child->exited()) {
+      logger()->warn("[ws={} pid={}] did not stop within {}; killing it", name, child->pid(),
+                     format_duration(grace));
+      child->signal(SIGKILL);
+    }
+    co_await child->wait();
+  }
+  if (slot->port) ports_.release(slot->port);
+  slot->port = 0;
+  if (slot->cgroup) slot->cgroup->remove();
+}
+
+void ProcessRuntime::kill_all() {
+  for (auto& [name, slot] : slots_) {
+    if (slot->current && !slot->current->exited()) {
+      slot->stopping = true;
+      slot->current->signal(SIGKILL);
+    }
+  }
+}
+
+}  // namespace ck

@@ -1,0 +1,56 @@
+#pragma once
+// The process runtime: the embedded default when no Docker engine answers. Each workspace
+// runs as a child process tree following the container contract: source copied to
+// DATA/run/<name>/app, dependencies installed there, app started on $PORT (127.0.0.1), output
+// appended to DATA/logs/<name>.log. As root it adds pid + mount namespaces and cgroup v1
+// limits. All methods run on the control-plane io_context; file copies go to a small pool.
+
+#include <map>
+#include <memory>
+
+#include <boost/asio/thread_pool.hpp>
+
+#include "runtime/ports.h"
+#include "runtime/runtime.h"
+
+namespace ck {
+
+struct ProcessRuntimeOptions {
+  std::filesystem::path data_dir;
+  int port_min = 8000;
+  int port_max = 8100;
+  std::string self_exe;  // path of this binary, for `__init`
+};
+
+class ProcessRuntime final : public Runtime {
+ public:
+  ProcessRuntime(net::io_context& io, ProcessRuntimeOptions opts);
+  ~ProcessRuntime() override;
+
+  std::string kind() const override { return "process"; }
+  std::string isolation() const override { return isolation_; }
+  net::awaitable<Result<RunningApp>> start(RunSpec spec, PhaseCallback on_phase) override;
+  net::awaitable<ExitInfo> wait_exit(std::string name) override;
+  net::awaitable<void> stop(std::string name, Duration grace) override;
+  void kill_all() override;
+  std::filesystem::path log_path(const std::string& name) const override;
+
+ private:
+  struct Slot;
+  net::awaitable<Result<int>> run_step(Slot& slot, const RunSpec& spec, const std::string& cmd,
+                                       const std::vector<std::string>& env);
+  std::vector<std::string> base_env(const RunSpec& spec, int port) const;
+  Result<std::shared_ptr<class Child>> launch(Slot& slot, const RunSpec& spec, const std::string& cmd,
+                                              const std::vector<std::string>& env);
+
+  net::io_context& io_;
+  ProcessRuntimeOptions opts_;
+  PortAllocator ports_;
+  bool namespaces_ = false;
+  bool cgroups_ = false;
+  std::string isolation_;
+  std::map<std::string, std::shared_ptr<Slot>> slots_;
+  std::unique_ptr<net::thread_pool> pool_;
+};
+
+}  // namespace ck

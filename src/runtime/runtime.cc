@@ -1,0 +1,36 @@
+#include "runtime/runtime.h"
+
+#include <csignal>
+#include <cstring>
+#include <fmt/format.h>
+#include <fstream>
+#include <vector>
+
+namespace ck {
+
+std::string ExitInfo::describe() const {
+  if (oom) return "killed: out of memory (raise resources.memory in workspace.json or limits.memory)";
+  if (signal != 0) {
+    const char* name = sigabbrev_np(signal);
+    return fmt::format("killed by signal {} (SIG{})", signal, name ? name : "?");
+  }
+  return fmt::format("exited with code {}", code);
+}
+
+std::string tail_file(const std::filesystem::path& path, int lines) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {};
+  in.seekg(0, std::ios::end);
+  std::streamoff size = in.tellg();
+  std::streamoff start = std::max<std::streamoff>(0, size - 16 * 1024);
+  in.seekg(start);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!text.empty() && text.back() == '\n') text.pop_back();
+  size_t pos = text.size();
+  for (int i = 0; i < lines && pos != std::string::npos && pos > 0; ++i) {
+    pos = text.rfind('\n', pos - 1);
+  }
+  return pos == std::string::npos || pos == 0 ? text : text.substr(pos + 1);
+}
+
+}  // namespace ck

@@ -1,0 +1,77 @@
+#pragma once
+// The Runtime seam: runs a workspace's app following the container contract (copy the source,
+// install dependencies, start on $PORT, report readiness and exit). Drivers: process/ (the
+// embedded default), docker/ later. Methods are called on the control-plane io_context.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "core/error.h"
+#include "core/units.h"
+#include "http/asio.h"
+
+namespace ck {
+
+/// What the runtime needs to know to run one workspace.
+struct RunSpec {
+  std::string name;
+  std::string type;  // "node", "python"...
+  std::filesystem::path source;
+  std::string install;  // shell command, may be empty
+  std::string command;  // shell command; $PORT is set
+  std::optional<int> port;
+  std::map<std::string, std::string> env;
+  std::string deps_key;  // changes when dependencies must be installed again
+  std::uint64_t memory = 512ull << 20;
+  std::uint64_t install_memory = 1ull << 30;
+  double cpus = 1;
+  int pids = 256;
+  Duration ready_timeout = std::chrono::seconds(60);
+};
+
+struct RunningApp {
+  std::string host;  // "127.0.0.1" or "::1", whichever the app accepted on
+  int port = 0;
+  int pid = 0;  // host pid of the workspace's top process
+};
+
+/// How an app ended.
+struct ExitInfo {
+  int code = -1;    // exit code, or -1 if killed by a signal
+  int signal = 0;   // the signal that killed it
+  bool oom = false; // the kernel killed it for exceeding its memory limit
+  bool requested = false;  // it was stopped on purpose
+  std::string describe() const;
+};
+
+enum class Phase { preparing, installing, starting };
+
+using PhaseCallback = std::function<void(Phase, const std::string& detail)>;
+
+class Runtime {
+ public:
+  virtual ~Runtime() = default;
+  virtual std::string kind() const = 0;
+  /// What isolation is applied to apps, in words, for logs and /status.
+  virtual std::string isolation() const = 0;
+  /// Prepares and starts the app; completes once it accepts TCP connections on its port.
+  /// On failure the message says what failed and ends with the last lines of its log.
+  virtual net::awaitable<Result<RunningApp>> start(RunSpec spec, PhaseCallback on_phase) = 0;
+  /// Completes when the workspace's running app exits; at once if nothing runs.
+  virtual net::awaitable<ExitInfo> wait_exit(std::string name) = 0;
+  /// Stops whatever runs for the workspace (install or app): SIGTERM, SIGKILL after `grace`.
+  virtual net::awaitable<void> stop(std::string name, Duration grace) = 0;
+  /// Kills every process at once; for shutdown when waiting is not possible.
+  virtual void kill_all() = 0;
+  /// The workspace's log file (install and app output).
+  virtual std::filesystem::path log_path(const std::string& name) const = 0;
+};
+
+/// The last `lines` lines of a text file ("" if it cannot be read).
+std::string tail_file(const std::filesystem::path& path, int lines);
+
+}  // namespace ck

@@ -1,0 +1,51 @@
+#pragma once
+// The Workspace model: what a folder of source is (type, how it installs and runs) as read
+// from its files. Plain values, built by detect_workspace() on the monitor's thread.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/units.h"
+
+namespace ck {
+
+enum class WorkspaceType { node, python, php, go, ruby, static_site, compose, dockerfile, unknown };
+
+std::string_view type_name(WorkspaceType t);
+std::optional<WorkspaceType> parse_type(std::string_view s);
+
+/// Everything needed to serve or run one workspace. `error` non-empty means the workspace
+/// cannot run as it is (malformed package.json, no entry point...); it says how to fix it.
+struct WorkspaceSpec {
+  std::string name;
+  WorkspaceType type = WorkspaceType::unknown;
+  std::string matched;  // the file that decided the type: "package.json", "workspace.json"...
+  std::string description;
+  std::string icon;
+  bool is_public = true;
+
+  std::string install;  // shell command run in the app folder before start; empty = none
+  std::string command;  // shell command that starts the app; $PORT is in its environment
+  std::optional<int> port;
+  std::map<std::string, std::string> env;
+  std::string image;
+  std::string static_root;  // static only: folder served, relative to the workspace ("" or "public")
+  std::optional<Duration> idle_stop_after;
+  std::optional<std::uint64_t> memory;
+  std::optional<double> cpus;
+
+  std::string error;
+
+  /// Changes whenever something that decides how the workspace runs changes.
+  std::string fingerprint() const;
+};
+
+/// Reads a workspace folder and decides its type (DESIGN.md "Type detection", first match
+/// wins, workspace.json overrides). Never throws; problems end up in `error`.
+WorkspaceSpec detect_workspace(const std::string& name, const std::filesystem::path& dir);
+
+}  // namespace ck
