@@ -13,6 +13,9 @@ Result<void> validate_workspace_name(std::string_view name) {
   };
   if (name.empty()) return bad("it is empty");
   if (name.size() > 63) return bad("it is longer than 63 characters");
+  for (char c : name) {
+    if (c >= 'A' && c <= 'Z') return bad("it has uppercase letters");
+  }
   char first = name.front();
   if (!((first >= 'a' && first <= 'z') || (first >= '0' && first <= '9'))) {
     return bad("it must start with a lowercase letter or a digit");

@@ -45,7 +45,7 @@ Result<Duration> parse_duration(std::string_view text) {
   else if (unit == "d") ms = n * 86'400'000;
   else {
     return fail(Errc::invalid_argument,
-                fmt::format("'{}' has an unknown unit '{}' (use ms, s, m, h or d)", text, unit));
+                fmt::format("'{}' has an unknown unit '{}' (write it like 300ms, 30s, 10m or 2h)", text, unit));
   }
   return Duration(static_cast<std::int64_t>(ms));
 }

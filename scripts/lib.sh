@@ -1,0 +1,53 @@
+# Shared by scripts/run.sh and scripts/test.sh: install what is missing, then build.
+set -euo pipefail
+
+CK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CK_BUILD=${CK_BUILD:-$CK_ROOT/build}
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# ensure_packages PKG...: installs the Debian packages that are not installed yet.
+ensure_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  if [ -z "${CK_APT_UPDATED:-}" ]; then
+    as_root apt-get update -qq
+    export CK_APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# ensure_command CMD PKG...: installs PKG... when CMD is not on PATH (e.g. node from elsewhere).
+ensure_command() {
+  local cmd=$1
+  shift
+  command -v "$cmd" >/dev/null 2>&1 || ensure_packages "$@"
+}
+
+ensure_build_deps() {
+  ensure_packages g++ cmake ninja-build ccache pkg-config libboost-dev libboost-system-dev \
+    nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev zlib1g-dev \
+    libgtest-dev ca-certificates curl
+}
+
+# The runtimes the bundled examples use (node + npm for hello-node, python3 for hello-python).
+ensure_example_runtimes() {
+  ensure_command node nodejs
+  ensure_command npm npm
+  ensure_command python3 python3
+}
+
+build() {
+  say "building into $CK_BUILD"
+  export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+  cmake -S "$CK_ROOT" -B "$CK_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$CK_BUILD" -j "$(nproc)"
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what CloudyKnight needs, builds it, and serves the bundled examples/ on
+# http://127.0.0.1:8080/ (Ctrl-C stops it and every workspace).
+# Options go to `cloudyknight serve`, e.g. scripts/run.sh --listen 127.0.0.1:9090
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_build_deps
+ensure_example_runtimes
+build
+say "starting: cloudyknight serve --listen 127.0.0.1:8080 --workspaces examples --data data"
+cd "$CK_ROOT"
+exec "$CK_BUILD/cloudyknight" serve --listen 127.0.0.1:8080 --workspaces "$CK_ROOT/examples" \
+  --data "$CK_ROOT/data" "$@"

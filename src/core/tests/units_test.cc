@@ -1,0 +1,39 @@
+#include <gtest/gtest.h>
+
+#include "core/units.h"
+
+namespace ck {
+namespace {
+using namespace std::chrono_literals;
+
+TEST(Units, Durations) {
+  EXPECT_EQ(parse_duration("300ms").value(), 300ms);
+  EXPECT_EQ(parse_duration("30s").value(), 30s);
+  EXPECT_EQ(parse_duration("10m").value(), 10min);
+  EXPECT_EQ(parse_duration("2h").value(), 2h);
+  EXPECT_EQ(parse_duration("5").value(), 5s);
+  EXPECT_EQ(parse_duration("1.5s").value(), 1500ms);
+  for (const char* bad : {"", "s", "-1s", "5x", "ten"}) {
+    auto r = parse_duration(bad);
+    ASSERT_TRUE(r.has_error()) << bad;
+    EXPECT_NE(r.error().message.find("30s"), std::string::npos);
+  }
+  EXPECT_EQ(format_duration(90s), "90s");
+  EXPECT_EQ(format_duration(2min), "2m");
+  EXPECT_EQ(format_duration(250ms), "250ms");
+}
+
+TEST(Units, Sizes) {
+  EXPECT_EQ(parse_size("512").value(), 512u);
+  EXPECT_EQ(parse_size("16k").value(), 16u << 10);
+  EXPECT_EQ(parse_size("64m").value(), 64u << 20);
+  EXPECT_EQ(parse_size("1g").value(), 1ull << 30);
+  EXPECT_EQ(parse_size("1GiB").value(), 1ull << 30);
+  EXPECT_EQ(parse_size("2MB").value(), 2ull << 20);
+  EXPECT_TRUE(parse_size("12q").has_error());
+  EXPECT_TRUE(parse_size("").has_error());
+  EXPECT_EQ(format_size(64ull << 20), "64m");
+}
+
+}  // namespace
+}  // namespace ck

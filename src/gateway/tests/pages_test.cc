@@ -1,0 +1,54 @@
+#include <gtest/gtest.h>
+
+#include "gateway/pages.h"
+
+namespace ck {
+namespace {
+
+TEST(Pages, HomeListsEveryWorkspaceEscaped) {
+  Snapshot s;
+  s.storage_location = "/srv/ws";
+  s.runtime_kind = "process";
+  WorkspaceView a;
+  a.name = "app";
+  a.type = "node";
+  a.matched = "package.json";
+  a.status = "running";
+  a.description = "<b>my</b> app";
+  a.icon = "🚀";
+  WorkspaceView b;
+  b.name = "site";
+  b.type = "static";
+  b.matched = "index.html";
+  b.status = "failed";
+  b.error = "workspace.json: parse error at line 2";
+  b.icon = "logo.png";
+  s.workspaces = {a, b};
+  s.invalid = {{"Bad_Name", "invalid workspace name"}};
+  auto html = render_home_page(s);
+  EXPECT_NE(html.find("href=\"/app/\""), std::string::npos);
+  EXPECT_NE(html.find("node — package.json"), std::string::npos);
+  EXPECT_NE(html.find("&lt;b&gt;my&lt;/b&gt; app"), std::string::npos);
+  EXPECT_EQ(html.find("<b>my</b>"), std::string::npos);
+  EXPECT_NE(html.find("src=\"/site/logo.png\""), std::string::npos);
+  EXPECT_NE(html.find("parse error at line 2"), std::string::npos);
+  EXPECT_NE(html.find("Bad_Name"), std::string::npos);
+  EXPECT_NE(html.find("🚀"), std::string::npos);
+}
+
+TEST(Pages, EmptyHomeSaysWhereToAddWorkspaces) {
+  Snapshot s;
+  s.storage_location = "/srv/ws";
+  EXPECT_NE(render_home_page(s).find("/srv/ws"), std::string::npos);
+}
+
+TEST(Pages, ErrorPageCarriesMessageAndHint) {
+  auto html = render_error_page(502, "Bad Gateway", "app <crashed>", "check its log", true);
+  EXPECT_NE(html.find("502 Bad Gateway"), std::string::npos);
+  EXPECT_NE(html.find("app &lt;crashed&gt;"), std::string::npos);
+  EXPECT_NE(html.find("check its log"), std::string::npos);
+  EXPECT_NE(html.find("http-equiv=\"refresh\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ck

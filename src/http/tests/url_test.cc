@@ -1,0 +1,41 @@
+#include <gtest/gtest.h>
+
+#include "http/url.h"
+
+namespace ck::http {
+namespace {
+
+TEST(Url, PercentDecode) {
+  EXPECT_EQ(percent_decode("a%20b").value(), "a b");
+  EXPECT_EQ(percent_decode("%2e%2E").value(), "..");
+  EXPECT_EQ(percent_decode("a+b").value(), "a+b");
+  EXPECT_EQ(percent_decode("%00").value(), std::string(1, '\0'));
+  EXPECT_FALSE(percent_decode("%zz").has_value());
+  EXPECT_FALSE(percent_decode("%4").has_value());
+  EXPECT_FALSE(percent_decode("abc%").has_value());
+}
+
+TEST(Url, SplitAndQuery) {
+  auto [p, q] = split_target("/a/b?x=1&y=two%20words");
+  EXPECT_EQ(p, "/a/b");
+  EXPECT_EQ(q, "x=1&y=two%20words");
+  EXPECT_EQ(query_param(q, "y").value(), "two words");
+  EXPECT_FALSE(query_param(q, "z").has_value());
+}
+
+TEST(Url, HtmlEscape) { EXPECT_EQ(html_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"); }
+
+TEST(Url, HttpDatesRoundTrip) {
+  EXPECT_EQ(http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
+  EXPECT_EQ(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").value(), 784111777);
+  EXPECT_FALSE(parse_http_date("yesterday").has_value());
+}
+
+TEST(Url, HeaderTokens) {
+  EXPECT_TRUE(header_has_token("keep-alive, Upgrade", "upgrade"));
+  EXPECT_FALSE(header_has_token("keep-alive", "upgrade"));
+  EXPECT_TRUE(iequals("Content-Type", "content-type"));
+}
+
+}  // namespace
+}  // namespace ck::http
