@@ -191,6 +191,17 @@ struct Gateway::Impl {
     return res;
   }
 
+  StringResponse payload_too_large() {
+    Request shape;
+    shape.version(11);
+    auto res = error_page(shape, 413, "Payload Too Large",
+                          fmt::format("The request body is larger than the {} this gateway accepts.",
+                                      format_size(opts.max_body)),
+                          "Send a smaller body or raise gateway.max_body.");
+    res.keep_alive(false);
+    return res;
+  }
+
   // ---- the session -----------------------------------------------------------------------
 
   net::awaitable<void> session(tcp::socket sock, Worker& w) {
@@ -216,6 +227,11 @@ struct Gateway::Impl {
         co_await write(stream, res);
         break;
       }
+      if (ec == bhttp::error::body_limit) {  // Content-Length over the limit, seen in the header
+        auto res = payload_too_large();
+        co_await write(stream, res);
+        break;
+      }
       if (ec) {
         if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
             ec != net::error::connection_reset && ec != net::error::eof) {
@@ -231,11 +247,7 @@ struct Gateway::Impl {
       }
       auto& head = parser.get();
       if (auto len = parser.content_length(); len && *len > opts.max_body) {
-        auto res = error_page(head, 413, "Payload Too Large",
-                              fmt::format("The request body is larger than the {} this gateway accepts.",
-                                          format_size(opts.max_body)),
-                              "Send a smaller body or raise gateway.max_body.");
-        res.keep_alive(false);
+        auto res = payload_too_large();
         co_await write(stream, res);
         break;
       }
@@ -249,11 +261,7 @@ struct Gateway::Impl {
         stream.expires_after(opts.request_timeout);
         co_await bhttp::async_read(stream, buf, parser, net::redirect_error(net::use_awaitable, ec));
         if (ec == bhttp::error::body_limit) {
-          auto res = error_page(head, 413, "Payload Too Large",
-                                fmt::format("The request body is larger than the {} this gateway accepts.",
-                                            format_size(opts.max_body)),
-                                "Send a smaller body or raise gateway.max_body.");
-          res.keep_alive(false);
+          auto res = payload_too_large();
           co_await write(stream, res);
           break;
         }
@@ -405,7 +413,7 @@ struct Gateway::Impl {
     bool compressible = is_compressible(type);
     std::string_view accept_enc(req[bhttp::field::accept_encoding]);
     bool want_gzip = compressible && size > 256 && size <= kGzipLimit &&
-                     (http::header_has_token(accept_enc, "gzip") || accept_enc.find("gzip") != std::string_view::npos);
+                     accepts_gzip(accept_enc);
     std::string gz_etag = etag.substr(0, etag.size() - 1) + "-gz\"";
 
     auto common = [&](auto& res) {

@@ -1,6 +1,7 @@
 #include "gateway/static_files.h"
 
 #include <cctype>
+#include <cstdlib>
 #include <fmt/format.h>
 #include <zlib.h>
 
@@ -206,6 +207,30 @@ bool etag_matches(std::string_view inm, std::string_view etag) {
     inm.remove_prefix(comma + 1);
   }
   return false;
+}
+
+bool accepts_gzip(std::string_view value) {
+  std::optional<bool> gzip_ok, star_ok;
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    std::string_view item = value.substr(0, comma);
+    auto semi = item.find(';');
+    std::string_view coding = item.substr(0, semi);
+    while (!coding.empty() && coding.front() == ' ') coding.remove_prefix(1);
+    while (!coding.empty() && coding.back() == ' ') coding.remove_suffix(1);
+    double q = 1.0;
+    if (semi != std::string_view::npos) {
+      std::string params(item.substr(semi + 1));
+      auto qpos = params.find("q=");
+      if (qpos != std::string::npos) q = std::atof(params.c_str() + qpos + 2);
+    }
+    if (http::iequals(coding, "gzip") || http::iequals(coding, "x-gzip")) gzip_ok = q > 0;
+    else if (coding == "*") star_ok = q > 0;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  if (gzip_ok) return *gzip_ok;
+  return star_ok.value_or(false);
 }
 
 std::string gzip(std::string_view data) {

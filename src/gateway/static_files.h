@@ -43,6 +43,9 @@ std::string make_etag(std::uint64_t size, std::int64_t mtime_ns);
 /// True if an If-None-Match value matches `etag` (lists, "*" and W/ prefixes handled).
 bool etag_matches(std::string_view if_none_match, std::string_view etag);
 
+/// True if an Accept-Encoding value allows gzip (q-values honoured: "gzip;q=0" refuses it).
+bool accepts_gzip(std::string_view accept_encoding);
+
 /// gzip-compresses `data` (level 6). Empty on failure.
 std::string gzip(std::string_view data);
 

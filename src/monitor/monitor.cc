@@ -265,6 +265,7 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       if (rec->restart_requested) continue;
       std::string msg = result.error().message;
       if (auto pos = msg.find(kTailMarker); pos != std::string::npos) msg.resize(pos);
+      rec->restarts++;
       rec->error = msg;
       rec->log_tail = tail_file(runtime_.log_path(rec->name), 20);
     }

@@ -106,6 +106,17 @@ TEST(StaticEtags, Matching) {
   EXPECT_FALSE(etag_matches("\"other\"", e));
 }
 
+TEST(StaticGzip, AcceptEncoding) {
+  EXPECT_TRUE(accepts_gzip("gzip"));
+  EXPECT_TRUE(accepts_gzip("gzip, deflate, br"));
+  EXPECT_TRUE(accepts_gzip("br;q=1.0, gzip;q=0.8"));
+  EXPECT_TRUE(accepts_gzip("*"));
+  EXPECT_FALSE(accepts_gzip("gzip;q=0"));
+  EXPECT_FALSE(accepts_gzip("*, gzip;q=0"));
+  EXPECT_FALSE(accepts_gzip("identity"));
+  EXPECT_FALSE(accepts_gzip(""));
+}
+
 TEST(StaticGzip, RoundTrips) {
   std::string text(5000, 'a');
   auto z = gzip(text);
