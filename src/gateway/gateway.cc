@@ -4,6 +4,11 @@
 // the workspace's app over a pooled upstream connection and relays the response as it
 // arrives (buffer_body), so large and streaming responses never sit in memory. An Upgrade
 // request gets its own upstream connection and, on 101, becomes a byte tunnel.
+//
+// Timeouts: instead of a timer armed and cancelled around every read and write (what
+// beast::tcp_stream does, one extra completion per I/O), each connection has one deadline
+// that the session moves forward with a plain store, and one watchdog coroutine that wakes
+// once a second and cancels whatever the session is waiting on once the deadline passed.
 #include "gateway/gateway.h"
 
 #include "http/asio.h"
@@ -54,9 +59,28 @@ constexpr std::uint64_t kMaxRangeBytes = 16 << 20;
 
 // One idle keep-alive connection to an app.
 struct UpstreamConn {
-  explicit UpstreamConn(net::any_io_executor ex) : stream(ex) {}
-  beast::tcp_stream stream;
+  explicit UpstreamConn(net::any_io_executor ex) : socket(ex) {}
+  tcp::socket socket;
   beast::flat_buffer buffer;
+};
+
+// One client connection: its socket, the deadline of whatever it waits on, and the upstream
+// socket it waits on, if any. Shared by the session and its watchdog; used on one thread.
+struct Conn {
+  explicit Conn(tcp::socket s) : client(std::move(s)), watchdog(client.get_executor()) {}
+  tcp::socket client;
+  tcp::socket* upstream = nullptr;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  bool timed_out = false;
+  bool done = false;
+  net::steady_timer watchdog;
+  std::unique_ptr<char[]> relay;  // the relay buffer, allocated on the first proxied request
+
+  void expire_in(Duration d) {
+    deadline = std::chrono::steady_clock::now() + d;
+    timed_out = false;
+  }
+  void no_deadline() { deadline = std::chrono::steady_clock::time_point::max(); }
 };
 
 bool is_idempotent(bhttp::verb v) {
@@ -65,9 +89,9 @@ bool is_idempotent(bhttp::verb v) {
 }
 
 // True if the peer closed an idle pooled connection (so it must not be reused).
-bool looks_closed(beast::tcp_stream& s) {
+bool looks_closed(tcp::socket& s) {
   char c;
-  ssize_t n = ::recv(s.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0) return true;
   if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK);
   return true;  // unexpected bytes on an idle connection: do not trust it
@@ -157,16 +181,36 @@ struct Gateway::Impl {
         continue;
       }
       sock.set_option(tcp::no_delay(true), ec);
-      spawn(w.io, session(std::move(sock), w), "gateway session");
+      auto conn = std::make_shared<Conn>(std::move(sock));
+      spawn(w.io, watchdog(conn), "gateway watchdog");
+      spawn(w.io, session(conn, w), "gateway session");
     }
   }
 
   template <class Body>
-  net::awaitable<bool> write(beast::tcp_stream& s, bhttp::response<Body>& res) {
-    s.expires_after(opts.request_timeout);
+  net::awaitable<bool> write(Conn& conn, bhttp::response<Body>& res) {
+    conn.expire_in(opts.request_timeout);
     error_code ec;
-    co_await bhttp::async_write(s, res, net::redirect_error(net::use_awaitable, ec));
+    co_await bhttp::async_write(conn.client, res, net::redirect_error(net::use_awaitable, ec));
     co_return !ec;
+  }
+
+  // Cancels what a connection waits on once its deadline has passed; ends with the session.
+  static net::awaitable<void> watchdog(std::shared_ptr<Conn> c) {
+    while (!c->done) {
+      c->watchdog.expires_after(std::chrono::seconds(1));
+      error_code ec;
+      co_await c->watchdog.async_wait(net::redirect_error(net::use_awaitable, ec));
+      if (c->done) break;
+      if (std::chrono::steady_clock::now() < c->deadline) continue;
+      c->timed_out = true;
+      c->no_deadline();
+      if (c->upstream) {
+        c->upstream->cancel(ec);  // the session answers 504 and goes on
+      } else {
+        c->client.close(ec);
+      }
+    }
   }
 
   StringResponse make_response(const Request& req, bhttp::status status, std::string body,
@@ -204,19 +248,19 @@ struct Gateway::Impl {
 
   // ---- the session -----------------------------------------------------------------------
 
-  net::awaitable<void> session(tcp::socket sock, Worker& w) {
+  net::awaitable<void> session(std::shared_ptr<Conn> cp, Worker& w) {
+    Conn& conn = *cp;
     error_code ec;
     std::string client_ip;
-    auto ep = sock.remote_endpoint(ec);
+    auto ep = conn.client.remote_endpoint(ec);
     if (!ec) client_ip = ep.address().to_string();
-    beast::tcp_stream stream(std::move(sock));
     beast::flat_buffer buf;
     for (;;) {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(opts.max_header, UINT32_MAX)));
       parser.body_limit(opts.max_body);
-      stream.expires_after(opts.idle_timeout);
-      co_await bhttp::async_read_header(stream, buf, parser, net::redirect_error(net::use_awaitable, ec));
+      conn.expire_in(opts.idle_timeout);
+      co_await bhttp::async_read_header(conn.client, buf, parser, net::redirect_error(net::use_awaitable, ec));
       if (ec == bhttp::error::header_limit) {
         Request dummy;
         dummy.version(11);
@@ -224,16 +268,16 @@ struct Gateway::Impl {
                               "The request's headers are larger than this gateway accepts.",
                               "Send smaller headers (cookies?) or raise gateway.max_header.");
         res.keep_alive(false);
-        co_await write(stream, res);
+        co_await write(conn, res);
         break;
       }
       if (ec == bhttp::error::body_limit) {  // Content-Length over the limit, seen in the header
         auto res = payload_too_large();
-        co_await write(stream, res);
+        co_await write(conn, res);
         break;
       }
       if (ec) {
-        if (ec != bhttp::error::end_of_stream && ec != beast::error::timeout &&
+        if (ec != bhttp::error::end_of_stream && !conn.timed_out && ec != net::error::operation_aborted &&
             ec != net::error::connection_reset && ec != net::error::eof) {
           // Malformed request line or headers: say so, then close.
           Request dummy;
@@ -241,40 +285,43 @@ struct Gateway::Impl {
           auto res = error_page(dummy, 400, "Bad Request", "The request could not be parsed: " + ec.message() + ".",
                                 "Check the client sending it.");
           res.keep_alive(false);
-          co_await write(stream, res);
+          co_await write(conn, res);
         }
         break;
       }
       auto& head = parser.get();
       if (auto len = parser.content_length(); len && *len > opts.max_body) {
         auto res = payload_too_large();
-        co_await write(stream, res);
+        co_await write(conn, res);
         break;
       }
       if (http::iequals(std::string_view(head[bhttp::field::expect]), "100-continue") && !parser.is_done()) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        co_await net::async_write(stream, net::buffer(kContinue.data(), kContinue.size()),
+        co_await net::async_write(conn.client, net::buffer(kContinue.data(), kContinue.size()),
                                   net::redirect_error(net::use_awaitable, ec));
         if (ec) break;
       }
       if (!parser.is_done()) {
-        stream.expires_after(opts.request_timeout);
-        co_await bhttp::async_read(stream, buf, parser, net::redirect_error(net::use_awaitable, ec));
+        conn.expire_in(opts.request_timeout);
+        co_await bhttp::async_read(conn.client, buf, parser, net::redirect_error(net::use_awaitable, ec));
         if (ec == bhttp::error::body_limit) {
           auto res = payload_too_large();
-          co_await write(stream, res);
+          co_await write(conn, res);
           break;
         }
         if (ec) break;
       }
       Request req = parser.release();
-      bool keep = co_await handle(stream, buf, req, w, client_ip);
+      bool keep = co_await handle(conn, buf, req, w, client_ip);
       if (!keep) break;
     }
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    conn.done = true;
+    conn.watchdog.cancel();
+    conn.client.shutdown(tcp::socket::shutdown_send, ec);
+    conn.client.close(ec);
   }
 
-  net::awaitable<bool> handle(beast::tcp_stream& stream, beast::flat_buffer& buf, Request& req,
+  net::awaitable<bool> handle(Conn& conn, beast::flat_buffer& buf, Request& req,
                               Worker& w, const std::string& client_ip) {
     auto snap = routes.load();
     std::string_view target(req.target().data(), req.target().size());
@@ -282,36 +329,36 @@ struct Gateway::Impl {
     switch (decision.kind) {
       case RouteKind::control: {
         auto res = call_control(req, client_ip);
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
       case RouteKind::home: {
         if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
           auto res = error_page(req, 405, "Method Not Allowed", "The home page only answers GET.", "");
           res.set(bhttp::field::allow, "GET, HEAD");
-          co_return co_await write(stream, res) && res.keep_alive();
+          co_return co_await write(conn, res) && res.keep_alive();
         }
         auto res = make_response(req, bhttp::status::ok, render_home_page(*snap), "text/html; charset=utf-8");
         res.set(bhttp::field::cache_control, "no-store");
         if (req.method() == bhttp::verb::head) res.body().clear();
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
       case RouteKind::redirect: {
         bool safe = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
         auto res = make_response(req, safe ? bhttp::status::moved_permanently : bhttp::status::permanent_redirect,
                                  "", "text/plain");
         res.set(bhttp::field::location, decision.location);
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
       case RouteKind::not_found: {
         auto res = error_page(req, 404, "Not Found",
                               fmt::format("There is no workspace named '{}'.", decision.workspace),
                               "Check the name, or open the home page for the list of workspaces.");
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
       case RouteKind::bad_request: {
         auto res = error_page(req, 400, "Bad Request", "The request target must be a path starting with '/'.", "");
         res.keep_alive(false);
-        co_await write(stream, res);
+        co_await write(conn, res);
         co_return false;
       }
       case RouteKind::workspace:
@@ -320,24 +367,24 @@ struct Gateway::Impl {
     const WorkspaceView* ws = snap->find(decision.workspace);
     ws->activity->touch();
     if (ws->is_static) {
-      co_return co_await serve_static(stream, req, *ws, decision, w);
+      co_return co_await serve_static(conn, req, *ws, decision, w);
     }
     if (ws->status == "running" && ws->port > 0) {
-      co_return co_await proxy(stream, buf, req, *ws, decision, w, client_ip);
+      co_return co_await proxy(conn, buf, req, *ws, decision, w, client_ip);
     }
     if (ws->status == "failed") {
       auto res = error_page(req, 502, "Bad Gateway",
                             fmt::format("Workspace '{}' is not running: {}", ws->name, ws->error),
                             "Fix the problem in its source; CloudyKnight retries on its own. Its "
                             "log is in the data folder under logs/.");
-      co_return co_await write(stream, res) && res.keep_alive();
+      co_return co_await write(conn, res) && res.keep_alive();
     }
     auto res = error_page(req, 503, "Starting",
                           fmt::format("Workspace '{}' is {}{}.", ws->name, ws->status,
                                       ws->phase.empty() ? "" : " (" + ws->phase + ")"),
                           "This page reloads by itself until it is ready.", true);
     res.set(bhttp::field::retry_after, "2");
-    co_return co_await write(stream, res) && res.keep_alive();
+    co_return co_await write(conn, res) && res.keep_alive();
   }
 
   StringResponse call_control(const Request& req, const std::string& client_ip) {
@@ -366,36 +413,36 @@ struct Gateway::Impl {
 
   // ---- static files ----------------------------------------------------------------------
 
-  net::awaitable<bool> serve_static(beast::tcp_stream& stream, Request& req, const WorkspaceView& ws,
+  net::awaitable<bool> serve_static(Conn& conn, Request& req, const WorkspaceView& ws,
                                     const RouteDecision& d, Worker& w) {
     bool head = req.method() == bhttp::verb::head;
     if (req.method() != bhttp::verb::get && !head) {
       auto res = error_page(req, 405, "Method Not Allowed",
                             fmt::format("'{}' is a static workspace; it answers GET and HEAD only.", ws.name), "");
       res.set(bhttp::field::allow, "GET, HEAD");
-      co_return co_await write(stream, res) && res.keep_alive();
+      co_return co_await write(conn, res) && res.keep_alive();
     }
     auto [path, query] = http::split_target(d.upstream_target);
     auto lk = resolve_static(ws.static_root, path);
     switch (lk.kind) {
       case StaticLookup::bad_request: {
         auto res = error_page(req, 400, "Bad Request", "This path is not allowed: " + lk.reason + ".", "");
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
       case StaticLookup::forbidden: {
         auto res = error_page(req, 403, "Forbidden", "This file cannot be served: " + lk.reason + ".", "");
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
       case StaticLookup::not_found: {
         auto res = error_page(req, 404, "Not Found",
                               fmt::format("'{}' has no file at {}.", ws.name, std::string(path)), "");
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
       case StaticLookup::redirect_dir: {
         auto res = make_response(req, bhttp::status::moved_permanently, "", "text/plain");
         res.set(bhttp::field::location,
                 d.prefix + std::string(path) + "/" + (query.empty() ? "" : "?" + std::string(query)));
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
       case StaticLookup::file:
         break;
@@ -403,7 +450,7 @@ struct Gateway::Impl {
     struct stat st{};
     if (::stat(lk.path.c_str(), &st) != 0) {
       auto res = error_page(req, 404, "Not Found", "The file disappeared.", "");
-      co_return co_await write(stream, res) && res.keep_alive();
+      co_return co_await write(conn, res) && res.keep_alive();
     }
     std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
     std::int64_t mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
@@ -436,7 +483,7 @@ struct Gateway::Impl {
     if (not_modified) {
       bhttp::response<bhttp::empty_body> res{bhttp::status::not_modified, req.version()};
       common(res);
-      co_return co_await write(stream, res) && res.keep_alive();
+      co_return co_await write(conn, res) && res.keep_alive();
     }
 
     ByteRange range;
@@ -452,7 +499,7 @@ struct Gateway::Impl {
       want_gzip = false;
       common(res);
       res.set(bhttp::field::content_range, fmt::format("bytes */{}", size));
-      co_return co_await write(stream, res) && res.keep_alive();
+      co_return co_await write(conn, res) && res.keep_alive();
     }
     if (rr == RangeResult::ok) {
       want_gzip = false;
@@ -464,12 +511,12 @@ struct Gateway::Impl {
       if (fd >= 0) ::close(fd);
       if (got != static_cast<ssize_t>(len)) {
         auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
       auto res = make_response(req, bhttp::status::partial_content, std::move(body), type);
       common(res);
       res.set(bhttp::field::content_range, fmt::format("bytes {}-{}/{}", range.first, range.last, size));
-      co_return co_await write(stream, res) && res.keep_alive();
+      co_return co_await write(conn, res) && res.keep_alive();
     }
 
     if (want_gzip) {
@@ -479,7 +526,7 @@ struct Gateway::Impl {
         auto raw = read_file(lk.path, size);
         if (!raw) {
           auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
-          co_return co_await write(stream, res) && res.keep_alive();
+          co_return co_await write(conn, res) && res.keep_alive();
         }
         auto z = gzip(*raw);
         if (z.empty()) want_gzip = false;
@@ -491,7 +538,7 @@ struct Gateway::Impl {
         common(res);
         res.set(bhttp::field::content_encoding, "gzip");
         if (head) res.content_length(packed->size());
-        co_return co_await write(stream, res) && res.keep_alive();
+        co_return co_await write(conn, res) && res.keep_alive();
       }
     }
     if (size <= kInMemoryFileLimit || head) {
@@ -500,26 +547,26 @@ struct Gateway::Impl {
         auto raw = read_file(lk.path, size);
         if (!raw) {
           auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
-          co_return co_await write(stream, res) && res.keep_alive();
+          co_return co_await write(conn, res) && res.keep_alive();
         }
         body = std::move(*raw);
       }
       auto res = make_response(req, bhttp::status::ok, std::move(body), type);
       common(res);
       if (head) res.content_length(size);
-      co_return co_await write(stream, res) && res.keep_alive();
+      co_return co_await write(conn, res) && res.keep_alive();
     }
     bhttp::response<bhttp::file_body> res{bhttp::status::ok, req.version()};
     error_code ec;
     res.body().open(lk.path.c_str(), beast::file_mode::scan, ec);
     if (ec) {
       auto err = error_page(req, 500, "Internal Server Error", "The file could not be opened.", "");
-      co_return co_await write(stream, err) && err.keep_alive();
+      co_return co_await write(conn, err) && err.keep_alive();
     }
     res.set(bhttp::field::content_type, type);
     common(res);
     res.prepare_payload();
-    co_return co_await write(stream, res) && res.keep_alive();
+    co_return co_await write(conn, res) && res.keep_alive();
   }
 
   static std::optional<std::string> read_file(const std::filesystem::path& p, std::uint64_t size) {
@@ -539,52 +586,61 @@ struct Gateway::Impl {
 
   // ---- reverse proxy ---------------------------------------------------------------------
 
-  net::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(Worker& w, const tcp::endpoint& ep,
+  // Waits on an upstream socket under the connection's deadline (the watchdog cancels it).
+  struct UpstreamWait {
+    UpstreamWait(Conn& c, tcp::socket& s, Duration d) : conn(c) {
+      conn.upstream = &s;
+      conn.expire_in(d);
+    }
+    ~UpstreamWait() { conn.upstream = nullptr; }
+    Conn& conn;
+  };
+
+  net::awaitable<std::unique_ptr<UpstreamConn>> connect_upstream(Conn& conn, Worker& w, const tcp::endpoint& ep,
                                                                  error_code& ec) {
-    auto conn = std::make_unique<UpstreamConn>(w.io.get_executor());
-    conn->stream.expires_after(std::min<Duration>(opts.request_timeout, std::chrono::seconds(10)));
-    co_await conn->stream.async_connect(ep, net::redirect_error(net::use_awaitable, ec));
-    if (!ec) conn->stream.socket().set_option(tcp::no_delay(true), ec);
-    co_return conn;
+    auto up = std::make_unique<UpstreamConn>(w.io.get_executor());
+    UpstreamWait wait(conn, up->socket, std::min<Duration>(opts.request_timeout, std::chrono::seconds(10)));
+    co_await up->socket.async_connect(ep, net::redirect_error(net::use_awaitable, ec));
+    if (!ec) up->socket.set_option(tcp::no_delay(true), ec);
+    co_return up;
   }
 
-  std::unique_ptr<UpstreamConn> take_idle(Worker& w, const std::string& key) {
+  // A pooled connection; for requests that must not be sent twice, only one that is
+  // certainly still open (the others are retried on a fresh connection if it was closed).
+  std::unique_ptr<UpstreamConn> take_idle(Worker& w, const std::string& key, bool check_open) {
     auto it = w.idle.find(key);
     if (it == w.idle.end()) return nullptr;
     auto& v = it->second;
     while (!v.empty()) {
       auto c = std::move(v.back());
       v.pop_back();
-      if (!looks_closed(c->stream)) return c;
+      if (!check_open || !looks_closed(c->socket)) return c;
     }
     return nullptr;
   }
 
   void give_back(Worker& w, const std::string& key, std::unique_ptr<UpstreamConn> c) {
     auto& v = w.idle[key];
-    if (v.size() < kMaxIdlePerUpstream && c->buffer.size() == 0) {
-      c->stream.expires_never();
-      v.push_back(std::move(c));
-    }
+    if (v.size() < kMaxIdlePerUpstream && c->buffer.size() == 0) v.push_back(std::move(c));
   }
 
   void set_forwarded(Request& req, const RouteDecision& d, const std::string& client_ip) {
-    std::string xff(req["X-Forwarded-For"]);
-    req.set("X-Forwarded-For", xff.empty() ? client_ip : xff + ", " + client_ip);
+    std::string_view xff = req["X-Forwarded-For"];
+    req.set("X-Forwarded-For", xff.empty() ? client_ip : std::string(xff) + ", " + client_ip);
     req.set("X-Forwarded-Proto", "http");
-    std::string host(req[bhttp::field::host]);
+    std::string_view host = req[bhttp::field::host];
     if (!host.empty()) req.set("X-Forwarded-Host", host);
     if (d.prefix.empty()) req.erase("X-Forwarded-Prefix");
     else req.set("X-Forwarded-Prefix", d.prefix);
     req.target(d.upstream_target);
   }
 
-  net::awaitable<bool> proxy(beast::tcp_stream& client, beast::flat_buffer& client_buf, Request& req,
+  net::awaitable<bool> proxy(Conn& conn, beast::flat_buffer& client_buf, Request& req,
                              const WorkspaceView& ws, const RouteDecision& d, Worker& w,
                              const std::string& client_ip) {
     bool client_keep = req.keep_alive();
     int client_version = req.version();
-    bool upgrade = http::header_has_token(std::string_view(req[bhttp::field::connection]), "upgrade") &&
+    bool upgrade = http::header_has_token(req[bhttp::field::connection], "upgrade") &&
                    req.count(bhttp::field::upgrade);
     error_code ec;
     tcp::endpoint ep(net::ip::make_address(ws.upstream_host.empty() ? "127.0.0.1" : ws.upstream_host, ec),
@@ -593,36 +649,41 @@ struct Gateway::Impl {
     strip_hop_by_hop(req, upgrade);
     req.erase(bhttp::field::expect);
     req.version(11);
-    if (upgrade) co_return co_await tunnel(client, client_buf, req, ws, w, ep);
+    if (upgrade) co_return co_await tunnel(conn, client_buf, req, ws, w, ep);
     req.keep_alive(true);
     if (!req.body().empty() || req.count(bhttp::field::content_length) || req.chunked()) req.prepare_payload();
-    std::string key = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+    std::string key = ws.upstream_host;
+    key += ':';
+    key += std::to_string(ws.port);
+    bool idempotent = is_idempotent(req.method());
 
-    std::unique_ptr<UpstreamConn> conn;
+    std::unique_ptr<UpstreamConn> up;
     std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
     for (int attempt = 0;; ++attempt) {
       bool reused = false;
-      conn = attempt == 0 ? take_idle(w, key) : nullptr;
-      if (conn) {
+      up = attempt == 0 ? take_idle(w, key, !idempotent) : nullptr;
+      if (up) {
         reused = true;
       } else {
-        conn = co_await connect_upstream(w, ep, ec);
-        if (ec) co_return co_await upstream_failed(client, req, ws, ec, client_keep, client_version);
+        up = co_await connect_upstream(conn, w, ep, ec);
+        if (ec) co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
       }
-      conn->stream.expires_after(opts.request_timeout);
-      co_await bhttp::async_write(conn->stream, req, net::redirect_error(net::use_awaitable, ec));
-      if (!ec) {
-        parser.emplace();
-        parser->header_limit(64 * 1024);
-        parser->body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: 1.74 compares it wrongly
-        if (req.method() == bhttp::verb::head) parser->skip(true);
-        co_await bhttp::async_read_header(conn->stream, conn->buffer, *parser,
-                                          net::redirect_error(net::use_awaitable, ec));
+      {
+        UpstreamWait wait(conn, up->socket, opts.request_timeout);
+        co_await bhttp::async_write(up->socket, req, net::redirect_error(net::use_awaitable, ec));
+        if (!ec) {
+          parser.emplace();
+          parser->header_limit(64 * 1024);
+          parser->body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: 1.74 compares it wrongly
+          if (req.method() == bhttp::verb::head) parser->skip(true);
+          co_await bhttp::async_read_header(up->socket, up->buffer, *parser,
+                                            net::redirect_error(net::use_awaitable, ec));
+        }
       }
       if (!ec) break;
       // A pooled connection the app had already closed: try once more on a fresh one.
-      if (reused && attempt == 0 && ec != beast::error::timeout && is_idempotent(req.method())) continue;
-      co_return co_await upstream_failed(client, req, ws, ec, client_keep, client_version);
+      if (reused && attempt == 0 && !conn.timed_out && idempotent) continue;
+      co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
     }
 
     auto& res = parser->get();
@@ -639,64 +700,68 @@ struct Gateway::Impl {
     res.keep_alive(client_keep);
     res.version(client_version);
 
+    if (!conn.relay) conn.relay.reset(new char[kRelayChunk]);
+    char* chunk = conn.relay.get();
     bhttp::serializer<false, bhttp::buffer_body> sr{res};
-    std::unique_ptr<char[]> chunk(new char[kRelayChunk]);
     do {
       if (!parser->is_done()) {
-        res.body().data = chunk.get();
+        res.body().data = chunk;
         res.body().size = kRelayChunk;
-        conn->stream.expires_after(opts.request_timeout);
-        co_await bhttp::async_read(conn->stream, conn->buffer, *parser, net::redirect_error(net::use_awaitable, ec));
+        {
+          UpstreamWait wait(conn, up->socket, opts.request_timeout);
+          co_await bhttp::async_read(up->socket, up->buffer, *parser, net::redirect_error(net::use_awaitable, ec));
+        }
         if (ec == bhttp::error::need_buffer) ec = {};
         if (ec) {
-          logger()->warn("[ws={}] upstream failed mid-response: {}", ws.name, ec.message());
+          logger()->warn("[ws={}] upstream failed mid-response: {}", ws.name,
+                         conn.timed_out ? "timed out" : ec.message());
           co_return false;  // headers are out: all we can do is close
         }
         res.body().size = kRelayChunk - res.body().size;
-        res.body().data = chunk.get();
+        res.body().data = chunk;
         res.body().more = !parser->is_done();
       } else {
         res.body().data = nullptr;
         res.body().size = 0;
         res.body().more = false;
       }
-      client.expires_after(opts.request_timeout);
-      co_await bhttp::async_write(client, sr, net::redirect_error(net::use_awaitable, ec));
+      conn.expire_in(opts.request_timeout);
+      co_await bhttp::async_write(conn.client, sr, net::redirect_error(net::use_awaitable, ec));
       if (ec == bhttp::error::need_buffer) ec = {};
       if (ec) co_return false;
     } while (!parser->is_done() || !sr.is_done());
 
-    if (upstream_keep) give_back(w, key, std::move(conn));
+    if (upstream_keep) give_back(w, key, std::move(up));
     co_return client_keep;
   }
 
-  net::awaitable<bool> upstream_failed(beast::tcp_stream& client, const Request& req, const WorkspaceView& ws,
+  net::awaitable<bool> upstream_failed(Conn& conn, const Request& req, const WorkspaceView& ws,
                                        error_code ec, bool client_keep, int client_version) {
     Request shape;
     shape.version(client_version);
     shape.keep_alive(client_keep);
     shape.method(req.method());
-    if (ec == beast::error::timeout) {
+    if (conn.timed_out) {
       logger()->warn("[ws={}] app did not answer within {}", ws.name, format_duration(opts.request_timeout));
       auto res = error_page(shape, 504, "Gateway Timeout",
                             fmt::format("Workspace '{}' did not answer within {}.", ws.name,
                                         format_duration(opts.request_timeout)),
                             "The app may be stuck or slow; check its log, or raise gateway.request_timeout.");
-      co_return co_await write(client, res) && res.keep_alive();
+      co_return co_await write(conn, res) && res.keep_alive();
     }
     logger()->warn("[ws={}] app on port {} failed: {}", ws.name, ws.port, ec.message());
     auto res = error_page(shape, 502, "Bad Gateway",
                           fmt::format("Workspace '{}' did not give a valid answer ({}).", ws.name, ec.message()),
                           "The app may have crashed or closed the connection; CloudyKnight restarts crashed "
                           "apps on its own. Check its log.");
-    co_return co_await write(client, res) && res.keep_alive();
+    co_return co_await write(conn, res) && res.keep_alive();
   }
 
   // ---- WebSocket (and any Upgrade) passthrough ---------------------------------------
 
   struct Tunnel {
-    explicit Tunnel(tcp::socket a, tcp::socket b) : client(std::move(a)), upstream(std::move(b)) {}
-    tcp::socket client;
+    Tunnel(tcp::socket& a, tcp::socket b) : client(a), upstream(std::move(b)) {}
+    tcp::socket& client;  // owned by the session's Conn, which outlives the tunnel
     tcp::socket upstream;
     void close() {
       error_code ec;
@@ -705,7 +770,7 @@ struct Gateway::Impl {
     }
   };
 
-  static net::awaitable<void> pump(std::shared_ptr<Tunnel> t, bool to_upstream) {
+  static net::awaitable<void> pump(std::shared_ptr<Conn> keep, std::shared_ptr<Tunnel> t, bool to_upstream) {
     tcp::socket& from = to_upstream ? t->client : t->upstream;
     tcp::socket& to = to_upstream ? t->upstream : t->client;
     std::unique_ptr<char[]> data(new char[kRelayChunk]);
@@ -718,53 +783,55 @@ struct Gateway::Impl {
       if (ec) break;
     }
     t->close();
+    (void)keep;
   }
 
-  net::awaitable<bool> tunnel(beast::tcp_stream& client, beast::flat_buffer& client_buf, Request& req,
+  net::awaitable<bool> tunnel(Conn& conn, beast::flat_buffer& client_buf, Request& req,
                               const WorkspaceView& ws, Worker& w, const tcp::endpoint& ep) {
     error_code ec;
-    auto conn = co_await connect_upstream(w, ep, ec);
-    if (ec) co_return co_await upstream_failed(client, req, ws, ec, false, req.version());
-    conn->stream.expires_after(opts.request_timeout);
+    auto up = co_await connect_upstream(conn, w, ep, ec);
+    if (ec) co_return co_await upstream_failed(conn, req, ws, ec, false, req.version());
     req.prepare_payload();
-    co_await bhttp::async_write(conn->stream, req, net::redirect_error(net::use_awaitable, ec));
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(opts.max_body);
-    if (!ec) {
-      co_await bhttp::async_read_header(conn->stream, conn->buffer, parser, net::redirect_error(net::use_awaitable, ec));
+    {
+      UpstreamWait wait(conn, up->socket, opts.request_timeout);
+      co_await bhttp::async_write(up->socket, req, net::redirect_error(net::use_awaitable, ec));
+      if (!ec) {
+        co_await bhttp::async_read_header(up->socket, up->buffer, parser, net::redirect_error(net::use_awaitable, ec));
+      }
+      if (!ec && parser.get().result() != bhttp::status::switching_protocols && !parser.is_done()) {
+        co_await bhttp::async_read(up->socket, up->buffer, parser, net::redirect_error(net::use_awaitable, ec));
+      }
     }
-    if (ec) co_return co_await upstream_failed(client, req, ws, ec, false, req.version());
+    if (ec) co_return co_await upstream_failed(conn, req, ws, ec, false, req.version());
     if (parser.get().result() != bhttp::status::switching_protocols) {
       // The app declined the upgrade: pass its answer on and close.
-      if (!parser.is_done()) {
-        co_await bhttp::async_read(conn->stream, conn->buffer, parser, net::redirect_error(net::use_awaitable, ec));
-      }
       auto res = parser.release();
       res.keep_alive(false);
-      co_await write(client, res);
+      co_await write(conn, res);
       co_return false;
     }
     auto res = parser.release();
     res.set(bhttp::field::server, "cloudyknight");
     bhttp::response_serializer<bhttp::string_body> sr{res};
-    client.expires_after(opts.request_timeout);
-    co_await bhttp::async_write_header(client, sr, net::redirect_error(net::use_awaitable, ec));
+    conn.expire_in(opts.request_timeout);
+    co_await bhttp::async_write_header(conn.client, sr, net::redirect_error(net::use_awaitable, ec));
     if (ec) co_return false;
-    client.expires_never();
-    conn->stream.expires_never();
     // Bytes that arrived with the handshake belong to the tunnel.
-    if (conn->buffer.size() > 0) {
-      co_await net::async_write(client.socket(), conn->buffer.data(), net::redirect_error(net::use_awaitable, ec));
+    if (up->buffer.size() > 0) {
+      co_await net::async_write(conn.client, up->buffer.data(), net::redirect_error(net::use_awaitable, ec));
       if (ec) co_return false;
     }
     if (client_buf.size() > 0) {
-      co_await net::async_write(conn->stream.socket(), client_buf.data(), net::redirect_error(net::use_awaitable, ec));
+      co_await net::async_write(up->socket, client_buf.data(), net::redirect_error(net::use_awaitable, ec));
       if (ec) co_return false;
       client_buf.consume(client_buf.size());
     }
-    auto t = std::make_shared<Tunnel>(std::move(client.socket()), std::move(conn->stream.socket()));
-    spawn(w.io, pump(t, false), "websocket tunnel");
-    co_await pump(t, true);
+    conn.no_deadline();  // a WebSocket may stay quiet for as long as it likes
+    auto t = std::make_shared<Tunnel>(conn.client, std::move(up->socket));
+    spawn(w.io, pump(nullptr, t, false), "websocket tunnel");
+    co_await pump(nullptr, t, true);
     co_return false;
   }
 };

@@ -97,7 +97,7 @@ void detect_type(const fs::path& dir, WorkspaceSpec& spec) {
 void default_commands(const fs::path& dir, const json* package, WorkspaceSpec& spec) {
   switch (spec.type) {
     case WorkspaceType::node: {
-      if (spec.install.empty()) {
+      if (spec.install.empty() && is_file(dir / "package.json")) {
         spec.install = is_file(dir / "package-lock.json") || is_file(dir / "npm-shrinkwrap.json")
                            ? "npm ci --no-audit --no-fund || { echo 'cloudyknight: npm ci failed "
                              "(package-lock.json out of sync?); falling back to npm install'; "

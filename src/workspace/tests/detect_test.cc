@@ -78,6 +78,14 @@ TEST_F(Detect, NodeCommandsAndInstall) {
   EXPECT_EQ(detect().command, "node lib/app.js");
 }
 
+TEST_F(Detect, NodeByWorkspaceJsonWithoutPackageJsonInstallsNothing) {
+  write("workspace.json", R"({"type": "node", "command": "node run.js"})");
+  auto s = detect();
+  EXPECT_EQ(s.type, WorkspaceType::node);
+  EXPECT_TRUE(s.install.empty()) << s.install;
+  EXPECT_EQ(s.command, "node run.js");
+}
+
 TEST_F(Detect, NodeWithoutEntryPointSaysWhatToAdd) {
   write("package.json", R"({"name": "x"})");
   auto s = detect();
