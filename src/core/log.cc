@@ -18,7 +18,7 @@ class JsonFormatter final : public spdlog::formatter {
     std::time_t t = std::chrono::system_clock::to_time_t(msg.time);
     std::tm tm{};
     gmtime_r(&t, &tm);
-    char ts[40];
+    char ts[64];
     std::snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                   static_cast<int>(millis));

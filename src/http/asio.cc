@@ -16,8 +16,8 @@ void spawn(net::any_io_executor ex, net::awaitable<void> task, std::string what)
     ++g_spawn_failures;
     try {
       std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      log::get("core")->error("task '{}' failed: {}", what, ex.what());
+    } catch (const std::exception& err) {
+      log::get("core")->error("task '{}' failed: {}", what, err.what());
     } catch (...) {
       log::get("core")->error("task '{}' failed with an unknown exception", what);
     }
