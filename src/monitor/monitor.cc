@@ -165,9 +165,12 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries) {
 }
 
 void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec) {
-  bool was_runnable = runs_in_runtime(rec->spec) && rec->supervised;
+  bool was_running = rec->supervised;
   rec->spec = std::move(spec);
   const auto& s = rec->spec;
+  bool needs_docker = (s.type == WorkspaceType::compose || s.type == WorkspaceType::dockerfile) &&
+                      runtime_.kind() == "process";
+  bool runnable = runs_in_runtime(s) && !needs_docker;
   if (!s.error.empty()) {
     rec->status = "failed";
     rec->error = s.error;
@@ -176,25 +179,27 @@ void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec)
   } else if (s.type == WorkspaceType::static_site) {
     rec->status = "running";
     rec->error.clear();
-  } else if ((s.type == WorkspaceType::compose || s.type == WorkspaceType::dockerfile) &&
-             runtime_.kind() == "process") {
+    rec->log_tail.clear();
+  } else if (needs_docker) {
     rec->status = "failed";
     rec->error = fmt::format(
         "this is a {} workspace ({}), which needs the docker runtime: start a Docker engine and "
         "run `cloudyknight serve --runtime docker`",
         type_name(s.type), s.matched);
     logger()->warn("[ws={}] {}", rec->name, rec->error);
-  } else {
+  } else if (!was_running) {
+    // Runnable now, perhaps after a fix: start from the beginning.
+    rec->status = "creating";
     rec->error.clear();
+    rec->log_tail.clear();
   }
-  bool runnable = runs_in_runtime(rec->spec) && rec->status != "failed";
-  if (runnable && !rec->supervised) {
+  if (runnable && !was_running) {
     rec->supervised = true;
     ++supervisors_;
     spawn(io_, supervise(rec), "supervise " + rec->name);
-  } else if (was_runnable) {
-    // Running with an old spec (or no longer runnable): restart; the supervisor reads the
-    // new spec, or ends if there is nothing to run.
+  } else if (was_running) {
+    // Running (or backing off) with an old spec: restart it; the supervisor picks up the new
+    // spec, or ends if there is nothing to run any more.
     rec->restart_requested = true;
     rec->wake.cancel();
     auto stop_task = runtime_.stop(rec->name, opts_.stop_grace);
@@ -227,7 +232,7 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
   while (!done() && runs_in_runtime(rec->spec)) {
     if ((rec->spec.type == WorkspaceType::compose || rec->spec.type == WorkspaceType::dockerfile) &&
         runtime_.kind() == "process") {
-      break;
+      break;  // apply_spec already said why
     }
     rec->restart_requested = false;
     rec->status = "initializing";
