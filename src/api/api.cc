@@ -39,7 +39,6 @@ json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
   if (w.pid > 0) j["pid"] = w.pid;
   if (!w.error.empty()) j["error"] = w.error;
   if (!w.log_tail.empty()) j["log_tail"] = w.log_tail;
-  if (w.activity) j["requests"] = w.activity->requests.load(std::memory_order_relaxed);
   return j;
 }
 

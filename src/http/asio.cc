@@ -10,22 +10,20 @@ namespace {
 std::atomic<std::uint64_t> g_spawn_failures{0};
 }
 
-void spawn(net::any_io_executor ex, net::awaitable<void> task, std::string what) {
-  net::co_spawn(ex, std::move(task), [what = std::move(what)](std::exception_ptr e) {
-    if (!e) return;
-    ++g_spawn_failures;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& err) {
-      log::get("core")->error("task '{}' failed: {}", what, err.what());
-    } catch (...) {
-      log::get("core")->error("task '{}' failed with an unknown exception", what);
-    }
-  });
+void report_task_failure(std::exception_ptr e, const std::string& what) {
+  if (!e) return;
+  ++g_spawn_failures;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& err) {
+    log::get("core")->error("task '{}' failed: {}", what, err.what());
+  } catch (...) {
+    log::get("core")->error("task '{}' failed with an unknown exception", what);
+  }
 }
 
 void spawn(net::io_context& io, net::awaitable<void> task, std::string what) {
-  spawn(io.get_executor(), std::move(task), std::move(what));
+  spawn(net::any_io_executor(io.get_executor()), std::move(task), std::move(what));
 }
 
 net::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {

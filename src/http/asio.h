@@ -9,15 +9,23 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
 // clang-format on
+#include <exception>
 #include <functional>
 #include <string>
 
 namespace ck {
 namespace net = boost::asio;
 
+/// Logs (and counts) the exception that ended a spawned coroutine; nothing if `e` is null.
+void report_task_failure(std::exception_ptr e, const std::string& what);
+
 /// Starts a coroutine that nobody awaits. Its exception, if any, is logged under `what`
 /// (never net::detached, which would swallow it).
-void spawn(net::any_io_executor ex, net::awaitable<void> task, std::string what);
+template <class Executor>
+void spawn(Executor ex, net::awaitable<void, Executor> task, std::string what) {
+  net::co_spawn(ex, std::move(task),
+                [what = std::move(what)](std::exception_ptr e) { report_task_failure(e, what); });
+}
 void spawn(net::io_context& io, net::awaitable<void> task, std::string what);
 
 /// Waits `d` on the current executor.

@@ -12,8 +12,10 @@ std::int64_t now_ms() {
 }  // namespace
 
 void Activity::touch() {
-  last_request_ms.store(now_ms(), std::memory_order_relaxed);
-  requests.fetch_add(1, std::memory_order_relaxed);
+  auto now = now_ms();
+  if (now - last_request_ms.load(std::memory_order_relaxed) >= 250) {
+    last_request_ms.store(now, std::memory_order_relaxed);
+  }
 }
 
 std::string Activity::level(std::chrono::milliseconds idle_after) const {

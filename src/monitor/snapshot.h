@@ -17,7 +17,8 @@ namespace ck {
 /// gateway threads with relaxed atomics.
 struct Activity {
   std::atomic<std::int64_t> last_request_ms{0};  // steady clock, ms
-  std::atomic<std::uint64_t> requests{0};
+  /// Marks a request now. Writes at most every 250 ms, so gateway threads do not fight over
+  /// the cache line on every request.
   void touch();
   /// "active" if a request came within `idle_after`, else "idle".
   std::string level(std::chrono::milliseconds idle_after) const;
@@ -65,10 +66,37 @@ class SnapshotHolder {
  public:
   SnapshotHolder() : current_(std::make_shared<const Snapshot>()) {}
   std::shared_ptr<const Snapshot> load() const { return current_.load(std::memory_order_acquire); }
-  void store(std::shared_ptr<const Snapshot> s) { current_.store(std::move(s), std::memory_order_release); }
+  void store(std::shared_ptr<const Snapshot> s) {
+    current_.store(std::move(s), std::memory_order_release);
+    version_.fetch_add(1, std::memory_order_release);
+  }
+  /// Changes after every store(); lets a reader keep its own copy and reload only then.
+  std::uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
  private:
   std::atomic<std::shared_ptr<const Snapshot>> current_;
+  std::atomic<std::uint64_t> version_{0};
+};
+
+/// One thread's reference to the current snapshot. get() costs one atomic read, and the
+/// pointer it returns counts references on a control block of this thread's own, so
+/// threads never contend on the snapshot's reference count. Use on one thread only.
+class SnapshotCache {
+ public:
+  explicit SnapshotCache(const SnapshotHolder& h) : holder_(h) {}
+  std::shared_ptr<const Snapshot> get() {
+    auto v = holder_.version();
+    if (!local_ || v != version_) {
+      version_ = v;
+      local_ = std::make_shared<const std::shared_ptr<const Snapshot>>(holder_.load());
+    }
+    return std::shared_ptr<const Snapshot>(local_, local_->get());
+  }
+
+ private:
+  const SnapshotHolder& holder_;
+  std::uint64_t version_ = 0;
+  std::shared_ptr<const std::shared_ptr<const Snapshot>> local_;
 };
 
 }  // namespace ck
