@@ -78,7 +78,7 @@ struct UpstreamConn {
 
 // One client connection: its socket, the deadline of whatever it waits on, and the upstream
 // socket it waits on, if any. Shared by the session and its watchdog; used on one thread.
-struct Conn {
+struct Conn : std::enable_shared_from_this<Conn> {
   explicit Conn(Socket s) : client(std::move(s)), watchdog(client.get_executor()) {}
   Socket client;
   Socket* upstream = nullptr;
@@ -832,6 +832,8 @@ struct Gateway::Impl {
     }
   };
 
+  // `keep` holds the session's connection (whose socket the tunnel borrows) until both
+  // directions are done.
   static Task<void> pump(std::shared_ptr<Conn> keep, std::shared_ptr<Tunnel> t, bool to_upstream) {
     Socket& from = to_upstream ? t->client : t->upstream;
     Socket& to = to_upstream ? t->upstream : t->client;
@@ -845,7 +847,7 @@ struct Gateway::Impl {
       if (ec) break;
     }
     t->close();
-    (void)keep;
+    keep.reset();
   }
 
   Task<bool> tunnel(Conn& conn, beast::flat_buffer& client_buf, Request& req,
@@ -892,7 +894,7 @@ struct Gateway::Impl {
     }
     conn.no_deadline();  // a WebSocket may stay quiet for as long as it likes
     auto t = std::make_shared<Tunnel>(conn.client, std::move(up->socket));
-    spawn(w.io.get_executor(), pump(nullptr, t, false), "websocket tunnel");
+    spawn(w.io.get_executor(), pump(conn.shared_from_this(), t, false), "websocket tunnel");
     co_await pump(nullptr, t, true);
     co_return false;
   }
