@@ -238,7 +238,8 @@ Result<Config> load_config(const std::optional<std::filesystem::path>& file, con
     std::ifstream in(*file);
     if (!in) {
       return fail(Errc::not_found,
-                  fmt::format("cannot read config file {}: {}", file->string(), std::strerror(errno)));
+                  fmt::format("cannot read config file {}: {} (check the path given to --config)",
+                              file->string(), std::strerror(errno)));
     }
     std::stringstream ss;
     ss << in.rdbuf();

@@ -56,7 +56,10 @@ std::optional<json> parse_manifest(const fs::path& p, const std::string& file, s
     int line = 1 + static_cast<int>(std::count(text->begin(), text->begin() + upto, '\n'));
     std::string what = e.what();
     if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
-    error = fmt::format("{}: parse error at line {}: {}", file, line, what);
+    // nlohmann says "parse error at line 3, column 58: ..." itself when it knows the spot.
+    error = what.starts_with("parse error at line")
+                ? fmt::format("{}: {}", file, what)
+                : fmt::format("{}: parse error at line {}: {}", file, line, what);
     return std::nullopt;
   }
 }
