@@ -10,7 +10,8 @@
 # CloudyKnight as the process workspace "bench" (see backend/).
 #
 # Env options:
-#   BENCH_DURATION     seconds per measured wrk run           (default 8)
+#   BENCH_DURATION     seconds per measured wrk run           (default 5)
+#   BENCH_ROUNDS       interleaved rounds (direct, nginx, gateway) (default 5)
 #   BENCH_CONNECTIONS  wrk connections                        (default 64)
 #   BENCH_THREADS      wrk threads                            (default 1)
 #   BENCH_WARMUP       seconds of warm-up before each run     (default 2)
@@ -22,7 +23,8 @@
 set -uo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-DURATION="${BENCH_DURATION:-8}"
+DURATION="${BENCH_DURATION:-5}"
+ROUNDS="${BENCH_ROUNDS:-5}"
 CONNS="${BENCH_CONNECTIONS:-64}"
 THREADS="${BENCH_THREADS:-1}"
 WARMUP="${BENCH_WARMUP:-2}"
@@ -300,11 +302,11 @@ done
 WRK_ARGS=(-t"$THREADS" -c"$CONNS" --latency)
 WRK_LIMIT=$((DURATION + WARMUP + 30))
 FAILED=0
-declare -A BEST_RPS BEST_P50 BEST_P99 RUNS ERRS
-for n in "${NAMES[@]}"; do BEST_RPS[$n]=0; BEST_P50[$n]=-1; BEST_P99[$n]=-1; RUNS[$n]=""; ERRS[$n]=0; done
+declare -A ROUND_RPS ROUND_P50 ROUND_P99 RUNS ERRS
+for n in "${NAMES[@]}"; do RUNS[$n]=""; ERRS[$n]=0; done
 
-log "wrk ${WRK_ARGS[*]} -d${DURATION}s (warm-up ${WARMUP}s before each run); order: direct nginx gateway, twice"
-for round in 1 2; do
+log "wrk ${WRK_ARGS[*]} -d${DURATION}s (warm-up ${WARMUP}s before each run); order: direct nginx gateway, $ROUNDS rounds"
+for ((round = 1; round <= ROUNDS; round++)); do
   for n in "${NAMES[@]}"; do
     out="$RES/$n.$round.txt"
     run_bounded "$RES/$n.$round.warmup.txt" timeout -k 5 "$WRK_LIMIT" wrk "${WRK_ARGS[@]}" -d"${WARMUP}s" "${URL[$n]}"
@@ -328,22 +330,38 @@ for round in 1 2; do
       DAEMON_PID=""; daemon_tail 60
     fi
     RUNS[$n]+="$(printf "%.0f" "$rps") "
-    if awk -v a="$rps" -v b="${BEST_RPS[$n]}" 'BEGIN { exit !(a > b) }'; then
-      BEST_RPS[$n]=$rps; BEST_P50[$n]=$p50; BEST_P99[$n]=$p99
-    fi
+    ROUND_RPS[$n,$round]=$rps; ROUND_P50[$n,$round]=$p50; ROUND_P99[$n,$round]=$p99
   done
 done
 
 # ---------------------------------------------------------------- report
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# This VM's speed drifts from round to round, so one lucky round must not decide the result:
+# each target reports its median round, and the ratios are the medians of the per-round
+# ratios (the targets of a round run back to back, under the same conditions).
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A MED_RPS MED_P50 MED_P99
+for n in "${NAMES[@]}"; do
+  r=""; a=""; b=""
+  for ((round = 1; round <= ROUNDS; round++)); do
+    r+="${ROUND_RPS[$n,$round]} "; a+="${ROUND_P50[$n,$round]} "; b+="${ROUND_P99[$n,$round]} "
+  done
+  MED_RPS[$n]=$(echo "$r" | median); MED_P50[$n]=$(echo "$a" | median); MED_P99[$n]=$(echo "$b" | median)
+done
+paired_ratio() {
+  local list="" i
+  for ((i = 1; i <= ROUNDS; i++)); do
+    list+="$(awk -v a="${ROUND_RPS[$1,$i]}" -v b="${ROUND_RPS[$2,$i]}" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print 0 }') "
+  done
+  echo "$list" | median | awk '{ printf "%.2f", $1 }'
+}
 echo
-echo "CloudyKnight gateway benchmark  ($(nproc) cores, load avg at start $load1, wrk -t$THREADS -c$CONNS -d${DURATION}s --latency, best of 2 runs, ${BODY_BYTES}-byte 200 body)"
-printf '%-8s %12s %10s %10s   %s\n' target "req/s" "p50 ms" "p99 ms" "runs (req/s)"
+echo "CloudyKnight gateway benchmark  ($(nproc) cores, load avg at start $load1, wrk -t$THREADS -c$CONNS -d${DURATION}s --latency, median of $ROUNDS interleaved rounds, ${BODY_BYTES}-byte 200 body)"
+printf '%-8s %12s %10s %10s   %s\n' target "req/s" "p50 ms" "p99 ms" "rounds (req/s)"
 for n in "${NAMES[@]}"; do
   flag=""; ((ERRS[$n])) && flag="  (ERRORS, see above)"
-  printf '%-8s %12.0f %10.3f %10.3f   %s%s\n' "$n" "${BEST_RPS[$n]}" "${BEST_P50[$n]}" "${BEST_P99[$n]}" "${RUNS[$n]% }" "$flag"
+  printf '%-8s %12.0f %10.3f %10.3f   %s%s\n' "$n" "${MED_RPS[$n]}" "${MED_P50[$n]}" "${MED_P99[$n]}" "${RUNS[$n]% }" "$flag"
 done
 echo
-echo "gateway/direct throughput ratio: $(ratio "${BEST_RPS[gateway]}" "${BEST_RPS[direct]}")"
-echo "gateway/nginx throughput ratio: $(ratio "${BEST_RPS[gateway]}" "${BEST_RPS[nginx]}")"
+echo "gateway/direct throughput ratio: $(paired_ratio gateway direct)"
+echo "gateway/nginx throughput ratio: $(paired_ratio gateway nginx)"
 exit "$FAILED"

@@ -219,8 +219,10 @@ struct Gateway::Impl {
       flat->clear();
       bool gathered = false;
       sr.next(ec, [&](error_code&, const auto& buffers) {
-        if (beast::buffer_bytes(buffers) > kFlattenLimit) return;
-        for (auto b : beast::buffers_range_ref(buffers)) flat->append(static_cast<const char*>(b.data()), b.size());
+        for (auto b : beast::buffers_range_ref(buffers)) {
+          if (flat->size() + b.size() > kFlattenLimit) return;  // large: send it as it is
+          flat->append(static_cast<const char*>(b.data()), b.size());
+        }
         gathered = true;
       });
       if (ec || !gathered) break;  // need_buffer (relay wants more body) or a large message
