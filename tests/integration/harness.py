@@ -132,14 +132,14 @@ def descendants(pid):
     children = {}
     for p, (_, _, ppid) in stats.items():
         children.setdefault(ppid, []).append(p)
-    out, todo = [], [pid]
+    out, pending = [], [pid]
     for _ in range(100_000):
-        if not todo:
+        if not pending:
             break
-        p = todo.pop()
+        p = pending.pop()
         if p in stats and stats[p][0] not in ("Z", "X"):
             out.append(p)
-        todo.extend(children.get(p, []))
+        pending.extend(children.get(p, []))
     return out
 
 

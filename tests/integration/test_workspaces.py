@@ -131,28 +131,28 @@ class TestWorkspaces(DaemonTestCase):
         """A folder that was broken on one scan (empty at first, then a bad package.json)
         starts as soon as its files are fixed, without a daemon restart."""
         import shutil
-        folder = os.path.join(self.daemon.ws, "fixme")
+        folder = os.path.join(self.daemon.ws, "repaired")
         os.makedirs(folder)
-        w = self.daemon.wait_workspace("fixme", lambda w: w.get("status") == "failed", timeout=15,
-                                       what="the empty folder fixme to be failed")
+        w = self.daemon.wait_workspace("repaired", lambda w: w.get("status") == "failed", timeout=15,
+                                       what="the empty folder repaired to be failed")
         self.assertIn("no app found", w["error"])
         with open(os.path.join(folder, "package.json"), "w") as f:
             f.write('{"scripts": {"start": "node server.js"},\n')
-        w = self.daemon.wait_workspace("fixme", lambda w: "package.json" in (w.get("error") or ""),
-                                       timeout=15, what="fixme to report its bad package.json")
+        w = self.daemon.wait_workspace("repaired", lambda w: "package.json" in (w.get("error") or ""),
+                                       timeout=15, what="repaired to report its bad package.json")
         self.assertEqual(w["status"], "failed")
         os.remove(os.path.join(folder, "package.json"))
         shutil.copy(os.path.join(FIXTURES, "echo", "app.py"), os.path.join(folder, "app.py"))
         try:
-            self.daemon.wait_status("fixme", "running", timeout=30)
-            r = self.get("/fixme/after-the-fix")
+            self.daemon.wait_status("repaired", "running", timeout=30)
+            r = self.get("/repaired/after-the-fix")
             self.assertStatus(r, 200)
             self.assertEqual(r.json()["path"], "/after-the-fix")
         finally:
             # Other tests of this class count the workspaces: leave none behind.
             shutil.rmtree(folder)
-            wait_until(lambda: self.daemon.workspace("fixme") is None, 15,
-                       "fixme to leave the API after its folder was removed")
+            wait_until(lambda: self.daemon.workspace("repaired") is None, 15,
+                       "repaired to leave the API after its folder was removed")
 
     # -- restart after a crash ---------------------------------------------------------------
     def test_killed_app_is_restarted(self):
