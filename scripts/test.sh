@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Installs what the tests need, builds, and runs the whole suite (unit + integration) with ctest.
-# Extra arguments go to ctest, e.g. scripts/test.sh -L unit
+# Installs what the tests need, builds, and runs the whole suite (unit + integration) with ctest,
+# twice: on the release build, then on an AddressSanitizer/UBSan build (preset `debug`), which
+# catches use-after-free in coroutines that a release build hides.
+# Extra arguments go to ctest, e.g. scripts/test.sh -L unit. CK_SKIP_SANITIZERS=1 skips the
+# second pass.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_build_deps
 ensure_example_runtimes
 ensure_packages python3
 build -DCK_WERROR=${CK_WERROR:-OFF}
-say "running the test suite"
-cd "$CK_BUILD"
-ctest --output-on-failure --timeout 900 -j 2 "$@"
+say "running the test suite (release build)"
+(cd "$CK_BUILD" && ctest --output-on-failure --timeout 900 -j 2 "$@")
+
+if [ -z "${CK_SKIP_SANITIZERS:-}" ]; then
+  say "building with AddressSanitizer and UBSan into $CK_ROOT/build-debug"
+  cmake --preset debug -S "$CK_ROOT" -DCK_WERROR=${CK_WERROR:-OFF} >/dev/null
+  cmake --build "$CK_ROOT/build-debug" -j "$(nproc)"
+  say "running the test suite (sanitizer build)"
+  cd "$CK_ROOT/build-debug"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure --timeout 900 -j 2 "$@"
+fi

@@ -155,10 +155,13 @@ bool is_section(const std::string& prefix) {
 Result<void> flatten(const YAML::Node& node, const std::string& prefix, const std::string& origin,
                      std::vector<Setting>& out) {
   for (auto it = node.begin(); it != node.end(); ++it) {
-    std::string key = it->first.as<std::string>();
+    // yaml-cpp's iterator yields a temporary pair: copy the nodes (cheap handles), never
+    // bind references to them.
+    YAML::Node key_node = it->first;
+    YAML::Node value = it->second;
+    std::string key = key_node.as<std::string>();
     std::string path = prefix.empty() ? key : prefix + "." + key;
-    const YAML::Node& value = it->second;
-    std::string where = fmt::format("{}:{}", origin, it->first.Mark().line + 1);
+    std::string where = fmt::format("{}:{}", origin, key_node.Mark().line + 1);
     if (value.IsMap()) {
       if (!is_section(path)) {
         return fail(Errc::invalid_argument,

@@ -99,8 +99,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   auto port = gateway.start();
   if (port.has_error()) {
     log->error("{}", port.error().message);
-    auto stop = [&]() -> net::awaitable<void> { co_await monitor.shutdown(); };
-    net::co_spawn(io, stop(), [&](std::exception_ptr) { io.stop(); });
+    net::co_spawn(io, monitor.shutdown(), [&](std::exception_ptr) { io.stop(); });
     io.run();
     return 1;
   }
@@ -120,8 +119,8 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     stopping = true;
     log->info("received {}; stopping workspaces", sig == SIGINT ? "SIGINT" : "SIGTERM");
     gateway.stop();
-    auto stop = [&]() -> net::awaitable<void> { co_await monitor.shutdown(); };
-    net::co_spawn(io, stop(), [&](std::exception_ptr) {
+    // A member coroutine, not a capturing lambda: a lambda's captures die with the handler.
+    net::co_spawn(io, monitor.shutdown(), [&](std::exception_ptr) {
       log->info("stopped");
       io.stop();
     });

@@ -289,6 +289,15 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
   publish();
 }
 
+namespace {
+// Stops one workspace and counts it down; parameters by value (the caller may be gone).
+net::awaitable<void> stop_counted(Runtime& rt, std::string name, Duration grace,
+                                  std::shared_ptr<int> left) {
+  co_await rt.stop(name, grace);
+  --*left;
+}
+}  // namespace
+
 net::awaitable<void> Monitor::shutdown() {
   shutting_down_ = true;
   scan_timer_.cancel();
@@ -303,11 +312,7 @@ net::awaitable<void> Monitor::shutdown() {
   publish();
   auto pending = std::make_shared<int>(static_cast<int>(recs.size()));
   for (auto& rec : recs) {
-    auto task = [](Runtime& rt, std::string name, Duration grace, std::shared_ptr<int> left) -> net::awaitable<void> {
-      co_await rt.stop(name, grace);
-      --*left;
-    };
-    spawn(io_, task(runtime_, rec->name, opts_.stop_grace, pending), "stop " + rec->name);
+    spawn(io_, stop_counted(runtime_, rec->name, opts_.stop_grace, pending), "stop " + rec->name);
   }
   auto deadline = std::chrono::steady_clock::now() + opts_.stop_grace + std::chrono::seconds(2);
   while ((*pending > 0 || supervisors_ > 0) && std::chrono::steady_clock::now() < deadline) {
