@@ -271,6 +271,7 @@ struct Gateway::Impl {
                                std::string_view type) {
     StringResponse res{status, req.version()};
     res.set(bhttp::field::server, "cloudyknight");
+    res.set(bhttp::field::date, http::http_date_now());
     res.set(bhttp::field::content_type, type);
     res.keep_alive(req.keep_alive());
     res.body() = std::move(body);
@@ -519,6 +520,7 @@ struct Gateway::Impl {
 
     auto common = [&](auto& res) {
       res.set(bhttp::field::server, "cloudyknight");
+      res.set(bhttp::field::date, http::http_date_now());
       res.set(bhttp::field::etag, want_gzip ? gz_etag : etag);
       res.set(bhttp::field::last_modified, last_modified);
       res.set(bhttp::field::cache_control, "no-cache");

@@ -92,6 +92,17 @@ std::string http_date(std::time_t t) {
   return buf;
 }
 
+const std::string& http_date_now() {
+  thread_local std::time_t last = 0;
+  thread_local std::string value;
+  std::time_t now = std::time(nullptr);
+  if (now != last) {
+    last = now;
+    value = http_date(now);
+  }
+  return value;
+}
+
 std::optional<std::time_t> parse_http_date(std::string_view s) {
   // "Sun, 06 Nov 1994 08:49:37 GMT"
   if (s.size() != 29 || s.substr(25) != " GMT") return std::nullopt;

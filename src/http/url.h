@@ -23,6 +23,8 @@ std::string html_escape(std::string_view s);
 
 /// RFC 7231 IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
 std::string http_date(std::time_t t);
+/// The current time as an IMF-fixdate, cached per thread and renewed once a second.
+const std::string& http_date_now();
 /// Parses an IMF-fixdate; nullopt for anything else.
 std::optional<std::time_t> parse_http_date(std::string_view s);
 

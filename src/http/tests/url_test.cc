@@ -1,3 +1,4 @@
+#include <cstdlib>
 #include <gtest/gtest.h>
 
 #include "http/url.h"
@@ -29,6 +30,13 @@ TEST(Url, HttpDatesRoundTrip) {
   EXPECT_EQ(http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
   EXPECT_EQ(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").value(), 784111777);
   EXPECT_FALSE(parse_http_date("yesterday").has_value());
+}
+
+TEST(Url, DateNowIsAnHttpDate) {
+  const std::string& now = http_date_now();
+  auto parsed = parse_http_date(now);
+  ASSERT_TRUE(parsed.has_value()) << now;
+  EXPECT_LE(std::abs(*parsed - std::time(nullptr)), 2);
 }
 
 TEST(Url, HeaderTokens) {
