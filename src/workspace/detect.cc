@@ -50,6 +50,12 @@ std::optional<json> parse_manifest(const fs::path& p, const std::string& file, s
       return std::nullopt;
     }
     return j;
+  } catch (const json::out_of_range& e) {
+    // A number no double can hold ("1e999999"): not a syntax error, but just as fatal.
+    std::string what = e.what();
+    if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
+    error = fmt::format("{}: {}", file, what);
+    return std::nullopt;
   } catch (const json::parse_error& e) {
     // Count the line ourselves: nlohmann reports a byte offset.
     size_t upto = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text->size());
@@ -60,6 +66,9 @@ std::optional<json> parse_manifest(const fs::path& p, const std::string& file, s
     error = what.starts_with("parse error at line")
                 ? fmt::format("{}: {}", file, what)
                 : fmt::format("{}: parse error at line {}: {}", file, line, what);
+    return std::nullopt;
+  } catch (const json::exception& e) {
+    error = fmt::format("{}: cannot be read as JSON: {}", file, e.what());
     return std::nullopt;
   }
 }
@@ -259,7 +268,8 @@ WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
       spec.install = m["install"].get<std::string>();
     }
     if (m.contains("port")) {
-      if (!m["port"].is_number_integer() || m["port"].get<int>() < 1 || m["port"].get<int>() > 65535) {
+      if (!m["port"].is_number_integer() || m["port"].get<std::int64_t>() < 1 ||
+          m["port"].get<std::int64_t>() > 65535) {
         return bad("port", "a port number from 1 to 65535"), spec;
       }
       spec.port = m["port"].get<int>();

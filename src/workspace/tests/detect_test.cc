@@ -109,6 +109,18 @@ TEST_F(Detect, MalformedWorkspaceJsonNamesFileAndLine) {
   EXPECT_NE(s.error.find("line 2"), std::string::npos) << s.error;
 }
 
+TEST_F(Detect, NumbersOutOfRangeAreErrorsNotCrashes) {
+  // Found by fuzz_manifest: nlohmann throws out_of_range for this, not parse_error.
+  write("package.json", R"({"version": 66666666666666e77777})");
+  auto s = detect();
+  EXPECT_NE(s.error.find("package.json"), std::string::npos) << s.error;
+  write("package.json", R"({"scripts": {"start": "node s.js"}})");
+  write("workspace.json", R"({"port": 18446744073709551615})");
+  EXPECT_NE(detect().error.find("\"port\""), std::string::npos);
+  write("workspace.json", R"({"port": 4294967297})");
+  EXPECT_NE(detect().error.find("\"port\""), std::string::npos);
+}
+
 TEST_F(Detect, WorkspaceJsonOverrides) {
   write("index.html");
   write("workspace.json", R"({"type": "python", "command": "python3 -m http.server $PORT",
