@@ -89,14 +89,15 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   go.request_timeout = config.gateway.request_timeout;
   go.max_body = config.gateway.max_body;
   go.max_header = config.gateway.max_header;
-  ApiInfo info{CK_VERSION, "", std::chrono::system_clock::now()};
   std::string display_host = go.host == "0.0.0.0" ? "127.0.0.1" : go.host;
   if (display_host.find(':') != std::string::npos) display_host = "[" + display_host + "]";
-  auto api = std::make_shared<ControlApi>(snapshots, info);
-  Gateway gateway(go, snapshots, [api](const http::Request& r) { return api->handle(r); });
+  // The API is built once the port is known, before start() runs the worker threads (their
+  // creation orders this write before any request reads it).
+  std::unique_ptr<ControlApi> api;
+  Gateway gateway(go, snapshots, [&api](const http::Request& r) { return api->handle(r); });
 
   monitor.start();
-  auto port = gateway.start();
+  auto port = gateway.listen();
   if (port.has_error()) {
     log->error("{}", port.error().message);
     net::co_spawn(io, monitor.shutdown(), [&](std::exception_ptr) { io.stop(); });
@@ -104,7 +105,9 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     return 1;
   }
   std::string base = fmt::format("http://{}:{}/", display_host, port.value());
-  api = std::make_shared<ControlApi>(snapshots, ApiInfo{CK_VERSION, base, info.started});
+  api = std::make_unique<ControlApi>(snapshots,
+                                     ApiInfo{CK_VERSION, base, std::chrono::system_clock::now()});
+  gateway.start();
   log->info("CloudyKnight {} is serving {} workspaces from {} at {}", CK_VERSION,
             snapshots.load()->workspaces.size(), ws_root.string(), base);
   for (const auto& w : snapshots.load()->workspaces) {

@@ -909,7 +909,7 @@ Gateway::Gateway(GatewayOptions opts, const SnapshotHolder& routes, ControlHandl
 
 Gateway::~Gateway() { stop(); }
 
-Result<std::uint16_t> Gateway::start() {
+Result<std::uint16_t> Gateway::listen() {
   auto& o = impl_->opts;
   int n = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   error_code ec;
@@ -941,6 +941,10 @@ Result<std::uint16_t> Gateway::start() {
     w->acceptor = std::move(acc);
     impl_->workers.push_back(std::move(w));
   }
+  return port;
+}
+
+void Gateway::start() {
   for (auto& w : impl_->workers) {
     Impl::Worker* wp = w.get();
     spawn(wp->io.get_executor(), impl_->accept_loop(*wp), "gateway accept loop");
@@ -956,7 +960,6 @@ Result<std::uint16_t> Gateway::start() {
     });
   }
   impl_->running = true;
-  return port;
 }
 
 void Gateway::stop() {

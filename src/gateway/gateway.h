@@ -37,9 +37,11 @@ class Gateway {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
-  /// Binds and starts the workers. Returns the bound port; fails with a clear message when
-  /// the address is taken or invalid.
-  Result<std::uint16_t> start();
+  /// Binds the listening sockets. Returns the bound port; fails with a clear message when
+  /// the address is taken or invalid. No request is served before start().
+  Result<std::uint16_t> listen();
+  /// Starts the workers (after a successful listen()).
+  void start();
   /// Stops accepting, closes connections, joins the workers. Idempotent.
   void stop();
 

@@ -71,6 +71,7 @@ Monitor::~Monitor() = default;
 
 void Monitor::start() {
   scan_now();
+  publish();  // even when the first scan changed nothing (no workspaces yet)
   spawn(io_, scan_loop(), "monitor scan loop");
 }
 

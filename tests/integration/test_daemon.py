@@ -144,6 +144,19 @@ class DaemonProcessTest(unittest.TestCase):
         d.start()
         self.assertIn(f"http://127.0.0.1:{d.port}/", d.stderr_text())
 
+    def test_status_describes_the_daemon_with_no_workspaces(self):
+        # Was empty: the API was built before the port was known, and an empty first scan
+        # published no snapshot.
+        d = self.daemon()
+        d.start()
+        status, doc = d.api("/status")
+        self.assertEqual(status, 200)
+        self.assertEqual(doc["url"], f"http://127.0.0.1:{d.port}/")
+        self.assertEqual(doc["runtime"], "process")
+        self.assertTrue(doc["isolation"])
+        self.assertEqual(doc["storage"], d.ws)
+        self.assertEqual(doc["workspaces"], 0)
+
     # -- shutdown ---------------------------------------------------------------------
     def _shutdown(self, sig):
         d = self.daemon(fixtures=["echo"], examples=["hello-python"])
