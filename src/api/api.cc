@@ -21,13 +21,17 @@ http::Response json_response(int status, const json& body) {
   return r;
 }
 
+std::string activity_of(const WorkspaceView& w, const Snapshot& snap) {
+  return w.activity ? w.activity->level(snap.idle_after) : "idle";
+}
+
 json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
   json j = {
       {"name", w.name},
       {"type", w.type},
       {"matched", w.matched},
       {"status", w.status},
-      {"activity", w.activity ? w.activity->level(snap.idle_after) : "idle"},
+      {"activity", activity_of(w, snap)},
       {"url", w.name == "www" ? "/" : "/" + w.name + "/"},
       {"public", w.is_public},
       {"description", w.description},
@@ -115,8 +119,7 @@ http::Response ControlApi::handle(const http::Request& req) const {
     }
     if (sub == "status") {
       if (!read) return method_not_allowed("GET");
-      json j = workspace_json(*w, *snap);
-      return json_response(200, {{"name", w->name}, {"status", w->status}, {"activity", j["activity"]},
+      return json_response(200, {{"name", w->name}, {"status", w->status}, {"activity", activity_of(*w, *snap)},
                                  {"error", w->error}, {"restarts", w->restarts},
                                  {"runtime", snap->runtime_kind}});
     }

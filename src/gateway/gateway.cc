@@ -290,15 +290,21 @@ struct Gateway::Impl {
     return res;
   }
 
-  StringResponse payload_too_large() {
+  // An error page for a request that could not be read whole; the connection closes after it.
+  StringResponse closing_page(int status, std::string_view title, std::string_view message,
+                              std::string_view hint) {
     Request shape;
     shape.version(11);
-    auto res = error_page(shape, 413, "Payload Too Large",
-                          fmt::format("The request body is larger than the {} this gateway accepts.",
-                                      format_size(opts.max_body)),
-                          "Send a smaller body or raise gateway.max_body.");
+    auto res = error_page(shape, status, title, message, hint);
     res.keep_alive(false);
     return res;
+  }
+
+  StringResponse payload_too_large() {
+    return closing_page(413, "Payload Too Large",
+                        fmt::format("The request body is larger than the {} this gateway accepts.",
+                                    format_size(opts.max_body)),
+                        "Send a smaller body or raise gateway.max_body.");
   }
 
   // ---- the session -----------------------------------------------------------------------
@@ -317,12 +323,9 @@ struct Gateway::Impl {
       conn.expire_in(opts.idle_timeout);
       co_await bhttp::async_read_header(conn.client, buf, parser, net::redirect_error(use_task, ec));
       if (ec == bhttp::error::header_limit) {
-        Request dummy;
-        dummy.version(11);
-        auto res = error_page(dummy, 431, "Request Header Fields Too Large",
-                              "The request's headers are larger than this gateway accepts.",
-                              "Send smaller headers (cookies?) or raise gateway.max_header.");
-        res.keep_alive(false);
+        auto res = closing_page(431, "Request Header Fields Too Large",
+                                "The request's headers are larger than this gateway accepts.",
+                                "Send smaller headers (cookies?) or raise gateway.max_header.");
         co_await write(conn, res);
         break;
       }
@@ -335,11 +338,8 @@ struct Gateway::Impl {
         if (ec != bhttp::error::end_of_stream && !conn.timed_out && ec != net::error::operation_aborted &&
             ec != net::error::connection_reset && ec != net::error::eof) {
           // Malformed request line or headers: say so, then close.
-          Request dummy;
-          dummy.version(11);
-          auto res = error_page(dummy, 400, "Bad Request", "The request could not be parsed: " + ec.message() + ".",
-                                "Check the client sending it.");
-          res.keep_alive(false);
+          auto res = closing_page(400, "Bad Request", "The request could not be parsed: " + ec.message() + ".",
+                                  "Check the client sending it.");
           co_await write(conn, res);
         }
         break;

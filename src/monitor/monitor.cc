@@ -22,7 +22,6 @@ auto logger() {
 constexpr auto kBackoffStart = std::chrono::seconds(1);
 constexpr auto kBackoffCap = std::chrono::minutes(5);
 constexpr auto kHealthyReset = std::chrono::minutes(10);
-constexpr std::string_view kTailMarker = "; last lines of the log:\n";
 
 // The files whose content decides which dependencies get installed.
 std::string deps_key(const fs::path& dir, const WorkspaceSpec& spec) {
@@ -41,6 +40,12 @@ std::string deps_key(const fs::path& dir, const WorkspaceSpec& spec) {
 
 bool runs_in_runtime(const WorkspaceSpec& spec) {
   return spec.error.empty() && spec.type != WorkspaceType::static_site;
+}
+
+// Compose and Dockerfile workspaces can only run where there is a container engine.
+bool needs_docker(const WorkspaceSpec& spec, const Runtime& runtime) {
+  return (spec.type == WorkspaceType::compose || spec.type == WorkspaceType::dockerfile) &&
+         runtime.kind() == "process";
 }
 
 }  // namespace
@@ -169,9 +174,8 @@ void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec)
   bool was_running = rec->supervised;
   rec->spec = std::move(spec);
   const auto& s = rec->spec;
-  bool needs_docker = (s.type == WorkspaceType::compose || s.type == WorkspaceType::dockerfile) &&
-                      runtime_.kind() == "process";
-  bool runnable = runs_in_runtime(s) && !needs_docker;
+  bool docker_only = needs_docker(s, runtime_);
+  bool runnable = runs_in_runtime(s) && !docker_only;
   if (!s.error.empty()) {
     rec->status = "failed";
     rec->error = s.error;
@@ -181,7 +185,7 @@ void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec)
     rec->status = "running";
     rec->error.clear();
     rec->log_tail.clear();
-  } else if (needs_docker) {
+  } else if (docker_only) {
     rec->status = "failed";
     rec->error = fmt::format(
         "this is a {} workspace ({}), which needs the docker runtime: start a Docker engine and "
@@ -230,11 +234,7 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
   auto log = logger();
   Duration backoff = kBackoffStart;
   auto done = [&] { return rec->removed || shutting_down_; };
-  while (!done() && runs_in_runtime(rec->spec)) {
-    if ((rec->spec.type == WorkspaceType::compose || rec->spec.type == WorkspaceType::dockerfile) &&
-        runtime_.kind() == "process") {
-      break;  // apply_spec already said why
-    }
+  while (!done() && runs_in_runtime(rec->spec) && !needs_docker(rec->spec, runtime_)) {
     rec->restart_requested = false;
     rec->status = "initializing";
     rec->phase = "copying the source";
@@ -269,10 +269,8 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       rec->log_tail = tail_file(runtime_.log_path(rec->name), 20);
     } else {
       if (rec->restart_requested) continue;
-      std::string msg = result.error().message;
-      if (auto pos = msg.find(kTailMarker); pos != std::string::npos) msg.resize(pos);
       rec->restarts++;
-      rec->error = msg;
+      rec->error = result.error().message;
       rec->log_tail = tail_file(runtime_.log_path(rec->name), 20);
     }
     rec->status = "failed";

@@ -59,7 +59,7 @@ class Runtime {
   /// What isolation is applied to apps, in words, for logs and /status.
   virtual std::string isolation() const = 0;
   /// Prepares and starts the app; completes once it accepts TCP connections on its port.
-  /// On failure the message says what failed and ends with the last lines of its log.
+  /// On failure the message says what failed; the details are in log_path(name).
   virtual net::awaitable<Result<RunningApp>> start(RunSpec spec, PhaseCallback on_phase) = 0;
   /// Completes when the workspace's running app exits; at once if nothing runs.
   virtual net::awaitable<ExitInfo> wait_exit(std::string name) = 0;

@@ -36,6 +36,13 @@ std::optional<std::string> read_file(const fs::path& p) {
   return ss.str();
 }
 
+// nlohmann's message without its "[json.exception.parse_error.101] " tag.
+std::string json_message(const std::exception& e) {
+  std::string what = e.what();
+  if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
+  return what;
+}
+
 // Parses a JSON manifest; on failure returns the message a user needs: file, line, what.
 std::optional<json> parse_manifest(const fs::path& p, const std::string& file, std::string& error) {
   auto text = read_file(p);
@@ -52,16 +59,13 @@ std::optional<json> parse_manifest(const fs::path& p, const std::string& file, s
     return j;
   } catch (const json::out_of_range& e) {
     // A number no double can hold ("1e999999"): not a syntax error, but just as fatal.
-    std::string what = e.what();
-    if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
-    error = fmt::format("{}: {}", file, what);
+    error = fmt::format("{}: {}", file, json_message(e));
     return std::nullopt;
   } catch (const json::parse_error& e) {
     // Count the line ourselves: nlohmann reports a byte offset.
     size_t upto = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text->size());
     int line = 1 + static_cast<int>(std::count(text->begin(), text->begin() + upto, '\n'));
-    std::string what = e.what();
-    if (auto pos = what.find("] "); pos != std::string::npos) what = what.substr(pos + 2);
+    std::string what = json_message(e);
     // nlohmann says "parse error at line 3, column 58: ..." itself when it knows the spot.
     error = what.starts_with("parse error at line")
                 ? fmt::format("{}: {}", file, what)

@@ -249,10 +249,15 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
                                opts_.port_min, opts_.port_max));
   }
   slot->port = port;
-  auto release = [&] {
-    if (slot->port) ports_.release(slot->port);
-    slot->port = 0;
-  };
+  // Every way out but a ready app gives the port back.
+  struct PortGuard {
+    ProcessRuntime& rt;
+    Slot& slot;
+    bool keep = false;
+    ~PortGuard() {
+      if (!keep) rt.release_port(slot);
+    }
+  } port_guard{*this, *slot};
 
   on_phase(Phase::preparing, "copying the source");
   fs::path run_dir = opts_.data_dir / "run" / spec.name;
@@ -266,18 +271,15 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   auto copied = refresh_app_dir(spec.source, app_dir, keep_deps);
   co_await net::post(ex, net::use_awaitable);
   if (copied.has_error()) {
-    release();
     co_return copied.error();
   }
   if (slot->stopping) {
-    release();
     co_return stopped();
   }
 
   if (slot->log_fd < 0) {
     slot->log_fd = ::open(log_path(spec.name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (slot->log_fd < 0) {
-      release();
       co_return fail(Errc::io, fmt::format("cannot open the log {}: {}", log_path(spec.name).string(),
                                            std::strerror(errno)));
     }
@@ -297,19 +299,15 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
     ::unlink((run_dir / "deps-key").c_str());
     auto rc = co_await run_step(*slot, spec, spec.install, env);
     if (rc.has_error()) {
-      release();
       co_return rc.error();
     }
     if (slot->stopping) {
-      release();
       co_return stopped();
     }
     if (rc.value() != 0) {
-      release();
       co_return fail(Errc::invalid_argument,
-                     fmt::format("installing dependencies failed (`{}` exited with code {}); "
-                                 "last lines of the log:\n{}",
-                                 spec.install, rc.value(), tail_file(log_path(spec.name), 15)));
+                     fmt::format("installing dependencies failed (`{}` exited with code {})",
+                                 spec.install, rc.value()));
     }
     write_small(run_dir / "deps-key", spec.deps_key);
   } else if (keep_deps) {
@@ -325,7 +323,6 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   slot->log_line(fmt::format("starting: {} (PORT={})", spec.command, port));
   auto child = launch(*slot, spec, spec.command, env);
   if (child.has_error()) {
-    release();
     co_return child.error();
   }
   slot->app = child.value();
@@ -341,6 +338,7 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
       co_await s.async_connect(ep, net::redirect_error(net::use_awaitable, cec));
       if (!cec) {
         slot->log_line(fmt::format("ready on {}:{}", host, port));
+        port_guard.keep = true;
         co_return RunningApp{host, port, slot->app->pid()};
       }
     }
@@ -356,18 +354,14 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   auto info = exit_info(slot->app->status());
   slot->app.reset();
   slot->current.reset();
-  release();
   if (slot->stopping) co_return stopped();
   if (std::chrono::steady_clock::now() > deadline) {
     co_return fail(Errc::timeout,
-                   fmt::format("the app did not open port {} within {} (it must listen on $PORT); "
-                               "last lines of the log:\n{}",
-                               port, format_duration(spec.ready_timeout),
-                               tail_file(log_path(spec.name), 15)));
+                   fmt::format("the app did not open port {} within {} (it must listen on $PORT)",
+                               port, format_duration(spec.ready_timeout)));
   }
   co_return fail(Errc::invalid_argument,
-                 fmt::format("the app {} before it opened port {}; last lines of the log:\n{}",
-                             info.describe(), port, tail_file(log_path(spec.name), 15)));
+                 fmt::format("the app {} before it opened port {}", info.describe(), port));
 }
 
 net::awaitable<ExitInfo> ProcessRuntime::wait_exit(std::string name) {
@@ -382,8 +376,7 @@ net::awaitable<ExitInfo> ProcessRuntime::wait_exit(std::string name) {
   if (slot->app == app) {
     slot->app.reset();
     slot->current.reset();
-    if (slot->port) ports_.release(slot->port);
-    slot->port = 0;
+    release_port(*slot);
     slot->log_line("app " + info.describe());
   }
   co_return info;
@@ -408,9 +401,13 @@ net::awaitable<void> ProcessRuntime::stop(std::string name, Duration grace) {
     }
     co_await child->wait();
   }
-  if (slot->port) ports_.release(slot->port);
-  slot->port = 0;
+  release_port(*slot);
   if (slot->cgroup) slot->cgroup->remove();
+}
+
+void ProcessRuntime::release_port(Slot& slot) {
+  if (slot.port) ports_.release(slot.port);
+  slot.port = 0;
 }
 
 void ProcessRuntime::kill_all() {

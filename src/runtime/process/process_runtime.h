@@ -40,6 +40,7 @@ class ProcessRuntime final : public Runtime {
   net::awaitable<Result<int>> run_step(Slot& slot, const RunSpec& spec, const std::string& cmd,
                                        const std::vector<std::string>& env);
   std::vector<std::string> base_env(const RunSpec& spec, int port) const;
+  void release_port(Slot& slot);
   Result<std::shared_ptr<class Child>> launch(Slot& slot, const RunSpec& spec, const std::string& cmd,
                                               const std::vector<std::string>& env);
 
