@@ -23,6 +23,26 @@ std::string self_exe(const char* argv0) {
   return argv0;
 }
 
+// The configuration: --config FILE, then CK_* environment, then the flags given.
+std::optional<ck::Config> load(const std::string& config_file, const std::vector<ck::Setting>& flags) {
+  std::optional<std::filesystem::path> file;
+  if (!config_file.empty()) file = config_file;
+  auto env = [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    return v ? std::optional<std::string>(v) : std::nullopt;
+  };
+  auto config = ck::load_config(file, env, flags);
+  if (config.has_error()) {
+    std::cerr << "cloudyknight: " << config.error().message << "\n";
+    return std::nullopt;
+  }
+  if (auto r = ck::log::setup(config.value().log_format, config.value().log_level); r.has_error()) {
+    std::cerr << "cloudyknight: " << r.error().message << "\n";
+    return std::nullopt;
+  }
+  return config.value();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,6 +64,29 @@ int main(int argc, char** argv) {
   serve->add_option("--threads", threads, "Gateway worker threads (0 = one per core)");
   serve->add_option("--log-format", log_format, "text or json");
   serve->add_option("--log-level", log_level, "debug, info, warn or error");
+
+  auto* images = app.add_subcommand("images", "Runtime images for the docker runtime");
+  images->require_subcommand(1);
+  auto* images_build = images->add_subcommand(
+      "build", "Build the runtime images (offline from Debian packages when no registry answers); "
+               "quick when they exist");
+  std::vector<std::string> image_types;
+  bool force = false, no_pull = false;
+  std::string images_config;
+  images_build->add_option("types", image_types, "Types to build: node python php go ruby (default: all)");
+  images_build->add_flag("--force", force, "Rebuild even if the images exist");
+  images_build->add_flag("--no-pull", no_pull, "Do not try the registry; build offline");
+  images_build->add_option("--config", images_config, "YAML configuration file (images, data)");
+  images_build->add_option("--data", data, "Folder for scratch space (default ./data)");
+
+  auto* ws = app.add_subcommand("workspace", "Work with workspaces");
+  ws->alias("ws");
+  ws->require_subcommand(1);
+  auto* compose = ws->add_subcommand("compose", "Print the docker-compose.yml a workspace runs with");
+  std::string ws_name, ws_config;
+  compose->add_option("name", ws_name, "Workspace name")->required();
+  compose->add_option("--config", ws_config, "YAML configuration file");
+  compose->add_option("--workspaces", workspaces, "Folder whose subfolders are workspaces");
 
   try {
     app.parse(argc, argv);
@@ -79,22 +122,26 @@ int main(int argc, char** argv) {
     flag(log_format, "log.format", "--log-format");
     flag(log_level, "log.level", "--log-level");
 
-    std::optional<std::filesystem::path> file;
-    if (!config_file.empty()) file = config_file;
-    auto env = [](const std::string& name) -> std::optional<std::string> {
-      const char* v = std::getenv(name.c_str());
-      return v ? std::optional<std::string>(v) : std::nullopt;
-    };
-    auto config = ck::load_config(file, env, flags);
-    if (config.has_error()) {
-      std::cerr << "cloudyknight: " << config.error().message << "\n";
-      return 2;
+    auto config = load(config_file, flags);
+    if (!config) return 2;
+    return ck::run_daemon(*config, self_exe(argv[0]));
+  }
+  if (images_build->parsed()) {
+    std::vector<ck::Setting> flags;
+    if (!data.empty()) flags.push_back({"data", data, "--data"});
+    auto config = load(images_config, flags);
+    if (!config) return 2;
+    return ck::build_images_command(*config, image_types, force, !no_pull);
+  }
+  if (compose->parsed()) {
+    std::vector<ck::Setting> flags;
+    if (!workspaces.empty()) {
+      flags.push_back({"storage.kind", "dir", "--workspaces"});
+      flags.push_back({"storage.path", workspaces, "--workspaces"});
     }
-    if (auto r = ck::log::setup(config.value().log_format, config.value().log_level); r.has_error()) {
-      std::cerr << "cloudyknight: " << r.error().message << "\n";
-      return 2;
-    }
-    return ck::run_daemon(config.value(), self_exe(argv[0]));
+    auto config = load(ws_config, flags);
+    if (!config) return 2;
+    return ck::compose_command(*config, ws_name);
   }
   return 0;
 }

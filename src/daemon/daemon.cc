@@ -11,6 +11,7 @@
 #include "gateway/gateway.h"
 #include "http/asio.h"
 #include "monitor/monitor.h"
+#include "runtime/docker/docker_runtime.h"
 #include "runtime/process/process_runtime.h"
 #include "storage/dir/dir_storage.h"
 
@@ -20,6 +21,60 @@
 
 namespace ck {
 namespace fs = std::filesystem;
+
+namespace {
+
+// The docker runtime when an engine answers (runtime.kind auto or docker), else the process
+// runtime (auto or process). Null after logging why when the chosen one cannot run.
+std::unique_ptr<Runtime> make_runtime(net::io_context& io, const Config& config, const fs::path& data,
+                                      const std::string& self_exe) {
+  auto log = log::get("daemon");
+  const std::string& kind = config.runtime.kind;
+  std::string why;
+  if (kind == "docker" || kind == "auto") {
+    std::string socket = DockerEngine::default_socket(&why);
+    if (!socket.empty()) {
+      auto engine = std::make_unique<DockerEngine>(socket);
+      auto connected = run_blocking(engine->connect());
+      if (connected.has_value()) {
+        auto rt = std::make_unique<DockerRuntime>(
+            io, std::move(engine),
+            DockerRuntimeOptions{data, config.runtime.port_min, config.runtime.port_max, config.images});
+        log->info("runtime: docker (engine on {}; isolation: {})", socket, rt->isolation());
+        return rt;
+      }
+      why = connected.error().message;
+    }
+    if (kind == "docker") {
+      log->error("runtime docker: {}: start the Docker engine (dockerd), set DOCKER_HOST=unix://PATH, "
+                 "or use --runtime process",
+                 why);
+      return nullptr;
+    }
+  }
+  auto rt = std::make_unique<ProcessRuntime>(
+      io, ProcessRuntimeOptions{data, config.runtime.port_min, config.runtime.port_max, self_exe});
+  if (kind == "auto") {
+    log->info("runtime: process, the embedded runtime ({}; isolation: {})", why, rt->isolation());
+  } else {
+    log->info("runtime: process (isolation: {})", rt->isolation());
+  }
+  return rt;
+}
+
+}  // namespace
+
+MonitorOptions monitor_options(const Config& config) {
+  MonitorOptions mo;
+  mo.scan_interval = config.storage.scan_interval;
+  mo.ready_timeout = config.runtime.ready_timeout;
+  mo.idle_after = config.idle.idle_after;
+  mo.memory = config.limits.memory;
+  mo.install_memory = config.limits.install_memory;
+  mo.cpus = config.limits.cpus;
+  mo.pids = config.limits.pids;
+  return mo;
+}
 
 int run_daemon(const Config& config, const std::string& self_exe) {
   auto log = log::get("daemon");
@@ -31,9 +86,9 @@ int run_daemon(const Config& config, const std::string& self_exe) {
                config.storage.kind);
     return 1;
   }
-  if (config.runtime.kind == "docker" || config.runtime.kind == "swarm") {
-    log->error("runtime '{}' is not available in this version yet: use --runtime process (or auto)",
-               config.runtime.kind);
+  if (config.runtime.kind == "swarm") {
+    log->error("runtime 'swarm' is not available in this version yet: use --runtime docker, "
+               "process or auto");
     return 1;
   }
   auto listen = parse_listen(config.gateway.listen);
@@ -65,22 +120,11 @@ int run_daemon(const Config& config, const std::string& self_exe) {
 
   net::io_context io{1};
   DirStorage storage(ws_root);
-  ProcessRuntime runtime(io, ProcessRuntimeOptions{data, config.runtime.port_min, config.runtime.port_max, self_exe});
-  if (config.runtime.kind == "auto") {
-    log->info("runtime: process (the embedded runtime; isolation: {})", runtime.isolation());
-  } else {
-    log->info("runtime: process (isolation: {})", runtime.isolation());
-  }
+  auto runtime_ptr = make_runtime(io, config, data, self_exe);
+  if (!runtime_ptr) return 1;
+  Runtime& runtime = *runtime_ptr;
   SnapshotHolder snapshots;
-  MonitorOptions mo;
-  mo.scan_interval = config.storage.scan_interval;
-  mo.ready_timeout = config.runtime.ready_timeout;
-  mo.idle_after = config.idle.idle_after;
-  mo.memory = config.limits.memory;
-  mo.install_memory = config.limits.install_memory;
-  mo.cpus = config.limits.cpus;
-  mo.pids = config.limits.pids;
-  Monitor monitor(io, storage, runtime, snapshots, mo);
+  Monitor monitor(io, storage, runtime, snapshots, monitor_options(config));
 
   GatewayOptions go;
   go.host = listen.value().first;

@@ -4,12 +4,27 @@
 
 #include <string>
 
+#include <vector>
+
 #include "core/config.h"
+#include "monitor/monitor.h"
 
 namespace ck {
 
 /// Runs the daemon on the calling thread (the control-plane io_context). Returns the exit
 /// code; start-up failures are logged as one clear line and return 1.
 int run_daemon(const Config& config, const std::string& self_exe);
+
+/// The monitor's settings from the configuration.
+MonitorOptions monitor_options(const Config& config);
+
+/// `cloudyknight images build [TYPE...]`: exit code; progress on stdout, one clear line on
+/// stderr on failure.
+int build_images_command(const Config& config, const std::vector<std::string>& types, bool force,
+                         bool pull);
+
+/// `cloudyknight workspace compose NAME`: prints the docker-compose.yml the docker runtime
+/// runs the workspace with.
+int compose_command(const Config& config, const std::string& name);
 
 }  // namespace ck

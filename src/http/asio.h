@@ -11,6 +11,7 @@
 // clang-format on
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace ck {
@@ -27,6 +28,24 @@ void spawn(Executor ex, net::awaitable<void, Executor> task, std::string what) {
                 [what = std::move(what)](std::exception_ptr e) { report_task_failure(e, what); });
 }
 void spawn(net::io_context& io, net::awaitable<void> task, std::string what);
+
+/// Runs `task` to completion on a private io_context and answers its value: for start-up
+/// steps and CLI commands that have nothing else to do meanwhile. Rethrows its exception.
+template <class T>
+T run_blocking(net::awaitable<T> task) {
+  net::io_context io;
+  std::optional<T> out;
+  std::exception_ptr error;
+  net::co_spawn(
+      io,
+      [](net::awaitable<T> t, std::optional<T>* o) -> net::awaitable<void> {
+        o->emplace(co_await std::move(t));
+      }(std::move(task), &out),
+      [&error](std::exception_ptr e) { error = e; });
+  io.run();
+  if (error) std::rethrow_exception(error);
+  return std::move(*out);
+}
 
 /// Waits `d` on the current executor.
 net::awaitable<void> sleep_for(std::chrono::steady_clock::duration d);

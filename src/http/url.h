@@ -13,6 +13,9 @@ namespace ck::http {
 /// '+' is left alone (it is only a space in form bodies, not in paths).
 std::optional<std::string> percent_decode(std::string_view s);
 
+/// Percent-encodes everything but RFC 3986 unreserved characters (and '/' when keep_slash).
+std::string percent_encode(std::string_view s, bool keep_slash = false);
+
 /// Splits "/a/b?x=1" into "/a/b" and "x=1".
 std::pair<std::string_view, std::string_view> split_target(std::string_view target);
 

@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/names.h"
 
@@ -33,9 +34,9 @@ std::string deps_key(const fs::path& dir, const WorkspaceSpec& spec) {
     if (!in) continue;
     std::stringstream ss;
     ss << in.rdbuf();
-    key += fmt::format("|{}:{:x}", f, std::hash<std::string>{}(ss.str()));
+    key += fmt::format("|{}:{}", f, stable_hash(ss.str()));
   }
-  return fmt::format("{:x}", std::hash<std::string>{}(key));
+  return stable_hash(key);
 }
 
 bool runs_in_runtime(const WorkspaceSpec& spec) {
@@ -168,6 +169,15 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries) {
     changed = true;
   }
   if (changed) publish();
+  if (!sweeping_) {
+    sweeping_ = true;
+    spawn(io_, sweep_orphans(std::move(seen)), "remove orphaned containers");
+  }
+}
+
+net::awaitable<void> Monitor::sweep_orphans(std::set<std::string> keep) {
+  co_await runtime_.remove_orphans(std::move(keep));
+  sweeping_ = false;
 }
 
 void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec) {
@@ -213,20 +223,26 @@ void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec)
 }
 
 RunSpec Monitor::run_spec(const Record& rec) const {
+  return make_run_spec(rec.name, rec.path, rec.spec, opts_);
+}
+
+RunSpec make_run_spec(const std::string& name, const fs::path& dir, const WorkspaceSpec& spec,
+                      const MonitorOptions& opts) {
   RunSpec r;
-  r.name = rec.name;
-  r.type = std::string(type_name(rec.spec.type));
-  r.source = rec.path;
-  r.install = rec.spec.install;
-  r.command = rec.spec.command;
-  r.port = rec.spec.port;
-  r.env = rec.spec.env;
-  r.deps_key = deps_key(rec.path, rec.spec);
-  r.memory = rec.spec.memory.value_or(opts_.memory);
-  r.install_memory = std::max(opts_.install_memory, r.memory);
-  r.cpus = rec.spec.cpus.value_or(opts_.cpus);
-  r.pids = opts_.pids;
-  r.ready_timeout = opts_.ready_timeout;
+  r.name = name;
+  r.type = std::string(type_name(spec.type));
+  r.source = dir;
+  r.install = spec.install;
+  r.command = spec.command;
+  r.image = spec.image;
+  r.port = spec.port;
+  r.env = spec.env;
+  r.deps_key = deps_key(dir, spec);
+  r.memory = spec.memory.value_or(opts.memory);
+  r.install_memory = std::max(opts.install_memory, r.memory);
+  r.cpus = spec.cpus.value_or(opts.cpus);
+  r.pids = opts.pids;
+  r.ready_timeout = opts.ready_timeout;
   return r;
 }
 

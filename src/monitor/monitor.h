@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "http/asio.h"
@@ -28,6 +29,11 @@ struct MonitorOptions {
   int pids = 256;
 };
 
+/// What the runtime is asked to run for a workspace folder: its detected spec plus the
+/// configured limits (the monitor and `cloudyknight workspace compose` both use it).
+RunSpec make_run_spec(const std::string& name, const std::filesystem::path& dir,
+                      const WorkspaceSpec& spec, const MonitorOptions& opts);
+
 class Monitor {
  public:
   Monitor(net::io_context& io, Storage& storage, Runtime& runtime, SnapshotHolder& out,
@@ -45,6 +51,7 @@ class Monitor {
   struct Record;
   net::awaitable<void> scan_loop();
   net::awaitable<void> supervise(std::shared_ptr<Record> rec);
+  net::awaitable<void> sweep_orphans(std::set<std::string> keep);
   void reconcile(const std::vector<StorageEntry>& entries);
   void apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec);
   void publish();
@@ -59,6 +66,7 @@ class Monitor {
   std::vector<InvalidFolder> invalid_;
   std::string storage_error_;
   bool shutting_down_ = false;
+  bool sweeping_ = false;
   int supervisors_ = 0;
   net::steady_timer scan_timer_;
 };

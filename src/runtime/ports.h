@@ -15,6 +15,8 @@ class PortAllocator {
   /// Takes a specific port if it is free.
   bool acquire_exact(int port);
   void release(int port) { taken_.erase(port); }
+  /// Records a port already in use by one of ours (an adopted container's).
+  void mark_taken(int port) { taken_.insert(port); }
   /// True if nothing on the host listens on 127.0.0.1:port right now.
   static bool is_free_on_host(int port);
 

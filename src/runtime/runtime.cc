@@ -2,7 +2,9 @@
 
 #include <csignal>
 #include <cstring>
+#include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <unistd.h>
 #include <fstream>
 #include <vector>
 
@@ -15,6 +17,18 @@ std::string ExitInfo::describe() const {
     return fmt::format("killed by signal {} (SIG{})", signal, name ? name : "?");
   }
   return fmt::format("exited with code {}", code);
+}
+
+std::filesystem::path workspace_log_path(const std::filesystem::path& data_dir,
+                                         const std::string& name) {
+  return data_dir / "logs" / (name + ".log");
+}
+
+void append_log_line(int fd, const std::string& line) {
+  if (fd < 0) return;
+  auto text = fmt::format("==> cloudyknight {:%Y-%m-%d %H:%M:%S}: {}\n",
+                          fmt::localtime(std::time(nullptr)), line);
+  (void)!::write(fd, text.data(), text.size());
 }
 
 std::string tail_file(const std::filesystem::path& path, int lines) {

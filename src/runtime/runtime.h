@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "core/error.h"
@@ -23,6 +24,7 @@ struct RunSpec {
   std::filesystem::path source;
   std::string install;  // shell command, may be empty
   std::string command;  // shell command; $PORT is set
+  std::string image;    // workspace.json "image": overrides the type's image (docker)
   std::optional<int> port;
   std::map<std::string, std::string> env;
   std::string deps_key;  // changes when dependencies must be installed again
@@ -69,7 +71,21 @@ class Runtime {
   virtual void kill_all() = 0;
   /// The workspace's log file (install and app output).
   virtual std::filesystem::path log_path(const std::string& name) const = 0;
+  /// Removes what the runtime still runs for workspaces not in `keep` (containers left over
+  /// from a previous control plane whose folder is gone). Drivers whose apps die with the
+  /// control plane have nothing to do.
+  virtual net::awaitable<void> remove_orphans(std::set<std::string> keep) {
+    (void)keep;
+    co_return;
+  }
 };
+
+/// DATA/logs/<name>.log: where every driver writes a workspace's install and app output.
+std::filesystem::path workspace_log_path(const std::filesystem::path& data_dir,
+                                         const std::string& name);
+
+/// Appends "==> cloudyknight <time>: <line>" to a workspace log (fd < 0: nothing).
+void append_log_line(int fd, const std::string& line);
 
 /// The last `lines` lines of a text file ("" if it cannot be read).
 std::string tail_file(const std::filesystem::path& path, int lines);

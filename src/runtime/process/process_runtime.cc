@@ -119,12 +119,7 @@ struct ProcessRuntime::Slot {
   ~Slot() {
     if (log_fd >= 0) ::close(log_fd);
   }
-  void log_line(const std::string& line) const {
-    if (log_fd < 0) return;
-    auto text = fmt::format("==> cloudyknight {:%Y-%m-%d %H:%M:%S}: {}\n",
-                            fmt::localtime(std::time(nullptr)), line);
-    (void)!::write(log_fd, text.data(), text.size());
-  }
+  void log_line(const std::string& line) const { append_log_line(log_fd, line); }
 };
 
 ProcessRuntime::ProcessRuntime(net::io_context& io, ProcessRuntimeOptions opts)
@@ -156,7 +151,7 @@ ProcessRuntime::~ProcessRuntime() {
 }
 
 fs::path ProcessRuntime::log_path(const std::string& name) const {
-  return opts_.data_dir / "logs" / (name + ".log");
+  return workspace_log_path(opts_.data_dir, name);
 }
 
 std::vector<std::string> ProcessRuntime::base_env(const RunSpec& spec, int port) const {

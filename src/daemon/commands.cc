@@ -1,0 +1,122 @@
+// The CLI commands that need the runtime's object graph but no daemon: `images build` and
+// `workspace compose`.
+#include <fmt/format.h>
+#include <iostream>
+
+#include "core/names.h"
+#include "daemon/daemon.h"
+#include "runtime/docker/images.h"
+#include "runtime/docker/plan.h"
+#include "workspace/workspace.h"
+
+namespace ck {
+namespace fs = std::filesystem;
+
+namespace {
+
+// A connected engine, or null with the reason in `why`.
+std::unique_ptr<DockerEngine> connect_engine(std::string& why) {
+  std::string socket = DockerEngine::default_socket(&why);
+  if (socket.empty()) return nullptr;
+  auto engine = std::make_unique<DockerEngine>(socket);
+  auto r = run_blocking(engine->connect());
+  if (r.has_error()) {
+    why = r.error().message;
+    return nullptr;
+  }
+  return engine;
+}
+
+}  // namespace
+
+int build_images_command(const Config& config, const std::vector<std::string>& types, bool force,
+                         bool pull) {
+  std::string why;
+  auto engine = connect_engine(why);
+  if (!engine) {
+    std::cerr << "cloudyknight: " << why << ": start the Docker engine (dockerd) first\n";
+    return 1;
+  }
+  ImageBuildOptions opts;
+  opts.types = types;
+  opts.configured = config.images;
+  opts.force = force;
+  opts.pull = pull;
+  std::error_code ec;
+  opts.work_dir = fs::absolute(config.data, ec) / "images";
+  auto say = [](const std::string& line) { std::cout << line << std::endl; };
+  auto r = run_blocking(build_images(*engine, opts, say));
+  if (r.has_error()) {
+    std::cerr << "cloudyknight: " << r.error().message << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+int compose_command(const Config& config, const std::string& name) {
+  if (auto valid = validate_workspace_name(name); valid.has_error()) {
+    std::cerr << "cloudyknight: " << valid.error().message << "\n";
+    return 2;
+  }
+  if (config.storage.kind != "dir") {
+    std::cerr << "cloudyknight: `workspace compose` reads dir storage only in this version "
+                 "(storage.kind is '" << config.storage.kind << "')\n";
+    return 1;
+  }
+  std::error_code ec;
+  fs::path dir = fs::absolute(fs::path(config.storage.path) / name, ec);
+  if (!fs::is_directory(dir, ec)) {
+    std::cerr << "cloudyknight: there is no workspace '" << name << "' in "
+              << fs::absolute(config.storage.path, ec).string()
+              << " (pass --workspaces DIR or --config FILE)\n";
+    return 1;
+  }
+  WorkspaceSpec spec = detect_workspace(name, dir);
+  if (!spec.error.empty()) {
+    std::cerr << "cloudyknight: " << name << " cannot run: " << spec.error << "\n";
+    return 1;
+  }
+  if (spec.type == WorkspaceType::static_site) {
+    std::cerr << "cloudyknight: " << name << " is a static site; the gateway serves it itself, "
+                 "without a container\n";
+    return 1;
+  }
+  if (spec.type == WorkspaceType::compose) {
+    std::cerr << "cloudyknight: " << name << " brings its own " << spec.matched << "; use that file\n";
+    return 1;
+  }
+  RunSpec rs = make_run_spec(name, dir, spec, monitor_options(config));
+  std::string type = rs.type;
+  std::string image = rs.image.empty() ? (config.images.count(type) ? config.images.at(type) : offline_image(type))
+                                       : rs.image;
+  int host_port = 0;
+  std::string why;
+  if (auto engine = connect_engine(why)) {
+    if (spec.type == WorkspaceType::dockerfile) {
+      image = fmt::format("cloudyknight-ws/{}:latest", name);
+    } else {
+      auto resolved = run_blocking(resolve_image(*engine, type, image, !rs.image.empty()));
+      if (resolved.has_value()) image = resolved.value();
+    }
+    auto running = run_blocking(engine->list_containers({"cloudyknight.managed=true", "cloudyknight.workspace=" + name}));
+    if (running.has_value()) {
+      for (const auto& c : running.value()) {
+        for (const auto& p : c.value("Ports", json::array())) {
+          if (p.value("IP", "") == "127.0.0.1" && p.contains("PublicPort")) host_port = p.value("PublicPort", 0);
+        }
+      }
+    }
+  } else if (spec.type == WorkspaceType::dockerfile) {
+    image = fmt::format("cloudyknight-ws/{}:latest", name);
+  }
+  auto plan = plan_app(rs, image, rs.port.value_or(kDefaultContainerPort), host_port);
+  if (spec.type == WorkspaceType::dockerfile) plan.build_context = dir.string();
+  std::cout << fmt::format("# The container CloudyKnight runs for workspace '{}' ({} — {}).\n", name,
+                           type_name(spec.type), spec.matched)
+            << "# `docker compose up` runs it the same way (the dependency volumes are created by "
+               "CloudyKnight, or by `docker volume create`).\n"
+            << compose_yaml(plan);
+  return 0;
+}
+
+}  // namespace ck

@@ -1,0 +1,470 @@
+#include "runtime/docker/docker_runtime.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/write.hpp>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <fstream>
+#include <unistd.h>
+
+#include "core/hash.h"
+#include "core/log.h"
+#include "runtime/docker/archive.h"
+#include "runtime/docker/images.h"
+#include "runtime/docker/plan.h"
+
+namespace ck {
+namespace fs = std::filesystem;
+
+namespace {
+
+auto logger() {
+  static auto l = log::get("runtime");
+  return l;
+}
+
+long unix_now() { return static_cast<long>(std::time(nullptr)); }
+
+// An app is ready when a request to its published port gets any answer at all. A bare TCP
+// connect proves nothing here: Docker's userland proxy accepts on the host port even while
+// nothing listens inside the container, then closes the connection without a byte.
+net::awaitable<bool> answers_http(int port, Duration timeout) {
+  auto ex = co_await net::this_coro::executor;
+  net::ip::tcp::socket sock(ex);
+  net::steady_timer timer(ex);
+  timer.expires_after(timeout);
+  bool timed_out = false;
+  timer.async_wait([&](const boost::system::error_code& ec) {
+    if (ec) return;
+    timed_out = true;
+    boost::system::error_code ignored;
+    sock.close(ignored);
+  });
+  boost::system::error_code ec;
+  net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));
+  co_await sock.async_connect(ep, net::redirect_error(net::use_awaitable, ec));
+  bool ok = false;
+  if (!ec) {
+    static constexpr std::string_view kProbe =
+        "GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cloudyknight-probe\r\nConnection: close\r\n\r\n";
+    co_await net::async_write(sock, net::buffer(kProbe), net::redirect_error(net::use_awaitable, ec));
+    char byte;
+    if (!ec) {
+      std::size_t n = co_await sock.async_read_some(net::buffer(&byte, 1),
+                                                    net::redirect_error(net::use_awaitable, ec));
+      ok = n > 0;
+    }
+  }
+  timer.cancel();
+  if (!timed_out) {
+    boost::system::error_code ignored;
+    sock.close(ignored);
+  }
+  co_return ok;
+}
+
+ExitInfo exit_from_state(const json& state, int fallback_code) {
+  ExitInfo e;
+  int code = state.is_object() ? state.value("ExitCode", fallback_code) : fallback_code;
+  // docker-init reports an app killed by a signal as 128+signal, as shells do.
+  if (code > 128 && code < 128 + 65) {
+    e.signal = code - 128;
+  } else {
+    e.code = code;
+  }
+  e.oom = state.is_object() && state.value("OOMKilled", false);
+  return e;
+}
+
+std::string label(const json& c, const std::string& key) {
+  const auto& labels = c.contains("Labels") ? c["Labels"] : c["Config"]["Labels"];
+  if (!labels.is_object()) return "";
+  auto it = labels.find(key);
+  return it != labels.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// The 127.0.0.1 host port a listed container publishes, or 0.
+int published_port(const json& c) {
+  if (!c.contains("Ports") || !c["Ports"].is_array()) return 0;
+  for (const auto& p : c["Ports"]) {
+    if (p.value("IP", "") == "127.0.0.1" && p.contains("PublicPort")) return p.value("PublicPort", 0);
+  }
+  return 0;
+}
+
+// Installs that finished, by dependency volume, so a warm start skips the install container.
+fs::path deps_record(const fs::path& data_dir, const std::string& volume) {
+  return data_dir / "run" / "deps" / volume;
+}
+
+}  // namespace
+
+struct DockerRuntime::Slot {
+  explicit Slot(net::io_context& io) : exit_signal(io) {}
+  std::string name;
+  std::string container;  // the app container's id
+  std::string install_container;
+  int port = 0;
+  int pid = 0;
+  bool stopping = false;
+  int log_fd = -1;
+  std::optional<ExitInfo> exited;  // set by watch_exit
+  net::steady_timer exit_signal;   // cancelled when `exited` is set
+  ~Slot() {
+    if (log_fd >= 0) ::close(log_fd);
+  }
+  void log_line(const std::string& line) const { append_log_line(log_fd, line); }
+  void set_exited(ExitInfo info) {
+    exited = info;
+    exit_signal.cancel();
+  }
+};
+
+DockerRuntime::DockerRuntime(net::io_context& io, std::unique_ptr<DockerEngine> engine,
+                             DockerRuntimeOptions opts)
+    : io_(io), engine_(std::move(engine)), opts_(std::move(opts)), ports_(opts_.port_min, opts_.port_max) {}
+
+DockerRuntime::~DockerRuntime() = default;
+
+std::string DockerRuntime::isolation() const {
+  return fmt::format("Docker {} containers: all capabilities dropped, no-new-privileges, source "
+                     "mounted read-only, memory/cpu/pids limits, ports on 127.0.0.1 only",
+                     engine_->engine_version());
+}
+
+fs::path DockerRuntime::log_path(const std::string& name) const {
+  return workspace_log_path(opts_.data_dir, name);
+}
+
+void DockerRuntime::release_port(Slot& slot) {
+  if (slot.port) ports_.release(slot.port);
+  slot.port = 0;
+}
+
+net::awaitable<Result<std::string>> DockerRuntime::prepare_image(const RunSpec& spec,
+                                                                 std::shared_ptr<Slot> slot,
+                                                                 int& container_port) {
+  container_port = spec.port.value_or(kDefaultContainerPort);
+  if (spec.type == "compose") {
+    co_return fail(Errc::invalid_argument,
+                   "compose workspaces are not run by this version yet: give the workspace a "
+                   "Dockerfile (or a package.json, requirements.txt...) instead");
+  }
+  if (spec.type != "dockerfile") {
+    auto configured = opts_.images.count(spec.type) ? opts_.images.at(spec.type) : offline_image(spec.type);
+    bool explicit_choice = !spec.image.empty();
+    co_return co_await resolve_image(*engine_, spec.type, explicit_choice ? spec.image : configured,
+                                     explicit_choice);
+  }
+  // A Dockerfile workspace: build its folder (filtered by .dockerignore) as its own image.
+  std::string tag = fmt::format("cloudyknight-ws/{}:latest", spec.name);
+  fs::path tar = opts_.data_dir / "run" / spec.name / "context.tar";
+  std::error_code ec;
+  fs::create_directories(tar.parent_path(), ec);
+  slot->log_line("building the image from the Dockerfile");
+  auto written = write_tar(spec.source, tar, docker_context_filter(DockerIgnore::load(spec.source)));
+  if (written.has_error()) co_return written.error();
+  int fd = slot->log_fd;
+  json labels = {{"cloudyknight.managed", "true"}, {"cloudyknight.workspace", spec.name}};
+  auto built = co_await engine_->build_image(
+      tar, tag, std::move(labels),
+      [fd](std::string_view line) {
+        std::string l = std::string(line) + "\n";
+        if (fd >= 0) (void)!::write(fd, l.data(), l.size());
+      });
+  fs::remove(tar, ec);
+  if (built.has_error()) co_return built.error();
+  if (!spec.port) {
+    // The port the image says it listens on, if it says one.
+    auto img = co_await engine_->inspect_image(tag);
+    if (img.has_value()) {
+      const auto& exposed = img.value()["Config"]["ExposedPorts"];
+      if (exposed.is_object() && !exposed.empty()) {
+        container_port = std::atoi(exposed.begin().key().c_str());
+        if (container_port <= 0) container_port = kDefaultContainerPort;
+      }
+    }
+  }
+  co_return tag;
+}
+
+net::awaitable<Result<void>> DockerRuntime::install(const RunSpec& spec, const std::string& image,
+                                                    std::shared_ptr<Slot> slot) {
+  std::string volume = deps_volume(spec, image);
+  // One install per dependency volume at a time; whoever waits finds it done.
+  while (installing_.count(volume)) {
+    co_await sleep_for(std::chrono::milliseconds(200));
+    if (slot->stopping) co_return fail(Errc::unavailable, "stopped while starting");
+  }
+  fs::path record = deps_record(opts_.data_dir, volume);
+  // Argument lists are built outside co_await expressions: GCC 12 rejects braced lists there.
+  std::vector<std::string> filter = {"cloudyknight.deps=" + volume};
+  auto vols = co_await engine_->list_volumes(std::move(filter));
+  bool volume_exists = vols.has_value() && vols.value().is_array() && !vols.value().empty();
+  if (volume_exists && fs::exists(record)) {
+    slot->log_line("dependencies unchanged (volume " + volume + "); skipping the install");
+    co_return outcome::success();
+  }
+  installing_.insert(volume);
+  auto r = co_await run_install(spec, image, slot);
+  installing_.erase(volume);
+  if (r.has_value()) {
+    std::error_code ec;
+    fs::create_directories(record.parent_path(), ec);
+    std::ofstream(record) << spec.deps_key << "\n";
+  }
+  co_return r;
+}
+
+net::awaitable<Result<void>> DockerRuntime::run_install(const RunSpec& spec, const std::string& image,
+                                                        std::shared_ptr<Slot> slot) {
+  auto plan = plan_install(spec, image);
+  for (const auto& v : plan.volumes) {
+    json labels = {{"cloudyknight.managed", "true"}};
+    if (v.name.starts_with("ck-deps-")) labels["cloudyknight.deps"] = v.name;
+    BOOST_OUTCOME_CO_TRYV(co_await engine_->create_volume(v.name, labels));
+  }
+  (void)co_await engine_->remove_container(plan.name);  // a leftover from a killed control plane
+  auto log = logger();
+  slot->log_line(fmt::format("installing dependencies in {}: {}", plan.name, spec.install));
+  log->info("[ws={}] installing dependencies: {}", spec.name, spec.install);
+  BOOST_OUTCOME_CO_TRY(id, co_await engine_->create_container(plan.name, create_body(plan)));
+  slot->install_container = id;
+  auto started = co_await engine_->start_container(id);
+  if (started.has_error()) {
+    (void)co_await engine_->remove_container(id);
+    slot->install_container.clear();
+    co_return started.error();
+  }
+  spawn(io_, follow_logs(slot, id, 0), "install logs " + spec.name);
+  auto code = co_await engine_->wait_container(id);
+  auto state = co_await engine_->inspect_container(id);
+  (void)co_await engine_->remove_container(id);
+  slot->install_container.clear();
+  if (slot->stopping) co_return fail(Errc::unavailable, "stopped while starting");
+  if (code.has_error()) co_return code.error();
+  ExitInfo e = exit_from_state(state.has_value() ? state.value()["State"] : json(), code.value());
+  if (e.oom) {
+    co_return fail(Errc::invalid_argument,
+                   fmt::format("installing dependencies ran out of memory (limit {}): raise "
+                               "limits.install_memory",
+                               format_size(spec.install_memory)));
+  }
+  if (e.code != 0 || e.signal != 0) {
+    co_return fail(Errc::invalid_argument,
+                   fmt::format("installing dependencies failed (`{}` {})", spec.install, e.describe()));
+  }
+  co_return outcome::success();
+}
+
+net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallback on_phase) {
+  auto& slot_ref = slots_[spec.name];
+  if (!slot_ref) slot_ref = std::make_shared<Slot>(io_);
+  auto slot = slot_ref;
+  if (!slot->container.empty() && !slot->exited) {
+    co_return fail(Errc::already_exists, fmt::format("workspace {} is already running", spec.name));
+  }
+  slot->name = spec.name;
+  slot->stopping = false;
+  slot->container.clear();
+  slot->exited.reset();
+  auto stopped = []() -> Result<RunningApp> { return fail(Errc::unavailable, "stopped while starting"); };
+  if (slot->log_fd < 0) {
+    std::error_code ec;
+    fs::create_directories(opts_.data_dir / "logs", ec);
+    slot->log_fd = ::open(log_path(spec.name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  }
+
+  on_phase(Phase::preparing, "preparing the image");
+  int container_port = 0;
+  BOOST_OUTCOME_CO_TRY(image, co_await prepare_image(spec, slot, container_port));
+  if (slot->stopping) co_return stopped();
+  std::string hash = plan_app(spec, image, container_port, 0).labels["cloudyknight.spec"];
+
+  // Adopt the container a previous control plane started, if it is current; remove the rest.
+  std::vector<std::string> mine = {"cloudyknight.managed=true", "cloudyknight.workspace=" + spec.name};
+  auto existing = co_await engine_->list_containers(std::move(mine));
+  if (existing.has_error()) co_return existing.error();
+  for (const auto& c : existing.value()) {
+    std::string id = c.value("Id", "");
+    int hp = published_port(c);
+    if (label(c, "cloudyknight.role") == "app" && label(c, "cloudyknight.spec") == hash &&
+        c.value("State", "") == "running" && hp && slot->container.empty()) {
+      ports_.mark_taken(hp);
+      slot->container = id;
+      slot->port = hp;
+      logger()->info("[ws={}] adopted running container {} on port {}", spec.name, id.substr(0, 12), hp);
+      slot->log_line(fmt::format("control plane restarted; adopted container {}", id.substr(0, 12)));
+      follow(slot, id, unix_now());
+      co_return co_await wait_ready(slot, id, std::chrono::seconds(10));
+    }
+    logger()->info("[ws={}] removing outdated container {}", spec.name, id.substr(0, 12));
+    (void)co_await engine_->remove_container(id);
+  }
+
+  auto port = ports_.acquire();
+  if (!port) {
+    co_return fail(Errc::unavailable,
+                   fmt::format("no free port left in runtime.ports {}-{}: stop a workspace or "
+                               "widen the range",
+                               opts_.port_min, opts_.port_max));
+  }
+  slot->port = *port;
+  struct PortGuard {
+    DockerRuntime& rt;
+    Slot& slot;
+    bool keep = false;
+    ~PortGuard() {
+      if (!keep) rt.release_port(slot);
+    }
+  } port_guard{*this, *slot};
+
+  if (spec.type != "dockerfile" && !spec.install.empty()) {
+    on_phase(Phase::installing, spec.install);
+    BOOST_OUTCOME_CO_TRYV(co_await install(spec, image, slot));
+    if (slot->stopping) co_return stopped();
+  }
+
+  on_phase(Phase::starting, spec.command);
+  auto plan = plan_app(spec, image, container_port, *port);
+  for (const auto& v : plan.volumes) {
+    json labels = {{"cloudyknight.managed", "true"}};
+    if (v.name.starts_with("ck-deps-")) labels["cloudyknight.deps"] = v.name;
+    BOOST_OUTCOME_CO_TRYV(co_await engine_->create_volume(v.name, labels));
+  }
+  BOOST_OUTCOME_CO_TRY(id, co_await engine_->create_container(plan.name, create_body(plan)));
+  auto started = co_await engine_->start_container(id);
+  if (started.has_error()) {
+    (void)co_await engine_->remove_container(id);
+    co_return started.error();
+  }
+  slot->container = id;
+  slot->log_line(fmt::format("started container {} ({}), port 127.0.0.1:{} → {}", id.substr(0, 12),
+                             image, *port, container_port));
+  logger()->info("[ws={}] started container {} from {} on port {}", spec.name, id.substr(0, 12), image, *port);
+  follow(slot, id, 0);
+  auto ready = co_await wait_ready(slot, id, spec.ready_timeout);
+  if (ready.has_value()) port_guard.keep = true;
+  co_return ready;
+}
+
+net::awaitable<Result<RunningApp>> DockerRuntime::wait_ready(std::shared_ptr<Slot> slot, std::string id,
+                                                             Duration timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  int port = slot->port;
+  for (;;) {
+    if (slot->stopping) co_return fail(Errc::unavailable, "stopped while starting");
+    if (slot->exited) {
+      auto info = *slot->exited;
+      co_return fail(Errc::invalid_argument,
+                     fmt::format("the app {} before it answered on port {}", info.describe(), port));
+    }
+    if (co_await answers_http(port, std::chrono::seconds(2))) {
+      auto ins = co_await engine_->inspect_container(id);
+      if (ins.has_value()) slot->pid = ins.value()["State"].value("Pid", 0);
+      slot->log_line(fmt::format("ready on 127.0.0.1:{}", port));
+      co_return RunningApp{"127.0.0.1", port, slot->pid};
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      (void)co_await engine_->remove_container(id);
+      co_return fail(Errc::timeout,
+                     fmt::format("the app did not answer on its port within {} (it must listen on "
+                                 "0.0.0.0:$PORT inside the container)",
+                                 format_duration(timeout)));
+    }
+    co_await sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void DockerRuntime::follow(std::shared_ptr<Slot> slot, std::string id, long since) {
+  spawn(io_, follow_logs(slot, id, since), "logs " + slot->name);
+  spawn(io_, watch_exit(slot, id), "watch " + slot->name);
+}
+
+net::awaitable<void> DockerRuntime::follow_logs(std::shared_ptr<Slot> slot, std::string id, long since) {
+  auto r = co_await engine_->logs(id, true, since, [slot](const LogChunk& c) {
+    if (slot->log_fd >= 0) (void)!::write(slot->log_fd, c.text.data(), c.text.size());
+  });
+  if (r.has_error() && r.error().code != Errc::not_found) {
+    logger()->debug("[ws={}] log stream of {} ended: {}", slot->name, id.substr(0, 12), r.error().message);
+  }
+}
+
+net::awaitable<void> DockerRuntime::watch_exit(std::shared_ptr<Slot> slot, std::string id) {
+  auto code = co_await engine_->wait_container(id);
+  auto state = co_await engine_->inspect_container(id);
+  ExitInfo info = exit_from_state(state.has_value() ? state.value()["State"] : json(),
+                                  code.has_value() ? code.value() : -1);
+  info.requested = slot->stopping;
+  if (slot->container == id) slot->set_exited(info);
+}
+
+net::awaitable<ExitInfo> DockerRuntime::wait_exit(std::string name) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || it->second->container.empty()) co_return ExitInfo{0, 0, false, true};
+  auto slot = it->second;
+  while (!slot->exited) {
+    slot->exit_signal.expires_at(net::steady_timer::time_point::max());
+    boost::system::error_code ec;
+    co_await slot->exit_signal.async_wait(net::redirect_error(net::use_awaitable, ec));
+  }
+  ExitInfo info = *slot->exited;
+  info.requested = info.requested || slot->stopping;
+  release_port(*slot);
+  slot->log_line("app " + info.describe());
+  co_return info;
+}
+
+net::awaitable<void> DockerRuntime::stop(std::string name, Duration grace) {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) co_return;
+  auto slot = it->second;
+  slot->stopping = true;
+  if (!slot->install_container.empty()) (void)co_await engine_->remove_container(slot->install_container);
+  if (!slot->container.empty()) {
+    std::string id = slot->container;
+    int secs = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(grace).count());
+    auto r = co_await engine_->stop_container(id, std::max(secs, 1));
+    if (r.has_error() && r.error().code != Errc::not_found) {
+      logger()->warn("[ws={}] stopping container {}: {}", name, id.substr(0, 12), r.error().message);
+    }
+    (void)co_await engine_->remove_container(id);
+    if (!slot->exited) slot->set_exited(ExitInfo{0, 0, false, true});
+  }
+  release_port(*slot);
+}
+
+void DockerRuntime::kill_all() {
+  // Called when waiting is no longer possible: remove our containers with a private loop.
+  net::io_context io;
+  for (auto& [name, slot] : slots_) {
+    for (const std::string& id : {slot->container, slot->install_container}) {
+      if (id.empty()) continue;
+      slot->stopping = true;
+      spawn(io, remove_quietly(id), "kill " + name);
+    }
+  }
+  io.run_for(std::chrono::seconds(10));
+}
+
+net::awaitable<void> DockerRuntime::remove_quietly(std::string id) {
+  (void)co_await engine_->remove_container(id);
+}
+
+net::awaitable<void> DockerRuntime::remove_orphans(std::set<std::string> keep) {
+  std::vector<std::string> managed = {"cloudyknight.managed=true"};
+  auto list = co_await engine_->list_containers(std::move(managed));
+  if (list.has_error()) co_return;
+  for (const auto& c : list.value()) {
+    std::string ws = label(c, "cloudyknight.workspace");
+    if (ws.empty() || keep.count(ws)) continue;
+    auto it = slots_.find(ws);
+    if (it != slots_.end() && !it->second->stopping && !it->second->container.empty()) continue;
+    std::string id = c.value("Id", "");
+    logger()->info("[ws={}] workspace is gone; removing its container {}", ws, id.substr(0, 12));
+    (void)co_await engine_->remove_container(id);
+  }
+}
+
+}  // namespace ck

@@ -1,0 +1,258 @@
+#include "runtime/docker/plan.h"
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "core/hash.h"
+
+namespace ck {
+namespace {
+
+using json = nlohmann::json;
+
+// The ephemeral pattern, run by /bin/sh in the container. Its inputs come as environment
+// variables (CK_MODE, CK_INSTALL, CK_COMMAND, CK_DEPS, CK_EXCLUDE) so nothing is quoted
+// into the script. Lines starting with "==> cloudyknight:" are the runtime's own.
+constexpr const char* kEntryScript = R"SH(set -e
+say() { echo "==> cloudyknight: $*"; }
+mkdir -p /app
+cd /workspace
+set -- --exclude=./.git --exclude=./.container-ready
+[ -n "$CK_EXCLUDE" ] && set -- "$@" "--exclude=./$CK_EXCLUDE"
+say "copying /workspace to /app"
+tar -cf - "$@" . | tar -xf - -C /app --no-same-owner --no-overwrite-dir
+cd /app
+if [ -n "$CK_INSTALL" ]; then
+  if [ -n "$CK_DEPS" ] && [ -f "$CK_DEPS/.ck-installed" ]; then
+    say "dependencies already installed (cached by lockfile)"
+  else
+    say "installing dependencies: $CK_INSTALL"
+    sh -c "$CK_INSTALL"
+    [ -n "$CK_DEPS" ] && touch "$CK_DEPS/.ck-installed"
+  fi
+fi
+[ "$CK_MODE" = install ] && exit 0
+touch /app/.container-ready
+say "starting: $CK_COMMAND (PORT=$PORT)"
+exec sh -c "$CK_COMMAND"
+)SH";
+
+bool is_dockerfile(const RunSpec& spec) { return spec.type == "dockerfile"; }
+
+std::string short_hash(std::string_view s) { return stable_hash(s).substr(0, 12); }
+
+void add_common(ContainerPlan& p, const RunSpec& spec, const std::string& image) {
+  p.workspace = spec.name;
+  p.image = image;
+  p.cpus = spec.cpus;
+  p.pids = spec.pids;
+  p.labels["cloudyknight.managed"] = "true";
+  p.labels["cloudyknight.workspace"] = spec.name;
+}
+
+void add_typed(ContainerPlan& p, const RunSpec& spec, const std::string& image, const char* mode) {
+  auto layout = type_layout(spec.type);
+  p.cmd = {"/bin/sh", "-c", kEntryScript};
+  p.workdir = "/app";
+  p.source = spec.source.string();
+  p.env = layout.env;
+  p.env.push_back(std::string("CK_MODE=") + mode);
+  p.env.push_back("CK_INSTALL=" + spec.install);
+  p.env.push_back("CK_COMMAND=" + spec.command);
+  if (!layout.deps_dir.empty() && !spec.install.empty()) {
+    p.env.push_back("CK_DEPS=" + layout.deps_dir);
+    if (layout.deps_dir.starts_with("/app/")) p.env.push_back("CK_EXCLUDE=" + layout.deps_dir.substr(5));
+    p.volumes.push_back({deps_volume(spec, image), layout.deps_dir});
+  }
+  if (!layout.cache_dir.empty()) p.volumes.push_back({"ck-cache-" + spec.type, layout.cache_dir});
+}
+
+}  // namespace
+
+TypeLayout type_layout(const std::string& type) {
+  if (type == "node") return {"/app/node_modules", "/root/.npm", {"NPM_CONFIG_UPDATE_NOTIFIER=false"}};
+  if (type == "python") {
+    return {"/app/.venv", "/root/.cache/pip",
+            {"PYTHONUNBUFFERED=1", "PIP_DISABLE_PIP_VERSION_CHECK=1"}};
+  }
+  if (type == "php") {
+    return {"/app/vendor", "/root/.composer/cache",
+            {"COMPOSER_HOME=/root/.composer", "COMPOSER_ALLOW_SUPERUSER=1"}};
+  }
+  if (type == "go") {
+    return {"/root/go/pkg/mod", "/root/.cache/go-build",
+            {"GOPATH=/root/go", "GOFLAGS=-modcacherw", "GOCACHE=/root/.cache/go-build"}};
+  }
+  if (type == "ruby") return {"/app/vendor/bundle", "", {"BUNDLE_PATH=/app/vendor/bundle"}};
+  return {};
+}
+
+std::string deps_volume(const RunSpec& spec, const std::string& image) {
+  return fmt::format("ck-deps-{}-{}", spec.type, short_hash(spec.deps_key + "|" + image));
+}
+
+ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int container_port,
+                       int host_port) {
+  ContainerPlan p;
+  p.role = ContainerPlan::Role::app;
+  p.name = "ck-" + spec.name;
+  add_common(p, spec, image);
+  p.memory = spec.memory;
+  p.container_port = container_port;
+  p.host_port = host_port;
+  if (is_dockerfile(spec)) {
+    // Images of their own often start as root and drop privileges themselves.
+    p.cap_add = {"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "NET_BIND_SERVICE"};
+  } else {
+    add_typed(p, spec, image, "app");
+    p.ready_healthcheck = true;
+  }
+  p.env.push_back(fmt::format("PORT={}", container_port));
+  p.env.push_back("HOST=0.0.0.0");
+  p.env.push_back("CLOUDYKNIGHT_WORKSPACE=" + spec.name);
+  for (const auto& [k, v] : spec.env) p.env.push_back(k + "=" + v);
+  p.labels["cloudyknight.role"] = "app";
+  p.labels["cloudyknight.port"] = std::to_string(container_port);
+  // So an existing Traefik routes the same containers (DESIGN.md "Container contract").
+  const std::string& n = spec.name;
+  p.labels["traefik.enable"] = "true";
+  p.labels[fmt::format("traefik.http.routers.{}.rule", n)] = fmt::format("PathPrefix(`/{}`)", n);
+  p.labels[fmt::format("traefik.http.routers.{}.middlewares", n)] = n + "-strip";
+  p.labels[fmt::format("traefik.http.middlewares.{}-strip.stripprefix.prefixes", n)] = "/" + n;
+  p.labels[fmt::format("traefik.http.services.{}.loadbalancer.server.port", n)] =
+      std::to_string(container_port);
+  p.labels["cloudyknight.spec"] = plan_hash(p);
+  return p;
+}
+
+ContainerPlan plan_install(const RunSpec& spec, const std::string& image) {
+  ContainerPlan p;
+  p.role = ContainerPlan::Role::install;
+  p.name = "ck-" + spec.name + "-install";
+  add_common(p, spec, image);
+  p.memory = spec.install_memory;
+  add_typed(p, spec, image, "install");
+  for (const auto& [k, v] : spec.env) p.env.push_back(k + "=" + v);
+  p.labels["cloudyknight.role"] = "install";
+  p.labels["cloudyknight.spec"] = plan_hash(p);
+  return p;
+}
+
+std::string plan_hash(const ContainerPlan& plan) {
+  ContainerPlan p = plan;
+  p.host_port = 0;
+  p.labels.erase("cloudyknight.spec");
+  return short_hash(create_body(p).dump());
+}
+
+json create_body(const ContainerPlan& p) {
+  json env = p.env;
+  json labels = json::object();
+  for (const auto& [k, v] : p.labels) labels[k] = v;
+  json mounts = json::array();
+  if (!p.source.empty()) {
+    mounts.push_back({{"Type", "bind"}, {"Source", p.source}, {"Target", "/workspace"},
+                      {"ReadOnly", true}});
+  }
+  for (const auto& v : p.volumes) {
+    mounts.push_back({{"Type", "volume"}, {"Source", v.name}, {"Target", v.target}});
+  }
+  json host = {
+      {"Mounts", mounts},
+      {"Memory", p.memory},
+      {"MemorySwap", p.memory},  // no swap on top: the limit is the limit
+      {"NanoCpus", static_cast<std::int64_t>(p.cpus * 1e9)},
+      {"PidsLimit", p.pids},
+      {"CapDrop", json::array({"ALL"})},
+      {"CapAdd", p.cap_add},
+      {"SecurityOpt", json::array({"no-new-privileges:true"})},
+      {"Init", true},
+      {"RestartPolicy", {{"Name", "no"}}},
+      {"LogConfig", {{"Type", "json-file"}, {"Config", {{"max-size", "10m"}, {"max-file", "2"}}}}},
+  };
+  json body = {{"Image", p.image}, {"Env", env}, {"Labels", labels}, {"HostConfig", host}};
+  if (!p.cmd.empty()) body["Cmd"] = p.cmd;
+  if (!p.workdir.empty()) body["WorkingDir"] = p.workdir;
+  if (p.container_port) {
+    std::string key = fmt::format("{}/tcp", p.container_port);
+    body["ExposedPorts"] = {{key, json::object()}};
+    body["HostConfig"]["PortBindings"] = {
+        {key, json::array({{{"HostIp", "127.0.0.1"}, {"HostPort", std::to_string(p.host_port)}}})}};
+  }
+  if (p.ready_healthcheck) {
+    // Nanoseconds, as the Engine API wants them.
+    body["Healthcheck"] = {{"Test", json::array({"CMD-SHELL", "test -f /app/.container-ready"})},
+                           {"Interval", 2'000'000'000LL},
+                           {"Timeout", 2'000'000'000LL},
+                           {"StartPeriod", 600'000'000'000LL},
+                           {"Retries", 3}};
+  }
+  return body;
+}
+
+std::string compose_yaml(const ContainerPlan& p) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "services" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << p.workspace << YAML::Value << YAML::BeginMap;
+  if (!p.build_context.empty()) out << YAML::Key << "build" << YAML::Value << p.build_context;
+  out << YAML::Key << "image" << YAML::Value << p.image;
+  out << YAML::Key << "container_name" << YAML::Value << p.name;
+  if (!p.cmd.empty()) {
+    out << YAML::Key << "command" << YAML::Value << YAML::BeginSeq;
+    for (const auto& c : p.cmd) out << (c.find('\n') != std::string::npos ? YAML::Literal : YAML::Auto) << c;
+    out << YAML::EndSeq;
+  }
+  if (!p.workdir.empty()) out << YAML::Key << "working_dir" << YAML::Value << p.workdir;
+  out << YAML::Key << "environment" << YAML::Value << YAML::BeginSeq;
+  for (const auto& e : p.env) out << e;
+  out << YAML::EndSeq;
+  if (p.container_port) {
+    out << YAML::Key << "ports" << YAML::Value << YAML::BeginSeq
+        << fmt::format("127.0.0.1:{}:{}", p.host_port, p.container_port) << YAML::EndSeq;
+  }
+  out << YAML::Key << "volumes" << YAML::Value << YAML::BeginSeq;
+  if (!p.source.empty()) out << fmt::format("{}:/workspace:ro", p.source);
+  for (const auto& v : p.volumes) out << fmt::format("{}:{}", v.name, v.target);
+  out << YAML::EndSeq;
+  out << YAML::Key << "init" << YAML::Value << true;
+  out << YAML::Key << "mem_limit" << YAML::Value << std::to_string(p.memory);
+  out << YAML::Key << "memswap_limit" << YAML::Value << std::to_string(p.memory);
+  out << YAML::Key << "cpus" << YAML::Value << p.cpus;
+  out << YAML::Key << "pids_limit" << YAML::Value << p.pids;
+  out << YAML::Key << "cap_drop" << YAML::Value << YAML::Flow << YAML::BeginSeq << "ALL" << YAML::EndSeq;
+  if (!p.cap_add.empty()) {
+    out << YAML::Key << "cap_add" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const auto& c : p.cap_add) out << c;
+    out << YAML::EndSeq;
+  }
+  out << YAML::Key << "security_opt" << YAML::Value << YAML::Flow << YAML::BeginSeq
+      << "no-new-privileges:true" << YAML::EndSeq;
+  if (p.ready_healthcheck) {
+    out << YAML::Key << "healthcheck" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "test" << YAML::Value << YAML::Flow << YAML::BeginSeq << "CMD-SHELL"
+        << "test -f /app/.container-ready" << YAML::EndSeq;
+    out << YAML::Key << "interval" << YAML::Value << "2s";
+    out << YAML::Key << "timeout" << YAML::Value << "2s";
+    out << YAML::Key << "retries" << YAML::Value << 3;
+    out << YAML::Key << "start_period" << YAML::Value << "10m";
+    out << YAML::EndMap;
+  }
+  out << YAML::Key << "labels" << YAML::Value << YAML::BeginMap;
+  for (const auto& [k, v] : p.labels) out << YAML::Key << k << YAML::Value << v;
+  out << YAML::EndMap;
+  out << YAML::EndMap;  // service
+  out << YAML::EndMap;  // services
+  if (!p.volumes.empty()) {
+    out << YAML::Key << "volumes" << YAML::Value << YAML::BeginMap;
+    for (const auto& v : p.volumes) {
+      out << YAML::Key << v.name << YAML::Value << YAML::BeginMap << YAML::Key << "external"
+          << YAML::Value << true << YAML::EndMap;
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace ck

@@ -1,0 +1,83 @@
+#pragma once
+// What a workspace's containers look like, as plain data: the container contract of
+// DESIGN.md turned into an Engine API create body, and the same plan printed as a
+// docker-compose.yml (`cloudyknight workspace compose NAME`). Pure; no I/O.
+//
+// A typed workspace (node, python, php, go, ruby) runs in two steps, both from the type's
+// image, both with the source bind-mounted read-only at /workspace:
+//   install: copies the source to /app and installs dependencies into a named volume keyed
+//            by the lockfile (ck-deps-<type>-<hash>), under limits.install_memory;
+//   app:     copies the source to /app, mounts the same volume, installs only if the volume
+//            lacks the marker, writes /app/.container-ready and execs the command on $PORT.
+// A Dockerfile workspace runs the image built from its own folder.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/runtime.h"
+
+namespace ck {
+
+/// Where a type keeps installed dependencies and its package manager's download cache.
+struct TypeLayout {
+  std::string deps_dir;   // mounted from the lockfile-keyed volume; "" if none
+  std::string cache_dir;  // mounted from ck-cache-<type>; "" if none
+  std::vector<std::string> env;
+};
+TypeLayout type_layout(const std::string& type);
+
+/// The marker the install step leaves in the dependency volume.
+inline constexpr const char* kDepsMarker = ".ck-installed";
+/// The port an app listens on inside its container unless workspace.json says otherwise.
+inline constexpr int kDefaultContainerPort = 8080;
+
+struct ContainerPlan {
+  enum class Role { app, install };
+  Role role = Role::app;
+  std::string workspace;
+  std::string name;   // container name: ck-<workspace>, ck-<workspace>-install
+  std::string image;
+  std::string build_context;  // compose only: the Dockerfile folder the image is built from
+  std::vector<std::string> cmd;  // empty: the image's own CMD (Dockerfile workspaces)
+  std::vector<std::string> env;  // "K=V"
+  std::string workdir;
+  std::string source;  // host folder mounted read-only at /workspace; "" for none
+  struct Volume {
+    std::string name, target;
+  };
+  std::vector<Volume> volumes;
+  int container_port = 0;  // 0: nothing published (install step)
+  int host_port = 0;       // published on 127.0.0.1
+  std::uint64_t memory = 0;
+  double cpus = 1;
+  int pids = 256;
+  std::vector<std::string> cap_add;
+  bool ready_healthcheck = false;  // HEALTHCHECK on /app/.container-ready
+  std::map<std::string, std::string> labels;
+};
+
+/// The dependency volume for a spec: ck-deps-<type>-<hash of deps key and image>.
+std::string deps_volume(const RunSpec& spec, const std::string& image);
+
+/// The app container of a workspace, run from `image`, published on host_port.
+ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int container_port,
+                       int host_port);
+/// The install step of a typed workspace (no port, install memory limit, network for the
+/// registries).
+ContainerPlan plan_install(const RunSpec& spec, const std::string& image);
+
+/// A hash of everything in the plan that decides how the container runs (not the host port),
+/// stored in the cloudyknight.spec label: equal hashes mean an adopted container is current.
+std::string plan_hash(const ContainerPlan& plan);
+
+/// The Engine API body for POST /containers/create.
+nlohmann::json create_body(const ContainerPlan& plan);
+
+/// The plan as a docker-compose.yml service (with its named volumes).
+std::string compose_yaml(const ContainerPlan& plan);
+
+}  // namespace ck
