@@ -35,7 +35,7 @@ ensure_command() {
 ensure_build_deps() {
   ensure_packages g++ cmake ninja-build ccache pkg-config libboost-dev libboost-system-dev \
     nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev zlib1g-dev \
-    libgtest-dev ca-certificates curl
+    libgtest-dev libarchive-dev ca-certificates curl
 }
 
 # The runtimes the bundled examples use (node + npm for hello-node, python3 for hello-python).
@@ -43,6 +43,36 @@ ensure_example_runtimes() {
   ensure_command node nodejs
   ensure_command npm npm
   ensure_command python3 python3
+}
+
+docker_answers() {
+  curl -sf --max-time 2 --unix-socket "${CK_DOCKER_SOCKET:-/var/run/docker.sock}" http://localhost/_ping >/dev/null 2>&1
+}
+
+# ensure_docker: installs Debian's docker.io (and debootstrap, for offline images) and starts
+# dockerd by hand when no engine answers (these machines have no systemd).
+ensure_docker() {
+  ensure_packages docker.io debootstrap
+  if ! docker_answers; then
+    say "starting dockerd (its log: /tmp/cloudyknight-dockerd.log)"
+    as_root sh -c 'nohup dockerd >/tmp/cloudyknight-dockerd.log 2>&1 </dev/null &'
+    for _ in $(seq 1 120); do
+      docker_answers && break
+      sleep 0.5
+    done
+  fi
+  if ! docker_answers; then
+    say "dockerd did not start; the end of its log:"
+    tail -n 20 /tmp/cloudyknight-dockerd.log >&2 || true
+    return 1
+  fi
+}
+
+# ensure_images TYPE...: the runtime images for those types (offline from Debian packages
+# when no registry answers); quick when they exist.
+ensure_images() {
+  say "runtime images: $*"
+  "$CK_BUILD/cloudyknight" images build --data "$CK_BUILD/image-scratch" "$@"
 }
 
 build() {

@@ -10,6 +10,9 @@ ensure_build_deps
 ensure_example_runtimes
 ensure_packages python3
 build -DCK_WERROR=${CK_WERROR:-OFF}
+# The docker runtime's tests run against a real engine with the images the examples use.
+ensure_docker
+ensure_images node python
 say "running the test suite (release build)"
 (cd "$CK_BUILD" && ctest --output-on-failure --timeout 900 -j 2 "$@")
 

@@ -9,7 +9,7 @@ const express = require('express');
 
 const app = express();
 const port = Number(process.env.PORT || 3000);
-const host = '127.0.0.1';
+const host = process.env.HOST || '127.0.0.1';  // CloudyKnight sets HOST (0.0.0.0 in a container)
 const startedAt = new Date();
 
 // Trust the gateway in front of us for req.ip / req.protocol.

@@ -15,7 +15,7 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-HOST = "127.0.0.1"
+HOST = os.environ.get("HOST", "127.0.0.1")  # CloudyKnight sets HOST (0.0.0.0 in a container)
 PORT = int(os.environ.get("PORT", "8000"))
 STARTED = time.time()
 

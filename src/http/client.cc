@@ -115,7 +115,7 @@ net::awaitable<Result<HttpClientResponse>> exchange(std::string path, HttpClient
     auto& body = parser.get().body();
     body.data = chunk.data();
     body.size = chunk.size();
-    co_await bhttp::async_read(sock, buf, parser, net::redirect_error(net::use_awaitable, ec));
+    co_await bhttp::async_read_some(sock, buf, parser, net::redirect_error(net::use_awaitable, ec));
     if (ec == bhttp::error::need_buffer) ec = {};
     if (ec) co_return io_error(path, req, *deadline, ec, "reading the response body");
     std::string_view got(chunk.data(), chunk.size() - body.size);

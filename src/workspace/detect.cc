@@ -153,7 +153,7 @@ void default_commands(const fs::path& dir, const json* package, WorkspaceSpec& s
       if (!spec.command.empty()) return;
       for (const char* f : {"app.py", "main.py", "server.py", "manage.py"}) {
         if (is_file(dir / f)) {
-          std::string arg = std::string(f) == "manage.py" ? "manage.py runserver 127.0.0.1:$PORT" : f;
+          std::string arg = std::string(f) == "manage.py" ? "manage.py runserver ${HOST:-127.0.0.1}:$PORT" : f;
           spec.command = "if [ -x .venv/bin/python ]; then exec .venv/bin/python " + arg +
                          "; else exec python3 " + arg + "; fi";
           return;
@@ -167,8 +167,8 @@ void default_commands(const fs::path& dir, const json* package, WorkspaceSpec& s
         spec.install = "composer install --no-interaction --no-progress";
       }
       if (spec.command.empty()) {
-        spec.command = is_file(dir / "public/index.php") ? "exec php -S 127.0.0.1:$PORT -t public"
-                                                         : "exec php -S 127.0.0.1:$PORT";
+        spec.command = is_file(dir / "public/index.php") ? "exec php -S ${HOST:-127.0.0.1}:$PORT -t public"
+                                                         : "exec php -S ${HOST:-127.0.0.1}:$PORT";
       }
       return;
     case WorkspaceType::go:
@@ -178,7 +178,7 @@ void default_commands(const fs::path& dir, const json* package, WorkspaceSpec& s
     case WorkspaceType::ruby:
       if (spec.install.empty() && is_file(dir / "Gemfile")) spec.install = "bundle install";
       if (spec.command.empty()) {
-        if (is_file(dir / "config.ru")) spec.command = "exec bundle exec rackup -o 127.0.0.1 -p $PORT";
+        if (is_file(dir / "config.ru")) spec.command = "exec bundle exec rackup -o ${HOST:-127.0.0.1} -p $PORT";
         else if (is_file(dir / "app.rb")) spec.command = "exec bundle exec ruby app.rb";
         else spec.error = "no config.ru or app.rb found: add one, or set \"command\" in workspace.json";
       }

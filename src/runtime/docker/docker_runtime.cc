@@ -167,12 +167,11 @@ net::awaitable<Result<std::string>> DockerRuntime::prepare_image(const RunSpec& 
   if (written.has_error()) co_return written.error();
   int fd = slot->log_fd;
   json labels = {{"cloudyknight.managed", "true"}, {"cloudyknight.workspace", spec.name}};
-  auto built = co_await engine_->build_image(
-      tar, tag, std::move(labels),
-      [fd](std::string_view line) {
-        std::string l = std::string(line) + "\n";
-        if (fd >= 0) (void)!::write(fd, l.data(), l.size());
-      });
+  std::function<void(std::string_view)> progress = [fd](std::string_view line) {
+    std::string l = std::string(line) + "\n";
+    if (fd >= 0) (void)!::write(fd, l.data(), l.size());
+  };
+  auto built = co_await engine_->build_image(tar, tag, std::move(labels), std::move(progress));
   fs::remove(tar, ec);
   if (built.has_error()) co_return built.error();
   if (!spec.port) {
@@ -383,9 +382,11 @@ void DockerRuntime::follow(std::shared_ptr<Slot> slot, std::string id, long sinc
 }
 
 net::awaitable<void> DockerRuntime::follow_logs(std::shared_ptr<Slot> slot, std::string id, long since) {
-  auto r = co_await engine_->logs(id, true, since, [slot](const LogChunk& c) {
+  // Named: GCC 12 destroys a temporary passed to a coroutine in a co_await twice.
+  std::function<void(const LogChunk&)> sink = [slot](const LogChunk& c) {
     if (slot->log_fd >= 0) (void)!::write(slot->log_fd, c.text.data(), c.text.size());
-  });
+  };
+  auto r = co_await engine_->logs(id, true, since, std::move(sink));
   if (r.has_error() && r.error().code != Errc::not_found) {
     logger()->debug("[ws={}] log stream of {} ended: {}", slot->name, id.substr(0, 12), r.error().message);
   }

@@ -206,10 +206,12 @@ net::awaitable<Result<void>> DockerEngine::logs(std::string id, bool follow, lon
                                follow ? 1 : 0, since));
   req.timeout = follow ? Duration::zero() : std::chrono::seconds(30);
   auto demux = std::make_shared<LogDemuxer>();
-  auto r = co_await http_.stream(std::move(req), [demux, sink](std::string_view bytes) {
+  // Named: GCC 12 destroys a temporary passed to a coroutine in a co_await twice.
+  BodySink on_body = [demux, sink](std::string_view bytes) {
     demux->feed(bytes, sink);
     return true;
-  });
+  };
+  auto r = co_await http_.stream(std::move(req), std::move(on_body));
   if (r.has_error()) co_return r.error();
   if (r.value().status >= 400) co_return fail(errc_for_status(r.value().status), engine_message(r.value()));
   co_return outcome::success();
@@ -221,7 +223,8 @@ net::awaitable<Result<void>> DockerEngine::events(json filters,
   req.target = url("/events?filters=" + http::percent_encode(filters.dump()));
   req.timeout = Duration::zero();
   auto pending = std::make_shared<std::string>();
-  auto r = co_await http_.stream(std::move(req), [pending, sink](std::string_view bytes) {
+  // Named: GCC 12 destroys a temporary passed to a coroutine in a co_await twice.
+  BodySink on_body = [pending, sink](std::string_view bytes) {
     pending->append(bytes);
     std::size_t nl;
     while ((nl = pending->find('\n')) != std::string::npos) {
@@ -234,7 +237,8 @@ net::awaitable<Result<void>> DockerEngine::events(json filters,
       }
     }
     return true;
-  });
+  };
+  auto r = co_await http_.stream(std::move(req), std::move(on_body));
   if (r.has_error()) co_return r.error();
   if (r.value().status >= 400) co_return fail(errc_for_status(r.value().status), engine_message(r.value()));
   co_return outcome::success();
@@ -259,10 +263,12 @@ net::awaitable<Result<ExecResult>> DockerEngine::exec(std::string id, std::vecto
   req.timeout = timeout;
   auto out = std::make_shared<std::string>();
   auto demux = std::make_shared<LogDemuxer>();
-  auto r = co_await http_.stream(std::move(req), [out, demux](std::string_view bytes) {
+  // Named: GCC 12 destroys a temporary passed to a coroutine in a co_await twice.
+  BodySink on_body = [out, demux](std::string_view bytes) {
     demux->feed(bytes, [&](const LogChunk& c) { out->append(c.text); });
     return true;
-  });
+  };
+  auto r = co_await http_.stream(std::move(req), std::move(on_body));
   if (r.has_error()) co_return r.error();
   if (r.value().status >= 400) co_return fail(errc_for_status(r.value().status), engine_message(r.value()));
   auto info = co_await call("GET", "/exec/" + exec_id + "/json");
@@ -302,7 +308,8 @@ net::awaitable<Result<void>> DockerEngine::pull_image(std::string name, Duration
                                http::percent_encode(tag)));
   req.timeout = timeout;
   std::string error;
-  auto r = co_await http_.stream(std::move(req), [&error](std::string_view bytes) {
+  // Named: GCC 12 destroys a temporary passed to a coroutine in a co_await twice.
+  BodySink on_body = [&error](std::string_view bytes) {
     // Progress lines; a failure mid-pull arrives as {"error": "..."} with status 200.
     auto pos = bytes.find("\"error\"");
     if (pos != std::string_view::npos) {
@@ -316,7 +323,8 @@ net::awaitable<Result<void>> DockerEngine::pull_image(std::string name, Duration
       }
     }
     return true;
-  });
+  };
+  auto r = co_await http_.stream(std::move(req), std::move(on_body));
   if (r.has_error()) co_return r.error();
   if (r.value().status >= 400) {
     co_return fail(errc_for_status(r.value().status), fmt::format("cannot pull {}: {}", name, engine_message(r.value())));
@@ -358,7 +366,8 @@ net::awaitable<Result<std::string>> DockerEngine::build_image(
   req.content_type = "application/x-tar";
   req.timeout = std::chrono::minutes(30);
   std::string error, pending, image_id;
-  auto r = co_await http_.stream(std::move(req), [&](std::string_view bytes) {
+  // Named: GCC 12 destroys a temporary passed to a coroutine in a co_await twice.
+  BodySink on_body = [&](std::string_view bytes) {
     pending.append(bytes);
     std::size_t nl;
     while ((nl = pending.find('\n')) != std::string::npos) {
@@ -381,7 +390,8 @@ net::awaitable<Result<std::string>> DockerEngine::build_image(
       }
     }
     return true;
-  });
+  };
+  auto r = co_await http_.stream(std::move(req), std::move(on_body));
   if (r.has_error()) co_return r.error();
   if (r.value().status >= 400) {
     co_return fail(errc_for_status(r.value().status),

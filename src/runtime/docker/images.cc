@@ -101,6 +101,14 @@ net::awaitable<Result<void>> build_base(DockerEngine& engine, const ImageBuildOp
   co_return outcome::success();
 }
 
+net::awaitable<void> save_logs(DockerEngine& engine, std::string id, std::shared_ptr<std::ofstream> out) {
+  std::function<void(const LogChunk&)> sink = [out](const LogChunk& c) {
+    out->write(c.text.data(), c.text.size());
+    out->flush();
+  };
+  (void)co_await engine.logs(id, true, 0, std::move(sink));
+}
+
 net::awaitable<Result<void>> build_type(DockerEngine& engine, const std::string& type,
                                         const ImageBuildOptions& opts,
                                         const std::function<void(const std::string&)>& say) {
@@ -120,10 +128,7 @@ net::awaitable<Result<void>> build_type(DockerEngine& engine, const std::string&
   BOOST_OUTCOME_CO_TRYV(co_await engine.start_container(id));
   fs::path log = opts.work_dir / (type + "-build.log");
   auto out = std::make_shared<std::ofstream>(log, std::ios::trunc);
-  spawn(net::any_io_executor(co_await net::this_coro::executor),
-        [](DockerEngine& e, std::string cid, std::shared_ptr<std::ofstream> o) -> net::awaitable<void> {
-          (void)co_await e.logs(cid, true, 0, [o](const LogChunk& c) { o->write(c.text.data(), c.text.size()); });
-        }(engine, id, out),
+  spawn(net::any_io_executor(co_await net::this_coro::executor), save_logs(engine, id, out),
         "image build log");
   auto code = co_await engine.wait_container(id);
   if (code.has_error() || code.value() != 0) {
@@ -215,8 +220,8 @@ net::awaitable<Result<void>> build_images(DockerEngine& engine, ImageBuildOption
         say(fmt::format("{}: pulled {}", type, configured));
         continue;
       }
-      say(fmt::format("{}: cannot pull {} ({}); building {} offline from Debian packages", type,
-                      configured, pulled.error().message, offline));
+      say(fmt::format("{}: {}; building {} offline from Debian packages", type,
+                      pulled.error().message, offline));
     }
     if (!base_ready) {
       BOOST_OUTCOME_CO_TRYV(co_await build_base(engine, opts, say));

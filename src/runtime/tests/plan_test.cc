@@ -1,0 +1,171 @@
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include "runtime/docker/engine.h"
+#include "runtime/docker/plan.h"
+
+namespace ck {
+namespace {
+
+RunSpec node_spec() {
+  RunSpec s;
+  s.name = "shop";
+  s.type = "node";
+  s.source = "/srv/workspaces/shop";
+  s.install = "npm ci";
+  s.command = "npm start";
+  s.deps_key = "abc";
+  s.memory = 256ull << 20;
+  s.install_memory = 1ull << 30;
+  s.cpus = 0.5;
+  s.pids = 128;
+  s.env = {{"GREETING", "hi"}};
+  return s;
+}
+
+bool has(const nlohmann::json& arr, const std::string& v) {
+  for (const auto& e : arr) {
+    if (e == v) return true;
+  }
+  return false;
+}
+
+TEST(Plan, AppContainerFollowsTheContract) {
+  auto p = plan_app(node_spec(), "cloudyknight/node:bookworm", 8080, 8003);
+  auto b = create_body(p);
+  EXPECT_EQ(b["Image"], "cloudyknight/node:bookworm");
+  EXPECT_EQ(b["WorkingDir"], "/app");
+  const auto& h = b["HostConfig"];
+  // Hardening, always on.
+  EXPECT_EQ(h["Memory"], 256ull << 20);
+  EXPECT_EQ(h["MemorySwap"], 256ull << 20);
+  EXPECT_EQ(h["NanoCpus"], 500000000);
+  EXPECT_EQ(h["PidsLimit"], 128);
+  EXPECT_TRUE(has(h["CapDrop"], "ALL"));
+  EXPECT_TRUE(h["CapAdd"].empty());
+  EXPECT_TRUE(has(h["SecurityOpt"], "no-new-privileges:true"));
+  EXPECT_EQ(h["PortBindings"]["8080/tcp"][0]["HostIp"], "127.0.0.1");
+  EXPECT_EQ(h["PortBindings"]["8080/tcp"][0]["HostPort"], "8003");
+  // Only the source (read-only) and named volumes: no host paths, no docker.sock.
+  int binds = 0;
+  for (const auto& m : h["Mounts"]) {
+    if (m["Type"] == "bind") {
+      ++binds;
+      EXPECT_EQ(m["Source"], "/srv/workspaces/shop");
+      EXPECT_EQ(m["Target"], "/workspace");
+      EXPECT_EQ(m["ReadOnly"], true);
+    } else {
+      EXPECT_EQ(m["Type"], "volume");
+    }
+  }
+  EXPECT_EQ(binds, 1);
+  EXPECT_FALSE(h.contains("Binds"));
+  // Environment: the port inside, the install and command for the entry script.
+  EXPECT_TRUE(has(b["Env"], "PORT=8080"));
+  EXPECT_TRUE(has(b["Env"], "CK_COMMAND=npm start"));
+  EXPECT_TRUE(has(b["Env"], "GREETING=hi"));
+  EXPECT_TRUE(has(b["Env"], "CK_DEPS=/app/node_modules"));
+  EXPECT_EQ(b["Healthcheck"]["Test"][1], "test -f /app/.container-ready");
+  // Labels: ours and Traefik's.
+  const auto& l = b["Labels"];
+  EXPECT_EQ(l["cloudyknight.managed"], "true");
+  EXPECT_EQ(l["cloudyknight.workspace"], "shop");
+  EXPECT_EQ(l["traefik.http.routers.shop.rule"], "PathPrefix(`/shop`)");
+  EXPECT_EQ(l["traefik.http.middlewares.shop-strip.stripprefix.prefixes"], "/shop");
+  EXPECT_EQ(l["traefik.http.services.shop.loadbalancer.server.port"], "8080");
+  EXPECT_EQ(p.name, "ck-shop");
+}
+
+TEST(Plan, DependencyVolumeIsKeyedByLockfileAndImage) {
+  auto a = node_spec();
+  auto b = node_spec();
+  b.name = "other";
+  b.source = "/elsewhere";
+  EXPECT_EQ(deps_volume(a, "img"), deps_volume(b, "img"));  // same lockfile: shared
+  b.deps_key = "changed";
+  EXPECT_NE(deps_volume(a, "img"), deps_volume(b, "img"));
+  EXPECT_NE(deps_volume(a, "img"), deps_volume(a, "img2"));
+  EXPECT_EQ(deps_volume(a, "img").rfind("ck-deps-node-", 0), 0u);
+}
+
+TEST(Plan, SpecHashIgnoresTheHostPortButNotTheCommand) {
+  auto s = node_spec();
+  auto h1 = plan_app(s, "img", 8080, 8001).labels["cloudyknight.spec"];
+  auto h2 = plan_app(s, "img", 8080, 8050).labels["cloudyknight.spec"];
+  EXPECT_EQ(h1, h2);
+  s.command = "node other.js";
+  EXPECT_NE(h1, plan_app(s, "img", 8080, 8001).labels["cloudyknight.spec"]);
+}
+
+TEST(Plan, InstallStepHasItsOwnMemoryLimitAndNoPort) {
+  auto p = plan_install(node_spec(), "img");
+  auto b = create_body(p);
+  EXPECT_EQ(b["HostConfig"]["Memory"], 1ull << 30);
+  EXPECT_FALSE(b.contains("ExposedPorts"));
+  EXPECT_TRUE(has(b["Env"], "CK_MODE=install"));
+  EXPECT_EQ(b["Labels"]["cloudyknight.role"], "install");
+}
+
+TEST(Plan, DockerfileWorkspaceRunsItsImageCommand) {
+  auto s = node_spec();
+  s.type = "dockerfile";
+  s.install.clear();
+  s.command.clear();
+  auto b = create_body(plan_app(s, "cloudyknight-ws/shop:latest", 5000, 8001));
+  EXPECT_FALSE(b.contains("Cmd"));
+  EXPECT_TRUE(has(b["Env"], "PORT=5000"));
+  EXPECT_TRUE(b["HostConfig"]["Mounts"].empty());
+  EXPECT_TRUE(has(b["HostConfig"]["CapDrop"], "ALL"));
+}
+
+TEST(Plan, ComposeYamlIsValidAndMatchesThePlan) {
+  auto p = plan_app(node_spec(), "cloudyknight/node:bookworm", 8080, 8003);
+  YAML::Node y = YAML::Load(compose_yaml(p));
+  auto svc = y["services"]["shop"];
+  EXPECT_EQ(svc["image"].as<std::string>(), "cloudyknight/node:bookworm");
+  EXPECT_EQ(svc["ports"][0].as<std::string>(), "127.0.0.1:8003:8080");
+  EXPECT_EQ(svc["volumes"][0].as<std::string>(), "/srv/workspaces/shop:/workspace:ro");
+  EXPECT_EQ(svc["cap_drop"][0].as<std::string>(), "ALL");
+  EXPECT_EQ(svc["mem_limit"].as<std::string>(), std::to_string(256ull << 20));
+  EXPECT_EQ(svc["labels"]["cloudyknight.workspace"].as<std::string>(), "shop");
+  EXPECT_EQ(svc["command"][2].as<std::string>(), p.cmd[2]);  // the script survives quoting
+  EXPECT_TRUE(y["volumes"][deps_volume(node_spec(), "cloudyknight/node:bookworm")]["external"].as<bool>());
+}
+
+TEST(LogDemuxer, SplitsFramesFedInAnySplit) {
+  std::string stream;
+  auto frame = [&](char which, const std::string& text) {
+    stream += which;
+    stream += std::string("\0\0\0", 3);
+    stream += static_cast<char>((text.size() >> 24) & 0xff);
+    stream += static_cast<char>((text.size() >> 16) & 0xff);
+    stream += static_cast<char>((text.size() >> 8) & 0xff);
+    stream += static_cast<char>(text.size() & 0xff);
+    stream += text;
+  };
+  frame(1, "hello\n");
+  frame(2, "oops\n");
+  frame(1, std::string(70000, 'x'));
+  for (size_t step : {1u, 3u, 7u, 4096u, 1000000u}) {
+    LogDemuxer d;
+    std::string out, err;
+    for (size_t i = 0; i < stream.size(); i += step) {
+      d.feed(std::string_view(stream).substr(i, step), [&](const LogChunk& c) {
+        (c.stream == 2 ? err : out).append(c.text);
+      });
+    }
+    EXPECT_EQ(out, "hello\n" + std::string(70000, 'x')) << step;
+    EXPECT_EQ(err, "oops\n") << step;
+  }
+}
+
+TEST(Engine, SplitsImageNames) {
+  EXPECT_EQ(split_image_name("node:20-slim"), std::make_pair(std::string("node"), std::string("20-slim")));
+  EXPECT_EQ(split_image_name("node"), std::make_pair(std::string("node"), std::string("latest")));
+  EXPECT_EQ(split_image_name("reg:5000/team/app"),
+            std::make_pair(std::string("reg:5000/team/app"), std::string("latest")));
+  EXPECT_EQ(split_image_name("reg:5000/app:v1"), std::make_pair(std::string("reg:5000/app"), std::string("v1")));
+}
+
+}  // namespace
+}  // namespace ck
