@@ -43,6 +43,7 @@ struct Header {
   int64_t size = 0;
   timespec mtime{};
   std::string symlink;
+  const struct stat* owner = nullptr;  // keep these uid/gid (root filesystems); null: root
 };
 
 // libarchive converts names from the locale's charset to UTF-8 for pax headers. In the "C"
@@ -65,7 +66,8 @@ class Utf8Names {
   locale_t old_ = locale_t{};
 };
 
-// Owners are always root: the build or container must not depend on the host's uids.
+// Owners are root unless the caller keeps them (a root filesystem): a build context must not
+// depend on the host's uids.
 Result<void> write_header(archive* a, const Header& h) {
   Entry e(archive_entry_new(), archive_entry_free);
   archive_entry_copy_pathname(e.get(), h.path.c_str());
@@ -73,10 +75,10 @@ Result<void> write_header(archive* a, const Header& h) {
   archive_entry_set_perm(e.get(), static_cast<mode_t>(h.perm & 07777));
   archive_entry_set_size(e.get(), h.size);
   archive_entry_set_mtime(e.get(), h.mtime.tv_sec, h.mtime.tv_nsec);
-  archive_entry_set_uid(e.get(), 0);
-  archive_entry_set_gid(e.get(), 0);
-  archive_entry_copy_uname(e.get(), "root");
-  archive_entry_copy_gname(e.get(), "root");
+  archive_entry_set_uid(e.get(), h.owner ? h.owner->st_uid : 0);
+  archive_entry_set_gid(e.get(), h.owner ? h.owner->st_gid : 0);
+  if (!h.owner || h.owner->st_uid == 0) archive_entry_copy_uname(e.get(), "root");
+  if (!h.owner || h.owner->st_gid == 0) archive_entry_copy_gname(e.get(), "root");
   if (h.type == AE_IFLNK) archive_entry_copy_symlink(e.get(), h.symlink.c_str());
   if (archive_write_header(a, e.get()) < ARCHIVE_WARN) {
     return fail(Errc::io,
@@ -102,6 +104,7 @@ struct Walk {
   const fs::path& out;
   struct stat out_st;
   std::vector<char> buf;
+  bool keep_owners = false;
 };
 
 Result<void> add_file(Walk& w, const fs::path& full, const std::string& rel,
@@ -109,7 +112,8 @@ Result<void> add_file(Walk& w, const fs::path& full, const std::string& rel,
   Fd f{::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
   if (f.fd < 0) return read_error(full);
   BOOST_OUTCOME_TRY(
-      write_header(w.a, {rel, AE_IFREG, static_cast<int>(st.st_mode), st.st_size, st.st_mtim, {}}));
+      write_header(w.a, {rel, AE_IFREG, static_cast<int>(st.st_mode), st.st_size, st.st_mtim, {},
+                         w.keep_owners ? &st : nullptr}));
   // Only st_size bytes: a file growing meanwhile is cut there, one shrinking is an error
   // (the header already promised its size).
   for (int64_t left = st.st_size; left > 0;) {
@@ -149,11 +153,13 @@ Result<void> walk(Walk& w, const fs::path& dir, const std::string& prefix) {
         BOOST_OUTCOME_TRY(add_file(w, full, rel, st));
       } else if (is_dir) {
         BOOST_OUTCOME_TRY(
-            write_header(w.a, {rel, AE_IFDIR, static_cast<int>(st.st_mode), 0, st.st_mtim, {}}));
+            write_header(w.a, {rel, AE_IFDIR, static_cast<int>(st.st_mode), 0, st.st_mtim, {},
+                               w.keep_owners ? &st : nullptr}));
       } else {
         auto target = fs::read_symlink(full, ec);
         if (ec) return read_error(full, ec.message());
-        BOOST_OUTCOME_TRY(write_header(w.a, {rel, AE_IFLNK, 0777, 0, st.st_mtim, target.string()}));
+        BOOST_OUTCOME_TRY(write_header(w.a, {rel, AE_IFLNK, 0777, 0, st.st_mtim, target.string(),
+                                          w.keep_owners ? &st : nullptr}));
       }
     }
     if (is_dir) {
@@ -329,7 +335,8 @@ bool glob_match(const std::vector<Token>& tokens, std::u32string_view s) {
 
 }  // namespace
 
-Result<void> write_tar(const fs::path& root, const fs::path& out, const TarFilter& filter) {
+Result<void> write_tar(const fs::path& root, const fs::path& out, const TarFilter& filter,
+                       bool keep_owners) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
     return fail(Errc::io, fmt::format("{}: is not a readable folder{}", root.string(),
@@ -341,7 +348,7 @@ Result<void> write_tar(const fs::path& root, const fs::path& out, const TarFilte
     return fail(Errc::io,
                 fmt::format("{}: cannot be created: {}", out.string(), archive_error(a.get())));
   }
-  Walk w{a.get(), filter, out, {}, std::vector<char>(kChunk)};
+  Walk w{a.get(), filter, out, {}, std::vector<char>(kChunk), keep_owners};
   ::stat(out.c_str(), &w.out_st);
   auto r = walk(w, root, "");
   if (r && archive_write_close(a.get()) != ARCHIVE_OK) {

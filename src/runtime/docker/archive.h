@@ -33,8 +33,9 @@ using TarFilter = std::function<TarPick(const std::string& rel_path, bool is_dir
 /// mtimes are kept, owners become 0/root. Files are streamed; a file that shrinks while being
 /// read is an error. `out` itself is never archived. On error `out` is removed and the message
 /// names the file and the reason.
+/// With `keep_owners` (a root filesystem for `docker import`), files keep their uid/gid.
 Result<void> write_tar(const std::filesystem::path& root, const std::filesystem::path& out,
-                       const TarFilter& filter = {});
+                       const TarFilter& filter = {}, bool keep_owners = false);
 
 struct TarFile {
   std::string path;  // relative, '/'-separated, no ".." nor empty parts

@@ -88,7 +88,7 @@ net::awaitable<Result<void>> build_base(DockerEngine& engine, const ImageBuildOp
                                tail_file(log, 8)));
   }
   say("base: importing the root filesystem as " + std::string(kBaseImage));
-  auto written = write_tar(rootfs, tar);
+  auto written = write_tar(rootfs, tar, {}, /*keep_owners=*/true);
   fs::remove_all(rootfs, ec);
   if (written.has_error()) co_return written.error();
   // Built outside the co_await: GCC 12 rejects braced lists inside one.

@@ -190,6 +190,16 @@ json create_body(const ContainerPlan& p) {
   return body;
 }
 
+// Compose interpolates $VAR in values; $$ is a literal $.
+std::string compose_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '$') out += '$';
+    out += c;
+  }
+  return out;
+}
+
 std::string compose_yaml(const ContainerPlan& p) {
   YAML::Emitter out;
   out << YAML::BeginMap;
@@ -200,12 +210,14 @@ std::string compose_yaml(const ContainerPlan& p) {
   out << YAML::Key << "container_name" << YAML::Value << p.name;
   if (!p.cmd.empty()) {
     out << YAML::Key << "command" << YAML::Value << YAML::BeginSeq;
-    for (const auto& c : p.cmd) out << (c.find('\n') != std::string::npos ? YAML::Literal : YAML::Auto) << c;
+    for (const auto& c : p.cmd) {
+      out << (c.find('\n') != std::string::npos ? YAML::Literal : YAML::Auto) << compose_escape(c);
+    }
     out << YAML::EndSeq;
   }
   if (!p.workdir.empty()) out << YAML::Key << "working_dir" << YAML::Value << p.workdir;
   out << YAML::Key << "environment" << YAML::Value << YAML::BeginSeq;
-  for (const auto& e : p.env) out << e;
+  for (const auto& e : p.env) out << compose_escape(e);
   out << YAML::EndSeq;
   if (p.container_port) {
     out << YAML::Key << "ports" << YAML::Value << YAML::BeginSeq
@@ -239,7 +251,7 @@ std::string compose_yaml(const ContainerPlan& p) {
     out << YAML::EndMap;
   }
   out << YAML::Key << "labels" << YAML::Value << YAML::BeginMap;
-  for (const auto& [k, v] : p.labels) out << YAML::Key << k << YAML::Value << v;
+  for (const auto& [k, v] : p.labels) out << YAML::Key << k << YAML::Value << compose_escape(v);
   out << YAML::EndMap;
   out << YAML::EndMap;  // service
   out << YAML::EndMap;  // services

@@ -77,7 +77,10 @@ std::string plan_hash(const ContainerPlan& plan);
 /// The Engine API body for POST /containers/create.
 nlohmann::json create_body(const ContainerPlan& plan);
 
-/// The plan as a docker-compose.yml service (with its named volumes).
+/// `s` with every '$' doubled, as Compose files need.
+std::string compose_escape(const std::string& s);
+
+/// The plan as a docker-compose.yml service (with its named volumes); '$' escaped as '$$'.
 std::string compose_yaml(const ContainerPlan& plan);
 
 }  // namespace ck

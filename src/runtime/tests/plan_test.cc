@@ -128,7 +128,10 @@ TEST(Plan, ComposeYamlIsValidAndMatchesThePlan) {
   EXPECT_EQ(svc["cap_drop"][0].as<std::string>(), "ALL");
   EXPECT_EQ(svc["mem_limit"].as<std::string>(), std::to_string(256ull << 20));
   EXPECT_EQ(svc["labels"]["cloudyknight.workspace"].as<std::string>(), "shop");
-  EXPECT_EQ(svc["command"][2].as<std::string>(), p.cmd[2]);  // the script survives quoting
+  // The script survives quoting, with $ doubled so Compose does not interpolate it.
+  EXPECT_EQ(svc["command"][2].as<std::string>(), compose_escape(p.cmd[2]));
+  EXPECT_NE(p.cmd[2].find("$CK_COMMAND"), std::string::npos);
+  EXPECT_NE(svc["command"][2].as<std::string>().find("$$CK_COMMAND"), std::string::npos);
   EXPECT_TRUE(y["volumes"][deps_volume(node_spec(), "cloudyknight/node:bookworm")]["external"].as<bool>());
 }
 
