@@ -379,10 +379,15 @@ class Daemon:
     listen:   pass --listen 127.0.0.1:PORT (True) or not (False).
     args:     extra command-line arguments; env: extra environment variables
               (CK_* variables of the calling environment are always dropped).
+    reuse:    another Daemon (stopped or killed) whose temporary directory,
+              workspaces, data and config this one runs on, as a restarted control
+              plane would; nothing is copied or written. cleanup() of either one
+              removes the shared directory.
     """
 
     def __init__(self, fixtures=(), examples=(), config=None, config_text=None, args=(),
-                 env=None, listen=True, runtime="process", port=None):
+                 env=None, listen=True, runtime="process", port=None, reuse=None):
+        self.reuse = reuse
         self.fixtures = list(fixtures)
         self.examples = list(examples)
         self.config = config
@@ -399,6 +404,8 @@ class Daemon:
 
     # -- setup ---------------------------------------------------------------
     def prepare(self):
+        if self.reuse is not None:
+            return self._prepare_reused(self.reuse)
         self.tmp = tempfile.mkdtemp(prefix="ck-it-")
         self.ws = os.path.join(self.tmp, "ws")
         self.data = os.path.join(self.tmp, "data")
@@ -425,6 +432,18 @@ class Daemon:
             self.config_path = os.path.join(self.tmp, "config.yaml")
             with open(self.config_path, "w") as f:
                 f.write(to_yaml(cfg) + "\n")
+
+    def _prepare_reused(self, other):
+        if other.tmp is None:
+            raise RuntimeError("reuse: the other daemon was never prepared")
+        self.tmp, self.ws, self.data = other.tmp, other.ws, other.data
+        self.config_path, self.runtime_ports = other.config_path, other.runtime_ports
+        # Own output files, so the first daemon's stay readable.
+        n = 2
+        while os.path.exists(os.path.join(self.tmp, f"stderr.{n}.log")):
+            n += 1
+        self.stderr_path = os.path.join(self.tmp, f"stderr.{n}.log")
+        self.stdout_path = os.path.join(self.tmp, f"stdout.{n}.log")
 
     def add_folder(self, src, dest, symlinks=None):
         if not os.path.isdir(src):
@@ -533,6 +552,25 @@ class Daemon:
         for f in (self._stderr_f, self._stdout_f):
             f.close()
         self.stopped = StopResult(rc, leftovers, elapsed)
+        return self.stopped
+
+    def kill(self, timeout=10):
+        """SIGKILLs the daemon and waits for it, leaving whatever it started alone: no
+        leftover check and nothing else killed (with the docker runtime, containers
+        outlive their control plane, to be adopted by the next one). Idempotent; after
+        it, stop() returns the same result."""
+        if self.stopped is not None:
+            return self.stopped
+        if self.proc is None:
+            self.stopped = StopResult(None, [], 0.0)
+            return self.stopped
+        t0 = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        rc = self.proc.wait(timeout)
+        for f in (self._stderr_f, self._stdout_f):
+            f.close()
+        self.stopped = StopResult(rc, [], time.monotonic() - t0)
         return self.stopped
 
     @staticmethod

@@ -110,6 +110,7 @@ struct DockerRuntime::Slot {
   bool stopping = false;
   int log_fd = -1;
   std::optional<ExitInfo> exited;  // set by watch_exit
+  bool oom_seen = false;           // the engine reported an OOM kill in the container
   net::steady_timer exit_signal;   // cancelled when `exited` is set
   ~Slot() {
     if (log_fd >= 0) ::close(log_fd);
@@ -123,9 +124,11 @@ struct DockerRuntime::Slot {
 
 DockerRuntime::DockerRuntime(net::io_context& io, std::unique_ptr<DockerEngine> engine,
                              DockerRuntimeOptions opts)
-    : io_(io), engine_(std::move(engine)), opts_(std::move(opts)), ports_(opts_.port_min, opts_.port_max) {}
+    : io_(io), engine_(std::move(engine)), opts_(std::move(opts)), ports_(opts_.port_min, opts_.port_max) {
+  spawn(io_, watch_events(), "docker events");
+}
 
-DockerRuntime::~DockerRuntime() = default;
+DockerRuntime::~DockerRuntime() { closing_ = true; }
 
 std::string DockerRuntime::isolation() const {
   return fmt::format("Docker {} containers: all capabilities dropped, no-new-privileges, source "
@@ -268,6 +271,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   slot->stopping = false;
   slot->container.clear();
   slot->exited.reset();
+  slot->oom_seen = false;
   auto stopped = []() -> Result<RunningApp> { return fail(Errc::unavailable, "stopped while starting"); };
   if (slot->log_fd < 0) {
     std::error_code ec;
@@ -398,7 +402,35 @@ net::awaitable<void> DockerRuntime::watch_exit(std::shared_ptr<Slot> slot, std::
   ExitInfo info = exit_from_state(state.has_value() ? state.value()["State"] : json(),
                                   code.has_value() ? code.value() : -1);
   info.requested = slot->stopping;
+  info.oom = info.oom || slot->oom_seen;
   if (slot->container == id) slot->set_exited(info);
+}
+
+// The engine's event stream for our containers: OOM kills (also of a child process that
+// leaves the app running, which no exit status shows) go into the workspace log and the
+// exit reason. Reconnects while the engine restarts.
+net::awaitable<void> DockerRuntime::watch_events() {
+  json filters = {{"type", json::array({"container"})},
+                  {"event", json::array({"oom"})},
+                  {"label", json::array({"cloudyknight.managed=true"})}};
+  std::function<bool(const json&)> on_event = [this](const json& ev) {
+    if (closing_) return false;
+    std::string ws = ev["Actor"]["Attributes"].value("cloudyknight.workspace", "");
+    auto it = slots_.find(ws);
+    if (it != slots_.end()) {
+      it->second->oom_seen = true;
+      it->second->log_line("the kernel killed a process in the container: out of memory (limit " +
+                           ev["Actor"]["Attributes"].value("cloudyknight.memory", "see limits.memory") + ")");
+    }
+    logger()->warn("[ws={}] out of memory in container {}", ws, ev["Actor"].value("ID", "").substr(0, 12));
+    return true;
+  };
+  while (!closing_) {
+    auto r = co_await engine_->events(filters, on_event);
+    if (closing_) break;
+    if (r.has_error()) logger()->debug("docker event stream ended: {}", r.error().message);
+    co_await sleep_for(std::chrono::seconds(1));
+  }
 }
 
 net::awaitable<ExitInfo> DockerRuntime::wait_exit(std::string name) {

@@ -53,6 +53,7 @@ class DockerRuntime final : public Runtime {
   net::awaitable<void> follow_logs(std::shared_ptr<Slot> slot, std::string id, long since);
   net::awaitable<void> watch_exit(std::shared_ptr<Slot> slot, std::string id);
   net::awaitable<void> remove_quietly(std::string id);
+  net::awaitable<void> watch_events();
   void release_port(Slot& slot);
 
   net::io_context& io_;
@@ -61,6 +62,7 @@ class DockerRuntime final : public Runtime {
   PortAllocator ports_;
   std::map<std::string, std::shared_ptr<Slot>> slots_;
   std::set<std::string> installing_;  // dependency volumes being filled right now
+  bool closing_ = false;
 };
 
 }  // namespace ck

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "core/hash.h"
+#include "core/units.h"
 
 namespace ck {
 namespace {
@@ -112,6 +113,7 @@ ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int contai
   p.env.push_back("CLOUDYKNIGHT_WORKSPACE=" + spec.name);
   for (const auto& [k, v] : spec.env) p.env.push_back(k + "=" + v);
   p.labels["cloudyknight.role"] = "app";
+  p.labels["cloudyknight.memory"] = format_size(spec.memory);
   p.labels["cloudyknight.port"] = std::to_string(container_port);
   // So an existing Traefik routes the same containers (DESIGN.md "Container contract").
   const std::string& n = spec.name;
