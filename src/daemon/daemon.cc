@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "api/api.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "gateway/gateway.h"
 #include "http/asio.h"
@@ -39,7 +40,8 @@ std::unique_ptr<Runtime> make_runtime(net::io_context& io, const Config& config,
       if (connected.has_value()) {
         auto rt = std::make_unique<DockerRuntime>(
             io, std::move(engine),
-            DockerRuntimeOptions{data, config.runtime.port_min, config.runtime.port_max, config.images});
+            DockerRuntimeOptions{data, config.runtime.port_min, config.runtime.port_max, config.images,
+                                 stable_hash(data.string())});
         log->info("runtime: docker (engine on {}; isolation: {})", socket, rt->isolation());
         return rt;
       }

@@ -227,11 +227,10 @@ net::awaitable<Result<void>> DockerRuntime::run_install(const RunSpec& spec, con
     if (v.name.starts_with("ck-deps-")) labels["cloudyknight.deps"] = v.name;
     BOOST_OUTCOME_CO_TRYV(co_await engine_->create_volume(v.name, labels));
   }
-  (void)co_await engine_->remove_container(plan.name);  // a leftover from a killed control plane
   auto log = logger();
   slot->log_line(fmt::format("installing dependencies in {}: {}", plan.name, spec.install));
   log->info("[ws={}] installing dependencies: {}", spec.name, spec.install);
-  BOOST_OUTCOME_CO_TRY(id, co_await engine_->create_container(plan.name, create_body(plan)));
+  BOOST_OUTCOME_CO_TRY(id, co_await create(plan));
   slot->install_container = id;
   auto started = co_await engine_->start_container(id);
   if (started.has_error()) {
@@ -286,7 +285,8 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   std::string hash = plan_app(spec, image, container_port, 0).labels["cloudyknight.spec"];
 
   // Adopt the container a previous control plane started, if it is current; remove the rest.
-  std::vector<std::string> mine = {"cloudyknight.managed=true", "cloudyknight.workspace=" + spec.name};
+  std::vector<std::string> mine = {"cloudyknight.instance=" + opts_.instance,
+                                   "cloudyknight.workspace=" + spec.name};
   auto existing = co_await engine_->list_containers(std::move(mine));
   if (existing.has_error()) co_return existing.error();
   for (const auto& c : existing.value()) {
@@ -302,7 +302,8 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
       follow(slot, id, unix_now());
       co_return co_await wait_ready(slot, id, std::chrono::seconds(10));
     }
-    logger()->info("[ws={}] removing outdated container {}", spec.name, id.substr(0, 12));
+    logger()->info("[ws={}] removing {} container {}", spec.name,
+                   c.value("State", "") == "running" ? "outdated" : "stopped", id.substr(0, 12));
     (void)co_await engine_->remove_container(id);
   }
 
@@ -336,7 +337,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
     if (v.name.starts_with("ck-deps-")) labels["cloudyknight.deps"] = v.name;
     BOOST_OUTCOME_CO_TRYV(co_await engine_->create_volume(v.name, labels));
   }
-  BOOST_OUTCOME_CO_TRY(id, co_await engine_->create_container(plan.name, create_body(plan)));
+  BOOST_OUTCOME_CO_TRY(id, co_await create(plan));
   auto started = co_await engine_->start_container(id);
   if (started.has_error()) {
     (void)co_await engine_->remove_container(id);
@@ -481,12 +482,32 @@ void DockerRuntime::kill_all() {
   io.run_for(std::chrono::seconds(10));
 }
 
+net::awaitable<Result<std::string>> DockerRuntime::create(ContainerPlan plan) {
+  plan.labels["cloudyknight.instance"] = opts_.instance;
+  auto body = create_body(plan);
+  auto id = co_await engine_->create_container(plan.name, body);
+  if (id.has_error() && id.error().code == Errc::already_exists) {
+    // The name is taken: by a leftover of ours (remove it), or by another control plane's
+    // container for a workspace of the same name (keep it; take a name of our own).
+    auto other = co_await engine_->inspect_container(plan.name);
+    if (other.has_value() && label(other.value(), "cloudyknight.instance") == opts_.instance) {
+      (void)co_await engine_->remove_container(plan.name);
+    } else {
+      plan.name += "-" + opts_.instance.substr(0, 8);
+      (void)co_await engine_->remove_container(plan.name);
+    }
+    id = co_await engine_->create_container(plan.name, body);
+  }
+  co_return id;
+}
+
 net::awaitable<void> DockerRuntime::remove_quietly(std::string id) {
   (void)co_await engine_->remove_container(id);
 }
 
 net::awaitable<void> DockerRuntime::remove_orphans(std::set<std::string> keep) {
-  std::vector<std::string> managed = {"cloudyknight.managed=true"};
+  // Only this control plane's: other control planes on the same engine keep theirs.
+  std::vector<std::string> managed = {"cloudyknight.instance=" + opts_.instance};
   auto list = co_await engine_->list_containers(std::move(managed));
   if (list.has_error()) co_return;
   for (const auto& c : list.value()) {

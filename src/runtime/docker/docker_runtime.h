@@ -15,11 +15,16 @@
 
 namespace ck {
 
+struct ContainerPlan;
+
 struct DockerRuntimeOptions {
   std::filesystem::path data_dir;
   int port_min = 8000;
   int port_max = 8100;
   std::map<std::string, std::string> images;  // type → image, from the config
+  /// Which control plane owns a container (label cloudyknight.instance): adoption and the
+  /// orphan sweep only touch this control plane's containers.
+  std::string instance;
 };
 
 class DockerRuntime final : public Runtime {
@@ -52,6 +57,7 @@ class DockerRuntime final : public Runtime {
   void follow(std::shared_ptr<Slot> slot, std::string id, long since);
   net::awaitable<void> follow_logs(std::shared_ptr<Slot> slot, std::string id, long since);
   net::awaitable<void> watch_exit(std::shared_ptr<Slot> slot, std::string id);
+  net::awaitable<Result<std::string>> create(ContainerPlan plan);
   net::awaitable<void> remove_quietly(std::string id);
   net::awaitable<void> watch_events();
   void release_port(Slot& slot);
