@@ -90,10 +90,13 @@ int compose_command(const Config& config, const std::string& name) {
   std::string image = rs.image.empty() ? (config.images.count(type) ? config.images.at(type) : offline_image(type))
                                        : rs.image;
   int host_port = 0;
+  int container_port = rs.port.value_or(kDefaultContainerPort);
   std::string why;
   if (auto engine = connect_engine(why)) {
     if (spec.type == WorkspaceType::dockerfile) {
       image = fmt::format("cloudyknight-ws/{}:latest", name);
+      // As the runtime does: the built image's EXPOSE unless workspace.json says a port.
+      if (!rs.port) container_port = run_blocking(exposed_port(*engine, image, kDefaultContainerPort));
     } else {
       auto resolved = run_blocking(resolve_image(*engine, type, image, !rs.image.empty()));
       if (resolved.has_value()) image = resolved.value();
@@ -109,7 +112,7 @@ int compose_command(const Config& config, const std::string& name) {
   } else if (spec.type == WorkspaceType::dockerfile) {
     image = fmt::format("cloudyknight-ws/{}:latest", name);
   }
-  auto plan = plan_app(rs, image, rs.port.value_or(kDefaultContainerPort), host_port);
+  auto plan = plan_app(rs, image, container_port, host_port);
   if (spec.type == WorkspaceType::dockerfile) plan.build_context = dir.string();
   std::cout << fmt::format("# The container CloudyKnight runs for workspace '{}' ({} — {}).\n", name,
                            type_name(spec.type), spec.matched)

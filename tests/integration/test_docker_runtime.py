@@ -218,6 +218,12 @@ def docker_diagnostics(names):
     return "\n".join(out)
 
 
+def deps_volumes(container):
+    """The ck-deps-* volumes a listed or inspected container mounts."""
+    return {m["Name"] for m in container.get("Mounts") or []
+            if m.get("Type") == "volume" and (m.get("Name") or "").startswith("ck-deps-")}
+
+
 def write_json(path, doc):
     """Writes a file atomically (a scan never reads half of it)."""
     tmp = path + ".tmp-write"
@@ -249,6 +255,7 @@ class DockerCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.daemons, cls.names, cls.images, cls.volumes = [], set(), set(), set()
+        cls.unique_deps = set()  # workspaces whose ck-deps-* volumes are theirs alone
         try:
             cls.set_up()
         except BaseException as e:
@@ -280,6 +287,13 @@ class DockerCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         problems = []
+        # Dependency volumes of their own, found while their containers still exist.
+        for name in cls.unique_deps:
+            try:
+                for c in DOCKER.containers(name):
+                    cls.volumes |= deps_volumes(c)
+            except (OSError, AssertionError, http.client.HTTPException):
+                pass
         for d in cls.daemons:
             if d.stopped is not None or d.proc is None:  # killed on purpose, or never started
                 continue
@@ -293,8 +307,6 @@ class DockerCase(unittest.TestCase):
             try:
                 for c in DOCKER.containers(name):
                     left.append(f"{c['Names']} {c['State']}")
-                    cls.volumes.update(m.get("Name") for m in c.get("Mounts") or []
-                                       if m.get("Type") == "volume" and m.get("Name"))
                     DOCKER.remove_container(c["Id"])
             except (OSError, AssertionError, http.client.HTTPException) as e:
                 problems.append(f"cleaning up {name}: {e}")
@@ -304,8 +316,6 @@ class DockerCase(unittest.TestCase):
             except (OSError, http.client.HTTPException):
                 pass
         for vol in sorted(cls.volumes):
-            if vol.startswith("ck-cache-"):
-                continue  # shared by every workspace of a type
             try:
                 DOCKER.remove_volume(vol)
             except (OSError, http.client.HTTPException):
@@ -417,6 +427,7 @@ class TestDockerWorkspaces(DockerCase):
         cls.crash = cls.ws_name("crash")  # added at run time (backoff from the first crash)
         cls.static = cls.ws_name("static")
         cls.slow = cls.ws_name("slow-install")
+        cls.unique_deps.add(cls.slow)
         cls.images.add(f"cloudyknight-ws/{cls.df}:latest")
         cls.d = d = cls.new_daemon(
             examples=[("hello-node", cls.node)],
@@ -531,9 +542,7 @@ class TestDockerWorkspaces(DockerCase):
         name = self.slow
         i = wait_until(lambda: DOCKER.inspect(f"ck-{name}-install"), 30,
                        f"the install container ck-{name}-install")
-        for m in i["Mounts"]:
-            if m["Type"] == "volume":
-                self.volumes.add(m["Name"])
+        self.volumes.update(deps_volumes(i))
         self.assertEqual(i["Config"]["Labels"].get("cloudyknight.role"), "install")
         self.assertEqual(i["Config"]["Labels"].get("cloudyknight.workspace"), name)
         self.assertEqual(i["Config"]["Image"], PYTHON_IMAGE)

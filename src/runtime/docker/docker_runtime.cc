@@ -177,17 +177,8 @@ net::awaitable<Result<std::string>> DockerRuntime::prepare_image(const RunSpec& 
   auto built = co_await engine_->build_image(tar, tag, std::move(labels), std::move(progress));
   fs::remove(tar, ec);
   if (built.has_error()) co_return built.error();
-  if (!spec.port) {
-    // The port the image says it listens on, if it says one.
-    auto img = co_await engine_->inspect_image(tag);
-    if (img.has_value()) {
-      const auto& exposed = img.value()["Config"]["ExposedPorts"];
-      if (exposed.is_object() && !exposed.empty()) {
-        container_port = std::atoi(exposed.begin().key().c_str());
-        if (container_port <= 0) container_port = kDefaultContainerPort;
-      }
-    }
-  }
+  // The port the image says it listens on, unless workspace.json says one.
+  if (!spec.port) container_port = co_await exposed_port(*engine_, tag, kDefaultContainerPort);
   co_return tag;
 }
 

@@ -190,6 +190,17 @@ net::awaitable<Result<std::string>> resolve_image(DockerEngine& engine, std::str
                              configured, offline, type, offline));
 }
 
+net::awaitable<int> exposed_port(DockerEngine& engine, std::string image, int fallback) {
+  auto img = co_await engine.inspect_image(image);
+  if (!img.has_value()) co_return fallback;
+  const auto& config = img.value()["Config"];
+  if (!config.is_object() || !config.contains("ExposedPorts")) co_return fallback;
+  const auto& exposed = config["ExposedPorts"];
+  if (!exposed.is_object() || exposed.empty()) co_return fallback;
+  int port = std::atoi(exposed.begin().key().c_str());
+  co_return port > 0 && port < 65536 ? port : fallback;
+}
+
 net::awaitable<Result<void>> build_images(DockerEngine& engine, ImageBuildOptions opts,
                                           std::function<void(const std::string&)> say) {
   std::vector<std::string> types = opts.types.empty() ? image_types() : opts.types;

@@ -27,6 +27,9 @@ std::string offline_image(const std::string& type);
 net::awaitable<Result<std::string>> resolve_image(DockerEngine& engine, std::string type,
                                                   std::string configured, bool explicit_choice);
 
+/// The first port `image` EXPOSEs, or `fallback` when it exposes none (or is not there).
+net::awaitable<int> exposed_port(DockerEngine& engine, std::string image, int fallback);
+
 struct ImageBuildOptions {
   std::vector<std::string> types;                  // empty: all of image_types()
   std::map<std::string, std::string> configured;   // type → public image to try pulling first
