@@ -291,7 +291,14 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
       logger()->info("[ws={}] adopted running container {} on port {}", spec.name, id.substr(0, 12), hp);
       slot->log_line(fmt::format("control plane restarted; adopted container {}", id.substr(0, 12)));
       follow(slot, id, unix_now());
-      co_return co_await wait_ready(slot, id, std::chrono::seconds(10));
+      auto adopted = co_await wait_ready(slot, id, std::chrono::seconds(10));
+      if (adopted.has_value() || slot->stopping) co_return adopted;
+      // It runs but does not answer: replace it like an outdated one.
+      logger()->warn("[ws={}] adopted container {} does not answer ({}); replacing it", spec.name,
+                     id.substr(0, 12), adopted.error().message);
+      release_port(*slot);
+      slot->container.clear();
+      slot->exited.reset();
     }
     logger()->info("[ws={}] removing {} container {}", spec.name,
                    c.value("State", "") == "running" ? "outdated" : "stopped", id.substr(0, 12));
@@ -349,7 +356,11 @@ net::awaitable<Result<RunningApp>> DockerRuntime::wait_ready(std::shared_ptr<Slo
   auto deadline = std::chrono::steady_clock::now() + timeout;
   int port = slot->port;
   for (;;) {
-    if (slot->stopping) co_return fail(Errc::unavailable, "stopped while starting");
+    if (slot->stopping) {
+      // stop() may have run before the container id was known: remove it here.
+      (void)co_await engine_->remove_container(id);
+      co_return fail(Errc::unavailable, "stopped while starting");
+    }
     if (slot->exited) {
       auto info = *slot->exited;
       co_return fail(Errc::invalid_argument,
