@@ -71,7 +71,11 @@ void add_typed(ContainerPlan& p, const RunSpec& spec, const std::string& image, 
 }  // namespace
 
 TypeLayout type_layout(const std::string& type) {
-  if (type == "node") return {"/app/node_modules", "/root/.npm", {"NPM_CONFIG_UPDATE_NOTIFIER=false"}};
+  if (type == "node") {
+    return {"/app/node_modules", "/root/.npm",
+            {"NPM_CONFIG_UPDATE_NOTIFIER=false",
+             "PATH=/app/node_modules/.bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}};
+  }
   if (type == "python") {
     return {"/app/.venv", "/root/.cache/pip",
             {"PYTHONUNBUFFERED=1", "PIP_DISABLE_PIP_VERSION_CHECK=1"}};

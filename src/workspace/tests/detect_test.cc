@@ -68,7 +68,9 @@ TEST_F(Detect, FirstMatchWins) {
 TEST_F(Detect, NodeCommandsAndInstall) {
   write("package.json", R"({"description": "demo", "scripts": {"start": "node server.js"}})");
   auto s = detect();
-  EXPECT_EQ(s.command, "npm start");
+  EXPECT_EQ(s.command, "node server.js");  // the start script, without npm's start-up
+  write("package.json", R"({"scripts": {"prestart": "echo hi", "start": "node server.js"}})");
+  EXPECT_EQ(detect().command, "npm start");  // npm honours the hooks
   EXPECT_EQ(s.install.rfind("npm install", 0), 0u);
   EXPECT_EQ(s.description, "demo");
   write("package-lock.json", "{}");
