@@ -19,6 +19,16 @@ std::string ExitInfo::describe() const {
   return fmt::format("exited with code {}", code);
 }
 
+ExitInfo exit_from_code(int code) {
+  ExitInfo e;
+  if (code > 128 && code < 128 + 65) {
+    e.signal = code - 128;
+  } else {
+    e.code = code;
+  }
+  return e;
+}
+
 std::filesystem::path workspace_log_path(const std::filesystem::path& data_dir,
                                          const std::string& name) {
   return data_dir / "logs" / (name + ".log");

@@ -50,6 +50,9 @@ struct ExitInfo {
   std::string describe() const;
 };
 
+/// An exit code as an init process or shell reports it: 128+N means killed by signal N.
+ExitInfo exit_from_code(int code);
+
 enum class Phase { preparing, installing, starting };
 
 using PhaseCallback = std::function<void(Phase, const std::string& detail)>;

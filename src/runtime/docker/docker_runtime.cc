@@ -65,14 +65,8 @@ net::awaitable<bool> answers_http(int port, Duration timeout) {
 }
 
 ExitInfo exit_from_state(const json& state, int fallback_code) {
-  ExitInfo e;
-  int code = state.is_object() ? state.value("ExitCode", fallback_code) : fallback_code;
-  // docker-init reports an app killed by a signal as 128+signal, as shells do.
-  if (code > 128 && code < 128 + 65) {
-    e.signal = code - 128;
-  } else {
-    e.code = code;
-  }
+  // docker-init reports an app killed by a signal as 128+signal.
+  ExitInfo e = exit_from_code(state.is_object() ? state.value("ExitCode", fallback_code) : fallback_code);
   e.oom = state.is_object() && state.value("OOMKilled", false);
   return e;
 }

@@ -93,13 +93,7 @@ ExitInfo exit_info(int status) {
   if (WIFSIGNALED(status)) {
     e.signal = WTERMSIG(status);
   } else if (WIFEXITED(status)) {
-    int code = WEXITSTATUS(status);
-    // Our init reports an app killed by a signal as 128+signal, as shells do.
-    if (code > 128 && code < 128 + 65) {
-      e.signal = code - 128;
-    } else {
-      e.code = code;
-    }
+    e = exit_from_code(WEXITSTATUS(status));  // our init reports signals as 128+signal
   }
   return e;
 }
