@@ -104,9 +104,7 @@ int compose_command(const Config& config, const std::string& name) {
     auto running = run_blocking(engine->list_containers({"cloudyknight.managed=true", "cloudyknight.workspace=" + name}));
     if (running.has_value()) {
       for (const auto& c : running.value()) {
-        for (const auto& p : c.value("Ports", json::array())) {
-          if (p.value("IP", "") == "127.0.0.1" && p.contains("PublicPort")) host_port = p.value("PublicPort", 0);
-        }
+        if (int p = published_loopback_port(c)) host_port = p;
       }
     }
   } else if (spec.type == WorkspaceType::dockerfile) {

@@ -78,14 +78,6 @@ std::string label(const json& c, const std::string& key) {
   return it != labels.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
-// The 127.0.0.1 host port a listed container publishes, or 0.
-int published_port(const json& c) {
-  if (!c.contains("Ports") || !c["Ports"].is_array()) return 0;
-  for (const auto& p : c["Ports"]) {
-    if (p.value("IP", "") == "127.0.0.1" && p.contains("PublicPort")) return p.value("PublicPort", 0);
-  }
-  return 0;
-}
 
 // Installs that finished, by dependency volume, so a warm start skips the install container.
 fs::path deps_record(const fs::path& data_dir, const std::string& volume) {
@@ -207,11 +199,6 @@ net::awaitable<Result<void>> DockerRuntime::install(const RunSpec& spec, const s
 net::awaitable<Result<void>> DockerRuntime::run_install(const RunSpec& spec, const std::string& image,
                                                         std::shared_ptr<Slot> slot) {
   auto plan = plan_install(spec, image);
-  for (const auto& v : plan.volumes) {
-    json labels = {{"cloudyknight.managed", "true"}};
-    if (v.name.starts_with("ck-deps-")) labels["cloudyknight.deps"] = v.name;
-    BOOST_OUTCOME_CO_TRYV(co_await engine_->create_volume(v.name, labels));
-  }
   auto log = logger();
   slot->log_line(fmt::format("installing dependencies in {}: {}", plan.name, spec.install));
   log->info("[ws={}] installing dependencies: {}", spec.name, spec.install);
@@ -276,7 +263,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   if (existing.has_error()) co_return existing.error();
   for (const auto& c : existing.value()) {
     std::string id = c.value("Id", "");
-    int hp = published_port(c);
+    int hp = published_loopback_port(c);
     if (label(c, "cloudyknight.role") == "app" && label(c, "cloudyknight.spec") == hash &&
         c.value("State", "") == "running" && hp && slot->container.empty()) {
       ports_.mark_taken(hp);
@@ -324,11 +311,6 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
 
   on_phase(Phase::starting, spec.command);
   auto plan = plan_app(spec, image, container_port, *port);
-  for (const auto& v : plan.volumes) {
-    json labels = {{"cloudyknight.managed", "true"}};
-    if (v.name.starts_with("ck-deps-")) labels["cloudyknight.deps"] = v.name;
-    BOOST_OUTCOME_CO_TRYV(co_await engine_->create_volume(v.name, labels));
-  }
   BOOST_OUTCOME_CO_TRY(id, co_await create(plan));
   auto started = co_await engine_->start_container(id);
   if (started.has_error()) {
@@ -480,6 +462,12 @@ void DockerRuntime::kill_all() {
 
 net::awaitable<Result<std::string>> DockerRuntime::create(ContainerPlan plan) {
   plan.labels["cloudyknight.instance"] = opts_.instance;
+  // The plan's named volumes first (creating an existing one is a no-op for the engine).
+  for (const auto& v : plan.volumes) {
+    json labels = {{"cloudyknight.managed", "true"}};
+    if (v.name.starts_with("ck-deps-")) labels["cloudyknight.deps"] = v.name;
+    BOOST_OUTCOME_CO_TRYV(co_await engine_->create_volume(v.name, labels));
+  }
   auto body = create_body(plan);
   auto id = co_await engine_->create_container(plan.name, body);
   if (id.has_error() && id.error().code == Errc::already_exists) {

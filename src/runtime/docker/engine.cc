@@ -46,6 +46,14 @@ std::string changes_query(const std::vector<std::string>& changes) {
 
 }  // namespace
 
+int published_loopback_port(const json& c) {
+  if (!c.contains("Ports") || !c["Ports"].is_array()) return 0;
+  for (const auto& p : c["Ports"]) {
+    if (p.value("IP", "") == "127.0.0.1" && p.contains("PublicPort")) return p.value("PublicPort", 0);
+  }
+  return 0;
+}
+
 std::pair<std::string, std::string> split_image_name(const std::string& name) {
   auto slash = name.rfind('/');
   auto colon = name.rfind(':');

@@ -131,6 +131,9 @@ class DockerEngine {
   std::string engine_version_;
 };
 
+/// The 127.0.0.1 host port a container from list_containers() publishes, or 0.
+int published_loopback_port(const json& container);
+
 /// Splits "repo:tag" (the tag defaults to "latest"; a registry port is not a tag).
 std::pair<std::string, std::string> split_image_name(const std::string& name);
 
