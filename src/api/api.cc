@@ -1,5 +1,7 @@
 #include "api/api.h"
 
+#include <charconv>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
@@ -21,8 +23,43 @@ http::Response json_response(int status, const json& body) {
   return r;
 }
 
-std::string activity_of(const WorkspaceView& w, const Snapshot& snap) {
-  return w.activity ? w.activity->level(snap.idle_after) : "idle";
+std::string activity_of(const WorkspaceView& w, const Snapshot&) {
+  if (w.status == "stopped" && !w.frozen) return std::string(level_name(ActivityLevel::stop));
+  if (!w.activity) return "idle";
+  return std::string(level_name(activity_level(w.activity->sample(), w.idle, unix_ms())));
+}
+
+json job_json(const Job& j) {
+  json out = {{"id", j.id},
+              {"kind", j.kind},
+              {"workspace", j.workspace},
+              {"state", std::string(job_state_name(j.state))},
+              {"attempts", j.attempts},
+              {"max_attempts", j.max_attempts},
+              {"created_ms", j.created_ms},
+              {"updated_ms", j.updated_ms}};
+  if (j.state == JobState::queued) out["next_run_ms"] = j.next_run_ms;
+  if (!j.last_error.empty()) out["error"] = j.last_error;
+  auto payload = json::parse(j.payload, nullptr, false);
+  if (!payload.is_discarded()) out["payload"] = payload;
+  return out;
+}
+
+// A query parameter's decoded value ("" if absent).
+std::string query_param(const std::string& query, std::string_view key) {
+  std::string_view q(query);
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto part = q.substr(0, amp);
+    auto eq = part.find('=');
+    if (part.substr(0, eq) == key) {
+      auto v = http::percent_decode(eq == std::string_view::npos ? "" : part.substr(eq + 1));
+      return v ? *v : "";
+    }
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return "";
 }
 
 json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
@@ -42,6 +79,8 @@ json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
   if (w.port > 0) j["port"] = w.port;
   if (w.pid > 0) j["pid"] = w.pid;
   if (!w.error.empty()) j["error"] = w.error;
+  if (!w.reason.empty()) j["reason"] = w.reason;
+  if (w.frozen) j["frozen"] = true;
   if (!w.log_tail.empty()) j["log_tail"] = w.log_tail;
   return j;
 }
@@ -120,10 +159,26 @@ http::Response ControlApi::handle(const http::Request& req) const {
     if (sub == "status") {
       if (!read) return method_not_allowed("GET");
       return json_response(200, {{"name", w->name}, {"status", w->status}, {"activity", activity_of(*w, *snap)},
+                                 {"frozen", w->frozen}, {"reason", w->reason},
                                  {"error", w->error}, {"restarts", w->restarts},
                                  {"runtime", snap->runtime_kind}});
     }
+    if (sub == "history") {
+      if (!read) return method_not_allowed("GET");
+      if (!db_) return error_response(Errc::unavailable, "this control plane keeps no history");
+      auto h = db_->history(w->name, 100);
+      if (h.has_error()) return error_response(Errc::io, h.error().message);
+      json list = json::array();
+      for (const auto& c : h.value()) {
+        list.push_back({{"status", c.status}, {"reason", c.reason}, {"at_ms", c.at_ms}});
+      }
+      return json_response(200, {{"name", w->name}, {"history", list}});
+    }
     return error_response(Errc::not_found, "no such endpoint: " + path);
+  }
+  if (path == std::string(kApi) + "/jobs" || path.starts_with(std::string(kApi) + "/jobs/")) {
+    if (!read) return method_not_allowed("GET");
+    return jobs(req);
   }
   if (path == std::string(kApi) + "/status") {
     if (!read) return method_not_allowed("GET");
@@ -143,10 +198,62 @@ http::Response ControlApi::handle(const http::Request& req) const {
               {"uptime_seconds", uptime.count()},
               {"rss_bytes", rss_bytes()}};
     if (!snap->storage_error.empty()) j["storage_error"] = snap->storage_error;
+    if (db_) {
+      if (auto jc = db_->job_counts(); jc.has_value()) j["jobs"] = jc.value();
+    }
     return json_response(200, j);
   }
   return error_response(Errc::not_found, "no such endpoint: " + req.method + " " + path +
                                              " (the API lives under " + std::string(kApi) + ")");
+}
+
+// GET /jobs[?state=&workspace=&limit=&before=] and GET /jobs/{id}: the persistent job queue,
+// dead letters included.
+http::Response ControlApi::jobs(const http::Request& req) const {
+  if (!db_) return error_response(Errc::unavailable, "this control plane has no job queue");
+  std::string prefix = std::string(kApi) + "/jobs/";
+  if (req.path.starts_with(prefix)) {
+    std::string id_text = req.path.substr(prefix.size());
+    std::int64_t id = 0;
+    auto [p, ec] = std::from_chars(id_text.data(), id_text.data() + id_text.size(), id);
+    if (ec != std::errc() || p != id_text.data() + id_text.size() || id <= 0) {
+      return error_response(Errc::invalid_argument, "'" + id_text + "' is not a job id (a positive number)");
+    }
+    auto job = db_->job(id);
+    if (job.has_error()) return error_response(Errc::io, job.error().message);
+    if (!job.value()) return error_response(Errc::not_found, "there is no job #" + id_text);
+    return json_response(200, job_json(*job.value()));
+  }
+  JobFilter f;
+  if (auto state = query_param(req.query, "state"); !state.empty()) {
+    for (auto s : {JobState::queued, JobState::running, JobState::done, JobState::dead, JobState::cancelled}) {
+      if (job_state_name(s) == state) f.state = s;
+    }
+    if (!f.state) {
+      return error_response(Errc::invalid_argument,
+                            "state must be one of queued, running, done, dead, cancelled (got '" + state + "')");
+    }
+  }
+  f.workspace = query_param(req.query, "workspace");
+  if (auto v = query_param(req.query, "limit"); !v.empty()) {
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), f.limit);
+    if (ec != std::errc() || p != v.data() + v.size() || f.limit < 1 || f.limit > 1000) {
+      return error_response(Errc::invalid_argument, "limit must be a number from 1 to 1000");
+    }
+  }
+  if (auto v = query_param(req.query, "before"); !v.empty()) {
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), f.before_id);
+    if (ec != std::errc() || p != v.data() + v.size() || f.before_id <= 0) {
+      return error_response(Errc::invalid_argument, "before must be a job id (the \"next\" of the last page)");
+    }
+  }
+  auto list = db_->jobs(f);
+  if (list.has_error()) return error_response(Errc::io, list.error().message);
+  json out = json::array();
+  for (const auto& j : list.value()) out.push_back(job_json(j));
+  json next = nullptr;
+  if (static_cast<int>(list.value().size()) == f.limit && !list.value().empty()) next = list.value().back().id;
+  return json_response(200, {{"jobs", out}, {"next", next}});
 }
 
 }  // namespace ck

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "http/message.h"
 #include "monitor/snapshot.h"
+#include "state/state.h"
 
 namespace ck {
 
@@ -20,12 +21,16 @@ struct ApiInfo {
 
 class ControlApi {
  public:
-  ControlApi(const SnapshotHolder& snapshots, ApiInfo info) : snapshots_(snapshots), info_(std::move(info)) {}
+  /// `db` (optional) serves jobs and status history.
+  ControlApi(const SnapshotHolder& snapshots, ApiInfo info, StateDb* db = nullptr)
+      : snapshots_(snapshots), info_(std::move(info)), db_(db) {}
   http::Response handle(const http::Request& req) const;
 
  private:
+  http::Response jobs(const http::Request& req) const;
   const SnapshotHolder& snapshots_;
   ApiInfo info_;
+  StateDb* db_;
 };
 
 /// The HTTP status for an error code, and the JSON body {"error": {"code", "message"}}.

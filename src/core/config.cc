@@ -40,6 +40,17 @@ Result<void> set_int(int& field, const std::string& v, int lo, int hi) {
   return outcome::success();
 }
 
+Result<void> set_bool(bool& field, const std::string& v) {
+  if (v == "true" || v == "yes" || v == "on" || v == "1") {
+    field = true;
+  } else if (v == "false" || v == "no" || v == "off" || v == "0") {
+    field = false;
+  } else {
+    return fail(Errc::invalid_argument, fmt::format("'{}' is not true or false", v));
+  }
+  return outcome::success();
+}
+
 Result<void> set_one_of(std::string& field, const std::string& v,
                         std::initializer_list<std::string_view> allowed) {
   for (auto a : allowed) {
@@ -82,11 +93,17 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
        [](Config& c, const std::string& v) { return set_size(c.gateway.max_header, v); }},
       {"gateway.threads",
        [](Config& c, const std::string& v) { return set_int(c.gateway.threads, v, 0, 256); }},
+      {"gateway.event_buffer",
+       [](Config& c, const std::string& v) { return set_size(c.gateway.event_buffer, v); }},
+      {"gateway.live_reload",
+       [](Config& c, const std::string& v) { return set_bool(c.gateway.live_reload, v); }},
       {"storage.kind",
        [](Config& c, const std::string& v) { return set_one_of(c.storage.kind, v, {"dir", "s3", "git"}); }},
       {"storage.path", [](Config& c, const std::string& v) { return set_string(c.storage.path, v); }},
       {"storage.scan_interval",
        [](Config& c, const std::string& v) { return set_duration(c.storage.scan_interval, v); }},
+      {"storage.debounce",
+       [](Config& c, const std::string& v) { return set_duration(c.storage.debounce, v); }},
       {"storage.bucket", [](Config& c, const std::string& v) { return set_string(c.storage.bucket, v); }},
       {"storage.prefix", [](Config& c, const std::string& v) { return set_string(c.storage.prefix, v); }},
       {"storage.endpoint",
@@ -99,6 +116,13 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
       {"runtime.ports", set_port_range},
       {"runtime.ready_timeout",
        [](Config& c, const std::string& v) { return set_duration(c.runtime.ready_timeout, v); }},
+      {"runtime.install_concurrency",
+       [](Config& c, const std::string& v) { return set_int(c.runtime.install_concurrency, v, 0, 256); }},
+      {"jobs.max_attempts",
+       [](Config& c, const std::string& v) { return set_int(c.jobs.max_attempts, v, 1, 1000); }},
+      {"jobs.backoff", [](Config& c, const std::string& v) { return set_duration(c.jobs.backoff, v); }},
+      {"jobs.backoff_cap",
+       [](Config& c, const std::string& v) { return set_duration(c.jobs.backoff_cap, v); }},
       {"data", [](Config& c, const std::string& v) { return set_string(c.data, v); }},
       {"idle.idle_after", [](Config& c, const std::string& v) { return set_duration(c.idle.idle_after, v); }},
       {"idle.background_after",

@@ -22,12 +22,15 @@ struct GatewayConfig {
   std::uint64_t max_body = 64ull << 20;
   std::uint64_t max_header = 32ull << 10;
   int threads = 0;  // 0: one per core
+  bool live_reload = false;  // static HTML pages get a script that reloads them on change
+  std::uint64_t event_buffer = 4ull << 20;  // a /monitor/ws client this far behind is dropped
 };
 
 struct StorageConfig {
   std::string kind = "dir";
   std::string path = "./workspaces";
   Duration scan_interval = std::chrono::seconds(2);
+  Duration debounce = std::chrono::milliseconds(300);  // file changes gathered before acting
   std::string bucket, prefix, endpoint, region;
 };
 
@@ -36,6 +39,13 @@ struct RuntimeConfig {
   int port_min = 8000;
   int port_max = 8100;
   Duration ready_timeout = std::chrono::seconds(60);
+  int install_concurrency = 0;  // starts (installs) at once; 0: one per core
+};
+
+struct JobsConfig {
+  int max_attempts = 5;  // then the job is dead (kept, visible in the API)
+  Duration backoff = std::chrono::seconds(1);  // after the first failure; doubles each time
+  Duration backoff_cap = std::chrono::minutes(5);
 };
 
 struct IdleConfig {
@@ -65,6 +75,7 @@ struct Config {
                                                 {"go", "golang:1.22"},
                                                 {"ruby", "ruby:3.3-slim"}};
   LimitsConfig limits;
+  JobsConfig jobs;
   std::string admin_token;
   std::string log_format = "text";
   std::string log_level = "info";

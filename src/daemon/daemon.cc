@@ -14,7 +14,10 @@
 #include "monitor/monitor.h"
 #include "runtime/docker/docker_runtime.h"
 #include "runtime/process/process_runtime.h"
+#include "events/events.h"
+#include "state/state.h"
 #include "storage/dir/dir_storage.h"
+#include "storage/dir/watcher.h"
 
 #ifndef CK_VERSION
 #define CK_VERSION "dev"
@@ -66,11 +69,42 @@ std::unique_ptr<Runtime> make_runtime(net::io_context& io, const Config& config,
 
 }  // namespace
 
+// Opens DATA/state.db. One that cannot be opened (corrupt, from a newer version) is moved
+// aside and a new one started: it holds history and jobs, never the workspaces themselves.
+std::unique_ptr<StateDb> open_state(const fs::path& data) {
+  auto log = log::get("daemon");
+  fs::path file = data / "state.db";
+  auto db = StateDb::open(file);
+  if (db.has_value()) return std::move(db.value());
+  auto stamp = std::chrono::duration_cast<std::chrono::seconds>(
+                   std::chrono::system_clock::now().time_since_epoch()).count();
+  fs::path aside = data / fmt::format("state.db.broken-{}", stamp);
+  std::error_code ec;
+  fs::rename(file, aside, ec);
+  for (const char* suffix : {"-wal", "-shm"}) fs::remove(data / (std::string("state.db") + suffix), ec);
+  log->warn("{}; moved it to {} and started a new one (workspaces are rebuilt from storage and the "
+            "runtime; job and status history starts over)",
+            db.error().message, aside.string());
+  db = StateDb::open(file);
+  if (db.has_value()) return std::move(db.value());
+  log->error("{}: check that the data folder is writable and not full", db.error().message);
+  return nullptr;
+}
+
 MonitorOptions monitor_options(const Config& config) {
   MonitorOptions mo;
   mo.scan_interval = config.storage.scan_interval;
   mo.ready_timeout = config.runtime.ready_timeout;
-  mo.idle_after = config.idle.idle_after;
+  auto ms = [](Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d); };
+  mo.idle.idle_after = ms(config.idle.idle_after);
+  mo.idle.background_after = ms(config.idle.background_after);
+  mo.idle.stop_after = ms(config.idle.stop_after);
+  mo.idle.grace = ms(config.idle.grace);
+  mo.install_concurrency = config.runtime.install_concurrency;
+  mo.start_jobs.max_attempts = config.jobs.max_attempts;
+  mo.start_jobs.backoff_base = ms(config.jobs.backoff);
+  mo.start_jobs.backoff_cap = ms(config.jobs.backoff_cap);
+  mo.live_reload = config.gateway.live_reload;
   mo.memory = config.limits.memory;
   mo.install_memory = config.limits.install_memory;
   mo.cpus = config.limits.cpus;
@@ -125,8 +159,26 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   auto runtime_ptr = make_runtime(io, config, data, self_exe);
   if (!runtime_ptr) return 1;
   Runtime& runtime = *runtime_ptr;
+  auto db = open_state(data);
+  if (!db) return 1;
   SnapshotHolder snapshots;
-  Monitor monitor(io, storage, runtime, snapshots, monitor_options(config));
+  EventBus events;
+  Monitor monitor(io, storage, runtime, snapshots, events, *db, monitor_options(config));
+  WatcherOptions wo;
+  wo.debounce = std::chrono::duration_cast<std::chrono::milliseconds>(config.storage.debounce);
+  DirWatcher* watcher_ptr = nullptr;
+  DirWatcher watcher(io, ws_root, wo, [&monitor, &watcher_ptr](WatchBatch batch) {
+    monitor.set_polling(watcher_ptr->degraded());
+    monitor.on_changes(batch);
+  });
+  watcher_ptr = &watcher;
+  if (auto w = watcher.start(); w.has_error()) {
+    log->warn("{}; polling the workspace folder every {} instead", w.error().message,
+              format_duration(config.storage.scan_interval));
+    monitor.set_polling(true);
+  } else {
+    monitor.set_polling(watcher.degraded());
+  }
 
   GatewayOptions go;
   go.host = listen.value().first;
@@ -135,24 +187,33 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   go.request_timeout = config.gateway.request_timeout;
   go.max_body = config.gateway.max_body;
   go.max_header = config.gateway.max_header;
+  go.wake_timeout = config.idle.wake_timeout;
+  go.live_reload = config.gateway.live_reload;
+  go.event_buffer = config.gateway.event_buffer;
   std::string display_host = go.host == "0.0.0.0" ? "127.0.0.1" : go.host;
   if (display_host.find(':') != std::string::npos) display_host = "[" + display_host + "]";
   // The API is built once the port is known, before start() runs the worker threads (their
   // creation orders this write before any request reads it).
   std::unique_ptr<ControlApi> api;
-  Gateway gateway(go, snapshots, [&api](const http::Request& r) { return api->handle(r); });
+  GatewayHooks hooks;
+  hooks.events = &events;
+  hooks.wake = [&io, &monitor](const std::string& name) {
+    net::post(io, [&monitor, name] { monitor.wake(name); });
+  };
+  Gateway gateway(go, snapshots, [&api](const http::Request& r) { return api->handle(r); }, hooks);
 
   monitor.start();
   auto port = gateway.listen();
   if (port.has_error()) {
     log->error("{}", port.error().message);
+    watcher.stop();
     net::co_spawn(io, monitor.shutdown(), [&](std::exception_ptr) { io.stop(); });
     io.run();
     return 1;
   }
   std::string base = fmt::format("http://{}:{}/", display_host, port.value());
-  api = std::make_unique<ControlApi>(snapshots,
-                                     ApiInfo{CK_VERSION, base, std::chrono::system_clock::now()});
+  api = std::make_unique<ControlApi>(snapshots, ApiInfo{CK_VERSION, base, std::chrono::system_clock::now()},
+                                     db.get());
   gateway.start();
   log->info("CloudyKnight {} is serving {} workspaces from {} at {}", CK_VERSION,
             snapshots.load()->workspaces.size(), ws_root.string(), base);
@@ -168,6 +229,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     stopping = true;
     log->info("received {}; stopping workspaces", sig == SIGINT ? "SIGINT" : "SIGTERM");
     gateway.stop();
+    watcher.stop();
     // A member coroutine, not a capturing lambda: a lambda's captures die with the handler.
     net::co_spawn(io, monitor.shutdown(), [&](std::exception_ptr) {
       log->info("stopped");

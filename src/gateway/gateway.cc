@@ -19,7 +19,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 // clang-format on
+#include <nlohmann/json.hpp>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/socket.h>
@@ -29,6 +31,7 @@
 #include <unordered_map>
 
 #include "core/log.h"
+#include "events/events.h"
 #include "gateway/pages.h"
 #include "gateway/route.h"
 #include "gateway/static_files.h"
@@ -175,12 +178,13 @@ struct Gateway::Impl {
     std::thread thread;
   };
 
-  Impl(GatewayOptions o, const SnapshotHolder& r, ControlHandler c)
-      : opts(std::move(o)), routes(r), control(std::move(c)) {}
+  Impl(GatewayOptions o, const SnapshotHolder& r, ControlHandler c, GatewayHooks h)
+      : opts(std::move(o)), routes(r), control(std::move(c)), hooks(std::move(h)) {}
 
   GatewayOptions opts;
   const SnapshotHolder& routes;
   ControlHandler control;
+  GatewayHooks hooks;
   std::vector<std::unique_ptr<Worker>> workers;
   bool running = false;
 
@@ -383,6 +387,9 @@ struct Gateway::Impl {
     auto decision = route_request(target, [&](std::string_view n) { return snap->find(n) != nullptr; });
     switch (decision.kind) {
       case RouteKind::control: {
+        if (http::split_target(target).first == "/monitor/ws" && hooks.events) {
+          co_return co_await event_socket(conn, req, w);
+        }
         auto res = call_control(req, client_ip);
         co_return co_await write(conn, res) && res.keep_alive();
       }
@@ -424,22 +431,195 @@ struct Gateway::Impl {
     if (ws->is_static) {
       co_return co_await serve_static(conn, req, *ws, decision, w);
     }
-    if (ws->status == "running" && ws->port > 0) {
+    if (ws->status == "running" && ws->port > 0 && !ws->frozen) {
       co_return co_await proxy(conn, buf, req, *ws, decision, w, client_ip);
     }
-    if (ws->status == "failed") {
-      auto res = error_page(req, 502, "Bad Gateway",
-                            fmt::format("Workspace '{}' is not running: {}", ws->name, ws->error),
-                            "Fix the problem in its source; CloudyKnight retries on its own. Its "
-                            "log is in the data folder under logs/.");
-      co_return co_await write(conn, res) && res.keep_alive();
-    }
+    if (ws->status == "failed") co_return co_await not_running(conn, req, *ws);
+    if (ws->asleep()) co_return co_await wait_for_wake(conn, buf, req, decision, w, client_ip);
+    // Starting for another reason (first start, restart after a change): say so at once.
     auto res = error_page(req, 503, "Starting",
                           fmt::format("Workspace '{}' is {}{}.", ws->name, ws->status,
                                       ws->phase.empty() ? "" : " (" + ws->phase + ")"),
                           "This page reloads by itself until it is ready.", true);
     res.set(bhttp::field::retry_after, "2");
     co_return co_await write(conn, res) && res.keep_alive();
+  }
+
+  Task<bool> not_running(Conn& conn, const Request& req, const WorkspaceView& ws) {
+    auto res = error_page(req, 502, "Bad Gateway",
+                          fmt::format("Workspace '{}' is not running: {}", ws.name, ws.error),
+                          "Fix the problem in its source; CloudyKnight retries on its own. Its "
+                          "log is in the data folder under logs/.");
+    co_return co_await write(conn, res) && res.keep_alive();
+  }
+
+  // Wake on request: a frozen, stopped or starting workspace is asked to come up and the
+  // request is held until it runs, then forwarded. A browser gets the self-refreshing
+  // waiting page once a cold start takes longer than a moment; other clients wait up to
+  // wake_timeout and then get 503 with Retry-After. Never a 404 for a sleeping workspace.
+  Task<bool> wait_for_wake(Conn& conn, beast::flat_buffer& buf, Request& req, const RouteDecision& decision,
+                           Worker& w, const std::string& client_ip) {
+    if (hooks.wake) hooks.wake(decision.workspace);
+    bool browser = std::string_view(req[bhttp::field::accept]).find("text/html") != std::string_view::npos;
+    auto start = std::chrono::steady_clock::now();
+    auto hold = browser ? std::min<Duration>(opts.wake_timeout, std::chrono::milliseconds(1500)) : opts.wake_timeout;
+    conn.expire_in(hold + opts.request_timeout);
+    Timer tick(w.io);
+    std::string last_status;
+    for (int i = 0;; ++i) {
+      std::shared_ptr<const Snapshot> snap = w.routes.get();
+      const WorkspaceView* ws = snap->find(decision.workspace);
+      if (!ws) {
+        auto res = error_page(req, 404, "Not Found",
+                              fmt::format("Workspace '{}' was removed while it was starting.", decision.workspace),
+                              "Open the home page for the list of workspaces.");
+        co_return co_await write(conn, res) && res.keep_alive();
+      }
+      if (ws->status == "running" && ws->port > 0 && !ws->frozen) {
+        ws->activity->touch();
+        co_return co_await proxy(conn, buf, req, *ws, decision, w, client_ip);
+      }
+      if (ws->status == "failed" && !ws->reason.starts_with("crashed")) {
+        co_return co_await not_running(conn, req, *ws);
+      }
+      if (ws->asleep() && i % 200 == 199 && hooks.wake) hooks.wake(decision.workspace);  // once a second
+      if (std::chrono::steady_clock::now() - start >= hold) {
+        auto res = error_page(req, 503, browser ? "Starting" : "Service Unavailable",
+                              fmt::format("Workspace '{}' is {}{}.", ws->name,
+                                          ws->asleep() ? "waking up" : ws->status,
+                                          ws->phase.empty() ? "" : " (" + ws->phase + ")"),
+                              browser ? "This page reloads by itself until it is ready."
+                                      : "Retry in a few seconds, or raise idle.wake_timeout.",
+                              browser);
+        res.set(bhttp::field::retry_after, browser ? "1" : "5");
+        co_return co_await write(conn, res) && res.keep_alive();
+      }
+      tick.expires_after(std::chrono::milliseconds(5));
+      error_code ec;
+      co_await tick.async_wait(net::redirect_error(use_task, ec));
+      if (conn.timed_out) co_return false;
+    }
+  }
+
+  // ---- /monitor/ws: the event stream -----------------------------------------------------
+
+  struct EventClient {
+    EventClient(Socket s, Executor ex) : ws(std::move(s)), wake(ex) {}
+    beast::websocket::stream<Socket> ws;
+    Timer wake;  // cancelled when events are queued (or the subscription was dropped)
+    std::shared_ptr<Subscription> sub;
+    bool closed = false;
+  };
+
+  static Task<void> event_reader(std::shared_ptr<EventClient> c, const SnapshotHolder* routes) {
+    beast::flat_buffer in;
+    SnapshotCache cache(*routes);
+    for (;;) {
+      error_code ec;
+      in.clear();
+      co_await c->ws.async_read(in, net::redirect_error(use_task, ec));
+      if (ec) break;
+      auto msg = nlohmann::json::parse(beast::buffers_to_string(in.data()), nullptr, false);
+      if (!msg.is_object()) continue;
+      auto names = [](const nlohmann::json& v) {
+        std::set<std::string> out;
+        if (v.is_string()) out.insert(v.get<std::string>());
+        if (v.is_array()) {
+          for (const auto& n : v) {
+            if (n.is_string()) out.insert(n.get<std::string>());
+          }
+        }
+        return out;
+      };
+      if (msg.contains("subscribe")) c->sub->set_filter(names(msg["subscribe"]));
+      if (msg.contains("heartbeat")) {
+        // The dashboard (or a preview) is looking at these workspaces: they count as active.
+        auto snap = cache.get();
+        for (const auto& n : names(msg["heartbeat"])) {
+          if (const auto* ws = snap->find(n)) ws->activity->touch();
+        }
+      }
+    }
+    c->closed = true;
+    c->wake.cancel();
+  }
+
+  Task<bool> event_socket(Conn& conn, Request& req, Worker& w) {
+    if (!beast::websocket::is_upgrade(req)) {
+      auto res = make_response(req, bhttp::status::upgrade_required,
+                               R"json({"error":{"code":"invalid_argument","message":"/monitor/ws is a WebSocket: connect with a WebSocket client (Upgrade: websocket)"}})json",
+                               "application/json");
+      res.set(bhttp::field::upgrade, "websocket");
+      co_return co_await write(conn, res) && res.keep_alive();
+    }
+    conn.no_deadline();
+    auto ex = w.io.get_executor();
+    auto c = std::make_shared<EventClient>(std::move(conn.client), ex);
+    std::weak_ptr<EventClient> weak = c;
+    c->sub = hooks.events->subscribe([weak, ex] {
+      net::post(ex, [weak] {
+        auto client = weak.lock();
+        if (!client) return;
+        if (client->sub->dropped()) {
+          error_code ec;
+          client->ws.next_layer().close(ec);  // also ends a write stuck on a full socket
+        }
+        client->wake.cancel();
+      });
+    }, opts.event_buffer);
+    c->ws.set_option(beast::websocket::stream_base::timeout::suggested(beast::role_type::server));
+    c->ws.set_option(beast::websocket::stream_base::decorator(
+        [](beast::websocket::response_type& r) { r.set(bhttp::field::server, "cloudyknight"); }));
+    error_code ec;
+    co_await c->ws.async_accept(req, net::redirect_error(use_task, ec));
+    if (ec) {
+      c->sub->close();
+      co_return false;
+    }
+    {
+      auto snap = w.routes.get();
+      nlohmann::json list = nlohmann::json::array();
+      auto now = unix_ms();
+      for (const auto& ws : snap->workspaces) {
+        list.push_back({{"name", ws.name},
+                        {"type", ws.type},
+                        {"status", ws.status},
+                        {"frozen", ws.frozen},
+                        {"activity", std::string(level_name(ws.asleep() && !ws.frozen
+                                                                ? ActivityLevel::stop
+                                                                : activity_level(ws.activity->sample(), ws.idle, now)))}});
+      }
+      nlohmann::json hello = {{"type", "hello"}, {"workspaces", list}};
+      c->ws.text(true);
+      co_await c->ws.async_write(net::buffer(hello.dump()), net::redirect_error(use_task, ec));
+    }
+    if (!ec) spawn(ex, event_reader(c, &routes), "event socket reader");
+    while (!ec && !c->closed) {
+      if (c->sub->dropped()) {
+        logger()->warn("dropping a /monitor/ws client that does not keep up with the events");
+        break;
+      }
+      auto batch = c->sub->take();
+      if (batch.empty()) {
+        c->wake.expires_at(Timer::time_point::max());
+        error_code wait_ec;
+        co_await c->wake.async_wait(net::redirect_error(use_task, wait_ec));
+        continue;
+      }
+      for (const auto& m : batch) {
+        co_await c->ws.async_write(net::buffer(*m), net::redirect_error(use_task, ec));
+        if (ec) break;
+      }
+    }
+    c->sub->close();
+    if (!ec && !c->closed && c->ws.is_open()) {
+      co_await c->ws.async_close(beast::websocket::close_reason(beast::websocket::close_code::try_again_later,
+                                                                "too slow: events were dropped"),
+                                 net::redirect_error(use_task, ec));
+    }
+    error_code ignored;
+    c->ws.next_layer().close(ignored);
+    co_return false;
   }
 
   StringResponse call_control(const Request& req, const std::string& client_ip) {
@@ -512,9 +692,13 @@ struct Gateway::Impl {
     std::string etag = make_etag(size, mtime_ns);
     std::string last_modified = http::http_date(st.st_mtim.tv_sec);
     std::string_view type = content_type_for(lk.path);
+    // Live reload: HTML pages carry the reload script (a different representation, so a
+    // different ETag), whole and uncompressed.
+    bool inject = opts.live_reload && type.starts_with("text/html") && size <= kInMemoryFileLimit;
+    if (inject) etag.insert(etag.size() - 1, "-lr");
     bool compressible = is_compressible(type);
     std::string_view accept_enc(req[bhttp::field::accept_encoding]);
-    bool want_gzip = compressible && size > 256 && size <= kGzipLimit &&
+    bool want_gzip = !inject && compressible && size > 256 && size <= kGzipLimit &&
                      accepts_gzip(accept_enc);
     std::string gz_etag = etag.substr(0, etag.size() - 1) + "-gz\"";
 
@@ -544,7 +728,7 @@ struct Gateway::Impl {
 
     ByteRange range;
     RangeResult rr = RangeResult::none;
-    if (req.count(bhttp::field::range) && !head) {
+    if (req.count(bhttp::field::range) && !head && !inject) {
       std::string_view if_range(req[bhttp::field::if_range]);
       if (if_range.empty() || if_range == etag || if_range == last_modified) {
         rr = parse_range(std::string_view(req[bhttp::field::range]), size, range);
@@ -599,17 +783,19 @@ struct Gateway::Impl {
     }
     if (size <= kInMemoryFileLimit || head) {
       std::string body;
-      if (!head) {
+      if (!head || inject) {
         auto raw = read_file(lk.path, size);
         if (!raw) {
           auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
           co_return co_await write(conn, res) && res.keep_alive();
         }
-        body = std::move(*raw);
+        body = inject ? inject_reload_script(std::move(*raw), ws.name) : std::move(*raw);
       }
+      std::uint64_t length = inject ? body.size() : size;
+      if (head) body.clear();
       auto res = make_response(req, bhttp::status::ok, std::move(body), type);
       common(res);
-      if (head) res.content_length(size);
+      if (head) res.content_length(length);
       co_return co_await write(conn, res) && res.keep_alive();
     }
     bhttp::response<bhttp::file_body> res{bhttp::status::ok, req.version()};
@@ -898,14 +1084,19 @@ struct Gateway::Impl {
     }
     conn.no_deadline();  // a WebSocket may stay quiet for as long as it likes
     auto t = std::make_shared<Tunnel>(conn.client, std::move(up->socket));
+    // An open WebSocket keeps its workspace active; its close starts the reconnect grace.
+    std::shared_ptr<Activity> activity = ws.activity;
+    activity->socket_opened();
     spawn(w.io.get_executor(), pump(conn.shared_from_this(), t, false), "websocket tunnel");
     co_await pump(nullptr, t, true);
+    activity->socket_closed();
     co_return false;
   }
 };
 
-Gateway::Gateway(GatewayOptions opts, const SnapshotHolder& routes, ControlHandler control)
-    : impl_(std::make_unique<Impl>(std::move(opts), routes, std::move(control))) {}
+Gateway::Gateway(GatewayOptions opts, const SnapshotHolder& routes, ControlHandler control,
+                 GatewayHooks hooks)
+    : impl_(std::make_unique<Impl>(std::move(opts), routes, std::move(control), std::move(hooks))) {}
 
 Gateway::~Gateway() { stop(); }
 
@@ -965,6 +1156,8 @@ void Gateway::start() {
 void Gateway::stop() {
   if (!impl_->running) return;
   impl_->running = false;
+  // Event subscribers notify by posting to their worker: detach them before workers stop.
+  if (impl_->hooks.events) impl_->hooks.events->close_all();
   for (auto& w : impl_->workers) {
     Impl::Worker* wp = w.get();
     net::post(wp->io, [wp] {

@@ -26,13 +26,30 @@ struct GatewayOptions {
   Duration idle_timeout = std::chrono::seconds(75);  // keep-alive connections
   std::uint64_t max_body = 64ull << 20;
   std::uint64_t max_header = 32ull << 10;
+  /// How long a request for a sleeping workspace is held while it wakes (API clients; a
+  /// browser gets the waiting page after a moment).
+  Duration wake_timeout = std::chrono::seconds(60);
+  bool live_reload = false;  // inject the reload script into static HTML pages
+  std::uint64_t event_buffer = 4ull << 20;  // pending events before a /monitor/ws client is dropped
+};
+
+class EventBus;
+
+/// What the gateway asks of the control plane besides ControlHandler.
+struct GatewayHooks {
+  /// Asks the control plane to resume or start a sleeping workspace. Called on gateway
+  /// threads; must only post.
+  std::function<void(const std::string& name)> wake;
+  /// Serves /monitor/ws when set.
+  EventBus* events = nullptr;
 };
 
 using ControlHandler = std::function<http::Response(const http::Request&)>;
 
 class Gateway {
  public:
-  Gateway(GatewayOptions opts, const SnapshotHolder& routes, ControlHandler control);
+  Gateway(GatewayOptions opts, const SnapshotHolder& routes, ControlHandler control,
+          GatewayHooks hooks = {});
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;

@@ -1,5 +1,6 @@
 #include "gateway/pages.h"
 
+#include <cctype>
 #include <fmt/format.h>
 
 #include "http/url.h"
@@ -89,6 +90,40 @@ std::string render_error_page(int status, std::string_view title, std::string_vi
       "</div></main></body></html>",
       auto_refresh ? "<meta http-equiv=\"refresh\" content=\"2\">" : "", status, html_escape(title),
       kStyle, status, html_escape(title), html_escape(message), html_escape(hint));
+}
+
+std::string reload_script(std::string_view workspace) {
+  // The name is a valid workspace name ([a-z0-9-]), so it needs no escaping inside quotes.
+  return fmt::format(
+      "<script data-cloudyknight=\"live-reload\">(()=>{{const n=\"{}\";let d=500;"
+      "function c(){{const w=new WebSocket((location.protocol===\"https:\"?\"wss://\":\"ws://\")"
+      "+location.host+\"/monitor/ws\");w.onopen=()=>{{d=500;w.send(JSON.stringify({{subscribe:[n]}}))}};"
+      "w.onmessage=e=>{{try{{const m=JSON.parse(e.data);if(m.type===\"reload\"&&m.workspace===n)"
+      "location.reload()}}catch(_){{}}}};w.onclose=()=>{{setTimeout(c,d);d=Math.min(d*2,10000)}}}}c()}})();"
+      "</script>",
+      workspace);
+}
+
+std::string inject_reload_script(std::string html, std::string_view workspace) {
+  std::string script = reload_script(workspace);
+  static constexpr std::string_view kClose = "</body>";
+  std::size_t at = std::string::npos;
+  for (std::size_t i = html.size() >= kClose.size() ? html.size() - kClose.size() + 1 : 0; i-- > 0;) {
+    bool match = true;
+    for (std::size_t k = 0; k < kClose.size() && match; ++k) {
+      match = std::tolower(static_cast<unsigned char>(html[i + k])) == kClose[k];
+    }
+    if (match) {
+      at = i;
+      break;
+    }
+  }
+  if (at == std::string::npos) {
+    html += script;
+  } else {
+    html.insert(at, script);
+  }
+  return html;
 }
 
 }  // namespace ck

@@ -16,4 +16,11 @@ std::string render_home_page(const Snapshot& snap);
 std::string render_error_page(int status, std::string_view title, std::string_view message,
                               std::string_view hint, bool auto_refresh = false);
 
+/// The live-reload script for a static workspace's pages: it subscribes to the workspace on
+/// /monitor/ws and reloads the page on a "reload" event, reconnecting with backoff.
+std::string reload_script(std::string_view workspace);
+
+/// `html` with reload_script() inserted before the last </body> (any case), or appended.
+std::string inject_reload_script(std::string html, std::string_view workspace);
+
 }  // namespace ck

@@ -5,13 +5,17 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
+#include "core/files.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/names.h"
+#include "storage/dir/watcher.h"
 
 namespace ck {
 namespace fs = std::filesystem;
+using json = nlohmann::json;
 
 namespace {
 
@@ -30,11 +34,7 @@ std::string deps_key(const fs::path& dir, const WorkspaceSpec& spec) {
   for (const char* f : {"package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock",
                         "requirements.txt", "pyproject.toml", "composer.json", "composer.lock",
                         "go.mod", "go.sum", "Gemfile", "Gemfile.lock"}) {
-    std::ifstream in(dir / f, std::ios::binary);
-    if (!in) continue;
-    std::stringstream ss;
-    ss << in.rdbuf();
-    key += fmt::format("|{}:{}", f, stable_hash(ss.str()));
+    if (auto content = read_file(dir / f)) key += fmt::format("|{}:{}", f, stable_hash(*content));
   }
   return stable_hash(key);
 }
@@ -49,7 +49,37 @@ bool needs_docker(const WorkspaceSpec& spec, const Runtime& runtime) {
          runtime.kind() == "process";
 }
 
+bool runnable(const WorkspaceSpec& spec, const Runtime& runtime) {
+  return runs_in_runtime(spec) && !needs_docker(spec, runtime);
+}
+
+const std::vector<std::string>& skip_dirs() {
+  static const std::vector<std::string> skip = WatcherOptions{}.skip;
+  return skip;
+}
+
+// Waits on a record's wake timer: for `d`, or until someone cancels it.
+net::awaitable<void> wait_on(net::steady_timer& t, Duration d) {
+  t.expires_after(d);
+  boost::system::error_code ec;
+  co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+}
+
+constexpr auto kForever = std::chrono::hours(24 * 365);
+
+std::string ago(std::int64_t ms) { return format_duration(std::chrono::milliseconds(std::max<std::int64_t>(ms, 0))); }
+
 }  // namespace
+
+IdlePolicy effective_policy(const IdlePolicy& base, const WorkspaceSpec& spec) {
+  IdlePolicy p = base;
+  auto ms = [](Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d); };
+  if (spec.idle_after) p.idle_after = ms(*spec.idle_after);
+  if (spec.background_after) p.background_after = ms(*spec.background_after);
+  if (spec.stop_after) p.stop_after = ms(*spec.stop_after);
+  if (spec.grace) p.grace = ms(*spec.grace);
+  return p;
+}
 
 struct Monitor::Record {
   explicit Record(net::io_context& io) : wake(io) {}
@@ -59,33 +89,78 @@ struct Monitor::Record {
   std::string status = "creating";
   std::string phase;
   std::string error;
+  std::string reason;
   std::string log_tail;
   RunningApp app;
   int restarts = 0;
   bool supervised = false;
   bool removed = false;
   bool restart_requested = false;
-  net::steady_timer wake;  // cut short a backoff wait
+  bool asleep = false;           // stopped by the idle policy; wake() starts it
+  bool sleep_requested = false;  // the idle policy is stopping it now
+  bool wake_pending = false;     // a request came while it was being put to sleep
+  bool frozen = false;
+  bool freezing = false;         // a freeze or thaw is in flight
+  bool freeze_failed = false;    // do not retry every tick
+  int crash_streak = 0;
+  Duration start_delay{0};
+  std::string start_reason = "created";
+  IdlePolicy policy;
+  ActivityLevel level = ActivityLevel::active;
+  std::uint64_t tree_sig = 0;
+  std::int64_t saved_ms = 0;      // the activity time last written to state.db
+  std::int64_t session_id = 0;    // open WebSocket session row, if any
+  std::string pub_status, pub_reason, pub_phase;  // as last published (for events/history)
+  bool pub_frozen = false;
+  std::uint64_t log_offset = 0;
+  bool log_offset_known = false;
+  net::steady_timer wake;  // cut short a wait (backoff, sleep)
   std::shared_ptr<Activity> activity = std::make_shared<Activity>();
 };
 
 Monitor::Monitor(net::io_context& io, Storage& storage, Runtime& runtime, SnapshotHolder& out,
-                 MonitorOptions opts)
-    : io_(io), storage_(storage), runtime_(runtime), out_(out), opts_(opts), scan_timer_(io) {}
+                 EventBus& events, StateDb& db, MonitorOptions opts)
+    : io_(io),
+      storage_(storage),
+      runtime_(runtime),
+      out_(out),
+      events_(events),
+      db_(db),
+      opts_(opts),
+      scan_timer_(io),
+      start_slot_freed_(io),
+      job_wake_(io) {
+  start_limit_ = opts_.install_concurrency > 0
+                     ? opts_.install_concurrency
+                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 Monitor::~Monitor() = default;
 
 void Monitor::start() {
+  auto log = logger();
+  if (auto resumed = db_.requeue_running(); resumed.has_value()) {
+    for (const auto& j : resumed.value()) {
+      log->info("resuming job #{} ({} {}), left unfinished by the previous run (attempt {} of {})", j.id,
+                j.kind, j.workspace, j.attempts + 1, j.max_attempts);
+    }
+  } else {
+    log->warn("state.db: {}", resumed.error().message);
+  }
+  if (auto act = db_.load_activity(); act.has_value()) saved_activity_ = std::move(act.value());
+  (void)db_.close_all_sessions();
   scan_now();
   publish();  // even when the first scan changed nothing (no workspaces yet)
+  (void)db_.enqueue("cleanup", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)});
   spawn(io_, scan_loop(), "monitor scan loop");
+  spawn(io_, idle_loop(), "idle policy");
+  spawn(io_, job_loop(), "job runner");
+  spawn(io_, log_loop(), "log tailer");
 }
 
 net::awaitable<void> Monitor::scan_loop() {
   while (!shutting_down_) {
-    scan_timer_.expires_after(opts_.scan_interval);
-    boost::system::error_code ec;
-    co_await scan_timer_.async_wait(net::redirect_error(net::use_awaitable, ec));
+    co_await wait_on(scan_timer_, opts_.scan_interval);
     if (shutting_down_) break;
     scan_now();
   }
@@ -108,14 +183,108 @@ void Monitor::scan_now() {
     logger()->info("workspace storage readable again: {}", storage_.location());
     storage_error_.clear();
   }
-  reconcile(entries.value());
+  reconcile(entries.value(), nullptr);
+  if (polling_) {
+    for (auto& [name, rec] : records_) {
+      auto sig = tree_signature(rec->path, skip_dirs());
+      if (sig == rec->tree_sig) continue;
+      rec->tree_sig = sig;
+      source_changed(rec, {}, true);
+    }
+  }
 }
 
-void Monitor::reconcile(const std::vector<StorageEntry>& entries) {
+void Monitor::on_changes(const WatchBatch& batch) {
+  if (shutting_down_) return;
+  if (batch.rescan) {
+    logger()->info("file-change events were lost (the kernel queue overflowed); rescanning everything");
+    scan_now();
+    for (auto& [name, rec] : records_) {
+      auto sig = tree_signature(rec->path, skip_dirs());
+      if (sig == rec->tree_sig) continue;
+      rec->tree_sig = sig;
+      source_changed(rec, {}, true);
+    }
+    return;
+  }
+  auto entries = storage_.list();
+  if (entries.has_error()) {
+    scan_now();  // reports the error once
+    return;
+  }
+  reconcile(entries.value(), &batch.workspaces);
+  for (const auto& name : batch.workspaces) {
+    auto it = records_.find(name);
+    if (it == records_.end()) continue;
+    auto rec = it->second;
+    auto files = batch.files.find(name);
+    bool all = batch.all_files.count(name) > 0;
+    if (!all && (files == batch.files.end() || files->second.empty())) continue;
+    auto sig = tree_signature(rec->path, skip_dirs());
+    if (sig == rec->tree_sig) continue;  // a new record, or nothing observable changed
+    rec->tree_sig = sig;
+    static const std::set<std::string> none;
+    source_changed(rec, files == batch.files.end() ? none : files->second, all);
+  }
+}
+
+void Monitor::source_changed(const std::shared_ptr<Record>& rec, const std::set<std::string>& paths,
+                             bool all) {
+  json list = json::array();
+  for (const auto& p : paths) {
+    if (list.size() >= 100) break;
+    list.push_back(p);
+  }
+  events_.publish("files", rec->name, {{"paths", list}, {"all", all || paths.empty()}});
+  if (rec->spec.type == WorkspaceType::static_site) {
+    events_.publish("reload", rec->name, {{"paths", list}});
+    return;
+  }
+  if (!rec->supervised || rec->spec.reload == "none") return;
+  if (rec->spec.reload == "hmr" && rec->status == "running" && !all && !paths.empty()) {
+    spawn(io_, hot_update(rec, std::vector<std::string>(paths.begin(), paths.end())), "hot update " + rec->name);
+    return;
+  }
+  if (rec->asleep) return;  // it starts from the new source when it wakes
+  logger()->info("[ws={}] source changed ({}); restarting it", rec->name,
+                 all || paths.empty() ? "many files" : fmt::format("{} file(s)", paths.size()));
+  rec->start_reason = "source changed";
+  request_restart(rec);
+  publish();
+}
+
+net::awaitable<void> Monitor::hot_update(std::shared_ptr<Record> rec, std::vector<std::string> paths) {
+  auto r = co_await runtime_.update_files(rec->name, rec->path, paths);
+  if (r.has_error()) {
+    logger()->warn("[ws={}] cannot copy the changed files in ({}); restarting it", rec->name, r.error().message);
+    request_restart(rec);
+    publish();
+    co_return;
+  }
+  json list = paths;
+  events_.publish("reload", rec->name, {{"paths", list}, {"mode", "hmr"}});
+}
+
+void Monitor::request_restart(const std::shared_ptr<Record>& rec) {
+  // A restart starts from scratch: a start job still backing off is dropped for a new one.
+  (void)db_.cancel("start", rec->name);
+  rec->restart_requested = true;
+  rec->wake.cancel();
+  if (rec->supervised && !rec->asleep) {
+    auto stop_task = runtime_.stop(rec->name, opts_.stop_grace);
+    spawn(io_, std::move(stop_task), "restart " + rec->name);
+  }
+}
+
+void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set<std::string>* only) {
   bool changed = false;
   std::vector<InvalidFolder> invalid;
   std::set<std::string> seen;
   for (const auto& e : entries) {
+    if (only && !only->count(e.folder)) {
+      seen.insert(e.folder);
+      continue;
+    }
     auto valid = validate_workspace_name(e.folder);
     if (valid.has_error()) {
       invalid.push_back({e.folder, valid.error().message});
@@ -128,6 +297,21 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries) {
       auto rec = std::make_shared<Record>(io_);
       rec->name = e.folder;
       rec->path = e.local_path;
+      rec->tree_sig = tree_signature(rec->path, skip_dirs());
+      rec->policy = effective_policy(opts_.idle, spec);
+      auto now = unix_ms();
+      auto saved = saved_activity_.find(e.folder);
+      rec->activity->last_ms = saved != saved_activity_.end() ? saved->second : now;
+      rec->saved_ms = rec->activity->last_ms;
+      if (runnable(spec, runtime_) &&
+          activity_level(rec->activity->sample(), rec->policy, now) == ActivityLevel::stop) {
+        rec->asleep = true;
+        rec->status = "stopped";
+        rec->reason = "idle";
+        rec->level = ActivityLevel::stop;
+        logger()->info("[ws={}] asleep: no activity for {} (the next request starts it)", e.folder,
+                       ago(now - rec->activity->last_ms));
+      }
       records_[e.folder] = rec;
       logger()->info("[ws={}] found: {} — {}", e.folder, type_name(spec.type),
                      spec.matched.empty() ? "no match" : spec.matched);
@@ -135,14 +319,20 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries) {
       changed = true;
     } else if (it->second->spec.fingerprint() != spec.fingerprint() ||
                it->second->spec.description != spec.description ||
-               it->second->spec.icon != spec.icon || it->second->spec.is_public != spec.is_public) {
+               it->second->spec.icon != spec.icon || it->second->spec.is_public != spec.is_public ||
+               effective_policy(opts_.idle, spec).stop_after != it->second->policy.stop_after ||
+               effective_policy(opts_.idle, spec).idle_after != it->second->policy.idle_after ||
+               effective_policy(opts_.idle, spec).background_after != it->second->policy.background_after ||
+               effective_policy(opts_.idle, spec).grace != it->second->policy.grace) {
       logger()->info("[ws={}] its configuration changed", e.folder);
+      it->second->tree_sig = tree_signature(it->second->path, skip_dirs());
+      it->second->policy = effective_policy(opts_.idle, spec);
       apply_spec(it->second, std::move(spec));
       changed = true;
     }
   }
   for (auto it = records_.begin(); it != records_.end();) {
-    if (seen.count(it->first)) {
+    if (seen.count(it->first) || (only && !only->count(it->first))) {
       ++it;
       continue;
     }
@@ -151,33 +341,41 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries) {
     rec->removed = true;
     rec->wake.cancel();
     it = records_.erase(it);
+    (void)db_.cancel("start", rec->name);
+    (void)db_.record_status(rec->name, "removed", "its folder is gone");
+    (void)db_.remove_workspace(rec->name);
+    if (rec->session_id) (void)db_.close_session(rec->session_id);
+    events_.publish("status", rec->name, {{"status", "removed"}, {"previous", rec->status}});
     if (rec->supervised) {
       auto stop_task = runtime_.stop(rec->name, opts_.stop_grace);
       spawn(io_, std::move(stop_task), "stop " + rec->name);
     }
     changed = true;
   }
-  if (invalid.size() != invalid_.size() ||
-      !std::equal(invalid.begin(), invalid.end(), invalid_.begin(),
-                  [](const InvalidFolder& a, const InvalidFolder& b) { return a.folder == b.folder; })) {
-    for (const auto& i : invalid) {
+  if (!only) {
+    if (invalid.size() != invalid_.size() ||
+        !std::equal(invalid.begin(), invalid.end(), invalid_.begin(),
+                    [](const InvalidFolder& a, const InvalidFolder& b) { return a.folder == b.folder; })) {
+      for (const auto& i : invalid) {
+        bool known = std::any_of(invalid_.begin(), invalid_.end(),
+                                 [&](const InvalidFolder& o) { return o.folder == i.folder; });
+        if (!known) logger()->warn("skipping folder '{}': {}", i.folder, i.error);
+      }
+      invalid_ = std::move(invalid);
+      changed = true;
+    }
+  } else {
+    for (auto& i : invalid) {
       bool known = std::any_of(invalid_.begin(), invalid_.end(),
                                [&](const InvalidFolder& o) { return o.folder == i.folder; });
-      if (!known) logger()->warn("skipping folder '{}': {}", i.folder, i.error);
+      if (!known) {
+        logger()->warn("skipping folder '{}': {}", i.folder, i.error);
+        invalid_.push_back(std::move(i));
+        changed = true;
+      }
     }
-    invalid_ = std::move(invalid);
-    changed = true;
   }
   if (changed) publish();
-  if (!sweeping_) {
-    sweeping_ = true;
-    spawn(io_, sweep_orphans(std::move(seen)), "remove orphaned containers");
-  }
-}
-
-net::awaitable<void> Monitor::sweep_orphans(std::set<std::string> keep) {
-  co_await runtime_.remove_orphans(std::move(keep));
-  sweeping_ = false;
 }
 
 void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec) {
@@ -185,40 +383,42 @@ void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec)
   rec->spec = std::move(spec);
   const auto& s = rec->spec;
   bool docker_only = needs_docker(s, runtime_);
-  bool runnable = runs_in_runtime(s) && !docker_only;
+  bool can_run = runnable(s, runtime_);
   if (!s.error.empty()) {
     rec->status = "failed";
     rec->error = s.error;
+    rec->reason = "invalid workspace";
     rec->log_tail.clear();
     logger()->warn("[ws={}] cannot run: {}", rec->name, s.error);
   } else if (s.type == WorkspaceType::static_site) {
     rec->status = "running";
     rec->error.clear();
+    rec->reason.clear();
     rec->log_tail.clear();
   } else if (docker_only) {
     rec->status = "failed";
+    rec->reason = "needs docker";
     rec->error = fmt::format(
         "this is a {} workspace ({}), which needs the docker runtime: start a Docker engine and "
         "run `cloudyknight serve --runtime docker`",
         type_name(s.type), s.matched);
     logger()->warn("[ws={}] {}", rec->name, rec->error);
-  } else if (!was_running) {
+  } else if (!was_running && !rec->asleep) {
     // Runnable now, perhaps after a fix: start from the beginning.
     rec->status = "creating";
     rec->error.clear();
+    rec->reason.clear();
     rec->log_tail.clear();
   }
-  if (runnable && !was_running) {
+  if (can_run && !was_running) {
     rec->supervised = true;
     ++supervisors_;
     spawn(io_, supervise(rec), "supervise " + rec->name);
   } else if (was_running) {
     // Running (or backing off) with an old spec: restart it; the supervisor picks up the new
     // spec, or ends if there is nothing to run any more.
-    rec->restart_requested = true;
-    rec->wake.cancel();
-    auto stop_task = runtime_.stop(rec->name, opts_.stop_grace);
-    spawn(io_, std::move(stop_task), "restart " + rec->name);
+    rec->start_reason = "configuration changed";
+    request_restart(rec);
   }
 }
 
@@ -246,12 +446,73 @@ RunSpec make_run_spec(const std::string& name, const fs::path& dir, const Worksp
   return r;
 }
 
+net::awaitable<void> Monitor::acquire_start_slot() {
+  while (starts_running_ >= start_limit_ && !shutting_down_) {
+    co_await wait_on(start_slot_freed_, kForever);
+  }
+  ++starts_running_;
+}
+
+void Monitor::release_start_slot() {
+  --starts_running_;
+  start_slot_freed_.cancel();  // every waiter looks again; one gets the slot
+}
+
+void Monitor::job_event(const Job& job) {
+  json j = {{"id", job.id},           {"kind", job.kind},
+            {"state", std::string(job_state_name(job.state))},
+            {"attempts", job.attempts}, {"max_attempts", job.max_attempts}};
+  if (!job.last_error.empty()) j["error"] = job.last_error;
+  if (job.state == JobState::queued) j["next_run_ms"] = job.next_run_ms;
+  events_.publish("job", job.workspace, std::move(j));
+}
+
 net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
   auto log = logger();
-  Duration backoff = kBackoffStart;
   auto done = [&] { return rec->removed || shutting_down_; };
-  while (!done() && runs_in_runtime(rec->spec) && !needs_docker(rec->spec, runtime_)) {
+  while (!done() && runnable(rec->spec, runtime_)) {
+    if (rec->asleep) {
+      co_await wait_on(rec->wake, kForever);
+      continue;
+    }
     rec->restart_requested = false;
+    // One start job per workspace: after a restart of the daemon the unfinished one resumes.
+    json payload = {{"reason", rec->start_reason}};
+    auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(rec->start_delay);
+    auto enq = db_.enqueue("start", rec->name, payload.dump(), opts_.start_jobs, delay);
+    rec->start_delay = Duration{0};
+    Job job;
+    if (enq.has_value()) {
+      job = enq.value();
+    } else {
+      log->warn("[ws={}] state.db: {} (starting without a job record)", rec->name, enq.error().message);
+    }
+    if (job.id) {
+      auto wait_ms = job.next_run_ms - db_.now_ms();
+      if (wait_ms > 0) {
+        co_await wait_on(rec->wake, std::chrono::milliseconds(wait_ms));
+        continue;  // look again: due now, or restarted, asleep, removed
+      }
+      auto claimed = db_.claim(job.id);
+      if (claimed.has_error()) {
+        log->warn("[ws={}] cannot claim start job #{}: {}", rec->name, job.id, claimed.error().message);
+        co_await wait_on(rec->wake, std::chrono::seconds(1));
+        continue;
+      }
+      job = claimed.value();
+      if (job.attempts > 1) {
+        log->info("[ws={}] start job #{}: attempt {} of {}", rec->name, job.id, job.attempts, job.max_attempts);
+      }
+      job_event(job);
+    }
+    rec->status = "creating";
+    rec->phase = starts_running_ >= start_limit_ ? "waiting for a free start slot" : "";
+    publish();
+    co_await acquire_start_slot();
+    if (done() || rec->restart_requested || rec->asleep) {
+      release_start_slot();
+      continue;
+    }
     rec->status = "initializing";
     rec->phase = "copying the source";
     publish();
@@ -262,46 +523,266 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       publish();
     };
     auto result = co_await runtime_.start(run_spec(*rec), on_phase);
+    release_start_slot();
     if (done()) break;
     if (result.has_value()) {
+      if (job.id) {
+        if (auto c = db_.complete(job.id); c.has_value()) job_event(c.value());
+      }
       rec->app = result.value();
       rec->status = "running";
       rec->phase.clear();
       rec->error.clear();
+      rec->reason.clear();
       rec->log_tail.clear();
       log->info("[ws={} pid={}] running on {}:{}", rec->name, rec->app.pid, rec->app.host, rec->app.port);
       publish();
       auto started = std::chrono::steady_clock::now();
       ExitInfo exit = co_await runtime_.wait_exit(rec->name);
       rec->app = RunningApp{};
+      rec->frozen = false;
       if (done()) break;
-      if (rec->restart_requested) {
-        backoff = kBackoffStart;
+      if (rec->sleep_requested) {
+        rec->sleep_requested = false;
+        if (rec->wake_pending) {
+          rec->wake_pending = false;
+          rec->start_reason = "wake";
+          continue;
+        }
+        rec->asleep = true;
+        rec->status = "stopped";
+        rec->reason = "idle";
+        log->info("[ws={}] stopped: no activity for {} (the next request starts it again)", rec->name,
+                  format_duration(rec->policy.stop_after));
+        publish();
         continue;
       }
-      if (std::chrono::steady_clock::now() - started > kHealthyReset) backoff = kBackoffStart;
+      if (rec->restart_requested) {
+        rec->crash_streak = 0;
+        continue;
+      }
+      if (std::chrono::steady_clock::now() - started > kHealthyReset) rec->crash_streak = 0;
+      rec->crash_streak++;
       rec->restarts++;
       rec->error = exit.describe();
       rec->log_tail = tail_file(runtime_.log_path(rec->name), 20);
-    } else {
-      if (rec->restart_requested) continue;
-      rec->restarts++;
-      rec->error = result.error().message;
-      rec->log_tail = tail_file(runtime_.log_path(rec->name), 20);
+      rec->start_delay = std::min<Duration>(kBackoffStart * (1 << std::min(rec->crash_streak - 1, 12)), kBackoffCap);
+      rec->start_reason = "crashed";
+      rec->status = "failed";
+      rec->reason = "crashed; restarting in " + format_duration(rec->start_delay);
+      rec->phase.clear();
+      log->warn("[ws={}] {}; restarting in {}", rec->name, rec->error, format_duration(rec->start_delay));
+      publish();
+      continue;
     }
+    if (rec->restart_requested || rec->asleep) continue;  // stopped on purpose mid-start
+    rec->restarts++;
+    rec->error = result.error().message;
+    rec->log_tail = tail_file(runtime_.log_path(rec->name), 20);
     rec->status = "failed";
     rec->phase.clear();
-    log->warn("[ws={}] {}; restarting in {}", rec->name, rec->error, format_duration(backoff));
+    Duration retry_in = kBackoffStart;
+    bool dead = false;
+    if (job.id) {
+      if (auto f = db_.fail(job.id, rec->error); f.has_value()) {
+        job = f.value();
+        job_event(job);
+        dead = job.state == JobState::dead;
+        retry_in = std::chrono::milliseconds(std::max<std::int64_t>(job.next_run_ms - db_.now_ms(), 0));
+      }
+    } else {
+      retry_in = std::min<Duration>(kBackoffStart * (1 << std::min(rec->restarts - 1, 12)), kBackoffCap);
+      rec->start_delay = retry_in;
+    }
+    if (dead) {
+      rec->reason = fmt::format("gave up after {} attempts", job.attempts);
+      log->error("[ws={}] {}; gave up after {} attempts (job #{} is dead; fix the source or retry it "
+                 "from the API)",
+                 rec->name, rec->error, job.attempts, job.id);
+      publish();
+      co_await wait_on(rec->wake, kForever);  // a source change or a retry wakes it
+      continue;
+    }
+    rec->reason = job.id ? fmt::format("retrying in {} (attempt {} of {})", format_duration(retry_in),
+                                       job.attempts + 1, job.max_attempts)
+                         : "retrying in " + format_duration(retry_in);
+    log->warn("[ws={}] {}; {}", rec->name, rec->error, rec->reason);
     publish();
-    rec->wake.expires_after(backoff);
-    boost::system::error_code ec;
-    co_await rec->wake.async_wait(net::redirect_error(net::use_awaitable, ec));
-    if (!rec->restart_requested) backoff = std::min<Duration>(backoff * 2, kBackoffCap);
   }
   rec->supervised = false;
   --supervisors_;
   if (!done() && rec->status == "running" && runs_in_runtime(rec->spec)) rec->status = "stopped";
   publish();
+}
+
+void Monitor::wake(const std::string& name) {
+  auto it = records_.find(name);
+  if (it == records_.end() || shutting_down_) return;
+  auto rec = it->second;
+  rec->activity->last_ms.store(unix_ms(), std::memory_order_relaxed);
+  if (rec->frozen && !rec->freezing) {
+    spawn(io_, freeze(rec, false), "thaw " + name);
+  }
+  if (rec->asleep) {
+    rec->asleep = false;
+    rec->start_reason = "wake";
+    rec->status = "creating";
+    rec->reason.clear();
+    rec->level = ActivityLevel::active;
+    logger()->info("[ws={}] waking up: a request arrived", name);
+    rec->wake.cancel();
+    publish();
+  } else if (rec->sleep_requested) {
+    rec->wake_pending = true;
+  }
+}
+
+net::awaitable<void> Monitor::freeze(std::shared_ptr<Record> rec, bool frozen) {
+  rec->freezing = true;
+  // (No co_await inside ?: — GCC 12 miscompiles it.)
+  Result<void> r = outcome::success();
+  if (frozen) {
+    r = co_await runtime_.freeze(rec->name);
+  } else {
+    r = co_await runtime_.thaw(rec->name);
+  }
+  rec->freezing = false;
+  if (r.has_error()) {
+    logger()->warn("[ws={}] cannot {}: {}", rec->name, frozen ? "freeze it" : "resume it", r.error().message);
+    rec->freeze_failed = frozen;
+    co_return;
+  }
+  rec->frozen = frozen;
+  logger()->info("[ws={}] {}", rec->name,
+                 frozen ? fmt::format("frozen: no activity for {} (a request resumes it)",
+                                      format_duration(rec->policy.background_after))
+                        : "resumed");
+  publish();
+  // Activity may have come while the freeze was in flight.
+  if (frozen && activity_level(rec->activity->sample(), rec->policy, unix_ms()) < ActivityLevel::background) {
+    spawn(io_, freeze(rec, false), "thaw " + rec->name);
+  }
+}
+
+net::awaitable<void> Monitor::idle_loop() {
+  while (!shutting_down_) {
+    auto shortest = std::chrono::milliseconds(1000 * 4);
+    for (auto& [name, rec] : records_) {
+      shortest = std::min({shortest, rec->policy.idle_after, rec->policy.grace, rec->policy.background_after});
+    }
+    co_await sleep_for(std::clamp<std::chrono::milliseconds>(shortest / 4, std::chrono::milliseconds(50),
+                                                              std::chrono::milliseconds(1000)));
+    if (shutting_down_) break;
+    auto now = unix_ms();
+    for (auto& [name, r] : records_) {
+      auto rec = r;  // coroutines spawned below keep it
+      auto sample = rec->activity->sample();
+      auto level = rec->asleep ? ActivityLevel::stop : activity_level(sample, rec->policy, now);
+      if (level != rec->level) {
+        rec->level = level;
+        rec->freeze_failed = false;
+        events_.publish("activity", name, {{"level", std::string(level_name(level))}});
+      }
+      auto last = std::max(sample.last_ms, sample.last_close_ms);
+      if (last > rec->saved_ms + 5000 || (last > rec->saved_ms && level != ActivityLevel::active)) {
+        rec->saved_ms = last;
+        (void)db_.save_activity(name, last);
+      }
+      if (sample.open_sockets > 0 && !rec->session_id) {
+        if (auto id = db_.open_session(name, "websocket", "gateway"); id.has_value()) rec->session_id = id.value();
+      } else if (sample.open_sockets == 0 && rec->session_id) {
+        (void)db_.close_session(rec->session_id);
+        rec->session_id = 0;
+      }
+      if (!rec->supervised || rec->status != "running" || rec->freezing) continue;
+      if (level == ActivityLevel::stop && !rec->sleep_requested) {
+        rec->sleep_requested = true;
+        rec->status = "stopping";
+        rec->reason = "idle";
+        logger()->info("[ws={}] no activity for {}; stopping it", name, ago(now - last));
+        publish();
+        spawn(io_, runtime_.stop(name, opts_.stop_grace), "idle stop " + name);
+      } else if (level == ActivityLevel::background && !rec->frozen && !rec->freeze_failed) {
+        spawn(io_, freeze(rec, true), "freeze " + name);
+      } else if (level < ActivityLevel::background && rec->frozen) {
+        spawn(io_, freeze(rec, false), "thaw " + name);
+      }
+    }
+  }
+}
+
+net::awaitable<void> Monitor::job_loop() {
+  while (!shutting_down_) {
+    auto due = db_.due_jobs(256);
+    if (due.has_value()) {
+      for (const auto& job : due.value()) {
+        if (job.kind == "start" || shutting_down_) continue;  // supervisors run start jobs
+        auto claimed = db_.claim(job.id);
+        if (claimed.has_error()) continue;
+        job_event(claimed.value());
+        if (job.kind == "cleanup") {
+          co_await run_cleanup(claimed.value());
+        } else {
+          auto f = db_.fail(job.id, "unknown job kind '" + job.kind + "' (written by a newer version?)");
+          if (f.has_value()) job_event(f.value());
+        }
+      }
+    }
+    co_await wait_on(job_wake_, std::chrono::seconds(1));
+  }
+}
+
+net::awaitable<void> Monitor::run_cleanup(Job job) {
+  std::set<std::string> keep;
+  for (const auto& [name, rec] : records_) keep.insert(name);
+  co_await runtime_.remove_orphans(std::move(keep));
+  (void)db_.prune_jobs(std::chrono::hours(24), 1000);
+  if (auto c = db_.complete(job.id); c.has_value()) job_event(c.value());
+  // The next sweep in five minutes.
+  (void)db_.enqueue("cleanup", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)},
+                    std::chrono::minutes(5));
+}
+
+net::awaitable<void> Monitor::log_loop() {
+  std::string chunk;
+  while (!shutting_down_) {
+    co_await sleep_for(std::chrono::milliseconds(200));
+    bool listening = events_.has_subscribers();
+    for (auto& [name, rec] : records_) {
+      if (!listening) {
+        rec->log_offset_known = false;
+        continue;
+      }
+      std::error_code ec;
+      auto path = runtime_.log_path(name);
+      auto size = fs::file_size(path, ec);
+      if (ec) continue;
+      if (!rec->log_offset_known || size < rec->log_offset) {
+        rec->log_offset = size;  // new listeners get what comes from now on
+        rec->log_offset_known = true;
+        continue;
+      }
+      if (size == rec->log_offset) continue;
+      std::ifstream in(path, std::ios::binary);
+      in.seekg(static_cast<std::streamoff>(rec->log_offset));
+      chunk.resize(std::min<std::uint64_t>(size - rec->log_offset, 64 * 1024));
+      in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      chunk.resize(static_cast<std::size_t>(in.gcount()));
+      auto end = chunk.rfind('\n');
+      if (end == std::string::npos) {
+        if (chunk.size() < 64 * 1024) continue;  // wait for the rest of the line
+        end = chunk.size() - 1;
+      }
+      rec->log_offset += end + 1;
+      std::size_t pos = 0;
+      while (pos <= end) {
+        auto nl = chunk.find('\n', pos);
+        if (nl == std::string::npos || nl > end) nl = end + 1;
+        events_.publish("log", name, {{"line", chunk.substr(pos, nl - pos)}});
+        pos = nl + 1;
+      }
+    }
+  }
 }
 
 namespace {
@@ -316,10 +797,14 @@ net::awaitable<void> stop_counted(Runtime& rt, std::string name, Duration grace,
 net::awaitable<void> Monitor::shutdown() {
   shutting_down_ = true;
   scan_timer_.cancel();
+  job_wake_.cancel();
+  start_slot_freed_.cancel();
   std::vector<std::shared_ptr<Record>> recs;
   for (auto& [name, rec] : records_) {
     rec->wake.cancel();
-    if (rec->supervised) {
+    if (rec->session_id) (void)db_.close_session(rec->session_id);
+    if (rec->activity->last_ms > rec->saved_ms) (void)db_.save_activity(name, rec->activity->last_ms);
+    if (rec->supervised && !rec->asleep) {
       rec->status = "stopping";
       recs.push_back(rec);
     }
@@ -346,7 +831,7 @@ void Monitor::publish() {
   snap->storage_location = storage_.location();
   snap->storage_error = storage_error_;
   snap->invalid = invalid_;
-  snap->idle_after = opts_.idle_after;
+  snap->live_reload = opts_.live_reload;
   for (const auto& [name, rec] : records_) {
     WorkspaceView v;
     v.name = name;
@@ -355,6 +840,7 @@ void Monitor::publish() {
     v.status = rec->status;
     v.phase = rec->phase;
     v.error = rec->error;
+    v.reason = rec->reason;
     v.log_tail = rec->log_tail;
     v.description = rec->spec.description;
     v.icon = rec->spec.icon;
@@ -365,7 +851,26 @@ void Monitor::publish() {
     v.port = rec->app.port;
     v.pid = rec->app.pid;
     v.restarts = rec->restarts;
+    v.frozen = rec->frozen;
+    v.idle = rec->policy;
     v.activity = rec->activity;
+    if (rec->status != rec->pub_status || rec->reason != rec->pub_reason || rec->frozen != rec->pub_frozen ||
+        rec->phase != rec->pub_phase) {
+      json e = {{"status", rec->status}, {"previous", rec->pub_status}, {"frozen", rec->frozen}};
+      if (!rec->phase.empty()) e["phase"] = rec->phase;
+      if (!rec->reason.empty()) e["reason"] = rec->reason;
+      if (!rec->error.empty() && rec->status == "failed") e["error"] = rec->error;
+      events_.publish("status", name, std::move(e));
+      if (rec->status != rec->pub_status) {
+        std::string why = rec->status == "failed" ? rec->error : rec->reason;
+        (void)db_.record_status(name, rec->status, why);
+        (void)db_.upsert_workspace(name, v.type, rec->status);
+      }
+      rec->pub_status = rec->status;
+      rec->pub_reason = rec->reason;
+      rec->pub_frozen = rec->frozen;
+      rec->pub_phase = rec->phase;
+    }
     snap->workspaces.push_back(std::move(v));
   }
   out_.store(std::move(snap));

@@ -1,32 +1,44 @@
 #pragma once
-// The monitor: a level-triggered reconciler. Each pass lists storage (desired state),
-// detects each workspace, and makes the runtime match: new workspaces are started, removed
-// ones stopped, changed ones restarted, crashed ones restarted with exponential backoff
-// (1 s doubling to 5 min, reset after 10 min healthy). It publishes a Snapshot after every
-// change. Runs on the control-plane io_context (one thread).
+// The monitor: the control plane's reconciler. Desired state is what storage holds, actual
+// state is what the runtime runs; the monitor makes them match, one operation at a time per
+// workspace, driven by file-change batches (inotify, debounced) with a periodic full pass as a
+// safety net. Per workspace: creating → initializing → running → stopping → stopped, plus
+// failed with a reason. Starts run as persistent jobs (state.db): they survive a restart of
+// the daemon, retry with exponential backoff and end dead after jobs.max_attempts. The idle
+// policy freezes workspaces nobody uses and then stops them; wake() brings them back.
+// Everything it decides is published as a Snapshot (for the gateway and API) and as events
+// (for /monitor/ws). Runs on the control-plane io_context (one thread); wake() and
+// on_changes() must be called on it too (post to it).
 
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
 
+#include "events/events.h"
 #include "http/asio.h"
 #include "monitor/snapshot.h"
 #include "runtime/runtime.h"
+#include "state/state.h"
 #include "storage/storage.h"
 #include "workspace/workspace.h"
 
 namespace ck {
 
+struct WatchBatch;
+
 struct MonitorOptions {
   Duration scan_interval = std::chrono::seconds(2);
   Duration ready_timeout = std::chrono::seconds(60);
   Duration stop_grace = std::chrono::seconds(5);
-  Duration idle_after = std::chrono::minutes(2);
+  IdlePolicy idle;
+  int install_concurrency = 0;  // 0: one per core
+  JobPolicy start_jobs;
   std::uint64_t memory = 512ull << 20;
   std::uint64_t install_memory = 1ull << 30;
   double cpus = 1;
   int pids = 256;
+  bool live_reload = false;
 };
 
 /// What the runtime is asked to run for a workspace folder: its detected spec plus the
@@ -34,41 +46,69 @@ struct MonitorOptions {
 RunSpec make_run_spec(const std::string& name, const std::filesystem::path& dir,
                       const WorkspaceSpec& spec, const MonitorOptions& opts);
 
+/// The configured idle policy with a workspace's own overrides (workspace.json "idle").
+IdlePolicy effective_policy(const IdlePolicy& base, const WorkspaceSpec& spec);
+
 class Monitor {
  public:
   Monitor(net::io_context& io, Storage& storage, Runtime& runtime, SnapshotHolder& out,
-          MonitorOptions opts);
+          EventBus& events, StateDb& db, MonitorOptions opts);
   ~Monitor();
 
-  /// Runs the first scan now and then every scan_interval.
+  /// Resumes the jobs a previous run left unfinished, runs the first pass, and starts the
+  /// periodic pass, the idle policy, the job runner and the log tailer.
   void start();
-  /// Stops every workspace (gracefully, then by force) and the scan loop.
+  /// Stops every workspace (gracefully, then by force) and the loops.
   net::awaitable<void> shutdown();
-  /// Scans storage once, now (also used by tests and the API).
+  /// Lists storage and reconciles every workspace, now.
   void scan_now();
+  /// Acts on a batch of file changes (from the storage watcher).
+  void on_changes(const WatchBatch& batch);
+  /// Compares every workspace's file tree with the last pass (for storage without change
+  /// notifications, or a watcher that hit its limit).
+  void set_polling(bool on) { polling_ = on; }
+  /// A request arrived for a frozen or stopped workspace: resume or start it.
+  void wake(const std::string& name);
 
  private:
   struct Record;
   net::awaitable<void> scan_loop();
+  net::awaitable<void> idle_loop();
+  net::awaitable<void> job_loop();
+  net::awaitable<void> log_loop();
   net::awaitable<void> supervise(std::shared_ptr<Record> rec);
-  net::awaitable<void> sweep_orphans(std::set<std::string> keep);
-  void reconcile(const std::vector<StorageEntry>& entries);
+  net::awaitable<void> freeze(std::shared_ptr<Record> rec, bool frozen);
+  net::awaitable<void> hot_update(std::shared_ptr<Record> rec, std::vector<std::string> paths);
+  net::awaitable<void> run_cleanup(Job job);
+  net::awaitable<void> acquire_start_slot();
+  void release_start_slot();
+  void reconcile(const std::vector<StorageEntry>& entries, const std::set<std::string>* only);
+  void source_changed(const std::shared_ptr<Record>& rec, const std::set<std::string>& paths, bool all);
   void apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec);
+  void request_restart(const std::shared_ptr<Record>& rec);
   void publish();
+  void job_event(const Job& job);
   RunSpec run_spec(const Record& rec) const;
 
   net::io_context& io_;
   Storage& storage_;
   Runtime& runtime_;
   SnapshotHolder& out_;
+  EventBus& events_;
+  StateDb& db_;
   MonitorOptions opts_;
   std::map<std::string, std::shared_ptr<Record>> records_;
+  std::map<std::string, std::int64_t> saved_activity_;  // from state.db, for new records
   std::vector<InvalidFolder> invalid_;
   std::string storage_error_;
   bool shutting_down_ = false;
-  bool sweeping_ = false;
+  bool polling_ = false;
   int supervisors_ = 0;
+  int starts_running_ = 0;
+  int start_limit_ = 1;
   net::steady_timer scan_timer_;
+  net::steady_timer start_slot_freed_;
+  net::steady_timer job_wake_;
 };
 
 }  // namespace ck

@@ -3,25 +3,54 @@
 #include <algorithm>
 
 namespace ck {
-namespace {
-std::int64_t now_ms() {
+std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-}  // namespace
 
-void Activity::touch() {
-  auto now = now_ms();
-  if (now - last_request_ms.load(std::memory_order_relaxed) >= 250) {
-    last_request_ms.store(now, std::memory_order_relaxed);
+std::string_view level_name(ActivityLevel l) {
+  switch (l) {
+    case ActivityLevel::active: return "active";
+    case ActivityLevel::disconnected: return "disconnected";
+    case ActivityLevel::idle: return "idle";
+    case ActivityLevel::background: return "background";
+    case ActivityLevel::stop: return "stopped";
   }
+  return "idle";
 }
 
-std::string Activity::level(std::chrono::milliseconds idle_after) const {
-  auto last = last_request_ms.load(std::memory_order_relaxed);
-  if (last != 0 && now_ms() - last < idle_after.count()) return "active";
-  return "idle";
+ActivityLevel activity_level(const ActivitySample& s, const IdlePolicy& p, std::int64_t now_ms) {
+  if (s.open_sockets > 0) return ActivityLevel::active;
+  if (s.last_close_ms > 0 && s.last_close_ms >= s.last_ms && now_ms - s.last_close_ms < p.grace.count()) {
+    return ActivityLevel::disconnected;
+  }
+  std::int64_t last = std::max(s.last_ms, s.last_close_ms);
+  std::int64_t quiet = now_ms - last;
+  if (quiet < p.idle_after.count()) return ActivityLevel::active;
+  if (quiet < p.background_after.count()) return ActivityLevel::idle;
+  if (quiet < p.stop_after.count()) return ActivityLevel::background;
+  return ActivityLevel::stop;
+}
+
+void Activity::touch() {
+  auto now = unix_ms();
+  if (now - last_ms.load(std::memory_order_relaxed) >= 250) last_ms.store(now, std::memory_order_relaxed);
+}
+
+void Activity::socket_opened() {
+  open_sockets.fetch_add(1, std::memory_order_relaxed);
+  last_ms.store(unix_ms(), std::memory_order_relaxed);
+}
+
+void Activity::socket_closed() {
+  last_close_ms.store(unix_ms(), std::memory_order_relaxed);
+  open_sockets.fetch_sub(1, std::memory_order_relaxed);
+}
+
+ActivitySample Activity::sample() const {
+  return {last_ms.load(std::memory_order_relaxed), open_sockets.load(std::memory_order_relaxed),
+          last_close_ms.load(std::memory_order_relaxed)};
 }
 
 const WorkspaceView* Snapshot::find(std::string_view name) const {

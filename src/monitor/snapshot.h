@@ -13,15 +13,46 @@
 
 namespace ck {
 
-/// Proxied-traffic counters of one workspace; shared by every snapshot of it and written by
-/// gateway threads with relaxed atomics.
+/// The idle policy (DESIGN.md "Workspace life cycle"): how long without activity before a
+/// workspace counts as idle, is frozen (background), and is stopped; and how long a client
+/// whose WebSocket closed keeps it awake (grace, for reconnects).
+struct IdlePolicy {
+  std::chrono::milliseconds idle_after{std::chrono::minutes(2)};
+  std::chrono::milliseconds background_after{std::chrono::minutes(10)};
+  std::chrono::milliseconds stop_after{std::chrono::minutes(30)};
+  std::chrono::milliseconds grace{std::chrono::seconds(30)};
+};
+
+enum class ActivityLevel { active, disconnected, idle, background, stop };
+std::string_view level_name(ActivityLevel l);
+
+/// What the gateway saw of a workspace's traffic (unix ms; 0 = never).
+struct ActivitySample {
+  std::int64_t last_ms = 0;        // last proxied request or dashboard heartbeat
+  int open_sockets = 0;            // WebSockets open through the gateway
+  std::int64_t last_close_ms = 0;  // when the last of them closed
+};
+
+/// Pure: the level at `now_ms`. Open WebSockets keep a workspace active; for `grace` after
+/// the last one closed it is "disconnected" (kept awake for a reconnect); otherwise the time
+/// since the last activity decides: idle, background (frozen), stop.
+ActivityLevel activity_level(const ActivitySample& s, const IdlePolicy& p, std::int64_t now_ms);
+
+/// Unix time in ms.
+std::int64_t unix_ms();
+
+/// Traffic counters of one workspace; shared by every snapshot of it and written by gateway
+/// threads with relaxed atomics.
 struct Activity {
-  std::atomic<std::int64_t> last_request_ms{0};  // steady clock, ms
-  /// Marks a request now. Writes at most every 250 ms, so gateway threads do not fight over
+  std::atomic<std::int64_t> last_ms{0};
+  std::atomic<int> open_sockets{0};
+  std::atomic<std::int64_t> last_close_ms{0};
+  /// Marks activity now. Writes at most every 250 ms, so gateway threads do not fight over
   /// the cache line on every request.
   void touch();
-  /// "active" if a request came within `idle_after`, else "idle".
-  std::string level(std::chrono::milliseconds idle_after) const;
+  void socket_opened();
+  void socket_closed();
+  ActivitySample sample() const;
 };
 
 struct WorkspaceView {
@@ -41,7 +72,12 @@ struct WorkspaceView {
   int port = 0;
   int pid = 0;
   int restarts = 0;
+  bool frozen = false;     // paused by the idle policy (background); resumes on a request
+  std::string reason;      // why it is stopped or failed ("idle", "gave up after 5 attempts")
+  IdlePolicy idle;         // the effective policy (config, then workspace.json)
   std::shared_ptr<Activity> activity;
+  /// Stopped or frozen by the idle policy, or on its way up: a request wakes it and waits.
+  bool asleep() const { return frozen || status == "stopped"; }
 };
 
 struct InvalidFolder {
@@ -56,7 +92,7 @@ struct Snapshot {
   std::string runtime_kind;
   std::string isolation;
   std::string storage_location;
-  std::chrono::milliseconds idle_after{120000};
+  bool live_reload = false;  // static HTML gets the reload script
 
   const WorkspaceView* find(std::string_view name) const;
 };

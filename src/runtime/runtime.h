@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/units.h"
@@ -74,6 +75,14 @@ class Runtime {
   virtual void kill_all() = 0;
   /// The workspace's log file (install and app output).
   virtual std::filesystem::path log_path(const std::string& name) const = 0;
+  /// Freezes the running app so it uses no CPU (docker pause, the cgroup freezer); its
+  /// memory and port stay, and thaw() resumes it in milliseconds.
+  virtual net::awaitable<Result<void>> freeze(std::string name) = 0;
+  virtual net::awaitable<Result<void>> thaw(std::string name) = 0;
+  /// Copies changed source files (relative paths; a missing file is deleted) into the
+  /// running app's copy, for apps that reload themselves (workspace.json "reload": "hmr").
+  virtual net::awaitable<Result<void>> update_files(std::string name, std::filesystem::path source,
+                                                    std::vector<std::string> paths) = 0;
   /// Removes what the runtime still runs for workspaces not in `keep` (containers left over
   /// from a previous control plane whose folder is gone). Drivers whose apps die with the
   /// control plane have nothing to do.

@@ -223,8 +223,9 @@ std::optional<WorkspaceType> parse_type(std::string_view s) {
 std::string WorkspaceSpec::fingerprint() const {
   std::string env_text;
   for (const auto& [k, v] : env) env_text += k + "=" + v + ";";
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", type_name(type), install, command,
-                     port ? *port : 0, env_text, image, static_root, memory ? *memory : 0, error);
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", type_name(type), install, command,
+                     port ? *port : 0, env_text, image, static_root, memory ? *memory : 0, reload,
+                     error);
 }
 
 WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
@@ -299,12 +300,35 @@ WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
     if (m.contains("idle")) {
       const json& idle = m["idle"];
       if (!idle.is_object()) return bad("idle", "an object like {\"stop_after\": \"10m\"}"), spec;
-      if (idle.contains("stop_after")) {
-        auto d = idle["stop_after"].is_string() ? parse_duration(idle["stop_after"].get<std::string>())
-                                                : Result<Duration>(fail(Errc::invalid_argument, "x"));
-        if (d.has_error()) return bad("idle.stop_after", "a duration like \"10m\""), spec;
-        spec.idle_stop_after = d.value();
+      const std::pair<const char*, std::optional<Duration>*> keys[] = {
+          {"idle_after", &spec.idle_after},
+          {"background_after", &spec.background_after},
+          {"stop_after", &spec.stop_after},
+          {"grace", &spec.grace}};
+      for (const auto& [key, out] : keys) {
+        if (!idle.contains(key)) continue;
+        auto d = idle[key].is_string() ? parse_duration(idle[key].get<std::string>())
+                                       : Result<Duration>(fail(Errc::invalid_argument, "x"));
+        if (d.has_error()) {
+          spec.error = fmt::format("workspace.json: \"idle.{}\" must be a duration like \"10m\"", key);
+          return spec;
+        }
+        *out = d.value();
       }
+      for (const auto& [k, v] : idle.items()) {
+        if (k != "idle_after" && k != "background_after" && k != "stop_after" && k != "grace") {
+          spec.error = fmt::format(
+              "workspace.json: \"idle\" has an unknown key \"{}\" (known: idle_after, "
+              "background_after, stop_after, grace)",
+              k);
+          return spec;
+        }
+      }
+    }
+    if (m.contains("reload")) {
+      std::string r = m["reload"].is_string() ? m["reload"].get<std::string>() : "";
+      if (r != "restart" && r != "hmr" && r != "none") return bad("reload", "\"restart\", \"hmr\" or \"none\""), spec;
+      spec.reload = r;
     }
     if (m.contains("resources")) {
       const json& r = m["resources"];

@@ -34,7 +34,11 @@ struct WorkspaceSpec {
   std::map<std::string, std::string> env;
   std::string image;
   std::string static_root;  // static only: folder served, relative to the workspace ("" or "public")
-  std::optional<Duration> idle_stop_after;
+  /// workspace.json "idle": overrides of the configured policy (unset = the config's).
+  std::optional<Duration> idle_after, background_after, stop_after, grace;
+  /// workspace.json "reload": what a source change does to a running app: "restart" (the
+  /// default), "hmr" (copy the changed files in; its dev server reloads) or "none".
+  std::string reload = "restart";
   std::optional<std::uint64_t> memory;
   std::optional<double> cpus;
 

@@ -50,5 +50,22 @@ TEST(Pages, ErrorPageCarriesMessageAndHint) {
   EXPECT_NE(html.find("http-equiv=\"refresh\""), std::string::npos);
 }
 
+TEST(Pages, ReloadScriptGoesBeforeTheLastBodyCloseInAnyCase) {
+  auto html = inject_reload_script("<html><body><p>x</p></BODY></html>", "blog");
+  auto script = html.find("<script data-cloudyknight");
+  ASSERT_NE(script, std::string::npos);
+  EXPECT_LT(script, html.find("</BODY>"));
+  EXPECT_NE(html.find("const n=\"blog\""), std::string::npos);
+  EXPECT_NE(html.find("/monitor/ws"), std::string::npos);
+  EXPECT_EQ(html.find("<p>x</p>"), std::string("<html><body>").size());
+}
+
+TEST(Pages, ReloadScriptIsAppendedWhenThereIsNoBody) {
+  auto html = inject_reload_script("<h1>hi</h1>", "a");
+  EXPECT_EQ(html.rfind("<h1>hi</h1>", 0), 0u);
+  EXPECT_NE(html.find("</script>"), std::string::npos);
+  EXPECT_EQ(inject_reload_script("", "a"), reload_script("a"));
+}
+
 }  // namespace
 }  // namespace ck

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "runtime/docker/archive.h"
@@ -94,6 +95,7 @@ struct DockerRuntime::Slot {
   int port = 0;
   int pid = 0;
   bool stopping = false;
+  bool frozen = false;
   int log_fd = -1;
   std::optional<ExitInfo> exited;  // set by watch_exit
   bool oom_seen = false;           // the engine reported an OOM kill in the container
@@ -436,6 +438,10 @@ net::awaitable<void> DockerRuntime::stop(std::string name, Duration grace) {
   if (!slot->install_container.empty()) (void)co_await engine_->remove_container(slot->install_container);
   if (!slot->container.empty()) {
     std::string id = slot->container;
+    if (slot->frozen) {  // a paused container cannot take SIGTERM
+      (void)co_await engine_->unpause_container(id);
+      slot->frozen = false;
+    }
     int secs = static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(grace).count());
     auto r = co_await engine_->stop_container(id, std::max(secs, 1));
     if (r.has_error() && r.error().code != Errc::not_found) {
@@ -445,6 +451,60 @@ net::awaitable<void> DockerRuntime::stop(std::string name, Duration grace) {
     if (!slot->exited) slot->set_exited(ExitInfo{0, 0, false, true});
   }
   release_port(*slot);
+}
+
+net::awaitable<Result<void>> DockerRuntime::freeze(std::string name) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || it->second->container.empty() || it->second->stopping) {
+    co_return fail(Errc::not_found, "workspace '" + name + "' has no running container to freeze");
+  }
+  auto slot = it->second;
+  if (slot->frozen) co_return outcome::success();
+  BOOST_OUTCOME_CO_TRY(co_await engine_->pause_container(slot->container));
+  slot->frozen = true;
+  slot->log_line("frozen (docker pause): no activity; the next request resumes it");
+  co_return outcome::success();
+}
+
+net::awaitable<Result<void>> DockerRuntime::thaw(std::string name) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || !it->second->frozen) co_return outcome::success();
+  auto slot = it->second;
+  BOOST_OUTCOME_CO_TRY(co_await engine_->unpause_container(slot->container));
+  slot->frozen = false;
+  slot->log_line("resumed (docker unpause)");
+  co_return outcome::success();
+}
+
+net::awaitable<Result<void>> DockerRuntime::update_files(std::string name, std::filesystem::path source,
+                                                         std::vector<std::string> paths) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || it->second->container.empty()) {
+    co_return fail(Errc::not_found, "workspace '" + name + "' has no running container");
+  }
+  std::string id = it->second->container;
+  std::vector<TarFile> files;
+  std::vector<std::string> gone;
+  for (const auto& p : paths) {
+    auto content = read_file(source / p);
+    if (content) {
+      files.push_back({p, std::move(*content), 0644});
+    } else {
+      gone.push_back("/app/" + p);
+    }
+  }
+  if (!files.empty()) {
+    auto tar = tar_of(files);
+    if (tar.has_error()) co_return tar.error();
+    BOOST_OUTCOME_CO_TRY(co_await engine_->put_archive(id, "/app", std::move(tar.value())));
+  }
+  if (!gone.empty()) {
+    std::vector<std::string> cmd = {"rm", "-rf", "--"};
+    cmd.insert(cmd.end(), gone.begin(), gone.end());
+    auto r = co_await engine_->exec(id, cmd, {}, "/app", std::chrono::seconds(30));
+    if (r.has_error()) co_return r.error();
+  }
+  co_return outcome::success();
 }
 
 void DockerRuntime::kill_all() {

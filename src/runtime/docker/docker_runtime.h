@@ -41,6 +41,10 @@ class DockerRuntime final : public Runtime {
   void kill_all() override;
   std::filesystem::path log_path(const std::string& name) const override;
   net::awaitable<void> remove_orphans(std::set<std::string> keep) override;
+  net::awaitable<Result<void>> freeze(std::string name) override;
+  net::awaitable<Result<void>> thaw(std::string name) override;
+  net::awaitable<Result<void>> update_files(std::string name, std::filesystem::path source,
+                                            std::vector<std::string> paths) override;
 
   DockerEngine& engine() { return *engine_; }
 

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "runtime/docker/archive.h"
 #include "runtime/runtime.h"
 
@@ -48,13 +49,6 @@ int run_logged(const std::vector<std::string>& argv, const fs::path& log) {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 net::awaitable<bool> has_image(DockerEngine& engine, std::string name) {
@@ -145,7 +139,7 @@ net::awaitable<Result<void>> build_type(DockerEngine& engine, const std::string&
   std::vector<std::string> changes = {"WORKDIR /app", "CMD [\"/bin/sh\"]",
                                       "LABEL cloudyknight.image=" + type};
   if (fs::exists(opts.ca_bundle)) {
-    std::vector<TarFile> files = {TarFile{"ca-certificates.crt", read_file(opts.ca_bundle), 0644}};
+    std::vector<TarFile> files = {TarFile{"ca-certificates.crt", read_file(opts.ca_bundle).value_or(""), 0644}};
     auto tar = tar_of(files);
     if (tar.has_error()) co_return tar.error();
     BOOST_OUTCOME_CO_TRYV(co_await engine.put_archive(id, "/etc/ssl/certs", tar.value()));

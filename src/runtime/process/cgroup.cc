@@ -69,7 +69,10 @@ Cgroup Cgroup::create(const std::string& name) {
   g.memory_ = group_dir("memory", name);
   g.pids_ = group_dir("pids", name);
   g.cpu_ = group_dir("cpu", name);
-  for (const auto* d : {&g.memory_, &g.pids_, &g.cpu_}) {
+  g.freezer_ = group_dir("freezer", name);
+  // A group reused from a run that died while the app was frozen would freeze the new app.
+  if (!g.freezer_.empty()) write_file(g.freezer_ + "/freezer.state", "THAWED");
+  for (const auto* d : {&g.memory_, &g.pids_, &g.cpu_, &g.freezer_}) {
     if (!d->empty()) g.dirs_.push_back(*d);
   }
   return g;
@@ -97,6 +100,21 @@ void Cgroup::set_cpus(double cpus) {
       write_file(cpu_ + "/cpu.cfs_quota_us", std::to_string(quota))) {
     applied_.push_back(fmt::format("cpus {}", cpus));
   }
+}
+
+bool Cgroup::set_frozen(bool frozen) {
+  if (freezer_.empty()) return false;
+  std::string want = frozen ? "FROZEN" : "THAWED";
+  if (!write_file(freezer_ + "/freezer.state", want)) return false;
+  // FREEZING settles within milliseconds unless a task is stuck in the kernel.
+  for (int i = 0; i < 200; ++i) {
+    std::ifstream in(freezer_ + "/freezer.state");
+    std::string state;
+    in >> state;
+    if (state == want) return true;
+    ::usleep(5000);
+  }
+  return false;
 }
 
 std::uint64_t Cgroup::oom_kills() const {

@@ -18,6 +18,10 @@ class Cgroup {
   void set_memory(std::uint64_t bytes);
   void set_pids(int max);
   void set_cpus(double cpus);
+  /// Freezes or thaws every process of the group (freezer controller); false if there is
+  /// no freezer group or the kernel did not finish within a second.
+  bool set_frozen(bool frozen);
+  bool has_freezer() const { return !freezer_.empty(); }
   /// Number of OOM kills so far in this group (memory.oom_control oom_kill).
   std::uint64_t oom_kills() const;
   /// Directories a process joins (written to CK_INIT_CGROUPS).
@@ -27,7 +31,7 @@ class Cgroup {
   std::string describe() const;
 
  private:
-  std::string memory_, pids_, cpu_;
+  std::string memory_, pids_, cpu_, freezer_;
   std::vector<std::string> dirs_;
   std::vector<std::string> applied_;
 };

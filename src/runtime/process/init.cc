@@ -66,7 +66,7 @@ int run_init(int argc, char** argv) {
 
   sigset_t set;
   sigemptyset(&set);
-  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+  for (int s : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) sigaddset(&set, s);
   sigprocmask(SIG_BLOCK, &set, nullptr);
 
   pid_t app = ::fork();
@@ -89,6 +89,11 @@ int run_init(int argc, char** argv) {
     if (sigwaitinfo(&set, &info) < 0) {
       if (errno == EINTR) continue;
       break;
+    }
+    if (info.si_signo == SIGUSR1 || info.si_signo == SIGUSR2) {
+      // Freeze/thaw without a freezer cgroup: stop or continue the app's process group.
+      ::kill(-app, info.si_signo == SIGUSR1 ? SIGSTOP : SIGCONT);
+      continue;
     }
     if (info.si_signo != SIGCHLD) {
       ::kill(-app, info.si_signo);

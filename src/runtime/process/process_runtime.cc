@@ -106,6 +106,7 @@ struct ProcessRuntime::Slot {
   std::shared_ptr<Child> app;
   int port = 0;
   bool stopping = false;
+  bool frozen = false;
   int log_fd = -1;
   std::uint64_t oom_before = 0;
   std::optional<Cgroup> cgroup;
@@ -377,6 +378,7 @@ net::awaitable<void> ProcessRuntime::stop(std::string name, Duration grace) {
   auto slot = it->second;
   slot->stopping = true;
   auto child = slot->current;
+  if (slot->frozen) (void)co_await thaw(name);  // frozen processes cannot take SIGTERM
   if (child && !child->exited()) {
     child->signal(SIGTERM);
     auto deadline = std::chrono::steady_clock::now() + grace;
@@ -392,6 +394,64 @@ net::awaitable<void> ProcessRuntime::stop(std::string name, Duration grace) {
   }
   release_port(*slot);
   if (slot->cgroup) slot->cgroup->remove();
+}
+
+net::awaitable<Result<void>> ProcessRuntime::freeze(std::string name) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || !it->second->app || it->second->app->exited() || it->second->stopping) {
+    co_return fail(Errc::not_found, "workspace '" + name + "' has no running app to freeze");
+  }
+  auto& slot = *it->second;
+  if (slot.frozen) co_return outcome::success();
+  if (slot.cgroup && slot.cgroup->has_freezer()) {
+    if (!slot.cgroup->set_frozen(true)) {
+      slot.cgroup->set_frozen(false);
+      co_return fail(Errc::unavailable, "the cgroup freezer did not freeze workspace '" + name + "'");
+    }
+    slot.log_line("frozen (cgroup freezer): no activity; the next request resumes it");
+  } else {
+    slot.app->signal(SIGUSR1);  // init stops the app's process group
+    slot.log_line("frozen (SIGSTOP): no activity; the next request resumes it");
+  }
+  slot.frozen = true;
+  co_return outcome::success();
+}
+
+net::awaitable<Result<void>> ProcessRuntime::thaw(std::string name) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || !it->second->frozen) co_return outcome::success();
+  auto& slot = *it->second;
+  if (slot.cgroup && slot.cgroup->has_freezer()) {
+    if (!slot.cgroup->set_frozen(false)) {
+      co_return fail(Errc::unavailable, "the cgroup freezer did not thaw workspace '" + name + "'");
+    }
+  } else if (slot.app) {
+    slot.app->signal(SIGUSR2);
+  }
+  slot.frozen = false;
+  slot.log_line("resumed");
+  co_return outcome::success();
+}
+
+net::awaitable<Result<void>> ProcessRuntime::update_files(std::string name, fs::path source,
+                                                          std::vector<std::string> paths) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || !it->second->app) {
+    co_return fail(Errc::not_found, "workspace '" + name + "' has no running app");
+  }
+  fs::path app_dir = opts_.data_dir / "run" / name / "app";
+  for (const auto& p : paths) {
+    std::error_code ec;
+    fs::path from = source / p, to = app_dir / p;
+    if (fs::is_regular_file(from, ec)) {
+      fs::create_directories(to.parent_path(), ec);
+      fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+    } else if (!fs::exists(from, ec)) {
+      fs::remove_all(to, ec);
+    }
+    if (ec) co_return fail(Errc::io, fmt::format("cannot update {} in {}: {}", p, app_dir.string(), ec.message()));
+  }
+  co_return outcome::success();
 }
 
 void ProcessRuntime::release_port(Slot& slot) {

@@ -34,6 +34,10 @@ class ProcessRuntime final : public Runtime {
   net::awaitable<void> stop(std::string name, Duration grace) override;
   void kill_all() override;
   std::filesystem::path log_path(const std::string& name) const override;
+  net::awaitable<Result<void>> freeze(std::string name) override;
+  net::awaitable<Result<void>> thaw(std::string name) override;
+  net::awaitable<Result<void>> update_files(std::string name, std::filesystem::path source,
+                                            std::vector<std::string> paths) override;
 
  private:
   struct Slot;

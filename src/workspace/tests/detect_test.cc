@@ -138,7 +138,9 @@ TEST_F(Detect, WorkspaceJsonOverrides) {
   EXPECT_EQ(s.port, 9123);
   EXPECT_EQ(s.env.at("A"), "1");
   EXPECT_EQ(s.env.at("B"), "2");
-  EXPECT_EQ(s.idle_stop_after, std::chrono::minutes(10));
+  EXPECT_EQ(s.stop_after, std::chrono::minutes(10));
+  EXPECT_FALSE(s.idle_after.has_value());
+  EXPECT_EQ(s.reload, "restart");
   EXPECT_EQ(s.memory, 256ull << 20);
   EXPECT_EQ(s.cpus, 0.5);
 }
@@ -151,6 +153,25 @@ TEST_F(Detect, WorkspaceJsonWrongTypesAreExplained) {
   EXPECT_NE(detect().error.find("\"type\""), std::string::npos);
   write("workspace.json", R"([1, 2])");
   EXPECT_NE(detect().error.find("object"), std::string::npos);
+  write("workspace.json", R"({"reload": "sometimes"})");
+  EXPECT_NE(detect().error.find("\"reload\""), std::string::npos);
+  write("workspace.json", R"({"idle": {"stop_after": "soon"}})");
+  EXPECT_NE(detect().error.find("idle.stop_after"), std::string::npos);
+  write("workspace.json", R"({"idle": {"stopafter": "1m"}})");
+  EXPECT_NE(detect().error.find("stopafter"), std::string::npos);
+}
+
+TEST_F(Detect, IdleOverridesAndReloadMode) {
+  write("index.html");
+  write("workspace.json", R"({"reload": "hmr", "idle": {"idle_after": "5s", "background_after": "10s",
+                              "stop_after": "1m", "grace": "2s"}})");
+  auto s = detect();
+  ASSERT_TRUE(s.error.empty()) << s.error;
+  EXPECT_EQ(s.reload, "hmr");
+  EXPECT_EQ(s.idle_after, std::chrono::seconds(5));
+  EXPECT_EQ(s.background_after, std::chrono::seconds(10));
+  EXPECT_EQ(s.stop_after, std::chrono::minutes(1));
+  EXPECT_EQ(s.grace, std::chrono::seconds(2));
 }
 
 TEST_F(Detect, EmptyFolderSaysWhatIsMissing) {

@@ -1,0 +1,168 @@
+#pragma once
+// The daemon's state store: one SQLite file in the data directory holding status history,
+// dashboard/WebSocket sessions, activity times, settings and a persistent job queue (start,
+// stop, cleanup... with retries, exponential backoff and a dead-letter state).
+//
+// Threads: one StateDb may be used from several threads; an internal mutex serialises every
+// call, and every call blocks on disk I/O, so callers on an io_context post to a blocking pool.
+// Several processes may open the same file (WAL mode, 5 s busy timeout), e.g. the CLI next to
+// the daemon; the job queue's state transitions are atomic, so a job is claimed at most once.
+//
+// The database is never the truth about which workspaces exist: that is storage plus the
+// runtime's labels. The `workspaces` table is only a cache of the last known type and status.
+// Losing or deleting the file loses history, sessions, activity, settings and pending jobs,
+// but no workspace.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+
+namespace ck {
+
+/// queued -> running (claim) -> done (complete) | queued again (fail, with backoff) | dead (fail
+/// on the last attempt). Unfinished jobs (queued, running) may become cancelled.
+enum class JobState { queued, running, done, dead, cancelled };
+
+/// "queued", "running", "done", "dead", "cancelled".
+std::string_view job_state_name(JobState s);
+/// The inverse of job_state_name; nullopt for any other text.
+std::optional<JobState> parse_job_state(std::string_view name);
+
+struct Job {
+  std::int64_t id = 0;
+  std::string kind;       // "start", "stop", "cleanup"...
+  std::string workspace;  // may be empty for global jobs
+  std::string payload;    // JSON text, opaque to the store
+  JobState state = JobState::queued;
+  int attempts = 0;  // how many times it was claimed (started)
+  int max_attempts = 5;
+  std::int64_t next_run_ms = 0;  // unix epoch ms: not run before this
+  std::string last_error;
+  std::int64_t created_ms = 0, updated_ms = 0;
+};
+
+struct JobPolicy {
+  int max_attempts = 5;
+  // Delay after the 1st failure; it doubles with each further failure, up to backoff_cap.
+  std::chrono::milliseconds backoff_base{1000};
+  std::chrono::milliseconds backoff_cap{300000};
+};
+
+struct StatusChange {
+  std::string workspace, status, reason;
+  std::int64_t at_ms = 0;
+};
+
+struct JobFilter {
+  std::optional<JobState> state;
+  std::string workspace;       // empty = every workspace
+  int limit = 100;             // 1..1000
+  std::int64_t before_id = 0;  // 0 = newest; else only ids < before_id (pagination)
+};
+
+/// The SQLite state store. Owned by the daemon (one per data directory); thread-safe.
+class StateDb {
+ public:
+  /// Opens (creating if needed) the database file and its parent directory; sets
+  /// journal_mode=WAL, synchronous=NORMAL, busy_timeout 5000, foreign_keys on; runs the schema
+  /// migrations (PRAGMA user_version, one transaction per migration). A file that is not a
+  /// database or is corrupt, or whose schema is newer than this binary knows, fails with a
+  /// message naming the file and saying what to do. ":memory:" gives a private in-memory store.
+  static Result<std::unique_ptr<StateDb>> open(const std::filesystem::path& file);
+  ~StateDb();
+  StateDb(const StateDb&) = delete;
+  StateDb& operator=(const StateDb&) = delete;
+
+  int schema_version() const;
+  const std::filesystem::path& file() const;
+  std::int64_t now_ms() const;  // unix epoch ms (system clock); tests may override via set_clock
+  void set_clock(std::function<std::int64_t()> clock);  // for tests of backoff timing
+
+  // Workspaces: the last known type/status of each (a cache for history and the API, not the
+  // truth). remove_workspace also forgets its activity time; its history is kept.
+  Result<void> upsert_workspace(const std::string& name, const std::string& type,
+                                const std::string& status);
+  Result<void> remove_workspace(const std::string& name);
+  Result<std::vector<std::string>> workspace_names();  // sorted
+
+  // Status history (append-only, pruned to the newest 200 rows per workspace on insert).
+  Result<void> record_status(const std::string& name, const std::string& status,
+                             const std::string& reason);
+  Result<std::vector<StatusChange>> history(const std::string& name, int limit);  // newest first
+
+  // Activity: last activity time per workspace (unix ms), so idle timers survive restarts.
+  Result<void> save_activity(const std::string& name, std::int64_t last_activity_ms);
+  Result<std::map<std::string, std::int64_t>> load_activity();
+
+  // Sessions: WebSocket/dashboard sessions.
+  Result<std::int64_t> open_session(const std::string& workspace, const std::string& kind,
+                                    const std::string& client);
+  /// Closing a closed session is a no-op; an unknown id is Errc::not_found.
+  Result<void> close_session(std::int64_t id);
+  /// At startup: sessions left open by a previous run are closed; returns how many.
+  Result<int> close_all_sessions();
+  Result<int> open_sessions(const std::string& workspace);
+
+  // Settings (key/value text).
+  Result<std::optional<std::string>> setting(const std::string& key);
+  Result<void> set_setting(const std::string& key, const std::string& value);
+
+  // Jobs.
+  /// Adds a job that may run from now+delay. If an unfinished (queued or running) job of the
+  /// same kind for the same workspace exists, returns that one unchanged instead (no duplicate);
+  /// pass dedupe=false to always add. The policy is stored with the job.
+  Result<Job> enqueue(const std::string& kind, const std::string& workspace,
+                      const std::string& payload, const JobPolicy& policy,
+                      std::chrono::milliseconds delay = {}, bool dedupe = true);
+  /// Queued jobs with next_run_ms <= now, oldest next_run first then id; at most `limit`.
+  Result<std::vector<Job>> due_jobs(int limit);
+  /// The earliest next_run_ms among queued jobs, if any (the runner sleeps until then).
+  Result<std::optional<std::int64_t>> next_due_ms();
+  /// Marks a queued job running and counts the attempt (attempts+1). Fails with
+  /// Errc::already_exists if it is already running (another runner claimed it),
+  /// Errc::invalid_argument if it is finished, Errc::not_found if there is no such job.
+  Result<Job> claim(std::int64_t id);
+  /// running -> done. Fails with Errc::invalid_argument if the job is not running (e.g. it was
+  /// cancelled meanwhile: the runner drops its result).
+  Result<Job> complete(std::int64_t id);
+  /// running -> queued with next_run = now + min(cap, base * 2^(attempts-1)) and last_error set;
+  /// or -> dead when attempts >= max_attempts. Uses the policy stored at enqueue.
+  Result<Job> fail(std::int64_t id, const std::string& error);
+  /// Unfinished jobs of kind+workspace -> cancelled (e.g. the workspace was removed). Returns
+  /// how many.
+  Result<int> cancel(const std::string& kind, const std::string& workspace);
+  /// At startup: jobs left `running` by a killed process go back to queued, runnable now,
+  /// attempts kept (they resume); those returned. A job that was on its last attempt goes to
+  /// dead instead (so a job that crashes the daemon cannot loop forever) and is not returned.
+  Result<std::vector<Job>> requeue_running();
+  /// Puts a dead job back to queued, runnable now, with attempts reset to 0 (an operator's
+  /// "retry"). Fails with Errc::already_exists if an unfinished job of the same kind for the same
+  /// workspace exists, Errc::invalid_argument if the job is not dead.
+  Result<Job> retry(std::int64_t id);
+  Result<std::optional<Job>> job(std::int64_t id);
+  Result<std::vector<Job>> jobs(const JobFilter& filter);  // newest (highest id) first
+  Result<std::map<std::string, int>> job_counts();  // state name -> count, every state present
+  /// Deletes done/cancelled jobs last updated more than `age` ago, keeping the newest `keep`
+  /// done/cancelled jobs whatever their age. Dead jobs are kept for an operator. Returns how many.
+  Result<int> prune_jobs(std::chrono::milliseconds age, int keep);
+
+  /// Test hook: caps the file at its current size (PRAGMA max_page_count) so that the next write
+  /// that needs a new page fails as on a full disk.
+  Result<void> simulate_full_disk_for_testing();
+
+ private:
+  struct Impl;
+  explicit StateDb(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ck
