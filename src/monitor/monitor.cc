@@ -133,6 +133,7 @@ Monitor::Monitor(net::io_context& io, Storage& storage, Runtime& runtime, Snapsh
   start_limit_ = opts_.install_concurrency > 0
                      ? opts_.install_concurrency
                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (auto act = db_.load_activity(); act.has_value()) saved_activity_ = std::move(act.value());
 }
 
 Monitor::~Monitor() = default;
@@ -147,7 +148,6 @@ void Monitor::start() {
   } else {
     log->warn("state.db: {}", resumed.error().message);
   }
-  if (auto act = db_.load_activity(); act.has_value()) saved_activity_ = std::move(act.value());
   (void)db_.close_all_sessions();
   scan_now();
   publish();  // even when the first scan changed nothing (no workspaces yet)
