@@ -590,8 +590,9 @@ struct Gateway::Impl {
                                                                 : activity_level(ws.activity->sample(), ws.idle, now)))}});
       }
       nlohmann::json hello = {{"type", "hello"}, {"workspaces", list}};
+      std::string text = hello.dump();
       c->ws.text(true);
-      co_await c->ws.async_write(net::buffer(hello.dump()), net::redirect_error(use_task, ec));
+      co_await c->ws.async_write(net::buffer(text), net::redirect_error(use_task, ec));
     }
     if (!ec) spawn(ex, event_reader(c, &routes), "event socket reader");
     while (!ec && !c->closed) {
@@ -613,9 +614,9 @@ struct Gateway::Impl {
     }
     c->sub->close();
     if (!ec && !c->closed && c->ws.is_open()) {
-      co_await c->ws.async_close(beast::websocket::close_reason(beast::websocket::close_code::try_again_later,
-                                                                "too slow: events were dropped"),
-                                 net::redirect_error(use_task, ec));
+      beast::websocket::close_reason why(beast::websocket::close_code::try_again_later,
+                                         "too slow: events were dropped");
+      co_await c->ws.async_close(why, net::redirect_error(use_task, ec));
     }
     error_code ignored;
     c->ws.next_layer().close(ignored);

@@ -67,7 +67,7 @@ net::awaitable<void> wait_on(net::steady_timer& t, Duration d) {
 
 constexpr auto kForever = std::chrono::hours(24 * 365);
 
-std::string ago(std::int64_t ms) { return format_duration(std::chrono::milliseconds(std::max<std::int64_t>(ms, 0))); }
+std::string ago(std::int64_t ms) { return format_duration(std::chrono::seconds(std::max<std::int64_t>(ms, 0) / 1000)); }
 
 }  // namespace
 
