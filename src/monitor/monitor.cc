@@ -151,6 +151,8 @@ void Monitor::start() {
   (void)db_.close_all_sessions();
   scan_now();
   publish();  // even when the first scan changed nothing (no workspaces yet)
+  // A sweep now (containers of folders deleted while the daemon was down), then every 5 min.
+  (void)db_.cancel("cleanup", "");
   (void)db_.enqueue("cleanup", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)});
   spawn(io_, scan_loop(), "monitor scan loop");
   spawn(io_, idle_loop(), "idle policy");
@@ -588,7 +590,7 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
         job = f.value();
         job_event(job);
         dead = job.state == JobState::dead;
-        retry_in = std::chrono::milliseconds(std::max<std::int64_t>(job.next_run_ms - db_.now_ms(), 0));
+        retry_in = std::chrono::milliseconds(std::max<std::int64_t>(job.next_run_ms - job.updated_ms, 0));
       }
     } else {
       retry_in = std::min<Duration>(kBackoffStart * (1 << std::min(rec->restarts - 1, 12)), kBackoffCap);
@@ -603,9 +605,9 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       co_await wait_on(rec->wake, kForever);  // a source change or a retry wakes it
       continue;
     }
-    rec->reason = job.id ? fmt::format("retrying in {} (attempt {} of {})", format_duration(retry_in),
+    rec->reason = job.id ? fmt::format("restarting in {} (attempt {} of {})", format_duration(retry_in),
                                        job.attempts + 1, job.max_attempts)
-                         : "retrying in " + format_duration(retry_in);
+                         : "restarting in " + format_duration(retry_in);
     log->warn("[ws={}] {}; {}", rec->name, rec->error, rec->reason);
     publish();
   }
