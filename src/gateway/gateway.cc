@@ -479,7 +479,7 @@ struct Gateway::Impl {
         ws->activity->touch();
         co_return co_await proxy(conn, buf, req, *ws, decision, w, client_ip);
       }
-      if (ws->status == "failed" && !ws->reason.starts_with("crashed")) {
+      if (ws->status == "failed" && ws->reason.find("restarting in") == std::string::npos) {
         co_return co_await not_running(conn, req, *ws);
       }
       if (ws->asleep() && i % 200 == 199 && hooks.wake) hooks.wake(decision.workspace);  // once a second
@@ -560,7 +560,8 @@ struct Gateway::Impl {
       net::post(ex, [weak] {
         auto client = weak.lock();
         if (!client) return;
-        if (client->sub->dropped()) {
+        if (client->sub->dropped() && client->ws.next_layer().is_open()) {
+          logger()->warn("dropping a /monitor/ws client that does not keep up with the events");
           error_code ec;
           client->ws.next_layer().close(ec);  // also ends a write stuck on a full socket
         }
@@ -596,10 +597,7 @@ struct Gateway::Impl {
     }
     if (!ec) spawn(ex, event_reader(c, &routes), "event socket reader");
     while (!ec && !c->closed) {
-      if (c->sub->dropped()) {
-        logger()->warn("dropping a /monitor/ws client that does not keep up with the events");
-        break;
-      }
+      if (c->sub->dropped()) break;
       auto batch = c->sub->take();
       if (batch.empty()) {
         c->wake.expires_at(Timer::time_point::max());

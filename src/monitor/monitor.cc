@@ -103,6 +103,7 @@ struct Monitor::Record {
   bool freezing = false;         // a freeze or thaw is in flight
   bool freeze_failed = false;    // do not retry every tick
   int crash_streak = 0;
+  int stops_in_flight = 0;
   Duration start_delay{0};
   std::string start_reason = "created";
   IdlePolicy policy;
@@ -272,10 +273,20 @@ void Monitor::request_restart(const std::shared_ptr<Record>& rec) {
   (void)db_.cancel("start", rec->name);
   rec->restart_requested = true;
   rec->wake.cancel();
-  if (rec->supervised && !rec->asleep) {
-    auto stop_task = runtime_.stop(rec->name, opts_.stop_grace);
-    spawn(io_, std::move(stop_task), "restart " + rec->name);
-  }
+  if (rec->supervised && !rec->asleep) stop_async(rec, "restart");
+}
+
+// Every stop goes through here, so the supervisor can wait for it to finish (port released,
+// container removed) before it starts the workspace again: one operation at a time. Counted
+// before the coroutine is even scheduled, so no start can slip in between.
+void Monitor::stop_async(const std::shared_ptr<Record>& rec, const char* what) {
+  ++rec->stops_in_flight;
+  spawn(io_, stop_tracked(rec), std::string(what) + " " + rec->name);
+}
+
+net::awaitable<void> Monitor::stop_tracked(std::shared_ptr<Record> rec) {
+  co_await runtime_.stop(rec->name, opts_.stop_grace);
+  --rec->stops_in_flight;
 }
 
 void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set<std::string>* only) {
@@ -348,10 +359,7 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
     (void)db_.remove_workspace(rec->name);
     if (rec->session_id) (void)db_.close_session(rec->session_id);
     events_.publish("status", rec->name, {{"status", "removed"}, {"previous", rec->status}});
-    if (rec->supervised) {
-      auto stop_task = runtime_.stop(rec->name, opts_.stop_grace);
-      spawn(io_, std::move(stop_task), "stop " + rec->name);
-    }
+    if (rec->supervised) stop_async(rec, "stop");
     changed = true;
   }
   if (!only) {
@@ -508,8 +516,10 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       job_event(job);
     }
     rec->status = "creating";
+    rec->reason.clear();
     rec->phase = starts_running_ >= start_limit_ ? "waiting for a free start slot" : "";
     publish();
+    while (rec->stops_in_flight > 0 && !done()) co_await sleep_for(std::chrono::milliseconds(10));
     co_await acquire_start_slot();
     if (done() || rec->restart_requested || rec->asleep) {
       release_start_slot();
@@ -703,7 +713,7 @@ net::awaitable<void> Monitor::idle_loop() {
         rec->reason = "idle";
         logger()->info("[ws={}] no activity for {}; stopping it", name, ago(now - last));
         publish();
-        spawn(io_, runtime_.stop(name, opts_.stop_grace), "idle stop " + name);
+        stop_async(rec, "idle stop");
       } else if (level == ActivityLevel::background && !rec->frozen && !rec->freeze_failed) {
         spawn(io_, freeze(rec, true), "freeze " + name);
       } else if (level < ActivityLevel::background && rec->frozen) {
@@ -834,6 +844,7 @@ void Monitor::publish() {
   snap->storage_error = storage_error_;
   snap->invalid = invalid_;
   snap->live_reload = opts_.live_reload;
+  std::vector<std::pair<std::string, json>> changes;
   for (const auto& [name, rec] : records_) {
     WorkspaceView v;
     v.name = name;
@@ -862,7 +873,7 @@ void Monitor::publish() {
       if (!rec->phase.empty()) e["phase"] = rec->phase;
       if (!rec->reason.empty()) e["reason"] = rec->reason;
       if (!rec->error.empty() && rec->status == "failed") e["error"] = rec->error;
-      events_.publish("status", name, std::move(e));
+      changes.emplace_back(name, std::move(e));
       if (rec->status != rec->pub_status) {
         std::string why = rec->status == "failed" ? rec->error : rec->reason;
         (void)db_.record_status(name, rec->status, why);
@@ -876,6 +887,8 @@ void Monitor::publish() {
     snap->workspaces.push_back(std::move(v));
   }
   out_.store(std::move(snap));
+  // Only now: a client that reacts to an event finds the API and the gateway agreeing.
+  for (auto& [name, e] : changes) events_.publish("status", name, std::move(e));
 }
 
 }  // namespace ck

@@ -78,6 +78,8 @@ class Monitor {
   net::awaitable<void> log_loop();
   net::awaitable<void> supervise(std::shared_ptr<Record> rec);
   net::awaitable<void> freeze(std::shared_ptr<Record> rec, bool frozen);
+  void stop_async(const std::shared_ptr<Record>& rec, const char* what);
+  net::awaitable<void> stop_tracked(std::shared_ptr<Record> rec);
   net::awaitable<void> hot_update(std::shared_ptr<Record> rec, std::vector<std::string> paths);
   net::awaitable<void> run_cleanup(Job job);
   net::awaitable<void> acquire_start_slot();

@@ -28,6 +28,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import socket
@@ -35,6 +36,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -92,6 +94,30 @@ def free_port_range(count=30):
         if all(_port_free(p) for p in range(lo, lo + count)):
             return lo, lo + count - 1
     raise RuntimeError("no free port range found")
+
+
+def ephemeral_port_range():
+    """(lo, hi) of the kernel's ephemeral (outgoing connection) ports."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_service_port_range(count=30):
+    """(lo, hi): `count` consecutive free ports below the kernel's ephemeral range, for
+    runtime.ports when an app binds its port long after the daemon chose it (an outgoing
+    connection's local port, even the daemon's own readiness probe, can take a port of the
+    ephemeral range in between; the product's default 8000-8100 is below it too)."""
+    top = ephemeral_port_range()[0] - count
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(200):
+        lo = rng.randrange(10000, max(top, 10001))
+        if all(_port_free(p) for p in range(lo, lo + count)):
+            return lo, lo + count - 1
+    raise RuntimeError("no free port range found below the ephemeral ports")
 
 
 def port_listening(port, host="127.0.0.1"):
@@ -158,6 +184,36 @@ def find_app_process(pid, needle):
         if needle in cmdline(p):
             return p
     return None
+
+
+def argv(pid):
+    """The argument vector of a pid ([] when it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in data.split(b"\0") if a]
+
+
+def processes_with_arg(arg, cwd_under=None):
+    """Live (non-zombie) pids with `arg` as one whole argument (e.g. "app.py" matches
+    `python3 app.py`, not `sh -c "exec python3 app.py"`), optionally only those whose
+    working directory is `cwd_under` or below it."""
+    root = os.path.realpath(cwd_under) if cwd_under else None
+    out = []
+    for p, st in _all_stats().items():
+        if st[0] in ("Z", "X") or arg not in argv(p):
+            continue
+        if root is not None:
+            try:
+                cwd = os.path.realpath(os.readlink(f"/proc/{p}/cwd"))
+            except OSError:
+                continue
+            if cwd != root and not cwd.startswith(root + os.sep):
+                continue
+        out.append(p)
+    return sorted(out)
 
 
 def pid_alive(pid):
@@ -355,6 +411,117 @@ class WebSocketClient:
             self.sock.close()
         except OSError:
             pass
+
+
+class EventStream:
+    """A /monitor/ws client that reads in a background thread and keeps every event as
+    (arrival time.monotonic(), parsed JSON), so tests can wait for one and measure when it
+    arrived. Answers pings; send() is safe from the test thread. close() is idempotent."""
+
+    def __init__(self, port, path="/monitor/ws", timeout=10):
+        self.client = WebSocketClient(port, path, timeout=timeout)
+        if self.client.status != 101:
+            self.client.close()
+            raise AssertionError(f"{path}: expected 101, got {self.client.status} {self.client.headers}")
+        self.events = []          # [(monotonic time, dict)]
+        self.ended = None         # why the reader stopped (None while it runs)
+        self.ended_at = None
+        self._cond = threading.Condition()
+        self._send_lock = threading.Lock()
+        self._stop = False
+        self.client.sock.settimeout(timeout)  # for the rest of a frame once it started
+        self._thread = threading.Thread(target=self._run, name="ck-event-stream", daemon=True)
+        self._thread.start()
+        try:
+            self.hello = self.wait_for(lambda e: e.get("type") == "hello", timeout, what="the hello message")[1]
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self):
+        reason = "stopped"
+        try:
+            for _ in range(10_000_000):
+                if self._stop:
+                    break
+                if not self.client.buf:  # wait in select, never in the middle of a frame
+                    readable, _, _ = select.select([self.client.sock], [], [], 0.2)
+                    if not readable:
+                        continue
+                _, opcode, payload, _ = self.client.recv_frame()
+                now = time.monotonic()
+                if opcode == 1:
+                    try:
+                        doc = json.loads(payload.decode("utf-8"))
+                    except ValueError:
+                        doc = {"type": "<unparsable>", "raw": payload[:200].decode("utf-8", "replace")}
+                    with self._cond:
+                        self.events.append((now, doc))
+                        self._cond.notify_all()
+                elif opcode == 9:
+                    self._send(10, payload)
+                elif opcode == 8:
+                    code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
+                    reason = f"close frame {code} {payload[2:].decode('utf-8', 'replace')!r}"
+                    break
+        except (EOFError, OSError, ValueError) as e:  # ValueError: closed by close()
+            reason = f"connection ended: {e!r}"
+        with self._cond:
+            self.ended = reason
+            self.ended_at = time.monotonic()
+            self._cond.notify_all()
+
+    def _send(self, opcode, payload):
+        with self._send_lock:
+            try:
+                self.client.send(opcode, payload)
+            except OSError:
+                pass
+
+    def send(self, doc):
+        """Sends one JSON text frame (masked, as a client must)."""
+        with self._send_lock:
+            self.client.send_text(json.dumps(doc))
+
+    def mark(self):
+        """Index of the next event to arrive (for wait_for(since=...))."""
+        with self._cond:
+            return len(self.events)
+
+    def select(self, predicate=lambda e: True, since=0):
+        with self._cond:
+            return [(t, e) for t, e in self.events[since:] if predicate(e)]
+
+    def wait_for(self, predicate, timeout, since=0, what="an event"):
+        """(arrival time, event) of the first event at index >= since matching predicate."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            for _ in range(1_000_000):
+                for t, e in self.events[since:]:
+                    if predicate(e):
+                        return t, e
+                since = max(since, len(self.events))
+                left = deadline - time.monotonic()
+                if left <= 0 or self.ended is not None:
+                    break
+                self._cond.wait(min(left, 0.5))
+            recent = [e for _, e in self.events[-25:]]
+        raise AssertionError(f"timed out after {timeout}s waiting for {what} on /monitor/ws "
+                             f"(stream {'ended: ' + self.ended if self.ended else 'open'}); "
+                             f"last events: {json.dumps(recent)[:4000]}")
+
+    def close(self):
+        self._stop = True
+        self.client.close()
+        self._thread.join(5)
+
+
+def write_json(path, doc):
+    """Writes a JSON file atomically (a scan never reads half of it)."""
+    tmp = path + ".tmp-write"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------ daemon

@@ -1,6 +1,7 @@
 #pragma once
-// cgroup v1 limits for one workspace: memory, pids and CPU, under the daemon's own cgroup
-// (<controller>/<our path>/cloudyknight/<name>). Used on the control-plane thread.
+// cgroup v1 groups for one workspace: memory, pids, CPU and the freezer, under the daemon's
+// own cgroup (<controller>/<our path>/cloudyknight/<instance>/<name>). Used on the
+// control-plane thread.
 
 #include <cstdint>
 #include <string>

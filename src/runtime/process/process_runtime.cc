@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/hash.h"
 #include "core/log.h"
 #include "runtime/process/cgroup.h"
 #include "runtime/process/child.h"
@@ -275,7 +276,9 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
     }
   }
   if (cgroups_) {
-    slot->cgroup = Cgroup::create(spec.name);
+    // Keyed by this control plane's data folder too: two daemons on one host never share a
+    // group (freezing one must not freeze the other's app of the same name).
+    slot->cgroup = Cgroup::create(stable_hash(opts_.data_dir.string()) + "/" + spec.name);
     slot->cgroup->set_pids(spec.pids);
     slot->cgroup->set_cpus(spec.cpus);
     slot->cgroup->set_memory(spec.install_memory);
