@@ -332,6 +332,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
 net::awaitable<Result<RunningApp>> DockerRuntime::wait_ready(std::shared_ptr<Slot> slot, std::string id,
                                                              Duration timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
+  Duration probe_every = std::chrono::milliseconds(10);
   int port = slot->port;
   for (;;) {
     if (slot->stopping) {
@@ -357,7 +358,9 @@ net::awaitable<Result<RunningApp>> DockerRuntime::wait_ready(std::shared_ptr<Slo
                                  "0.0.0.0:$PORT inside the container)",
                                  format_duration(timeout)));
     }
-    co_await sleep_for(std::chrono::milliseconds(100));
+    // Probe often at first (most apps are up within tens of ms), then every 100 ms.
+    co_await sleep_for(probe_every);
+    probe_every = std::min<Duration>(probe_every * 3 / 2, std::chrono::milliseconds(100));
   }
 }
 

@@ -323,6 +323,7 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
 
   // Ready when the app accepts a connection on 127.0.0.1 or ::1.
   auto deadline = std::chrono::steady_clock::now() + spec.ready_timeout;
+  Duration probe_every = std::chrono::milliseconds(10);
   for (;;) {
     for (const char* host : {"127.0.0.1", "::1"}) {
       net::ip::tcp::socket s(ex);
@@ -341,7 +342,9 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
       co_await slot->app->wait();
       break;
     }
-    co_await sleep_for(std::chrono::milliseconds(100));
+    // Probe often at first (most apps are up within tens of ms), then every 100 ms.
+    co_await sleep_for(probe_every);
+    probe_every = std::min<Duration>(probe_every * 3 / 2, std::chrono::milliseconds(100));
   }
   co_await slot->app->wait();
   auto info = exit_info(slot->app->status());
