@@ -330,17 +330,14 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
                      spec.matched.empty() ? "no match" : spec.matched);
       apply_spec(rec, std::move(spec));
       changed = true;
-    } else if (it->second->spec.fingerprint() != spec.fingerprint() ||
-               it->second->spec.description != spec.description ||
-               it->second->spec.icon != spec.icon || it->second->spec.is_public != spec.is_public ||
-               effective_policy(opts_.idle, spec).stop_after != it->second->policy.stop_after ||
-               effective_policy(opts_.idle, spec).idle_after != it->second->policy.idle_after ||
-               effective_policy(opts_.idle, spec).background_after != it->second->policy.background_after ||
-               effective_policy(opts_.idle, spec).grace != it->second->policy.grace) {
+    } else if (auto& rec = it->second; rec->spec.fingerprint() != spec.fingerprint() ||
+                                        rec->spec.description != spec.description ||
+                                        rec->spec.icon != spec.icon || rec->spec.is_public != spec.is_public ||
+                                        rec->policy != effective_policy(opts_.idle, spec)) {
       logger()->info("[ws={}] its configuration changed", e.folder);
-      it->second->tree_sig = tree_signature(it->second->path, skip_dirs());
-      it->second->policy = effective_policy(opts_.idle, spec);
-      apply_spec(it->second, std::move(spec));
+      rec->tree_sig = tree_signature(rec->path, skip_dirs());
+      rec->policy = effective_policy(opts_.idle, spec);
+      apply_spec(rec, std::move(spec));
       changed = true;
     }
   }

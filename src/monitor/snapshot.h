@@ -21,6 +21,7 @@ struct IdlePolicy {
   std::chrono::milliseconds background_after{std::chrono::minutes(10)};
   std::chrono::milliseconds stop_after{std::chrono::minutes(30)};
   std::chrono::milliseconds grace{std::chrono::seconds(30)};
+  bool operator==(const IdlePolicy&) const = default;
 };
 
 enum class ActivityLevel { active, disconnected, idle, background, stop };
