@@ -8,7 +8,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_build_deps
 ensure_example_runtimes
-ensure_packages python3
+ensure_packages python3 python3-botocore
+# A local S3 stand-in (npm) for the S3 client's tests; a failed install stops the run.
+CK_S3RVER="$(bash "$CK_ROOT/scripts/s3rver.sh")"
+export CK_S3RVER
 build -DCK_WERROR=${CK_WERROR:-OFF}
 # The docker runtime's tests run against a real engine with the images the examples use.
 ensure_docker
