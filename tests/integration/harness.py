@@ -524,6 +524,43 @@ def write_json(path, doc):
     os.replace(tmp, path)
 
 
+# ------------------------------------------------------------------ test classes
+
+
+class ClassSetUp(unittest.TestCase):
+    """A test class whose fixtures are built once, in set_up() (a classmethod). If set_up()
+    fails, tearDownClass() still cleans up what was made, and the error carries the class's
+    diagnostics() (daemon logs and the like). Subclasses define init_class_state() for the
+    class attributes tearDownClass() relies on."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.init_class_state()
+        try:
+            cls.set_up()
+        except BaseException as e:
+            diag = cls.diagnostics()
+            try:
+                cls.tearDownClass()
+            except AssertionError:
+                pass
+            if isinstance(e, (AssertionError, RuntimeError)):
+                raise type(e)(f"{e}\n{diag}") from None
+            raise
+
+    @classmethod
+    def init_class_state(cls):
+        pass
+
+    @classmethod
+    def set_up(cls):
+        pass
+
+    @classmethod
+    def diagnostics(cls):
+        return ""
+
+
 # ------------------------------------------------------------------------ daemon
 
 

@@ -29,7 +29,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import EXAMPLES, FIXTURES, Daemon, binary, body_excerpt, wait_until
+from harness import EXAMPLES, FIXTURES, ClassSetUp, Daemon, binary, body_excerpt, wait_until
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 DOCKER_API = "/v1.41"
@@ -246,31 +246,16 @@ def run_cli(*args, timeout=30):
                           env=env, stdin=subprocess.DEVNULL)
 
 
-class DockerCase(unittest.TestCase):
+class DockerCase(ClassSetUp):
     """Daemons with the docker runtime, shared per class. Subclasses implement set_up().
     tearDownClass stops every daemon (SIGTERM) and removes every container and image of
     the class's workspace names, even after a failure; a failing test prints the daemons'
     diagnostics and the containers' states."""
 
     @classmethod
-    def setUpClass(cls):
+    def init_class_state(cls):
         cls.daemons, cls.names, cls.images, cls.volumes = [], set(), set(), set()
         cls.unique_deps = set()  # workspaces whose ck-deps-* volumes are theirs alone
-        try:
-            cls.set_up()
-        except BaseException as e:
-            diag = cls.diagnostics()
-            try:
-                cls.tearDownClass()
-            except AssertionError:
-                pass
-            if isinstance(e, (AssertionError, RuntimeError)):
-                raise type(e)(f"{e}\n{diag}") from None
-            raise
-
-    @classmethod
-    def set_up(cls):
-        raise NotImplementedError
 
     @classmethod
     def ws_name(cls, suffix):

@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from harness import (FIXTURES, Daemon, EventStream, argv, body_excerpt, deep_merge, descendants,
+from harness import (FIXTURES, ClassSetUp, Daemon, EventStream, argv, body_excerpt, deep_merge, descendants,
                      free_service_port_range, pid_alive, port_listening, processes_with_arg,
                      wait_until, write_json)
 
@@ -100,30 +100,15 @@ def app_pids(d, script="app.py"):
 # ------------------------------------------------------------------------------- base
 
 
-class MonitorCase(unittest.TestCase):
+class MonitorCase(ClassSetUp):
     """Daemons (and /monitor/ws streams) shared per class. Subclasses implement set_up().
     tearDownClass closes the streams, stops every daemon that was not killed on purpose
     (SIGTERM: exit code 0 and no workspace process left) and removes the temporary
     folders; a failing test prints every daemon's diagnostics."""
 
     @classmethod
-    def setUpClass(cls):
+    def init_class_state(cls):
         cls.daemons, cls.streams, cls.class_cleanups = [], [], []
-        try:
-            cls.set_up()
-        except BaseException as e:
-            diag = cls.diagnostics()
-            try:
-                cls.tearDownClass()
-            except AssertionError:
-                pass
-            if isinstance(e, (AssertionError, RuntimeError)):
-                raise type(e)(f"{e}\n{diag}") from None
-            raise
-
-    @classmethod
-    def set_up(cls):
-        raise NotImplementedError
 
     @classmethod
     def new_daemon(cls, config=None, **kw):
