@@ -155,6 +155,9 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   }
 
   net::io_context io{1};
+  // Catch SIGINT/SIGTERM from the start: one that arrives while the daemon is still starting
+  // waits here and is handled once the loop runs, instead of killing the process mid-start.
+  net::signal_set signals(io, SIGINT, SIGTERM);
   DirStorage storage(ws_root);
   auto runtime_ptr = make_runtime(io, config, data, self_exe);
   if (!runtime_ptr) return 1;
@@ -222,7 +225,6 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   }
   log->info("  {}monitor/api/v1/workspaces  (API)", base);
 
-  net::signal_set signals(io, SIGINT, SIGTERM);
   bool stopping = false;
   signals.async_wait([&](const boost::system::error_code& e, int sig) {
     if (e || stopping) return;
