@@ -104,7 +104,6 @@ MonitorOptions monitor_options(const Config& config) {
   mo.start_jobs.max_attempts = config.jobs.max_attempts;
   mo.start_jobs.backoff_base = ms(config.jobs.backoff);
   mo.start_jobs.backoff_cap = ms(config.jobs.backoff_cap);
-  mo.live_reload = config.gateway.live_reload;
   mo.memory = config.limits.memory;
   mo.install_memory = config.limits.install_memory;
   mo.cpus = config.limits.cpus;

@@ -840,7 +840,6 @@ void Monitor::publish() {
   snap->storage_location = storage_.location();
   snap->storage_error = storage_error_;
   snap->invalid = invalid_;
-  snap->live_reload = opts_.live_reload;
   std::vector<std::pair<std::string, json>> changes;
   for (const auto& [name, rec] : records_) {
     WorkspaceView v;

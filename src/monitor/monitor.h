@@ -38,7 +38,6 @@ struct MonitorOptions {
   std::uint64_t install_memory = 1ull << 30;
   double cpus = 1;
   int pids = 256;
-  bool live_reload = false;
 };
 
 /// What the runtime is asked to run for a workspace folder: its detected spec plus the

@@ -93,7 +93,6 @@ struct Snapshot {
   std::string runtime_kind;
   std::string isolation;
   std::string storage_location;
-  bool live_reload = false;  // static HTML gets the reload script
 
   const WorkspaceView* find(std::string_view name) const;
 };

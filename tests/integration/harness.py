@@ -558,7 +558,12 @@ class ClassSetUp(unittest.TestCase):
 
     @classmethod
     def diagnostics(cls):
-        return ""
+        """Every daemon's log and state, for the class's cls.daemons (if any)."""
+        parts = []
+        for i, d in enumerate(getattr(cls, "daemons", [])):
+            if d.tmp:
+                parts.append(f"===== daemon #{i + 1} (port {d.port})\n{d.diagnostics()}")
+        return "\n".join(parts)
 
 
 # ------------------------------------------------------------------------ daemon

@@ -314,12 +314,7 @@ class DockerCase(ClassSetUp):
 
     @classmethod
     def diagnostics(cls):
-        parts = []
-        for i, d in enumerate(getattr(cls, "daemons", [])):
-            if d.tmp:
-                parts.append(f"===== daemon #{i + 1} (port {d.port})\n{d.diagnostics()}")
-        parts.append(docker_diagnostics(getattr(cls, "names", ())))
-        return "\n".join(parts)
+        return super().diagnostics() + "\n" + docker_diagnostics(getattr(cls, "names", ()))
 
     def run(self, result=None):
         count = lambda r: 0 if r is None else len(r.failures) + len(r.errors)

@@ -147,14 +147,6 @@ class MonitorCase(ClassSetUp):
         if problems:
             raise AssertionError(f"{cls.__name__}: " + "\n".join(problems))
 
-    @classmethod
-    def diagnostics(cls):
-        parts = []
-        for i, d in enumerate(getattr(cls, "daemons", [])):
-            if d.tmp:
-                parts.append(f"===== daemon #{i + 1} (port {d.port})\n{d.diagnostics()}")
-        return "\n".join(parts)
-
     def run(self, result=None):
         count = lambda r: 0 if r is None else len(r.failures) + len(r.errors)
         before = count(result)

@@ -138,7 +138,7 @@ TEST(StateOpen, CreatesTheFileInWalModeAndReopeningKeepsData) {
   EXPECT_EQ(j->max_attempts, 5);
 }
 
-TEST(StateOpen, GarbageFileFailsNamingTheFileAndWhatToDo) {
+TEST(StateOpen, GarbageFileFailsNamingTheFileAndTheWayOut) {
   TempDir dir;
   for (std::size_t size : {std::size_t{14}, std::size_t{8192}}) {
     const fs::path file = dir.path / ("garbage-" + std::to_string(size) + ".db");

@@ -305,11 +305,11 @@ DirWatcher::Impl::Added DirWatcher::Impl::watch_one(const std::string& rel) {
 }
 
 void DirWatcher::Impl::add_tree(const std::string& rel, bool report) {
-  std::vector<std::string> todo{rel};
+  std::vector<std::string> pending{rel};
   bool limit = false;
-  while (!todo.empty()) {
-    std::string dir = std::move(todo.back());
-    todo.pop_back();
+  while (!pending.empty()) {
+    std::string dir = std::move(pending.back());
+    pending.pop_back();
     if (!limit) {
       Added a = watch_one(dir);
       if (a == Added::gone) continue;
@@ -335,7 +335,7 @@ void DirWatcher::Impl::add_tree(const std::string& rel, bool report) {
         continue;
       }
       if (report) note(child);
-      if (is_dir) todo.push_back(std::move(child));
+      if (is_dir) pending.push_back(std::move(child));
     }
   }
 }
@@ -465,12 +465,12 @@ std::uint64_t tree_signature(const fs::path& dir, const std::vector<std::string>
     return h;
   }
   std::size_t count = 0;
-  std::vector<std::string> todo{""};
+  std::vector<std::string> pending{""};
   std::vector<std::string> names;
   std::vector<std::string> subdirs;
-  while (!todo.empty()) {
-    std::string rel = std::move(todo.back());
-    todo.pop_back();
+  while (!pending.empty()) {
+    std::string rel = std::move(pending.back());
+    pending.pop_back();
     names.clear();
     subdirs.clear();
     std::error_code ec;
@@ -502,7 +502,7 @@ std::uint64_t tree_signature(const fs::path& dir, const std::vector<std::string>
               static_cast<std::uint64_t>(st.st_mtim.tv_nsec));
       mix_num(static_cast<std::uint64_t>(st.st_ino));  // a save by rename within one tick
     }
-    todo.insert(todo.end(), subdirs.rbegin(), subdirs.rend());  // depth-first, in name order
+    pending.insert(pending.end(), subdirs.rbegin(), subdirs.rend());  // depth-first, in name order
   }
   return h;
 }

@@ -38,11 +38,6 @@ struct ObjectInfo {
   std::int64_t mtime_ms = 0;
 };
 
-struct ListResult {
-  std::vector<ObjectInfo> objects;
-  bool complete = true;
-};
-
 class Client {
  public:
   explicit Client(ClientOptions opts);
