@@ -109,6 +109,13 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
       {"storage.endpoint",
        [](Config& c, const std::string& v) { return set_string(c.storage.endpoint, v); }},
       {"storage.region", [](Config& c, const std::string& v) { return set_string(c.storage.region, v); }},
+      {"storage.addressing",
+       [](Config& c, const std::string& v) {
+         return set_one_of(c.storage.addressing, v, {"auto", "path", "virtual"});
+       }},
+      {"storage.list_interval",
+       [](Config& c, const std::string& v) { return set_duration(c.storage.list_interval, v); }},
+      {"storage.profile", [](Config& c, const std::string& v) { return set_string(c.storage.profile, v); }},
       {"runtime.kind",
        [](Config& c, const std::string& v) {
          return set_one_of(c.runtime.kind, v, {"auto", "docker", "process", "swarm"});

@@ -32,6 +32,9 @@ struct StorageConfig {
   Duration scan_interval = std::chrono::seconds(2);
   Duration debounce = std::chrono::milliseconds(300);  // file changes gathered before acting
   std::string bucket, prefix, endpoint, region;
+  std::string addressing = "auto";  // s3: path, virtual or auto (path with an endpoint, else virtual)
+  Duration list_interval = std::chrono::seconds(5);  // s3: how often the daemon lists the bucket
+  std::string profile;  // s3: the AWS profile (else AWS_PROFILE, else "default")
 };
 
 struct RuntimeConfig {
