@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,8 +39,24 @@ struct ObjectInfo {
   std::int64_t mtime_ms = 0;
 };
 
+/// Client::put_file's knobs. At namespace scope (aliased as Client::PutFileOptions) because GCC 12
+/// rejects `= {}` default arguments of a nested class with member initializers.
+struct PutFileOptions {
+  std::uint64_t multipart_threshold = 8ull << 20;  // files at least this big go multipart
+  /// >= 5 MiB except the last part (S3 rule); raised so that a file needs at most 10,000 parts.
+  std::uint64_t part_size = 8ull << 20;
+  /// Parts in flight for one file (1..64), each holding one part_size buffer.
+  int part_concurrency = 4;
+  std::string content_type;  // optional
+};
+
 class Client {
  public:
+  using PutFileOptions = s3::PutFileOptions;
+  struct UploadInfo {
+    std::string key, upload_id;
+  };
+
   explicit Client(ClientOptions opts);
   ~Client();
   Client(const Client&) = delete;
@@ -60,6 +77,48 @@ class Client {
   /// whole call (never a partial list).
   Result<std::vector<ObjectInfo>> list_objects(const std::string& bucket,
                                                const std::string& prefix);
+  /// ListObjectsV2 with delimiter "/": the CommonPrefixes directly below `prefix` (full prefixes,
+  /// e.g. "ws/app/"), every page; a failed page fails the call.
+  Result<std::vector<std::string>> list_common_prefixes(const std::string& bucket,
+                                                        const std::string& prefix);
+
+  /// Uploads a local file. Below opts.multipart_threshold (and always when empty): one PUT of the
+  /// file read into memory, as put_object. At or above: CreateMultipartUpload, then UploadPart
+  /// from part_concurrency threads (each part pread into that thread's buffer, with its own
+  /// Content-MD5, retried by the usual policy), then CompleteMultipartUpload. Any failure after
+  /// the upload was created sends AbortMultipartUpload (best effort; its own failure is added to
+  /// the message), and the message names the failed part and why. A file whose size changes
+  /// during the upload is an error. Returns the final ETag without quotes (S3 gives a multipart
+  /// object "<md5 of the part md5s>-N").
+  Result<std::string> put_file(const std::string& bucket, const std::string& key,
+                               const std::filesystem::path& file, const PutFileOptions& opts = {});
+  /// Streams the object into `file` (a regular file, created or truncated; written as it
+  /// arrives, never held whole in memory). A retried attempt starts again from byte 0. A non-2xx
+  /// answer or any other failure leaves the file empty. Checks that the bytes written equal
+  /// Content-Length. Returns size, etag (without quotes) and mtime from Content-Length, ETag and
+  /// Last-Modified.
+  Result<ObjectInfo> get_to_file(const std::string& bucket, const std::string& key,
+                                 const std::filesystem::path& file);
+
+  // Multipart primitives (put_file's steps; also used by the tests).
+  /// Returns the upload id.
+  Result<std::string> create_multipart_upload(const std::string& bucket, const std::string& key,
+                                              const std::string& content_type = "");
+  /// part_number 1..10000; sends Content-MD5. Returns the part's ETag (without quotes).
+  Result<std::string> upload_part(const std::string& bucket, const std::string& key,
+                                  const std::string& upload_id, int part_number,
+                                  std::string_view body);
+  /// Part i+1 is part_etags[i]. A 200 answer carrying an <Error> is a failure (retried when the
+  /// code is InternalError or SlowDown). Returns the final ETag (without quotes).
+  Result<std::string> complete_multipart_upload(const std::string& bucket, const std::string& key,
+                                                const std::string& upload_id,
+                                                const std::vector<std::string>& part_etags);
+  Result<void> abort_multipart_upload(const std::string& bucket, const std::string& key,
+                                      const std::string& upload_id);
+  /// Every in-progress multipart upload under `prefix` (paginated by key-marker and
+  /// upload-id-marker); a failed page fails the call.
+  Result<std::vector<UploadInfo>> list_multipart_uploads(const std::string& bucket,
+                                                         const std::string& prefix);
 
   struct Impl;
 
