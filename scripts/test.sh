@@ -8,7 +8,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_build_deps
 ensure_example_runtimes
-ensure_packages python3 python3-botocore
+# botocore: an independent SigV4 signer; awscli (v2, /usr/bin/aws) and rclone: the real S3 clients
+# the interop tests and bench/s3 compare against.
+ensure_packages python3 python3-botocore awscli rclone
 # A local S3 stand-in (npm) for the S3 client's tests; a failed install stops the run.
 CK_S3RVER="$(bash "$CK_ROOT/scripts/s3rver.sh")"
 export CK_S3RVER

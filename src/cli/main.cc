@@ -5,6 +5,7 @@
 #include <iostream>
 #include <unistd.h>
 
+#include "cli/workspace_cmd.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "daemon/daemon.h"
@@ -43,6 +44,39 @@ std::optional<ck::Config> load(const std::string& config_file, const std::vector
   return config.value();
 }
 
+// Where workspaces are stored, as given on the command line (DESIGN.md "Command line").
+struct StorageFlags {
+  std::string workspaces, storage, endpoint, region;
+
+  void add_to(CLI::App* cmd, bool with_workspaces) {
+    if (with_workspaces) cmd->add_option("--workspaces", workspaces, "Folder whose subfolders are workspaces (dir storage)");
+    cmd->add_option("--storage", storage, "Storage URL: s3://BUCKET/PREFIX (or a folder for dir storage)");
+    cmd->add_option("--s3-endpoint", endpoint, "S3 endpoint URL for MinIO, R2 or other S3-compatible servers");
+    cmd->add_option("--s3-region", region, "S3 region (default: AWS_REGION, the AWS profile, else us-east-1)");
+  }
+
+  void append(std::vector<ck::Setting>& flags) const {
+    if (!workspaces.empty()) {
+      flags.push_back({"storage.kind", "dir", "--workspaces"});
+      flags.push_back({"storage.path", workspaces, "--workspaces"});
+    }
+    if (!storage.empty()) {
+      if (storage.starts_with("s3://")) {
+        std::string rest = storage.substr(5);
+        auto slash = rest.find('/');
+        flags.push_back({"storage.kind", "s3", "--storage"});
+        flags.push_back({"storage.bucket", rest.substr(0, slash), "--storage"});
+        flags.push_back({"storage.prefix", slash == std::string::npos ? "" : rest.substr(slash + 1), "--storage"});
+      } else {
+        flags.push_back({"storage.kind", "dir", "--storage"});
+        flags.push_back({"storage.path", storage, "--storage"});
+      }
+    }
+    if (!endpoint.empty()) flags.push_back({"storage.endpoint", endpoint, "--s3-endpoint"});
+    if (!region.empty()) flags.push_back({"storage.region", region, "--s3-region"});
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -53,12 +87,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", CK_VERSION);
 
   auto* serve = app.add_subcommand("serve", "Run the daemon: gateway, monitor and API");
-  std::string config_file, listen, workspaces, storage, data, runtime, log_format, log_level;
+  std::string config_file, listen, data, runtime, log_format, log_level;
+  StorageFlags storage;
   int threads = -1;
   serve->add_option("--config", config_file, "YAML configuration file");
   serve->add_option("--listen", listen, "Gateway address, ADDR:PORT (default 127.0.0.1:8080)");
-  serve->add_option("--workspaces", workspaces, "Folder whose subfolders are workspaces (dir storage)");
-  serve->add_option("--storage", storage, "Storage URL, e.g. s3://BUCKET/PREFIX");
+  storage.add_to(serve, true);
   serve->add_option("--data", data, "Folder for state, logs and app copies (default ./data)");
   serve->add_option("--runtime", runtime, "auto, docker, process or swarm");
   serve->add_option("--threads", threads, "Gateway worker threads (0 = one per core)");
@@ -86,7 +120,41 @@ int main(int argc, char** argv) {
   std::string ws_name, ws_config;
   compose->add_option("name", ws_name, "Workspace name")->required();
   compose->add_option("--config", ws_config, "YAML configuration file");
-  compose->add_option("--workspaces", workspaces, "Folder whose subfolders are workspaces");
+  compose->add_option("--workspaces", storage.workspaces, "Folder whose subfolders are workspaces");
+
+  // upload / sync / download / list / delete: source to and from S3.
+  std::string ws_dir;
+  ck::cli::TransferFlags transfer;
+  bool ws_json = false;
+  auto transfer_cmd = [&](const char* name, const char* help, bool upload) {
+    auto* cmd = ws->add_subcommand(name, help);
+    cmd->add_option("name", ws_name, "Workspace name")->required();
+    cmd->add_option("dir", ws_dir, "Local folder")->required();
+    cmd->add_flag("--dry-run", transfer.dry_run, "Show what would be done; change nothing");
+    cmd->add_option("-j,--jobs", transfer.jobs, "Transfers in flight (default 32)");
+    cmd->add_option("--config", ws_config, "YAML configuration file");
+    storage.add_to(cmd, false);
+    if (upload) {
+      cmd->add_flag("--watch", transfer.watch, "Keep running and upload every change within a second");
+      cmd->add_flag("--include-env", transfer.include_env, "Upload .env files too (never uploaded otherwise)");
+      cmd->add_flag("--no-lock", transfer.no_lock, "Let ignore patterns exclude lockfiles (kept by default)");
+    }
+    return cmd;
+  };
+  auto* upload = transfer_cmd("upload", "Upload a folder's source (honours .gitignore and .ckignore)", true);
+  upload->add_flag("--delete", transfer.delete_extra, "Also delete objects that have no local source file");
+  auto* sync_cmd = transfer_cmd("sync", "Make the stored source exactly the folder's (upload --delete)", true);
+  auto* download = transfer_cmd("download", "Download a workspace's source into a folder", false);
+  download->add_flag("--delete", transfer.delete_extra, "Also delete local source files that are not stored");
+  auto* list = ws->add_subcommand("list", "List the stored workspaces");
+  list->add_flag("--json", ws_json, "Print JSON");
+  list->add_option("--config", ws_config, "YAML configuration file");
+  storage.add_to(list, false);
+  auto* del = ws->add_subcommand("delete", "Delete a workspace's stored source");
+  del->add_option("name", ws_name, "Workspace name")->required();
+  del->add_flag("--dry-run", transfer.dry_run, "Show what would be deleted");
+  del->add_option("--config", ws_config, "YAML configuration file");
+  storage.add_to(del, false);
 
   try {
     app.parse(argc, argv);
@@ -100,22 +168,7 @@ int main(int argc, char** argv) {
       if (!value.empty()) flags.push_back({key, value, name});
     };
     flag(listen, "gateway.listen", "--listen");
-    if (!workspaces.empty()) {
-      flags.push_back({"storage.kind", "dir", "--workspaces"});
-      flags.push_back({"storage.path", workspaces, "--workspaces"});
-    }
-    if (!storage.empty()) {
-      if (storage.starts_with("s3://")) {
-        std::string rest = storage.substr(5);
-        auto slash = rest.find('/');
-        flags.push_back({"storage.kind", "s3", "--storage"});
-        flags.push_back({"storage.bucket", rest.substr(0, slash), "--storage"});
-        if (slash != std::string::npos) flags.push_back({"storage.prefix", rest.substr(slash + 1), "--storage"});
-      } else {
-        flags.push_back({"storage.kind", "dir", "--storage"});
-        flags.push_back({"storage.path", storage, "--storage"});
-      }
-    }
+    storage.append(flags);
     flag(data, "data", "--data");
     flag(runtime, "runtime.kind", "--runtime");
     if (threads >= 0) flags.push_back({"gateway.threads", std::to_string(threads), "--threads"});
@@ -133,15 +186,21 @@ int main(int argc, char** argv) {
     if (!config) return 2;
     return ck::build_images_command(*config, image_types, force, !no_pull);
   }
+  std::vector<ck::Setting> ws_flags;
+  storage.append(ws_flags);
   if (compose->parsed()) {
-    std::vector<ck::Setting> flags;
-    if (!workspaces.empty()) {
-      flags.push_back({"storage.kind", "dir", "--workspaces"});
-      flags.push_back({"storage.path", workspaces, "--workspaces"});
-    }
-    auto config = load(ws_config, flags);
+    auto config = load(ws_config, ws_flags);
     if (!config) return 2;
     return ck::compose_command(*config, ws_name);
+  }
+  if (upload->parsed() || sync_cmd->parsed() || download->parsed() || list->parsed() || del->parsed()) {
+    auto config = load(ws_config, ws_flags);
+    if (!config) return 2;
+    if (sync_cmd->parsed()) transfer.delete_extra = true;
+    if (upload->parsed() || sync_cmd->parsed()) return ck::cli::workspace_upload(*config, ws_name, ws_dir, transfer);
+    if (download->parsed()) return ck::cli::workspace_download(*config, ws_name, ws_dir, transfer);
+    if (list->parsed()) return ck::cli::workspace_list(*config, ws_json);
+    return ck::cli::workspace_delete(*config, ws_name, transfer.dry_run);
   }
   return 0;
 }

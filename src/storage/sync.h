@@ -71,6 +71,9 @@ struct Options {
   std::uint64_t part_size = 8ull << 20;
   /// The index file ("" = none). Created on first use; a corrupt one is ignored and rewritten.
   std::filesystem::path index;
+  /// pull: the objects under key_prefix, already listed by the caller (the daemon lists the
+  /// whole bucket prefix once per pass); null: pull lists them itself.
+  const std::vector<s3::ObjectInfo>* listing = nullptr;
   /// Called after each finished action and on progress (from worker threads, one at a time).
   std::function<void(const Action&)> on_action;
   std::function<void(const Progress&)> on_progress;
