@@ -875,9 +875,9 @@ Result<void> Client::delete_objects(const std::string& bucket,
   return outcome::success();
 }
 
-Result<std::vector<ObjectInfo>> Client::list_objects(const std::string& bucket,
-                                                     const std::string& prefix) {
-  std::vector<ObjectInfo> out;
+Result<Listing> Client::list(const std::string& bucket, const std::string& prefix,
+                             const std::string& delimiter) {
+  Listing out;
   auto page = [&out](std::string_view body) {
     for (std::string_view c : elements(body, "Contents")) {
       ObjectInfo info;
@@ -885,27 +885,30 @@ Result<std::vector<ObjectInfo>> Client::list_objects(const std::string& bucket,
       info.size = std::strtoull(text(c, "Size").value_or("0").c_str(), nullptr, 10);
       info.etag = strip_quotes(text(c, "ETag").value_or(""));
       info.mtime_ms = parse_iso8601(text(c, "LastModified").value_or(""));
-      out.push_back(std::move(info));
+      out.objects.push_back(std::move(info));
     }
-  };
-  BOOST_OUTCOME_TRY(impl_->list_v2(bucket, prefix, "", page));
-  return out;
-}
-
-Result<std::vector<std::string>> Client::list_common_prefixes(const std::string& bucket,
-                                                              const std::string& prefix) {
-  std::vector<std::string> out;
-  auto page = [&out](std::string_view body) {
     // <Prefix> also occurs at the top level (the request's prefix): read it only inside
     // <CommonPrefixes>.
     for (std::string_view cp : elements(body, "CommonPrefixes")) {
       if (auto p = text(cp, "Prefix"); p && !p->empty()) {
-        out.push_back(std::move(*p));
+        out.prefixes.push_back(std::move(*p));
       }
     }
   };
-  BOOST_OUTCOME_TRY(impl_->list_v2(bucket, prefix, "/", page));
+  BOOST_OUTCOME_TRY(impl_->list_v2(bucket, prefix, delimiter, page));
   return out;
+}
+
+Result<std::vector<ObjectInfo>> Client::list_objects(const std::string& bucket,
+                                                     const std::string& prefix) {
+  BOOST_OUTCOME_TRY(listing, list(bucket, prefix, ""));
+  return std::move(listing.objects);
+}
+
+Result<std::vector<std::string>> Client::list_common_prefixes(const std::string& bucket,
+                                                              const std::string& prefix) {
+  BOOST_OUTCOME_TRY(listing, list(bucket, prefix, "/"));
+  return std::move(listing.prefixes);
 }
 
 // ---------------------------------------------------------------------------------------------

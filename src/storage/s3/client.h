@@ -50,6 +50,12 @@ struct PutFileOptions {
   std::string content_type;  // optional
 };
 
+/// One ListObjectsV2 result, every page of it.
+struct Listing {
+  std::vector<ObjectInfo> objects;
+  std::vector<std::string> prefixes;  // CommonPrefixes (with a delimiter), full: "ws/app/"
+};
+
 class Client {
  public:
   using PutFileOptions = s3::PutFileOptions;
@@ -79,6 +85,10 @@ class Client {
                                                const std::string& prefix);
   /// ListObjectsV2 with delimiter "/": the CommonPrefixes directly below `prefix` (full prefixes,
   /// e.g. "ws/app/"), every page; a failed page fails the call.
+  /// ListObjectsV2 with an optional delimiter ("" for none): the objects and, with a
+  /// delimiter, the CommonPrefixes, every page; a failed page fails the call.
+  Result<Listing> list(const std::string& bucket, const std::string& prefix,
+                       const std::string& delimiter);
   Result<std::vector<std::string>> list_common_prefixes(const std::string& bucket,
                                                         const std::string& prefix);
 
