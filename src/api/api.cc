@@ -1,5 +1,6 @@
 #include "api/api.h"
 
+#include <algorithm>
 #include <charconv>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -94,7 +95,51 @@ long rss_bytes() {
   return rss * sysconf(_SC_PAGESIZE);
 }
 
+// A JSON string member of an object, or "".
+std::string string_at(const json& j, std::string_view key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 }  // namespace
+
+Result<BucketNotification> parse_bucket_notification(std::string_view body) {
+  BucketNotification out;
+  auto blank = body.find_first_not_of(" \t\r\n");
+  if (blank == std::string_view::npos) return out;  // an empty test payload
+  auto doc = json::parse(body, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return fail(Errc::invalid_argument,
+                "the body is not a JSON object: a bucket notification looks like {\"EventName\": "
+                "\"s3:ObjectCreated:Put\", \"Key\": \"bucket/key\", \"Records\": [...]}");
+  }
+  auto records = doc.find("Records");
+  if (records == doc.end() || records->is_null()) {
+    // MinIO's single-event form without records, or a test event.
+    if (auto key = string_at(doc, "Key"); !key.empty()) {
+      out.events = 1;
+      out.keys.push_back(std::move(key));
+    }
+    return out;
+  }
+  if (!records->is_array()) {
+    return fail(Errc::invalid_argument, "\"Records\" must be an array of event records");
+  }
+  for (const auto& r : *records) {
+    ++out.events;
+    auto s3 = r.is_object() ? r.find("s3") : r.end();
+    if (!r.is_object() || s3 == r.end() || !s3->is_object()) continue;
+    std::string bucket = s3->contains("bucket") ? string_at((*s3)["bucket"], "name") : "";
+    std::string key = s3->contains("object") ? string_at((*s3)["object"], "key") : "";
+    if (key.empty()) continue;
+    // Keys in records are URL-encoded the way S3 does it: '+' for a space.
+    std::replace(key.begin(), key.end(), '+', ' ');
+    auto decoded = http::percent_decode(key);
+    out.keys.push_back(bucket + "/" + (decoded ? *decoded : key));
+  }
+  return out;
+}
 
 int http_status_for(Errc code) {
   switch (code) {
@@ -180,6 +225,10 @@ http::Response ControlApi::handle(const http::Request& req) const {
     if (!read) return method_not_allowed("GET");
     return jobs(req);
   }
+  if (path == std::string(kApi) + "/storage/events") {
+    if (req.method != "POST") return method_not_allowed("POST");
+    return storage_events(req);
+  }
   if (path == std::string(kApi) + "/status") {
     if (!read) return method_not_allowed("GET");
     json counts = json::object();
@@ -205,6 +254,30 @@ http::Response ControlApi::handle(const http::Request& req) const {
   }
   return error_response(Errc::not_found, "no such endpoint: " + req.method + " " + path +
                                              " (the API lives under " + std::string(kApi) + ")");
+}
+
+// POST /storage/events: MinIO's webhook target (bucket notifications). A notification only
+// triggers a listing of the bucket, which passes coalesce, so it needs no token for now (the
+// API's auth comes with issue 6, and this route will then take the webhook's auth_token).
+http::Response ControlApi::storage_events(const http::Request& req) const {
+  if (!storage_events_) {
+    auto r = error_response(Errc::invalid_argument,
+                            "bucket notifications apply to S3 storage only; this control plane "
+                            "serves a folder (storage.kind: dir), whose changes it watches itself");
+    r.status = 409;
+    return r;
+  }
+  if (req.body.size() > kMaxNotificationBody) {
+    auto r = error_response(Errc::invalid_argument,
+                            fmt::format("a bucket notification body is at most {} bytes (got {})",
+                                        kMaxNotificationBody, req.body.size()));
+    r.status = 413;
+    return r;
+  }
+  auto parsed = parse_bucket_notification(req.body);
+  if (parsed.has_error()) return error_response(parsed.error().code, parsed.error().message);
+  storage_events_(parsed.value().keys);
+  return json_response(202, {{"accepted", parsed.value().events}});
 }
 
 // GET /jobs[?state=&workspace=&limit=&before=] and GET /jobs/{id}: the persistent job queue,

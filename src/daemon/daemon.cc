@@ -1,9 +1,12 @@
 #include "daemon/daemon.h"
 
+#include <algorithm>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fmt/format.h>
+#include <optional>
 #include <sys/stat.h>
 
 #include "api/api.h"
@@ -18,6 +21,8 @@
 #include "state/state.h"
 #include "storage/dir/dir_storage.h"
 #include "storage/dir/watcher.h"
+#include "storage/s3/mirror.h"
+#include "storage/s3/target.h"
 
 #ifndef CK_VERSION
 #define CK_VERSION "dev"
@@ -65,6 +70,27 @@ std::unique_ptr<Runtime> make_runtime(net::io_context& io, const Config& config,
     log->info("runtime: process (isolation: {})", rt->isolation());
   }
   return rt;
+}
+
+// S3 storage as the monitor sees it: the local mirror (a folder per workspace, read like dir
+// storage), described by where its source really comes from.
+class MirroredStorage final : public Storage {
+ public:
+  MirroredStorage(fs::path mirror_root, std::string url)
+      : dir_(mirror_root), location_(fmt::format("{} (mirror in {})", url, mirror_root.string())) {}
+  std::string kind() const override { return "s3"; }
+  std::string location() const override { return location_; }
+  Result<std::vector<StorageEntry>> list() override { return dir_.list(); }
+
+ private:
+  DirStorage dir_;
+  std::string location_;
+};
+
+std::optional<std::string> process_env(const std::string& name) {
+  const char* v = std::getenv(name.c_str());
+  if (v == nullptr) return std::nullopt;
+  return std::string(v);
 }
 
 }  // namespace
@@ -115,12 +141,13 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   auto log = log::get("daemon");
   std::signal(SIGPIPE, SIG_IGN);
 
-  if (config.storage.kind != "dir") {
-    log->error("storage.kind '{}' is not supported by this version yet: use `storage.kind: dir` "
-               "(or --workspaces DIR)",
+  if (config.storage.kind != "dir" && config.storage.kind != "s3") {
+    log->error("storage.kind '{}' is not supported by this version: use `storage.kind: dir` "
+               "(or --workspaces DIR) or `storage.kind: s3` (or --storage s3://BUCKET/PREFIX)",
                config.storage.kind);
     return 1;
   }
+  const bool s3 = config.storage.kind == "s3";
   if (config.runtime.kind == "swarm") {
     log->error("runtime 'swarm' is not available in this version yet: use --runtime docker, "
                "process or auto");
@@ -132,18 +159,21 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     return 1;
   }
   std::error_code ec;
-  fs::path ws_root = fs::absolute(config.storage.path, ec);
-  if (!fs::exists(ws_root, ec)) {
-    fs::create_directories(ws_root, ec);
-    if (ec) {
-      log->error("cannot create the workspace folder {}: {}", ws_root.string(), ec.message());
+  fs::path ws_root;
+  if (!s3) {
+    ws_root = fs::absolute(config.storage.path, ec);
+    if (!fs::exists(ws_root, ec)) {
+      fs::create_directories(ws_root, ec);
+      if (ec) {
+        log->error("cannot create the workspace folder {}: {}", ws_root.string(), ec.message());
+        return 1;
+      }
+      log->info("created the workspace folder {}", ws_root.string());
+    } else if (!fs::is_directory(ws_root, ec)) {
+      log->error("{} is not a folder: point --workspaces at the folder that holds your workspaces",
+                 ws_root.string());
       return 1;
     }
-    log->info("created the workspace folder {}", ws_root.string());
-  } else if (!fs::is_directory(ws_root, ec)) {
-    log->error("{} is not a folder: point --workspaces at the folder that holds your workspaces",
-               ws_root.string());
-    return 1;
   }
   fs::path data = fs::absolute(config.data, ec);
   fs::create_directories(data, ec);
@@ -153,11 +183,57 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     return 1;
   }
 
+  // S3 storage: the workspaces are served from a local mirror that S3Mirror keeps in step with
+  // the bucket (DATA/mirror); from there on the wiring is the same as for a folder.
+  std::unique_ptr<s3::Client> s3_client;
+  std::unique_ptr<S3Mirror> mirror;
+  if (s3) {
+    auto target = s3::make_target(config.storage, process_env);
+    if (target.has_error()) {
+      log->error("{}", target.error().message);
+      return 1;
+    }
+    const s3::Target& t = target.value();
+    s3_client = std::make_unique<s3::Client>(t.options);
+    S3MirrorOptions mo;
+    mo.bucket = t.bucket;
+    mo.prefix = t.prefix;
+    mo.data = data;
+    mo.interval = std::max(
+        std::chrono::duration_cast<std::chrono::milliseconds>(config.storage.list_interval),
+        std::chrono::milliseconds(100));
+    mirror = std::make_unique<S3Mirror>(*s3_client, mo);
+    ws_root = mirror->root();
+    log->info("storage: {} at {} (credentials: {}), listed every {}", mirror->url(),
+              t.options.endpoint.empty() ? "AWS" : t.options.endpoint, t.credentials_source,
+              format_duration(mo.interval));
+    // The first pass blocks, so the monitor starts on a complete mirror. If it fails, the mirror
+    // from the last run is served and the mirror's thread keeps retrying.
+    // (A failed listing was logged by the mirror, with what it does about it.)
+    auto first = mirror->run_pass();
+    if (first.has_value() && first.value().failed > 0) {
+      log->warn("{} of {} workspaces could not be downloaded from {} yet (retrying every {})",
+                first.value().failed, first.value().workspaces, mirror->url(),
+                format_duration(mo.interval));
+    }
+    fs::create_directories(ws_root, ec);
+    if (ec) {
+      log->error("cannot create the mirror folder {}: {}", ws_root.string(), ec.message());
+      return 1;
+    }
+  }
+
   net::io_context io{1};
   // Catch SIGINT/SIGTERM from the start: one that arrives while the daemon is still starting
   // waits here and is handled once the loop runs, instead of killing the process mid-start.
   net::signal_set signals(io, SIGINT, SIGTERM);
-  DirStorage storage(ws_root);
+  std::unique_ptr<Storage> storage_ptr;
+  if (s3) {
+    storage_ptr = std::make_unique<MirroredStorage>(ws_root, mirror->url());
+  } else {
+    storage_ptr = std::make_unique<DirStorage>(ws_root);
+  }
+  Storage& storage = *storage_ptr;
   auto runtime_ptr = make_runtime(io, config, data, self_exe);
   if (!runtime_ptr) return 1;
   Runtime& runtime = *runtime_ptr;
@@ -181,6 +257,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   } else {
     monitor.set_polling(watcher.degraded());
   }
+  if (mirror) mirror->start();
 
   GatewayOptions go;
   go.host = listen.value().first;
@@ -208,21 +285,31 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   auto port = gateway.listen();
   if (port.has_error()) {
     log->error("{}", port.error().message);
+    if (mirror) mirror->stop();
     watcher.stop();
     net::co_spawn(io, monitor.shutdown(), [&](std::exception_ptr) { io.stop(); });
     io.run();
     return 1;
   }
   std::string base = fmt::format("http://{}:{}/", display_host, port.value());
+  StorageEventsHook storage_events;
+  if (mirror) {
+    storage_events = [m = mirror.get()](const std::vector<std::string>& keys) { m->notify(keys); };
+  }
   api = std::make_unique<ControlApi>(snapshots, ApiInfo{CK_VERSION, base, std::chrono::system_clock::now()},
-                                     db.get());
+                                     db.get(), std::move(storage_events));
   gateway.start();
   log->info("CloudyKnight {} is serving {} workspaces from {} at {}", CK_VERSION,
-            snapshots.load()->workspaces.size(), ws_root.string(), base);
+            snapshots.load()->workspaces.size(), storage.location(), base);
   for (const auto& w : snapshots.load()->workspaces) {
     log->info("  {}{}/  ({}{})", base, w.name, w.type, w.matched.empty() ? "" : " — " + w.matched);
   }
   log->info("  {}monitor/api/v1/workspaces  (API)", base);
+  if (mirror) {
+    log->info("  {}monitor/api/v1/storage/events  (MinIO bucket-notification webhook: changes "
+              "show up at once instead of within {})",
+              base, format_duration(config.storage.list_interval));
+  }
 
   bool stopping = false;
   signals.async_wait([&](const boost::system::error_code& e, int sig) {
@@ -230,6 +317,9 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     stopping = true;
     log->info("received {}; stopping workspaces", sig == SIGINT ? "SIGINT" : "SIGTERM");
     gateway.stop();
+    // The mirror first: it finishes the pass in progress (stopping between workspaces), so no
+    // download lands in the mirror while the monitor stops the workspaces.
+    if (mirror) mirror->stop();
     watcher.stop();
     // A member coroutine, not a capturing lambda: a lambda's captures die with the handler.
     net::co_spawn(io, monitor.shutdown(), [&](std::exception_ptr) {

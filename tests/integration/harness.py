@@ -588,6 +588,8 @@ class Daemon:
     listen:   pass --listen 127.0.0.1:PORT (True) or not (False).
     args:     extra command-line arguments; env: extra environment variables
               (CK_* variables of the calling environment are always dropped).
+    workspaces: pass --workspaces TMP/ws (True) or not (False: storage comes from `args`
+              or the config, e.g. --storage s3://BUCKET/PREFIX).
     reuse:    another Daemon (stopped or killed) whose temporary directory,
               workspaces, data and config this one runs on, as a restarted control
               plane would; nothing is copied or written. cleanup() of either one
@@ -595,8 +597,9 @@ class Daemon:
     """
 
     def __init__(self, fixtures=(), examples=(), config=None, config_text=None, args=(),
-                 env=None, listen=True, runtime="process", port=None, reuse=None):
+                 env=None, listen=True, runtime="process", port=None, reuse=None, workspaces=True):
         self.reuse = reuse
+        self.pass_workspaces = workspaces
         self.fixtures = list(fixtures)
         self.examples = list(examples)
         self.config = config
@@ -668,7 +671,9 @@ class Daemon:
         cmd = [binary(), "serve"]
         if self.listen:
             cmd += ["--listen", f"127.0.0.1:{self.port}"]
-        cmd += ["--workspaces", self.ws, "--data", self.data]
+        if self.pass_workspaces:
+            cmd += ["--workspaces", self.ws]
+        cmd += ["--data", self.data]
         if self.runtime:
             cmd += ["--runtime", self.runtime]
         if self.config_path:

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "storage/s3/client.h"
+#include "storage/tests/s3rver_fixture.h"
 
 extern char** environ;
 
@@ -42,6 +43,11 @@ namespace ck::s3 {
 namespace {
 
 namespace fs = std::filesystem;
+using s3test::connect_to;
+using s3test::free_port;
+using s3test::server;
+
+ClientOptions options(int port, int max_retries = 4) { return s3test::client_options(port, max_retries); }
 
 std::string md5_hex(std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
@@ -56,33 +62,6 @@ std::string md5_hex(std::string_view data) {
   return hex;
 }
 
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 bool write_all(int fd, std::string_view s) {
   while (!s.empty()) {
     ssize_t n = ::send(fd, s.data(), s.size(), MSG_NOSIGNAL);
@@ -93,123 +72,6 @@ bool write_all(int fd, std::string_view s) {
   }
   return true;
 }
-
-std::string s3rver_path() {
-  if (const char* p = std::getenv("CK_S3RVER"); p != nullptr && *p != '\0') {
-    return p;
-  }
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : "") + "/.cache/cloudyknight/s3rver/node_modules/.bin/s3rver";
-}
-
-/// One s3rver for the whole binary.
-struct S3rver {
-  pid_t pid = -1;
-  int port = 0;
-  fs::path dir;
-  std::string skip_reason;
-
-  void start() {
-    std::string bin = s3rver_path();
-    if (::access(bin.c_str(), X_OK) != 0) {
-      skip_reason = "s3rver not found at " + bin +
-                    " (run scripts/s3rver.sh or set CK_S3RVER to the s3rver bin)";
-      return;
-    }
-    char tmpl[] = "/tmp/ck-s3rver-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-    port = free_port();
-    std::string port_s = std::to_string(port);
-    std::string dir_s = dir.string();
-    std::vector<std::string> args = {bin,    "--address",   "127.0.0.1", "--port",
-                                     port_s, "--directory", dir_s,       "--silent"};
-    std::vector<char*> argv;
-    for (auto& a : args) {
-      argv.push_back(a.data());
-    }
-    argv.push_back(nullptr);
-    std::vector<std::string> env_s;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (std::string_view(*e).substr(0, 13) != "NODE_OPTIONS=") {
-        env_s.emplace_back(*e);
-      }
-    }
-    env_s.emplace_back("NODE_OPTIONS=--openssl-legacy-provider");
-    std::vector<char*> envp;
-    for (auto& e : env_s) {
-      envp.push_back(e.data());
-    }
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    int rc = ::posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      pid = -1;
-      skip_reason = "could not start s3rver at " + bin;
-      return;
-    }
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      int fd = connect_to(port);
-      if (fd >= 0) {
-        ::close(fd);
-        return;
-      }
-      int status = 0;
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        pid = -1;
-        skip_reason = "s3rver exited at startup (status " + std::to_string(status) + ")";
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    skip_reason = "s3rver did not listen on 127.0.0.1:" + port_s + " within 20 s";
-  }
-
-  void stop() {
-    if (pid > 0) {
-      ::kill(pid, SIGTERM);
-      int status = 0;
-      ::waitpid(pid, &status, 0);
-      pid = -1;
-    }
-    if (!dir.empty()) {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  }
-};
-
-S3rver& server() {
-  static S3rver s;
-  return s;
-}
-
-class S3rverEnv : public ::testing::Environment {
- public:
-  void SetUp() override { server().start(); }
-  void TearDown() override { server().stop(); }
-};
-
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new S3rverEnv);
-
-ClientOptions options(int port, int max_retries = 4) {
-  ClientOptions o;
-  o.endpoint = "http://127.0.0.1:" + std::to_string(port);
-  o.credentials = {"S3RVER", "S3RVER", ""};
-  o.max_retries = max_retries;
-  o.timeout = std::chrono::milliseconds(10000);
-  return o;
-}
-
-#define REQUIRE_S3RVER()                    \
-  do {                                      \
-    if (!server().skip_reason.empty()) {    \
-      GTEST_SKIP() << server().skip_reason; \
-    }                                       \
-  } while (0)
 
 /// What FaultProxy does with a request that a Rule matches.
 enum class Fault {

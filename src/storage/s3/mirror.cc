@@ -1,0 +1,288 @@
+#include "storage/s3/mirror.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <string_view>
+#include <utility>
+
+#include "core/hash.h"
+#include "core/log.h"
+#include "core/names.h"
+#include "core/units.h"
+#include "storage/sync.h"
+
+namespace ck {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() { return log::get("storage"); }
+
+// Changes whenever a key, size or ETag of the workspace's objects does (the listing is sorted).
+std::uint64_t fingerprint(const std::vector<s3::ObjectInfo>& objects) {
+  std::uint64_t h = fnv1a64("");
+  for (const auto& o : objects) {
+    h = fnv1a64(o.key, h);
+    h = fnv1a64(fmt::format("\n{}\n", o.size), h);
+    h = fnv1a64(o.etag, h);
+    h = fnv1a64("\n", h);
+  }
+  return h;
+}
+
+// The names of the entries of a folder ({} if it does not exist or cannot be read).
+std::vector<std::string> entries_of(const fs::path& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) return out;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    out.push_back(it->path().filename().string());
+  }
+  return out;
+}
+
+}  // namespace
+
+S3Mirror::S3Mirror(s3::Client& client, S3MirrorOptions opts)
+    : client_(client), opts_(std::move(opts)) {}
+
+S3Mirror::~S3Mirror() { stop(); }
+
+fs::path S3Mirror::root() const { return opts_.data / "mirror"; }
+
+std::string S3Mirror::url() const {
+  std::string p = sync::root_prefix(opts_.prefix);
+  if (!p.empty()) p.pop_back();
+  return "s3://" + opts_.bucket + (p.empty() ? "" : "/" + p);
+}
+
+std::string S3Mirror::last_error() const {
+  std::lock_guard lock(mu_);
+  return last_error_;
+}
+
+Result<MirrorPass> S3Mirror::run_pass() {
+  std::lock_guard pass_lock(pass_mu_);
+  auto log = logger();
+  MirrorPass pass;
+  const fs::path mirror = root();
+  const fs::path index_dir = opts_.data / "mirror-index";
+  const fs::path staging = opts_.data / "mirror-staging";
+  const fs::path trash = opts_.data / "mirror-trash";
+  const std::string root_key = sync::root_prefix(opts_.prefix);
+
+  auto listed = client_.list_objects(opts_.bucket, root_key);
+  if (listed.has_error()) {
+    // Never read a failed listing as "everything was deleted": nothing local changes.
+    std::lock_guard lock(mu_);
+    if (last_error_ != listed.error().message) {
+      // An outage is handled (warn); a missing bucket or refused credentials need an operator.
+      auto level = is_retryable(listed.error().code) ? spdlog::level::warn : spdlog::level::err;
+      log->log(level, "cannot list {}: {}; serving the mirror in {} as it is and retrying every {}",
+               url(), listed.error().message, mirror.string(), format_duration(opts_.interval));
+      last_error_ = listed.error().message;
+    }
+    return outcome::failure(listed.error());
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (!last_error_.empty()) {
+      log->info("listing {} works again", url());
+      last_error_.clear();
+    }
+  }
+
+  // Group by workspace: PREFIX/NAME/<relative path>.
+  std::map<std::string, std::vector<s3::ObjectInfo>> groups;
+  std::set<std::string> invalid;
+  for (auto& o : listed.value()) {
+    if (!o.key.starts_with(root_key)) continue;
+    std::string_view rel(o.key);
+    rel.remove_prefix(root_key.size());
+    auto slash = rel.find('/');
+    if (slash == std::string_view::npos) continue;  // an object beside the workspaces
+    std::string name(rel.substr(0, slash));
+    // Empty names ("PREFIX//x") and dot names (PREFIX/.cloudyknight/: manifests) are not
+    // workspaces; neither is ".." (such keys are never followed).
+    if (name.empty() || name.starts_with('.')) continue;
+    if (auto v = validate_workspace_name(name); v.has_error()) {
+      invalid.insert(name);
+      if (!warned_names_.contains(name)) {
+        log->warn(
+            "not serving {}/{}/: {}; to serve it, move its objects to a valid name: "
+            "aws s3 mv --recursive {}/{}/ {}/NEW-NAME/",
+            url(), name, v.error().message, url(), name, url());
+      }
+      continue;
+    }
+    groups[name].push_back(std::move(o));
+  }
+  warned_names_ = std::move(invalid);  // a name that comes back later is warned about again
+  pass.workspaces = groups.size();
+
+  std::error_code ec;
+  fs::remove_all(trash, ec);
+  fs::create_directories(mirror, ec);
+  if (ec) {
+    return fail(Errc::io, fmt::format("cannot create the mirror folder {}: {}", mirror.string(),
+                                      ec.message()));
+  }
+
+  // Pull every workspace whose objects changed since its last good pull.
+  for (const auto& [name, objects] : groups) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) break;
+    }
+    std::uint64_t fp = fingerprint(objects);
+    fs::path dir = mirror / name;
+    bool present = fs::is_directory(fs::symlink_status(dir, ec));
+    if (auto it = pulled_.find(name); present && it != pulled_.end() && it->second == fp) continue;
+    // A workspace new to the mirror is assembled aside and appears whole.
+    fs::path target = present ? dir : staging / name;
+    if (!present) {
+      auto st = fs::symlink_status(dir, ec);
+      if (fs::exists(st)) fs::remove(dir, ec);  // a stray file in the mirror root
+    }
+    sync::Options so;
+    so.concurrency = opts_.concurrency;
+    so.delete_extra = true;
+    so.ignore.builtins = false;  // a mirror holds exactly what the bucket holds
+    so.ignore.allow_env = true;
+    so.ignore.include_lock = true;
+    so.index = index_dir / (name + ".json");
+    so.listing = &objects;
+    sync::Location where{&client_, opts_.bucket, sync::workspace_prefix(opts_.prefix, name)};
+    auto report = sync::pull(where, target, so);
+    if (report.has_error()) {
+      ++pass.failed;
+      std::string& last = pull_errors_[name];
+      if (last != report.error().message) {
+        log->warn("[ws={}] cannot download it from {}: {}; {} and retrying on the next pass", name,
+                  url(), report.error().message,
+                  present ? "serving the mirror as it is" : "it is not served yet");
+        last = report.error().message;
+      }
+      continue;
+    }
+    for (const auto& w : report.value().warnings) log->warn("[ws={}] {}", name, w);
+    if (!present) {
+      fs::rename(target, dir, ec);
+      if (ec) {
+        ++pass.failed;
+        log->warn("[ws={}] cannot move {} to {}: {}; retrying on the next pass", name,
+                  target.string(), dir.string(), ec.message());
+        continue;
+      }
+    }
+    pulled_[name] = fp;
+    pull_errors_.erase(name);
+    ++pass.pulled;
+    const auto& r = report.value();
+    pass.files += r.actions.size();
+    std::size_t downloads =
+        std::count_if(r.actions.begin(), r.actions.end(),
+                      [](const sync::Action& a) { return a.op == sync::Op::download; });
+    if (!present) {
+      log->info("[ws={}] mirrored from {}: {} files, {} bytes ({} ms)", name, url(), downloads,
+                r.bytes, r.elapsed.count());
+    } else if (!r.actions.empty()) {
+      log->info("[ws={}] updated from {}: {} downloaded, {} deleted, {} unchanged ({} ms)", name,
+                url(), downloads, r.actions.size() - downloads, r.unchanged, r.elapsed.count());
+    }
+  }
+
+  // Workspaces whose keys are all gone leave the mirror. Each is moved out first, so the
+  // watcher sees one rename instead of a tree emptying file by file.
+  for (const auto& entry : entries_of(mirror)) {
+    if (groups.contains(entry)) continue;
+    remove_workspace(entry);
+    ++pass.removed;
+  }
+  for (const auto& entry : entries_of(index_dir)) {
+    fs::path p(entry);
+    if (p.extension() == ".json" && groups.contains(p.stem().string())) continue;
+    fs::remove(index_dir / entry, ec);
+  }
+  for (const auto& entry : entries_of(staging)) {
+    if (groups.contains(entry) && !fs::exists(mirror / entry, ec)) continue;  // retried next pass
+    fs::remove_all(staging / entry, ec);
+  }
+  std::erase_if(pulled_, [&](const auto& kv) { return !groups.contains(kv.first); });
+  std::erase_if(pull_errors_, [&](const auto& kv) { return !groups.contains(kv.first); });
+  return pass;
+}
+
+void S3Mirror::remove_workspace(const std::string& name) {
+  auto log = logger();
+  const fs::path dir = root() / name;
+  const fs::path trash = opts_.data / "mirror-trash";
+  std::error_code ec;
+  fs::create_directories(trash, ec);
+  fs::path aside = trash / name;
+  fs::remove_all(aside, ec);
+  fs::rename(dir, aside, ec);
+  if (ec) {
+    aside = dir;  // remove it in place then
+  }
+  fs::remove_all(aside, ec);
+  if (ec) {
+    log->warn("[ws={}] cannot remove its mirror {}: {}", name, aside.string(), ec.message());
+  } else {
+    log->info("[ws={}] removed from the mirror: it has no objects left in {}", name, url());
+  }
+  fs::remove(opts_.data / "mirror-index" / (name + ".json"), ec);
+  pulled_.erase(name);
+}
+
+void S3Mirror::start() {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void S3Mirror::poke() {
+  {
+    std::lock_guard lock(mu_);
+    poked_ = true;
+  }
+  cv_.notify_all();
+}
+
+void S3Mirror::notify(const std::vector<std::string>& keys) {
+  auto log = logger();
+  if (keys.empty()) {
+    log->debug("bucket notification without records (a test event); listing {}", url());
+  }
+  for (std::size_t i = 0; i < keys.size() && i < 10; ++i) {
+    log->debug("bucket notification: {}", keys[i]);
+  }
+  poke();
+}
+
+void S3Mirror::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void S3Mirror::loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait_for(lock, opts_.interval, [this] { return stopping_ || poked_; });
+    if (stopping_) break;
+    poked_ = false;
+    lock.unlock();
+    // Errors are logged by the pass (once per distinct listing error).
+    (void)run_pass();
+    lock.lock();
+  }
+}
+
+}  // namespace ck
