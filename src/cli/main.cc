@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
     cmd->add_option("name", ws_name, "Workspace name")->required();
     cmd->add_option("dir", ws_dir, "Local folder")->required();
     cmd->add_flag("--dry-run", transfer.dry_run, "Show what would be done; change nothing");
-    cmd->add_option("-j,--jobs", transfer.jobs, "Transfers in flight (default 32)");
+    cmd->add_option("-j,--jobs", transfer.jobs, "Transfers in flight (default 64)");
     cmd->add_option("--config", ws_config, "YAML configuration file");
     storage.add_to(cmd, false);
     if (upload) {

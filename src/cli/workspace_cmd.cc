@@ -170,7 +170,11 @@ sync::Options transfer_options(const Remote& remote, const std::string& name, co
   o.concurrency = std::max(1, flags.jobs);
   o.dry_run = flags.dry_run;
   o.delete_extra = flags.delete_extra;
-  o.ignore.allow_env = flags.include_env;
+  if (flags.include_env) {
+    // Asked for explicitly: .env files go up even where an ignore file excludes them.
+    o.ignore.allow_env = true;
+    o.ignore.extra_patterns.push_back("!.env*");
+  }
   o.ignore.include_lock = !flags.no_lock;
   o.index = sync::default_index_path(remote.target.options.endpoint, remote.target.bucket,
                                      sync::workspace_prefix(remote.target.prefix, name), dir);
@@ -194,7 +198,12 @@ bool upload_once(const Remote& remote, const std::string& name, const fs::path& 
   if (!quiet_noop || !report.actions.empty()) {
     std::cout << summary(name, report, true, flags.dry_run, remote.url(name)) << std::endl;
   }
-  if (flags.dry_run || (quiet_noop && report.actions.empty())) return true;
+  if (flags.dry_run) return true;
+  if (report.actions.empty()) {
+    // Nothing changed: keep the manifest (and its "updated") unless there is none yet.
+    auto existing = remote.client->head_object(remote.target.bucket, sync::manifest_key(remote.target.prefix, name));
+    if (existing.has_error() || existing.value().has_value()) return true;
+  }
   // The manifest describes the whole workspace as uploaded now.
   auto tree = list_source_files(dir, opts.ignore);
   std::size_t files = 0;
@@ -210,22 +219,32 @@ bool upload_once(const Remote& remote, const std::string& name, const fs::path& 
   return true;
 }
 
+/// `upload --watch`: the watcher and the signal handler are set up before the first pass, so
+/// a save made while it runs is caught and Ctrl-C at any point ends the command cleanly.
 int watch_loop(const Remote& remote, const std::string& name, const fs::path& dir, const TransferFlags& flags) {
   net::io_context io{1};
   net::signal_set signals(io, SIGINT, SIGTERM);
   WatcherOptions wo;
   wo.debounce = std::chrono::milliseconds(150);
-  bool ok = true;
-  DirWatcher watcher(io, dir, wo, [&](WatchBatch) { ok = upload_once(remote, name, dir, flags, true) && ok; });
+  wo.root_files = true;
+  DirWatcher watcher(io, dir, wo, [&](WatchBatch) { upload_once(remote, name, dir, flags, true); });
   if (auto w = watcher.start(); w.has_error()) {
     return error(fmt::format("cannot watch {}: {}", dir.string(), w.error().message));
   }
-  std::cout << fmt::format("watching {} for changes (Ctrl-C to stop)", dir.string()) << std::endl;
+  bool stopped = false;
   signals.async_wait([&](const boost::system::error_code&, int) {
+    stopped = true;
     watcher.stop();
     io.stop();
   });
-  io.run();
+  // Signals that arrive during the first pass wait in the signal set until the loop runs.
+  if (!upload_once(remote, name, dir, flags, false)) {
+    std::cerr << "cloudyknight: still watching; the next save retries\n";
+  }
+  if (!stopped) {
+    std::cout << fmt::format("watching {} for changes (Ctrl-C to stop)", dir.string()) << std::endl;
+    io.run();
+  }
   return 0;
 }
 
@@ -242,9 +261,8 @@ int workspace_upload(const Config& config, const std::string& name, const fs::pa
   }
   auto remote = open_remote(config);
   if (remote.has_error()) return error(remote.error().message);
-  bool ok = upload_once(remote.value(), name, dir, flags, false);
-  if (!flags.watch) return ok ? 0 : 1;
-  return watch_loop(remote.value(), name, dir, flags);
+  if (flags.watch) return watch_loop(remote.value(), name, dir, flags);
+  return upload_once(remote.value(), name, dir, flags, false) ? 0 : 1;
 }
 
 int workspace_download(const Config& config, const std::string& name, const fs::path& dir,
@@ -375,6 +393,9 @@ int workspace_delete(const Config& config, const std::string& name, bool dry_run
     if (auto r = rm.client->delete_objects(where.bucket, keys); r.has_error()) {
       return error(fmt::format("deleting {} failed: {}", name, r.error().message));
     }
+  }
+  for (const auto& o : listing.value()) {
+    std::cout << (dry_run ? "would delete " : "delete ") << o.key.substr(where.key_prefix.size()) << '\n';
   }
   std::cout << fmt::format("{}: {}deleted {} files ({}) from {}", name, dry_run ? "would have " : "", files,
                            human_bytes(bytes), rm.url(name))

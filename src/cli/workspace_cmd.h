@@ -16,7 +16,7 @@ struct TransferFlags {
   bool watch = false;
   bool include_env = false;
   bool no_lock = false;
-  int jobs = 32;
+  int jobs = 64;
 };
 
 int workspace_upload(const Config& config, const std::string& name, const std::filesystem::path& dir,

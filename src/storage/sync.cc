@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "core/files.h"
 #include "core/hash.h"
 
 namespace ck::sync {
@@ -108,10 +110,10 @@ class Index {
  public:
   explicit Index(fs::path file) : file_(std::move(file)) {
     if (file_.empty()) return;
-    std::ifstream in(file_);
-    if (!in) return;
+    auto text = read_file(file_);
+    if (!text) return;
     try {
-      auto doc = nlohmann::json::parse(in);
+      auto doc = nlohmann::json::parse(*text);
       if (doc.value("version", 0) != 1) return;
       for (const auto& [path, e] : doc.at("files").items()) {
         entries_[path] = IndexEntry{e.at(0).get<std::uint64_t>(), e.at(1).get<std::int64_t>(),
@@ -119,6 +121,7 @@ class Index {
       }
     } catch (const std::exception&) {
       entries_.clear();  // corrupt: start over; everything is compared by content again
+      dirty_ = true;
     }
   }
 
@@ -131,24 +134,28 @@ class Index {
 
   void put(const std::string& path, IndexEntry e) {
     std::lock_guard lock(mu_);
-    entries_[path] = std::move(e);
+    auto& slot = entries_[path];
+    if (slot.size == e.size && slot.mtime_ns == e.mtime_ns && slot.md5 == e.md5 && slot.etag == e.etag) return;
+    slot = std::move(e);
+    dirty_ = true;
   }
 
   void erase(const std::string& path) {
     std::lock_guard lock(mu_);
-    entries_.erase(path);
+    if (entries_.erase(path) > 0) dirty_ = true;
   }
 
   /// Keeps only the paths `keep` says yes to.
   template <class Pred>
   void retain(Pred keep) {
     std::lock_guard lock(mu_);
-    std::erase_if(entries_, [&](const auto& kv) { return !keep(kv.first); });
+    if (std::erase_if(entries_, [&](const auto& kv) { return !keep(kv.first); }) > 0) dirty_ = true;
   }
 
-  /// Written to a temporary file and renamed, so a crash never leaves half an index.
+  /// Written (only when something changed since it was read) to a temporary file and renamed,
+  /// so a crash never leaves half an index.
   void save() const {
-    if (file_.empty()) return;
+    if (file_.empty() || !dirty_) return;
     nlohmann::json files = nlohmann::json::object();
     {
       std::lock_guard lock(mu_);
@@ -171,6 +178,7 @@ class Index {
   fs::path file_;
   mutable std::mutex mu_;
   std::map<std::string, IndexEntry> entries_;
+  bool dirty_ = false;
 };
 
 // ---- comparing a local file with an object -----------------------------------------------
@@ -231,6 +239,18 @@ void parallel_for(std::size_t count, int threads, Fn fn) {
       for (std::size_t i = next++; i < count; i = next++) fn(i);
     });
   }
+}
+
+/// The order to transfer n path-sorted files in: a fixed shuffle, so the requests in flight at
+/// any moment go to many folders rather than all to one. Servers that store keys as files
+/// (s3rver, MinIO on a single disk) serialize creates in one directory, and S3 itself spreads
+/// load by key prefix; uploading 32 neighbours of one folder at once is the worst case for both.
+std::vector<std::size_t> spread_order(std::size_t n) {
+  std::vector<std::size_t> order(n);
+  for (std::size_t i = 0; i < n; ++i) order[i] = i;
+  std::mt19937_64 rng(0x636b);  // fixed: the same tree is always sent in the same order
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
 }
 
 /// Collects results and errors from worker threads and reports progress.
@@ -383,18 +403,23 @@ Result<Report> push(const Location& where, const fs::path& dir, const Options& o
     return fail(Errc::not_found, fmt::format("{} is not a folder: give the folder that holds the workspace's source",
                                              dir.string()));
   }
-  BOOST_OUTCOME_TRY(tree, list_source_files(dir, opts.ignore));
+  // The remote listing (the long pole: one request per 1,000 keys) runs while the folder is
+  // walked and the index read. It comes before any change: if it fails, or any page of it,
+  // nothing happens.
+  auto listed = std::async(std::launch::async, [&] { return listing_of(where, opts); });
+  auto walked = list_source_files(dir, opts.ignore);
+  Index index(opts.index);
+  auto listing = listed.get();
+  BOOST_OUTCOME_TRY(tree, std::move(walked));
   for (const auto& s : tree.skipped) {
     report.warnings.push_back(fmt::format("skipped {}: the folder cannot be read", s));
   }
-  // The listing comes before any change: if it fails (or any page of it), nothing happens.
-  BOOST_OUTCOME_TRY(objects, listing_of(where, opts));
+  BOOST_OUTCOME_TRY(objects, std::move(listing));
   std::map<std::string, const s3::ObjectInfo*> remote;
   for (const auto& o : objects) {
     if (o.key.size() <= where.key_prefix.size() || !o.key.starts_with(where.key_prefix)) continue;
     remote.emplace(o.key.substr(where.key_prefix.size()), &o);
   }
-  Index index(opts.index);
   Tally tally(opts, report);
 
   // Decide and upload in one pass over the local files, many at a time: deciding may hash.
@@ -405,8 +430,9 @@ Result<Report> push(const Location& where, const fs::path& dir, const Options& o
   s3::PutFileOptions put;
   put.multipart_threshold = opts.multipart_threshold;
   put.part_size = opts.part_size;
-  parallel_for(tree.files.size(), opts.concurrency, [&](std::size_t i) {
-    const SourceFile& f = tree.files[i];
+  std::vector<std::size_t> order = spread_order(tree.files.size());
+  parallel_for(tree.files.size(), opts.concurrency, [&](std::size_t n) {
+    const SourceFile& f = tree.files[order[n]];
     fs::path path = dir / f.path;
     auto it = remote.find(f.path);
     std::string reason = "new";

@@ -61,7 +61,7 @@ struct Progress {
 };
 
 struct Options {
-  int concurrency = 32;  // transfers in flight
+  int concurrency = 64;  // transfers in flight
   bool dry_run = false;  // plan only: Report::actions lists what would be done
   /// push: delete objects that have no local source file; pull: delete local files (among those
   /// `ignore` lets through) that have no object.

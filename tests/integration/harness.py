@@ -556,6 +556,15 @@ class ClassSetUp(unittest.TestCase):
     def set_up(cls):
         pass
 
+    def run(self, result=None):
+        """Runs one test; when it fails, prints the class's diagnostics() right after it."""
+        count = lambda r: 0 if r is None else len(r.failures) + len(r.errors)
+        before = count(result)
+        result = super().run(result)
+        if count(result) > before:
+            sys.stderr.write(f"\n===== diagnostics for {self.id()}\n{self.diagnostics()}\n")
+        return result
+
     @classmethod
     def diagnostics(cls):
         """Every daemon's log and state, for the class's cls.daemons (if any)."""

@@ -316,14 +316,6 @@ class DockerCase(ClassSetUp):
     def diagnostics(cls):
         return super().diagnostics() + "\n" + docker_diagnostics(getattr(cls, "names", ()))
 
-    def run(self, result=None):
-        count = lambda r: 0 if r is None else len(r.failures) + len(r.errors)
-        before = count(result)
-        result = super().run(result)
-        if count(result) > before:
-            sys.stderr.write(f"\n===== diagnostics for {self.id()}\n{self.diagnostics()}\n")
-        return result
-
     # -- shortcuts -------------------------------------------------------------------
     def wait_answer(self, d, path, marker=None, timeout=30):
         """GETs `path` through the gateway until it answers 200 (with `marker` in the body)."""

@@ -147,14 +147,6 @@ class MonitorCase(ClassSetUp):
         if problems:
             raise AssertionError(f"{cls.__name__}: " + "\n".join(problems))
 
-    def run(self, result=None):
-        count = lambda r: 0 if r is None else len(r.failures) + len(r.errors)
-        before = count(result)
-        result = super().run(result)
-        if count(result) > before:
-            sys.stderr.write(f"\n===== diagnostics for {self.id()}\n{self.diagnostics()}\n")
-        return result
-
     # -- shortcuts -------------------------------------------------------------------
     def wait_answer(self, d, path, marker=None, timeout=30, headers=None):
         """GETs `path` until it answers 200 (with `marker` in the body); returns it."""

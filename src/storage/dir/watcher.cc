@@ -254,7 +254,7 @@ void DirWatcher::Impl::handle_event(int wd, std::uint32_t mask, std::string_view
   const std::string rel = join(dir, name);
   const bool appeared = (mask & (IN_CREATE | IN_MOVED_TO)) != 0;
   const bool left = (mask & (IN_DELETE | IN_MOVED_FROM)) != 0;
-  if (dir.empty() && !is_dir) {
+  if (dir.empty() && !is_dir && !opts_.root_files) {
     // A plain file at the root is no workspace; a symlink to a folder is (DirStorage follows it).
     if (appeared) {
       std::error_code ec;

@@ -44,6 +44,9 @@ struct WatcherOptions {
   /// 0 = unlimited (the kernel's fs.inotify.max_user_watches applies). Reaching it is handled
   /// exactly like the kernel's ENOSPC: the watcher goes degraded().
   std::size_t max_watches = 0;
+  /// Report plain files at the root too (as their own name in `workspaces`): for watching one
+  /// workspace folder (`workspace upload --watch`) rather than a storage root.
+  bool root_files = false;
 };
 
 /// Watches `root` and every folder below it (minus skipped ones) through one inotify fd.
