@@ -33,7 +33,8 @@ def s3rver_path():
 class S3Server:
     """One s3rver process with its own data folder. Use start()/stop() or `with`."""
 
-    def __init__(self):
+    def __init__(self, extra_args=()):
+        self.extra_args = list(extra_args)  # e.g. ["--service-endpoint", "localhost"]
         self.proc = None
         self.port = None
         self.dir = None
@@ -55,7 +56,8 @@ class S3Server:
         data = os.path.join(self.dir, "data")
         os.mkdir(data)
         self.proc = subprocess.Popen(
-            [binary, "--address", "127.0.0.1", "--port", str(self.port), "--directory", data, "--silent"],
+            [binary, "--address", "127.0.0.1", "--port", str(self.port), "--directory", data, "--silent",
+             *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
