@@ -25,7 +25,7 @@ import time
 import unittest
 from xml.sax.saxutils import escape as xml_escape
 
-from harness import (EXAMPLES, FIXTURES, ClassSetUp, Daemon, DaemonTestCase, deep_merge,
+from harness import (EXAMPLES, FIXTURES, ClassSetUp, Daemon, DaemonTestCase, binary, deep_merge,
                      free_service_port_range, pid_alive, port_listening, wait_until)
 from s3util import S3Server, s3rver_path
 
@@ -172,14 +172,6 @@ class S3Case(ClassSetUp):
             out += f"\n----- s3rver log\n{cls.s3.log()}"
         return out
 
-    def run(self, result=None):
-        before = len(result.failures) + len(result.errors) if result is not None else 0
-        result = super().run(result)
-        if result is not None and len(result.failures) + len(result.errors) > before:
-            import sys
-            sys.stderr.write(f"\n===== diagnostics for {self.id()}\n{self.diagnostics()}\n")
-        return result
-
 
 # --------------------------------------------------------------------------- the tests
 
@@ -255,6 +247,21 @@ class TestServeFromS3(S3Case):
         print(f"\n  new workspace served {took:.2f}s after `aws s3 sync` started")
         with open(os.path.join(FIXTURES, "static", "big.txt"), "rb") as f:
             self.assertEqual(d.get("/blog/big.txt").body, f.read())
+
+    def test_3b_a_workspace_uploaded_with_our_cli_runs(self):
+        d = self.d
+        t0 = time.monotonic()
+        env = self.s3.client_env()
+        env["XDG_CACHE_HOME"] = os.path.join(d.tmp, "cli-cache")
+        up = subprocess.run([binary(), "ws", "upload", "cli-app", os.path.join(EXAMPLES, "hello-python"),
+                             *self.s3.storage_args(BUCKET, PREFIX)], env=env, capture_output=True,
+                            text=True, timeout=120)
+        self.assertEqual(up.returncode, 0, up.stderr)
+        d.wait_status("cli-app", "running", 60)
+        took = served_within(d, "/cli-app/", "Hello from Python", 30, since=t0)
+        print(f"\n  workspace uploaded by `cloudyknight ws upload` answered {took:.2f}s after the upload began")
+        # The manifest beside the workspaces is metadata, never a workspace.
+        self.assertNotIn(".cloudyknight", [w["name"] for w in d.workspaces()])
 
     def test_4_remote_delete_stops_the_workspace_and_removes_it(self):
         d = self.d
