@@ -6,8 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
+#include "api/metrics.h"
 #include "core/names.h"
 #include "http/url.h"
+#include "metrics/metrics.h"
 
 namespace ck {
 using json = nlohmann::json;
@@ -147,6 +149,8 @@ int http_status_for(Errc code) {
     case Errc::not_found: return 404;
     case Errc::already_exists: return 409;
     case Errc::forbidden: return 403;
+    case Errc::unauthenticated: return 401;
+    case Errc::rate_limited: return 429;
     case Errc::unavailable: return 503;
     case Errc::timeout: return 504;
     case Errc::io: return 500;
@@ -175,6 +179,14 @@ http::Response ControlApi::handle(const http::Request& req) const {
   if (path == "/monitor/healthz") {
     if (!read) return method_not_allowed("GET");
     return json_response(200, {{"status", "ok"}, {"workspaces", snap->workspaces.size()}});
+  }
+  if (path == "/monitor/metrics") {  // scraping is read-only: no token needed
+    if (!read) return method_not_allowed("GET");
+    http::Response r;
+    r.content_type = std::string(metrics::kContentType);
+    r.body = render_metrics(metrics::global(), *snap, db_, info_.version);
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
   }
   if (path == std::string(kApi) + "/workspaces") {
     if (!read) return method_not_allowed("GET");

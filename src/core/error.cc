@@ -8,6 +8,8 @@ std::string_view errc_name(Errc c) {
     case Errc::not_found: return "not_found";
     case Errc::already_exists: return "already_exists";
     case Errc::forbidden: return "forbidden";
+    case Errc::unauthenticated: return "unauthenticated";
+    case Errc::rate_limited: return "rate_limited";
     case Errc::unavailable: return "unavailable";
     case Errc::timeout: return "timeout";
     case Errc::io: return "io_error";

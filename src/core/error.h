@@ -14,6 +14,8 @@ enum class Errc {
   not_found,
   already_exists,
   forbidden,
+  unauthenticated,  // no credentials, or wrong/expired ones (HTTP 401)
+  rate_limited,     // too many attempts; try again later (HTTP 429)
   unavailable,  // a dependency (upstream, engine, port range) cannot serve now; retryable
   timeout,      // retryable
   io,           // the filesystem or a socket failed

@@ -32,6 +32,7 @@
 
 #include "core/log.h"
 #include "events/events.h"
+#include "gateway/gateway_metrics.h"
 #include "gateway/pages.h"
 #include "gateway/route.h"
 #include "gateway/static_files.h"
@@ -91,6 +92,11 @@ struct Conn : std::enable_shared_from_this<Conn> {
   Timer watchdog;
   std::unique_ptr<char[]> relay;  // the relay buffer, allocated on the first proxied request
   std::string flat;               // scratch for gathering small messages into one send
+  // The request being answered, for the metrics: its kind (set by handle()), the status sent
+  // (by write(), proxy() and the upgrades; 0 = none yet) and when its headers arrived.
+  RequestKind kind = RequestKind::other;
+  int status = 0;
+  std::chrono::steady_clock::time_point started;
 
   void expire_in(Duration d) {
     deadline = std::chrono::steady_clock::now() + d;
@@ -185,6 +191,7 @@ struct Gateway::Impl {
   const SnapshotHolder& routes;
   ControlHandler control;
   GatewayHooks hooks;
+  GatewayMetrics& stats = GatewayMetrics::get();
   std::vector<std::unique_ptr<Worker>> workers;
   bool running = false;
 
@@ -246,6 +253,7 @@ struct Gateway::Impl {
 
   template <class Body>
   Task<bool> write(Conn& conn, bhttp::response<Body>& res) {
+    conn.status = res.result_int();
     conn.expire_in(opts.request_timeout);
     error_code ec;
     bhttp::response_serializer<Body> sr{res};
@@ -326,6 +334,8 @@ struct Gateway::Impl {
       parser.body_limit(opts.max_body);
       conn.expire_in(opts.idle_timeout);
       co_await bhttp::async_read_header(conn.client, buf, parser, net::redirect_error(use_task, ec));
+      conn.started = std::chrono::steady_clock::now();
+      conn.kind = RequestKind::other;
       if (ec == bhttp::error::header_limit) {
         auto res = closing_page(431, "Request Header Fields Too Large",
                                 "The request's headers are larger than this gateway accepts.",
@@ -372,12 +382,20 @@ struct Gateway::Impl {
       }
       Request req = parser.release();
       bool keep = co_await handle(conn, buf, req, w, client_ip);
+      count_request(conn);
       if (!keep) break;
     }
+    count_request(conn);  // an error page for a request that could not be read
     conn.done = true;
     conn.watchdog.cancel();
     conn.client.shutdown(Socket::shutdown_send, ec);
     conn.client.close(ec);
+  }
+
+  void count_request(Conn& conn) {
+    if (conn.status == 0) return;
+    stats.request(conn.kind, conn.status, std::chrono::steady_clock::now() - conn.started);
+    conn.status = 0;
   }
 
   Task<bool> handle(Conn& conn, beast::flat_buffer& buf, Request& req,
@@ -387,6 +405,7 @@ struct Gateway::Impl {
     auto decision = route_request(target, [&](std::string_view n) { return snap->find(n) != nullptr; });
     switch (decision.kind) {
       case RouteKind::control: {
+        conn.kind = RequestKind::monitor;
         if (http::split_target(target).first == "/monitor/ws" && hooks.events) {
           co_return co_await event_socket(conn, req, w);
         }
@@ -394,6 +413,7 @@ struct Gateway::Impl {
         co_return co_await write(conn, res) && res.keep_alive();
       }
       case RouteKind::home: {
+        conn.kind = RequestKind::home;
         if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
           auto res = error_page(req, 405, "Method Not Allowed", "The home page only answers GET.", "");
           res.set(bhttp::field::allow, "GET, HEAD");
@@ -428,6 +448,7 @@ struct Gateway::Impl {
     }
     const WorkspaceView* ws = snap->find(decision.workspace);
     ws->activity->touch();
+    conn.kind = ws->is_static ? RequestKind::static_files : RequestKind::workspace;
     if (ws->is_static) {
       co_return co_await serve_static(conn, req, *ws, decision, w);
     }
@@ -577,6 +598,8 @@ struct Gateway::Impl {
       c->sub->close();
       co_return false;
     }
+    conn.status = 101;
+    metrics::GaugeHold connected(stats.events_clients);
     {
       auto snap = w.routes.get();
       nlohmann::json list = nlohmann::json::array();
@@ -930,6 +953,7 @@ struct Gateway::Impl {
     }
 
     auto& res = parser->get();
+    conn.status = res.result_int();
     bool upstream_keep = res.keep_alive();
     strip_hop_by_hop(res, false);
     res.set(bhttp::field::server, "cloudyknight");
@@ -964,6 +988,7 @@ struct Gateway::Impl {
         }
         if (ec == bhttp::error::need_buffer) ec = {};
         if (ec) {
+          stats.upstream_errors.inc();
           logger()->warn("[ws={}] upstream failed mid-response: {}", ws.name,
                          conn.timed_out ? "timed out" : ec.message());
           co_return false;  // headers are out: all we can do is close
@@ -988,6 +1013,7 @@ struct Gateway::Impl {
 
   Task<bool> upstream_failed(Conn& conn, const Request& req, const WorkspaceView& ws,
                                        error_code ec, bool client_keep, int client_version) {
+    stats.upstream_errors.inc();
     Request shape;
     shape.version(client_version);
     shape.keep_alive(client_keep);
@@ -1069,6 +1095,7 @@ struct Gateway::Impl {
     res.set(bhttp::field::server, "cloudyknight");
     bhttp::response_serializer<bhttp::string_body> sr{res};
     conn.expire_in(opts.request_timeout);
+    conn.status = 101;
     co_await bhttp::async_write_header(conn.client, sr, net::redirect_error(use_task, ec));
     if (ec) co_return false;
     // Bytes that arrived with the handshake belong to the tunnel.

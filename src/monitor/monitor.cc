@@ -11,6 +11,7 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/names.h"
+#include "metrics/metrics.h"
 #include "storage/dir/watcher.h"
 
 namespace ck {
@@ -66,6 +67,30 @@ net::awaitable<void> wait_on(net::steady_timer& t, Duration d) {
 }
 
 constexpr auto kForever = std::chrono::hours(24 * 365);
+
+// Start outcomes and install times, in the process registry (metrics::global()).
+struct StartMetrics {
+  metrics::Counter& ok;
+  metrics::Counter& failed;
+  metrics::Histogram& install;
+};
+
+StartMetrics& start_metrics() {
+  static StartMetrics m = [] {
+    auto& g = metrics::global();
+    auto& starts =
+        g.counter("cloudyknight_workspace_starts_total",
+                  "Workspace start attempts (copy, install, launch, readiness) by result.", {"result"});
+    return StartMetrics{
+        starts.with({"ok"}), starts.with({"failed"}),
+        g.histogram("cloudyknight_install_duration_seconds",
+                    "Time from claiming a start job to the app being ready (source copy, "
+                    "dependency install, launch and readiness probe).",
+                    {}, {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600})
+            .get()};
+  }();
+  return m;
+}
 
 std::string ago(std::int64_t ms) { return format_duration(std::chrono::seconds(std::max<std::int64_t>(ms, 0) / 1000)); }
 
@@ -135,6 +160,7 @@ Monitor::Monitor(net::io_context& io, Storage& storage, Runtime& runtime, Snapsh
                      ? opts_.install_concurrency
                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (auto act = db_.load_activity(); act.has_value()) saved_activity_ = std::move(act.value());
+  start_metrics();  // registered now, so a scrape shows zeros before the first start
 }
 
 Monitor::~Monitor() = default;
@@ -512,6 +538,7 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       }
       job_event(job);
     }
+    auto claimed_at = std::chrono::steady_clock::now();
     rec->status = "creating";
     rec->reason.clear();
     rec->phase = starts_running_ >= start_limit_ ? "waiting for a free start slot" : "";
@@ -535,6 +562,8 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
     release_start_slot();
     if (done()) break;
     if (result.has_value()) {
+      start_metrics().ok.inc();
+      start_metrics().install.observe(std::chrono::steady_clock::now() - claimed_at);
       if (job.id) {
         if (auto c = db_.complete(job.id); c.has_value()) job_event(c.value());
       }
@@ -585,6 +614,7 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       continue;
     }
     if (rec->restart_requested || rec->asleep) continue;  // stopped on purpose mid-start
+    start_metrics().failed.inc();
     rec->restarts++;
     rec->error = result.error().message;
     rec->log_tail = tail_file(runtime_.log_path(rec->name), 20);
