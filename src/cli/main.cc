@@ -46,13 +46,14 @@ std::optional<ck::Config> load(const std::string& config_file, const std::vector
 
 // Where workspaces are stored, as given on the command line (DESIGN.md "Command line").
 struct StorageFlags {
-  std::string workspaces, storage, endpoint, region;
+  std::string workspaces, storage, endpoint, region, profile;
 
   void add_to(CLI::App* cmd, bool with_workspaces) {
     if (with_workspaces) cmd->add_option("--workspaces", workspaces, "Folder whose subfolders are workspaces (dir storage)");
     cmd->add_option("--storage", storage, "Storage URL: s3://BUCKET/PREFIX (or a folder for dir storage)");
     cmd->add_option("--s3-endpoint", endpoint, "S3 endpoint URL for MinIO, R2 or other S3-compatible servers");
     cmd->add_option("--s3-region", region, "S3 region (default: AWS_REGION, the AWS profile, else us-east-1)");
+    cmd->add_option("--s3-profile", profile, "AWS profile for the S3 keys (default: AWS_PROFILE, else default)");
   }
 
   void append(std::vector<ck::Setting>& flags) const {
@@ -74,6 +75,7 @@ struct StorageFlags {
     }
     if (!endpoint.empty()) flags.push_back({"storage.endpoint", endpoint, "--s3-endpoint"});
     if (!region.empty()) flags.push_back({"storage.region", region, "--s3-region"});
+    if (!profile.empty()) flags.push_back({"storage.profile", profile, "--s3-profile"});
   }
 };
 

@@ -116,6 +116,10 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
       {"storage.list_interval",
        [](Config& c, const std::string& v) { return set_duration(c.storage.list_interval, v); }},
       {"storage.profile", [](Config& c, const std::string& v) { return set_string(c.storage.profile, v); }},
+      {"storage.access_key",
+       [](Config& c, const std::string& v) { return set_string(c.storage.access_key, v); }},
+      {"storage.secret_key",
+       [](Config& c, const std::string& v) { return set_string(c.storage.secret_key, v); }},
       {"runtime.kind",
        [](Config& c, const std::string& v) {
          return set_one_of(c.runtime.kind, v, {"auto", "docker", "process", "swarm"});

@@ -35,6 +35,7 @@ struct StorageConfig {
   std::string addressing = "auto";  // s3: path, virtual or auto (path with an endpoint, else virtual)
   Duration list_interval = std::chrono::seconds(5);  // s3: how often the daemon lists the bucket
   std::string profile;  // s3: the AWS profile (else AWS_PROFILE, else "default")
+  std::string access_key, secret_key;  // s3: explicit keys (else the environment, else the profile)
 };
 
 struct RuntimeConfig {

@@ -68,7 +68,13 @@ Result<Target> make_target(const StorageConfig& storage, const EnvFn& env) {
       return env(name);
     };
   }
-  BOOST_OUTCOME_TRY(resolved, resolve_credentials({}, storage.region, with_profile));
+  if (storage.access_key.empty() != storage.secret_key.empty()) {
+    return fail(Errc::invalid_argument,
+                "storage.access_key and storage.secret_key go together: set both, or neither to use "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile");
+  }
+  Credentials explicit_keys{storage.access_key, storage.secret_key, ""};
+  BOOST_OUTCOME_TRY(resolved, resolve_credentials(explicit_keys, storage.region, with_profile));
   t.options.credentials = resolved.credentials;
   t.options.region = resolved.region.empty() ? "us-east-1" : resolved.region;
   t.options.endpoint = storage.endpoint;

@@ -1,4 +1,5 @@
 #include "storage/s3/credentials.h"
+#include "storage/s3/target.h"
 
 #include <gtest/gtest.h>
 
@@ -107,6 +108,71 @@ TEST(Ini, ReadsOnlyTheNamedSection) {
   EXPECT_EQ(ini_value(text, "a", "m"), "4");
   EXPECT_FALSE(ini_value(text, "c", "k").has_value());
   EXPECT_FALSE(ini_value(text, "a", "j").has_value());
+}
+
+// ---- the configuration's storage: turned into a client target --------------------------
+
+TEST_F(CredentialsTest, TargetFromConfigKeysEnvironmentAndProfile) {
+  write("credentials", "[default]\naws_access_key_id = DEF\naws_secret_access_key = DEFS\n"
+                       "[work]\naws_access_key_id = WORK\naws_secret_access_key = WORKS\n");
+  StorageConfig sc;
+  sc.kind = "s3";
+  sc.bucket = "my-bucket";
+  sc.prefix = "/ws/";
+  auto t = make_target(sc, env());
+  ASSERT_TRUE(t.has_value()) << t.error().message;
+  EXPECT_EQ(t.value().options.credentials.access_key, "DEF");
+  EXPECT_EQ(t.value().prefix, "ws");
+  EXPECT_EQ(t.value().url(), "s3://my-bucket/ws");
+  EXPECT_EQ(t.value().options.region, "us-east-1");
+  EXPECT_FALSE(t.value().options.path_style) << "AWS itself: virtual-host addressing";
+
+  sc.profile = "work";  // storage.profile / --s3-profile beats AWS_PROFILE
+  env_["AWS_PROFILE"] = "default";
+  EXPECT_EQ(make_target(sc, env()).value().options.credentials.access_key, "WORK");
+
+  sc.access_key = "CFGKEY";  // config keys beat the environment and profiles
+  sc.secret_key = "CFGSECRET";
+  env_["AWS_ACCESS_KEY_ID"] = "ENVKEY";
+  env_["AWS_SECRET_ACCESS_KEY"] = "ENVSECRET";
+  EXPECT_EQ(make_target(sc, env()).value().options.credentials.access_key, "CFGKEY");
+
+  sc.secret_key.clear();
+  auto half = make_target(sc, env());
+  ASSERT_TRUE(half.has_error());
+  EXPECT_NE(half.error().message.find("go together"), std::string::npos);
+}
+
+TEST_F(CredentialsTest, TargetAddressingEndpointAndBucketRules) {
+  env_["AWS_ACCESS_KEY_ID"] = "K";
+  env_["AWS_SECRET_ACCESS_KEY"] = "S";
+  StorageConfig sc;
+  sc.bucket = "bkt";
+  sc.endpoint = "http://127.0.0.1:9000";
+  EXPECT_TRUE(make_target(sc, env()).value().options.path_style) << "custom endpoints: path-style";
+  sc.addressing = "virtual";
+  EXPECT_FALSE(make_target(sc, env()).value().options.path_style);
+  sc.addressing = "auto";
+  sc.endpoint.clear();
+  env_["AWS_ENDPOINT_URL_S3"] = "https://minio.example:9000";
+  EXPECT_EQ(make_target(sc, env()).value().options.endpoint, "https://minio.example:9000");
+  env_["AWS_CA_BUNDLE"] = "/etc/ssl/test-ca.pem";
+  EXPECT_EQ(make_target(sc, env()).value().options.ca_bundle, "/etc/ssl/test-ca.pem");
+
+  for (const char* bad : {"", "ab", "Bad_Bucket", "-bkt", "bkt-", std::string(64, 'a').c_str()}) {
+    sc.bucket = bad;
+    auto r = make_target(sc, env());
+    ASSERT_TRUE(r.has_error()) << bad;
+    EXPECT_EQ(r.error().code, Errc::invalid_argument);
+  }
+  sc.bucket = "bkt";
+  sc.prefix = "a//b";
+  EXPECT_TRUE(make_target(sc, env()).has_error());
+
+  EXPECT_EQ(parse_s3_url("s3://bkt/a/b/").value(), std::make_pair(std::string("bkt"), std::string("a/b")));
+  EXPECT_EQ(parse_s3_url("s3://bkt").value(), std::make_pair(std::string("bkt"), std::string()));
+  EXPECT_TRUE(parse_s3_url("https://bkt").has_error());
+  EXPECT_TRUE(parse_s3_url("s3:///prefix").has_error());
 }
 
 }  // namespace
