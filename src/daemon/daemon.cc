@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "api/api.h"
+#include "auth/auth.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "gateway/gateway.h"
@@ -239,6 +241,18 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   Runtime& runtime = *runtime_ptr;
   auto db = open_state(data);
   if (!db) return 1;
+  // The admin token: auth.admin_token when set (stored hashed), else generated on the first start
+  // and shown once, on stderr directly and never through the logger (whose lines may be shipped
+  // elsewhere); later starts print nothing. Only its hash is in state.db.
+  auth::Auth auth_service(*db);
+  if (auto admin = auth_service.ensure_admin_token(config.admin_token); admin.has_error()) {
+    log->error("{}", admin.error().message);
+    return 1;
+  } else if (admin.value()) {
+    std::string line = "admin token (shown once, store it now): " + *admin.value() + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+    std::fflush(stderr);
+  }
   SnapshotHolder snapshots;
   EventBus events;
   Monitor monitor(io, storage, runtime, snapshots, events, *db, monitor_options(config));

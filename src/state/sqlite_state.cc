@@ -75,6 +75,50 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_by_state ON jobs (state, next_run_ms);
 CREATE INDEX jobs_by_kind ON jobs (kind, workspace, state);
 )sql",
+      // 2: auth (src/auth). Secrets only as hashes; see state.h "Auth records".
+      R"sql(
+CREATE TABLE auth_tokens (
+  id TEXT PRIMARY KEY NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('token', 'admin')),
+  name TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  scopes TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  last_used_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  revoked_ms INTEGER NOT NULL
+);
+CREATE TABLE users (
+  id TEXT PRIMARY KEY NOT NULL,
+  name TEXT NOT NULL UNIQUE,
+  password_hash TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'member')),
+  created_ms INTEGER NOT NULL
+);
+CREATE TABLE login_sessions (
+  hash TEXT PRIMARY KEY NOT NULL,
+  user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL,
+  last_seen_ms INTEGER NOT NULL
+);
+CREATE INDEX login_sessions_by_expiry ON login_sessions (expires_ms);
+CREATE INDEX login_sessions_by_user ON login_sessions (user_id);
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  principal TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  ip TEXT NOT NULL
+);
+CREATE TABLE workspace_owners (
+  workspace TEXT PRIMARY KEY NOT NULL,
+  owner TEXT NOT NULL,
+  public INTEGER NOT NULL
+);
+)sql",
   };
   return m;
 }
@@ -991,6 +1035,303 @@ Result<int> StateDb::prune_jobs(std::chrono::milliseconds age, int keep) {
   s.bind(1, d.now() - static_cast<std::int64_t>(age.count())).bind(2, std::max(keep, 0));
   BOOST_OUTCOME_TRY(d.run(s, "pruning finished jobs"));
   return d.changes();
+}
+
+// ---- auth records ----
+
+namespace {
+
+constexpr std::string_view kTokenColumns =
+    "id, kind, name, hash, scopes, created_ms, last_used_ms, expires_ms, revoked_ms";
+constexpr std::string_view kUserColumns = "id, name, password_hash, role, created_ms";
+constexpr std::string_view kLoginSessionColumns =
+    "hash, user_id, created_ms, expires_ms, last_seen_ms";
+constexpr std::string_view kAuditColumns = "id, at_ms, principal, action, target, detail, ip";
+
+TokenRecord read_token(const Stmt& s) {
+  return TokenRecord{s.text(0), s.text(1), s.text(2), s.text(3), s.text(4),
+                     s.i64(5),  s.i64(6),  s.i64(7),  s.i64(8)};
+}
+UserRecord read_user(const Stmt& s) {
+  return UserRecord{s.text(0), s.text(1), s.text(2), s.text(3), s.i64(4)};
+}
+LoginSessionRecord read_login_session(const Stmt& s) {
+  return LoginSessionRecord{s.text(0), s.text(1), s.i64(2), s.i64(3), s.i64(4)};
+}
+AuditRecord read_audit(const Stmt& s) {
+  return AuditRecord{s.i64(0), s.i64(1), s.text(2), s.text(3), s.text(4), s.text(5), s.text(6)};
+}
+
+bool is_unique_violation(int rc) {
+  return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY;
+}
+
+}  // namespace
+
+// Every row of `s`, each read by `read`. (D is StateDb::Impl, deduced: it is private.)
+template <class T, class D, class Read>
+static Result<std::vector<T>> read_rows(D& d, Stmt& s, Read read, std::string_view what) {
+  std::vector<T> out;
+  int rc = s.step();
+  for (; rc == SQLITE_ROW; rc = s.step()) {
+    out.push_back(read(s));
+  }
+  if (rc != SQLITE_DONE) {
+    return outcome::failure(d.error(rc, what));
+  }
+  return out;
+}
+
+template <class T, class D, class Read>
+static Result<std::optional<T>> read_row(D& d, Stmt& s, Read read, std::string_view what) {
+  BOOST_OUTCOME_TRY(v, read_rows<T>(d, s, read, what));
+  if (v.empty()) {
+    return std::optional<T>();
+  }
+  return std::optional<T>(std::move(v.front()));
+}
+
+// Runs an INSERT; a UNIQUE/PRIMARY KEY conflict is Errc::already_exists with `taken`.
+template <class D>
+static Result<void> insert_row(D& d, Stmt& s, std::string_view what, std::string taken) {
+  int rc = s.step();
+  if (is_unique_violation(rc)) {
+    return ck::fail(Errc::already_exists, std::move(taken));
+  }
+  if (rc != SQLITE_DONE) {
+    return outcome::failure(d.error(rc, what));
+  }
+  return outcome::success();
+}
+
+static void bind_token(Stmt& s, const TokenRecord& t) {
+  s.bind(1, t.id).bind(2, t.kind).bind(3, t.name).bind(4, t.hash).bind(5, t.scopes);
+  s.bind(6, t.created_ms).bind(7, t.last_used_ms).bind(8, t.expires_ms).bind(9, t.revoked_ms);
+}
+
+Result<void> StateDb::insert_token(const TokenRecord& t) {
+  BOOST_OUTCOME_TRY(check_name("token id", t.id));
+  BOOST_OUTCOME_TRY(check_name("token hash", t.hash));
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("INSERT INTO auth_tokens ({}) VALUES "
+                                             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                             kTokenColumns)));
+  bind_token(s, t);
+  return insert_row(d, s, fmt::format("saving token {}", t.id),
+                    fmt::format("token {} already exists", t.id));
+}
+
+Result<std::optional<TokenRecord>> StateDb::token_by_hash(const std::string& hash) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(
+      s, d.prepare(fmt::format("SELECT {} FROM auth_tokens WHERE hash = ?", kTokenColumns)));
+  s.bind(1, hash);
+  return read_row<TokenRecord>(d, s, read_token, "looking up a token");
+}
+
+Result<std::optional<TokenRecord>> StateDb::token_by_id(const std::string& id) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(
+      s, d.prepare(fmt::format("SELECT {} FROM auth_tokens WHERE id = ?", kTokenColumns)));
+  s.bind(1, id);
+  return read_row<TokenRecord>(d, s, read_token, fmt::format("reading token {}", id));
+}
+
+Result<std::vector<TokenRecord>> StateDb::tokens() {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(
+      s, d.prepare(
+             fmt::format("SELECT {} FROM auth_tokens ORDER BY created_ms, rowid", kTokenColumns)));
+  return read_rows<TokenRecord>(d, s, read_token, "listing tokens");
+}
+
+Result<void> StateDb::revoke_token(const std::string& id, std::int64_t at_ms) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare("UPDATE auth_tokens SET revoked_ms = CASE WHEN revoked_ms = 0 "
+                                 "THEN ?2 ELSE revoked_ms END WHERE id = ?1"));
+  s.bind(1, id).bind(2, at_ms);
+  BOOST_OUTCOME_TRY(d.run(s, fmt::format("revoking token {}", id)));
+  if (d.changes() == 0) {
+    return ck::fail(Errc::not_found, fmt::format("there is no token {}", id));
+  }
+  return outcome::success();
+}
+
+Result<void> StateDb::touch_token(const std::string& id, std::int64_t at_ms) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare("UPDATE auth_tokens SET last_used_ms = ?2 WHERE id = ?1"));
+  s.bind(1, id).bind(2, at_ms);
+  return d.run(s, fmt::format("recording the use of token {}", id));
+}
+
+Result<bool> StateDb::put_admin_token(const TokenRecord& t, bool replace) {
+  BOOST_OUTCOME_TRY(check_name("token id", t.id));
+  BOOST_OUTCOME_TRY(check_name("token hash", t.hash));
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  Impl::Tx tx(d);
+  BOOST_OUTCOME_TRY(tx.begin());
+  if (replace) {
+    BOOST_OUTCOME_TRY(del, d.prepare("DELETE FROM auth_tokens WHERE kind = 'admin'"));
+    BOOST_OUTCOME_TRY(d.run(del, "replacing the admin token"));
+  } else {
+    BOOST_OUTCOME_TRY(q, d.prepare("SELECT COUNT(*) FROM auth_tokens WHERE kind = 'admin' AND "
+                                   "revoked_ms = 0"));
+    int rc = q.step();
+    if (rc != SQLITE_ROW) {
+      return outcome::failure(d.error(rc, "looking for the admin token"));
+    }
+    if (q.i64(0) > 0) {
+      return false;
+    }
+  }
+  BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("INSERT INTO auth_tokens ({}) VALUES "
+                                             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                             kTokenColumns)));
+  TokenRecord admin = t;
+  admin.kind = "admin";
+  bind_token(s, admin);
+  BOOST_OUTCOME_TRY(
+      insert_row(d, s, "saving the admin token", fmt::format("token {} already exists", t.id)));
+  BOOST_OUTCOME_TRY(tx.commit());
+  return true;
+}
+
+Result<void> StateDb::insert_user(const UserRecord& u) {
+  BOOST_OUTCOME_TRY(check_name("user id", u.id));
+  BOOST_OUTCOME_TRY(check_name("user name", u.name));
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("INSERT INTO users ({}) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                             kUserColumns)));
+  s.bind(1, u.id).bind(2, u.name).bind(3, u.password_hash).bind(4, u.role).bind(5, u.created_ms);
+  return insert_row(d, s, fmt::format("saving user {}", u.name),
+                    fmt::format("a user named {} already exists", u.name));
+}
+
+Result<std::optional<UserRecord>> StateDb::user_by_name(const std::string& name) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("SELECT {} FROM users WHERE name = ?", kUserColumns)));
+  s.bind(1, name);
+  return read_row<UserRecord>(d, s, read_user, fmt::format("reading user {}", name));
+}
+
+Result<std::optional<UserRecord>> StateDb::user_by_id(const std::string& id) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("SELECT {} FROM users WHERE id = ?", kUserColumns)));
+  s.bind(1, id);
+  return read_row<UserRecord>(d, s, read_user, fmt::format("reading user {}", id));
+}
+
+Result<std::vector<UserRecord>> StateDb::users() {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("SELECT {} FROM users ORDER BY name", kUserColumns)));
+  return read_rows<UserRecord>(d, s, read_user, "listing users");
+}
+
+Result<void> StateDb::insert_login_session(const LoginSessionRecord& r) {
+  BOOST_OUTCOME_TRY(check_name("session hash", r.hash));
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(
+      s, d.prepare(fmt::format("INSERT INTO login_sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5)",
+                               kLoginSessionColumns)));
+  s.bind(1, r.hash).bind(2, r.user_id).bind(3, r.created_ms).bind(4, r.expires_ms);
+  s.bind(5, r.last_seen_ms);
+  return insert_row(d, s, "saving a login session", "that login session already exists");
+}
+
+Result<std::optional<LoginSessionRecord>> StateDb::login_session(const std::string& hash) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("SELECT {} FROM login_sessions WHERE hash = ?",
+                                             kLoginSessionColumns)));
+  s.bind(1, hash);
+  return read_row<LoginSessionRecord>(d, s, read_login_session, "looking up a login session");
+}
+
+Result<void> StateDb::extend_login_session(const std::string& hash, std::int64_t expires_ms,
+                                           std::int64_t last_seen_ms) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare("UPDATE login_sessions SET expires_ms = ?2, last_seen_ms = ?3 "
+                                 "WHERE hash = ?1"));
+  s.bind(1, hash).bind(2, expires_ms).bind(3, last_seen_ms);
+  return d.run(s, "extending a login session");
+}
+
+Result<bool> StateDb::delete_login_session(const std::string& hash) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare("DELETE FROM login_sessions WHERE hash = ?"));
+  s.bind(1, hash);
+  BOOST_OUTCOME_TRY(d.run(s, "ending a login session"));
+  return d.changes() > 0;
+}
+
+Result<int> StateDb::delete_expired_login_sessions(std::int64_t now_ms) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare("DELETE FROM login_sessions WHERE expires_ms <= ?"));
+  s.bind(1, now_ms);
+  BOOST_OUTCOME_TRY(d.run(s, "pruning expired login sessions"));
+  return d.changes();
+}
+
+Result<std::int64_t> StateDb::append_audit(const AuditRecord& a) {
+  BOOST_OUTCOME_TRY(check_name("audit action", a.action));
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare("INSERT INTO audit (at_ms, principal, action, target, detail, ip) "
+                                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+  s.bind(1, a.at_ms).bind(2, a.principal).bind(3, a.action).bind(4, a.target);
+  s.bind(5, a.detail.empty() ? std::string("{}") : a.detail).bind(6, a.ip);
+  BOOST_OUTCOME_TRY(d.run(s, fmt::format("writing the audit entry {}", a.action)));
+  return static_cast<std::int64_t>(sqlite3_last_insert_rowid(d.db));
+}
+
+Result<std::vector<AuditRecord>> StateDb::audit_log(int limit, std::int64_t before_id) {
+  BOOST_OUTCOME_TRY(check_limit(limit));
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("SELECT {} FROM audit WHERE (?1 = 0 OR id < ?1) "
+                                             "ORDER BY id DESC LIMIT ?2",
+                                             kAuditColumns)));
+  s.bind(1, before_id).bind(2, limit);
+  return read_rows<AuditRecord>(d, s, read_audit, "reading the audit log");
+}
+
+Result<std::optional<WorkspaceOwner>> StateDb::workspace_owner(const std::string& workspace) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare("SELECT owner, public FROM workspace_owners WHERE workspace = ?"));
+  s.bind(1, workspace);
+  return read_row<WorkspaceOwner>(
+      d, s,
+      [](const Stmt& r) {
+        return WorkspaceOwner{r.text(0), r.i64(1) != 0};
+      },
+      fmt::format("reading the owner of {}", workspace));
+}
+
+Result<void> StateDb::set_workspace_owner(const std::string& workspace, const WorkspaceOwner& o) {
+  BOOST_OUTCOME_TRY(check_name("workspace name", workspace));
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  BOOST_OUTCOME_TRY(s, d.prepare("INSERT INTO workspace_owners (workspace, owner, public) "
+                                 "VALUES (?1, ?2, ?3) ON CONFLICT (workspace) DO UPDATE SET "
+                                 "owner = excluded.owner, public = excluded.public"));
+  s.bind(1, workspace).bind(2, o.owner).bind(3, o.is_public ? 1 : 0);
+  return d.run(s, fmt::format("saving the owner of {}", workspace));
 }
 
 }  // namespace ck

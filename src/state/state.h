@@ -69,6 +69,47 @@ struct JobFilter {
   std::int64_t before_id = 0;  // 0 = newest; else only ids < before_id (pagination)
 };
 
+// Auth records: the rows behind src/auth (which owns the logic: hashing, scopes, expiry).
+// No secret is ever stored: token and login-session ids only as SHA-256 (hex), passwords only as
+// argon2id encoded strings. Times are unix epoch ms; 0 means "never" / "not".
+struct TokenRecord {
+  std::string id;      // "tok_..."; public, names the token in lists and the audit log
+  std::string kind;    // "token" (an API token) or "admin" (the admin token)
+  std::string name;    // what its creator called it
+  std::string hash;    // hex SHA-256 of the plaintext; unique
+  std::string scopes;  // "read", "deploy", "admin", comma-separated
+  std::int64_t created_ms = 0, last_used_ms = 0, expires_ms = 0, revoked_ms = 0;
+};
+
+struct UserRecord {
+  std::string id;             // "usr_..."
+  std::string name;           // unique
+  std::string password_hash;  // argon2id encoded string: $argon2id$v=19$m=..,t=..,p=..$salt$hash
+  std::string role;           // "admin" or "member"
+  std::int64_t created_ms = 0;
+};
+
+struct LoginSessionRecord {
+  std::string hash;     // hex SHA-256 of the session id (the cookie value)
+  std::string user_id;  // deleting the user deletes its sessions
+  std::int64_t created_ms = 0, expires_ms = 0, last_seen_ms = 0;
+};
+
+struct AuditRecord {
+  std::int64_t id = 0;  // assigned on append; increasing
+  std::int64_t at_ms = 0;
+  std::string principal;  // who: "admin", "token:tok_...", "user:alice", "" when anonymous
+  std::string action;     // what: "workspace.delete", "login.failed"...
+  std::string target;     // on what: a workspace, a user, a token id
+  std::string detail;     // JSON object text
+  std::string ip;
+};
+
+struct WorkspaceOwner {
+  std::string owner;  // a user id; empty = no owner (admins only)
+  bool is_public = true;
+};
+
 /// The SQLite state store. Owned by the daemon (one per data directory); thread-safe.
 class StateDb {
  public:
@@ -154,6 +195,38 @@ class StateDb {
   /// Deletes done/cancelled jobs last updated more than `age` ago, keeping the newest `keep`
   /// done/cancelled jobs whatever their age. Dead jobs are kept for an operator. Returns how many.
   Result<int> prune_jobs(std::chrono::milliseconds age, int keep);
+
+  // Auth records (see the structs above; src/auth holds the rules).
+  /// Errc::already_exists when the id or the hash is taken.
+  Result<void> insert_token(const TokenRecord& t);
+  Result<std::optional<TokenRecord>> token_by_hash(const std::string& hash);
+  Result<std::optional<TokenRecord>> token_by_id(const std::string& id);
+  Result<std::vector<TokenRecord>> tokens();  // oldest (then first inserted) first, revoked too
+  /// Sets revoked_ms (once; revoking a revoked token keeps the first time). Errc::not_found.
+  Result<void> revoke_token(const std::string& id, std::int64_t at_ms);
+  Result<void> touch_token(const std::string& id, std::int64_t at_ms);  // last_used_ms
+  /// Stores `t` (kind "admin") as the admin token, atomically: with replace=false only when no
+  /// unrevoked admin token exists (returns false, storing nothing, otherwise); with replace=true
+  /// every other admin token row is deleted first. Returns whether `t` was stored.
+  Result<bool> put_admin_token(const TokenRecord& t, bool replace);
+  /// Errc::already_exists when the name (or id) is taken.
+  Result<void> insert_user(const UserRecord& u);
+  Result<std::optional<UserRecord>> user_by_name(const std::string& name);
+  Result<std::optional<UserRecord>> user_by_id(const std::string& id);
+  Result<std::vector<UserRecord>> users();  // by name
+  Result<void> insert_login_session(const LoginSessionRecord& s);
+  Result<std::optional<LoginSessionRecord>> login_session(const std::string& hash);
+  Result<void> extend_login_session(const std::string& hash, std::int64_t expires_ms,
+                                    std::int64_t last_seen_ms);
+  Result<bool> delete_login_session(const std::string& hash);      // false when there was none
+  Result<int> delete_expired_login_sessions(std::int64_t now_ms);  // how many
+  /// Appends a row (a.id is ignored) and returns its id.
+  Result<std::int64_t> append_audit(const AuditRecord& a);
+  /// Newest first; before_id 0 = from the newest, else only ids < before_id. limit 1..1000.
+  Result<std::vector<AuditRecord>> audit_log(int limit, std::int64_t before_id);
+  /// nullopt when nobody set one (the workspace is then public by default).
+  Result<std::optional<WorkspaceOwner>> workspace_owner(const std::string& workspace);
+  Result<void> set_workspace_owner(const std::string& workspace, const WorkspaceOwner& o);
 
   /// Test hook: caps the file at its current size (PRAGMA max_page_count) so that the next write
   /// that needs a new page fails as on a full disk.

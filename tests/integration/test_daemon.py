@@ -16,6 +16,8 @@ import unittest
 from harness import (Daemon, cmdline, find_app_process, free_port, group_members, pid_alive,
                      port_listening)
 
+ADMIN_TOKEN_LINE = "admin token (shown once, store it now): "
+
 
 class DaemonProcessTest(unittest.TestCase):
     def setUp(self):
@@ -125,6 +127,11 @@ class DaemonProcessTest(unittest.TestCase):
         res = d.stop()
         self.assertEqual(res.returncode, 0)
         lines = [l for l in d.stderr_text().splitlines() if l.strip()]
+        # The one line that is not a log line: the admin token of a first start, printed as is
+        # (never through the logger).
+        admin = [l for l in lines if l.startswith(ADMIN_TOKEN_LINE)]
+        self.assertEqual(len(admin), 1, lines)
+        lines = [l for l in lines if not l.startswith(ADMIN_TOKEN_LINE)]
         self.assertGreater(len(lines), 0)
         for i, line in enumerate(lines):
             with self.subTest(line=i):
@@ -138,6 +145,42 @@ class DaemonProcessTest(unittest.TestCase):
                 self.assertIsInstance(obj["msg"], str)
         self.assertTrue(any(f"http://127.0.0.1:{d.port}/" in json.loads(l)["msg"] for l in lines),
                         "no log line names the listening URL")
+
+    # -- admin token ------------------------------------------------------------------
+    def data_bytes(self, d):
+        out = b""
+        for root, _, files in os.walk(d.data):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as f:
+                    out += f.read()
+        return out
+
+    def test_admin_token_is_printed_once_on_first_start_and_stored_hashed(self):
+        d = self.daemon()
+        d.start()
+        printed = [l for l in d.stderr_text().splitlines() if l.startswith(ADMIN_TOKEN_LINE)]
+        self.assertEqual(len(printed), 1, d.stderr_text())
+        token = printed[0][len(ADMIN_TOKEN_LINE):].strip()
+        self.assertRegex(token, r"^ck_[a-z2-7]{52}$")
+        self.assertEqual(d.stop().returncode, 0)
+        data = self.data_bytes(d)
+        self.assertIn(b"SQLite format 3", data)
+        self.assertNotIn(token.encode(), data)
+        self.assertNotIn(token[3:].encode(), data)
+        # Second start on the same data: nothing printed.
+        d2 = self.daemon(reuse=d)
+        d2.start()
+        self.assertNotIn("admin token", d2.stderr_text())
+        self.assertEqual(d2.stop().returncode, 0)
+
+    def test_configured_admin_token_is_never_printed_nor_stored(self):
+        secret = "configured-admin-token-0123456789"
+        d = self.daemon(env={"CK_AUTH_ADMIN_TOKEN": secret})
+        d.start()
+        self.assertNotIn("admin token", d.stderr_text())
+        self.assertNotIn(secret, d.stderr_text())
+        self.assertEqual(d.stop().returncode, 0)
+        self.assertNotIn(secret.encode(), self.data_bytes(d))
 
     def test_text_log_names_url(self):
         d = self.daemon()

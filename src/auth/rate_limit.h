@@ -1,0 +1,75 @@
+#pragma once
+// Login rate limiting: one token bucket per user name and one per client IP. Every failed login
+// takes a token from both; a login is refused while either bucket is empty, with the seconds
+// until it refills (the Retry-After header). A success refills the user's bucket but only gives
+// the IP back the one try it used, so one valid account cannot launder guesses at others.
+//
+// In memory only (a restart forgets it), thread-safe (one mutex), time injected for tests.
+// Bounded: buckets that have refilled completely are dropped when a map grows past max_keys.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace ck::auth {
+
+/// `burst` failures, refilled evenly over `window` (5 per 5 min: then one try per minute).
+struct BucketPolicy {
+  int burst = 5;
+  std::chrono::milliseconds window{std::chrono::minutes(5)};
+};
+
+struct LoginLimits {
+  BucketPolicy per_user;
+  BucketPolicy per_ip;
+  std::size_t max_keys = 100000;  // per map; full buckets are pruned past this
+};
+
+class LoginLimiter {
+ public:
+  /// `clock` gives unix epoch ms; empty = the system clock.
+  explicit LoginLimiter(LoginLimits limits = {}, std::function<std::int64_t()> clock = {});
+
+  /// nullopt when `user` from `ip` may try now; else how long to wait (at least 1 s).
+  /// Either key may be empty (not limited by it).
+  std::optional<std::chrono::seconds> blocked(const std::string& user, const std::string& ip);
+  /// The check and the spend in one step, for a login about to be tried: when not blocked, takes
+  /// a token from both buckets up front (so parallel attempts cannot all pass the check before
+  /// any failure is counted) and returns nullopt; else returns the wait and takes nothing.
+  /// Follow with record_success() when the password was right.
+  std::optional<std::chrono::seconds> acquire(const std::string& user, const std::string& ip);
+  void record_failure(const std::string& user, const std::string& ip);
+  /// Clears the user's bucket; gives `ip` back the token acquire() took (if `ip` is not empty).
+  void record_success(const std::string& user, const std::string& ip = "");
+  /// Gives both buckets back the token acquire() took (the attempt failed for another reason).
+  void release(const std::string& user, const std::string& ip);
+  /// How many buckets are held (users + addresses), for tests of the memory bound.
+  std::size_t tracked();
+
+ private:
+  struct Bucket {
+    double tokens = 0;
+    std::int64_t at_ms = 0;  // when `tokens` was computed
+  };
+  using Map = std::unordered_map<std::string, Bucket>;
+  std::int64_t now() const;
+  static double refill(const Bucket& b, const BucketPolicy& p, std::int64_t now);
+  // The bucket's tokens now (refilled since at_ms, capped at burst); missing = full.
+  static double level(const Map& m, const std::string& key, const BucketPolicy& p,
+                      std::int64_t now);
+  static std::optional<std::chrono::seconds> wait(const Map& m, const std::string& key,
+                                                  const BucketPolicy& p, std::int64_t now);
+  void take(Map& m, const std::string& key, const BucketPolicy& p, std::int64_t now);
+  static void give_back(Map& m, const std::string& key, const BucketPolicy& p, std::int64_t now);
+
+  LoginLimits limits_;
+  std::function<std::int64_t()> clock_;
+  std::mutex mu_;
+  Map users_, ips_;
+};
+
+}  // namespace ck::auth
