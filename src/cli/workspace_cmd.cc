@@ -250,6 +250,25 @@ int watch_loop(const Remote& remote, const std::string& name, const fs::path& di
 
 Result<void> check_name(const std::string& name) { return validate_workspace_name(name); }
 
+/// The remote and one workspace's objects, for the commands that start from what is stored.
+struct Stored {
+  Remote remote;
+  sync::Location where;
+  std::vector<s3::ObjectInfo> objects;
+};
+
+Result<Stored> list_stored(const Config& config, const std::string& name) {
+  BOOST_OUTCOME_TRY(remote, open_remote(config));
+  sync::Location where = remote.location(name);
+  BOOST_OUTCOME_TRY(objects, remote.client->list_objects(where.bucket, where.key_prefix));
+  return Stored{std::move(remote), where, std::move(objects)};
+}
+
+std::string no_such_workspace(const std::string& name, const Remote& remote) {
+  return fmt::format("there is no workspace '{}' in {} (see `cloudyknight workspace list`)", name,
+                     remote.target.url());
+}
+
 }  // namespace
 
 int workspace_upload(const Config& config, const std::string& name, const fs::path& dir,
@@ -273,19 +292,14 @@ int workspace_download(const Config& config, const std::string& name, const fs::
     return error(fmt::format("{} exists and is not a folder: give a folder to download {} into", dir.string(), name),
                  2);
   }
-  auto remote = open_remote(config);
-  if (remote.has_error()) return error(remote.error().message);
-  const Remote& rm = remote.value();
-  sync::Location where = rm.location(name);
-  auto listing = rm.client->list_objects(where.bucket, where.key_prefix);
-  if (listing.has_error()) return error(listing.error().message);
-  if (listing.value().empty()) {
-    return error(fmt::format("there is no workspace '{}' in {} (see `cloudyknight workspace list`)", name,
-                             rm.target.url()));
-  }
+  auto stored = list_stored(config, name);
+  if (stored.has_error()) return error(stored.error().message);
+  const Remote& rm = stored.value().remote;
+  const sync::Location& where = stored.value().where;
+  if (stored.value().objects.empty()) return error(no_such_workspace(name, rm));
   Reporter rep(flags.dry_run);
   sync::Options opts = rep.hook(transfer_options(rm, name, dir, flags));
-  opts.listing = &listing.value();
+  opts.listing = &stored.value().objects;
   auto r = sync::pull(where, dir, opts);
   rep.end_bar();
   if (r.has_error()) {
@@ -368,24 +382,22 @@ int workspace_list(const Config& config, bool json) {
 
 int workspace_delete(const Config& config, const std::string& name, bool dry_run) {
   if (auto v = check_name(name); v.has_error()) return error(v.error().message, 2);
-  auto remote = open_remote(config);
-  if (remote.has_error()) return error(remote.error().message);
-  const Remote& rm = remote.value();
-  sync::Location where = rm.location(name);
-  auto listing = rm.client->list_objects(where.bucket, where.key_prefix);
-  if (listing.has_error()) return error(listing.error().message);
+  auto stored = list_stored(config, name);
+  if (stored.has_error()) return error(stored.error().message);
+  const Remote& rm = stored.value().remote;
+  const sync::Location& where = stored.value().where;
+  const auto& objects = stored.value().objects;
   std::string manifest = sync::manifest_key(rm.target.prefix, name);
   auto has_manifest = rm.client->head_object(where.bucket, manifest);
   if (has_manifest.has_error()) return error(has_manifest.error().message);
   std::vector<std::string> keys;
   std::uint64_t bytes = 0;
-  for (const auto& o : listing.value()) {
+  for (const auto& o : objects) {
     keys.push_back(o.key);
     bytes += o.size;
   }
   if (keys.empty() && !has_manifest.value()) {
-    return error(fmt::format("there is no workspace '{}' in {} (see `cloudyknight workspace list`)", name,
-                             rm.target.url()));
+    return error(no_such_workspace(name, rm));
   }
   std::size_t files = keys.size();
   if (has_manifest.value()) keys.push_back(manifest);
@@ -394,7 +406,7 @@ int workspace_delete(const Config& config, const std::string& name, bool dry_run
       return error(fmt::format("deleting {} failed: {}", name, r.error().message));
     }
   }
-  for (const auto& o : listing.value()) {
+  for (const auto& o : objects) {
     std::cout << (dry_run ? "would delete " : "delete ") << o.key.substr(where.key_prefix.size()) << '\n';
   }
   std::cout << fmt::format("{}: {}deleted {} files ({}) from {}", name, dry_run ? "would have " : "", files,

@@ -1,6 +1,8 @@
 #include "auth/auth.h"
 
 #include <gtest/gtest.h>
+
+#include "core/testing/temp_dir.h"
 #include <unistd.h>
 
 #include <atomic>
@@ -25,19 +27,8 @@ constexpr std::int64_t kT0 = 1'700'000'000'000;
 // Tiny argon2id cost so tests run fast; production defaults are checked separately.
 constexpr PasswordParams kFastHash{1, 8, 1};
 
-struct TempDir {
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("ck-auth-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path path;
-  static inline int counter = 0;
+struct TempDir : ck::test_util::TempDir {
+  TempDir() : ck::test_util::TempDir("auth-test") {}
 };
 
 template <class T>

@@ -1,6 +1,8 @@
 #include "state/state.h"
 
 #include <gtest/gtest.h>
+
+#include "core/testing/temp_dir.h"
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,20 +24,8 @@ namespace fs = std::filesystem;
 
 constexpr std::int64_t kT0 = 1'700'000'000'000;  // a fixed "now" for clock-driven tests
 
-// A fresh directory under /tmp, removed with everything in it at the end of the test.
-struct TempDir {
-  TempDir() {
-    path = fs::temp_directory_path() /
-           ("ck-state-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path path;
-  static inline int counter = 0;
+struct TempDir : ck::test_util::TempDir {
+  TempDir() : ck::test_util::TempDir("state-test") {}
 };
 
 // The value of a successful Result; a failure ends the test with its message.

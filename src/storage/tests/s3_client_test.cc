@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include "core/testing/temp_dir.h"
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <poll.h>
@@ -543,17 +545,8 @@ std::string read_file(const fs::path& p) {
 }
 
 /// A scratch directory removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/ck-s3-files-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
+struct TempDir : ck::test_util::TempDir {
+  TempDir() : ck::test_util::TempDir("s3-files") {}
 };
 
 /// The ETag AWS gives a multipart object: MD5 of the parts' raw MD5s, "-" and the part count.
