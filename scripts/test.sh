@@ -14,6 +14,11 @@ ensure_packages python3 python3-botocore awscli rclone
 # A local S3 stand-in (npm) for the S3 client's tests; a failed install stops the run.
 CK_S3RVER="$(bash "$CK_ROOT/scripts/s3rver.sh")"
 export CK_S3RVER
+# The dashboard's browser tests: Debian's Chromium, driven by playwright-core from npm (which
+# never downloads a browser of its own).
+ensure_packages chromium
+CK_PLAYWRIGHT="$(bash "$CK_ROOT/scripts/playwright.sh")"
+export CK_PLAYWRIGHT
 build -DCK_WERROR=${CK_WERROR:-OFF}
 # The docker runtime's tests run against a real engine with the images the examples use.
 ensure_docker

@@ -65,6 +65,8 @@ std::string query_param(const std::string& query, std::string_view key) {
   return "";
 }
 
+}  // namespace
+
 json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
   json j = {
       {"name", w.name},
@@ -84,9 +86,12 @@ json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
   if (!w.error.empty()) j["error"] = w.error;
   if (!w.reason.empty()) j["reason"] = w.reason;
   if (w.frozen) j["frozen"] = true;
+  if (w.held) j["held"] = true;
   if (!w.log_tail.empty()) j["log_tail"] = w.log_tail;
   return j;
 }
+
+namespace {
 
 long rss_bytes() {
   FILE* f = std::fopen("/proc/self/statm", "r");
@@ -176,6 +181,7 @@ http::Response ControlApi::handle(const http::Request& req) const {
     return r;
   };
 
+  if (auto secured = handle_secured(req, *snap)) return std::move(*secured);
   if (path == "/monitor/healthz") {
     if (!read) return method_not_allowed("GET");
     return json_response(200, {{"status", "ok"}, {"workspaces", snap->workspaces.size()}});

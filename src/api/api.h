@@ -1,14 +1,20 @@
 #pragma once
 // The control-plane HTTP API under /monitor (DESIGN.md "Control-plane HTTP API"): health,
-// workspace list and detail, system status. Handlers are plain functions of a request and
-// the monitor's current snapshot; they run on gateway threads and never block.
+// workspace list and detail, system status, and (auth_api.cc) auth, tokens, users, the audit log
+// and workspace start/stop/restart/logs. Handlers are plain functions of a request and the
+// monitor's current snapshot; they run on gateway threads. The snapshot handlers never block;
+// the secured ones wait on SQLite (and login on argon2id).
 
 #include <chrono>
 #include <cstddef>
+#include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "core/error.h"
 #include "http/message.h"
@@ -16,6 +22,10 @@
 #include "state/state.h"
 
 namespace ck {
+
+namespace auth {
+class Auth;
+}
 
 struct ApiInfo {
   std::string version;
@@ -27,26 +37,47 @@ struct ApiInfo {
 /// bucket notification, none for a test event.
 using StorageEventsHook = std::function<void(const std::vector<std::string>& keys)>;
 
+/// What the API acts through besides the snapshot (all optional; absent ones make their
+/// endpoints answer 503).
+struct ApiServices {
+  /// Tokens, users, sessions and the audit log. Its calls block on SQLite (and login on
+  /// argon2id), on the gateway thread that runs the handler.
+  auth::Auth* auth = nullptr;
+  /// Asks the monitor to start/stop/restart a workspace. Called on gateway threads; must post.
+  std::function<void(const std::string& name, WorkspaceAction action)> act;
+  /// Where a workspace's log is (Runtime::log_path); must be callable from any thread.
+  std::function<std::filesystem::path(const std::string& name)> log_path;
+};
+
 class ControlApi {
  public:
   /// `db` (optional) serves jobs and status history. `storage_events` (S3 storage only) is
   /// told about bucket notifications POSTed to /monitor/api/v1/storage/events.
   ControlApi(const SnapshotHolder& snapshots, ApiInfo info, StateDb* db = nullptr,
-             StorageEventsHook storage_events = {})
+             StorageEventsHook storage_events = {}, ApiServices services = {})
       : snapshots_(snapshots),
         info_(std::move(info)),
         db_(db),
-        storage_events_(std::move(storage_events)) {}
+        storage_events_(std::move(storage_events)),
+        services_(std::move(services)) {}
   http::Response handle(const http::Request& req) const;
 
  private:
   http::Response jobs(const http::Request& req) const;
   http::Response storage_events(const http::Request& req) const;
+  /// auth_api.cc: the auth, user, token and audit endpoints, workspace start/stop/restart and
+  /// logs, and the credential check of every other mutation; nullopt lets handle() go on.
+  std::optional<http::Response> handle_secured(const http::Request& req,
+                                               const Snapshot& snap) const;
   const SnapshotHolder& snapshots_;
   ApiInfo info_;
   StateDb* db_;
   StorageEventsHook storage_events_;
+  ApiServices services_;
 };
+
+/// A workspace as the API shows it (GET /workspaces/{name}).
+nlohmann::json workspace_json(const WorkspaceView& w, const Snapshot& snap);
 
 /// A MinIO (or S3-style) bucket notification: {"EventName", "Key", "Records": [{"s3":
 /// {"bucket": {"name"}, "object": {"key" (URL-encoded)}}}, ...]}.

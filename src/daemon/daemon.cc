@@ -310,8 +310,14 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   if (mirror) {
     storage_events = [m = mirror.get()](const std::vector<std::string>& keys) { m->notify(keys); };
   }
+  ApiServices services;
+  services.auth = &auth_service;
+  services.act = [&io, &monitor](const std::string& name, WorkspaceAction action) {
+    net::post(io, [&monitor, name, action] { monitor.act(name, action); });
+  };
+  services.log_path = [&runtime](const std::string& name) { return runtime.log_path(name); };
   api = std::make_unique<ControlApi>(snapshots, ApiInfo{CK_VERSION, base, std::chrono::system_clock::now()},
-                                     db.get(), std::move(storage_events));
+                                     db.get(), std::move(storage_events), std::move(services));
   gateway.start();
   log->info("CloudyKnight {} is serving {} workspaces from {} at {}", CK_VERSION,
             snapshots.load()->workspaces.size(), storage.location(), base);

@@ -31,6 +31,7 @@
 #include <unordered_map>
 
 #include "core/log.h"
+#include "dashboard/dashboard.h"
 #include "events/events.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/pages.h"
@@ -452,6 +453,7 @@ struct Gateway::Impl {
     if (ws->is_static) {
       co_return co_await serve_static(conn, req, *ws, decision, w);
     }
+    if (ws->held) co_return co_await held_stopped(conn, req, *ws);
     if (ws->status == "running" && ws->port > 0 && !ws->frozen) {
       co_return co_await proxy(conn, buf, req, *ws, decision, w, client_ip);
     }
@@ -463,6 +465,27 @@ struct Gateway::Impl {
                                       ws->phase.empty() ? "" : " (" + ws->phase + ")"),
                           "This page reloads by itself until it is ready.", true);
     res.set(bhttp::field::retry_after, "2");
+    co_return co_await write(conn, res) && res.keep_alive();
+  }
+
+  // Stopped from the API: it stays stopped, so the request is answered at once and does not
+  // wake it. JSON for API clients (Accept: application/json), else a page.
+  Task<bool> held_stopped(Conn& conn, const Request& req, const WorkspaceView& ws) {
+    std::string how = fmt::format("POST /monitor/api/v1/workspaces/{}/start", ws.name);
+    std::string message = fmt::format("Workspace '{}' was stopped from the control plane and stays "
+                                      "stopped until it is started again.", ws.name);
+    std::string_view accept(req[bhttp::field::accept].data(), req[bhttp::field::accept].size());
+    if (accept.find("application/json") != std::string_view::npos) {
+      std::string text = message + " Start it with " + how + " or from the dashboard.";
+      nlohmann::json body = {{"error", {{"code", "unavailable"}, {"message", text}}}};
+      auto res = make_response(req, bhttp::status::service_unavailable, body.dump(),
+                               "application/json");
+      res.set(bhttp::field::cache_control, "no-store");
+      if (req.method() == bhttp::verb::head) res.body().clear();
+      co_return co_await write(conn, res) && res.keep_alive();
+    }
+    auto res = error_page(req, 503, "Stopped", message,
+                          "Start it from the dashboard at /monitor/ or with " + how + ".");
     co_return co_await write(conn, res) && res.keep_alive();
   }
 
@@ -496,6 +519,7 @@ struct Gateway::Impl {
                               "Open the home page for the list of workspaces.");
         co_return co_await write(conn, res) && res.keep_alive();
       }
+      if (ws->held) co_return co_await held_stopped(conn, req, *ws);
       if (ws->status == "running" && ws->port > 0 && !ws->frozen) {
         ws->activity->touch();
         co_return co_await proxy(conn, buf, req, *ws, decision, w, client_ip);
@@ -656,7 +680,9 @@ struct Gateway::Impl {
     r.client_ip = client_ip;
     http::Response out;
     try {
-      out = control(r);
+      // The dashboard's files first (built into the binary), then the API.
+      auto page = dashboard::serve(r);
+      out = page ? std::move(*page) : control(r);
     } catch (const std::exception& e) {
       logger()->error("control handler failed on {} {}: {}", r.method, r.target, e.what());
       out.status = 500;

@@ -92,6 +92,10 @@ StartMetrics& start_metrics() {
   return m;
 }
 
+constexpr std::string_view kHeldReason = "stopped from the API";
+
+std::string held_key(const std::string& name) { return "workspace.held." + name; }
+
 std::string ago(std::int64_t ms) { return format_duration(std::chrono::seconds(std::max<std::int64_t>(ms, 0) / 1000)); }
 
 }  // namespace
@@ -122,6 +126,7 @@ struct Monitor::Record {
   bool removed = false;
   bool restart_requested = false;
   bool asleep = false;           // stopped by the idle policy; wake() starts it
+  bool held = false;             // stopped from the API: asleep, and wake() leaves it so
   bool sleep_requested = false;  // the idle policy is stopping it now
   bool wake_pending = false;     // a request came while it was being put to sleep
   bool frozen = false;
@@ -342,8 +347,21 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
       auto saved = saved_activity_.find(e.folder);
       rec->activity->last_ms = saved != saved_activity_.end() ? saved->second : now;
       rec->saved_ms = rec->activity->last_ms;
-      if (runnable(spec, runtime_) &&
-          activity_level(rec->activity->sample(), rec->policy, now) == ActivityLevel::stop) {
+      bool held = false;
+      if (runnable(spec, runtime_)) {
+        auto setting = db_.setting(held_key(e.folder));
+        held = setting.has_value() && setting.value() && *setting.value() == "1";
+      }
+      if (held) {
+        rec->held = true;
+        rec->asleep = true;
+        rec->status = "stopped";
+        rec->reason = std::string(kHeldReason);
+        rec->level = ActivityLevel::stop;
+        logger()->info("[ws={}] held stopped (it was stopped from the API; start it from there)",
+                       e.folder);
+      } else if (runnable(spec, runtime_) &&
+                 activity_level(rec->activity->sample(), rec->policy, now) == ActivityLevel::stop) {
         rec->asleep = true;
         rec->status = "stopped";
         rec->reason = "idle";
@@ -380,6 +398,7 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
     (void)db_.cancel("start", rec->name);
     (void)db_.record_status(rec->name, "removed", "its folder is gone");
     (void)db_.remove_workspace(rec->name);
+    if (rec->held) (void)db_.set_setting(held_key(rec->name), "");
     if (rec->session_id) (void)db_.close_session(rec->session_id);
     events_.publish("status", rec->name, {{"status", "removed"}, {"previous", rec->status}});
     if (rec->supervised) stop_async(rec, "stop");
@@ -561,6 +580,11 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
     auto result = co_await runtime_.start(run_spec(*rec), on_phase);
     release_start_slot();
     if (done()) break;
+    if (result.has_value() && rec->asleep) {  // stopped from the API while it was starting
+      if (job.id) (void)db_.complete(job.id);
+      stop_async(rec, "stop");
+      continue;
+    }
     if (result.has_value()) {
       start_metrics().ok.inc();
       start_metrics().install.observe(std::chrono::steady_clock::now() - claimed_at);
@@ -589,9 +613,14 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
         }
         rec->asleep = true;
         rec->status = "stopped";
-        rec->reason = "idle";
-        log->info("[ws={}] stopped: no activity for {} (the next request starts it again)", rec->name,
-                  format_duration(rec->policy.stop_after));
+        if (rec->held) {
+          rec->reason = std::string(kHeldReason);
+          log->info("[ws={}] stopped from the API (it stays stopped until started)", rec->name);
+        } else {
+          rec->reason = "idle";
+          log->info("[ws={}] stopped: no activity for {} (the next request starts it again)",
+                    rec->name, format_duration(rec->policy.stop_after));
+        }
         publish();
         continue;
       }
@@ -658,6 +687,7 @@ void Monitor::wake(const std::string& name) {
   auto it = records_.find(name);
   if (it == records_.end() || shutting_down_) return;
   auto rec = it->second;
+  if (rec->held) return;  // stopped from the API: only start or restart brings it back
   rec->activity->last_ms.store(unix_ms(), std::memory_order_relaxed);
   if (rec->frozen && !rec->freezing) {
     spawn(io_, freeze(rec, false), "thaw " + name);
@@ -674,6 +704,71 @@ void Monitor::wake(const std::string& name) {
   } else if (rec->sleep_requested) {
     rec->wake_pending = true;
   }
+}
+
+void Monitor::act(const std::string& name, WorkspaceAction action) {
+  auto it = records_.find(name);
+  if (it == records_.end() || shutting_down_) return;
+  auto rec = it->second;
+  if (!runnable(rec->spec, runtime_) || !rec->supervised) return;
+  auto log = logger();
+  if (action == WorkspaceAction::stop) {
+    if (!rec->held) {
+      rec->held = true;
+      if (auto r = db_.set_setting(held_key(name), "1"); r.has_error()) {
+        log->warn("[ws={}] state.db: {} (the stop will not survive a restart)", name,
+                  r.error().message);
+      }
+    }
+    rec->wake_pending = false;
+    log->info("[ws={}] stop requested from the API", name);
+    if (rec->asleep) {
+      rec->reason = std::string(kHeldReason);
+    } else if (rec->sleep_requested) {
+      rec->reason = std::string(kHeldReason);  // the supervisor marks it stopped once it exits
+    } else if (rec->status == "running") {
+      rec->sleep_requested = true;
+      rec->status = "stopping";
+      rec->reason = std::string(kHeldReason);
+      stop_async(rec, "stop");
+    } else {
+      // Starting, backing off after a failure or given up: drop the start and whatever runs.
+      (void)db_.cancel("start", name);
+      rec->asleep = true;
+      rec->status = "stopped";
+      rec->reason = std::string(kHeldReason);
+      rec->phase.clear();
+      rec->wake.cancel();
+      stop_async(rec, "stop");
+    }
+    publish();
+    return;
+  }
+  if (rec->held) {
+    rec->held = false;
+    if (auto r = db_.set_setting(held_key(name), ""); r.has_error()) {
+      log->warn("[ws={}] state.db: {}", name, r.error().message);
+    }
+  }
+  const char* why = action == WorkspaceAction::start ? "start requested" : "restart requested";
+  log->info("[ws={}] {} from the API", name, why);
+  rec->activity->last_ms.store(unix_ms(), std::memory_order_relaxed);
+  rec->level = ActivityLevel::active;
+  if (rec->asleep) {
+    rec->asleep = false;
+    rec->start_reason = why;
+    rec->status = "creating";
+    rec->reason.clear();
+    rec->wake.cancel();
+  } else if (rec->sleep_requested) {
+    rec->wake_pending = true;
+  } else if (action == WorkspaceAction::restart || rec->status == "failed") {
+    rec->start_reason = why;
+    request_restart(rec);
+  } else if (rec->frozen && !rec->freezing) {
+    spawn(io_, freeze(rec, false), "thaw " + name);
+  }
+  publish();
 }
 
 net::awaitable<void> Monitor::freeze(std::shared_ptr<Record> rec, bool frozen) {
@@ -891,6 +986,8 @@ void Monitor::publish() {
     v.pid = rec->app.pid;
     v.restarts = rec->restarts;
     v.frozen = rec->frozen;
+    v.held = rec->held;
+    v.runs = runnable(rec->spec, runtime_);
     v.idle = rec->policy;
     v.activity = rec->activity;
     if (rec->status != rec->pub_status || rec->reason != rec->pub_reason || rec->frozen != rec->pub_frozen ||

@@ -68,6 +68,10 @@ class Monitor {
   void set_polling(bool on) { polling_ = on; }
   /// A request arrived for a frozen or stopped workspace: resume or start it.
   void wake(const std::string& name);
+  /// The API's start/stop/restart. stop holds the workspace stopped (state.db setting
+  /// "workspace.held.<name>", so it survives a restart of the daemon; requests do not wake it)
+  /// until start or restart. Unknown names and workspaces without an app are ignored.
+  void act(const std::string& name, WorkspaceAction action);
 
  private:
   struct Record;

@@ -27,6 +27,10 @@ struct IdlePolicy {
 enum class ActivityLevel { active, disconnected, idle, background, stop };
 std::string_view level_name(ActivityLevel l);
 
+/// What the API asks of a workspace: stop (and keep it stopped, across restarts of the
+/// daemon, until start), start (or wake) it, or restart it now.
+enum class WorkspaceAction { start, stop, restart };
+
 /// What the gateway saw of a workspace's traffic (unix ms; 0 = never).
 struct ActivitySample {
   std::int64_t last_ms = 0;        // last proxied request or dashboard heartbeat
@@ -74,6 +78,8 @@ struct WorkspaceView {
   int pid = 0;
   int restarts = 0;
   bool frozen = false;     // paused by the idle policy (background); resumes on a request
+  bool held = false;       // stopped from the API: stays stopped (a request does not wake it)
+  bool runs = false;       // has an app the runtime runs (not static, not invalid)
   std::string reason;      // why it is stopped or failed ("idle", "gave up after 5 attempts")
   IdlePolicy idle;         // the effective policy (config, then workspace.json)
   std::shared_ptr<Activity> activity;

@@ -1,0 +1,483 @@
+// The API's secured part: who is calling (Authorization: Bearer <token>, or the ck_session
+// cookie with X-CSRF-Token on mutations), what they may do (read < deploy < admin), and the
+// endpoints that need it: /auth/login|logout|me, /users, /tokens, /audit and a workspace's
+// start|stop|restart and logs. Every mutation under /monitor/api/v1 passes the check here
+// (except POST /storage/events, which only triggers a listing) and every one served here
+// writes an audit entry. GETs elsewhere stay readable without credentials for now.
+//
+// Runs on gateway threads. Auth calls block on SQLite, and login on argon2id (~100 ms), on the
+// thread that serves the request.
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+#include "api/api.h"
+#include "api/auth_http.h"
+#include "auth/auth.h"
+#include "core/names.h"
+#include "core/units.h"
+#include "http/url.h"
+
+namespace ck {
+using json = nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kApi = "/monitor/api/v1";
+constexpr int kDefaultTail = 200;
+constexpr int kMaxTail = 5000;
+constexpr std::size_t kMaxLogRead = 8u << 20;  // the end of a log read for ?tail
+
+http::Response json_response(int status, const json& body) {
+  http::Response r;
+  r.status = status;
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+http::Response no_content() {
+  http::Response r;
+  r.status = 204;
+  r.content_type.clear();
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+http::Response error_of(Errc code, const std::string& message) {
+  auto r = error_response(code, message);
+  if (code == Errc::unauthenticated) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+http::Response error_of(const Error& e) { return error_of(e.code, e.message); }
+
+http::Response method_not_allowed(const http::Request& req, const char* allow) {
+  auto r = error_response(Errc::invalid_argument,
+                          req.method + " is not allowed on " + req.path + "; use " + allow);
+  r.status = 405;
+  r.headers.emplace_back("Allow", allow);
+  return r;
+}
+
+// A query parameter's decoded value ("" if absent).
+std::string query_param(const std::string& query, std::string_view key) {
+  std::string_view q(query);
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto part = q.substr(0, amp);
+    auto eq = part.find('=');
+    if (part.substr(0, eq) == key) {
+      auto v = http::percent_decode(eq == std::string_view::npos ? "" : part.substr(eq + 1));
+      return v ? *v : "";
+    }
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  return "";
+}
+
+json scopes_json(const auth::Scopes& s) {
+  json out = json::array();
+  const std::string all = s.str();
+  std::string_view text = all;
+  while (!text.empty()) {
+    auto comma = text.find(',');
+    out.push_back(std::string(text.substr(0, comma)));
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::string role_of(const auth::Principal& p) {
+  return std::string(
+      auth::role_name(p.scopes.has(auth::Scope::admin) ? auth::Role::admin : auth::Role::member));
+}
+
+// The JSON object a body must be, or a 400.
+Result<json> body_object(const http::Request& req) {
+  auto doc = json::parse(req.body, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return fail(Errc::invalid_argument, "the body must be a JSON object");
+  }
+  return outcome::success(std::move(doc));
+}
+
+// A required string member.
+Result<std::string> string_member(const json& doc, const char* key) {
+  auto it = doc.find(key);
+  if (it == doc.end() || !it->is_string()) {
+    return fail(Errc::invalid_argument, fmt::format("\"{}\" must be a string", key));
+  }
+  return it->get<std::string>();
+}
+
+// Who called, and with which session (empty for a bearer token).
+struct Caller {
+  auth::Principal principal;
+  std::string session;
+};
+
+class Secured {
+ public:
+  Secured(auth::Auth& a, const http::Request& req) : auth_(a), req_(req) {}
+
+  // The caller's credentials, checked: a bearer token, else the session cookie.
+  Result<Caller> authenticate() {
+    auto authorization = req_.header("Authorization");
+    if (!authorization.empty()) {
+      auto token = bearer_token(authorization);
+      if (!token) {
+        return fail(Errc::unauthenticated, "the Authorization header must be 'Bearer <token>'");
+      }
+      BOOST_OUTCOME_TRY(p, auth_.verify_token(*token));
+      return Caller{std::move(p), ""};
+    }
+    auto cookie = cookie_value(req_.header("Cookie"), auth::kSessionCookie);
+    if (!cookie || cookie->empty()) {
+      return fail(Errc::unauthenticated,
+                  "this needs credentials: an API token (Authorization: Bearer <token>) or a "
+                  "dashboard login (POST " +
+                      std::string(kApi) + "/auth/login)");
+    }
+    auto p = auth_.lookup_session(*cookie);
+    if (p.has_error()) {
+      return fail(Errc::unauthenticated, "the login session has expired or ended; log in again");
+    }
+    return Caller{std::move(p.value()), *cookie};
+  }
+
+  // authenticate(), then the scope, then (for a mutation with a cookie) the CSRF token.
+  Result<Caller> require(auth::Scope scope) {
+    BOOST_OUTCOME_TRY(caller, authenticate());
+    if (!caller.principal.scopes.has(scope)) {
+      return fail(Errc::forbidden,
+                  fmt::format("{} may not do this: it needs the '{}' scope (it has {})",
+                              caller.principal.label(), auth::scope_name(scope),
+                              caller.principal.scopes.str()));
+    }
+    bool mutation = req_.method != "GET" && req_.method != "HEAD";
+    if (mutation && !caller.session.empty() &&
+        !auth::Auth::verify_csrf(caller.session, req_.header("X-CSRF-Token"))) {
+      return fail(Errc::forbidden,
+                  "missing or wrong X-CSRF-Token header (a logged-in session must send the "
+                  "\"csrf\" value from login or GET " +
+                      std::string(kApi) + "/auth/me)");
+    }
+    return caller;
+  }
+
+  void audit(const Caller& c, const std::string& action, const std::string& target,
+             const json& detail = json::object()) {
+    (void)auth_.audit(c.principal.label(), action, target, detail.dump(), req_.client_ip);
+  }
+
+  auth::Auth& service() { return auth_; }
+
+ private:
+  auth::Auth& auth_;
+  const http::Request& req_;
+};
+
+json user_json(const auth::UserInfo& u) {
+  return {{"name", u.name},
+          {"role", std::string(auth::role_name(u.role))},
+          {"created_ms", u.created_ms}};
+}
+
+http::Response login(Secured& s, const http::Request& req) {
+  auto doc = body_object(req);
+  if (doc.has_error()) return error_of(doc.error());
+  auto name = string_member(doc.value(), "name");
+  if (name.has_error()) return error_of(name.error());
+  auto password = string_member(doc.value(), "password");
+  if (password.has_error()) return error_of(password.error());
+  auto session = s.service().login(name.value(), password.value(), req.client_ip);
+  if (session.has_error()) {
+    if (session.error().code == Errc::rate_limited) {
+      auto wait = s.service().limiter().blocked(name.value(), req.client_ip);
+      auto seconds = wait ? std::max<std::int64_t>(wait->count(), 1) : 60;
+      auto r = error_of(Errc::rate_limited,
+                        fmt::format("too many login attempts; try again in {} s", seconds));
+      r.headers.emplace_back("Retry-After", std::to_string(seconds));
+      return r;
+    }
+    if (session.error().code == Errc::unauthenticated) {
+      return error_of(Errc::unauthenticated, "wrong user name or password");
+    }
+    return error_of(session.error());
+  }
+  const auto& ns = session.value();
+  auto max_age = std::chrono::seconds(
+      std::max<std::int64_t>((ns.expires_ms - s.service().now_ms()) / 1000, 1));
+  auto r =
+      json_response(200, {{"user", {{"name", ns.principal.name}, {"role", role_of(ns.principal)}}},
+                          {"csrf", ns.csrf}});
+  r.headers.emplace_back("Set-Cookie", auth::session_cookie(ns.id, max_age, false));
+  return r;
+}
+
+http::Response logout(Secured& s, const http::Request& req) {
+  auto cleared = no_content();
+  cleared.headers.emplace_back("Set-Cookie", auth::clear_session_cookie(false));
+  auto caller = s.authenticate();
+  if (caller.has_error() || caller.value().session.empty()) return cleared;  // nothing to end
+  if (!auth::Auth::verify_csrf(caller.value().session, req.header("X-CSRF-Token"))) {
+    return error_of(Errc::forbidden, "missing or wrong X-CSRF-Token header");
+  }
+  (void)s.service().destroy_session(caller.value().session);
+  s.audit(caller.value(), "logout", caller.value().principal.name);
+  return cleared;
+}
+
+http::Response me(Secured& s) {
+  auto caller = s.authenticate();
+  if (caller.has_error()) return error_of(caller.error());
+  const auto& c = caller.value();
+  if (!c.session.empty()) {
+    return json_response(200,
+                         {{"user", {{"name", c.principal.name}, {"role", role_of(c.principal)}}},
+                          {"csrf", auth::Auth::csrf_token(c.session)}});
+  }
+  return json_response(
+      200, {{"token", {{"name", c.principal.name}, {"scopes", scopes_json(c.principal.scopes)}}}});
+}
+
+http::Response users(Secured& s, const http::Request& req) {
+  auto caller = s.require(auth::Scope::admin);
+  if (caller.has_error()) return error_of(caller.error());
+  if (req.method == "GET" || req.method == "HEAD") {
+    auto list = s.service().list_users();
+    if (list.has_error()) return error_of(list.error());
+    json out = json::array();
+    for (const auto& u : list.value()) out.push_back(user_json(u));
+    return json_response(200, {{"users", out}});
+  }
+  auto doc = body_object(req);
+  if (doc.has_error()) return error_of(doc.error());
+  auto name = string_member(doc.value(), "name");
+  if (name.has_error()) return error_of(name.error());
+  auto password = string_member(doc.value(), "password");
+  if (password.has_error()) return error_of(password.error());
+  std::string role_text = "member";
+  if (doc.value().contains("role")) {
+    auto r = string_member(doc.value(), "role");
+    if (r.has_error()) return error_of(r.error());
+    role_text = r.value();
+  }
+  auto role = auth::parse_role(role_text);
+  if (!role) return error_of(Errc::invalid_argument, "\"role\" must be \"admin\" or \"member\"");
+  auto user = s.service().create_user(name.value(), password.value(), *role);
+  if (user.has_error()) return error_of(user.error());
+  s.audit(caller.value(), "user.create", user.value().name, {{"role", role_text}});
+  return json_response(201, {{"user", user_json(user.value())}});
+}
+
+http::Response tokens(Secured& s, const http::Request& req, const std::string& id) {
+  auto caller = s.require(auth::Scope::admin);
+  if (caller.has_error()) return error_of(caller.error());
+  if (!id.empty()) {
+    if (req.method != "DELETE") return method_not_allowed(req, "DELETE");
+    auto r = s.service().revoke_token(id);
+    if (r.has_error()) return error_of(r.error());
+    s.audit(caller.value(), "token.revoke", id);
+    return no_content();
+  }
+  if (req.method == "GET" || req.method == "HEAD") {
+    auto list = s.service().list_tokens();
+    if (list.has_error()) return error_of(list.error());
+    json out = json::array();
+    for (const auto& t : list.value()) {
+      out.push_back({{"id", t.id},
+                     {"name", t.name},
+                     {"kind", std::string(auth::principal_kind_name(t.kind))},
+                     {"scopes", scopes_json(t.scopes)},
+                     {"created_ms", t.created_ms},
+                     {"last_used_ms", t.last_used_ms},
+                     {"expires_ms", t.expires_ms},
+                     {"revoked_ms", t.revoked_ms}});
+    }
+    return json_response(200, {{"tokens", out}});
+  }
+  if (req.method != "POST") return method_not_allowed(req, "GET, POST");
+  auto doc = body_object(req);
+  if (doc.has_error()) return error_of(doc.error());
+  auto name = string_member(doc.value(), "name");
+  if (name.has_error()) return error_of(name.error());
+  auto scopes_it = doc.value().find("scopes");
+  if (scopes_it == doc.value().end() || !scopes_it->is_array()) {
+    return error_of(Errc::invalid_argument,
+                    "\"scopes\" must be an array of \"read\", \"deploy\", \"admin\"");
+  }
+  std::string scope_text;
+  for (const auto& v : *scopes_it) {
+    if (!v.is_string()) return error_of(Errc::invalid_argument, "each scope must be a string");
+    scope_text += (scope_text.empty() ? "" : ",") + v.get<std::string>();
+  }
+  auto scopes = auth::Scopes::parse(scope_text);
+  if (scopes.has_error()) return error_of(scopes.error());
+  std::chrono::milliseconds ttl{0};
+  if (doc.value().contains("ttl") && !doc.value()["ttl"].is_null()) {
+    auto t = string_member(doc.value(), "ttl");
+    if (t.has_error()) return error_of(t.error());
+    auto d = parse_duration(t.value());
+    if (d.has_error() || d.value().count() <= 0) {
+      return error_of(Errc::invalid_argument,
+                      "\"ttl\" must be a duration such as \"30d\" or \"12h\"");
+    }
+    ttl = d.value();
+  }
+  auto token = s.service().create_token(name.value(), scopes.value(), ttl);
+  if (token.has_error()) return error_of(token.error());
+  s.audit(caller.value(), "token.create", token.value().id,
+          {{"name", name.value()}, {"scopes", scopes.value().str()}});
+  return json_response(201, {{"id", token.value().id},
+                             {"token", token.value().plaintext},
+                             {"name", name.value()},
+                             {"scopes", scopes_json(scopes.value())}});
+}
+
+http::Response audit_log(Secured& s, const http::Request& req) {
+  auto caller = s.require(auth::Scope::admin);
+  if (caller.has_error()) return error_of(caller.error());
+  int limit = 100;
+  if (auto v = query_param(req.query, "limit"); !v.empty()) {
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), limit);
+    if (ec != std::errc() || p != v.data() + v.size() || limit < 1 || limit > 1000) {
+      return error_of(Errc::invalid_argument, "limit must be a number from 1 to 1000");
+    }
+  }
+  std::int64_t before = 0;
+  if (auto v = query_param(req.query, "before"); !v.empty()) {
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), before);
+    if (ec != std::errc() || p != v.data() + v.size() || before <= 0) {
+      return error_of(Errc::invalid_argument,
+                      "before must be an entry id (the \"next\" of the last page)");
+    }
+  }
+  auto list = s.service().audit_log(limit, before);
+  if (list.has_error()) return error_of(list.error());
+  json out = json::array();
+  for (const auto& e : list.value()) {
+    auto detail = json::parse(e.detail, nullptr, false);
+    out.push_back({{"id", e.id},
+                   {"at_ms", e.at_ms},
+                   {"principal", e.principal},
+                   {"action", e.action},
+                   {"target", e.target},
+                   {"detail", detail.is_discarded() ? json::object() : detail},
+                   {"ip", e.ip}});
+  }
+  json next = nullptr;
+  if (static_cast<int>(list.value().size()) == limit) next = list.value().back().id;
+  return json_response(200, {{"entries", out}, {"next", next}});
+}
+
+}  // namespace
+
+std::optional<http::Response> ControlApi::handle_secured(const http::Request& req,
+                                                         const Snapshot& snap) const {
+  const std::string api(kApi);
+  const std::string& path = req.path;
+  if (!path.starts_with(api + "/")) return std::nullopt;
+  const bool read = req.method == "GET" || req.method == "HEAD";
+  const std::string rest = path.substr(api.size() + 1);
+
+  // A workspace's actions and logs: /workspaces/{name}/{start|stop|restart|logs}.
+  std::optional<WorkspaceAction> action;
+  bool logs = false;
+  std::string ws_name;
+  if (rest.starts_with("workspaces/")) {
+    std::string tail = rest.substr(std::string_view("workspaces/").size());
+    auto slash = tail.find('/');
+    if (slash != std::string::npos) {
+      std::string sub = tail.substr(slash + 1);
+      ws_name = tail.substr(0, slash);
+      if (sub == "start") action = WorkspaceAction::start;
+      if (sub == "stop") action = WorkspaceAction::stop;
+      if (sub == "restart") action = WorkspaceAction::restart;
+      logs = sub == "logs";
+    }
+  }
+  bool own = rest == "auth/login" || rest == "auth/logout" || rest == "auth/me" ||
+             rest == "users" || rest == "tokens" || rest.starts_with("tokens/") ||
+             rest == "audit" || action || logs;
+  if (!own && (read || rest == "storage/events")) return std::nullopt;
+  if (!services_.auth) {
+    return error_of(Errc::unavailable, "this control plane has no authentication service");
+  }
+  Secured s(*services_.auth, req);
+
+  if (!own) {  // any other mutation: the route decides the rest once the caller may deploy
+    auto caller = s.require(auth::Scope::deploy);
+    if (caller.has_error()) return error_of(caller.error());
+    return std::nullopt;
+  }
+  if (rest == "auth/login")
+    return req.method == "POST" ? login(s, req) : method_not_allowed(req, "POST");
+  if (rest == "auth/logout")
+    return req.method == "POST" ? logout(s, req) : method_not_allowed(req, "POST");
+  if (rest == "auth/me") return read ? me(s) : method_not_allowed(req, "GET");
+  if (rest == "users") {
+    return read || req.method == "POST" ? users(s, req) : method_not_allowed(req, "GET, POST");
+  }
+  if (rest == "tokens" || rest.starts_with("tokens/")) {
+    std::string id = rest.size() > 6 ? rest.substr(7) : "";
+    if (rest.starts_with("tokens/") && id.empty())
+      return error_of(Errc::not_found, "no token id in " + path);
+    return tokens(s, req, id);
+  }
+  if (rest == "audit") return read ? audit_log(s, req) : method_not_allowed(req, "GET");
+
+  // Workspace actions (deploy) and logs (readable by anyone, like the other GETs).
+  std::optional<Caller> caller;
+  if (action) {
+    if (req.method != "POST") return method_not_allowed(req, "POST");
+    auto c = s.require(auth::Scope::deploy);
+    if (c.has_error()) return error_of(c.error());
+    caller = std::move(c.value());
+  } else if (!read) {
+    return method_not_allowed(req, "GET");
+  }
+  auto decoded = http::percent_decode(ws_name);
+  if (!decoded)
+    return error_of(Errc::invalid_argument, "malformed percent-encoding in the workspace name");
+  if (auto v = validate_workspace_name(*decoded); v.has_error()) return error_of(v.error());
+  const WorkspaceView* w = snap.find(*decoded);
+  if (!w) {
+    return error_of(Errc::not_found, "there is no workspace named '" + *decoded + "'; GET " + api +
+                                         "/workspaces lists them");
+  }
+  if (logs) {
+    auto tail = parse_tail(query_param(req.query, "tail"), kDefaultTail, kMaxTail);
+    if (tail.has_error()) return error_of(tail.error());
+    if (!services_.log_path) return error_of(Errc::unavailable, "this control plane keeps no logs");
+    auto lines = tail_lines(services_.log_path(w->name), static_cast<std::size_t>(tail.value()),
+                            kMaxLogRead);
+    return json_response(200, {{"name", w->name}, {"lines", lines}});
+  }
+  const char* verb = *action == WorkspaceAction::start  ? "start"
+                     : *action == WorkspaceAction::stop ? "stop"
+                                                        : "restart";
+  if (!w->runs) {
+    auto r = error_of(Errc::invalid_argument,
+                      w->is_static
+                          ? fmt::format("'{}' is a static workspace: the gateway serves its files, "
+                                        "there is no app to {}",
+                                        w->name, verb)
+                          : fmt::format("'{}' has no app that can run here ({}); nothing to {}",
+                                        w->name, w->error, verb));
+    r.status = 409;
+    return r;
+  }
+  if (!services_.act)
+    return error_of(Errc::unavailable, "this control plane cannot act on workspaces");
+  services_.act(w->name, *action);
+  s.audit(*caller, std::string("workspace.") + verb, w->name, {{"status", w->status}});
+  return json_response(202, {{"workspace", workspace_json(*w, snap)}});
+}
+
+}  // namespace ck

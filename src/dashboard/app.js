@@ -1,0 +1,410 @@
+// The dashboard: sign-in, the workspace list kept live by /monitor/ws, the selected
+// workspace's actions, logs and preview, and system health. Plain ES modules, no build step.
+import * as api from "./api.js";
+import { EventStream } from "./events.js";
+import { loadHealth } from "./health.js";
+import { LogViewer } from "./logs.js";
+import { Preview } from "./preview.js";
+import { WorkspaceList } from "./workspaces.js";
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  user: null,
+  authAvailable: true,
+  selected: "",
+  stream: null,
+  wasDown: false,
+  healthTimer: null,
+  heartbeatTimer: null,
+  logsLoading: 0,
+};
+
+const list = new WorkspaceList($("ws-list"), $("ws-empty"), $("ws-count"));
+const logs = new LogViewer({
+  pre: $("log"),
+  search: $("log-search"),
+  follow: $("log-follow"),
+  clear: $("log-clear"),
+  note: $("log-note"),
+});
+const preview = new Preview({
+  frame: $("preview"),
+  radios: document.querySelectorAll('input[name="device"]'),
+  reload: $("preview-reload"),
+  label: $("preview-size"),
+});
+
+function announce(text) {
+  const live = $("live");
+  live.textContent = "";
+  // A new text node each time, so screen readers repeat an identical message.
+  requestAnimationFrame(() => (live.textContent = text));
+}
+
+// ---- sign-in -------------------------------------------------------------------------------
+
+function showLogin(message = "") {
+  stopLive();
+  state.user = null;
+  state.selected = "";
+  $("main").hidden = true;
+  $("conn").hidden = true;
+  $("who").hidden = true;
+  $("logout").hidden = true;
+  $("login-view").hidden = false;
+  $("login-error").textContent = message;
+  $("login-name").focus();
+}
+
+function showMain() {
+  $("login-view").hidden = true;
+  $("main").hidden = false;
+  $("conn").hidden = false;
+  if (state.user) {
+    $("who").textContent = `${state.user.name} (${state.user.role})`;
+    $("who").hidden = false;
+    $("logout").hidden = false;
+  }
+  startLive();
+}
+
+async function boot() {
+  try {
+    const r = await api.me();
+    state.user = r.user;
+    api.setCsrf(r.csrf);
+    showMain();
+  } catch (e) {
+    if (e.status === 401) {
+      showLogin();
+    } else if (e.status === 404) {
+      // A control plane without the auth endpoints: read-only, no sign-in.
+      state.authAvailable = false;
+      showMain();
+    } else {
+      showBanner("The control plane does not answer: " + e.message, "error");
+      setTimeout(boot, 2000);
+    }
+  }
+}
+
+$("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const name = $("login-name").value.trim();
+  const password = $("login-password").value;
+  if (!name || !password) {
+    $("login-error").textContent = "Enter your name and password.";
+    return;
+  }
+  const button = ev.submitter || $("login-form").querySelector("button");
+  button.disabled = true;
+  try {
+    const r = await api.login(name, password);
+    state.user = r.user;
+    api.setCsrf(r.csrf);
+    $("login-password").value = "";
+    showMain();
+    $("main").focus();
+    announce(`Signed in as ${r.user.name}`);
+  } catch (e) {
+    $("login-error").textContent =
+      e.status === 401 ? "Wrong name or password." : e.message || "Sign-in failed.";
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("logout").addEventListener("click", async () => {
+  try {
+    await api.logout();
+  } catch {
+    // Signed out either way on this page.
+  }
+  api.setCsrf("");
+  showLogin("Signed out.");
+});
+
+// Any 401 from the API means the session ended: back to the sign-in form.
+function handleApiError(e, what) {
+  if (e.status === 401 && state.authAvailable) {
+    showLogin("Your session ended; sign in again.");
+    return true;
+  }
+  if (what) $("action-result").textContent = `${what}: ${e.message}`;
+  return false;
+}
+
+// ---- live updates --------------------------------------------------------------------------
+
+function showBanner(text, kind = "warn") {
+  const b = $("banner");
+  b.textContent = text;
+  b.dataset.kind = kind;
+  b.hidden = false;
+}
+
+function hideBanner() {
+  $("banner").hidden = true;
+  $("banner").textContent = "";
+}
+
+function setConn(s, text) {
+  const c = $("conn");
+  c.dataset.state = s;
+  c.textContent = text;
+}
+
+function startLive() {
+  if (state.stream) return;
+  state.stream = new EventStream({ onEvent, onState });
+  state.stream.start();
+  refreshList();
+  refreshHealth();
+  clearInterval(state.healthTimer);
+  state.healthTimer = setInterval(refreshHealth, 15000);
+  route();
+}
+
+function stopLive() {
+  if (state.stream) state.stream.stop();
+  state.stream = null;
+  clearInterval(state.healthTimer);
+  clearInterval(state.heartbeatTimer);
+  hideBanner();
+}
+
+function onState(s, info) {
+  if (s === "open") {
+    setConn("open", "live");
+    if (state.wasDown) {
+      hideBanner();
+      announce("Reconnected; the list is live again.");
+      refreshList();
+      refreshHealth();
+      if (state.selected) loadLogs(state.selected);
+    }
+    state.wasDown = false;
+    return;
+  }
+  state.wasDown = true;
+  setConn("down", "reconnecting");
+  const secs = (info.delay / 1000).toFixed(info.delay < 1000 ? 1 : 0);
+  showBanner(`Connection to the control plane lost: reconnecting in ${secs} s (attempt ${info.attempt})…`);
+}
+
+function onEvent(e) {
+  switch (e.type) {
+    case "hello":
+      list.replace(e.workspaces || []);
+      if (state.selected) renderDetail();
+      break;
+    case "status": {
+      if (e.status === "removed") {
+        list.remove(e.workspace);
+        announce(`${e.workspace} was removed`);
+        refreshHealthSoon();
+        if (state.selected === e.workspace) renderDetail();
+        break;
+      }
+      const before = list.get(e.workspace);
+      const added = list.upsert({
+        name: e.workspace,
+        status: e.status,
+        frozen: e.frozen,
+        phase: e.phase || "",
+        reason: e.reason || "",
+        error: e.error || "",
+      });
+      if (added) fetchOne(e.workspace);
+      if (!before || before.status !== e.status) refreshHealthSoon();
+      if (!before || before.status !== e.status) announce(`${e.workspace} is ${e.status}`);
+      if (state.selected === e.workspace) renderDetail();
+      break;
+    }
+    case "activity":
+      list.upsert({ name: e.workspace, activity: e.level });
+      if (state.selected === e.workspace) renderDetail();
+      break;
+    case "log":
+      if (state.selected === e.workspace) logs.append(e.line);
+      break;
+    case "reload":
+      if (state.selected === e.workspace && !$("panel-preview").hidden) preview.reload();
+      break;
+    case "job":
+      refreshHealthSoon();
+      break;
+    default:
+      break;
+  }
+}
+
+async function refreshList() {
+  try {
+    const r = await api.workspaces();
+    for (const w of r.workspaces || []) list.upsert(w);
+    if (state.selected) renderDetail();
+  } catch (e) {
+    handleApiError(e);
+  }
+}
+
+async function fetchOne(name) {
+  try {
+    list.upsert(await api.workspace(name));
+    if (state.selected === name) renderDetail();
+  } catch (e) {
+    handleApiError(e);
+  }
+}
+
+async function refreshHealth() {
+  await loadHealth($("health"));
+}
+
+let healthSoon = null;
+function refreshHealthSoon() {
+  clearTimeout(healthSoon);
+  healthSoon = setTimeout(refreshHealth, 1000);
+}
+$("health-refresh").addEventListener("click", refreshHealth);
+
+// ---- the selected workspace ----------------------------------------------------------------
+
+function route() {
+  const m = /^#\/w\/([^/]+)$/.exec(location.hash);
+  const name = m ? decodeURIComponent(m[1]) : "";
+  if (name === state.selected) return;
+  state.selected = name;
+  list.select(name);
+  $("action-result").textContent = "";
+  if (!name) {
+    $("detail").hidden = true;
+    return;
+  }
+  $("detail").hidden = false;
+  renderDetail();
+  fetchOne(name);
+  loadLogs(name);
+  if (!$("panel-preview").hidden) preview.show(name);
+  $("detail-title").focus({ preventScroll: false });
+}
+window.addEventListener("hashchange", route);
+
+function renderDetail() {
+  const name = state.selected;
+  const w = list.get(name);
+  $("detail-title").textContent = name;
+  $("detail-title").tabIndex = -1;
+  const badge = $("detail-status");
+  if (!w) {
+    badge.textContent = "removed";
+    badge.dataset.status = "removed";
+    $("detail-activity").textContent = "";
+    $("detail-meta").textContent = "This workspace is gone from the storage.";
+    $("detail-error").textContent = "";
+    for (const b of document.querySelectorAll("[data-action]")) b.disabled = true;
+    return;
+  }
+  const status = w.frozen && w.status === "running" ? "frozen" : w.status || "unknown";
+  badge.textContent = status + (w.phase ? ` (${w.phase})` : "");
+  badge.dataset.status = status;
+  $("detail-activity").textContent = w.activity ? "activity: " + w.activity : "";
+  const meta = [w.type + (w.matched ? " — " + w.matched : ""), w.description, w.reason]
+    .filter(Boolean)
+    .join(" · ");
+  $("detail-meta").textContent = meta;
+  $("detail-error").textContent = w.status === "failed" ? w.error || "" : "";
+  $("detail-open").href = w.url || (name === "www" ? "/" : "/" + encodeURIComponent(name) + "/");
+  $("detail-open").setAttribute("aria-label", `Open ${name} in a new tab`);
+  const running = ["running", "initializing", "creating"].includes(w.status) && !w.frozen;
+  const pending = state.pending === name;
+  document.querySelector('[data-action="start"]').disabled = pending || running;
+  document.querySelector('[data-action="stop"]').disabled = pending || w.status === "stopped";
+  document.querySelector('[data-action="restart"]').disabled = pending;
+}
+
+for (const button of document.querySelectorAll("[data-action]")) {
+  button.addEventListener("click", async () => {
+    const name = state.selected;
+    const verb = button.dataset.action;
+    if (!name) return;
+    state.pending = name;
+    renderDetail();
+    $("action-result").textContent = `${verb} ${name}…`;
+    try {
+      await api.action(name, verb);
+      $("action-result").textContent = `${verb} ${name}: requested`;
+    } catch (e) {
+      handleApiError(e, `${verb} ${name} failed`);
+    } finally {
+      state.pending = "";
+      renderDetail();
+    }
+  });
+}
+
+// Accepts the log shapes a server may answer: {"lines": [...]}, {"log": "text"}, an array.
+function linesOf(r) {
+  if (Array.isArray(r)) return r.map((l) => (typeof l === "string" ? l : l.line ?? JSON.stringify(l)));
+  if (r && Array.isArray(r.lines)) return linesOf(r.lines);
+  if (r && typeof r.log === "string") return r.log.split("\n").filter((l, i, a) => l || i < a.length - 1);
+  return [];
+}
+
+async function loadLogs(name) {
+  const token = ++state.logsLoading;
+  logs.reset();
+  logs.message("loading the log…");
+  try {
+    const r = await api.logs(name, 500);
+    if (token !== state.logsLoading) return;
+    logs.reset(linesOf(r));
+  } catch (e) {
+    if (token !== state.logsLoading || handleApiError(e)) return;
+    // Without the logs endpoint: the last lines the monitor kept, then live lines.
+    const w = list.get(name);
+    const tail = w && w.log_tail ? String(w.log_tail).split("\n").filter(Boolean) : [];
+    logs.reset(tail);
+    logs.message(`log history unavailable (${e.message}); showing live lines`);
+  }
+}
+
+// ---- tabs ----------------------------------------------------------------------------------
+
+const tabs = [$("tab-logs"), $("tab-preview")];
+function selectTab(tab) {
+  for (const t of tabs) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", String(on));
+    t.tabIndex = on ? 0 : -1;
+    $(t.getAttribute("aria-controls")).hidden = !on;
+  }
+  clearInterval(state.heartbeatTimer);
+  if (tab === tabs[1] && state.selected) {
+    preview.show(state.selected);
+    // Someone is looking at the preview: keep the workspace active.
+    const beat = () => state.stream && state.stream.send({ heartbeat: [state.selected] });
+    beat();
+    state.heartbeatTimer = setInterval(beat, 30000);
+  }
+}
+for (const t of tabs) {
+  t.addEventListener("click", () => selectTab(t));
+  t.addEventListener("keydown", (ev) => {
+    const i = tabs.indexOf(t);
+    let next = null;
+    if (ev.key === "ArrowRight") next = tabs[(i + 1) % tabs.length];
+    if (ev.key === "ArrowLeft") next = tabs[(i + tabs.length - 1) % tabs.length];
+    if (ev.key === "Home") next = tabs[0];
+    if (ev.key === "End") next = tabs[tabs.length - 1];
+    if (next) {
+      ev.preventDefault();
+      selectTab(next);
+      next.focus();
+    }
+  });
+}
+
+boot();
