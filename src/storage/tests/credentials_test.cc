@@ -159,7 +159,9 @@ TEST_F(CredentialsTest, TargetAddressingEndpointAndBucketRules) {
   env_["AWS_CA_BUNDLE"] = "/etc/ssl/test-ca.pem";
   EXPECT_EQ(make_target(sc, env()).value().options.ca_bundle, "/etc/ssl/test-ca.pem");
 
-  for (const char* bad : {"", "ab", "Bad_Bucket", "-bkt", "bkt-", std::string(64, 'a').c_str()}) {
+  const std::string too_long(64, 'a');
+  for (const std::string& bad : {std::string(), std::string("ab"), std::string("Bad_Bucket"), std::string("-bkt"),
+                                 std::string("bkt-"), too_long}) {
     sc.bucket = bad;
     auto r = make_target(sc, env());
     ASSERT_TRUE(r.has_error()) << bad;
