@@ -7,24 +7,47 @@
 #include <unistd.h>
 
 #include "api/metrics.h"
+#include "api/respond.h"
 #include "core/names.h"
 #include "http/url.h"
 #include "metrics/metrics.h"
 
 namespace ck {
+
+namespace api {
+
+http::Response json_response(int status, const nlohmann::json& body) {
+  http::Response r;
+  r.status = status;
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+http::Response no_content() {
+  http::Response r;
+  r.status = 204;
+  r.content_type.clear();
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+http::Response method_not_allowed(const http::Request& req, const char* allow) {
+  auto r = error_response(Errc::invalid_argument, req.method + " is not allowed on " + req.path + "; use " + allow);
+  r.status = 405;
+  r.headers.emplace_back("Allow", allow);
+  return r;
+}
+
+}  // namespace api
+
+using api::json_response;
 using json = nlohmann::json;
 
 namespace {
 
 constexpr std::string_view kApi = "/monitor/api/v1";
 
-http::Response json_response(int status, const json& body) {
-  http::Response r;
-  r.status = status;
-  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
-  r.headers.emplace_back("Cache-Control", "no-store");
-  return r;
-}
 
 std::string activity_of(const WorkspaceView& w, const Snapshot&) {
   if (w.status == "stopped" && !w.frozen) return std::string(level_name(ActivityLevel::stop));
@@ -148,6 +171,35 @@ Result<BucketNotification> parse_bucket_notification(std::string_view body) {
   return out;
 }
 
+namespace {
+
+// GET /workspaces[?limit=&after=]: by name (the snapshot's order), `limit` (default 100,
+// 1..1000) after the name `after` (the "next" of the previous page, which need not exist any
+// more); "next" is null on the last page.
+http::Response workspace_list(const http::Request& req, const Snapshot& snap) {
+  int limit = 100;
+  if (auto v = query_param(req.query, "limit"); !v.empty()) {
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), limit);
+    if (ec != std::errc() || p != v.data() + v.size() || limit < 1 || limit > 1000) {
+      return error_response(Errc::invalid_argument, "limit must be a number from 1 to 1000");
+    }
+  }
+  std::string after = query_param(req.query, "after");
+  json list = json::array();
+  json next = nullptr;
+  for (const auto& w : snap.workspaces) {  // sorted by name
+    if (!after.empty() && w.name <= after) continue;
+    if (static_cast<int>(list.size()) == limit) {
+      next = list.back()["name"];
+      break;
+    }
+    list.push_back(workspace_json(w, snap));
+  }
+  return json_response(200, {{"workspaces", list}, {"next", next}});
+}
+
+}  // namespace
+
 int http_status_for(Errc code) {
   switch (code) {
     case Errc::invalid_argument: return 400;
@@ -169,7 +221,8 @@ http::Response error_response(Errc code, const std::string& message) {
                        {{"error", {{"code", std::string(errc_name(code))}, {"message", message}}}});
 }
 
-http::Response ControlApi::handle(const http::Request& req) const {
+// Behind handle() (routes.cc), which has matched the request against routes().
+http::Response ControlApi::dispatch(const http::Request& req) const {
   const std::string& path = req.path;
   bool read = req.method == "GET" || req.method == "HEAD";
   auto snap = snapshots_.load();
@@ -196,9 +249,7 @@ http::Response ControlApi::handle(const http::Request& req) const {
   }
   if (path == std::string(kApi) + "/workspaces") {
     if (!read) return method_not_allowed("GET");
-    json list = json::array();
-    for (const auto& w : snap->workspaces) list.push_back(workspace_json(w, *snap));
-    return json_response(200, {{"workspaces", list}, {"next", nullptr}});
+    return workspace_list(req, *snap);
   }
   std::string prefix = std::string(kApi) + "/workspaces/";
   if (path.starts_with(prefix)) {
@@ -238,6 +289,10 @@ http::Response ControlApi::handle(const http::Request& req) const {
       return json_response(200, {{"name", w->name}, {"history", list}});
     }
     return error_response(Errc::not_found, "no such endpoint: " + path);
+  }
+  if (path == std::string(kApi) + "/templates") {
+    if (!read) return method_not_allowed("GET");
+    return templates(req);
   }
   if (path == std::string(kApi) + "/jobs" || path.starts_with(std::string(kApi) + "/jobs/")) {
     if (!read) return method_not_allowed("GET");

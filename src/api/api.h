@@ -47,6 +47,13 @@ struct ApiServices {
   std::function<void(const std::string& name, WorkspaceAction action)> act;
   /// Where a workspace's log is (Runtime::log_path); must be callable from any thread.
   std::function<std::filesystem::path(const std::string& name)> log_path;
+  /// Creating and deleting workspaces (workspaces_api.cc): the storage root (dir storage: the
+  /// workspace folders; empty: no create/delete), whether it is dir storage (S3 answers 409),
+  /// where deleted workspaces go (DATA/trash) and the templates folder (empty: none).
+  std::filesystem::path workspaces_root;
+  bool dir_storage = false;
+  std::filesystem::path trash_dir;
+  std::filesystem::path templates_dir;
 };
 
 class ControlApi {
@@ -60,15 +67,24 @@ class ControlApi {
         db_(db),
         storage_events_(std::move(storage_events)),
         services_(std::move(services)) {}
+  /// The front door (routes.cc): the routing table's 404/405, then dispatch(), then the ETag
+  /// (and 304) of every 200 JSON answer to a GET.
   http::Response handle(const http::Request& req) const;
 
  private:
+  http::Response dispatch(const http::Request& req) const;
   http::Response jobs(const http::Request& req) const;
   http::Response storage_events(const http::Request& req) const;
   /// auth_api.cc: the auth, user, token and audit endpoints, workspace start/stop/restart and
   /// logs, and the credential check of every other mutation; nullopt lets handle() go on.
   std::optional<http::Response> handle_secured(const http::Request& req,
                                                const Snapshot& snap) const;
+  /// workspaces_api.cc: POST /workspaces and DELETE /workspaces/{name} for a caller already
+  /// checked for the deploy scope (`principal` goes to the audit log); nullopt for other routes.
+  std::optional<http::Response> workspace_mutation(const http::Request& req, const Snapshot& snap,
+                                                   const std::string& principal) const;
+  /// GET /templates.
+  http::Response templates(const http::Request& req) const;
   const SnapshotHolder& snapshots_;
   ApiInfo info_;
   StateDb* db_;

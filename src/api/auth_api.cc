@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.h"
+#include "api/respond.h"
 #include "api/auth_http.h"
 #include "auth/auth.h"
 #include "core/names.h"
@@ -21,6 +22,10 @@
 #include "http/url.h"
 
 namespace ck {
+
+using api::json_response;
+using api::method_not_allowed;
+using api::no_content;
 using json = nlohmann::json;
 
 namespace {
@@ -30,21 +35,7 @@ constexpr int kDefaultTail = 200;
 constexpr int kMaxTail = 5000;
 constexpr std::size_t kMaxLogRead = 8u << 20;  // the end of a log read for ?tail
 
-http::Response json_response(int status, const json& body) {
-  http::Response r;
-  r.status = status;
-  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
-  r.headers.emplace_back("Cache-Control", "no-store");
-  return r;
-}
 
-http::Response no_content() {
-  http::Response r;
-  r.status = 204;
-  r.content_type.clear();
-  r.headers.emplace_back("Cache-Control", "no-store");
-  return r;
-}
 
 http::Response error_of(Errc code, const std::string& message) {
   auto r = error_response(code, message);
@@ -54,13 +45,6 @@ http::Response error_of(Errc code, const std::string& message) {
 
 http::Response error_of(const Error& e) { return error_of(e.code, e.message); }
 
-http::Response method_not_allowed(const http::Request& req, const char* allow) {
-  auto r = error_response(Errc::invalid_argument,
-                          req.method + " is not allowed on " + req.path + "; use " + allow);
-  r.status = 405;
-  r.headers.emplace_back("Allow", allow);
-  return r;
-}
 
 // A query parameter's decoded value ("" if absent).
 std::string query_param(const std::string& query, std::string_view key) {
@@ -414,7 +398,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   if (!own) {  // any other mutation: the route decides the rest once the caller may deploy
     auto caller = s.require(auth::Scope::deploy);
     if (caller.has_error()) return error_of(caller.error());
-    return std::nullopt;
+    return workspace_mutation(req, snap, caller.value().principal.label());
   }
   if (rest == "auth/login")
     return req.method == "POST" ? login(s, req) : method_not_allowed(req, "POST");

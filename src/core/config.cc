@@ -135,6 +135,7 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
       {"jobs.backoff_cap",
        [](Config& c, const std::string& v) { return set_duration(c.jobs.backoff_cap, v); }},
       {"data", [](Config& c, const std::string& v) { return set_string(c.data, v); }},
+      {"templates", [](Config& c, const std::string& v) { return set_string(c.templates, v); }},
       {"idle.idle_after", [](Config& c, const std::string& v) { return set_duration(c.idle.idle_after, v); }},
       {"idle.background_after",
        [](Config& c, const std::string& v) { return set_duration(c.idle.background_after, v); }},

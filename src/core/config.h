@@ -81,6 +81,7 @@ struct Config {
   LimitsConfig limits;
   JobsConfig jobs;
   std::string admin_token;
+  std::string templates;  // the workspace templates folder; empty: next to the binary
   std::string log_format = "text";
   std::string log_level = "info";
 };

@@ -95,6 +95,41 @@ std::optional<std::string> process_env(const std::string& name) {
   return std::string(v);
 }
 
+// The workspace templates folder: the `templates` config key, else
+// <dir of the binary>/../share/cloudyknight/templates (installed), else the source tree's
+// templates/ (a binary in <repo>/build/, or the tree it was built from). Empty if none exists.
+fs::path find_templates(const Config& config, const std::string& self_exe) {
+  auto log = log::get("daemon");
+  std::error_code ec;
+  if (!config.templates.empty()) {
+    fs::path p = fs::absolute(config.templates, ec);
+    if (fs::is_directory(p, ec)) {
+      log->info("templates: {} (config key templates)", p.string());
+      return p;
+    }
+    log->warn("templates: {} (config key templates) is not a folder; looking next to the binary",
+              p.string());
+  }
+  fs::path bin = fs::path(self_exe).parent_path();
+  std::vector<std::pair<fs::path, std::string>> candidates = {
+      {bin / ".." / "share" / "cloudyknight" / "templates", "installed with the binary"},
+      {bin / ".." / "templates", "the source tree next to the build"},
+  };
+#ifdef CK_SOURCE_DIR
+  candidates.emplace_back(fs::path(CK_SOURCE_DIR) / "templates", "the source tree it was built from");
+#endif
+  for (const auto& [dir, why] : candidates) {
+    if (fs::is_directory(dir, ec)) {
+      fs::path p = fs::weakly_canonical(dir, ec);
+      log->info("templates: {} ({})", p.string(), why);
+      return p;
+    }
+  }
+  log->info("templates: none found (set the `templates` config key); creating from a template "
+            "answers 404");
+  return {};
+}
+
 }  // namespace
 
 // Opens DATA/state.db. One that cannot be opened (corrupt, from a newer version) is moved
@@ -316,6 +351,10 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     net::post(io, [&monitor, name, action] { monitor.act(name, action); });
   };
   services.log_path = [&runtime](const std::string& name) { return runtime.log_path(name); };
+  services.workspaces_root = ws_root;
+  services.dir_storage = !s3;
+  services.trash_dir = data / "trash";
+  services.templates_dir = find_templates(config, self_exe);
   api = std::make_unique<ControlApi>(snapshots, ApiInfo{CK_VERSION, base, std::chrono::system_clock::now()},
                                      db.get(), std::move(storage_events), std::move(services));
   gateway.start();

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "http/url.h"
+
 namespace ck::dashboard {
 namespace {
 
@@ -17,20 +19,6 @@ http::Response plain(int status, std::string body) {
   return r;
 }
 
-// True if the If-None-Match header lists `etag` (or is "*"). Weak validators match too.
-bool etag_matches(std::string_view header, std::string_view etag) {
-  while (!header.empty()) {
-    auto comma = header.find(',');
-    auto item = header.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (item.starts_with("W/")) item.remove_prefix(2);
-    if (item == etag || item == "*") return true;
-    if (comma == std::string_view::npos) break;
-    header.remove_prefix(comma + 1);
-  }
-  return false;
-}
 
 http::Response file_response(const http::Request& req, const Asset& a) {
   http::Response r;
@@ -40,7 +28,7 @@ http::Response file_response(const http::Request& req, const Asset& a) {
   r.headers.emplace_back("X-Content-Type-Options", "nosniff");
   r.headers.emplace_back("Referrer-Policy", "same-origin");
   r.content_type = std::string(a.content_type);
-  if (etag_matches(req.header("If-None-Match"), a.etag)) {
+  if (http::etag_matches(req.header("If-None-Match"), a.etag)) {
     r.status = 304;
     return r;
   }

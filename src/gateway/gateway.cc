@@ -764,7 +764,7 @@ struct Gateway::Impl {
     std::string_view inm(req[bhttp::field::if_none_match]);
     bool not_modified = false;
     if (!inm.empty()) {
-      not_modified = etag_matches(inm, etag) || etag_matches(inm, gz_etag);
+      not_modified = http::etag_matches(inm, etag) || http::etag_matches(inm, gz_etag);
     } else if (auto ims = http::parse_http_date(std::string_view(req[bhttp::field::if_modified_since]))) {
       not_modified = st.st_mtim.tv_sec <= *ims;
     }

@@ -191,23 +191,6 @@ std::string make_etag(std::uint64_t size, std::int64_t mtime_ns) {
   return fmt::format("\"{:x}-{:x}\"", size, static_cast<std::uint64_t>(mtime_ns));
 }
 
-bool etag_matches(std::string_view inm, std::string_view etag) {
-  auto strip = [](std::string_view t) {
-    while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-    while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-    if (t.starts_with("W/")) t.remove_prefix(2);
-    return t;
-  };
-  std::string_view want = strip(etag);
-  while (!inm.empty()) {
-    auto comma = inm.find(',');
-    auto tag = strip(inm.substr(0, comma));
-    if (tag == "*" || tag == want) return true;
-    if (comma == std::string_view::npos) break;
-    inm.remove_prefix(comma + 1);
-  }
-  return false;
-}
 
 bool accepts_gzip(std::string_view value) {
   std::optional<bool> gzip_ok, star_ok;

@@ -40,8 +40,6 @@ RangeResult parse_range(std::string_view header, std::uint64_t size, ByteRange& 
 
 /// A strong ETag from size and modification time: "\"1a2b-5f3e...\"".
 std::string make_etag(std::uint64_t size, std::int64_t mtime_ns);
-/// True if an If-None-Match value matches `etag` (lists, "*" and W/ prefixes handled).
-bool etag_matches(std::string_view if_none_match, std::string_view etag);
 
 /// True if an Accept-Encoding value allows gzip (q-values honoured: "gzip;q=0" refuses it).
 bool accepts_gzip(std::string_view accept_encoding);

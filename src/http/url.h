@@ -36,5 +36,8 @@ bool iequals(std::string_view a, std::string_view b);
 /// True if a comma-separated header value lists `token` (case-insensitive), e.g.
 /// header_has_token("keep-alive, Upgrade", "upgrade").
 bool header_has_token(std::string_view value, std::string_view token);
+/// True if an If-None-Match value lists `etag` or is "*"; weak validators (W/) match too
+/// (RFC 9110 weak comparison, as GET conditionals use).
+bool etag_matches(std::string_view if_none_match, std::string_view etag);
 
 }  // namespace ck::http

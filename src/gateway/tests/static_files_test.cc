@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include "gateway/static_files.h"
+#include "http/url.h"
 
 namespace ck {
 namespace {
@@ -99,11 +100,11 @@ TEST(StaticRanges, Parsing) {
 TEST(StaticEtags, Matching) {
   auto e = make_etag(10, 123);
   EXPECT_EQ(e, "\"a-7b\"");
-  EXPECT_TRUE(etag_matches(e, e));
-  EXPECT_TRUE(etag_matches("\"x\", " + e, e));
-  EXPECT_TRUE(etag_matches("W/" + e, e));
-  EXPECT_TRUE(etag_matches("*", e));
-  EXPECT_FALSE(etag_matches("\"other\"", e));
+  EXPECT_TRUE(http::etag_matches(e, e));
+  EXPECT_TRUE(http::etag_matches("\"x\", " + e, e));
+  EXPECT_TRUE(http::etag_matches("W/" + e, e));
+  EXPECT_TRUE(http::etag_matches("*", e));
+  EXPECT_FALSE(http::etag_matches("\"other\"", e));
 }
 
 TEST(StaticGzip, AcceptEncoding) {
