@@ -73,19 +73,7 @@ json job_json(const Job& j) {
 
 // A query parameter's decoded value ("" if absent).
 std::string query_param(const std::string& query, std::string_view key) {
-  std::string_view q(query);
-  while (!q.empty()) {
-    auto amp = q.find('&');
-    auto part = q.substr(0, amp);
-    auto eq = part.find('=');
-    if (part.substr(0, eq) == key) {
-      auto v = http::percent_decode(eq == std::string_view::npos ? "" : part.substr(eq + 1));
-      return v ? *v : "";
-    }
-    if (amp == std::string_view::npos) break;
-    q.remove_prefix(amp + 1);
-  }
-  return "";
+  return http::query_param(query, key).value_or("");
 }
 
 }  // namespace

@@ -39,8 +39,12 @@ export class Preview {
 
   reload() {
     if (!this.name) return;
-    const src = this.frame.src;
-    this.frame.src = "about:blank";
-    this.frame.src = src;
+    try {
+      // Same origin (the sandbox allows it): a real reload of whatever page the preview is on.
+      this.frame.contentWindow.location.reload();
+    } catch {
+      // Not readable (an error page, a navigation elsewhere): load the workspace again.
+      this.frame.src = this.frame.src;
+    }
   }
 }

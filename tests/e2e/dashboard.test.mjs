@@ -44,6 +44,28 @@ const problems = []; // console errors and CSP violations, checked by the last t
 
 fs.mkdirSync(SHOTS, { recursive: true });
 
+// Polls `check` every 100 ms until it returns true; fails with `what` after `timeout` ms.
+async function waitFor(check, timeout, what) {
+  const deadline = Date.now() + timeout;
+  for (let i = 0; i < 100000; i++) {
+    if (await check()) return;
+    if (Date.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail(`timed out after ${timeout} ms waiting for ${what}`);
+}
+
+// The API's view of one workspace.
+async function workspace(name) {
+  return (await page.request.get(`${BASE}/monitor/api/v1/workspaces/${name}`)).json();
+}
+
+// Waits until the gateway answers `path` with a status below 500 (a workspace that is starting
+// answers 503 + Retry-After).
+async function answers(path, timeout = 30000) {
+  await waitFor(async () => (await page.request.get(BASE + path)).status() < 500, timeout, `${path} to answer`);
+}
+
 async function shot(name) {
   const file = path.join(SHOTS, name + ".png");
   await page.screenshot({ path: file, fullPage: true });
@@ -173,10 +195,16 @@ test("stop and start a workspace with the buttons; the status changes live", asy
   await start.click();
   await status("hello-python").filter({ hasText: "running" }).waitFor({ timeout: 30000 });
   await page.locator("#detail-status").filter({ hasText: "running" }).waitFor();
-  // Restart goes through stopping/initializing and ends running again.
+  // Restart goes through stopping/initializing and ends running again, on a new process.
+  const pidBefore = (await workspace("hello-python")).pid;
   await page.getByRole("button", { name: "Restart", exact: true }).click();
   await page.locator("#action-result").filter({ hasText: /restart hello-python: requested/ }).waitFor();
+  await waitFor(async () => {
+    const w = await workspace("hello-python");
+    return w.status === "running" && w.pid !== pidBefore;
+  }, 30000, "hello-python running on a new process after the restart");
   await status("hello-python").filter({ hasText: "running" }).waitFor({ timeout: 30000 });
+  await answers("/hello-python/");
   await assertNotReloaded();
   await shot("03-started");
 });
@@ -187,6 +215,7 @@ test("read a workspace's logs, live, with search and follow", async () => {
   await page.locator("#log-note").filter({ hasText: /lines|unavailable/ }).waitFor();
   // A request to the app writes an access-log line, which arrives as a live `log` event.
   const marker = "ck-browser-" + Date.now();
+  await answers("/hello-python/");
   const r = await page.request.get(`${BASE}/hello-python/${marker}`);
   assert.ok(r.status() < 500, `hello-python answered ${r.status()}`);
   await page.locator("#log .line").filter({ hasText: marker }).waitFor({ timeout: 15000 });
