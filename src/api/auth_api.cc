@@ -160,17 +160,23 @@ json user_json(const auth::UserInfo& u) {
           {"created_ms", u.created_ms}};
 }
 
+// The {"name", "password"} of a login or a new user.
+Result<std::pair<std::string, std::string>> name_and_password(const json& doc) {
+  BOOST_OUTCOME_TRY(name, string_member(doc, "name"));
+  BOOST_OUTCOME_TRY(password, string_member(doc, "password"));
+  return std::pair{std::move(name), std::move(password)};
+}
+
 http::Response login(Secured& s, const http::Request& req) {
   auto doc = body_object(req);
   if (doc.has_error()) return error_of(doc.error());
-  auto name = string_member(doc.value(), "name");
-  if (name.has_error()) return error_of(name.error());
-  auto password = string_member(doc.value(), "password");
-  if (password.has_error()) return error_of(password.error());
-  auto session = s.service().login(name.value(), password.value(), req.client_ip);
+  auto creds = name_and_password(doc.value());
+  if (creds.has_error()) return error_of(creds.error());
+  const auto& [name, password] = creds.value();
+  auto session = s.service().login(name, password, req.client_ip);
   if (session.has_error()) {
     if (session.error().code == Errc::rate_limited) {
-      auto wait = s.service().limiter().blocked(name.value(), req.client_ip);
+      auto wait = s.service().limiter().blocked(name, req.client_ip);
       auto seconds = wait ? std::max<std::int64_t>(wait->count(), 1) : 60;
       auto r = error_of(Errc::rate_limited,
                         fmt::format("too many login attempts; try again in {} s", seconds));
@@ -230,10 +236,9 @@ http::Response users(Secured& s, const http::Request& req) {
   }
   auto doc = body_object(req);
   if (doc.has_error()) return error_of(doc.error());
-  auto name = string_member(doc.value(), "name");
-  if (name.has_error()) return error_of(name.error());
-  auto password = string_member(doc.value(), "password");
-  if (password.has_error()) return error_of(password.error());
+  auto creds = name_and_password(doc.value());
+  if (creds.has_error()) return error_of(creds.error());
+  const auto& [name, password] = creds.value();
   std::string role_text = "member";
   if (doc.value().contains("role")) {
     auto r = string_member(doc.value(), "role");
@@ -242,7 +247,7 @@ http::Response users(Secured& s, const http::Request& req) {
   }
   auto role = auth::parse_role(role_text);
   if (!role) return error_of(Errc::invalid_argument, "\"role\" must be \"admin\" or \"member\"");
-  auto user = s.service().create_user(name.value(), password.value(), *role);
+  auto user = s.service().create_user(name, password, *role);
   if (user.has_error()) return error_of(user.error());
   s.audit(caller.value(), "user.create", user.value().name, {{"role", role_text}});
   return json_response(201, {{"user", user_json(user.value())}});
