@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,14 +18,20 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/error.h"
+#include "core/units.h"
 #include "http/message.h"
 #include "monitor/snapshot.h"
+#include "runtime/exec.h"
 #include "state/state.h"
 
 namespace ck {
 
 namespace auth {
 class Auth;
+}
+namespace api {
+class Poller;
+std::shared_ptr<Poller> make_poller();  // exec_api.cc
 }
 
 struct ApiInfo {
@@ -36,6 +43,15 @@ struct ApiInfo {
 /// Called (on a gateway thread; must not block) with the "bucket/key" of each record of a
 /// bucket notification, none for a test event.
 using StorageEventsHook = std::function<void(const std::vector<std::string>& keys)>;
+
+/// What POST /workspaces/{name}/sync did.
+struct SyncOutcome {
+  std::string storage;  // "dir" (a rescan of the folder) or "s3" (a pull from the bucket)
+  std::size_t pulled = 0;   // workspaces pulled (s3)
+  std::size_t removed = 0;  // workspaces removed from the mirror (s3)
+  std::size_t failed = 0;   // workspaces whose pull failed (s3)
+  std::size_t files = 0;    // files downloaded or deleted (s3)
+};
 
 /// What the API acts through besides the snapshot (all optional; absent ones make their
 /// endpoints answer 503).
@@ -54,6 +70,15 @@ struct ApiServices {
   bool dir_storage = false;
   std::filesystem::path trash_dir;
   std::filesystem::path templates_dir;
+  /// Runs a command where a workspace's app runs (Runtime::exec). Called on gateway threads;
+  /// must post. `output` and then `done` are called once each run on the control plane's
+  /// thread; `output` answering false stops the command.
+  std::function<void(const std::string& name, std::vector<std::string> argv, Duration timeout,
+                     OutputSink output, std::function<void(Result<ExecOutcome>)> done)>
+      run;
+  /// Brings a workspace's source in step with storage now (S3: a mirror pass; a folder: a
+  /// rescan). Called on gateway threads; must not block; `done` is called once, on any thread.
+  std::function<void(const std::string& name, std::function<void(Result<SyncOutcome>)> done)> sync;
 };
 
 class ControlApi {
@@ -66,7 +91,8 @@ class ControlApi {
         info_(std::move(info)),
         db_(db),
         storage_events_(std::move(storage_events)),
-        services_(std::move(services)) {}
+        services_(std::move(services)),
+        poller_(api::make_poller()) {}
   /// The front door (routes.cc): the routing table's 404/405, then dispatch(), then the ETag
   /// (and 304) of every 200 JSON answer to a GET.
   http::Response handle(const http::Request& req) const;
@@ -85,11 +111,19 @@ class ControlApi {
                                                    const std::string& principal) const;
   /// GET /templates.
   http::Response templates(const http::Request& req) const;
+  /// exec_api.cc: POST /workspaces/{name}/run and /sync, GET /workspaces/{name}/logs?follow=1
+  /// and GET /logs, for a caller already checked. `audit` records the mutation.
+  http::Response run_command(const http::Request& req, const WorkspaceView& w,
+                             const std::function<void(nlohmann::json)>& audit) const;
+  http::Response sync_workspace(const WorkspaceView& w) const;
+  http::Response follow_log(const http::Request& req, const WorkspaceView& w) const;
+  http::Response monitor_logs(const http::Request& req) const;
   const SnapshotHolder& snapshots_;
   ApiInfo info_;
   StateDb* db_;
   StorageEventsHook storage_events_;
   ApiServices services_;
+  std::shared_ptr<api::Poller> poller_;  // the follow streams' thread
 };
 
 /// A workspace as the API shows it (GET /workspaces/{name}).

@@ -365,7 +365,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
 
   // A workspace's actions and logs: /workspaces/{name}/{start|stop|restart|logs}.
   std::optional<WorkspaceAction> action;
-  bool logs = false;
+  bool logs = false, run = false, sync = false;
   std::string ws_name;
   if (rest.starts_with("workspaces/")) {
     std::string tail = rest.substr(std::string_view("workspaces/").size());
@@ -377,11 +377,13 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
       if (sub == "stop") action = WorkspaceAction::stop;
       if (sub == "restart") action = WorkspaceAction::restart;
       logs = sub == "logs";
+      run = sub == "run";
+      sync = sub == "sync";
     }
   }
   bool own = rest == "auth/login" || rest == "auth/logout" || rest == "auth/me" ||
              rest == "users" || rest == "tokens" || rest.starts_with("tokens/") ||
-             rest == "audit" || action || logs;
+             rest == "audit" || rest == "logs" || action || logs || run || sync;
   if (!own && (read || rest == "storage/events")) return std::nullopt;
   if (!services_.auth) {
     return error_of(Errc::unavailable, "this control plane has no authentication service");
@@ -408,10 +410,16 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     return tokens(s, req, id);
   }
   if (rest == "audit") return read ? audit_log(s, req) : method_not_allowed(req, "GET");
+  if (rest == "logs") {  // the monitor's own log: any credentials (it names paths and errors)
+    if (!read) return method_not_allowed(req, "GET");
+    auto caller = s.require(auth::Scope::read);
+    if (caller.has_error()) return error_of(caller.error());
+    return monitor_logs(req);
+  }
 
   // Workspace actions (deploy) and logs (readable by anyone, like the other GETs).
   std::optional<Caller> caller;
-  if (action) {
+  if (action || run || sync) {
     if (req.method != "POST") return method_not_allowed(req, "POST");
     auto c = s.require(auth::Scope::deploy);
     if (c.has_error()) return error_of(c.error());
@@ -428,6 +436,16 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     return error_of(Errc::not_found, "there is no workspace named '" + *decoded + "'; GET " + api +
                                          "/workspaces lists them");
   }
+  if (run) {
+    return run_command(req, *w, [&](json detail) {
+      s.audit(*caller, "workspace.run", w->name, std::move(detail));
+    });
+  }
+  if (sync) {
+    s.audit(*caller, "workspace.sync", w->name, json::object());
+    return sync_workspace(*w);
+  }
+  if (logs && query_param(req.query, "follow") == "1") return follow_log(req, *w);
   if (logs) {
     auto tail = parse_tail(query_param(req.query, "tail"), kDefaultTail, kMaxTail);
     if (tail.has_error()) return error_of(tail.error());

@@ -28,6 +28,8 @@ constexpr Route kRoutes[] = {
     {"POST", "/monitor/api/v1/workspaces/{name}/start"},
     {"POST", "/monitor/api/v1/workspaces/{name}/stop"},
     {"POST", "/monitor/api/v1/workspaces/{name}/restart"},
+    {"POST", "/monitor/api/v1/workspaces/{name}/run"},
+    {"POST", "/monitor/api/v1/workspaces/{name}/sync"},
     {"GET", "/monitor/api/v1/templates"},
     {"GET", "/monitor/api/v1/jobs"},
     {"GET", "/monitor/api/v1/jobs/{id}"},
@@ -41,6 +43,7 @@ constexpr Route kRoutes[] = {
     {"POST", "/monitor/api/v1/tokens"},
     {"DELETE", "/monitor/api/v1/tokens/{id}"},
     {"GET", "/monitor/api/v1/audit"},
+    {"GET", "/monitor/api/v1/logs"},
 };
 
 // The next '/'-separated segment of `s`, removed from it.
@@ -114,13 +117,14 @@ http::Response ControlApi::handle(const http::Request& req) const {
   }
   // Every 200 JSON answer to a GET gets a strong ETag (a hash of the body) and is revalidated
   // on each use; If-None-Match with it answers 304 without a body.
-  if (!is_read(req.method) || r.status != 200 || !r.content_type.starts_with("application/json")) {
+  if (!is_read(req.method) || r.stream || r.status != 200 ||
+      !r.content_type.starts_with("application/json")) {
     return r;
   }
   // What belongs to one caller (its session and CSRF token, users, tokens, the audit log) stays
   // out of every cache (the handlers' no-store); the rest is revalidated with its ETag.
   for (std::string_view personal : {"/monitor/api/v1/auth/", "/monitor/api/v1/users", "/monitor/api/v1/tokens",
-                                    "/monitor/api/v1/audit"}) {
+                                    "/monitor/api/v1/audit", "/monitor/api/v1/logs"}) {
     if (req.path.starts_with(personal)) return r;
   }
   std::string etag = "\"" + stable_hash(r.body) + "\"";

@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 #include <string>
 #include <string_view>
+#include <vector>
+#include <cstdint>
 
 #include "core/error.h"
 
@@ -14,7 +16,23 @@ namespace ck::log {
 /// format: "text" | "json"; level: "debug" | "info" | "warn" | "error".
 Result<void> setup(std::string_view format, std::string_view level);
 
-/// The logger of a module ("gateway", "monitor", ...), created on first use, writing to stderr.
+/// The logger of a module ("gateway", "monitor", ...), created on first use, writing to stderr
+/// and to the in-memory ring that recent() reads.
 std::shared_ptr<spdlog::logger> get(const std::string& module);
+
+/// One logged line, as the ring keeps it.
+struct Record {
+  std::uint64_t seq = 0;  // 1, 2, ... in logging order
+  std::string time;       // "2026-11-26T03:12:15.123Z"
+  std::string level;      // "info"
+  std::string logger;     // "monitor"
+  std::string msg;
+};
+
+/// How many records the ring keeps.
+inline constexpr std::size_t kRingSize = 2000;
+
+/// The newest records with seq > `after`, at most `max` of them, oldest first. Thread-safe.
+std::vector<Record> recent(std::size_t max, std::uint64_t after = 0);
 
 }  // namespace ck::log

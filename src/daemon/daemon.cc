@@ -35,6 +35,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// POST /workspaces/{name}/run, on the control plane's thread.
+net::awaitable<void> run_command(Runtime& runtime, std::string name, std::vector<std::string> argv,
+                                 Duration timeout, OutputSink output,
+                                 std::function<void(Result<ExecOutcome>)> done) {
+  auto r = co_await runtime.exec(name, std::move(argv), timeout, std::move(output));
+  done(std::move(r));
+}
+
 // The docker runtime when an engine answers (runtime.kind auto or docker), else the process
 // runtime (auto or process). Null after logging why when the chosen one cannot run.
 std::unique_ptr<Runtime> make_runtime(net::io_context& io, const Config& config, const fs::path& data,
@@ -355,6 +363,27 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   services.dir_storage = !s3;
   services.trash_dir = data / "trash";
   services.templates_dir = find_templates(config, self_exe);
+  services.run = [&io, &runtime](const std::string& name, std::vector<std::string> argv,
+                                 Duration timeout, OutputSink output,
+                                 std::function<void(Result<ExecOutcome>)> done) {
+    spawn(io, run_command(runtime, name, std::move(argv), timeout, std::move(output), std::move(done)),
+          "run a command in " + name);
+  };
+  services.sync = [&io, &monitor, m = mirror.get()](const std::string& name,
+                                                     std::function<void(Result<SyncOutcome>)> done) {
+    if (!m) {  // a folder: rescan it now
+      net::post(io, [&monitor, done = std::move(done)] {
+        monitor.scan_now();
+        done(SyncOutcome{"dir"});
+      });
+      return;
+    }
+    m->pass_now([done = std::move(done), name](Result<MirrorPass> pass) {
+      if (pass.has_error()) return done(pass.error());
+      const auto& p = pass.value();
+      done(SyncOutcome{"s3", p.pulled, p.removed, p.failed, p.files});
+    });
+  };
   api = std::make_unique<ControlApi>(snapshots, ApiInfo{CK_VERSION, base, std::chrono::system_clock::now()},
                                      db.get(), std::move(storage_events), std::move(services));
   gateway.start();

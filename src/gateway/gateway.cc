@@ -37,6 +37,7 @@
 #include "gateway/pages.h"
 #include "gateway/route.h"
 #include "gateway/static_files.h"
+#include "http/stream.h"
 #include "http/url.h"
 
 namespace ck {
@@ -410,7 +411,9 @@ struct Gateway::Impl {
         if (http::split_target(target).first == "/monitor/ws" && hooks.events) {
           co_return co_await event_socket(conn, req, w);
         }
-        auto res = call_control(req, client_ip);
+        http::Response out = call_control(req, client_ip);
+        if (out.stream) co_return co_await relay_stream(conn, req, std::move(out.stream));
+        auto res = to_beast(req, std::move(out));
         co_return co_await write(conn, res) && res.keep_alive();
       }
       case RouteKind::home: {
@@ -668,7 +671,7 @@ struct Gateway::Impl {
     co_return false;
   }
 
-  StringResponse call_control(const Request& req, const std::string& client_ip) {
+  http::Response call_control(const Request& req, const std::string& client_ip) {
     http::Request r;
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
@@ -685,13 +688,100 @@ struct Gateway::Impl {
       out = page ? std::move(*page) : control(r);
     } catch (const std::exception& e) {
       logger()->error("control handler failed on {} {}: {}", r.method, r.target, e.what());
+      out = http::Response{};
       out.status = 500;
       out.body = R"({"error":{"code":"internal","message":"the control plane failed; see the daemon log"}})";
     }
+    return out;
+  }
+
+  StringResponse to_beast(const Request& req, http::Response out) {
     auto res = make_response(req, static_cast<bhttp::status>(out.status), std::move(out.body), out.content_type);
     for (const auto& [k, v] : out.headers) res.set(k, v);
     if (req.method() == bhttp::verb::head) res.body().clear();
     return res;
+  }
+
+  // Waits until the stream's producer calls or `wait` passes. False once the client has
+  // closed its side (checked after a quiet `wait`, so a stream that never writes ends too).
+  static Task<bool> wait_stream(Conn& conn, Timer& timer, Duration wait) {
+    timer.expires_after(wait);
+    error_code ec;
+    co_await timer.async_wait(net::redirect_error(use_task, ec));
+    if (ec == net::error::operation_aborted) co_return conn.client.is_open();
+    char c;
+    ssize_t n = ::recv(conn.client.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    co_return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+  }
+
+  // Sends an answer that a control handler produces later (http/stream.h): the head once it is
+  // set, with Content-Length if the body is complete by then, else chunked as bytes arrive.
+  Task<bool> relay_stream(Conn& conn, const Request& req, std::shared_ptr<http::ResponseStream> st) {
+    auto timer = std::make_shared<Timer>(conn.client.get_executor());
+    std::weak_ptr<Timer> weak = timer;
+    st->on_ready([ex = conn.client.get_executor(), weak] {
+      net::post(ex, [weak] {
+        if (auto t = weak.lock()) t->cancel();
+      });
+    });
+    struct Cancel {  // the producer learns at once when this connection stops listening
+      std::shared_ptr<http::ResponseStream> st;
+      ~Cancel() { st->cancel(); }
+    } cancel_on_exit{st};
+    constexpr Duration kQuiet = std::chrono::seconds(5);
+    conn.no_deadline();
+    http::ResponseStream::Chunk first = st->take();
+    while (!first.head_ready) {
+      if (!co_await wait_stream(conn, *timer, kQuiet)) co_return false;
+      first = st->take();
+    }
+    auto& head = first.head;
+    if (first.finished || req.method() == bhttp::verb::head) {
+      http::Response out;
+      out.status = head.status;
+      out.content_type = std::move(head.content_type);
+      out.headers = std::move(head.headers);
+      out.body = std::move(first.data);
+      auto res = to_beast(req, std::move(out));
+      co_return co_await write(conn, res) && res.keep_alive() && first.finished;
+    }
+    bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(head.status), req.version()};
+    res.set(bhttp::field::server, "cloudyknight");
+    res.set(bhttp::field::date, http::http_date_now());
+    res.set(bhttp::field::content_type, head.content_type);
+    for (const auto& [k, v] : head.headers) res.set(k, v);
+    res.set(bhttp::field::cache_control, "no-store");
+    res.set("X-Accel-Buffering", "no");  // for a proxy in front of us: pass chunks on at once
+    res.keep_alive(req.keep_alive());
+    res.chunked(true);
+    conn.status = head.status;
+    error_code ec;
+    bhttp::response_serializer<bhttp::empty_body> sr{res};
+    conn.expire_in(opts.request_timeout);
+    co_await bhttp::async_write_header(conn.client, sr, net::redirect_error(use_task, ec));
+    if (ec) co_return false;
+    std::string data = std::move(first.data);
+    bool finished = false;
+    for (;;) {
+      if (!data.empty()) {
+        conn.expire_in(opts.request_timeout);  // a client that stops reading is dropped
+        co_await net::async_write(conn.client, bhttp::make_chunk(net::buffer(data)),
+                                  net::redirect_error(use_task, ec));
+        if (ec) co_return false;
+      }
+      if (finished) break;
+      conn.no_deadline();
+      auto next = st->take();
+      while (next.data.empty() && !next.finished) {
+        if (!co_await wait_stream(conn, *timer, kQuiet)) co_return false;
+        next = st->take();
+      }
+      data = std::move(next.data);
+      finished = next.finished;
+    }
+    conn.expire_in(opts.request_timeout);
+    co_await net::async_write(conn.client, bhttp::make_chunk_last(), net::redirect_error(use_task, ec));
+    co_return !ec && res.keep_alive();
   }
 
   // ---- static files ----------------------------------------------------------------------

@@ -2,11 +2,14 @@
 // Plain request/response values for handlers that do not need Beast (the control-plane API).
 // The gateway converts to and from Beast messages at its edge.
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace ck::http {
+
+class ResponseStream;  // stream.h
 
 struct Request {
   std::string method;  // "GET"
@@ -26,6 +29,9 @@ struct Response {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  /// Set for an answer that comes later (stream.h): status, content type, headers and body
+  /// above are then ignored.
+  std::shared_ptr<ResponseStream> stream;
 };
 
 }  // namespace ck::http

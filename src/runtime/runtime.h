@@ -10,11 +10,13 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
 #include "core/units.h"
 #include "http/asio.h"
+#include "runtime/exec.h"
 
 namespace ck {
 
@@ -83,6 +85,13 @@ class Runtime {
   /// running app's copy, for apps that reload themselves (workspace.json "reload": "hmr").
   virtual net::awaitable<Result<void>> update_files(std::string name, std::filesystem::path source,
                                                     std::vector<std::string> paths) = 0;
+  /// Runs argv where the workspace's app runs: inside its container (docker), or in its pid
+  /// and mount namespaces and cgroup (process), in the app's folder with its environment;
+  /// never on the host outside them. The output goes to `output` as it comes; the command is
+  /// killed when `timeout` passes or `output` answers false. not_found when the app is not
+  /// running.
+  virtual net::awaitable<Result<ExecOutcome>> exec(std::string name, std::vector<std::string> argv,
+                                                   Duration timeout, OutputSink output) = 0;
   /// Removes what the runtime still runs for workspaces not in `keep` (containers left over
   /// from a previous control plane whose folder is gone). Drivers whose apps die with the
   /// control plane have nothing to do.

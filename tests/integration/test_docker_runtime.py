@@ -30,6 +30,7 @@ import unittest
 import urllib.parse
 
 from harness import EXAMPLES, FIXTURES, ClassSetUp, Daemon, binary, body_excerpt, wait_until
+from test_auth import admin_token
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 DOCKER_API = "/v1.41"
@@ -855,6 +856,70 @@ class TestGracefulShutdown(DockerCase):
         for n, ident in ids.items():
             self.assertEqual(DOCKER.containers(n), [], f"{n}: containers left after SIGTERM")
             self.assertIsNone(DOCKER.inspect(ident))
+
+
+class TestRunCommand(DockerCase):
+    """POST /monitor/api/v1/workspaces/{name}/run with the docker runtime: the command runs
+    in the workspace's own container (docker exec), never on the host, streamed or not, and
+    a command past its timeout is killed inside the container."""
+
+    @classmethod
+    def set_up(cls):
+        cls.py = cls.ws_name("run-py")
+        cls.d = cls.new_daemon(fixtures=[("docker/pyapp", cls.py)])
+        cls.d.start()
+        cls.token = admin_token(cls.d)
+
+    def run_cmd(self, argv, timeout=None, stream=False):
+        body = {"command": argv}
+        if timeout:
+            body["timeout"] = timeout
+        return self.d.request(
+            "POST", f"/monitor/api/v1/workspaces/{self.py}/run" + ("?stream=1" if stream else ""),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            body=json.dumps(body), timeout=30)
+
+    def test_runs_inside_the_container(self):
+        self.d.wait_status(self.py, "running", timeout=START_TIMEOUT)
+        container = self.wait_app_container(self.py)
+        r = self.run_cmd(["sh", "-c", "hostname; pwd; echo $PORT; test -f /app/app.py && echo has-app"])
+        self.assertEqual(r.status, 200, r.text())
+        doc = r.json()
+        self.assertEqual(doc["exit_code"], 0, doc)
+        self.assertFalse(doc["timed_out"])
+        lines = doc["output"].split()
+        self.assertEqual(lines[0], container["Config"]["Hostname"], "not the workspace's container")
+        self.assertEqual(lines[1:], ["/app", "8080", "has-app"])
+        self.assertNotEqual(lines[0], socket.gethostname())
+
+    def test_streamed_output_and_exit_code(self):
+        self.d.wait_status(self.py, "running", timeout=START_TIMEOUT)
+        self.wait_app_container(self.py)
+        r = self.run_cmd(["sh", "-c", "echo one; echo two >&2; exit 7"], stream=True)
+        self.assertEqual(r.status, 200, r.text())
+        self.assertEqual(r.header("Content-Type"), "application/x-ndjson")
+        events = [json.loads(line) for line in r.text().splitlines() if line]
+        output = "".join(e.get("output", "") for e in events)
+        self.assertEqual(sorted(output.split()), ["one", "two"])
+        self.assertEqual(events[-1], {"exit_code": 7, "timed_out": False})
+
+    def test_timeout_kills_the_command_in_the_container(self):
+        self.d.wait_status(self.py, "running", timeout=START_TIMEOUT)
+        container = self.wait_app_container(self.py)
+        marker = "4242.5"
+        started = time.monotonic()
+        r = self.run_cmd(["sleep", marker], timeout="1s")
+        self.assertLess(time.monotonic() - started, 10)
+        self.assertEqual(r.status, 200, r.text())
+        doc = r.json()
+        self.assertTrue(doc["timed_out"], doc)
+        self.assertEqual(doc["exit_code"], 137, doc)
+        code, out, err = DOCKER.exec(container["Id"], ["ps", "-eo", "args"])
+        if code == 0:
+            self.assertNotIn(marker, out, "the timed-out command still runs in the container")
+        else:  # no ps in the image: look through /proc of the container's processes
+            code, out, err = DOCKER.exec(container["Id"], ["sh", "-c", "cat /proc/[0-9]*/cmdline"])
+            self.assertNotIn(marker, out.replace("\0", " "))
 
 
 if __name__ == "__main__":

@@ -479,6 +479,24 @@ net::awaitable<Result<void>> DockerRuntime::thaw(std::string name) {
   co_return outcome::success();
 }
 
+net::awaitable<Result<ExecOutcome>> DockerRuntime::exec(std::string name,
+                                                        std::vector<std::string> argv,
+                                                        Duration timeout, OutputSink output) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || it->second->container.empty() || it->second->stopping ||
+      it->second->exited) {
+    co_return fail(Errc::not_found, "workspace '" + name + "' has no running container");
+  }
+  auto slot = it->second;
+  if (slot->frozen) {
+    BOOST_OUTCOME_CO_TRY(co_await thaw(name));
+  }
+  // The container's own environment and working folder (/app) apply.
+  auto r = co_await engine_->exec(slot->container, std::move(argv), {}, "", timeout, std::move(output));
+  if (r.has_error()) co_return r.error();
+  co_return ExecOutcome{r.value().exit_code, r.value().timed_out};
+}
+
 net::awaitable<Result<void>> DockerRuntime::update_files(std::string name, std::filesystem::path source,
                                                          std::vector<std::string> paths) {
   auto it = slots_.find(name);

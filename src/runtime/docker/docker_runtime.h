@@ -45,6 +45,8 @@ class DockerRuntime final : public Runtime {
   net::awaitable<Result<void>> thaw(std::string name) override;
   net::awaitable<Result<void>> update_files(std::string name, std::filesystem::path source,
                                             std::vector<std::string> paths) override;
+  net::awaitable<Result<ExecOutcome>> exec(std::string name, std::vector<std::string> argv,
+                                           Duration timeout, OutputSink output) override;
 
   DockerEngine& engine() { return *engine_; }
 

@@ -1,5 +1,7 @@
 #include "runtime/docker/engine.h"
 
+#include <csignal>
+
 #include <cstdlib>
 #include <fmt/format.h>
 
@@ -254,7 +256,8 @@ net::awaitable<Result<void>> DockerEngine::events(json filters,
 
 net::awaitable<Result<ExecResult>> DockerEngine::exec(std::string id, std::vector<std::string> argv,
                                                       std::vector<std::string> env,
-                                                      std::string workdir, Duration timeout) {
+                                                      std::string workdir, Duration timeout,
+                                                      std::function<bool(std::string_view)> output) {
   json create = {{"AttachStdout", true}, {"AttachStderr", true}, {"Tty", false}, {"Cmd", argv}};
   if (!env.empty()) create["Env"] = env;
   if (!workdir.empty()) create["WorkingDir"] = workdir;
@@ -271,19 +274,45 @@ net::awaitable<Result<ExecResult>> DockerEngine::exec(std::string id, std::vecto
   req.timeout = timeout;
   auto out = std::make_shared<std::string>();
   auto demux = std::make_shared<LogDemuxer>();
+  auto stopped = std::make_shared<bool>(false);
   // Named: GCC 12 destroys a temporary passed to a coroutine in a co_await twice.
-  BodySink on_body = [out, demux](std::string_view bytes) {
-    demux->feed(bytes, [&](const LogChunk& c) { out->append(c.text); });
-    return true;
+  BodySink on_body = [out, demux, stopped, output](std::string_view bytes) {
+    demux->feed(bytes, [&](const LogChunk& c) {
+      if (!output) {
+        out->append(c.text);
+      } else if (!*stopped && !output(c.text)) {
+        *stopped = true;
+      }
+    });
+    return !*stopped;
   };
   auto r = co_await http_.stream(std::move(req), std::move(on_body));
-  if (r.has_error()) co_return r.error();
-  if (r.value().status >= 400) co_return fail(errc_for_status(r.value().status), engine_message(r.value()));
+  bool timed_out = r.has_error() && r.error().code == Errc::timeout;
+  if (r.has_error() && !timed_out) co_return r.error();
+  if (!timed_out && r.value().status >= 400) {
+    co_return fail(errc_for_status(r.value().status), engine_message(r.value()));
+  }
   auto info = co_await call("GET", "/exec/" + exec_id + "/json");
   if (info.has_error()) co_return info.error();
+  auto running = [](const json& j) { return j.is_object() && j.value("Running", false); };
+  if ((timed_out || *stopped) && running(info.value())) {
+    // The engine has no call to stop an exec: kill its process, which the host sees by pid.
+    int pid = info.value().value("Pid", 0);
+    if (pid > 0) ::kill(pid, SIGKILL);
+    for (int i = 0; i < 50 && info.has_value() && running(info.value()); ++i) {
+      net::steady_timer pause(co_await net::this_coro::executor, std::chrono::milliseconds(20));
+      co_await pause.async_wait(net::use_awaitable);
+      info = co_await call("GET", "/exec/" + exec_id + "/json");
+    }
+    if (info.has_error()) co_return info.error();
+  }
   ExecResult res;
   res.output = std::move(*out);
-  res.exit_code = info.value().value("ExitCode", -1);
+  const json& code = info.value()["ExitCode"];  // null while the command still runs
+  res.exit_code = code.is_number_integer() ? code.get<int>() : -1;
+  if (res.exit_code < 0 && (timed_out || *stopped)) res.exit_code = 128 + SIGKILL;
+  res.timed_out = timed_out;
+  res.stopped = *stopped;
   co_return res;
 }
 

@@ -46,8 +46,10 @@ class LogDemuxer {
 };
 
 struct ExecResult {
-  std::string output;  // stdout and stderr interleaved as they came
+  std::string output;  // stdout and stderr interleaved as they came (when not streamed)
   int exit_code = -1;
+  bool timed_out = false;  // killed when the timeout passed
+  bool stopped = false;    // killed because the output sink asked to stop
 };
 
 class DockerEngine {
@@ -93,10 +95,14 @@ class DockerEngine {
   /// Streams engine events matching `filters` (e.g. {"label": ["cloudyknight.managed=true"]})
   /// until `sink` returns false or the engine goes away.
   net::awaitable<Result<void>> events(json filters, std::function<bool(const json&)> sink);
-  /// Runs argv inside a running container and collects its output and exit code.
+  /// Runs argv inside a running container and collects its output and exit code. With
+  /// `output` the output goes there as it comes instead (false: stop). When the timeout passes
+  /// or the sink stops it, the command is killed (SIGKILL to its host pid) and the result says
+  /// so, with the exit code of the kill.
   net::awaitable<Result<ExecResult>> exec(std::string id, std::vector<std::string> argv,
                                           std::vector<std::string> env, std::string workdir,
-                                          Duration timeout);
+                                          Duration timeout,
+                                          std::function<bool(std::string_view)> output = {});
   /// Extracts a tar (in memory) into `dir` inside the container.
   net::awaitable<Result<void>> put_archive(std::string id, std::string dir, std::string tar);
 

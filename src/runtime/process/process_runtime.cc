@@ -1,9 +1,12 @@
 #include "runtime/process/process_runtime.h"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <array>
 #include <csignal>
+#include <cstring>
 #include <fcntl.h>
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -89,6 +92,31 @@ void write_small(const fs::path& p, const std::string& s) {
   out << s << "\n";
 }
 
+// One shell word: 'it', with each ' written as '\''.
+std::string shell_quote(const std::string& word) {
+  std::string out = "'";
+  for (char c : word) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+// Kills an init (child.h) and its command's process group, which the host sees as the init's
+// children.
+void kill_tree(pid_t init) {
+  std::ifstream in(fmt::format("/proc/{}/task/{}/children", init, init));
+  pid_t child = 0;
+  while (in >> child) {
+    ::kill(-child, SIGKILL);
+    ::kill(child, SIGKILL);
+  }
+  ::kill(init, SIGKILL);
+}
+
 ExitInfo exit_info(int status) {
   ExitInfo e;
   if (WIFSIGNALED(status)) {
@@ -111,6 +139,8 @@ struct ProcessRuntime::Slot {
   int log_fd = -1;
   std::uint64_t oom_before = 0;
   std::optional<Cgroup> cgroup;
+  std::vector<std::string> env;  // the app's environment, for exec
+  bool namespaced = false;       // the app runs in its own pid + mount namespaces
 
   ~Slot() {
     if (log_fd >= 0) ::close(log_fd);
@@ -319,6 +349,8 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
     co_return child.error();
   }
   slot->app = child.value();
+  slot->env = env;
+  slot->namespaced = namespaces_;
   log->info("[ws={} pid={}] started `{}` on port {}", spec.name, slot->app->pid(), spec.command, port);
 
   // Ready when the app accepts a connection on 127.0.0.1 or ::1.
@@ -458,6 +490,109 @@ net::awaitable<Result<void>> ProcessRuntime::update_files(std::string name, fs::
     if (ec) co_return fail(Errc::io, fmt::format("cannot update {} in {}: {}", p, app_dir.string(), ec.message()));
   }
   co_return outcome::success();
+}
+
+namespace {
+
+// A command started by ProcessRuntime::exec: its output pipe and what has happened so far.
+struct ExecRun {
+  ExecRun(net::any_io_executor ex, int fd) : pipe(ex, fd), wake(ex) {}
+  net::posix::stream_descriptor pipe;
+  net::steady_timer wake;  // cancelled when the output ends or the command exits
+  bool eof = false;
+  bool exited = false;
+  bool stopped = false;  // the sink asked to stop
+};
+
+net::awaitable<void> read_exec_output(std::shared_ptr<ExecRun> run, std::shared_ptr<Child> child,
+                                      OutputSink output) {
+  std::array<char, 16384> buf;
+  for (;;) {
+    boost::system::error_code ec;
+    std::size_t n =
+        co_await run->pipe.async_read_some(net::buffer(buf), net::redirect_error(net::use_awaitable, ec));
+    if (n > 0 && !run->stopped && !output(std::string_view(buf.data(), n))) {
+      run->stopped = true;
+      kill_tree(child->pid());
+    }
+    if (ec) break;
+  }
+  run->eof = true;
+  run->wake.cancel();
+}
+
+net::awaitable<void> watch_exec_exit(std::shared_ptr<ExecRun> run, std::shared_ptr<Child> child) {
+  co_await child->wait();
+  run->exited = true;
+  run->wake.cancel();
+}
+
+}  // namespace
+
+net::awaitable<Result<ExecOutcome>> ProcessRuntime::exec(std::string name,
+                                                         std::vector<std::string> argv,
+                                                         Duration timeout, OutputSink output) {
+  auto it = slots_.find(name);
+  if (it == slots_.end() || !it->second->app || it->second->app->exited() || it->second->stopping) {
+    co_return fail(Errc::not_found, "workspace '" + name + "' has no running app");
+  }
+  if (argv.empty()) co_return fail(Errc::invalid_argument, "no command to run");
+  auto slot = it->second;
+  if (slot->frozen) {
+    BOOST_OUTCOME_CO_TRY(co_await thaw(name));
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    co_return fail(Errc::io, fmt::format("cannot make a pipe for the command's output: {}",
+                                         std::strerror(errno)));
+  }
+  std::string cmd = "exec";
+  for (const auto& word : argv) cmd += " " + shell_quote(word);
+  SpawnOptions so;
+  so.self_exe = opts_.self_exe;
+  so.shell_command = cmd;
+  so.cwd = (opts_.data_dir / "run" / name / "app").string();
+  so.env = slot->env;
+  so.log_fd = fds[1];
+  // Beside the app: in its namespaces (when it has them) and its cgroup, never a new sandbox.
+  if (slot->namespaced) so.join_namespaces_of = slot->app->pid();
+  if (slot->cgroup) so.cgroup_dirs = slot->cgroup->dirs();
+  auto child = Child::spawn(io_.get_executor(), so);
+  ::close(fds[1]);
+  if (child.has_error()) {
+    ::close(fds[0]);
+    co_return child.error();
+  }
+  auto ch = child.value();
+  auto run = std::make_shared<ExecRun>(io_.get_executor(), fds[0]);
+  spawn(io_, read_exec_output(run, ch, std::move(output)), "exec output of " + name);
+  spawn(io_, watch_exec_exit(run, ch), "exec exit of " + name);
+  auto now = [] { return std::chrono::steady_clock::now(); };
+  auto deadline = now() + timeout;
+  bool timed_out = false;
+  // The output ends when every process holding the pipe is gone; something left in the
+  // background after the command exits gets a moment, then the pipe is closed on it.
+  constexpr auto kLinger = std::chrono::milliseconds(200);
+  while (!run->eof) {
+    auto until = run->exited ? std::min(deadline, now() + kLinger) : deadline;
+    run->wake.expires_at(until);
+    boost::system::error_code ec;
+    co_await run->wake.async_wait(net::redirect_error(net::use_awaitable, ec));
+    if (run->eof) break;
+    if (now() < until) continue;  // woken by the exit: wait the linger from here
+    if (!run->exited && !timed_out) {
+      timed_out = true;
+      kill_tree(ch->pid());
+      deadline = now() + std::chrono::seconds(2);
+      continue;
+    }
+    run->pipe.close(ec);  // the reader ends with an error, which sets eof
+    deadline = now() + std::chrono::seconds(1);
+  }
+  co_await ch->wait();
+  auto info = exit_info(ch->status());
+  int code = info.signal ? 128 + info.signal : info.code;
+  co_return ExecOutcome{code, timed_out};
 }
 
 void ProcessRuntime::release_port(Slot& slot) {

@@ -252,6 +252,22 @@ void S3Mirror::poke() {
   cv_.notify_all();
 }
 
+void S3Mirror::pass_now(std::function<void(Result<MirrorPass>)> done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_ && thread_.joinable()) {
+      waiting_.push_back(std::move(done));
+      poked_ = true;
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done(fail(Errc::unavailable, "the mirror of " + url() + " is not running (the daemon is stopping)"));
+    return;
+  }
+  cv_.notify_all();
+}
+
 void S3Mirror::notify(const std::vector<std::string>& keys) {
   auto log = logger();
   if (keys.empty()) {
@@ -278,10 +294,19 @@ void S3Mirror::loop() {
     cv_.wait_for(lock, opts_.interval, [this] { return stopping_ || poked_; });
     if (stopping_) break;
     poked_ = false;
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
     lock.unlock();
     // Errors are logged by the pass (once per distinct listing error).
-    (void)run_pass();
+    auto pass = run_pass();
+    for (auto& done : waiting) done(pass);
     lock.lock();
+  }
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  lock.unlock();
+  for (auto& done : waiting) {
+    done(fail(Errc::unavailable, "the mirror of " + url() + " stopped before the next pass"));
   }
 }
 

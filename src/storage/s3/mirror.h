@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -74,6 +75,9 @@ class S3Mirror {
   void start();
   /// Asks for a pass as soon as possible (coalesced with one already asked for).
   void poke();
+  /// Asks for a pass and calls `done` (on the mirror's thread, or at once when stopped) with
+  /// the result of the first pass that starts after this call. Needs start().
+  void pass_now(std::function<void(Result<MirrorPass>)> done);
   /// A bucket notification arrived (keys as "bucket/key", possibly none for a test event):
   /// logs them at debug level and pokes.
   void notify(const std::vector<std::string>& keys);
@@ -97,6 +101,7 @@ class S3Mirror {
   mutable std::mutex mu_;  // guards the fields below it
   std::condition_variable cv_;
   bool poked_ = false;
+  std::vector<std::function<void(Result<MirrorPass>)>> waiting_;  // for the next pass
   bool stopping_ = false;
   std::string last_error_;
   std::thread thread_;
