@@ -337,6 +337,26 @@ class TestBucketNotifications(S3Case):
         self.assertEqual(r.status, 202)
         wait_until(lambda: self.d.get("/site/news.html").status == 404, 10, "news.html to be gone")
 
+    def test_sync_pulls_a_change_now_and_answers_what_it_did(self):
+        from test_auth import admin_token
+        token = admin_token(self.d)
+        marker = f"synced-{time.monotonic_ns()}"
+        put_text(self.s3, f"{PREFIX}/site/sync.html", marker)
+        time.sleep(0.5)
+        self.assertEqual(self.d.get("/site/sync.html").status, 404, "no pass before the sync")
+        r = self.d.request("POST", "/monitor/api/v1/workspaces/site/sync",
+                           headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        self.assertEqual(r.status, 200, r.text())
+        doc = r.json()
+        self.assertEqual((doc["name"], doc["storage"], doc["direction"]), ("site", "s3", "pull"))
+        self.assertGreaterEqual(doc["pulled"], 1, doc)
+        self.assertGreaterEqual(doc["files"], 1, doc)
+        self.assertEqual(doc["failed"], 0, doc)
+        # The pass has finished when the answer comes: the file is in the mirror already.
+        served_within(self.d, "/site/sync.html", marker, 5)
+        r = self.d.request("POST", "/monitor/api/v1/workspaces/site/sync")
+        self.assertEqual(r.status, 401, r.text())
+
     def test_test_and_empty_payloads_are_accepted(self):
         for body in (b"", b"  \n", b"{}"):
             r = self.post(body)
