@@ -164,7 +164,7 @@ namespace {
 // GET /workspaces[?limit=&after=]: by name (the snapshot's order), `limit` (default 100,
 // 1..1000) after the name `after` (the "next" of the previous page, which need not exist any
 // more); "next" is null on the last page.
-http::Response workspace_list(const http::Request& req, const Snapshot& snap) {
+http::Response workspace_list(const http::Request& req, const Snapshot& snap, bool with_private) {
   int limit = 100;
   if (auto v = query_param(req.query, "limit"); !v.empty()) {
     auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), limit);
@@ -177,6 +177,7 @@ http::Response workspace_list(const http::Request& req, const Snapshot& snap) {
   json next = nullptr;
   for (const auto& w : snap.workspaces) {  // sorted by name
     if (!after.empty() && w.name <= after) continue;
+    if (!w.is_public && !with_private) continue;
     if (static_cast<int>(list.size()) == limit) {
       next = list.back()["name"];
       break;
@@ -237,7 +238,7 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
   }
   if (path == std::string(kApi) + "/workspaces") {
     if (!read) return method_not_allowed("GET");
-    return workspace_list(req, *snap);
+    return workspace_list(req, *snap, sees_private(req));
   }
   std::string prefix = std::string(kApi) + "/workspaces/";
   if (path.starts_with(prefix)) {
@@ -250,6 +251,7 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
       return error_response(Errc::invalid_argument, v.error().message);
     }
     const WorkspaceView* w = snap->find(*decoded);
+    if (w && !w->is_public && !sees_private(req)) w = nullptr;  // as if it did not exist
     if (!w) {
       return error_response(Errc::not_found, "there is no workspace named '" + *decoded +
                                                  "'; GET " + std::string(kApi) + "/workspaces lists them");

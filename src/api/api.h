@@ -106,9 +106,14 @@ class ControlApi {
   std::optional<http::Response> handle_secured(const http::Request& req,
                                                const Snapshot& snap) const;
   /// workspaces_api.cc: POST /workspaces and DELETE /workspaces/{name} for a caller already
-  /// checked for the deploy scope (`principal` goes to the audit log); nullopt for other routes.
+  /// checked for the deploy scope (`principal` goes to the audit log; `owner`, a user id or
+  /// "", owns what it creates); nullopt for other routes.
   std::optional<http::Response> workspace_mutation(const http::Request& req, const Snapshot& snap,
-                                                   const std::string& principal) const;
+                                                   const std::string& principal,
+                                                   const std::string& owner) const;
+  /// auth_api.cc: whether the caller may see private workspaces in GET answers: any valid
+  /// credentials (a token or a login session). Anonymous callers see public workspaces only.
+  bool sees_private(const http::Request& req) const;
   /// GET /templates.
   http::Response templates(const http::Request& req) const;
   /// exec_api.cc: POST /workspaces/{name}/run and /sync, GET /workspaces/{name}/logs?follow=1

@@ -355,6 +355,15 @@ http::Response audit_log(Secured& s, const http::Request& req) {
 
 }  // namespace
 
+bool ControlApi::sees_private(const http::Request& req) const {
+  if (!services_.auth) return true;  // no authentication at all: nothing is private
+  if (req.header("Authorization").empty() && !cookie_value(req.header("Cookie"), auth::kSessionCookie)) {
+    return false;
+  }
+  Secured s(*services_.auth, req);
+  return s.authenticate().has_value();
+}
+
 std::optional<http::Response> ControlApi::handle_secured(const http::Request& req,
                                                          const Snapshot& snap) const {
   const std::string api(kApi);
@@ -393,7 +402,9 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   if (!own) {  // any other mutation: the route decides the rest once the caller may deploy
     auto caller = s.require(auth::Scope::deploy);
     if (caller.has_error()) return error_of(caller.error());
-    return workspace_mutation(req, snap, caller.value().principal.label());
+    const auto& who = caller.value().principal;
+    return workspace_mutation(req, snap, who.label(),
+                              who.kind == auth::PrincipalKind::user ? who.id : std::string());
   }
   if (rest == "auth/login")
     return req.method == "POST" ? login(s, req) : method_not_allowed(req, "POST");
@@ -432,6 +443,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     return error_of(Errc::invalid_argument, "malformed percent-encoding in the workspace name");
   if (auto v = validate_workspace_name(*decoded); v.has_error()) return error_of(v.error());
   const WorkspaceView* w = snap.find(*decoded);
+  if (w && !w->is_public && !caller && !sees_private(req)) w = nullptr;  // as if it did not exist
   if (!w) {
     return error_of(Errc::not_found, "there is no workspace named '" + *decoded + "'; GET " + api +
                                          "/workspaces lists them");

@@ -131,6 +131,7 @@ http::Response ControlApi::handle(const http::Request& req) const {
   std::erase_if(r.headers, [](const auto& h) { return h.first == "Cache-Control"; });
   r.headers.emplace_back("Cache-Control", "no-cache");
   r.headers.emplace_back("ETag", etag);
+  r.headers.emplace_back("Vary", "Authorization, Cookie");  // private workspaces show to callers with credentials
   if (http::etag_matches(req.header("If-None-Match"), etag)) {
     r.status = 304;
     r.body.clear();

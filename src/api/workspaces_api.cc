@@ -32,6 +32,7 @@
 #include "api/api.h"
 #include "api/respond.h"
 #include "auth/auth.h"
+#include "core/log.h"
 #include "core/names.h"
 #include "http/url.h"
 #include "storage/ignore.h"
@@ -163,7 +164,8 @@ Result<void> move_folder(const fs::path& from, const fs::path& to) {
 
 std::optional<http::Response> ControlApi::workspace_mutation(const http::Request& req,
                                                              const Snapshot& snap,
-                                                             const std::string& principal) const {
+                                                             const std::string& principal,
+                                                             const std::string& owner) const {
   const std::string list_path = std::string(kApi) + "/workspaces";
   const std::string prefix = list_path + "/";
   const bool create = req.path == list_path;
@@ -209,6 +211,8 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     if (auto moved = move_folder(folder, dest); moved.has_error()) {
       return error_response(moved.error().code, moved.error().message);
     }
+    // A later workspace of the same name must not inherit this one's owner.
+    if (services_.auth) (void)services_.auth->set_workspace_owner(name, "", true);
     const WorkspaceView* w = snap.find(name);
     audit("workspace.delete", name,
           {{"trash", dest.string()}, {"status", w ? w->status : std::string("unknown")}});
@@ -316,6 +320,15 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
   json detail = {{"files", files}, {"public", spec.is_public}};
   if (!tmpl.empty()) detail["template"] = tmpl;
   if (!clone_of.empty()) detail["clone_of"] = clone_of;
+  // Its creator owns it (a user; tokens and the admin token own nothing): a private workspace
+  // then opens through the gateway for them and for admins only.
+  if (!owner.empty() && services_.auth) {
+    if (auto o = services_.auth->set_workspace_owner(name, owner, spec.is_public); o.has_error()) {
+      log::get("api")->warn("[ws={}] cannot record its owner: {}", name, o.error().message);
+    } else {
+      detail["owner"] = owner;
+    }
+  }
   audit("workspace.create", name, detail);
   json out = {{"name", name},
               {"type", std::string(type_name(spec.type))},

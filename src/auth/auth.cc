@@ -454,6 +454,16 @@ Result<WorkspaceOwner> Auth::workspace_owner(const std::string& workspace) {
   return found.value_or(WorkspaceOwner{});
 }
 
+Auth::Reach Auth::reach_private(std::string_view session_id, const std::string& workspace) {
+  auto p = lookup_session(session_id);
+  if (p.has_error()) return Reach::login;
+  if (p.value().scopes.has(Scope::admin)) return Reach::allowed;
+  auto owner = workspace_owner(workspace);
+  if (owner.has_error()) return Reach::forbidden;  // cannot tell: keep it closed
+  const std::string& id = owner.value().owner;
+  return id.empty() || id == p.value().id ? Reach::allowed : Reach::forbidden;
+}
+
 Result<void> Auth::set_workspace_owner(const std::string& workspace,
                                        const std::string& owner_user_id, bool is_public) {
   BOOST_OUTCOME_TRY(validate_workspace_name(workspace));

@@ -204,6 +204,11 @@ class Auth {
   // ---- ownership ----
   /// Owner user id (empty = none) and public flag; a workspace nobody set is public, unowned.
   Result<WorkspaceOwner> workspace_owner(const std::string& workspace);
+  /// Whether the holder of a login session may open a private workspace through the gateway:
+  /// an admin may, its owner may, and any user may when no owner is recorded (it came from
+  /// storage, not from a user). A missing or expired session means logging in first.
+  enum class Reach { allowed, login, forbidden };
+  Reach reach_private(std::string_view session_id, const std::string& workspace);
   Result<void> set_workspace_owner(const std::string& workspace, const std::string& owner_user_id,
                                    bool is_public);
 

@@ -7,10 +7,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fmt/format.h>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <sys/stat.h>
 
 #include "api/api.h"
+#include "api/auth_http.h"
 #include "auth/auth.h"
 #include "core/hash.h"
 #include "core/log.h"
@@ -34,6 +37,45 @@ namespace ck {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Who reaches a private workspace through the gateway (auth::Auth::reach_private), remembered
+// for a few seconds per session and workspace so proxied requests do not each wait on SQLite.
+// A logout or a change of owner takes effect within kFor.
+class PrivateGate {
+ public:
+  explicit PrivateGate(auth::Auth& auth) : auth_(auth) {}
+  PrivateAccess check(const std::string& workspace, std::string_view cookie_header) {
+    auto session = cookie_value(cookie_header, auth::kSessionCookie);
+    if (!session || session->empty()) return PrivateAccess::login;
+    std::string key = *session + "\n" + workspace;
+    auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = seen_.find(key); it != seen_.end() && it->second.until > now) return it->second.access;
+    }
+    PrivateAccess access;
+    switch (auth_.reach_private(*session, workspace)) {
+      case auth::Auth::Reach::allowed: access = PrivateAccess::allowed; break;
+      case auth::Auth::Reach::login: access = PrivateAccess::login; break;
+      default: access = PrivateAccess::forbidden; break;
+    }
+    std::lock_guard lock(mu_);
+    if (seen_.size() >= kMaxEntries) seen_.clear();
+    seen_[key] = Seen{access, now + kFor};
+    return access;
+  }
+
+ private:
+  static constexpr auto kFor = std::chrono::seconds(5);
+  static constexpr std::size_t kMaxEntries = 10000;
+  struct Seen {
+    PrivateAccess access;
+    std::chrono::steady_clock::time_point until;
+  };
+  auth::Auth& auth_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Seen> seen_;
+};
 
 // POST /workspaces/{name}/run, on the control plane's thread.
 net::awaitable<void> run_command(Runtime& runtime, std::string name, std::vector<std::string> argv,
@@ -335,6 +377,11 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   hooks.events = &events;
   hooks.wake = [&io, &monitor](const std::string& name) {
     net::post(io, [&monitor, name] { monitor.wake(name); });
+  };
+  PrivateGate gate(auth_service);
+  hooks.session_cookie = std::string(auth::kSessionCookie);
+  hooks.private_access = [&gate](const std::string& name, std::string_view cookie) {
+    return gate.check(name, cookie);
   };
   Gateway gateway(go, snapshots, [&api](const http::Request& r) { return api->handle(r); }, hooks);
 

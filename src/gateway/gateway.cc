@@ -451,6 +451,13 @@ struct Gateway::Impl {
         break;
     }
     const WorkspaceView* ws = snap->find(decision.workspace);
+    if (!ws->is_public && hooks.private_access) {
+      auto access = hooks.private_access(ws->name, req[bhttp::field::cookie]);
+      if (access != PrivateAccess::allowed) {
+        conn.kind = RequestKind::workspace;
+        co_return co_await private_denied(conn, req, *ws, access);
+      }
+    }
     ws->activity->touch();
     conn.kind = ws->is_static ? RequestKind::static_files : RequestKind::workspace;
     if (ws->is_static) {
@@ -468,6 +475,36 @@ struct Gateway::Impl {
                                       ws->phase.empty() ? "" : " (" + ws->phase + ")"),
                           "This page reloads by itself until it is ready.", true);
     res.set(bhttp::field::retry_after, "2");
+    co_return co_await write(conn, res) && res.keep_alive();
+  }
+
+  // A private workspace without the session it needs: a browser is sent to the dashboard's
+  // login (which comes back here), other clients get 401/403 JSON.
+  Task<bool> private_denied(Conn& conn, const Request& req, const WorkspaceView& ws, PrivateAccess access) {
+    std::string_view accept(req[bhttp::field::accept].data(), req[bhttp::field::accept].size());
+    bool login = access == PrivateAccess::login;
+    if (login && accept.find("text/html") != std::string_view::npos) {
+      auto res = make_response(req, bhttp::status::found, "", "text/plain");
+      res.set(bhttp::field::location,
+              "/monitor/?next=" + http::percent_encode(std::string_view(req.target().data(), req.target().size())));
+      res.set(bhttp::field::cache_control, "no-store");
+      co_return co_await write(conn, res) && res.keep_alive();
+    }
+    std::string message =
+        login ? fmt::format("Workspace '{}' is private: log in to the dashboard at /monitor/ and open "
+                            "it again from the same browser.", ws.name)
+              : fmt::format("Workspace '{}' is private and belongs to another user: ask its owner or "
+                            "an admin to make it public (\"public\": true in its workspace.json).",
+                            ws.name);
+    if (accept.find("application/json") != std::string_view::npos || accept.find("text/html") == std::string_view::npos) {
+      nlohmann::json body = {{"error", {{"code", login ? "unauthenticated" : "forbidden"}, {"message", message}}}};
+      auto res = make_response(req, login ? bhttp::status::unauthorized : bhttp::status::forbidden,
+                               body.dump(), "application/json");
+      res.set(bhttp::field::cache_control, "no-store");
+      if (req.method() == bhttp::verb::head) res.body().clear();
+      co_return co_await write(conn, res) && res.keep_alive();
+    }
+    auto res = error_page(req, 403, "Private", message, "");
     co_return co_await write(conn, res) && res.keep_alive();
   }
 
@@ -1014,6 +1051,14 @@ struct Gateway::Impl {
     if (d.prefix.empty()) req.erase("X-Forwarded-Prefix");
     else req.set("X-Forwarded-Prefix", d.prefix);
     req.target(d.upstream_target);
+    if (!hooks.session_cookie.empty()) {
+      std::string_view cookie = req[bhttp::field::cookie];
+      if (cookie.find(hooks.session_cookie) != std::string_view::npos) {
+        std::string rest = http::without_cookie(cookie, hooks.session_cookie);
+        if (rest.empty()) req.erase(bhttp::field::cookie);
+        else req.set(bhttp::field::cookie, rest);
+      }
+    }
   }
 
   Task<bool> proxy(Conn& conn, beast::flat_buffer& client_buf, Request& req,

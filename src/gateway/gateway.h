@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/error.h"
 #include "core/units.h"
@@ -35,6 +36,13 @@ struct GatewayOptions {
 
 class EventBus;
 
+/// Whether a request may reach a private workspace (workspace.json "public": false).
+enum class PrivateAccess {
+  allowed,
+  login,      // no valid session: log in first
+  forbidden,  // a session of someone who may not see it
+};
+
 /// What the gateway asks of the control plane besides ControlHandler.
 struct GatewayHooks {
   /// Asks the control plane to resume or start a sleeping workspace. Called on gateway
@@ -42,6 +50,13 @@ struct GatewayHooks {
   std::function<void(const std::string& name)> wake;
   /// Serves /monitor/ws when set.
   EventBus* events = nullptr;
+  /// Decides who reaches a private workspace, from the request's Cookie header. Called on
+  /// gateway threads (it may wait briefly on the session store). Unset: private workspaces
+  /// answer like public ones.
+  std::function<PrivateAccess(const std::string& workspace, std::string_view cookie)> private_access;
+  /// The control plane's session cookie, removed from requests forwarded to apps (an app must
+  /// never see a dashboard login).
+  std::string session_cookie;
 };
 
 using ControlHandler = std::function<http::Response(const http::Request&)>;

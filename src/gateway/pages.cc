@@ -43,7 +43,12 @@ std::string icon_html(const WorkspaceView& w) {
 
 std::string render_home_page(const Snapshot& snap) {
   std::string items;
+  std::size_t hidden = 0;
   for (const auto& w : snap.workspaces) {
+    if (!w.is_public) {  // private: not even its name on a page anyone can open
+      ++hidden;
+      continue;
+    }
     std::string kind = w.matched.empty() ? w.type : fmt::format("{} — {}", w.type, w.matched);
     std::string error = w.error.empty() ? std::string()
                                         : fmt::format("<p class=\"err\">{}</p>", html_escape(w.error));
@@ -55,6 +60,12 @@ std::string render_home_page(const Snapshot& snap) {
         w.description.empty() ? std::string()
                               : fmt::format("<p class=\"desc\">{}</p>", html_escape(w.description)),
         html_escape(kind), html_escape(w.status), error);
+  }
+  if (hidden) {
+    items += fmt::format(
+        "<li class=\"card\"><p class=\"desc\">{} private workspace{}: log in to the "
+        "<a href=\"/monitor/\">dashboard</a> to see {}.</p></li>\n",
+        hidden, hidden == 1 ? "" : "s", hidden == 1 ? "it" : "them");
   }
   if (items.empty()) {
     items = fmt::format(

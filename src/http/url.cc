@@ -186,4 +186,23 @@ bool etag_matches(std::string_view inm, std::string_view etag) {
   return false;
 }
 
+std::string without_cookie(std::string_view header, std::string_view name) {
+  std::string out;
+  while (!header.empty()) {
+    auto semi = header.find(';');
+    std::string_view pair = header.substr(0, semi);
+    header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
+    while (!pair.empty() && (pair.front() == ' ' || pair.front() == '\t')) pair.remove_prefix(1);
+    while (!pair.empty() && (pair.back() == ' ' || pair.back() == '\t')) pair.remove_suffix(1);
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    std::string_view key = pair.substr(0, eq);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.remove_suffix(1);
+    if (key == name) continue;
+    if (!out.empty()) out += "; ";
+    out += pair;
+  }
+  return out;
+}
+
 }  // namespace ck::http

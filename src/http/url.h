@@ -40,4 +40,8 @@ bool header_has_token(std::string_view value, std::string_view token);
 /// (RFC 9110 weak comparison, as GET conditionals use).
 bool etag_matches(std::string_view if_none_match, std::string_view etag);
 
+/// A Cookie header without the cookies named `name` ("a=1; ck_session=x; b=2" -> "a=1; b=2");
+/// the other pairs are kept as they were, in order.
+std::string without_cookie(std::string_view header, std::string_view name);
+
 }  // namespace ck::http

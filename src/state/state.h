@@ -106,7 +106,7 @@ struct AuditRecord {
 };
 
 struct WorkspaceOwner {
-  std::string owner;  // a user id; empty = no owner (admins only)
+  std::string owner;  // a user id; empty = no owner (any logged-in user may open it if private)
   bool is_public = true;
 };
 

@@ -699,10 +699,31 @@ TEST_F(AuthTest, WorkspaceOwnershipAndVisibility) {
   EXPECT_FALSE(got.is_public);
   ok(auth_->set_workspace_owner("site", u.id, true));
   EXPECT_TRUE(ok(auth_->workspace_owner("site")).is_public);
-  ok(auth_->set_workspace_owner("site", "", false));  // no owner: admins only
+  ok(auth_->set_workspace_owner("site", "", false));  // no owner
   EXPECT_EQ(ok(auth_->workspace_owner("site")).owner, "");
   EXPECT_EQ(err(auth_->set_workspace_owner("site", "usr_nope", true)), Errc::not_found);
   EXPECT_EQ(err(auth_->set_workspace_owner("Bad Name", u.id, true)), Errc::invalid_argument);
+}
+
+TEST_F(AuthTest, WhoReachesAPrivateWorkspace) {
+  auto ann = ok(auth_->create_user("ann", "correct horse battery", Role::member));
+  auto ben = ok(auth_->create_user("ben", "correct horse battery", Role::member));
+  auto root = ok(auth_->create_user("root", "correct horse battery", Role::admin));
+  auto ann_s = ok(auth_->create_session(ann.id)).id;
+  auto ben_s = ok(auth_->create_session(ben.id)).id;
+  auto root_s = ok(auth_->create_session(root.id)).id;
+  using R = Auth::Reach;
+  // Nobody owns it (it came from storage): any logged-in user.
+  EXPECT_EQ(auth_->reach_private(ben_s, "site"), R::allowed);
+  EXPECT_EQ(auth_->reach_private("", "site"), R::login);
+  EXPECT_EQ(auth_->reach_private("forged", "site"), R::login);
+  // Ann's: Ann and admins.
+  ok(auth_->set_workspace_owner("site", ann.id, false));
+  EXPECT_EQ(auth_->reach_private(ann_s, "site"), R::allowed);
+  EXPECT_EQ(auth_->reach_private(ben_s, "site"), R::forbidden);
+  EXPECT_EQ(auth_->reach_private(root_s, "site"), R::allowed);
+  ok(auth_->destroy_session(ann_s));
+  EXPECT_EQ(auth_->reach_private(ann_s, "site"), R::login);
 }
 
 // ---- concurrency ----

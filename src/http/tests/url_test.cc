@@ -45,5 +45,14 @@ TEST(Url, HeaderTokens) {
   EXPECT_TRUE(iequals("Content-Type", "content-type"));
 }
 
+TEST(Url, WithoutCookieDropsOnlyThatName) {
+  EXPECT_EQ(without_cookie("a=1; ck_session=xyz; b=2", "ck_session"), "a=1; b=2");
+  EXPECT_EQ(without_cookie("ck_session=xyz", "ck_session"), "");
+  EXPECT_EQ(without_cookie("ck_session=1;ck_session=2;x=ck_session", "ck_session"), "x=ck_session");
+  EXPECT_EQ(without_cookie("ck_sessionx=1; a=b=c", "ck_session"), "ck_sessionx=1; a=b=c");
+  EXPECT_EQ(without_cookie(" ; a=1 ;; ", "ck_session"), "a=1");
+  EXPECT_EQ(without_cookie("", "ck_session"), "");
+}
+
 }  // namespace
 }  // namespace ck::http
