@@ -99,7 +99,10 @@ class TemplatesTest(AuthTestMixin, DaemonTestCase):
             doc = json.load(f)
         self.assertIs(doc["public"], False)
         self.assertTrue(doc["description"])
-        self.daemon.wait_workspace("t-private", lambda w: w.get("public") is False, timeout=30)
+        # Private: listed for callers with credentials only.
+        wait_until(lambda: call(self.daemon, "GET", "/workspaces/t-private", self.admin).json().get("public") is False,
+                   30, "t-private to be listed as private")
+        self.assertEqual(call(self.daemon, "GET", "/workspaces/t-private").status, 404)
 
     def test_clone_copies_source_only(self):
         src = os.path.join(self.daemon.ws, "clone-src")
