@@ -262,10 +262,21 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
     }
     if (sub == "status") {
       if (!read) return method_not_allowed("GET");
+      json sync = {{"storage", services_.sync_state ? "s3" : "dir"},
+                   {"location", snap->storage_location},
+                   {"error", snap->storage_error}};
+      if (services_.sync_state) {
+        auto st = services_.sync_state(w->name);
+        if (!st.error.empty()) sync["error"] = st.error;
+        sync["last_pass_ms"] = st.last_pass_ms;
+      }
+      json container = {{"runtime", snap->runtime_kind}, {"isolation", snap->isolation},
+                        {"pid", w->pid}, {"port", w->port}, {"held", w->held}};
       return json_response(200, {{"name", w->name}, {"status", w->status}, {"activity", activity_of(*w, *snap)},
                                  {"frozen", w->frozen}, {"reason", w->reason},
                                  {"error", w->error}, {"restarts", w->restarts},
-                                 {"runtime", snap->runtime_kind}});
+                                 {"runtime", snap->runtime_kind}, {"container", container},
+                                 {"sync", sync}});
     }
     if (sub == "history") {
       if (!read) return method_not_allowed("GET");

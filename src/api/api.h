@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -53,6 +54,12 @@ struct SyncOutcome {
   std::size_t files = 0;    // files downloaded or deleted (s3)
 };
 
+/// Where a workspace's source stands against its storage (GET /workspaces/{name}/status).
+struct SyncState {
+  std::string error;              // the last listing's or this workspace's pull error
+  std::int64_t last_pass_ms = 0;  // S3: when the mirror last listed the bucket (0: never)
+};
+
 /// What the API acts through besides the snapshot (all optional; absent ones make their
 /// endpoints answer 503).
 struct ApiServices {
@@ -79,6 +86,9 @@ struct ApiServices {
   /// Brings a workspace's source in step with storage now (S3: a mirror pass; a folder: a
   /// rescan). Called on gateway threads; must not block; `done` is called once, on any thread.
   std::function<void(const std::string& name, std::function<void(Result<SyncOutcome>)> done)> sync;
+  /// S3 storage: the mirror's state for a workspace (thread-safe, never blocks for long).
+  /// Unset for folder storage.
+  std::function<SyncState(const std::string& name)> sync_state;
 };
 
 class ControlApi {

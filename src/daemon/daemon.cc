@@ -416,6 +416,12 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     spawn(io, run_command(runtime, name, std::move(argv), timeout, std::move(output), std::move(done)),
           "run a command in " + name);
   };
+  if (mirror) {
+    services.sync_state = [m = mirror.get()](const std::string& name) {
+      auto st = m->state(name);
+      return SyncState{st.error, st.last_pass_ms};
+    };
+  }
   services.sync = [&io, &monitor, m = mirror.get()](const std::string& name,
                                                      std::function<void(Result<SyncOutcome>)> done) {
     if (!m) {  // a folder: rescan it now

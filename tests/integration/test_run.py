@@ -204,6 +204,16 @@ class RunTest(DaemonTestCase):
         self.assertError(call(self.daemon, "POST", "/workspaces/echo/sync", token=self.read_token), 403, "forbidden")
         self.assertError(call(self.daemon, "POST", "/workspaces/nope/sync", token=self.token), 404, "not_found")
 
+    def test_status_names_the_container_and_the_sync_state(self):
+        doc = call(self.daemon, "GET", "/workspaces/echo/status").json()
+        self.assertEqual(doc["container"]["runtime"], "process")
+        self.assertGreater(doc["container"]["pid"], 0)
+        self.assertGreater(doc["container"]["port"], 0)
+        self.assertIs(doc["container"]["held"], False)
+        self.assertEqual(doc["sync"]["storage"], "dir")
+        self.assertEqual(doc["sync"]["error"], "")
+        self.assertTrue(doc["sync"]["location"])
+
     # -- logs -----------------------------------------------------------------------------
     def test_follow_a_workspace_log(self):
         conn, resp = chunked_reader(self.daemon, "/workspaces/echo/logs?follow=1&tail=5")

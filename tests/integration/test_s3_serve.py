@@ -354,6 +354,10 @@ class TestBucketNotifications(S3Case):
         self.assertEqual(doc["failed"], 0, doc)
         # The pass has finished when the answer comes: the file is in the mirror already.
         served_within(self.d, "/site/sync.html", marker, 5)
+        status = self.d.request("GET", "/monitor/api/v1/workspaces/site/status").json()
+        self.assertEqual(status["sync"]["storage"], "s3")
+        self.assertEqual(status["sync"]["error"], "")
+        self.assertGreater(status["sync"]["last_pass_ms"], (time.time() - 60) * 1000)
         r = self.d.request("POST", "/monitor/api/v1/workspaces/site/sync")
         self.assertEqual(r.status, 401, r.text())
 

@@ -64,6 +64,18 @@ std::string S3Mirror::last_error() const {
   return last_error_;
 }
 
+S3Mirror::State S3Mirror::state(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  State st;
+  st.last_pass_ms = last_pass_ms_;
+  if (!last_error_.empty()) {
+    st.error = "cannot list the bucket: " + last_error_;
+  } else if (auto it = published_errors_.find(name); it != published_errors_.end()) {
+    st.error = it->second;
+  }
+  return st;
+}
+
 Result<MirrorPass> S3Mirror::run_pass() {
   std::lock_guard pass_lock(pass_mu_);
   auto log = logger();
@@ -213,6 +225,13 @@ Result<MirrorPass> S3Mirror::run_pass() {
   }
   std::erase_if(pulled_, [&](const auto& kv) { return !groups.contains(kv.first); });
   std::erase_if(pull_errors_, [&](const auto& kv) { return !groups.contains(kv.first); });
+  {
+    std::lock_guard lock(mu_);
+    published_errors_ = pull_errors_;
+    last_pass_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  }
   return pass;
 }
 

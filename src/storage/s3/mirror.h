@@ -87,6 +87,13 @@ class S3Mirror {
   /// The last listing's error, "" once a listing succeeded.
   std::string last_error() const;
 
+  /// Where a workspace's mirror stands, for the API's status.
+  struct State {
+    std::string error;                // the listing's error, else this workspace's pull error
+    std::int64_t last_pass_ms = 0;    // when the last pass that listed the bucket ended (0: none)
+  };
+  State state(const std::string& name) const;
+
  private:
   void loop();
   void remove_workspace(const std::string& name);
@@ -104,6 +111,8 @@ class S3Mirror {
   std::vector<std::function<void(Result<MirrorPass>)>> waiting_;  // for the next pass
   bool stopping_ = false;
   std::string last_error_;
+  std::map<std::string, std::string> published_errors_;  // pull_errors_ as of the last pass
+  std::int64_t last_pass_ms_ = 0;
   std::thread thread_;
 };
 
