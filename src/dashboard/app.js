@@ -1,10 +1,13 @@
-// The dashboard: sign-in, the workspace list kept live by /monitor/ws, the selected
-// workspace's actions, logs and preview, and system health. Plain ES modules, no build step.
+// The dashboard: sign-in, the workspace list kept live by /monitor/ws, creating and deleting
+// workspaces, the selected workspace's actions, logs, preview and run box, and system health.
+// Plain ES modules, no build step.
 import * as api from "./api.js";
+import { CreateForm } from "./create.js";
 import { EventStream } from "./events.js";
 import { loadHealth } from "./health.js";
 import { LogViewer } from "./logs.js";
 import { Preview } from "./preview.js";
+import { RunBox } from "./run.js";
 import { WorkspaceList } from "./workspaces.js";
 
 const $ = (id) => document.getElementById(id);
@@ -34,6 +37,49 @@ const preview = new Preview({
   reload: $("preview-reload"),
   label: $("preview-size"),
 });
+const create = new CreateForm(
+  {
+    toggle: $("create-toggle"),
+    form: $("create-form"),
+    name: $("create-name"),
+    nameError: $("create-name-error"),
+    sources: document.querySelectorAll('input[name="create-source"]'),
+    template: $("create-template"),
+    clone: $("create-clone"),
+    templateNote: $("create-template-note"),
+    isPrivate: $("create-private"),
+    submit: $("create-submit"),
+    close: $("create-close"),
+    error: $("create-error"),
+    result: $("ws-result"),
+  },
+  list,
+  {
+    // The row appears now (creating); the live status events take it from there. A row that
+    // is already there came from an event, which is newer than this answer.
+    onCreated: (w) => {
+      if (!list.get(w.name)) list.upsert(w);
+      announce(`Created ${w.name}; it is starting`);
+    },
+    onApiError: (e) => handleApiError(e),
+  },
+);
+list.onChange = () => {
+  if (!$("create-form").hidden) create.refreshClones();
+};
+const runBox = new RunBox(
+  {
+    form: $("run-form"),
+    command: $("run-command"),
+    timeout: $("run-timeout"),
+    submit: $("run-submit"),
+    cancel: $("run-cancel"),
+    error: $("run-error"),
+    result: $("run-result"),
+    output: $("run-output"),
+  },
+  { onApiError: (e) => handleApiError(e) },
+);
 
 function announce(text) {
   const live = $("live");
@@ -69,15 +115,31 @@ function showMain() {
   startLive();
 }
 
+// Where the gateway sent a browser from: a private workspace asks for a login and passes its
+// address as ?next=. Only a path on this site is followed.
+function nextPath() {
+  const next = new URLSearchParams(location.search).get("next") || "";
+  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "";
+}
+
+function goNext() {
+  const next = nextPath();
+  if (!next) return false;
+  location.assign(next);
+  return true;
+}
+
 async function boot() {
   try {
     const r = await api.me();
     state.user = r.user;
     api.setCsrf(r.csrf);
+    if (goNext()) return;
     showMain();
   } catch (e) {
     if (e.status === 401) {
-      showLogin();
+      const next = nextPath();
+      showLogin(next ? `${next} is a private workspace: sign in to open it.` : "");
     } else if (e.status === 404) {
       // A control plane without the auth endpoints: read-only, no sign-in.
       state.authAvailable = false;
@@ -104,6 +166,7 @@ $("login-form").addEventListener("submit", async (ev) => {
     state.user = r.user;
     api.setCsrf(r.csrf);
     $("login-password").value = "";
+    if (goNext()) return;
     showMain();
     $("main").focus();
     announce(`Signed in as ${r.user.name}`);
@@ -242,8 +305,10 @@ function onEvent(e) {
 
 async function refreshList() {
   try {
-    const r = await api.workspaces();
-    for (const w of r.workspaces || []) list.upsert(w);
+    // Every page (the list has a `next` cursor past 100 workspaces), each shown as it comes.
+    await api.allWorkspaces((page) => {
+      for (const w of page) list.upsert(w);
+    });
     if (state.selected) renderDetail();
   } catch (e) {
     handleApiError(e);
@@ -278,6 +343,7 @@ function route() {
   if (name === state.selected) return;
   state.selected = name;
   list.select(name);
+  runBox.setWorkspace(name);
   $("action-result").textContent = "";
   if (!name) {
     $("detail").hidden = true;
@@ -305,6 +371,7 @@ function renderDetail() {
     $("detail-meta").textContent = "This workspace is gone from the storage.";
     $("detail-error").textContent = "";
     for (const b of document.querySelectorAll("[data-action]")) b.disabled = true;
+    $("delete-open").disabled = true;
     return;
   }
   const status = w.frozen && w.status === "running" ? "frozen" : w.status || "unknown";
@@ -323,6 +390,8 @@ function renderDetail() {
   document.querySelector('[data-action="start"]').disabled = pending || running;
   document.querySelector('[data-action="stop"]').disabled = pending || w.status === "stopped";
   document.querySelector('[data-action="restart"]').disabled = pending;
+  $("delete-open").disabled = pending;
+  $("delete-open").setAttribute("aria-label", `Delete ${name}…`);
 }
 
 for (const button of document.querySelectorAll("[data-action]")) {
@@ -343,6 +412,53 @@ for (const button of document.querySelectorAll("[data-action]")) {
       renderDetail();
     }
   });
+}
+
+// ---- deleting: a modal <dialog> (Escape or Cancel keep the workspace) ------------------------
+
+const deleteDialog = $("delete-dialog");
+let deleting = "";
+
+$("delete-open").addEventListener("click", () => {
+  deleting = state.selected;
+  if (!deleting) return;
+  $("delete-title").textContent = `Delete ${deleting}?`;
+  $("delete-confirm").textContent = `Delete ${deleting}`;
+  deleteDialog.returnValue = "";
+  deleteDialog.showModal();
+  $("delete-cancel").focus();
+});
+
+deleteDialog.addEventListener("close", () => {
+  const name = deleting;
+  deleting = "";
+  if (deleteDialog.returnValue === "delete" && name) {
+    deleteWorkspace(name);
+  } else if (!$("detail").hidden) {
+    $("delete-open").focus();
+    $("action-result").textContent = `Kept ${name}: nothing was deleted.`;
+  }
+});
+
+async function deleteWorkspace(name) {
+  state.pending = name;
+  renderDetail();
+  $("action-result").textContent = `Deleting ${name}…`;
+  try {
+    const r = await api.deleteWorkspace(name);
+    if (state.selected === name) location.hash = "#/";
+    $("ws-result").textContent =
+      `Deleted ${name}: its folder is now ${r && r.trash ? r.trash : "in the trash"} (move it back ` +
+      `into the workspaces folder to restore it). Its row goes once its app has stopped.`;
+    $("ws-title").focus();
+    announce(`Deleted ${name}`);
+  } catch (e) {
+    handleApiError(e, `Delete ${name} failed`);
+    if (state.selected === name) $("delete-open").focus();
+  } finally {
+    state.pending = "";
+    if (state.selected) renderDetail();
+  }
 }
 
 // Accepts the log shapes a server may answer: {"lines": [...]}, {"log": "text"}, an array.
@@ -373,7 +489,7 @@ async function loadLogs(name) {
 
 // ---- tabs ----------------------------------------------------------------------------------
 
-const tabs = [$("tab-logs"), $("tab-preview")];
+const tabs = [$("tab-logs"), $("tab-preview"), $("tab-run")];
 function selectTab(tab) {
   for (const t of tabs) {
     const on = t === tab;

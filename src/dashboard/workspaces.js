@@ -20,6 +20,7 @@ export class WorkspaceList {
     this.empty = empty;
     this.count = count;
     this.selected = "";
+    this.onChange = () => {}; // called when a row comes or goes
   }
 
   /** Replaces every row (the hello event, or the REST list before it). */
@@ -61,6 +62,7 @@ export class WorkspaceList {
     Object.assign(row.data, Object.fromEntries(Object.entries(w).filter(([, v]) => v !== undefined)));
     this.render(row);
     this.refreshCount();
+    if (added) this.onChange();
     return added;
   }
 
@@ -70,6 +72,7 @@ export class WorkspaceList {
     row.li.remove();
     rows.delete(name);
     this.refreshCount();
+    this.onChange();
   }
 
   select(name) {
