@@ -12,6 +12,11 @@ void Subscription::set_filter(std::set<std::string> workspaces) {
   filter_ = std::move(workspaces);
 }
 
+void Subscription::set_hidden(std::function<bool(const std::string&)> hidden) {
+  std::lock_guard lock(mutex_);
+  hidden_ = std::move(hidden);
+}
+
 std::vector<std::shared_ptr<const std::string>> Subscription::take() {
   std::lock_guard lock(mutex_);
   std::vector<std::shared_ptr<const std::string>> out(std::make_move_iterator(queue_.begin()),
@@ -37,6 +42,7 @@ void Subscription::offer(const std::string& workspace, const std::shared_ptr<con
   std::lock_guard lock(mutex_);
   if (closed_ || dropped_) return;
   if (!workspace.empty() && !filter_.empty() && !filter_.count(workspace)) return;
+  if (!workspace.empty() && hidden_ && hidden_(workspace)) return;
   if (bytes_ + msg->size() > max_bytes_) {
     dropped_ = true;
     queue_.clear();

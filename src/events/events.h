@@ -28,6 +28,9 @@ class Subscription {
   /// Narrows the stream to these workspaces (empty: every event). Events with no workspace
   /// (system-wide ones) are always delivered.
   void set_filter(std::set<std::string> workspaces);
+  /// Leaves out the events of workspaces for which `hidden` answers true (private ones, for a
+  /// client without credentials). Called under the subscription's lock on publishing threads.
+  void set_hidden(std::function<bool(const std::string& workspace)> hidden);
   /// Takes everything queued (oldest first).
   std::vector<std::shared_ptr<const std::string>> take();
   /// True once the queue overflowed: the owner closes the connection.
@@ -45,6 +48,7 @@ class Subscription {
   std::size_t bytes_ = 0;
   std::size_t max_bytes_;
   std::set<std::string> filter_;
+  std::function<bool(const std::string&)> hidden_;
   bool dropped_ = false;
   bool closed_ = false;
 };

@@ -638,6 +638,8 @@ struct Gateway::Impl {
       co_return co_await write(conn, res) && res.keep_alive();
     }
     conn.no_deadline();
+    // Without credentials, private workspaces are left out of the hello and the events.
+    const bool all = !hooks.signed_in || hooks.signed_in(req[bhttp::field::cookie], req[bhttp::field::authorization]);
     auto ex = w.io.get_executor();
     auto c = std::make_shared<EventClient>(std::move(conn.client), ex);
     std::weak_ptr<EventClient> weak = c;
@@ -653,6 +655,13 @@ struct Gateway::Impl {
         client->wake.cancel();
       });
     }, opts.event_buffer);
+    if (!all) {
+      c->sub->set_hidden([holder = &routes](const std::string& name) {
+        auto snap = holder->load();
+        const WorkspaceView* ws = snap->find(name);
+        return ws && !ws->is_public;
+      });
+    }
     c->ws.set_option(beast::websocket::stream_base::timeout::suggested(beast::role_type::server));
     c->ws.set_option(beast::websocket::stream_base::decorator(
         [](beast::websocket::response_type& r) { r.set(bhttp::field::server, "cloudyknight"); }));
@@ -669,6 +678,7 @@ struct Gateway::Impl {
       nlohmann::json list = nlohmann::json::array();
       auto now = unix_ms();
       for (const auto& ws : snap->workspaces) {
+        if (!all && !ws.is_public) continue;
         list.push_back({{"name", ws.name},
                         {"type", ws.type},
                         {"status", ws.status},

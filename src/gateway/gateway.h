@@ -54,6 +54,9 @@ struct GatewayHooks {
   /// gateway threads (it may wait briefly on the session store). Unset: private workspaces
   /// answer like public ones.
   std::function<PrivateAccess(const std::string& workspace, std::string_view cookie)> private_access;
+  /// Whether a request carries valid credentials (a login session cookie or a bearer token):
+  /// /monitor/ws shows private workspaces only then. Unset: everyone sees everything.
+  std::function<bool(std::string_view cookie, std::string_view authorization)> signed_in;
   /// The control plane's session cookie, removed from requests forwarded to apps (an app must
   /// never see a dashboard login).
   std::string session_cookie;

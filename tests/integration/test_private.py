@@ -11,7 +11,7 @@ import os
 import unittest
 import urllib.parse
 
-from harness import Daemon, wait_until
+from harness import Daemon, EventStream, wait_until
 from test_auth import PASSWORD, admin_token, call, set_cookie_parts
 
 API = "/monitor/api/v1"
@@ -125,6 +125,26 @@ class PrivateWorkspaceTest(unittest.TestCase):
         entries = call(self.d, "GET", "/audit", token=self.admin).json()["entries"]
         create = [e for e in entries if e["action"] == "workspace.create" and e["target"] == "anns"]
         self.assertTrue(create and create[0]["detail"].get("owner"), create)
+
+    def test_the_event_stream_shows_them_to_signed_in_clients_only(self):
+        anon = EventStream(self.d.port)
+        signed = EventStream(self.d.port, extra_headers=[f"Cookie: ck_session={self.sessions['ben'][0]}"])
+        try:
+            self.assertNotIn("secret", [w["name"] for w in anon.hello["workspaces"]])
+            self.assertIn("echo", [w["name"] for w in anon.hello["workspaces"]])
+            self.assertIn("secret", [w["name"] for w in signed.hello["workspaces"]])
+            mark = anon.mark()
+            r = call(self.d, "POST", "/workspaces/secret/restart", token=self.admin)
+            self.assertEqual(r.status, 202, r.text())
+            signed.wait_for(lambda e: e.get("workspace") == "secret" and e.get("type") == "status", 30,
+                            what="a status event of secret")
+            r = call(self.d, "POST", "/workspaces/echo/restart", token=self.admin)
+            anon.wait_for(lambda e: e.get("workspace") == "echo", 30, since=mark, what="an event of echo")
+            self.assertEqual([e for _, e in anon.select(lambda e: e.get("workspace") == "secret", since=mark)], [])
+        finally:
+            anon.close()
+            signed.close()
+        self.wait_running("secret", 60)
 
     def test_a_logout_closes_it_again(self):
         r = call(self.d, "POST", "/auth/login", body={"name": "ben", "password": PASSWORD})

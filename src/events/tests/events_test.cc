@@ -50,6 +50,21 @@ TEST(EventBus, FilterNarrowsToSubscribedWorkspacesButKeepsSystemEvents) {
   EXPECT_EQ(json::parse(*got[1])["type"], "jobs");
 }
 
+TEST(EventBus, HiddenWorkspacesAreLeftOutForThatSubscriberOnly) {
+  EventBus bus;
+  auto anon = bus.subscribe([] {});
+  auto signed_in = bus.subscribe([] {});
+  anon->set_hidden([](const std::string& ws) { return ws == "secret"; });
+  bus.publish("status", "secret", {});
+  bus.publish("status", "shop", {});
+  bus.publish("jobs", "", {});
+  auto got = anon->take();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(json::parse(*got[0])["workspace"], "shop");
+  EXPECT_EQ(json::parse(*got[1])["type"], "jobs");
+  EXPECT_EQ(signed_in->take().size(), 3u);
+}
+
 TEST(EventBus, ASlowSubscriberIsDroppedAndOthersKeepReceiving) {
   EventBus bus;
   int slow_notified = 0;
