@@ -921,6 +921,23 @@ class TestRunCommand(DockerCase):
             code, out, err = DOCKER.exec(container["Id"], ["sh", "-c", "cat /proc/[0-9]*/cmdline"])
             self.assertNotIn(marker, out.replace("\0", " "))
 
+    def test_a_silent_command_whose_client_goes_away_is_killed(self):
+        self.d.wait_status(self.py, "running", timeout=START_TIMEOUT)
+        container = self.wait_app_container(self.py)
+        marker = "5353.5"
+        body = json.dumps({"command": ["sleep", marker], "timeout": "120s"}).encode()
+        s = socket.create_connection(("127.0.0.1", self.d.port), timeout=5)
+        s.sendall(f"POST /monitor/api/v1/workspaces/{self.py}/run HTTP/1.1\r\nHost: x\r\n"
+                  f"Authorization: Bearer {self.token}\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+        def running():
+            code, out, err = DOCKER.exec(container["Id"], ["sh", "-c", "cat /proc/[0-9]*/cmdline"])
+            return marker in out.replace("\0", " ")
+        wait_until(running, 10, "the command to start in the container")
+        s.close()
+        wait_until(lambda: not running(), 15, "the silent command to be killed once its client went away")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -167,6 +167,22 @@ class RunTest(DaemonTestCase):
             return "while true" not in out
         wait_until(gone, 10, "the command to stop once its client went away")
 
+    def test_a_silent_command_whose_client_goes_away_is_stopped_too(self):
+        marker = "9191.5"
+        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=5)
+        body = json.dumps({"command": ["sleep", marker], "timeout": "120s"}).encode()
+        s.sendall(b"POST " + API.encode() + b"/workspaces/echo/run HTTP/1.1\r\nHost: x\r\n"
+                  b"Authorization: Bearer " + self.token.encode() + b"\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+        def running():
+            out = self.run_cmd(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]).json()["output"]
+            return marker in out
+        wait_until(running, 10, "the command to start")
+        s.close()
+        # The gateway notices the closed connection within 5 s, the command's probe within 1 s.
+        wait_until(lambda: not running(), 15, "the silent command to stop once its client went away")
+
     def test_errors(self):
         self.assertError(call(self.daemon, "POST", "/workspaces/echo/run", token=self.token, body="{nope"),
                          400, "invalid_argument")

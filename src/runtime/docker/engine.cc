@@ -254,6 +254,24 @@ net::awaitable<Result<void>> DockerEngine::events(json filters,
   co_return outcome::success();
 }
 
+// DockerEngine::exec's watch over a silent command (see there).
+static net::awaitable<void> probe_exec(DockerEngine* engine, std::string exec_id,
+                                       std::function<bool(std::string_view)> output,
+                                       std::shared_ptr<bool> finished, std::shared_ptr<bool> stopped) {
+  net::steady_timer pause(co_await net::this_coro::executor);
+  while (!*finished && !*stopped) {
+    pause.expires_after(std::chrono::seconds(1));
+    co_await pause.async_wait(net::use_awaitable);
+    if (*finished || *stopped || output("")) continue;
+    *stopped = true;
+    auto info = co_await engine->call("GET", "/exec/" + exec_id + "/json");
+    if (info.has_value() && info.value().is_object()) {
+      int pid = info.value().value("Pid", 0);
+      if (pid > 0) ::kill(pid, SIGKILL);
+    }
+  }
+}
+
 net::awaitable<Result<ExecResult>> DockerEngine::exec(std::string id, std::vector<std::string> argv,
                                                       std::vector<std::string> env,
                                                       std::string workdir, Duration timeout,
@@ -286,7 +304,15 @@ net::awaitable<Result<ExecResult>> DockerEngine::exec(std::string id, std::vecto
     });
     return !*stopped;
   };
+  // A command that prints nothing is asked each second whether its output is still wanted
+  // (an empty write); when not, it is killed, which ends the stream.
+  auto finished = std::make_shared<bool>(false);
+  if (output) {
+    spawn(co_await net::this_coro::executor,
+          probe_exec(this, exec_id, output, finished, stopped), "exec probe " + exec_id.substr(0, 12));
+  }
   auto r = co_await http_.stream(std::move(req), std::move(on_body));
+  *finished = true;
   bool timed_out = r.has_error() && r.error().code == Errc::timeout;
   if (r.has_error() && !timed_out) co_return r.error();
   if (!timed_out && r.value().status >= 400) {

@@ -565,6 +565,7 @@ net::awaitable<Result<ExecOutcome>> ProcessRuntime::exec(std::string name,
   }
   auto ch = child.value();
   auto run = std::make_shared<ExecRun>(io_.get_executor(), fds[0]);
+  OutputSink output_probe = output;
   spawn(io_, read_exec_output(run, ch, std::move(output)), "exec output of " + name);
   spawn(io_, watch_exec_exit(run, ch), "exec exit of " + name);
   auto now = [] { return std::chrono::steady_clock::now(); };
@@ -573,13 +574,20 @@ net::awaitable<Result<ExecOutcome>> ProcessRuntime::exec(std::string name,
   // The output ends when every process holding the pipe is gone; something left in the
   // background after the command exits gets a moment, then the pipe is closed on it.
   constexpr auto kLinger = std::chrono::milliseconds(200);
+  // A command that prints nothing is asked each second whether its output is still wanted
+  // (an empty write), so one whose client went away is stopped then, not at its timeout.
+  constexpr auto kProbe = std::chrono::seconds(1);
   while (!run->eof) {
     auto until = run->exited ? std::min(deadline, now() + kLinger) : deadline;
-    run->wake.expires_at(until);
+    run->wake.expires_at(std::min(until, now() + kProbe));
     boost::system::error_code ec;
     co_await run->wake.async_wait(net::redirect_error(net::use_awaitable, ec));
     if (run->eof) break;
-    if (now() < until) continue;  // woken by the exit: wait the linger from here
+    if (!run->stopped && !run->exited && !output_probe("")) {
+      run->stopped = true;
+      kill_tree(ch->pid());
+    }
+    if (now() < until) continue;  // woken early (the exit, a probe): wait on from here
     if (!run->exited && !timed_out) {
       timed_out = true;
       kill_tree(ch->pid());
