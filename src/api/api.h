@@ -3,7 +3,8 @@
 // workspace list and detail, system status, and (auth_api.cc) auth, tokens, users, the audit log
 // and workspace start/stop/restart/logs. Handlers are plain functions of a request and the
 // monitor's current snapshot; they run on gateway threads. The snapshot handlers never block;
-// the secured ones wait on SQLite (and login on argon2id).
+// the secured ones wait on SQLite. Slow answers (login's argon2id, a command, a sync, a
+// followed log) come later through an http::ResponseStream filled on another thread.
 
 #include <chrono>
 #include <cstddef>
@@ -102,7 +103,8 @@ class ControlApi {
         db_(db),
         storage_events_(std::move(storage_events)),
         services_(std::move(services)),
-        poller_(api::make_poller()) {}
+        poller_(api::make_poller()),
+        worker_(api::make_poller()) {}
   /// The front door (routes.cc): the routing table's 404/405, then dispatch(), then the ETag
   /// (and 304) of every 200 JSON answer to a GET.
   http::Response handle(const http::Request& req) const;
@@ -139,6 +141,7 @@ class ControlApi {
   StorageEventsHook storage_events_;
   ApiServices services_;
   std::shared_ptr<api::Poller> poller_;  // the follow streams' thread
+  std::shared_ptr<api::Poller> worker_;  // slow one-off work off the gateway (argon2id logins)
 };
 
 /// A workspace as the API shows it (GET /workspaces/{name}).

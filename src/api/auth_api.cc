@@ -5,8 +5,8 @@
 // (except POST /storage/events, which only triggers a listing) and every one served here
 // writes an audit entry. GETs elsewhere stay readable without credentials for now.
 //
-// Runs on gateway threads. Auth calls block on SQLite, and login on argon2id (~100 ms), on the
-// thread that serves the request.
+// Runs on gateway threads. Auth calls block on SQLite on the thread that serves the request;
+// login (argon2id, ~100 ms) runs on the API's worker thread and answers through a stream.
 
 #include <fmt/format.h>
 
@@ -16,9 +16,11 @@
 #include "api/api.h"
 #include "api/respond.h"
 #include "api/auth_http.h"
+#include "api/poller.h"
 #include "auth/auth.h"
 #include "core/names.h"
 #include "core/units.h"
+#include "http/stream.h"
 #include "http/url.h"
 
 namespace ck {
@@ -406,8 +408,20 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     return workspace_mutation(req, snap, who.label(),
                               who.kind == auth::PrincipalKind::user ? who.id : std::string());
   }
-  if (rest == "auth/login")
-    return req.method == "POST" ? login(s, req) : method_not_allowed(req, "POST");
+  if (rest == "auth/login") {
+    if (req.method != "POST") return method_not_allowed(req, "POST");
+    // argon2id takes ~100 ms of CPU: checked on the API's worker thread, never a gateway's.
+    auto st = std::make_shared<http::ResponseStream>();
+    worker_->add([st, a = services_.auth, copy = std::make_shared<http::Request>(req)] {
+      Secured on_worker(*a, *copy);
+      auto r = login(on_worker, *copy);
+      st->respond(r.status, r.content_type, r.body, r.headers);
+      return false;  // once
+    });
+    http::Response res;
+    res.stream = st;
+    return res;
+  }
   if (rest == "auth/logout")
     return req.method == "POST" ? logout(s, req) : method_not_allowed(req, "POST");
   if (rest == "auth/me") return read ? me(s) : method_not_allowed(req, "GET");
