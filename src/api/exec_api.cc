@@ -59,6 +59,17 @@ std::size_t utf8_whole(std::string_view bytes) {
   return n;
 }
 
+// `carry` (bytes held back last time) + `bytes`, up to the last whole UTF-8 character; what
+// follows it becomes the new carry.
+std::string whole_utf8(std::string& carry, std::string_view bytes) {
+  std::string text = carry;
+  text.append(bytes);
+  std::size_t whole = utf8_whole(text);
+  carry = text.substr(whole);
+  text.resize(whole);
+  return text;
+}
+
 // POST /run's body: {"command": ["argv0", ...], "timeout": "30s"}.
 struct RunRequest {
   std::vector<std::string> argv;
@@ -143,11 +154,7 @@ struct LogFollow {
     if (n <= 0) return "";
     offset += n;
     out.resize(static_cast<std::size_t>(n));
-    out.insert(0, carry);
-    std::size_t whole = utf8_whole(out);
-    carry = out.substr(whole);
-    out.resize(whole);
-    return out;
+    return whole_utf8(carry, out);
   }
 };
 
@@ -193,10 +200,7 @@ http::Response ControlApi::run_command(const http::Request& req, const Workspace
       collected->append(bytes.substr(0, room));
       return !st->cancelled();
     }
-    std::string text = *carry + std::string(bytes);
-    std::size_t whole = utf8_whole(text);
-    *carry = text.substr(whole);
-    text.resize(whole);
+    std::string text = whole_utf8(*carry, bytes);
     if (text.empty()) return !st->cancelled();
     st->begin(200, "application/x-ndjson");
     return st->write(dump(json{{"output", text}}) + "\n");
