@@ -87,6 +87,15 @@ struct ApiServices {
   /// Brings a workspace's source in step with storage now (S3: a mirror pass; a folder: a
   /// rescan). Called on gateway threads; must not block; `done` is called once, on any thread.
   std::function<void(const std::string& name, std::function<void(Result<SyncOutcome>)> done)> sync;
+  /// S3 storage: uploads a folder that POST /workspaces assembled as a new workspace, and
+  /// deletes a workspace's objects (DELETE, after its mirror was copied to the trash); both
+  /// answer through `done` once the mirror has caught up (S3Mirror::publish/remove). Called
+  /// on gateway threads; must not block. Unset for folder storage.
+  std::function<void(const std::string& name, std::filesystem::path folder,
+                     std::function<void(Result<void>)> done)>
+      publish;
+  std::function<void(const std::string& name, std::function<void(Result<std::size_t>)> done)>
+      unpublish;
   /// S3 storage: the mirror's state for a workspace (thread-safe, never blocks for long).
   /// Unset for folder storage.
   std::function<SyncState(const std::string& name)> sync_state;

@@ -8,10 +8,11 @@
 // so dependencies (node_modules, .venv), .env files and build output stay behind. A deleted
 // workspace is moved to DATA/trash, never removed. The monitor notices both through its watcher.
 //
-// S3 storage answers 409 "unsupported" for create and delete in this version (the CLI's
-// `workspace upload` and the bucket are the way there).
+// With S3 storage the new folder is assembled beside the mirror and uploaded (source and
+// manifest) by the mirror's thread, and a delete copies the mirror's folder to DATA/trash before
+// the objects are deleted; both answer once the mirror has caught up (an http::ResponseStream).
 //
-// Runs on gateway threads; the file copies block the thread serving the request.
+// Runs on gateway threads; the local file copies block the thread serving the request.
 
 #include <fcntl.h>
 #include <fmt/chrono.h>
@@ -34,6 +35,7 @@
 #include "auth/auth.h"
 #include "core/log.h"
 #include "core/names.h"
+#include "http/stream.h"
 #include "http/url.h"
 #include "storage/ignore.h"
 #include "workspace/workspace.h"
@@ -72,8 +74,8 @@ http::Response error_with_status(int status, std::string_view code, const std::s
 http::Response unsupported() {
   return error_with_status(
       409, "unsupported",
-      "creating workspaces through the API needs dir storage in this version; upload with "
-      "`cloudyknight workspace upload`");
+      "this control plane cannot create or delete workspaces in its storage; upload with "
+      "`cloudyknight workspace upload` instead");
 }
 
 
@@ -174,11 +176,6 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
   if (!create && !remove) return std::nullopt;
   if (create && req.method != "POST") return method_not_allowed(req, "GET, POST");
   if (remove && req.method != "DELETE") return method_not_allowed(req, "GET, DELETE");
-  auto audit = [&](const std::string& action, const std::string& target, const json& detail) {
-    if (services_.auth) {
-      (void)services_.auth->audit(principal, action, target, detail.dump(), req.client_ip);
-    }
-  };
   const fs::path& root = services_.workspaces_root;
 
   if (remove) {
@@ -190,12 +187,7 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     if (auto v = validate_workspace_name(name); v.has_error()) {
       return error_response(Errc::invalid_argument, v.error().message);
     }
-    if (!services_.dir_storage) {
-      return error_with_status(
-          409, "unsupported",
-          "deleting workspaces through the API needs dir storage in this version; remove its "
-          "prefix from the bucket instead");
-    }
+    if (!services_.dir_storage && !services_.unpublish) return unsupported();
     if (root.empty()) return error_response(Errc::unavailable, "this control plane cannot delete workspaces");
     std::error_code ec;
     fs::path folder = root / name;
@@ -208,15 +200,43 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     for (int n = 2; fs::exists(fs::symlink_status(dest, ec)); ++n) {
       dest = services_.trash_dir / fmt::format("{}-{}-{}", name, utc_stamp(), n);
     }
-    if (auto moved = move_folder(folder, dest); moved.has_error()) {
-      return error_response(moved.error().code, moved.error().message);
-    }
-    // A later workspace of the same name must not inherit this one's owner.
-    if (services_.auth) (void)services_.auth->set_workspace_owner(name, "", true);
     const WorkspaceView* w = snap.find(name);
-    audit("workspace.delete", name,
-          {{"trash", dest.string()}, {"status", w ? w->status : std::string("unknown")}});
-    return json_response(200, {{"deleted", name}, {"trash", dest.string()}});
+    json detail = {{"trash", dest.string()}, {"status", w ? w->status : std::string("unknown")}};
+    // What happens once the source is gone from storage. A later workspace of the same name
+    // must not inherit this one's owner.
+    auto deleted = [auth = services_.auth, name, dest, principal, ip = req.client_ip](json what) {
+      if (auth) {
+        (void)auth->set_workspace_owner(name, "", true);
+        (void)auth->audit(principal, "workspace.delete", name, what.dump(), ip);
+      }
+      return json_response(200, {{"deleted", name}, {"trash", dest.string()}});
+    };
+    if (services_.dir_storage) {
+      if (auto moved = move_folder(folder, dest); moved.has_error()) {
+        return error_response(moved.error().code, moved.error().message);
+      }
+      return deleted(detail);
+    }
+    // S3: the mirror holds the whole source; the trash keeps a copy of it before the objects go.
+    fs::copy(folder, dest, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+    if (ec) {
+      return error_response(Errc::io, fmt::format("cannot keep a copy of '{}' in {} before deleting it: {}; "
+                                                  "nothing was deleted",
+                                                  name, dest.string(), ec.message()));
+    }
+    auto st = std::make_shared<http::ResponseStream>();
+    services_.unpublish(name, [st, deleted, detail, name](Result<std::size_t> r) mutable {
+      if (r.has_error()) {
+        auto e = error_response(r.error().code, r.error().message);
+        return st->respond(e.status, e.content_type, e.body);
+      }
+      detail["objects"] = r.value();
+      auto res = deleted(detail);
+      st->respond(res.status, res.content_type, res.body, res.headers);
+    });
+    http::Response res;
+    res.stream = st;
+    return res;
   }
 
   // POST /workspaces
@@ -253,7 +273,7 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     return error_response(Errc::invalid_argument,
                           "give either \"template\" or \"clone_of\", not both");
   }
-  if (!services_.dir_storage) return unsupported();
+  if (!services_.dir_storage && !services_.publish) return unsupported();
   if (root.empty()) return error_response(Errc::unavailable, "this control plane cannot create workspaces");
   std::error_code ec;
   fs::path folder = root / name;
@@ -280,8 +300,10 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     }
   }
 
-  // Build it beside its final place (same file system), then rename it in.
-  fs::path tmp = root / fmt::format(".ck-create-{}-{}", name, unique_suffix());
+  // Build it beside its final place (same file system), then rename it in; for S3, beside
+  // the mirror (which only the bucket fills), then upload it.
+  fs::path tmp = (services_.dir_storage ? root : root.parent_path()) /
+                 fmt::format(".ck-create-{}-{}", name, unique_suffix());
   fs::create_directory(tmp, ec);
   if (ec) return error_response(Errc::io, fmt::format("cannot create {}: {}", tmp.string(), ec.message()));
   auto cleanup = [&] {
@@ -306,30 +328,10 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
       return error_response(m.error().code, m.error().message);
     }
   }
-  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, folder.c_str(), RENAME_NOREPLACE) != 0) {
-    int err = errno;
-    cleanup();
-    if (err == EEXIST || err == ENOTEMPTY) {
-      return error_response(Errc::already_exists, "a workspace named '" + name + "' already exists");
-    }
-    return error_response(Errc::io, fmt::format("cannot move the new workspace into {}: {}",
-                                                folder.string(), std::strerror(err)));
-  }
-
-  WorkspaceSpec spec = detect_workspace(name, folder);
+  WorkspaceSpec spec = detect_workspace(name, tmp);
   json detail = {{"files", files}, {"public", spec.is_public}};
   if (!tmpl.empty()) detail["template"] = tmpl;
   if (!clone_of.empty()) detail["clone_of"] = clone_of;
-  // Its creator owns it (a user; tokens and the admin token own nothing): a private workspace
-  // then opens through the gateway for them and for admins only.
-  if (!owner.empty() && services_.auth) {
-    if (auto o = services_.auth->set_workspace_owner(name, owner, spec.is_public); o.has_error()) {
-      log::get("api")->warn("[ws={}] cannot record its owner: {}", name, o.error().message);
-    } else {
-      detail["owner"] = owner;
-    }
-  }
-  audit("workspace.create", name, detail);
   json out = {{"name", name},
               {"type", std::string(type_name(spec.type))},
               {"matched", spec.matched},
@@ -343,7 +345,46 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
   if (!spec.error.empty()) out["error"] = spec.error;
   if (!tmpl.empty()) out["template"] = tmpl;
   if (!clone_of.empty()) out["clone_of"] = clone_of;
-  return json_response(201, out);
+  // What happens once it is in storage. Its creator owns it (a user; tokens and the admin
+  // token own nothing): a private workspace then opens for them and for admins only.
+  auto created = [auth = services_.auth, name, owner, is_public = spec.is_public, principal,
+                  ip = req.client_ip, out](json what) {
+    if (!owner.empty() && auth) {
+      if (auto o = auth->set_workspace_owner(name, owner, is_public); o.has_error()) {
+        log::get("api")->warn("[ws={}] cannot record its owner: {}", name, o.error().message);
+      } else {
+        what["owner"] = owner;
+      }
+    }
+    if (auth) (void)auth->audit(principal, "workspace.create", name, what.dump(), ip);
+    return json_response(201, out);
+  };
+  if (services_.dir_storage) {
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, folder.c_str(), RENAME_NOREPLACE) != 0) {
+      int err = errno;
+      cleanup();
+      if (err == EEXIST || err == ENOTEMPTY) {
+        return error_response(Errc::already_exists, "a workspace named '" + name + "' already exists");
+      }
+      return error_response(Errc::io, fmt::format("cannot move the new workspace into {}: {}",
+                                                  folder.string(), std::strerror(err)));
+    }
+    return created(detail);
+  }
+  auto st = std::make_shared<http::ResponseStream>();
+  services_.publish(name, tmp, [st, created, detail, tmp](Result<void> r) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);  // uploaded, or refused: either way it has served
+    if (r.has_error()) {
+      auto e = error_response(r.error().code, r.error().message);
+      return st->respond(e.status, e.content_type, e.body);
+    }
+    auto res = created(detail);
+    st->respond(res.status, res.content_type, res.body, res.headers);
+  });
+  http::Response res;
+  res.stream = st;
+  return res;
 }
 
 http::Response ControlApi::templates(const http::Request&) const {

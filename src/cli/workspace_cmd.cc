@@ -48,15 +48,6 @@ std::string human_bytes(std::uint64_t b) {
   return fmt::format("{:.1f} {}", v, units[u]);
 }
 
-std::string now_iso8601() {
-  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 /// The S3 storage the CLI works on: the config's (storage.kind: s3) or --storage s3://...
 struct Remote {
   s3::Target target;
@@ -148,22 +139,6 @@ std::string summary(const std::string& name, const sync::Report& r, bool upload,
                      where);
 }
 
-Result<void> write_manifest(const Remote& remote, const std::string& name, const fs::path& dir,
-                            std::size_t files, std::uint64_t bytes) {
-  WorkspaceSpec spec = detect_workspace(name, dir);
-  nlohmann::json doc = {{"name", name},
-                        {"description", spec.description},
-                        {"type", std::string(type_name(spec.type))},
-                        {"updated", now_iso8601()},
-                        {"files", files},
-                        {"bytes", bytes}};
-  if (!spec.icon.empty()) doc["icon"] = spec.icon;
-  auto r = remote.client->put_object(remote.target.bucket, sync::manifest_key(remote.target.prefix, name),
-                                     doc.dump(2), "application/json");
-  if (r.has_error()) return outcome::failure(r.error());
-  return outcome::success();
-}
-
 sync::Options transfer_options(const Remote& remote, const std::string& name, const fs::path& dir,
                                const TransferFlags& flags) {
   sync::Options o;
@@ -212,7 +187,9 @@ bool upload_once(const Remote& remote, const std::string& name, const fs::path& 
     files = tree.value().files.size();
     for (const auto& f : tree.value().files) bytes += f.size;
   }
-  if (auto m = write_manifest(remote, name, dir, files, bytes); m.has_error()) {
+  if (auto m = sync::write_manifest(*remote.client, remote.target.bucket, remote.target.prefix, name,
+                                    dir, files, bytes);
+      m.has_error()) {
     std::cerr << "cloudyknight: warning: the source was uploaded but its manifest was not: "
               << m.error().message << "\n";
   }

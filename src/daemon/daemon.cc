@@ -422,6 +422,14 @@ int run_daemon(const Config& config, const std::string& self_exe) {
           "run a command in " + name);
   };
   if (mirror) {
+    services.publish = [m = mirror.get()](const std::string& name, fs::path folder,
+                                          std::function<void(Result<void>)> done) {
+      m->publish(name, std::move(folder), std::move(done));
+    };
+    services.unpublish = [m = mirror.get()](const std::string& name,
+                                            std::function<void(Result<std::size_t>)> done) {
+      m->remove(name, std::move(done));
+    };
     services.sync_state = [m = mirror.get()](const std::string& name) {
       auto st = m->state(name);
       return SyncState{st.error, st.last_pass_ms};

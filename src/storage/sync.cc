@@ -1,5 +1,10 @@
 #include "storage/sync.h"
 
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "workspace/workspace.h"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <openssl/evp.h>
@@ -681,6 +686,27 @@ Result<Report> pull(const Location& where, const fs::path& dir, const Options& o
     return outcome::failure(std::move(e));
   }
   return report;
+}
+
+Result<void> write_manifest(s3::Client& client, const std::string& bucket, std::string_view prefix,
+                            const std::string& name, const std::filesystem::path& dir,
+                            std::size_t files, std::uint64_t bytes) {
+  WorkspaceSpec spec = detect_workspace(name, dir);
+  auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char updated[32];
+  std::strftime(updated, sizeof updated, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  nlohmann::json doc = {{"name", name},
+                        {"description", spec.description},
+                        {"type", std::string(type_name(spec.type))},
+                        {"updated", updated},
+                        {"files", files},
+                        {"bytes", bytes}};
+  if (!spec.icon.empty()) doc["icon"] = spec.icon;
+  auto r = client.put_object(bucket, manifest_key(prefix, name), doc.dump(2), "application/json");
+  if (r.has_error()) return outcome::failure(r.error());
+  return outcome::success();
 }
 
 }  // namespace ck::sync

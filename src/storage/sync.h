@@ -94,6 +94,12 @@ Result<Report> push(const Location& where, const std::filesystem::path& dir, con
 /// Bucket → local folder (created if missing). Fails like push.
 Result<Report> pull(const Location& where, const std::filesystem::path& dir, const Options& opts);
 
+/// Writes workspace NAME's manifest at manifest_key(): name, description, type and icon as
+/// detected in `dir`, the time, and `files` and `bytes` as uploaded.
+Result<void> write_manifest(s3::Client& client, const std::string& bucket, std::string_view prefix,
+                            const std::string& name, const std::filesystem::path& dir,
+                            std::size_t files, std::uint64_t bytes);
+
 /// The local index file for (endpoint, bucket, key prefix, folder) under the user's cache
 /// ($XDG_CACHE_HOME or ~/.cache)/cloudyknight/sync/.
 std::filesystem::path default_index_path(std::string_view endpoint, std::string_view bucket,

@@ -361,6 +361,38 @@ class TestBucketNotifications(S3Case):
         r = self.d.request("POST", "/monitor/api/v1/workspaces/site/sync")
         self.assertEqual(r.status, 401, r.text())
 
+    def test_create_and_delete_through_the_api(self):
+        """With S3 storage, POST /workspaces uploads the new workspace (source and manifest) and
+        DELETE removes its objects after keeping a copy in DATA/trash."""
+        from test_auth import admin_token
+        token = admin_token(self.d)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        r = self.d.request("POST", "/monitor/api/v1/workspaces", headers=headers, timeout=60,
+                           body=json.dumps({"name": "made", "template": "static"}))
+        self.assertEqual(r.status, 201, r.text())
+        self.assertEqual(r.json()["type"], "static")
+        keys = self.s3.aws("s3", "ls", "--recursive", f"s3://{BUCKET}/{PREFIX}/").stdout
+        self.assertIn(f"{PREFIX}/made/index.html", keys)
+        self.assertIn(f"{PREFIX}/.cloudyknight/manifests/made.json", keys)
+        # Served without waiting for the 60 s list interval: the upload ran a pass.
+        wait_until(lambda: self.d.get("/made/").status == 200, 10, "the new workspace to be served")
+        # A name the bucket has is refused, and nothing is uploaded twice.
+        r = self.d.request("POST", "/monitor/api/v1/workspaces", headers=headers, timeout=60,
+                           body=json.dumps({"name": "made"}))
+        self.assertEqual(r.status, 409, r.text())
+        self.assertEqual(r.json()["error"]["code"], "already_exists")
+
+        r = self.d.request("DELETE", "/monitor/api/v1/workspaces/made", headers=headers, timeout=60)
+        self.assertEqual(r.status, 200, r.text())
+        doc = r.json()
+        self.assertEqual(doc["deleted"], "made")
+        self.assertTrue(os.path.isfile(os.path.join(doc["trash"], "index.html")), doc)
+        keys = self.s3.aws("s3", "ls", "--recursive", f"s3://{BUCKET}/{PREFIX}/").stdout
+        self.assertNotIn(f"{PREFIX}/made/", keys)
+        self.assertNotIn("manifests/made.json", keys)
+        wait_until(lambda: self.d.get("/made/").status == 404, 10, "the deleted workspace to be gone")
+        self.assertEqual(self.d.request("DELETE", "/monitor/api/v1/workspaces/made", headers=headers).status, 404)
+
     def test_test_and_empty_payloads_are_accepted(self):
         for body in (b"", b"  \n", b"{}"):
             r = self.post(body)

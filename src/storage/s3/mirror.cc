@@ -287,6 +287,72 @@ void S3Mirror::pass_now(std::function<void(Result<MirrorPass>)> done) {
   cv_.notify_all();
 }
 
+bool S3Mirror::queue_job(std::function<void(bool run)> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || !thread_.joinable()) return false;
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void S3Mirror::publish(std::string name, std::filesystem::path folder,
+                       std::function<void(Result<void>)> done) {
+  auto job = [this, name, folder, done](bool run) {
+    if (!run) return done(fail(Errc::unavailable, "the mirror of " + url() + " stopped first"));
+    sync::Location where{&client_, opts_.bucket, sync::workspace_prefix(opts_.prefix, name)};
+    auto existing = client_.list_objects(opts_.bucket, where.key_prefix);
+    if (existing.has_error()) return done(existing.error());
+    if (!existing.value().empty()) {
+      return done(fail(Errc::already_exists, fmt::format("a workspace named '{}' already exists in {}",
+                                                         name, url())));
+    }
+    sync::Options so;
+    so.ignore.allow_env = false;
+    auto pushed = sync::push(where, folder, so);
+    if (pushed.has_error()) {
+      return done(fail(pushed.error().code, fmt::format("cannot upload '{}' to {}: {}", name, url(),
+                                                        pushed.error().message)));
+    }
+    std::size_t files = 0;
+    for (const auto& a : pushed.value().actions) files += a.op == sync::Op::upload;
+    if (auto m = sync::write_manifest(client_, opts_.bucket, opts_.prefix, name, folder, files,
+                                      pushed.value().bytes);
+        m.has_error()) {
+      logger()->warn("[ws={}] uploaded to {} without its manifest: {}", name, url(), m.error().message);
+    }
+    logger()->info("[ws={}] created in {}: {} files", name, url(), files);
+    (void)run_pass();  // the mirror (and so the monitor) has it before the answer
+    done(outcome::success());
+  };
+  if (!queue_job(job)) job(false);
+}
+
+void S3Mirror::remove(std::string name, std::function<void(Result<std::size_t>)> done) {
+  auto job = [this, name, done](bool run) {
+    if (!run) return done(fail(Errc::unavailable, "the mirror of " + url() + " stopped first"));
+    const std::string key_prefix = sync::workspace_prefix(opts_.prefix, name);
+    auto listed = client_.list_objects(opts_.bucket, key_prefix);
+    if (listed.has_error()) return done(listed.error());
+    std::vector<std::string> keys;
+    for (const auto& o : listed.value()) keys.push_back(o.key);
+    if (keys.empty()) {
+      return done(fail(Errc::not_found, fmt::format("there is no workspace named '{}' in {}", name, url())));
+    }
+    std::size_t count = keys.size();
+    keys.push_back(sync::manifest_key(opts_.prefix, name));  // deleting a missing key is fine
+    if (auto r = client_.delete_objects(opts_.bucket, keys); r.has_error()) {
+      return done(fail(r.error().code, fmt::format("cannot delete '{}' from {}: {}", name, url(),
+                                                   r.error().message)));
+    }
+    logger()->info("[ws={}] deleted from {}: {} objects", name, url(), count);
+    (void)run_pass();
+    done(count);
+  };
+  if (!queue_job(job)) job(false);
+}
+
 void S3Mirror::notify(const std::vector<std::string>& keys) {
   auto log = logger();
   if (keys.empty()) {
@@ -310,8 +376,16 @@ void S3Mirror::stop() {
 void S3Mirror::loop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, opts_.interval, [this] { return stopping_ || poked_; });
+    cv_.wait_for(lock, opts_.interval, [this] { return stopping_ || poked_ || !jobs_.empty(); });
     if (stopping_) break;
+    if (!jobs_.empty()) {
+      auto jobs = std::move(jobs_);
+      jobs_.clear();
+      lock.unlock();
+      for (auto& job : jobs) job(true);
+      lock.lock();
+      continue;
+    }
     poked_ = false;
     auto waiting = std::move(waiting_);
     waiting_.clear();
@@ -323,7 +397,10 @@ void S3Mirror::loop() {
   }
   auto waiting = std::move(waiting_);
   waiting_.clear();
+  auto jobs = std::move(jobs_);  // never run: each says so through its `done`
+  jobs_.clear();
   lock.unlock();
+  for (auto& job : jobs) job(false);
   for (auto& done : waiting) {
     done(fail(Errc::unavailable, "the mirror of " + url() + " stopped before the next pass"));
   }

@@ -78,6 +78,15 @@ class S3Mirror {
   /// Asks for a pass and calls `done` (on the mirror's thread, or at once when stopped) with
   /// the result of the first pass that starts after this call. Needs start().
   void pass_now(std::function<void(Result<MirrorPass>)> done);
+  /// Uploads `folder` as the new workspace `name` (its source and manifest), then runs a pass
+  /// so the mirror has it. Runs on the mirror's thread between passes; `done` is called there
+  /// (or at once when the mirror is stopping). already_exists when the bucket has objects of
+  /// that name.
+  void publish(std::string name, std::filesystem::path folder,
+               std::function<void(Result<void>)> done);
+  /// Deletes workspace `name`'s objects and manifest from the bucket, then runs a pass (which
+  /// takes it out of the mirror). `done` gets the number of objects deleted.
+  void remove(std::string name, std::function<void(Result<std::size_t>)> done);
   /// A bucket notification arrived (keys as "bucket/key", possibly none for a test event):
   /// logs them at debug level and pokes.
   void notify(const std::vector<std::string>& keys);
@@ -96,6 +105,8 @@ class S3Mirror {
 
  private:
   void loop();
+  /// Queues a job for the mirror's thread; false (job dropped) when stopping.
+  bool queue_job(std::function<void(bool run)> job);
   void remove_workspace(const std::string& name);
 
   s3::Client& client_;
@@ -109,6 +120,9 @@ class S3Mirror {
   std::condition_variable cv_;
   bool poked_ = false;
   std::vector<std::function<void(Result<MirrorPass>)>> waiting_;  // for the next pass
+  // publish/remove, run before the next pass; called with false (to answer "stopping") when the
+  // mirror stops first.
+  std::vector<std::function<void(bool run)>> jobs_;
   bool stopping_ = false;
   std::string last_error_;
   std::map<std::string, std::string> published_errors_;  // pull_errors_ as of the last pass
