@@ -2,7 +2,7 @@
 // cookie with X-CSRF-Token on mutations), what they may do (read < deploy < admin), and the
 // endpoints that need it: /auth/login|logout|me, /users, /tokens, /audit and a workspace's
 // start|stop|restart and logs. Every mutation under /monitor/api/v1 passes the check here
-// (except POST /storage/events, which only triggers a listing) and every one served here
+// (POST /storage/events too, though it is not audited) and every one served here
 // writes an audit entry. GETs elsewhere stay readable without credentials for now.
 //
 // Runs on gateway threads. Auth calls block on SQLite on the thread that serves the request;
@@ -395,7 +395,16 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   bool own = rest == "auth/login" || rest == "auth/logout" || rest == "auth/me" ||
              rest == "users" || rest == "tokens" || rest.starts_with("tokens/") ||
              rest == "audit" || rest == "logs" || action || logs || run || sync;
-  if (!own && (read || rest == "storage/events")) return std::nullopt;
+  if (!own && read) return std::nullopt;
+  if (rest == "storage/events") {
+    // A bucket notification only asks for a listing, but like every mutation it needs a token
+    // that may deploy (MinIO sends one with `auth_token`). It is not audited: a bulk upload
+    // sends one per object, and the pulls it causes are logged.
+    if (!services_.auth) return std::nullopt;
+    Secured s(*services_.auth, req);
+    if (auto caller = s.require(auth::Scope::deploy); caller.has_error()) return error_of(caller.error());
+    return std::nullopt;
+  }
   if (!services_.auth) {
     return error_of(Errc::unavailable, "this control plane has no authentication service");
   }

@@ -460,8 +460,8 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   }
   log->info("  {}monitor/api/v1/workspaces  (API)", base);
   if (mirror) {
-    log->info("  {}monitor/api/v1/storage/events  (MinIO bucket-notification webhook: changes "
-              "show up at once instead of within {})",
+    log->info("  {}monitor/api/v1/storage/events  (MinIO bucket-notification webhook, with a "
+              "deploy-scope API token as its auth_token: changes show up at once instead of within {})",
               base, format_duration(config.storage.list_interval));
   }
 

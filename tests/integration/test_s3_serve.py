@@ -312,10 +312,22 @@ class TestBucketNotifications(S3Case):
         s3.aws("s3", "sync", os.path.join(EXAMPLES, "site"), f"s3://{BUCKET}/{PREFIX}/site")
         cls.d = cls.new_daemon(config={"storage": {"list_interval": "60s"}})
         cls.d.start()
+        from test_auth import admin_token
+        cls.token = admin_token(cls.d)
 
     def post(self, body, headers=None):
+        # MinIO sends the token configured as the webhook's auth_token.
         return self.d.request("POST", EVENTS, body=body,
-                              headers=headers or {"Content-Type": "application/json"})
+                              headers=headers or {"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self.token}"})
+
+    def test_a_notification_needs_a_token_that_may_deploy(self):
+        r = self.post(minio_event(f"{PREFIX}/site/x.html"), headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 401, r.text())
+        self.assertEqual(r.json()["error"]["code"], "unauthenticated")
+        r = self.post(minio_event(f"{PREFIX}/site/x.html"),
+                      headers={"Content-Type": "application/json", "Authorization": "Bearer ck_wrong"})
+        self.assertEqual(r.status, 401, r.text())
 
     def test_a_notification_makes_a_change_visible_at_once(self):
         marker = f"notified-{time.monotonic_ns()}"
@@ -338,8 +350,7 @@ class TestBucketNotifications(S3Case):
         wait_until(lambda: self.d.get("/site/news.html").status == 404, 10, "news.html to be gone")
 
     def test_sync_pulls_a_change_now_and_answers_what_it_did(self):
-        from test_auth import admin_token
-        token = admin_token(self.d)
+        token = self.token
         marker = f"synced-{time.monotonic_ns()}"
         put_text(self.s3, f"{PREFIX}/site/sync.html", marker)
         time.sleep(0.5)
@@ -364,9 +375,7 @@ class TestBucketNotifications(S3Case):
     def test_create_and_delete_through_the_api(self):
         """With S3 storage, POST /workspaces uploads the new workspace (source and manifest) and
         DELETE removes its objects after keeping a copy in DATA/trash."""
-        from test_auth import admin_token
-        token = admin_token(self.d)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         r = self.d.request("POST", "/monitor/api/v1/workspaces", headers=headers, timeout=60,
                            body=json.dumps({"name": "made", "template": "static"}))
         self.assertEqual(r.status, 201, r.text())
@@ -431,7 +440,9 @@ class TestNotificationsWithDirStorage(DaemonTestCase):
     daemon_options = {"fixtures": ["static"]}
 
     def test_the_route_answers_409(self):
-        r = self.daemon.request("POST", EVENTS, body=minio_event("ws/static/index.html"))
+        from test_auth import admin_token
+        r = self.daemon.request("POST", EVENTS, body=minio_event("ws/static/index.html"),
+                                headers={"Authorization": f"Bearer {admin_token(self.daemon)}"})
         self.assertEqual(r.status, 409, r.text())
         err = r.json()["error"]
         self.assertIn("S3 storage", err["message"])
