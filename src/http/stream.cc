@@ -2,10 +2,11 @@
 
 namespace ck::http {
 
+// Under the lock, so that once cancel() returns the waker (which posts to the consumer's
+// executor) is never called again, even by a producer racing with it.
 void ResponseStream::notify(std::unique_lock<std::mutex>& lock) {
-  auto wake = wake_;
+  if (!cancelled_ && wake_) wake_();
   lock.unlock();
-  if (wake) wake();
 }
 
 void ResponseStream::begin(int status, std::string content_type, Headers headers) {
@@ -68,6 +69,7 @@ void ResponseStream::cancel() {
   std::lock_guard lock(mu_);
   cancelled_ = true;
   pending_.clear();
+  wake_ = nullptr;
 }
 
 }  // namespace ck::http

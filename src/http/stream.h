@@ -52,10 +52,11 @@ class ResponseStream {
     bool finished = false;
   };
   Chunk take();
-  /// Called (on the producer's thread) after each begin, write and finish. Set before the
-  /// first take(); it must only post.
+  /// Called (on the producer's thread, under the stream's lock) after each begin, write and
+  /// finish until cancel(). Set before the first take(); it must only post.
   void on_ready(std::function<void()> wake);
-  /// The client is gone: writes fail from now on.
+  /// The client is gone: writes fail from now on and the waker is dropped (never called
+  /// again once this returns).
   void cancel();
 
  private:

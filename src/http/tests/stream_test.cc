@@ -61,6 +61,19 @@ TEST(ResponseStream, CancelStopsTheProducer) {
   EXPECT_EQ(st.take().data, "");  // what was pending is dropped
 }
 
+TEST(ResponseStream, NoWakeAfterCancel) {
+  ResponseStream st;
+  int wakes = 0;
+  st.on_ready([&] { ++wakes; });
+  st.begin(200, "text/plain");
+  EXPECT_EQ(wakes, 1);
+  st.cancel();
+  st.write("x");
+  st.finish();
+  st.respond(500, "text/plain", "late");
+  EXPECT_EQ(wakes, 1);
+}
+
 TEST(ResponseStream, ASlowClientBoundsWhatIsBuffered) {
   ResponseStream st;
   st.begin(200, "text/plain");
