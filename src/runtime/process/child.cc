@@ -23,19 +23,10 @@ struct ExecArgs {
   const char* cwd;
   int log_fd;
   int null_fd;
-  int pid_ns_fd;  // -1, or a namespace to enter first
-  int mnt_ns_fd;
 };
 
 int child_main(void* p) {
   auto* a = static_cast<ExecArgs*>(p);
-  // The pid namespace applies to this process's children (the init forks the command there).
-  if ((a->pid_ns_fd >= 0 && ::setns(a->pid_ns_fd, CLONE_NEWPID) != 0) ||
-      (a->mnt_ns_fd >= 0 && ::setns(a->mnt_ns_fd, CLONE_NEWNS) != 0)) {
-    static const char msg[] = "cloudyknight: cannot enter the app's namespaces\n";
-    (void)!::write(a->log_fd, msg, sizeof msg - 1);
-    ::_exit(126);
-  }
   ::dup2(a->null_fd, 0);
   ::dup2(a->log_fd, 1);
   ::dup2(a->log_fd, 2);
@@ -75,6 +66,7 @@ Result<std::shared_ptr<Child>> Child::spawn(net::any_io_executor ex, const Spawn
   std::vector<std::string> args = {"cloudyknight-init", "__init", "--", "/bin/sh", "-c",
                                    opts.shell_command};
   std::vector<std::string> env = opts.env;
+  if (opts.join_namespaces_of > 0) env.push_back(fmt::format("CK_INIT_JOIN={}", opts.join_namespaces_of));
   if (!opts.cgroup_dirs.empty()) {
     std::string joined;
     for (const auto& d : opts.cgroup_dirs) joined += (joined.empty() ? "" : ":") + d;
@@ -84,34 +76,12 @@ Result<std::shared_ptr<Child>> Child::spawn(net::any_io_executor ex, const Spawn
   auto envp = c_strings(env);
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_fd < 0) return fail(Errc::io, fmt::format("cannot open /dev/null: {}", std::strerror(errno)));
-  int pid_ns_fd = -1, mnt_ns_fd = -1;
-  auto close_ns = [&] {
-    if (pid_ns_fd >= 0) ::close(pid_ns_fd);
-    if (mnt_ns_fd >= 0) ::close(mnt_ns_fd);
-  };
-  if (opts.join_namespaces_of > 0) {
-    auto ns = [&](const char* which) {
-      return ::open(fmt::format("/proc/{}/ns/{}", opts.join_namespaces_of, which).c_str(),
-                    O_RDONLY | O_CLOEXEC);
-    };
-    pid_ns_fd = ns("pid");
-    mnt_ns_fd = ns("mnt");
-    if (pid_ns_fd < 0 || mnt_ns_fd < 0) {
-      int e = errno;
-      close_ns();
-      ::close(null_fd);
-      return fail(Errc::not_found, fmt::format("cannot open the namespaces of pid {}: {}",
-                                               opts.join_namespaces_of, std::strerror(e)));
-    }
-  }
-  ExecArgs a{opts.self_exe.c_str(), argv.data(), envp.data(), opts.cwd.c_str(),
-             opts.log_fd,           null_fd,     pid_ns_fd,   mnt_ns_fd};
+  ExecArgs a{opts.self_exe.c_str(), argv.data(), envp.data(), opts.cwd.c_str(), opts.log_fd, null_fd};
 
   constexpr size_t kStack = 256 * 1024;
   void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) {
     ::close(null_fd);
-    close_ns();
     return fail(Errc::io, fmt::format("cannot allocate a stack for the child: {}", std::strerror(errno)));
   }
   int flags = SIGCHLD;
@@ -121,7 +91,6 @@ Result<std::shared_ptr<Child>> Child::spawn(net::any_io_executor ex, const Spawn
   int clone_errno = errno;
   ::munmap(stack, kStack);
   ::close(null_fd);
-  close_ns();
   if (pid < 0) {
     return fail(clone_errno == EPERM ? Errc::forbidden : Errc::io,
                 fmt::format("cannot start a process: clone failed: {}", std::strerror(clone_errno)));

@@ -19,7 +19,7 @@ struct SpawnOptions {
   std::vector<std::string> env;  // "K=V"
   int log_fd = -1;               // stdout and stderr
   bool namespaces = false;       // new pid + mount namespaces (needs root)
-  pid_t join_namespaces_of = 0;  // > 0: enter that process's pid + mount namespaces instead
+  pid_t join_namespaces_of = 0;  // > 0: the command enters that process's pid + mount namespaces
   std::vector<std::string> cgroup_dirs;  // joined by the child before it runs anything
 };
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <string>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -49,6 +50,21 @@ int run_init(int argc, char** argv) {
     join_cgroups(cg);
     ::unsetenv("CK_INIT_CGROUPS");
   }
+  // CK_INIT_JOIN=<pid>: the command joins that process's pid and mount namespaces (a command run
+  // beside a workspace's app). The init itself stays in the daemon's, where /proc shows it.
+  int join_mnt = -1;
+  if (const char* join = std::getenv("CK_INIT_JOIN")) {
+    std::string ns = std::string("/proc/") + join + "/ns/";
+    int pid_ns = ::open((ns + "pid").c_str(), O_RDONLY | O_CLOEXEC);
+    join_mnt = ::open((ns + "mnt").c_str(), O_RDONLY | O_CLOEXEC);
+    if (pid_ns < 0 || join_mnt < 0 || ::setns(pid_ns, CLONE_NEWPID) != 0) {
+      std::fprintf(stderr, "cloudyknight: cannot enter the app's namespaces (pid %s): %s\n", join,
+                   std::strerror(errno));
+      return 126;
+    }
+    ::close(pid_ns);
+    ::unsetenv("CK_INIT_JOIN");
+  }
   bool pid1 = ::getpid() == 1;
   if (pid1) {
     // Our own view of processes: the app sees only its own tree.
@@ -76,12 +92,24 @@ int run_init(int argc, char** argv) {
   }
   if (app == 0) {
     ::setpgid(0, 0);
+    if (join_mnt >= 0) {
+      // Entering a mount namespace resets the working folder: the app's folder has the same
+      // path in there.
+      char cwd[4096];
+      if (!::getcwd(cwd, sizeof cwd) || ::setns(join_mnt, CLONE_NEWNS) != 0 || ::chdir(cwd) != 0) {
+        std::fprintf(stderr, "cloudyknight: cannot enter the app's mount namespace: %s\n",
+                     std::strerror(errno));
+        ::_exit(126);
+      }
+      ::close(join_mnt);
+    }
     sigprocmask(SIG_UNBLOCK, &set, nullptr);
     ::execvp(argv[first], argv + first);
     std::fprintf(stderr, "cloudyknight: cannot run %s: %s\n", argv[first], std::strerror(errno));
     ::_exit(127);
   }
   ::setpgid(app, app);
+  if (join_mnt >= 0) ::close(join_mnt);
 
   int exit_code = 0;
   for (;;) {
