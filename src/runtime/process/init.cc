@@ -53,11 +53,13 @@ int run_init(int argc, char** argv) {
   // CK_INIT_JOIN=<pid>: the command joins that process's pid and mount namespaces (a command run
   // beside a workspace's app). The init itself stays in the daemon's, where /proc shows it.
   int join_mnt = -1;
+  int own_pid_ns = -1;  // where this process's later children (none but the command) go back to
   if (const char* join = std::getenv("CK_INIT_JOIN")) {
     std::string ns = std::string("/proc/") + join + "/ns/";
     int pid_ns = ::open((ns + "pid").c_str(), O_RDONLY | O_CLOEXEC);
     join_mnt = ::open((ns + "mnt").c_str(), O_RDONLY | O_CLOEXEC);
-    if (pid_ns < 0 || join_mnt < 0 || ::setns(pid_ns, CLONE_NEWPID) != 0) {
+    own_pid_ns = ::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    if (pid_ns < 0 || join_mnt < 0 || own_pid_ns < 0 || ::setns(pid_ns, CLONE_NEWPID) != 0) {
       std::fprintf(stderr, "cloudyknight: cannot enter the app's namespaces (pid %s): %s\n", join,
                    std::strerror(errno));
       return 126;
@@ -110,6 +112,12 @@ int run_init(int argc, char** argv) {
   }
   ::setpgid(app, app);
   if (join_mnt >= 0) ::close(join_mnt);
+  if (own_pid_ns >= 0) {
+    // Only the command belongs in the app's pid namespace; anything this process starts later
+    // (a sanitizer's helper thread at exit, say) stays in ours.
+    (void)::setns(own_pid_ns, CLONE_NEWPID);
+    ::close(own_pid_ns);
+  }
 
   int exit_code = 0;
   for (;;) {
