@@ -1,5 +1,7 @@
 #include "api/auth_http.h"
 
+#include "http/url.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -18,19 +20,13 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 std::optional<std::string> cookie_value(std::string_view header, std::string_view name) {
-  while (!header.empty()) {
-    auto semi = header.find(';');
-    auto part = trim(header.substr(0, semi));
-    auto eq = part.find('=');
-    if (eq != std::string_view::npos && trim(part.substr(0, eq)) == name) {
-      auto value = trim(part.substr(eq + 1));
-      if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
-        value = value.substr(1, value.size() - 2);
-      }
-      return std::string(value);
+  for (const auto& c : http::cookie_pairs(header)) {
+    if (c.name != name || c.pair.find('=') == std::string_view::npos) continue;
+    auto value = c.value;
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);
     }
-    if (semi == std::string_view::npos) break;
-    header.remove_prefix(semi + 1);
+    return std::string(value);
   }
   return std::nullopt;
 }

@@ -186,21 +186,31 @@ bool etag_matches(std::string_view inm, std::string_view etag) {
   return false;
 }
 
-std::string without_cookie(std::string_view header, std::string_view name) {
-  std::string out;
+std::vector<CookiePair> cookie_pairs(std::string_view header) {
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  std::vector<CookiePair> out;
   while (!header.empty()) {
     auto semi = header.find(';');
-    std::string_view pair = header.substr(0, semi);
+    std::string_view pair = trim(header.substr(0, semi));
     header = semi == std::string_view::npos ? std::string_view() : header.substr(semi + 1);
-    while (!pair.empty() && (pair.front() == ' ' || pair.front() == '\t')) pair.remove_prefix(1);
-    while (!pair.empty() && (pair.back() == ' ' || pair.back() == '\t')) pair.remove_suffix(1);
     if (pair.empty()) continue;
     auto eq = pair.find('=');
-    std::string_view key = pair.substr(0, eq);
-    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.remove_suffix(1);
-    if (key == name) continue;
+    out.push_back({pair, trim(pair.substr(0, eq)),
+                   eq == std::string_view::npos ? std::string_view() : trim(pair.substr(eq + 1))});
+  }
+  return out;
+}
+
+std::string without_cookie(std::string_view header, std::string_view name) {
+  std::string out;
+  for (const auto& c : cookie_pairs(header)) {
+    if (c.name == name) continue;
     if (!out.empty()) out += "; ";
-    out += pair;
+    out += c.pair;
   }
   return out;
 }

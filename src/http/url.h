@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ck::http {
 
@@ -39,6 +40,14 @@ bool header_has_token(std::string_view value, std::string_view token);
 /// True if an If-None-Match value lists `etag` or is "*"; weak validators (W/) match too
 /// (RFC 9110 weak comparison, as GET conditionals use).
 bool etag_matches(std::string_view if_none_match, std::string_view etag);
+
+/// One `name=value` pair of a Cookie header: the whole pair and its parts, trimmed of spaces and
+/// tabs (the value as written, quotes kept; a pair without '=' has an empty value).
+struct CookiePair {
+  std::string_view pair, name, value;
+};
+/// The non-empty pairs of a Cookie header, in order.
+std::vector<CookiePair> cookie_pairs(std::string_view header);
 
 /// A Cookie header without the cookies named `name` ("a=1; ck_session=x; b=2" -> "a=1; b=2");
 /// the other pairs are kept as they were, in order.
