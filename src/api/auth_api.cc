@@ -6,7 +6,8 @@
 // writes an audit entry. GETs elsewhere stay readable without credentials for now.
 //
 // Runs on gateway threads. Auth calls block on SQLite on the thread that serves the request;
-// login (argon2id, ~100 ms) runs on the API's worker thread and answers through a stream.
+// login and user creation (argon2id, ~100 ms) run on the API's worker thread and answer through
+// a stream.
 
 #include <fmt/format.h>
 
@@ -417,25 +418,29 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     return workspace_mutation(req, snap, who.label(),
                               who.kind == auth::PrincipalKind::user ? who.id : std::string());
   }
-  if (rest == "auth/login") {
-    if (req.method != "POST") return method_not_allowed(req, "POST");
-    // argon2id takes ~100 ms of CPU: checked on the API's worker thread, never a gateway's.
+  // What hashes a password (argon2id, ~100 ms of CPU) runs on the API's worker thread, never
+  // on a gateway's, and answers through a stream.
+  auto on_worker = [&](http::Response (*handler)(Secured&, const http::Request&)) {
     auto st = std::make_shared<http::ResponseStream>();
-    worker_->add([st, a = services_.auth, copy = std::make_shared<http::Request>(req)] {
-      Secured on_worker(*a, *copy);
-      auto r = login(on_worker, *copy);
+    worker_->add([st, handler, a = services_.auth, copy = std::make_shared<http::Request>(req)] {
+      Secured there(*a, *copy);
+      auto r = handler(there, *copy);
       st->respond(r.status, r.content_type, r.body, r.headers);
       return false;  // once
     });
     http::Response res;
     res.stream = st;
     return res;
+  };
+  if (rest == "auth/login") {
+    return req.method == "POST" ? on_worker(login) : method_not_allowed(req, "POST");
   }
   if (rest == "auth/logout")
     return req.method == "POST" ? logout(s, req) : method_not_allowed(req, "POST");
   if (rest == "auth/me") return read ? me(s) : method_not_allowed(req, "GET");
   if (rest == "users") {
-    return read || req.method == "POST" ? users(s, req) : method_not_allowed(req, "GET, POST");
+    if (req.method == "POST") return on_worker(users);
+    return read ? users(s, req) : method_not_allowed(req, "GET, POST");
   }
   if (rest == "tokens" || rest.starts_with("tokens/")) {
     std::string id = rest.size() > 6 ? rest.substr(7) : "";
