@@ -12,6 +12,7 @@
 
 #include "api/api.h"
 #include "auth/auth.h"
+#include "api/tests/api_fixture.h"
 #include "core/testing/temp_dir.h"
 
 namespace ck {
@@ -85,31 +86,14 @@ TEST(ParseTail, RangeAndDefault) {
 
 // ---- the rules, through ControlApi::handle ----
 
-WorkspaceView app(const std::string& name) {
-  WorkspaceView w;
-  w.name = name;
-  w.type = "node";
-  w.status = "running";
-  w.runs = true;
-  return w;
-}
-
-class SecuredApiTest : public ::testing::Test {
+class SecuredApiTest : public test_util::ApiFixture {
  protected:
   void SetUp() override {
-    auto opened = StateDb::open(":memory:");
-    ASSERT_TRUE(opened.has_value());
-    db = std::move(opened.value());
-    service = std::make_unique<auth::Auth>(*db);
-    auto snap = std::make_shared<Snapshot>();
-    snap->workspaces.push_back(app("site"));
-    snaps.store(snap);
     ApiServices services;
-    services.auth = service.get();
     services.act = [this](const std::string& name, WorkspaceAction a) {
       acted.emplace_back(name, a);
     };
-    api = std::make_unique<ControlApi>(snaps, ApiInfo{}, db.get(), StorageEventsHook{}, services);
+    start({app("site")}, services);
   }
 
   std::string token(auth::Scopes scopes) {
@@ -118,32 +102,7 @@ class SecuredApiTest : public ::testing::Test {
     return t.value().plaintext;
   }
 
-  http::Response call(const std::string& method, const std::string& path,
-                      const std::string& bearer = "", const std::string& body = "") {
-    http::Request r;
-    r.method = method;
-    r.target = path;
-    auto q = path.find('?');
-    r.path = path.substr(0, q);
-    r.query = q == std::string::npos ? "" : path.substr(q + 1);
-    if (!bearer.empty()) r.headers.emplace_back("Authorization", "Bearer " + bearer);
-    r.body = body;
-    r.client_ip = "127.0.0.1";
-    return api->handle(r);
-  }
-
-  static std::string header(const http::Response& r, const std::string& name) {
-    for (const auto& [k, v] : r.headers) {
-      if (k == name) return v;
-    }
-    return "";
-  }
-
-  std::unique_ptr<StateDb> db;
-  std::unique_ptr<auth::Auth> service;
-  SnapshotHolder snaps;
   std::vector<std::pair<std::string, WorkspaceAction>> acted;
-  std::unique_ptr<ControlApi> api;
 };
 
 TEST_F(SecuredApiTest, MutationsNeedCredentials) {

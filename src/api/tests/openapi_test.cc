@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/routes.h"
+#include "api/tests/api_fixture.h"
 #include "auth/auth.h"
 
 namespace ck {
@@ -21,37 +22,12 @@ using RouteSet = std::set<std::pair<std::string, std::string>>;
 
 constexpr const char* kApi = "/monitor/api/v1";
 
-WorkspaceView ws(const std::string& name) {
-  WorkspaceView w;
-  w.name = name;
-  w.type = "node";
-  w.status = "running";
-  w.runs = true;
-  return w;
-}
-
-std::string header(const http::Response& r, const std::string& name) {
-  for (const auto& [k, v] : r.headers) {
-    if (k == name) return v;
-  }
-  return "";
-}
-
-class ApiTest : public ::testing::Test {
+class ApiTest : public test_util::ApiFixture {
  protected:
   void SetUp() override {
-    auto opened = StateDb::open(":memory:");
-    ASSERT_TRUE(opened.has_value());
-    db = std::move(opened.value());
-    service = std::make_unique<auth::Auth>(*db);
-    auto snap = std::make_shared<Snapshot>();
-    for (const char* n : {"alpha", "bravo", "charlie", "delta", "site"}) {  // sorted, as always
-      snap->workspaces.push_back(ws(n));
-    }
-    snaps.store(snap);
-    ApiServices services;
-    services.auth = service.get();
-    api = std::make_unique<ControlApi>(snaps, ApiInfo{}, db.get(), StorageEventsHook{}, services);
+    std::vector<WorkspaceView> all;
+    for (const char* n : {"alpha", "bravo", "charlie", "delta", "site"}) all.push_back(app(n));
+    start(all);
     auto t = service->create_token("admin", auth::Scopes::parse("admin").value());
     ASSERT_TRUE(t.has_value());
     admin = t.value().plaintext;
@@ -60,23 +36,11 @@ class ApiTest : public ::testing::Test {
   http::Response call(const std::string& method, const std::string& target,
                       const std::string& bearer = "", const std::string& body = "",
                       const std::string& if_none_match = "") {
-    http::Request r;
-    r.method = method;
-    r.target = target;
-    auto q = target.find('?');
-    r.path = target.substr(0, q);
-    r.query = q == std::string::npos ? "" : target.substr(q + 1);
-    if (!bearer.empty()) r.headers.emplace_back("Authorization", "Bearer " + bearer);
-    if (!if_none_match.empty()) r.headers.emplace_back("If-None-Match", if_none_match);
-    r.body = body;
-    r.client_ip = "127.0.0.1";
-    return api->handle(r);
+    Headers h;
+    if (!if_none_match.empty()) h.emplace_back("If-None-Match", if_none_match);
+    return ApiFixture::call(method, target, bearer, body, h);
   }
 
-  std::unique_ptr<StateDb> db;
-  std::unique_ptr<auth::Auth> service;
-  SnapshotHolder snaps;
-  std::unique_ptr<ControlApi> api;
   std::string admin;
 };
 
