@@ -61,16 +61,19 @@ void LoginLimiter::take(Map& m, const std::string& key, const BucketPolicy& p, s
   m[key] = Bucket{std::max(tokens - 1.0, 0.0), now};
 }
 
+std::optional<std::chrono::seconds> LoginLimiter::longest_wait(const std::string& user,
+                                                               const std::string& ip,
+                                                               std::int64_t t) const {
+  auto u = wait(users_, user, limits_.per_user, t);
+  auto i = wait(ips_, ip, limits_.per_ip, t);
+  if (!u && !i) return std::nullopt;
+  return std::max(u.value_or(std::chrono::seconds(0)), i.value_or(std::chrono::seconds(0)));
+}
+
 std::optional<std::chrono::seconds> LoginLimiter::blocked(const std::string& user,
                                                           const std::string& ip) {
   std::lock_guard lock(mu_);
-  const std::int64_t t = now();
-  auto u = wait(users_, user, limits_.per_user, t);
-  auto i = wait(ips_, ip, limits_.per_ip, t);
-  if (u && i) {
-    return std::max(*u, *i);
-  }
-  return u ? u : i;
+  return longest_wait(user, ip, now());
 }
 
 void LoginLimiter::record_failure(const std::string& user, const std::string& ip) {
@@ -84,11 +87,7 @@ std::optional<std::chrono::seconds> LoginLimiter::acquire(const std::string& use
                                                           const std::string& ip) {
   std::lock_guard lock(mu_);
   const std::int64_t t = now();
-  auto u = wait(users_, user, limits_.per_user, t);
-  auto i = wait(ips_, ip, limits_.per_ip, t);
-  if (u || i) {
-    return std::max(u.value_or(std::chrono::seconds(0)), i.value_or(std::chrono::seconds(0)));
-  }
+  if (auto w = longest_wait(user, ip, t)) return w;
   take(users_, user, limits_.per_user, t);
   take(ips_, ip, limits_.per_ip, t);
   return std::nullopt;

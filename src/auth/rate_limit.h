@@ -64,6 +64,9 @@ class LoginLimiter {
   static std::optional<std::chrono::seconds> wait(const Map& m, const std::string& key,
                                                   const BucketPolicy& p, std::int64_t now);
   void take(Map& m, const std::string& key, const BucketPolicy& p, std::int64_t now);
+  /// The longer of the user's and the address's waits; nullopt when neither is blocked. Under mu_.
+  std::optional<std::chrono::seconds> longest_wait(const std::string& user, const std::string& ip,
+                                                   std::int64_t now) const;
   static void give_back(Map& m, const std::string& key, const BucketPolicy& p, std::int64_t now);
 
   LoginLimits limits_;
