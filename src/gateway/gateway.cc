@@ -799,8 +799,10 @@ struct Gateway::Impl {
     for (const auto& [k, v] : head.headers) res.set(k, v);
     res.set(bhttp::field::cache_control, "no-store");
     res.set("X-Accel-Buffering", "no");  // for a proxy in front of us: pass chunks on at once
-    res.keep_alive(req.keep_alive());
-    res.chunked(true);
+    // HTTP/1.0 has no chunked encoding: its body ends when the connection closes.
+    const bool chunked = req.version() >= 11;
+    res.keep_alive(chunked && req.keep_alive());
+    res.chunked(chunked);
     conn.status = head.status;
     error_code ec;
     bhttp::response_serializer<bhttp::empty_body> sr{res};
@@ -812,8 +814,12 @@ struct Gateway::Impl {
     for (;;) {
       if (!data.empty()) {
         conn.expire_in(opts.request_timeout);  // a client that stops reading is dropped
-        co_await net::async_write(conn.client, bhttp::make_chunk(net::buffer(data)),
-                                  net::redirect_error(use_task, ec));
+        if (chunked) {
+          co_await net::async_write(conn.client, bhttp::make_chunk(net::buffer(data)),
+                                    net::redirect_error(use_task, ec));
+        } else {
+          co_await net::async_write(conn.client, net::buffer(data), net::redirect_error(use_task, ec));
+        }
         if (ec) co_return false;
       }
       if (finished) break;
@@ -826,6 +832,7 @@ struct Gateway::Impl {
       data = std::move(next.data);
       finished = next.finished;
     }
+    if (!chunked) co_return false;
     conn.expire_in(opts.request_timeout);
     co_await net::async_write(conn.client, bhttp::make_chunk_last(), net::redirect_error(use_task, ec));
     co_return !ec && res.keep_alive();

@@ -120,6 +120,26 @@ class RunTest(DaemonTestCase):
         self.assertEqual("".join(e.get("output", "") for e in events), "first\nsecond\n")
         self.assertEqual(events[-1], {"exit_code": 0, "timed_out": False})
 
+    def test_an_http_1_0_client_gets_the_stream_until_the_connection_closes(self):
+        body = json.dumps({"command": ["sh", "-c", "echo one; sleep 0.3; echo two"]}).encode()
+        s = socket.create_connection(("127.0.0.1", self.daemon.port), timeout=10)
+        s.sendall(b"POST " + API.encode() + b"/workspaces/echo/run?stream=1 HTTP/1.0\r\n"
+                  b"Authorization: Bearer " + self.token.encode() + b"\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        head, _, rest = got.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head)
+        self.assertNotIn(b"chunked", head.lower())
+        events = [json.loads(line) for line in rest.decode().splitlines() if line]
+        self.assertEqual("".join(e.get("output", "") for e in events), "one\ntwo\n")
+        self.assertEqual(events[-1], {"exit_code": 0, "timed_out": False})
+
     def test_multibyte_output_is_never_split(self):
         r = self.run_cmd(["sh", "-c", "for i in $(seq 1 3000); do printf 'ü日本'; done"], stream=True)
         self.assertStatus(r, 200)
