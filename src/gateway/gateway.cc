@@ -809,6 +809,8 @@ struct Gateway::Impl {
     conn.expire_in(opts.request_timeout);
     co_await bhttp::async_write_header(conn.client, sr, net::redirect_error(use_task, ec));
     if (ec) co_return false;
+    // Counted now, by its time to the head: a followed log may stream for hours.
+    count_request(conn);
     std::string data = std::move(first.data);
     bool finished = false;
     for (;;) {
