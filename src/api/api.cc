@@ -194,6 +194,7 @@ int http_status_for(Errc code) {
     case Errc::invalid_argument: return 400;
     case Errc::not_found: return 404;
     case Errc::already_exists: return 409;
+    case Errc::conflict: return 409;
     case Errc::forbidden: return 403;
     case Errc::unauthenticated: return 401;
     case Errc::rate_limited: return 429;
@@ -331,15 +332,13 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
 }
 
 // POST /storage/events: MinIO's webhook target (bucket notifications). A notification only
-// triggers a listing of the bucket, which passes coalesce, so it needs no token for now (the
-// API's auth comes with issue 6, and this route will then take the webhook's auth_token).
+// triggers a listing of the bucket, which passes coalesce; handle_secured has checked its token
+// (the webhook's auth_token).
 http::Response ControlApi::storage_events(const http::Request& req) const {
   if (!storage_events_) {
-    auto r = error_response(Errc::invalid_argument,
-                            "bucket notifications apply to S3 storage only; this control plane "
-                            "serves a folder (storage.kind: dir), whose changes it watches itself");
-    r.status = 409;
-    return r;
+    return error_response(Errc::conflict,
+                          "bucket notifications apply to S3 storage only; this control plane "
+                          "serves a folder (storage.kind: dir), whose changes it watches itself");
   }
   if (req.body.size() > kMaxNotificationBody) {
     auto r = error_response(Errc::invalid_argument,

@@ -498,15 +498,13 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
                      : *action == WorkspaceAction::stop ? "stop"
                                                         : "restart";
   if (!w->runs) {
-    auto r = error_of(Errc::invalid_argument,
-                      w->is_static
-                          ? fmt::format("'{}' is a static workspace: the gateway serves its files, "
-                                        "there is no app to {}",
-                                        w->name, verb)
-                          : fmt::format("'{}' has no app that can run here ({}); nothing to {}",
-                                        w->name, w->error, verb));
-    r.status = 409;
-    return r;
+    return error_of(Errc::conflict,
+                    w->is_static
+                        ? fmt::format("'{}' is a static workspace: the gateway serves its files, "
+                                      "there is no app to {}",
+                                      w->name, verb)
+                        : fmt::format("'{}' has no app that can run here ({}); nothing to {}",
+                                      w->name, w->error, verb));
   }
   if (!services_.act)
     return error_of(Errc::unavailable, "this control plane cannot act on workspaces");

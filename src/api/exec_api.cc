@@ -164,11 +164,7 @@ http::Response ControlApi::run_command(const http::Request& req, const Workspace
                                        const std::function<void(json)>& audit) const {
   auto parsed = parse_run(req.body);
   if (parsed.has_error()) return error_response(parsed.error().code, parsed.error().message);
-  auto conflict = [](const std::string& message) {
-    auto r = error_response(Errc::invalid_argument, message);
-    r.status = 409;
-    return r;
-  };
+  auto conflict = [](const std::string& message) { return error_response(Errc::conflict, message); };
   if (!w.runs) {
     return conflict(w.is_static
                         ? fmt::format("'{}' is a static workspace: the gateway serves its files and "
@@ -210,12 +206,12 @@ http::Response ControlApi::run_command(const http::Request& req, const Workspace
     if (r.has_error()) {
       // The app stopped between the check above and the run: a conflict, like the check.
       bool gone = r.error().code == Errc::not_found;
+      Errc code = gone ? Errc::conflict : r.error().code;
       std::string message =
           gone ? fmt::format("'{}' stopped before the command could run: start it and try again", name)
                : r.error().message;
-      json err = {{"error", {{"code", errc_name(r.error().code)}, {"message", message}}}};
-      st->begin(gone ? 409 : http_status_for(r.error().code),
-                streamed ? "application/x-ndjson" : "application/json");
+      json err = {{"error", {{"code", errc_name(code)}, {"message", message}}}};
+      st->begin(http_status_for(code), streamed ? "application/x-ndjson" : "application/json");
       st->write(dump(err) + (streamed ? "\n" : ""));
       st->finish();
       return;

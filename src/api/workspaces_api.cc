@@ -67,15 +67,11 @@ constexpr std::string_view kEmptyIndex = R"(<!doctype html>
 )";
 
 
-http::Response error_with_status(int status, std::string_view code, const std::string& message) {
-  return json_response(status, {{"error", {{"code", std::string(code)}, {"message", message}}}});
-}
 
 http::Response unsupported() {
-  return error_with_status(
-      409, "unsupported",
-      "this control plane cannot create or delete workspaces in its storage; upload with "
-      "`cloudyknight workspace upload` instead");
+  return error_response(Errc::conflict,
+                        "this control plane cannot create or delete workspaces in its storage; "
+                        "upload with `cloudyknight workspace upload` instead");
 }
 
 

@@ -7,6 +7,7 @@ std::string_view errc_name(Errc c) {
     case Errc::invalid_argument: return "invalid_argument";
     case Errc::not_found: return "not_found";
     case Errc::already_exists: return "already_exists";
+    case Errc::conflict: return "conflict";
     case Errc::forbidden: return "forbidden";
     case Errc::unauthenticated: return "unauthenticated";
     case Errc::rate_limited: return "rate_limited";

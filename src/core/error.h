@@ -13,6 +13,7 @@ enum class Errc {
   invalid_argument,  // bad input from a user or a file: names, JSON, YAML, paths
   not_found,
   already_exists,
+  conflict,  // the workspace's state does not allow it: static, stopped, wrong storage (HTTP 409)
   forbidden,
   unauthenticated,  // no credentials, or wrong/expired ones (HTTP 401)
   rate_limited,     // too many attempts; try again later (HTTP 429)
