@@ -214,7 +214,7 @@ class RunTest(DaemonTestCase):
         self.assertError(self.run_cmd(["ls"], name="nope"), 404, "not_found")
         self.assertError(self.run_cmd(["ls"], name="Bad..Name"), 400, "invalid_argument")
         r = self.run_cmd(["ls"], name="static")
-        self.assertStatus(r, 409)
+        self.assertError(r, 409, "conflict")
         self.assertIn("static", r.json()["error"]["message"])
         # Credentials: none, a read-only token, a wrong one.
         r = call(self.daemon, "POST", "/workspaces/echo/run", body={"command": ["ls"]})
