@@ -153,6 +153,10 @@ class ControlApi {
   std::shared_ptr<api::Poller> worker_;  // slow one-off work off the gateway (argon2id logins)
 };
 
+/// Whether a request's headers carry valid credentials, by the API's rules: the Authorization
+/// header's bearer token when there is one, else the session cookie. Blocks on SQLite.
+bool has_credentials(auth::Auth& auth, std::string_view authorization, std::string_view cookie);
+
 /// A workspace as the API shows it (GET /workspaces/{name}).
 nlohmann::json workspace_json(const WorkspaceView& w, const Snapshot& snap);
 

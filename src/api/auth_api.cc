@@ -358,13 +358,17 @@ http::Response audit_log(Secured& s, const http::Request& req) {
 
 }  // namespace
 
+bool has_credentials(auth::Auth& auth, std::string_view authorization, std::string_view cookie) {
+  if (authorization.empty() && !cookie_value(cookie, auth::kSessionCookie)) return false;
+  http::Request req;
+  if (!authorization.empty()) req.headers.emplace_back("Authorization", std::string(authorization));
+  if (!cookie.empty()) req.headers.emplace_back("Cookie", std::string(cookie));
+  return Secured(auth, req).authenticate().has_value();
+}
+
 bool ControlApi::sees_private(const http::Request& req) const {
   if (!services_.auth) return true;  // no authentication at all: nothing is private
-  if (req.header("Authorization").empty() && !cookie_value(req.header("Cookie"), auth::kSessionCookie)) {
-    return false;
-  }
-  Secured s(*services_.auth, req);
-  return s.authenticate().has_value();
+  return has_credentials(*services_.auth, req.header("Authorization"), req.header("Cookie"));
 }
 
 std::optional<http::Response> ControlApi::handle_secured(const http::Request& req,
@@ -425,7 +429,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     worker_->add([st, handler, a = services_.auth, copy = std::make_shared<http::Request>(req)] {
       Secured there(*a, *copy);
       auto r = handler(there, *copy);
-      st->respond(r.status, r.content_type, r.body, r.headers);
+      st->respond(r);
       return false;  // once
     });
     http::Response res;

@@ -41,10 +41,6 @@ constexpr int kMaxTail = 5000;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-void respond_error(http::ResponseStream& st, Errc code, const std::string& message, int status = 0) {
-  auto r = error_response(code, message);
-  st.respond(status ? status : r.status, r.content_type, r.body);
-}
 
 // The length of the longest prefix of `bytes` that does not end inside a UTF-8 sequence, so a
 // character split across two reads is sent whole with the second.
@@ -240,10 +236,7 @@ http::Response ControlApi::sync_workspace(const WorkspaceView& w) const {
   auto st = std::make_shared<http::ResponseStream>();
   std::string name = w.name;
   services_.sync(name, [st, name](Result<SyncOutcome> r) {
-    if (r.has_error()) {
-      respond_error(*st, r.error().code, r.error().message);
-      return;
-    }
+    if (r.has_error()) return st->respond(error_response(r.error().code, r.error().message));
     const auto& o = r.value();
     json body = {{"name", name}, {"storage", o.storage}};
     if (o.storage == "s3") {
@@ -255,8 +248,7 @@ http::Response ControlApi::sync_workspace(const WorkspaceView& w) const {
     } else {
       body["direction"] = "rescan";
     }
-    auto res = api::json_response(200, body);
-    st->respond(200, res.content_type, res.body, res.headers);
+    st->respond(api::json_response(200, body));
   });
   http::Response res;
   res.stream = st;

@@ -222,13 +222,9 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     }
     auto st = std::make_shared<http::ResponseStream>();
     services_.unpublish(name, [st, deleted, detail, name](Result<std::size_t> r) mutable {
-      if (r.has_error()) {
-        auto e = error_response(r.error().code, r.error().message);
-        return st->respond(e.status, e.content_type, e.body);
-      }
+      if (r.has_error()) return st->respond(error_response(r.error().code, r.error().message));
       detail["objects"] = r.value();
-      auto res = deleted(detail);
-      st->respond(res.status, res.content_type, res.body, res.headers);
+      st->respond(deleted(detail));
     });
     http::Response res;
     res.stream = st;
@@ -371,12 +367,8 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
   services_.publish(name, tmp, [st, created, detail, tmp](Result<void> r) {
     std::error_code ignored;
     fs::remove_all(tmp, ignored);  // uploaded, or refused: either way it has served
-    if (r.has_error()) {
-      auto e = error_response(r.error().code, r.error().message);
-      return st->respond(e.status, e.content_type, e.body);
-    }
-    auto res = created(detail);
-    st->respond(res.status, res.content_type, res.body, res.headers);
+    if (r.has_error()) return st->respond(error_response(r.error().code, r.error().message));
+    st->respond(created(detail));
   });
   http::Response res;
   res.stream = st;

@@ -384,9 +384,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     return gate.check(name, cookie);
   };
   hooks.signed_in = [&auth_service](std::string_view cookie, std::string_view authorization) {
-    if (auto token = bearer_token(authorization)) return auth_service.verify_token(*token).has_value();
-    auto session = cookie_value(cookie, auth::kSessionCookie);
-    return session && auth_service.lookup_session(*session).has_value();
+    return has_credentials(auth_service, authorization, cookie);
   };
   Gateway gateway(go, snapshots, [&api](const http::Request& r) { return api->handle(r); }, hooks);
 

@@ -478,6 +478,16 @@ struct Gateway::Impl {
     co_return co_await write(conn, res) && res.keep_alive();
   }
 
+  // An API client's refusal: {"error": {"code", "message"}}, never cached.
+  StringResponse json_error(const Request& req, bhttp::status status, std::string_view code,
+                            const std::string& message) {
+    nlohmann::json body = {{"error", {{"code", code}, {"message", message}}}};
+    auto res = make_response(req, status, body.dump(), "application/json");
+    res.set(bhttp::field::cache_control, "no-store");
+    if (req.method() == bhttp::verb::head) res.body().clear();
+    return res;
+  }
+
   // A private workspace without the session it needs: a browser is sent to the dashboard's
   // login (which comes back here), other clients get 401/403 JSON.
   Task<bool> private_denied(Conn& conn, const Request& req, const WorkspaceView& ws, PrivateAccess access) {
@@ -497,11 +507,8 @@ struct Gateway::Impl {
                             "an admin to make it public (\"public\": true in its workspace.json).",
                             ws.name);
     if (accept.find("application/json") != std::string_view::npos || accept.find("text/html") == std::string_view::npos) {
-      nlohmann::json body = {{"error", {{"code", login ? "unauthenticated" : "forbidden"}, {"message", message}}}};
-      auto res = make_response(req, login ? bhttp::status::unauthorized : bhttp::status::forbidden,
-                               body.dump(), "application/json");
-      res.set(bhttp::field::cache_control, "no-store");
-      if (req.method() == bhttp::verb::head) res.body().clear();
+      auto res = json_error(req, login ? bhttp::status::unauthorized : bhttp::status::forbidden,
+                            login ? "unauthenticated" : "forbidden", message);
       co_return co_await write(conn, res) && res.keep_alive();
     }
     auto res = error_page(req, 403, "Private", message, "");
@@ -516,12 +523,8 @@ struct Gateway::Impl {
                                       "stopped until it is started again.", ws.name);
     std::string_view accept(req[bhttp::field::accept].data(), req[bhttp::field::accept].size());
     if (accept.find("application/json") != std::string_view::npos) {
-      std::string text = message + " Start it with " + how + " or from the dashboard.";
-      nlohmann::json body = {{"error", {{"code", "unavailable"}, {"message", text}}}};
-      auto res = make_response(req, bhttp::status::service_unavailable, body.dump(),
-                               "application/json");
-      res.set(bhttp::field::cache_control, "no-store");
-      if (req.method() == bhttp::verb::head) res.body().clear();
+      auto res = json_error(req, bhttp::status::service_unavailable, "unavailable",
+                            message + " Start it with " + how + " or from the dashboard.");
       co_return co_await write(conn, res) && res.keep_alive();
     }
     auto res = error_page(req, 503, "Stopped", message,

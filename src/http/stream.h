@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "http/message.h"
+
 namespace ck::http {
 
 class ResponseStream {
@@ -34,6 +36,7 @@ class ResponseStream {
   void finish();
   /// begin() + write() + finish() for a complete answer.
   void respond(int status, std::string content_type, std::string_view body, Headers headers = {});
+  void respond(const Response& r) { respond(r.status, r.content_type, r.body, r.headers); }
   bool cancelled() const;
 
   // ---- the consumer (the gateway) ----
