@@ -79,6 +79,9 @@ ensure_images() {
 build() {
   say "building into $CK_BUILD"
   export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+  # Paths relative to the checkout, so a fresh clone elsewhere (CI) reuses what another
+  # checkout of the same tree compiled.
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$CK_ROOT} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
   cmake -S "$CK_ROOT" -B "$CK_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
   cmake --build "$CK_BUILD" -j "$(nproc)"
 }
