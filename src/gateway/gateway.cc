@@ -4,47 +4,126 @@
 // is in impl.h.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "events/events.h"
 #include "gateway/impl.h"
 #include "gateway/pages.h"
+#include "http/framing.h"
 #include "http/url.h"
 
 namespace ck {
 using namespace gw;
 
+std::shared_ptr<void> Gateway::Impl::admit(const std::string& ip) {
+  if (open_connections.fetch_add(1, std::memory_order_relaxed) >= connection_cap) {
+    open_connections.fetch_sub(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  {
+    std::lock_guard lock(per_ip_mu);
+    int& n = per_ip[ip];
+    if (n >= opts.max_connections_per_ip) {
+      if (n == 0) per_ip.erase(ip);
+      open_connections.fetch_sub(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    ++n;
+  }
+  // Gives the place back when the connection's last owner (session, watchdog, tunnel) ends.
+  return std::shared_ptr<void>(this, [this, ip](void*) {
+    {
+      std::lock_guard lock(per_ip_mu);
+      auto it = per_ip.find(ip);
+      if (it != per_ip.end() && --it->second <= 0) per_ip.erase(it);
+    }
+    open_connections.fetch_sub(1, std::memory_order_relaxed);
+  });
+}
+
+namespace {
+
+// Answered to a connection past a cap, in one non-blocking send (it may not all leave; the
+// connection is closed right after either way).
+constexpr std::string_view kBusy =
+    "HTTP/1.1 503 Service Unavailable\r\nServer: cloudyknight\r\nRetry-After: 5\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: 73\r\nConnection: close\r\n\r\n"
+    "Too many open connections: retry in a few seconds with fewer connections\n";
+static_assert(kBusy.size() - kBusy.find("\r\n\r\n") - 4 == 73);
+
+}  // namespace
+
 Task<void> Gateway::Impl::accept_loop(Worker& w) {
+  // Out of file descriptors (EMFILE/ENFILE): a spare descriptor is given up to accept and
+  // close the waiting connection (else it stays in the backlog and wakes us again at once),
+  // then accepting pauses, longer each time, until a connection ends.
+  int spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  auto pause_ms = std::chrono::milliseconds(0);
   for (;;) {
     error_code ec;
     Socket sock(w.io);
     co_await w.acceptor->async_accept(sock, net::redirect_error(use_task, ec));
-    if (ec == net::error::operation_aborted || !w.acceptor->is_open()) co_return;
+    if (ec == net::error::operation_aborted || !w.acceptor->is_open()) break;
     if (ec) {
-      logger()->warn("accept failed: {}; retrying", ec.message());
+      bool no_fds = ec == net::error::no_descriptors || ec.value() == ENFILE;
+      if (no_fds && spare >= 0) {
+        ::close(spare);
+        int fd = ::accept4(w.acceptor->native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd >= 0) ::close(fd);
+        spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      }
+      pause_ms = std::min<std::chrono::milliseconds>(
+          std::chrono::milliseconds(1000), std::max<std::chrono::milliseconds>(
+                                               std::chrono::milliseconds(50), pause_ms * 2));
+      if (pause_ms < std::chrono::milliseconds(1000) || !no_fds) {
+        logger()->warn("accept failed: {}; pausing {} ms{}", ec.message(), pause_ms.count(),
+                       no_fds ? " (raise ulimit -n or lower gateway.max_connections)" : "");
+      }
       Timer pause(w.io);
-      pause.expires_after(std::chrono::milliseconds(50));
+      pause.expires_after(pause_ms);
       co_await pause.async_wait(net::redirect_error(use_task, ec));
+      continue;
+    }
+    pause_ms = std::chrono::milliseconds(0);
+    std::string ip;
+    auto ep = sock.remote_endpoint(ec);
+    if (!ec) ip = ep.address().to_string();
+    auto slot = admit(ip);
+    if (!slot) {
+      sock.non_blocking(true, ec);
+      sock.write_some(net::buffer(kBusy.data(), kBusy.size()), ec);
+      sock.shutdown(Socket::shutdown_send, ec);
+      sock.close(ec);
       continue;
     }
     sock.set_option(tcp::no_delay(true), ec);
     sock.non_blocking(true, ec);
     auto conn = std::make_shared<Conn>(std::move(sock));
-    spawn(w.io.get_executor(), watchdog(conn), "gateway watchdog");
+    conn->slot = std::move(slot);
+    spawn(w.io.get_executor(), watchdog(conn, opts.header_timeout), "gateway watchdog");
     spawn(w.io.get_executor(), session(conn, w), "gateway session");
   }
+  if (spare >= 0) ::close(spare);
 }
 
 // Cancels what a connection waits on once its deadline has passed; ends with the session.
-Task<void> Gateway::Impl::watchdog(std::shared_ptr<Conn> c) {
+Task<void> Gateway::Impl::watchdog(std::shared_ptr<Conn> c, Duration header_timeout) {
   while (!c->done) {
     c->watchdog.expires_after(std::chrono::seconds(1));
     error_code ec;
     co_await c->watchdog.async_wait(net::redirect_error(use_task, ec));
     if (c->done) break;
-    if (std::chrono::steady_clock::now() < c->deadline) continue;
+    auto now = std::chrono::steady_clock::now();
+    if (c->header_buf && c->header_buf->size() > 0) {
+      // A keep-alive request has begun: its headers are due within header_timeout.
+      c->header_buf = nullptr;
+      c->deadline = std::min(c->deadline, now + header_timeout);
+    }
+    if (now < c->deadline) continue;
     c->timed_out = true;
     c->no_deadline();
     if (c->upstream) {
@@ -95,6 +174,37 @@ StringResponse Gateway::Impl::payload_too_large() {
                       "Send a smaller body or raise gateway.max_body.");
 }
 
+namespace {
+
+// Field values of every occurrence of `f`.
+std::vector<std::string_view> values_of(const Request& req, bhttp::field f) {
+  std::vector<std::string_view> out;
+  auto range = req.equal_range(f);
+  for (auto it = range.first; it != range.second; ++it) out.emplace_back(it->value());
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> Gateway::Impl::framing_error(const Request& req) {
+  if (!req.count(bhttp::field::transfer_encoding) && !req.count(bhttp::field::content_length)) {
+    return std::nullopt;  // the common case, no vectors
+  }
+  auto bad = http::check_framing(values_of(req, bhttp::field::transfer_encoding),
+                                 values_of(req, bhttp::field::content_length));
+  if (!bad) return std::nullopt;
+  return std::move(bad->message);
+}
+
+Gateway::Impl::BodyTaker Gateway::Impl::body_taker(std::string_view target, Worker& w) {
+  std::shared_ptr<const Snapshot> snap = w.routes.get();
+  auto decision = route_request(target, [&](std::string_view n) { return snap->find(n) != nullptr; });
+  if (decision.kind == RouteKind::control) return BodyTaker::control;
+  if (decision.kind != RouteKind::workspace) return BodyTaker::none;
+  const WorkspaceView* ws = snap->find(decision.workspace);
+  return ws && !ws->is_static ? BodyTaker::app : BodyTaker::none;
+}
+
 Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
   Conn& conn = *cp;
   error_code ec;
@@ -102,12 +212,20 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
   auto ep = conn.client.remote_endpoint(ec);
   if (!ec) client_ip = ep.address().to_string();
   beast::flat_buffer buf;
-  for (;;) {
+  for (bool first = true;; first = false) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(opts.max_header, UINT32_MAX)));
     parser.body_limit(opts.max_body);
-    conn.expire_in(opts.idle_timeout);
+    // A new connection owes its first request's headers within header_timeout; a keep-alive
+    // one may idle for idle_timeout, then (the watchdog sees the first bytes) the same.
+    if (first || buf.size() > 0) {
+      conn.expire_in(std::min(opts.header_timeout, opts.idle_timeout));
+    } else {
+      conn.expire_in(opts.idle_timeout);
+      conn.header_buf = &buf;
+    }
     co_await bhttp::async_read_header(conn.client, buf, parser, net::redirect_error(use_task, ec));
+    conn.header_buf = nullptr;
     conn.started = std::chrono::steady_clock::now();
     conn.kind = RequestKind::other;
     if (ec == bhttp::error::header_limit) {
@@ -133,10 +251,40 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
       break;
     }
     auto& head = parser.get();
+    if (auto bad = framing_error(head)) {
+      // Ambiguous framing (request smuggling): nothing of it is forwarded.
+      auto res = closing_page(400, "Bad Request", "The request's body framing is not accepted: " + *bad + ".",
+                              "Send either Content-Length or 'Transfer-Encoding: chunked', not both.");
+      co_await write(conn, res);
+      break;
+    }
     if (auto len = parser.content_length(); len && *len > opts.max_body) {
       auto res = payload_too_large();
       co_await write(conn, res);
       break;
+    }
+    if (!parser.is_done()) {
+      auto taker = body_taker(std::string_view(head.target().data(), head.target().size()), w);
+      if (taker == BodyTaker::none) {
+        // Nobody takes this body (404, home page, redirect, static file): answer without
+        // reading it and close the connection.
+        head.keep_alive(false);
+        Request req = parser.release();
+        co_await handle(conn, buf, req, w, client_ip);
+        count_request(conn);
+        break;
+      }
+      if (taker == BodyTaker::control) {
+        if (auto len = parser.content_length(); len && *len > kControlMaxBody) {
+          auto res = closing_page(413, "Payload Too Large",
+                                  fmt::format("The request body is larger than the {} the control plane accepts.",
+                                              format_size(kControlMaxBody)),
+                                  "Send a smaller body.");
+          co_await write(conn, res);
+          break;
+        }
+        parser.body_limit(kControlMaxBody);
+      }
     }
     if (http::iequals(std::string_view(head[bhttp::field::expect]), "100-continue") && !parser.is_done()) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -369,6 +517,19 @@ Gateway::~Gateway() { stop(); }
 
 Result<std::uint16_t> Gateway::listen() {
   auto& o = impl_->opts;
+  // Each proxied connection holds two descriptors (client and app); keep a reserve for the
+  // daemon's own files, logs, pipes and pooled upstream connections.
+  impl_->connection_cap = std::max(1, o.max_connections);
+  if (struct rlimit rl{}; ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    auto fit = static_cast<long long>(rl.rlim_cur) / 2 - 32;
+    fit = std::max<long long>(fit, 8);
+    if (fit < impl_->connection_cap) {
+      impl_->connection_cap = static_cast<int>(fit);
+      logger()->info("gateway.max_connections lowered to {} to fit the open-file limit ({}); raise "
+                     "ulimit -n for more",
+                     fit, static_cast<long long>(rl.rlim_cur));
+    }
+  }
   int n = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   error_code ec;
   auto addr = net::ip::make_address(o.host, ec);

@@ -28,8 +28,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 // clang-format on
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -73,6 +75,8 @@ constexpr std::size_t kRelayChunk = 64 * 1024;
 constexpr std::size_t kMaxIdlePerUpstream = 256;
 constexpr std::size_t kFlattenLimit = 16 * 1024;
 constexpr std::uint64_t kGzipCacheBytes = 64 << 20;
+// Request bodies for the control plane are read into memory: its handlers take small JSON.
+constexpr std::uint64_t kControlMaxBody = 2 << 20;
 
 // One idle keep-alive connection to an app.
 struct UpstreamConn {
@@ -98,6 +102,12 @@ struct Conn : std::enable_shared_from_this<Conn> {
   RequestKind kind = RequestKind::other;
   int status = 0;
   std::chrono::steady_clock::time_point started;
+  // While the session waits for a keep-alive connection's next request under the idle
+  // timeout: its read buffer. The watchdog switches to the header deadline once bytes of a
+  // request arrived in it (a slow sender gets header_timeout, not the idle timeout).
+  const beast::flat_buffer* header_buf = nullptr;
+  // The connection's place under gateway.max_connections(_per_ip), given back on destruction.
+  std::shared_ptr<void> slot;
 
   void expire_in(Duration d) {
     deadline = std::chrono::steady_clock::now() + d;
@@ -193,12 +203,28 @@ struct Gateway::Impl {
   GatewayMetrics& stats = GatewayMetrics::get();
   std::vector<std::unique_ptr<Worker>> workers;
   bool running = false;
+  // Open client connections, all workers together and per client address (accept and the
+  // end of a connection; not on the request path). The cap is max_connections, lowered by
+  // listen() to what the open-file limit allows.
+  std::atomic<int> open_connections{0};
+  int connection_cap = 0;
+  std::mutex per_ip_mu;
+  std::unordered_map<std::string, int> per_ip;
+
+  /// Takes a place for a new connection from `ip`; null when a cap is reached.
+  std::shared_ptr<void> admit(const std::string& ip);
 
   // ---- listener and session (gateway.cc) ---------------------------------------------------
   Task<void> accept_loop(Worker& w);
-  static Task<void> watchdog(std::shared_ptr<Conn> c);
+  static Task<void> watchdog(std::shared_ptr<Conn> c, Duration header_timeout);
   Task<void> session(std::shared_ptr<Conn> cp, Worker& w);
   void count_request(Conn& conn);
+  // Who reads a request's body: nobody (the gateway answers without it), the control plane
+  // (in memory, up to kControlMaxBody) or an app.
+  enum class BodyTaker { none, control, app };
+  BodyTaker body_taker(std::string_view target, Worker& w);
+  // Why a request's Transfer-Encoding/Content-Length is refused (http/framing.h), if it is.
+  static std::optional<std::string> framing_error(const Request& req);
   Task<bool> handle(Conn& conn, beast::flat_buffer& buf, Request& req, Worker& w,
                     const std::string& client_ip);
 

@@ -272,9 +272,10 @@ struct Tunnel {
   }
 };
 
-// `keep` holds the session's connection (whose socket the tunnel borrows) until both
-// directions are done.
-Task<void> pump(std::shared_ptr<Conn> keep, std::shared_ptr<Tunnel> t, bool to_upstream) {
+// `conn` holds the session's connection (whose socket the tunnel borrows) until both
+// directions are done; its deadline, moved on by traffic either way, is the idle timeout
+// (the watchdog closes the client socket, which ends both directions).
+Task<void> pump(std::shared_ptr<Conn> conn, std::shared_ptr<Tunnel> t, bool to_upstream, Duration idle) {
   Socket& from = to_upstream ? t->client : t->upstream;
   Socket& to = to_upstream ? t->upstream : t->client;
   std::unique_ptr<char[]> data(new char[kRelayChunk]);
@@ -283,11 +284,12 @@ Task<void> pump(std::shared_ptr<Conn> keep, std::shared_ptr<Tunnel> t, bool to_u
     std::size_t n = co_await from.async_read_some(net::buffer(data.get(), kRelayChunk),
                                                   net::redirect_error(use_task, ec));
     if (ec) break;
+    conn->expire_in(idle);
     co_await net::async_write(to, net::buffer(data.get(), n), net::redirect_error(use_task, ec));
     if (ec) break;
   }
   t->close();
-  keep.reset();
+  conn.reset();
 }
 
 }  // namespace
@@ -335,13 +337,14 @@ Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Req
     if (ec) co_return false;
     client_buf.consume(client_buf.size());
   }
-  conn.no_deadline();  // a WebSocket may stay quiet for as long as it likes
+  conn.expire_in(opts.ws_idle_timeout);  // a tunnel quiet both ways for this long is closed
   auto t = std::make_shared<Tunnel>(conn.client, std::move(up->socket));
   // An open WebSocket keeps its workspace active; its close starts the reconnect grace.
   std::shared_ptr<Activity> activity = ws.activity;
   activity->socket_opened();
-  spawn(w.io.get_executor(), pump(conn.shared_from_this(), t, false), "websocket tunnel");
-  co_await pump(nullptr, t, true);
+  spawn(w.io.get_executor(), pump(conn.shared_from_this(), t, false, opts.ws_idle_timeout),
+        "websocket tunnel");
+  co_await pump(conn.shared_from_this(), t, true, opts.ws_idle_timeout);
   activity->socket_closed();
   co_return false;
 }
