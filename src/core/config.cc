@@ -95,6 +95,16 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
        [](Config& c, const std::string& v) { return set_int(c.gateway.threads, v, 0, 256); }},
       {"gateway.event_buffer",
        [](Config& c, const std::string& v) { return set_size(c.gateway.event_buffer, v); }},
+      {"gateway.max_connections",
+       [](Config& c, const std::string& v) { return set_int(c.gateway.max_connections, v, 1, 1000000); }},
+      {"gateway.max_connections_per_ip",
+       [](Config& c, const std::string& v) {
+         return set_int(c.gateway.max_connections_per_ip, v, 1, 1000000);
+       }},
+      {"gateway.header_timeout",
+       [](Config& c, const std::string& v) { return set_duration(c.gateway.header_timeout, v); }},
+      {"gateway.ws_idle_timeout",
+       [](Config& c, const std::string& v) { return set_duration(c.gateway.ws_idle_timeout, v); }},
       {"gateway.live_reload",
        [](Config& c, const std::string& v) { return set_bool(c.gateway.live_reload, v); }},
       {"storage.kind",

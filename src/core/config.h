@@ -24,6 +24,10 @@ struct GatewayConfig {
   int threads = 0;  // 0: one per core
   bool live_reload = false;  // static HTML pages get a script that reloads them on change
   std::uint64_t event_buffer = 4ull << 20;  // a /monitor/ws client this far behind is dropped
+  int max_connections = 10000;       // open client connections, all workers together
+  int max_connections_per_ip = 256;  // open client connections from one address
+  Duration header_timeout = std::chrono::seconds(10);  // to send a request's complete headers
+  Duration ws_idle_timeout = std::chrono::hours(1);    // an Upgrade tunnel with no traffic
 };
 
 struct StorageConfig {

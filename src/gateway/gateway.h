@@ -32,6 +32,16 @@ struct GatewayOptions {
   Duration wake_timeout = std::chrono::seconds(60);
   bool live_reload = false;  // inject the reload script into static HTML pages
   std::uint64_t event_buffer = 4ull << 20;  // pending events before a /monitor/ws client is dropped
+  /// Open client connections (all workers) and per client address; past either a new
+  /// connection gets a 503 and is closed at once. The total is also kept under what the
+  /// open-file limit allows (two descriptors per proxied connection).
+  int max_connections = 10000;
+  int max_connections_per_ip = 256;
+  /// A client must send a request's complete headers within this (from its connection, or
+  /// from the first byte of a later keep-alive request); else it is closed.
+  Duration header_timeout = std::chrono::seconds(10);
+  /// An Upgrade (WebSocket) tunnel with no traffic either way for this long is closed.
+  Duration ws_idle_timeout = std::chrono::hours(1);
 };
 
 class EventBus;
