@@ -275,7 +275,12 @@ struct Gateway::Impl {
                                                            gw::error_code& ec);
   std::unique_ptr<gw::UpstreamConn> take_idle(Worker& w, const std::string& key, bool check_open);
   void give_back(Worker& w, const std::string& key, std::unique_ptr<gw::UpstreamConn> c);
+  // Sets the gateway's own forwarding headers (after hop-by-hop stripping) and drops the
+  // client's; removes the control plane's session cookie from every Cookie header.
   void set_forwarded(Request& req, const RouteDecision& d, const std::string& client_ip);
+  void drop_session_cookies(Request& req);
+  // Drops an app's Set-Cookie headers that would set the control plane's session cookie.
+  void drop_session_set_cookies(bhttp::fields& f, const std::string& workspace);
   Task<bool> proxy(Conn& conn, beast::flat_buffer& client_buf, Request& req,
                    const WorkspaceView& ws, const RouteDecision& d, Worker& w,
                    const std::string& client_ip);

@@ -1,6 +1,7 @@
 // The reverse proxy: requests forwarded to a workspace's app over a per-worker pool of
 // keep-alive upstream connections, responses relayed as they arrive, and Upgrade requests
 // (WebSocket) turned into byte tunnels.
+#include <cctype>
 #include <fmt/format.h>
 #include <sys/socket.h>
 
@@ -104,21 +105,85 @@ void Gateway::Impl::give_back(Worker& w, const std::string& key, std::unique_ptr
   if (v.size() < kMaxIdlePerUpstream && c->buffer.size() == 0) v.push_back(std::move(c));
 }
 
+namespace {
+
+// A client's forwarding headers, in any case and with '_' for '-' (CGI-style servers read
+// X_Real_IP as X-Real-IP): the gateway sets its own and drops these.
+bool is_forwarding_header(std::string_view name) {
+  std::string n;
+  n.reserve(name.size());
+  for (char c : name) n += c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return n.starts_with("x-forwarded-") || n == "x-real-ip" || n == "forwarded";
+}
+
+// An RFC 7239 quoted-string.
+std::string quoted_string(std::string_view v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace
+
 void Gateway::Impl::set_forwarded(Request& req, const RouteDecision& d, const std::string& client_ip) {
-  std::string_view xff = req["X-Forwarded-For"];
-  req.set("X-Forwarded-For", xff.empty() ? client_ip : std::string(xff) + ", " + client_ip);
+  // Called after hop-by-hop stripping, so `Connection: X-Forwarded-For` cannot remove these.
+  // Without trusted proxies a client's list is worthless: X-Forwarded-For is the peer alone.
+  std::string host(req[bhttp::field::host]);
+  for (auto it = req.begin(); it != req.end();) {
+    if (is_forwarding_header(it->name_string())) it = req.erase(it);
+    else ++it;
+  }
+  req.set("X-Forwarded-For", client_ip);
+  req.set("X-Real-IP", client_ip);
   req.set("X-Forwarded-Proto", "http");
-  std::string_view host = req[bhttp::field::host];
   if (!host.empty()) req.set("X-Forwarded-Host", host);
-  if (d.prefix.empty()) req.erase("X-Forwarded-Prefix");
-  else req.set("X-Forwarded-Prefix", d.prefix);
+  if (!d.prefix.empty()) req.set("X-Forwarded-Prefix", d.prefix);
+  std::string fwd = client_ip.find(':') == std::string::npos ? "for=" + client_ip
+                                                              : "for=" + quoted_string("[" + client_ip + "]");
+  fwd += ";proto=http";
+  if (!host.empty()) fwd += ";host=" + quoted_string(host);
+  req.set(bhttp::field::forwarded, fwd);
   req.target(d.upstream_target);
-  if (!hooks.session_cookie.empty()) {
-    std::string_view cookie = req[bhttp::field::cookie];
-    if (cookie.find(hooks.session_cookie) != std::string_view::npos) {
-      std::string rest = http::without_cookie(cookie, hooks.session_cookie);
-      if (rest.empty()) req.erase(bhttp::field::cookie);
-      else req.set(bhttp::field::cookie, rest);
+  drop_session_cookies(req);
+}
+
+void Gateway::Impl::drop_session_cookies(Request& req) {
+  if (hooks.session_cookie.empty() || !req.count(bhttp::field::cookie)) return;
+  // Every Cookie header, not the first: the rest are joined into one (RFC 9113 8.2.3 style).
+  const std::string host_name = "__Host-" + hooks.session_cookie;
+  std::string kept;
+  bool changed = req.count(bhttp::field::cookie) > 1;
+  for (const auto& f : req) {
+    if (f.name() != bhttp::field::cookie) continue;
+    for (const auto& c : http::cookie_pairs(f.value())) {
+      if (c.name == hooks.session_cookie || c.name == host_name) {
+        changed = true;
+        continue;
+      }
+      if (!kept.empty()) kept += "; ";
+      kept += c.pair;
+    }
+  }
+  if (!changed) return;
+  req.erase(bhttp::field::cookie);
+  if (!kept.empty()) req.set(bhttp::field::cookie, kept);
+}
+
+void Gateway::Impl::drop_session_set_cookies(bhttp::fields& f, const std::string& workspace) {
+  if (hooks.session_cookie.empty() || !f.count(bhttp::field::set_cookie)) return;
+  const std::string host_name = "__Host-" + hooks.session_cookie;
+  for (auto it = f.begin(); it != f.end();) {
+    std::string_view v(it->value().data(), it->value().size());
+    if (it->name() == bhttp::field::set_cookie &&
+        (http::sets_cookie(v, hooks.session_cookie) || http::sets_cookie(v, host_name))) {
+      logger()->debug("[ws={}] dropped a Set-Cookie for the control plane's session cookie", workspace);
+      it = f.erase(it);
+    } else {
+      ++it;
     }
   }
 }
@@ -133,8 +198,8 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   error_code ec;
   tcp::endpoint ep(net::ip::make_address(ws.upstream_host.empty() ? "127.0.0.1" : ws.upstream_host, ec),
                    static_cast<unsigned short>(ws.port));
-  set_forwarded(req, d, client_ip);
   strip_hop_by_hop(req, upgrade);
+  set_forwarded(req, d, client_ip);
   req.erase(bhttp::field::expect);
   req.version(11);
   if (upgrade) co_return co_await tunnel(conn, client_buf, req, ws, w, ep);
@@ -179,6 +244,7 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   conn.status = res.result_int();
   bool upstream_keep = res.keep_alive();
   strip_hop_by_hop(res, false);
+  drop_session_set_cookies(res, ws.name);
   res.set(bhttp::field::server, "cloudyknight");
   bool delimited = res.has_content_length() || res.chunked() || parser->is_done();
   if (!delimited) {
@@ -316,11 +382,13 @@ Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Req
   if (parser.get().result() != bhttp::status::switching_protocols) {
     // The app declined the upgrade: pass its answer on and close.
     auto res = parser.release();
+    drop_session_set_cookies(res, ws.name);
     res.keep_alive(false);
     co_await write(conn, res);
     co_return false;
   }
   auto res = parser.release();
+  drop_session_set_cookies(res, ws.name);
   res.set(bhttp::field::server, "cloudyknight");
   bhttp::response_serializer<bhttp::string_body> sr{res};
   conn.expire_in(opts.request_timeout);

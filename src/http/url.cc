@@ -215,4 +215,18 @@ std::string without_cookie(std::string_view header, std::string_view name) {
   return out;
 }
 
+bool sets_cookie(std::string_view set_cookie, std::string_view name) {
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  std::string_view pair = set_cookie.substr(0, set_cookie.find(';'));
+  auto eq = pair.find('=');
+  std::string_view n = eq == std::string_view::npos ? std::string_view() : trim(pair.substr(0, eq));
+  if (!n.empty()) return iequals(n, name);
+  std::string_view v = trim(eq == std::string_view::npos ? pair : pair.substr(eq + 1));
+  return iequals(trim(v.substr(0, v.find('='))), name);
+}
+
 }  // namespace ck::http

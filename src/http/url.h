@@ -53,4 +53,9 @@ std::vector<CookiePair> cookie_pairs(std::string_view header);
 /// the other pairs are kept as they were, in order.
 std::string without_cookie(std::string_view header, std::string_view name);
 
+/// True if a browser would store this Set-Cookie value as the cookie `name` (names compared
+/// case-insensitively, spaces trimmed). A nameless cookie ("=name=x", or "name" without '=')
+/// counts too: browsers send its value alone, which reads back as `name`.
+bool sets_cookie(std::string_view set_cookie, std::string_view name);
+
 }  // namespace ck::http

@@ -54,5 +54,19 @@ TEST(Url, WithoutCookieDropsOnlyThatName) {
   EXPECT_EQ(without_cookie("", "ck_session"), "");
 }
 
+TEST(Url, SetsCookieSeesTheNameABrowserWouldStore) {
+  EXPECT_TRUE(sets_cookie("ck_session=evil; Path=/", "ck_session"));
+  EXPECT_TRUE(sets_cookie("  ck_session = evil ; Path=/", "ck_session"));
+  EXPECT_TRUE(sets_cookie("CK_Session=evil", "ck_session"));
+  EXPECT_TRUE(sets_cookie("=ck_session=evil; Path=/", "ck_session"));
+  EXPECT_TRUE(sets_cookie("ck_session; Path=/", "ck_session"));
+  EXPECT_TRUE(sets_cookie("__Host-ck_session=x; Secure", "__Host-ck_session"));
+  EXPECT_FALSE(sets_cookie("__Host-ck_session=x; Secure", "ck_session"));
+  EXPECT_FALSE(sets_cookie("ck_session_pref=1", "ck_session"));
+  EXPECT_FALSE(sets_cookie("app=ck_session", "ck_session"));
+  EXPECT_FALSE(sets_cookie("app=1; Path=/ck_session", "ck_session"));
+  EXPECT_FALSE(sets_cookie("", "ck_session"));
+}
+
 }  // namespace
 }  // namespace ck::http
