@@ -24,6 +24,10 @@ struct GatewayConfig {
   int threads = 0;  // 0: one per core
   bool live_reload = false;  // static HTML pages get a script that reloads them on change
   std::uint64_t event_buffer = 4ull << 20;  // a /monitor/ws client this far behind is dropped
+  /// Set: <name>.<domain> routes to workspace <name> at its root (lower case, no trailing dot).
+  std::string domain;
+  /// Set: the dashboard, API and login live on this host only (lower case, no port).
+  std::string control_host;
 };
 
 struct StorageConfig {

@@ -448,7 +448,11 @@ int run_daemon(const Config& config, const std::string& self_exe) {
       done(SyncOutcome{"s3", p.pulled, p.removed, p.failed, p.files});
     });
   };
-  api = std::make_unique<ControlApi>(snapshots, ApiInfo{CK_VERSION, base, std::chrono::system_clock::now()},
+  ApiInfo info{CK_VERSION, base, std::chrono::system_clock::now()};
+  info.domain = config.gateway.domain;
+  info.control_host = config.gateway.control_host;
+  info.port = port.value();
+  api = std::make_unique<ControlApi>(snapshots, std::move(info),
                                      db.get(), std::move(storage_events), std::move(services));
   gateway.start();
   log->info("CloudyKnight {} is serving {} workspaces from {} at {}", CK_VERSION,

@@ -162,7 +162,10 @@ async function boot() {
     if (goNext()) return;
     showMain();
   } catch (e) {
-    if (e.status === 401) {
+    if (e.status === 403 && e.code === "forbidden") {
+      // A session the control plane refuses here (several users on a shared origin): say why.
+      showLogin(e.message);
+    } else if (e.status === 401) {
       const next = nextPath();
       showLogin(next ? `${next} is a private workspace: sign in to open it.` : "");
     } else if (e.status === 404) {
