@@ -368,6 +368,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   go.wake_timeout = config.idle.wake_timeout;
   go.live_reload = config.gateway.live_reload;
   go.event_buffer = config.gateway.event_buffer;
+  go.hosts = HostRouting{config.gateway.domain, config.gateway.control_host};
   std::string display_host = go.host == "0.0.0.0" ? "127.0.0.1" : go.host;
   if (display_host.find(':') != std::string::npos) display_host = "[" + display_host + "]";
   // The API is built once the port is known, before start() runs the worker threads (their

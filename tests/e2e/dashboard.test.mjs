@@ -6,6 +6,7 @@
 //                   has no auth endpoints: the sign-in test is then reported as skipped)
 //   CK_CONTROL      the wrapper's control URL: POST /restart, POST /add?name=N&from=site
 //   CK_SCREENSHOTS  the folder for screenshots (one per test)
+//   CK_DOMAIN       the daemon's gateway.domain (workspaces at http://<name>.<domain>:PORT/)
 //   CK_PLAYWRIGHT   the playwright-core package folder
 //   CK_CHROMIUM     the browser (default /usr/bin/chromium)
 import assert from "node:assert/strict";
@@ -20,6 +21,7 @@ const CONTROL = env("CK_CONTROL");
 const SHOTS = env("CK_SCREENSHOTS", path.resolve("screenshots"));
 const AUTH = env("CK_AUTH", "1") === "1";
 const CHROMIUM = env("CK_CHROMIUM", "/usr/bin/chromium");
+const DOMAIN = env("CK_DOMAIN", "");
 assert.ok(BASE, "CK_URL is not set (run this through tests/integration/test_browser.py)");
 assert.ok(CONTROL, "CK_CONTROL is not set (run this through tests/integration/test_browser.py)");
 
@@ -34,7 +36,10 @@ const ARGS = [
   "--disable-component-update",
   "--disable-sync",
   "--no-first-run",
-  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+  // Nothing resolves but 127.0.0.1 and, with a domain, its workspace hosts (the first rule that
+  // matches applies).
+  `--host-resolver-rules=${DOMAIN ? `MAP *.${DOMAIN} 127.0.0.1 , MAP ${DOMAIN} 127.0.0.1 , ` : ""}` +
+    "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
 ];
 
 let browser;
@@ -315,6 +320,12 @@ test("preview a workspace at desktop, tablet and mobile sizes", async () => {
   assert.ok(sandbox !== null, "the preview iframe has no sandbox attribute");
   assert.ok(!sandbox.split(/\s+/).includes("allow-same-origin"), `sandbox is "${sandbox}"`);
   assert.ok(sandbox.split(/\s+/).includes("allow-scripts"), `sandbox is "${sandbox}"`);
+  if (DOMAIN) {
+    // With gateway.domain, the preview is the workspace on its own origin, as the API says.
+    const port = new URL(BASE).port;
+    assert.equal(await frame.getAttribute("src"), `http://hello-python.${DOMAIN}:${port}/`);
+    assert.equal((await workspace("hello-python")).url, `http://hello-python.${DOMAIN}:${port}/`);
+  }
   // Without a page inside being able to reach its parent either.
   assert.equal(await page.frameLocator("#preview").locator("html").evaluate(() => {
     try {

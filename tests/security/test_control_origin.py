@@ -22,6 +22,17 @@ ADMIN = "ck_" + secrets.token_hex(20)
 JSON = {"Content-Type": "application/json"}
 
 
+class ControlDaemon(Daemon):
+    """The harness's own calls (health, API polling, shutdown) go to the control host, the only
+    one that serves /monitor/ once gateway.control_host is set."""
+
+    def request(self, method, path, headers=None, body=None, timeout=10, port=None):
+        h = dict(headers or {})
+        if path.startswith("/monitor") and not any(k.lower() == "host" for k in h):
+            h["Host"] = f"{CONTROL}:{port or self.port}"
+        return super().request(method, path, headers=h, body=body, timeout=timeout, port=port)
+
+
 def bearer(token):
     return {"Authorization": f"Bearer {token}", **JSON}
 
@@ -36,11 +47,12 @@ def session_of(r):
 
 class OriginCase(unittest.TestCase):
     config = {}
+    daemon_class = Daemon
 
     @classmethod
     def setUpClass(cls):
         cfg = harness.deep_merge({"auth": {"admin_token": ADMIN}}, cls.config)
-        cls.daemon = Daemon(fixtures=["echo"], config=cfg)
+        cls.daemon = cls.daemon_class(fixtures=["echo"], config=cfg)
         cls.daemon.start()
         cls.daemon.wait_status("echo", "running", timeout=60)
 
@@ -71,6 +83,7 @@ class OriginCase(unittest.TestCase):
 
 class WithControlHost(OriginCase):
     config = {"gateway": {"domain": DOMAIN, "control_host": CONTROL}}
+    daemon_class = ControlDaemon
 
     def control_host(self):
         return f"{CONTROL}:{self.daemon.port}"
