@@ -449,7 +449,10 @@ int run_daemon(const Config& config, const std::string& self_exe) {
       done(SyncOutcome{"s3", p.pulled, p.removed, p.failed, p.files});
     });
   };
-  ApiInfo info{CK_VERSION, base, std::chrono::system_clock::now()};
+  ApiInfo info;
+  info.version = CK_VERSION;
+  info.listen_url = base;
+  info.started = std::chrono::system_clock::now();
   info.domain = config.gateway.domain;
   info.control_host = config.gateway.control_host;
   info.port = port.value();
