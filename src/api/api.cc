@@ -78,6 +78,23 @@ std::string query_param(const std::string& query, std::string_view key) {
 
 }  // namespace
 
+namespace {
+// Written once by the ControlApi's constructor, before the gateway's threads start.
+ApiInfo& url_info() {
+  static ApiInfo info;
+  return info;
+}
+}  // namespace
+
+std::string workspace_url(std::string_view name, const ApiInfo& info) {
+  if (info.domain.empty()) return name == kHomeWorkspace ? "/" : "/" + std::string(name) + "/";
+  std::string port = info.port == 0 || info.port == 80 ? "" : ":" + std::to_string(info.port);
+  if (name == kHomeWorkspace) return "http://" + info.domain + port + "/";
+  return "http://" + std::string(name) + "." + info.domain + port + "/";
+}
+
+void set_workspace_urls(const ApiInfo& info) { url_info() = info; }
+
 json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
   json j = {
       {"name", w.name},
@@ -85,7 +102,7 @@ json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
       {"matched", w.matched},
       {"status", w.status},
       {"activity", activity_of(w, snap)},
-      {"url", w.name == "www" ? "/" : "/" + w.name + "/"},
+      {"url", workspace_url(w.name, url_info())},
       {"public", w.is_public},
       {"description", w.description},
       {"icon", w.icon},
@@ -321,6 +338,10 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
               {"invalid", invalid},
               {"uptime_seconds", uptime.count()},
               {"rss_bytes", rss_bytes()}};
+    // How the gateway routes: the dashboard reads this, never guesses it.
+    j["routing"] = {{"domain", info_.domain},
+                    {"control_host", info_.control_host},
+                    {"workspace_url", info_.domain.empty() ? "/{name}/" : workspace_url("{name}", info_)}};
     if (!snap->storage_error.empty()) j["storage_error"] = snap->storage_error;
     if (db_) {
       if (auto jc = db_->job_counts(); jc.has_value()) j["jobs"] = jc.value();

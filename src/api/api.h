@@ -40,7 +40,22 @@ struct ApiInfo {
   std::string version;
   std::string listen_url;  // "http://127.0.0.1:8080/"
   std::chrono::system_clock::time_point started;
+  /// gateway.domain (normalised; empty = path routing only): a workspace's `url` is then
+  /// http://<name>.<domain>[:port]/ (www: http://<domain>[:port]/).
+  std::string domain;
+  /// gateway.control_host (empty = the dashboard shares the workspaces' origin, and cookie
+  /// logins are refused once there is more than one user).
+  std::string control_host;
+  std::uint16_t port = 0;  // the gateway's port, for those URLs (80 or 0: left out)
 };
+
+/// A workspace's address as the API shows it: "/<name>/" ("/" for www), or its own origin
+/// when `info.domain` is set. Pure.
+std::string workspace_url(std::string_view name, const ApiInfo& info);
+
+/// The address mode of workspace_json's `url`, set by the ControlApi at construction (one
+/// control plane per process; before any request is served).
+void set_workspace_urls(const ApiInfo& info);
 
 /// Called (on a gateway thread; must not block) with the "bucket/key" of each record of a
 /// bucket notification, none for a test event.
@@ -113,7 +128,9 @@ class ControlApi {
         storage_events_(std::move(storage_events)),
         services_(std::move(services)),
         poller_(api::make_poller()),
-        worker_(api::make_poller()) {}
+        worker_(api::make_poller()) {
+    set_workspace_urls(info_);
+  }
   /// The front door (routes.cc): the routing table's 404/405, then dispatch(), then the ETag
   /// (and 304) of every 200 JSON answer to a GET.
   http::Response handle(const http::Request& req) const;

@@ -90,6 +90,21 @@ Result<std::string> string_member(const json& doc, const char* key) {
   return it->get<std::string>();
 }
 
+// Row 3 of issue 13: without gateway.control_host every workspace shares the dashboard's origin,
+// so a page in one could use a logged-in admin's cookie. Cookie logins are then for a
+// single-user setup only.
+constexpr std::string_view kSharedOrigin =
+    "dashboard logins are turned off: this control plane shares its origin with the workspaces "
+    "and has more than one user, so a workspace's page could act as whoever is logged in. The "
+    "operator must set gateway.control_host (CK_GATEWAY_CONTROL_HOST) to give the dashboard a "
+    "host of its own; API tokens (Authorization: Bearer) still work";
+
+// More than one user: the users table is the authority ("one user" = at most one row).
+bool several_users(auth::Auth& a) {
+  auto users = a.list_users();
+  return users.has_error() || users.value().size() > 1;  // unreadable: assume the worst
+}
+
 // Who called, and with which session (empty for a bearer token).
 struct Caller {
   auth::Principal principal;
@@ -98,7 +113,16 @@ struct Caller {
 
 class Secured {
  public:
-  Secured(auth::Auth& a, const http::Request& req) : auth_(a), req_(req) {}
+  /// `shared_origin`: no gateway.control_host, so sessions are refused once there are several
+  /// users (kSharedOrigin).
+  Secured(auth::Auth& a, const http::Request& req, bool shared_origin = false)
+      : auth_(a), req_(req), shared_origin_(shared_origin) {}
+
+  /// Errc::forbidden with kSharedOrigin when a cookie login may not be used here.
+  Result<void> sessions_allowed() {
+    if (shared_origin_ && several_users(auth_)) return fail(Errc::forbidden, std::string(kSharedOrigin));
+    return outcome::success();
+  }
 
   // The caller's credentials, checked: a bearer token, else the session cookie.
   Result<Caller> authenticate() {
@@ -118,6 +142,7 @@ class Secured {
                   "dashboard login (POST " +
                       std::string(kApi) + "/auth/login)");
     }
+    BOOST_OUTCOME_TRY(sessions_allowed());
     auto p = auth_.lookup_session(*cookie);
     if (p.has_error()) {
       return fail(Errc::unauthenticated, "the login session has expired or ended; log in again");
@@ -155,6 +180,7 @@ class Secured {
  private:
   auth::Auth& auth_;
   const http::Request& req_;
+  bool shared_origin_ = false;
 };
 
 json user_json(const auth::UserInfo& u) {
@@ -176,6 +202,7 @@ http::Response login(Secured& s, const http::Request& req) {
   auto creds = name_and_password(doc.value());
   if (creds.has_error()) return error_of(creds.error());
   const auto& [name, password] = creds.value();
+  if (auto allowed = s.sessions_allowed(); allowed.has_error()) return error_of(allowed.error());
   auto session = s.service().login(name, password, req.client_ip);
   if (session.has_error()) {
     if (session.error().code == Errc::rate_limited) {
@@ -413,7 +440,8 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   if (!services_.auth) {
     return error_of(Errc::unavailable, "this control plane has no authentication service");
   }
-  Secured s(*services_.auth, req);
+  const bool shared_origin = info_.control_host.empty();
+  Secured s(*services_.auth, req, shared_origin);
 
   if (!own) {  // any other mutation: the route decides the rest once the caller may deploy
     auto caller = s.require(auth::Scope::deploy);
@@ -426,8 +454,9 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   // on a gateway's, and answers through a stream.
   auto on_worker = [&](http::Response (*handler)(Secured&, const http::Request&)) {
     auto st = std::make_shared<http::ResponseStream>();
-    worker_->add([st, handler, a = services_.auth, copy = std::make_shared<http::Request>(req)] {
-      Secured there(*a, *copy);
+    worker_->add([st, handler, a = services_.auth, copy = std::make_shared<http::Request>(req),
+                  shared = shared_origin] {
+      Secured there(*a, *copy, shared);
       auto r = handler(there, *copy);
       st->respond(r);
       return false;  // once

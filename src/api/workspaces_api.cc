@@ -329,7 +329,7 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
               {"matched", spec.matched},
               {"status", "creating"},
               {"activity", "idle"},
-              {"url", name == kHomeWorkspace ? "/" : "/" + name + "/"},
+              {"url", workspace_url(name, info_)},
               {"public", spec.is_public},
               {"description", spec.description},
               {"icon", spec.icon},

@@ -139,8 +139,15 @@ std::string Principal::label() const {
   return id;
 }
 
+std::string_view session_cookie_name(bool tls) {
+  return tls ? kSecureSessionCookie : kSessionCookie;
+}
+
 std::string session_cookie(std::string_view session_id, std::chrono::seconds max_age, bool secure) {
-  return fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}", kSessionCookie,
+  // Host-only: never a Domain attribute, so no other host (a workspace at <name>.<domain>)
+  // receives it.
+  return fmt::format("{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                     session_cookie_name(secure),
                      session_id, std::max<std::int64_t>(max_age.count(), 0),
                      secure ? "; Secure" : "");
 }

@@ -115,9 +115,16 @@ struct AuthOptions {
 
 inline constexpr std::string_view kTokenPrefix = "ck_";
 inline constexpr std::string_view kSessionCookie = "ck_session";
+/// With TLS: the __Host- prefix makes the browser insist on Secure, Path=/ and no Domain.
+inline constexpr std::string_view kSecureSessionCookie = "__Host-ck_session";
 inline constexpr std::size_t kMinConfiguredTokenLength = 16;
 
-/// `ck_session=<id>; Path=/; HttpOnly; SameSite=Strict; Max-Age=<s>` (+ `; Secure`).
+/// The session cookie's name: kSecureSessionCookie when the gateway serves TLS, else
+/// kSessionCookie. Whoever reads or filters the cookie asks this with the same flag.
+std::string_view session_cookie_name(bool tls);
+
+/// `<name>=<id>; Path=/; HttpOnly; SameSite=Strict; Max-Age=<s>` (+ `; Secure`), host-only (no
+/// Domain); `secure` (TLS) also picks the `__Host-` name (session_cookie_name).
 std::string session_cookie(std::string_view session_id, std::chrono::seconds max_age, bool secure);
 /// The same cookie emptied with Max-Age=0 (logout).
 std::string clear_session_cookie(bool secure);

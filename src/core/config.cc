@@ -40,6 +40,27 @@ Result<void> set_int(int& field, const std::string& v, int lo, int hi) {
   return outcome::success();
 }
 
+// A host name for gateway.domain / gateway.control_host: letters, digits, '-' and '.', stored
+// lower-cased without a trailing dot. Empty unsets it.
+Result<void> set_host_name(std::string& field, const std::string& v) {
+  std::string h;
+  for (char c : v) h.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  if (!h.empty() && h.back() == '.') h.pop_back();
+  bool ok = h.size() <= 253 && (h.empty() || (h.front() != '.' && h.front() != '-'));
+  for (char c : h) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) ok = false;
+  }
+  if (h.find("..") != std::string::npos) ok = false;
+  if (!ok) {
+    return fail(Errc::invalid_argument,
+                fmt::format("'{}' is not a host name (letters, digits, '-' and '.', no port, "
+                            "e.g. example.test)",
+                            v));
+  }
+  field = h;
+  return outcome::success();
+}
+
 Result<void> set_bool(bool& field, const std::string& v) {
   if (v == "true" || v == "yes" || v == "on" || v == "1") {
     field = true;
@@ -107,6 +128,10 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
        [](Config& c, const std::string& v) { return set_duration(c.gateway.ws_idle_timeout, v); }},
       {"gateway.live_reload",
        [](Config& c, const std::string& v) { return set_bool(c.gateway.live_reload, v); }},
+      {"gateway.domain",
+       [](Config& c, const std::string& v) { return set_host_name(c.gateway.domain, v); }},
+      {"gateway.control_host",
+       [](Config& c, const std::string& v) { return set_host_name(c.gateway.control_host, v); }},
       {"storage.kind",
        [](Config& c, const std::string& v) { return set_one_of(c.storage.kind, v, {"dir", "s3", "git"}); }},
       {"storage.path", [](Config& c, const std::string& v) { return set_string(c.storage.path, v); }},

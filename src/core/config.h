@@ -28,6 +28,10 @@ struct GatewayConfig {
   int max_connections_per_ip = 256;  // open client connections from one address
   Duration header_timeout = std::chrono::seconds(10);  // to send a request's complete headers
   Duration ws_idle_timeout = std::chrono::hours(1);    // an Upgrade tunnel with no traffic
+  /// Set: <name>.<domain> routes to workspace <name> at its root (lower case, no trailing dot).
+  std::string domain;
+  /// Set: the dashboard, API and login live on this host only (lower case, no port).
+  std::string control_host;
 };
 
 struct StorageConfig {

@@ -372,6 +372,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   go.max_connections_per_ip = config.gateway.max_connections_per_ip;
   go.header_timeout = config.gateway.header_timeout;
   go.ws_idle_timeout = config.gateway.ws_idle_timeout;
+  go.hosts = HostRouting{config.gateway.domain, config.gateway.control_host};
   std::string display_host = go.host == "0.0.0.0" ? "127.0.0.1" : go.host;
   if (display_host.find(':') != std::string::npos) display_host = "[" + display_host + "]";
   // The API is built once the port is known, before start() runs the worker threads (their
@@ -452,7 +453,14 @@ int run_daemon(const Config& config, const std::string& self_exe) {
       done(SyncOutcome{"s3", p.pulled, p.removed, p.failed, p.files});
     });
   };
-  api = std::make_unique<ControlApi>(snapshots, ApiInfo{CK_VERSION, base, std::chrono::system_clock::now()},
+  ApiInfo info;
+  info.version = CK_VERSION;
+  info.listen_url = base;
+  info.started = std::chrono::system_clock::now();
+  info.domain = config.gateway.domain;
+  info.control_host = config.gateway.control_host;
+  info.port = port.value();
+  api = std::make_unique<ControlApi>(snapshots, std::move(info),
                                      db.get(), std::move(storage_events), std::move(services));
   gateway.start();
   log->info("CloudyKnight {} is serving {} workspaces from {} at {}", CK_VERSION,

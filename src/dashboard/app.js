@@ -116,10 +116,35 @@ function showMain() {
 }
 
 // Where the gateway sent a browser from: a private workspace asks for a login and passes its
-// address as ?next=. Only a path on this site is followed.
+// address as ?next=. Only a path on this origin is followed: resolved against this origin, it
+// must stay on it, and the raw value must be one "/" then no second "/" or "\\", with no
+// control character or whitespace even once percent-decoded ("/%09/evil.example" is a tab
+// that the URL parser drops, leaving "//evil.example").
+function safeNext(raw, origin) {
+  const next = String(raw || "");
+  if (!next.startsWith("/") || next.startsWith("//") || next.startsWith("/\\")) return "";
+  let decoded = next;
+  try {
+    decoded = decodeURIComponent(next);
+  } catch {
+    return "";
+  }
+  // eslint-disable-next-line no-control-regex
+  const bad = /[\u0000-\u0020\u007f-\u009f\u2028\u2029\u00a0\ufeff]/;
+  if (bad.test(next) || bad.test(decoded)) return "";
+  if (decoded.startsWith("//") || decoded.startsWith("/\\")) return "";
+  let url;
+  try {
+    url = new URL(next, origin);
+  } catch {
+    return "";
+  }
+  if (url.origin !== origin) return "";
+  return url.pathname + url.search + url.hash;
+}
+
 function nextPath() {
-  const next = new URLSearchParams(location.search).get("next") || "";
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "";
+  return safeNext(new URLSearchParams(location.search).get("next"), location.origin);
 }
 
 function goNext() {
@@ -137,7 +162,10 @@ async function boot() {
     if (goNext()) return;
     showMain();
   } catch (e) {
-    if (e.status === 401) {
+    if (e.status === 403 && e.code === "forbidden") {
+      // A session the control plane refuses here (several users on a shared origin): say why.
+      showLogin(e.message);
+    } else if (e.status === 401) {
       const next = nextPath();
       showLogin(next ? `${next} is a private workspace: sign in to open it.` : "");
     } else if (e.status === 404) {
@@ -353,7 +381,7 @@ function route() {
   renderDetail();
   fetchOne(name);
   loadLogs(name);
-  if (!$("panel-preview").hidden) preview.show(name);
+  if (!$("panel-preview").hidden) preview.show(name, (list.get(name) || {}).url);
   $("detail-title").focus({ preventScroll: false });
 }
 window.addEventListener("hashchange", route);
@@ -499,7 +527,7 @@ function selectTab(tab) {
   }
   clearInterval(state.heartbeatTimer);
   if (tab === tabs[1] && state.selected) {
-    preview.show(state.selected);
+    preview.show(state.selected, (list.get(state.selected) || {}).url);
     // Someone is looking at the preview: keep the workspace active.
     const beat = () => state.stream && state.stream.send({ heartbeat: [state.selected] });
     beat();

@@ -29,9 +29,11 @@ std::span<const Asset> assets();
 /// The embedded file with this name, or nullptr.
 const Asset* find(std::string_view name);
 
-/// The Content-Security-Policy of every dashboard response.
+/// The Content-Security-Policy of every dashboard response. frame-src admits http(s) because the
+/// preview loads a workspace on its own origin (<name>.<gateway.domain>, any port); the frame is
+/// sandboxed without allow-same-origin, so what it loads never reaches the dashboard.
 inline constexpr std::string_view kContentSecurityPolicy =
-    "default-src 'self'; connect-src 'self' ws: wss:; frame-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; connect-src 'self' ws: wss:; frame-src 'self' http: https:; img-src 'self' data:; "
     "style-src 'self'; script-src 'self'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'self'";
 

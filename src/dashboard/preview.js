@@ -1,4 +1,7 @@
 // The preview pane: the workspace in a sandboxed iframe at desktop, tablet or mobile size.
+// The sandbox never has allow-same-origin: the page inside runs on an opaque origin, so it can
+// neither read the dashboard (its CSRF value, its API) nor its cookies. With gateway.domain set,
+// the frame loads the workspace's own origin (the API's `url`, http://<name>.<domain>/).
 
 export const DEVICES = {
   desktop: { width: 1280, height: 800 },
@@ -21,10 +24,12 @@ export class Preview {
     this.size(this.device);
   }
 
-  show(name) {
-    if (this.name === name && this.frame.getAttribute("src")) return;
+  /** `url`: the workspace's address as the API gives it (its own host, or /<name>/). */
+  show(name, url = "") {
+    const src = url || (name === "www" ? "/" : "/" + encodeURIComponent(name) + "/");
+    if (this.name === name && this.frame.getAttribute("src") === src) return;
     this.name = name;
-    this.frame.src = name === "www" ? "/" : "/" + encodeURIComponent(name) + "/";
+    this.frame.src = src;
   }
 
   size(device) {
@@ -40,10 +45,10 @@ export class Preview {
   reload() {
     if (!this.name) return;
     try {
-      // Same origin (the sandbox allows it): a real reload of whatever page the preview is on.
+      // The frame's origin is opaque, so this throws; kept for a browser that allows it.
       this.frame.contentWindow.location.reload();
     } catch {
-      // Not readable (an error page, a navigation elsewhere): load the workspace again.
+      // Not ours to reload: load the workspace again.
       this.frame.src = this.frame.src;
     }
   }

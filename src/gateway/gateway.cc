@@ -324,8 +324,26 @@ Task<bool> Gateway::Impl::handle(Conn& conn, beast::flat_buffer& buf, Request& r
                             Worker& w, const std::string& client_ip) {
   std::shared_ptr<const Snapshot> snap = w.routes.get();  // kept: the view outlives awaits
   std::string_view target(req.target().data(), req.target().size());
-  auto decision = route_request(target, [&](std::string_view n) { return snap->find(n) != nullptr; });
+  std::string_view host(req[bhttp::field::host].data(), req[bhttp::field::host].size());
+  auto decision = route_request(host, target, opts.hosts,
+                                [&](std::string_view n) { return snap->find(n) != nullptr; });
   switch (decision.kind) {
+    case RouteKind::dashboard_elsewhere: {
+      conn.kind = RequestKind::monitor;
+      auto res = error_page(req, 404, "Not Found",
+                            fmt::format("The dashboard and API are not on this host: they are at "
+                                        "http://{}/monitor/ only.", decision.location),
+                            fmt::format("Open http://{}/monitor/ (with this server's port), or "
+                                        "send API requests there.", decision.location));
+      co_return co_await write(conn, res) && res.keep_alive();
+    }
+    case RouteKind::control_host_only: {
+      auto res = error_page(req, 404, "Not Found",
+                            fmt::format("{} serves only the dashboard and API, at /monitor/; "
+                                        "workspaces are not served on this host.", decision.location),
+                            "Open a workspace at its own address (its link on the dashboard).");
+      co_return co_await write(conn, res) && res.keep_alive();
+    }
     case RouteKind::control: {
       conn.kind = RequestKind::monitor;
       if (http::split_target(target).first == "/monitor/ws" && hooks.events) {

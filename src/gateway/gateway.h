@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/units.h"
+#include "gateway/route.h"
 #include "http/message.h"
 #include "monitor/snapshot.h"
 
@@ -22,6 +23,8 @@ namespace ck {
 struct GatewayOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;  // 0: any free port
+  /// gateway.domain and gateway.control_host (route.h): routing by the Host header.
+  HostRouting hosts;
   int threads = 0;            // 0: one per core
   Duration request_timeout = std::chrono::seconds(60);
   Duration idle_timeout = std::chrono::seconds(75);  // keep-alive connections

@@ -53,4 +53,76 @@ RouteDecision route_request(std::string_view target,
   return d;
 }
 
+std::string normalize_host(std::string_view h) {
+  constexpr std::size_t kMaxHost = 255;
+  if (h.empty() || h.size() > kMaxHost + 6) return {};
+  if (h.front() == '[') {  // an IPv6 literal: never a name under the domain
+    auto close = h.find(']');
+    if (close == std::string_view::npos) return {};
+    h = h.substr(0, close + 1);
+  } else if (auto colon = h.rfind(':'); colon != std::string_view::npos) {
+    h = h.substr(0, colon);
+  }
+  if (!h.empty() && h.back() == '.') h.remove_suffix(1);
+  if (h.empty() || h.size() > kMaxHost) return {};
+  std::string out;
+  out.reserve(h.size());
+  for (char c : h) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || c == '/' || c == '\\' || c == '@') return {};
+    out.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  }
+  return out;
+}
+
+RouteDecision route_request(std::string_view host_header, std::string_view target,
+                            const HostRouting& hosts,
+                            const std::function<bool(std::string_view)>& exists) {
+  if (hosts.domain.empty() && hosts.control_host.empty()) return route_request(target, exists);
+  RouteDecision d;
+  if (target.empty() || target.front() != '/') return d;  // bad_request
+  std::string_view path = http::split_target(target).first;
+  const bool monitor = path == "/monitor" || path.starts_with("/monitor/");
+  const std::string host = normalize_host(host_header);
+  if (!hosts.control_host.empty() && !host.empty() && host == hosts.control_host) {
+    if (monitor) {
+      d.kind = RouteKind::control;
+    } else if (path == "/") {
+      d.kind = RouteKind::redirect;
+      d.location = "/monitor/";
+    } else {
+      d.kind = RouteKind::control_host_only;
+      d.location = hosts.control_host;
+    }
+    return d;
+  }
+  auto elsewhere = [&] {
+    d.kind = RouteKind::dashboard_elsewhere;
+    d.location = hosts.control_host;
+    return d;
+  };
+  const std::string& domain = hosts.domain;
+  if (!domain.empty() && host.size() > domain.size() + 1 && host.ends_with(domain) &&
+      host[host.size() - domain.size() - 1] == '.') {
+    std::string name = host.substr(0, host.size() - domain.size() - 1);
+    if (monitor && !hosts.control_host.empty()) return elsewhere();
+    d.by_host = true;
+    d.workspace = name;
+    if (is_valid_workspace_name(name) && exists(name)) {
+      d.kind = RouteKind::workspace;
+      d.upstream_target = std::string(target);
+      d.prefix.clear();
+      return d;
+    }
+    if (name != kHomeWorkspace) {
+      d.kind = RouteKind::not_found;
+      return d;
+    }
+    // www.<domain> without a www workspace: the same as <domain> itself.
+    d = RouteDecision{};
+  }
+  if (monitor && !hosts.control_host.empty()) return elsewhere();
+  return route_request(target, exists);
+}
+
 }  // namespace ck

@@ -15,19 +15,42 @@ enum class RouteKind {
   home,         // / without a www workspace: the generated home page
   not_found,    // no such workspace
   bad_request,  // not an origin-form target
+  dashboard_elsewhere,  // /monitor/... on a host that is not gateway.control_host: 404
+  control_host_only,    // anything but /monitor/... and / on the control host: 404
 };
+
+/// The host-based part of routing (DESIGN.md "Gateway routing"): gateway.domain and
+/// gateway.control_host, normalised (lower case, no trailing dot, no port). Empty = unset.
+struct HostRouting {
+  std::string domain;
+  std::string control_host;
+};
+
+/// "Name.Example.Test.:8080" -> "name.example.test": the port (also after "[v6]") and one
+/// trailing dot dropped, lower-cased. Empty for an empty or malformed Host.
+std::string normalize_host(std::string_view host_header);
 
 struct RouteDecision {
   RouteKind kind = RouteKind::bad_request;
   std::string workspace;        // workspace or not_found: the name
   std::string upstream_target;  // workspace: "/rest?query"
   std::string prefix;           // workspace: "/name", or "" for www at the root
-  std::string location;         // redirect: where to
+  std::string location;         // redirect: where to; dashboard_elsewhere: the control host
+  bool by_host = false;         // workspace or not_found: named by the Host header
 };
 
 /// Decides where `target` ("/path?query") goes. `exists(name)` says whether a workspace of
 /// that name is known.
 RouteDecision route_request(std::string_view target,
+                            const std::function<bool(std::string_view)>& exists);
+
+/// The same with the Host header: on the control host only /monitor/... (and / redirecting to
+/// /monitor/); `<name>.<domain>` is workspace <name> at its root for every path (nothing
+/// stripped, no prefix; with a control host, /monitor/... there is dashboard_elsewhere);
+/// `<domain>` and any other host route by path, where /monitor/... is dashboard_elsewhere when a
+/// control host is set.
+RouteDecision route_request(std::string_view host_header, std::string_view target,
+                            const HostRouting& hosts,
                             const std::function<bool(std::string_view)>& exists);
 
 }  // namespace ck

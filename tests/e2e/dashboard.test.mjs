@@ -6,6 +6,7 @@
 //                   has no auth endpoints: the sign-in test is then reported as skipped)
 //   CK_CONTROL      the wrapper's control URL: POST /restart, POST /add?name=N&from=site
 //   CK_SCREENSHOTS  the folder for screenshots (one per test)
+//   CK_DOMAIN       the daemon's gateway.domain (workspaces at http://<name>.<domain>:PORT/)
 //   CK_PLAYWRIGHT   the playwright-core package folder
 //   CK_CHROMIUM     the browser (default /usr/bin/chromium)
 import assert from "node:assert/strict";
@@ -20,6 +21,7 @@ const CONTROL = env("CK_CONTROL");
 const SHOTS = env("CK_SCREENSHOTS", path.resolve("screenshots"));
 const AUTH = env("CK_AUTH", "1") === "1";
 const CHROMIUM = env("CK_CHROMIUM", "/usr/bin/chromium");
+const DOMAIN = env("CK_DOMAIN", "");
 assert.ok(BASE, "CK_URL is not set (run this through tests/integration/test_browser.py)");
 assert.ok(CONTROL, "CK_CONTROL is not set (run this through tests/integration/test_browser.py)");
 
@@ -34,7 +36,10 @@ const ARGS = [
   "--disable-component-update",
   "--disable-sync",
   "--no-first-run",
-  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+  // Nothing resolves but 127.0.0.1 and, with a domain, its workspace hosts (the first rule that
+  // matches applies).
+  `--host-resolver-rules=${DOMAIN ? `MAP *.${DOMAIN} 127.0.0.1 , MAP ${DOMAIN} 127.0.0.1 , ` : ""}` +
+    "MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
 ];
 
 let browser;
@@ -183,6 +188,55 @@ test("log in", async (t) => {
   await shot("01-logged-in");
 });
 
+test("?next= follows paths on this origin only, before and after signing in", async (t) => {
+  if (!AUTH) {
+    t.skip("?next= is followed after signing in, which needs the auth endpoints");
+    return;
+  }
+  // Each of these would leave the site if followed (the tab is dropped by the URL parser,
+  // making "//evil.example"); the dashboard must stay on /monitor/.
+  const attacks = ["/\t/evil.example", "//evil.example", "/\\evil.example", "javascript:alert(1)",
+                   "http://evil.example/", "/%2F/evil.example", " /evil"];
+  const origin = new URL(BASE).origin;
+  const stays = async (p, what) => {
+    // The caller waited for the signed-in page; a followed `next` would have replaced it.
+    await p.waitForLoadState("load");
+    const u = new URL(p.url());
+    assert.equal(u.origin, origin, `${what}: left for ${p.url()}`);
+    assert.equal(u.pathname, "/monitor/", `${what}: went to ${p.url()}`);
+  };
+  // Signed in already (the session of the previous test): boot() would follow next at once.
+  for (const a of attacks) {
+    await page.goto(BASE + "/monitor/?next=" + encodeURIComponent(a));
+    await page.locator("#who").filter({ hasText: env("CK_USER") }).waitFor();
+    await stays(page, JSON.stringify(a));
+  }
+  // The raw query form of row 11 of the issue, exactly as an attacker links it.
+  await page.goto(BASE + "/monitor/?next=/%09/evil.example");
+  await page.locator("#who").filter({ hasText: env("CK_USER") }).waitFor();
+  await stays(page, "/%09/evil.example");
+  // Signing in with it: the form, then /monitor/ still.
+  const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  try {
+    const p = await other.newPage();
+    for (const a of ["/%09/evil.example", "//evil.example"]) {
+      await p.goto(BASE + "/monitor/?next=" + a);
+      const form = p.locator("#login-form");
+      await form.getByLabel("Name").waitFor();
+      await form.getByLabel("Name").fill(env("CK_USER"));
+      await form.getByLabel("Password").fill(env("CK_PASSWORD"));
+      await form.getByLabel("Password").press("Enter");
+      await p.locator("#who").filter({ hasText: env("CK_USER") }).waitFor();
+      await stays(p, a + " after signing in");
+      await other.clearCookies();
+    }
+  } finally {
+    await other.close();
+  }
+  await page.goto(BASE + "/monitor/");
+  await page.locator("#who").filter({ hasText: env("CK_USER") }).waitFor();
+});
+
 test("the list shows every workspace, and a new one appears and runs without a reload", async () => {
   const api = await (await page.request.get(BASE + "/monitor/api/v1/workspaces")).json();
   const names = api.workspaces.map((w) => w.name).sort();
@@ -260,7 +314,26 @@ test("preview a workspace at desktop, tablet and mobile sizes", async () => {
   await select("hello-python");
   await page.getByRole("tab", { name: "Preview" }).click();
   const frame = page.locator("#preview");
-  assert.equal(await frame.getAttribute("sandbox"), "allow-scripts allow-forms allow-same-origin");
+  // The workspace's page must not share the dashboard's origin: no allow-same-origin, ever
+  // (with it, a page in the frame could read the session's CSRF value and ask for a token).
+  const sandbox = await frame.getAttribute("sandbox");
+  assert.ok(sandbox !== null, "the preview iframe has no sandbox attribute");
+  assert.ok(!sandbox.split(/\s+/).includes("allow-same-origin"), `sandbox is "${sandbox}"`);
+  assert.ok(sandbox.split(/\s+/).includes("allow-scripts"), `sandbox is "${sandbox}"`);
+  if (DOMAIN) {
+    // With gateway.domain, the preview is the workspace on its own origin, as the API says.
+    const port = new URL(BASE).port;
+    assert.equal(await frame.getAttribute("src"), `http://hello-python.${DOMAIN}:${port}/`);
+    assert.equal((await workspace("hello-python")).url, `http://hello-python.${DOMAIN}:${port}/`);
+  }
+  // Without a page inside being able to reach its parent either.
+  assert.equal(await page.frameLocator("#preview").locator("html").evaluate(() => {
+    try {
+      return String(window.parent.document.cookie);
+    } catch {
+      return "refused";
+    }
+  }).catch(() => "refused"), "refused");
   await page.frameLocator("#preview").locator("body").filter({ hasText: "hello-python" }).waitFor({ timeout: 20000 });
   const sizes = { Desktop: [1280, 800], Tablet: [768, 1024], Mobile: [375, 667] };
   for (const [label, [w, h]] of Object.entries(sizes)) {
@@ -276,12 +349,16 @@ test("preview a workspace at desktop, tablet and mobile sizes", async () => {
   // Reload loads the page again (a fresh document has no marker).
   await page.frameLocator("#preview").locator("html").evaluate(() => (window.__mark = 1));
   await page.getByRole("button", { name: "Reload preview" }).click();
-  await page.waitForFunction(() => {
-    const f = document.getElementById("preview");
-    return f.contentWindow && f.contentWindow.__mark === undefined &&
-      f.contentDocument && f.contentDocument.readyState === "complete" &&
-      f.contentDocument.body && f.contentDocument.body.textContent.includes("hello-python");
-  });
+  // The frame is on another (opaque) origin: look inside it through the driver, not the page.
+  await waitFor(async () => {
+    try {
+      return await page.frameLocator("#preview").locator("html").evaluate(() =>
+        window.__mark === undefined && document.readyState === "complete" &&
+        document.body !== null && document.body.textContent.includes("hello-python"));
+    } catch {
+      return false;  // between two documents
+    }
+  }, 15000, "the preview to load the page again");
   await page.getByRole("tab", { name: "Logs" }).click();
 });
 

@@ -418,8 +418,8 @@ class EventStream:
     (arrival time.monotonic(), parsed JSON), so tests can wait for one and measure when it
     arrived. Answers pings; send() is safe from the test thread. close() is idempotent."""
 
-    def __init__(self, port, path="/monitor/ws", timeout=10, extra_headers=()):
-        self.client = WebSocketClient(port, path, timeout=timeout, extra_headers=extra_headers)
+    def __init__(self, port, path="/monitor/ws", timeout=10, extra_headers=(), host=None):
+        self.client = WebSocketClient(port, path, host=host, timeout=timeout, extra_headers=extra_headers)
         if self.client.status != 101:
             self.client.close()
             raise AssertionError(f"{path}: expected 101, got {self.client.status} {self.client.headers}")

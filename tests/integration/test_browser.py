@@ -34,6 +34,10 @@ SCRIPT = os.path.join(harness.REPO, "tests", "e2e", "dashboard.test.mjs")
 DEFAULT_PLAYWRIGHT = os.path.expanduser("~/.cache/cloudyknight/playwright/node_modules/playwright-core")
 ADMIN_TOKEN_RE = re.compile(r"admin token \(shown once, store it now\): (ck_[A-Za-z0-9_\-]+)")
 NODE_TIMEOUT = 420
+# gateway.domain of the daemon under test: Chromium maps *.DOMAIN to 127.0.0.1
+# (--host-resolver-rules), so the preview loads each workspace on its own origin.
+DOMAIN = "ck.test"
+CONFIG = {"gateway": {"domain": DOMAIN}}
 
 
 def screenshots_dir():
@@ -86,7 +90,7 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
 class DashboardInChromium(unittest.TestCase):
     def setUp(self):
         self.daemons = []
-        self.daemon = Daemon(examples=["site", "hello-python"])
+        self.daemon = Daemon(examples=["site", "hello-python"], config=CONFIG)
         self.daemons.append(self.daemon)
         self.daemon.start()
         self.control = Control(self)
@@ -103,7 +107,7 @@ class DashboardInChromium(unittest.TestCase):
     def restart(self):
         old = self.daemon
         old.stop()
-        new = Daemon(reuse=old, port=old.port, examples=["site", "hello-python"])
+        new = Daemon(reuse=old, port=old.port, examples=["site", "hello-python"], config=CONFIG)
         self.daemons.append(new)
         # The Node script watches the page notice the drop before the daemon is back.
         time.sleep(1.5)
@@ -145,6 +149,7 @@ class DashboardInChromium(unittest.TestCase):
         env.update({
             "CK_URL": f"http://127.0.0.1:{self.daemon.port}",
             "CK_CONTROL": f"http://127.0.0.1:{self.control.server_address[1]}",
+            "CK_DOMAIN": DOMAIN,
             "CK_SCREENSHOTS": screenshots_dir(),
             "CK_PLAYWRIGHT": pw,
             "CK_CHROMIUM": chromium,

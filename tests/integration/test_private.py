@@ -15,12 +15,28 @@ from harness import Daemon, EventStream, wait_until
 from test_auth import PASSWORD, admin_token, call, set_cookie_parts
 
 API = "/monitor/api/v1"
+CONTROL = "monitor.private.test"
+
+
+class ControlHostDaemon(Daemon):
+    """Several users log in with cookies, which needs the control plane on its own host
+    (gateway.control_host; issue 13): the harness's /monitor calls go there."""
+
+    def __init__(self, *a, **kw):
+        kw.setdefault("config", {"gateway": {"control_host": CONTROL}})
+        super().__init__(*a, **kw)
+
+    def request(self, method, path, headers=None, body=None, timeout=10, port=None):
+        h = dict(headers or {})
+        if path.startswith("/monitor") and not any(k.lower() == "host" for k in h):
+            h["Host"] = f"{CONTROL}:{port or self.port}"
+        return super().request(method, path, headers=h, body=body, timeout=timeout, port=port)
 
 
 class PrivateWorkspaceTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = d = Daemon(fixtures=["echo", ("echo", "secret"), ("static", "hidden")])
+        cls.d = d = ControlHostDaemon(fixtures=["echo", ("echo", "secret"), ("static", "hidden")])
         d.prepare()
         for name in ("secret", "hidden"):
             with open(os.path.join(d.ws, name, "workspace.json"), "w") as f:
@@ -127,8 +143,10 @@ class PrivateWorkspaceTest(unittest.TestCase):
         self.assertTrue(create and create[0]["detail"].get("owner"), create)
 
     def test_the_event_stream_shows_them_to_signed_in_clients_only(self):
-        anon = EventStream(self.d.port)
-        signed = EventStream(self.d.port, extra_headers=[f"Cookie: ck_session={self.sessions['ben'][0]}"])
+        host = f"{CONTROL}:{self.d.port}"
+        anon = EventStream(self.d.port, host=host)
+        signed = EventStream(self.d.port, host=host,
+                             extra_headers=[f"Cookie: ck_session={self.sessions['ben'][0]}"])
         try:
             self.assertNotIn("secret", [w["name"] for w in anon.hello["workspaces"]])
             self.assertIn("echo", [w["name"] for w in anon.hello["workspaces"]])

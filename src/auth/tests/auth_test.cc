@@ -143,9 +143,14 @@ TEST(Cookie, SessionCookieHeaderValue) {
   EXPECT_EQ(session_cookie("abc", 604800s, false),
             "ck_session=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=604800");
   EXPECT_EQ(session_cookie("abc", 60s, true),
-            "ck_session=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure");
+            "__Host-ck_session=abc; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure");
   EXPECT_EQ(clear_session_cookie(true),
-            "ck_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure");
+            "__Host-ck_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure");
+  EXPECT_EQ(session_cookie_name(false), "ck_session");
+  EXPECT_EQ(session_cookie_name(true), "__Host-ck_session");
+  // Host-only: no Domain attribute, whatever the flag.
+  EXPECT_EQ(session_cookie("abc", 60s, false).find("Domain"), std::string::npos);
+  EXPECT_EQ(session_cookie("abc", 60s, true).find("Domain"), std::string::npos);
 }
 
 // ---- tokens ----

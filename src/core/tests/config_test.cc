@@ -68,6 +68,20 @@ TEST(Config, FileThenEnvironmentThenFlags) {
   EXPECT_EQ(with_flag.gateway.request_timeout, 7s);
 }
 
+TEST(Config, GatewayDomainAndControlHost) {
+  auto env = env_of({{"CK_GATEWAY_DOMAIN", "Example.Test."},
+                     {"CK_GATEWAY_CONTROL_HOST", "monitor.example.test"}});
+  auto c = load_config(std::nullopt, env, {}).value();
+  EXPECT_EQ(c.gateway.domain, "example.test");
+  EXPECT_EQ(c.gateway.control_host, "monitor.example.test");
+  EXPECT_EQ(load_config(std::nullopt, env_of({}), {}).value().gateway.domain, "");
+  for (auto bad : {"example.test:8080", "http://example.test", "a..b", ".example.test", "a b"}) {
+    auto r = load_config(std::nullopt, env_of({{"CK_GATEWAY_DOMAIN", bad}}), {});
+    ASSERT_TRUE(r.has_error()) << bad;
+    EXPECT_NE(r.error().message.find("is not a host name"), std::string::npos) << r.error().message;
+  }
+}
+
 TEST(Config, EnvNamesFollowTheKeyPath) {
   EXPECT_EQ(env_name_for("gateway.listen"), "CK_GATEWAY_LISTEN");
   EXPECT_EQ(env_name_for("idle.stop_after"), "CK_IDLE_STOP_AFTER");

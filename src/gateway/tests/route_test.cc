@@ -71,5 +71,115 @@ TEST(Route, NonOriginTargetsAreBadRequests) {
   EXPECT_EQ(route("http://evil/", {}).kind, RouteKind::bad_request);
 }
 
+
+RouteDecision by_host(std::string_view host, std::string_view target, std::set<std::string> known,
+                      std::string control = "monitor.example.test") {
+  HostRouting hosts{"example.test", std::move(control)};
+  return route_request(host, target, hosts,
+                       [&](std::string_view n) { return known.count(std::string(n)) > 0; });
+}
+
+TEST(RouteHost, NormalizeHost) {
+  EXPECT_EQ(normalize_host("App.Example.TEST"), "app.example.test");
+  EXPECT_EQ(normalize_host("app.example.test:8080"), "app.example.test");
+  EXPECT_EQ(normalize_host("app.example.test.:8080"), "app.example.test");
+  EXPECT_EQ(normalize_host("app.example.test."), "app.example.test");
+  EXPECT_EQ(normalize_host("[::1]:8080"), "[::1]");
+  EXPECT_EQ(normalize_host(""), "");
+  EXPECT_EQ(normalize_host("."), "");
+  EXPECT_EQ(normalize_host("a b.example.test"), "");
+  EXPECT_EQ(normalize_host("evil@app.example.test"), "");
+  EXPECT_EQ(normalize_host(std::string(300, 'a')), "");
+}
+
+TEST(RouteHost, WorkspaceHostIsServedAtItsRoot) {
+  for (auto host : {"app.example.test", "APP.Example.Test:8080", "app.example.test.",
+                    "app.example.test.:80"}) {
+    auto d = by_host(host, "/api/items?x=1", {"app"});
+    EXPECT_EQ(d.kind, RouteKind::workspace) << host;
+    EXPECT_EQ(d.workspace, "app");
+    EXPECT_EQ(d.upstream_target, "/api/items?x=1");  // nothing stripped
+    EXPECT_EQ(d.prefix, "");                         // no X-Forwarded-Prefix
+    EXPECT_TRUE(d.by_host);
+  }
+  EXPECT_EQ(by_host("app.example.test", "/", {"app"}).upstream_target, "/");
+  // A path naming another workspace is still this workspace's path.
+  auto d = by_host("app.example.test", "/other/x", {"app", "other"});
+  EXPECT_EQ(d.workspace, "app");
+  EXPECT_EQ(d.upstream_target, "/other/x");
+}
+
+TEST(RouteHost, UnknownNameUnderTheDomainIsNotFound) {
+  auto d = by_host("nope.example.test", "/", {"app"});
+  EXPECT_EQ(d.kind, RouteKind::not_found);
+  EXPECT_EQ(d.workspace, "nope");
+  EXPECT_TRUE(d.by_host);
+  EXPECT_EQ(by_host("a.b.example.test", "/", {"app"}).kind, RouteKind::not_found);
+  EXPECT_EQ(by_host("monitor.example.test.evil", "/monitor/", {"app"}).kind,
+            RouteKind::dashboard_elsewhere);
+  // A suffix that is not a whole label is not under the domain.
+  EXPECT_EQ(by_host("appexample.test", "/app/", {"app"}).kind, RouteKind::workspace);
+  EXPECT_EQ(by_host("appexample.test", "/app/", {"app"}).prefix, "/app");
+}
+
+TEST(RouteHost, TheDomainItselfRoutesByPath) {
+  EXPECT_EQ(by_host("example.test", "/", {"app"}).kind, RouteKind::home);
+  EXPECT_EQ(by_host("example.test:8080", "/", {"www"}).workspace, "www");
+  EXPECT_EQ(by_host("www.example.test", "/", {"www"}).workspace, "www");
+  EXPECT_EQ(by_host("www.example.test", "/", {"app"}).kind, RouteKind::home);
+  auto d = by_host("example.test", "/app/x", {"app"});
+  EXPECT_EQ(d.kind, RouteKind::workspace);
+  EXPECT_EQ(d.prefix, "/app");
+  EXPECT_EQ(d.upstream_target, "/x");
+}
+
+TEST(RouteHost, OtherHostsRouteByPathAsBefore) {
+  auto d = by_host("127.0.0.1:8080", "/app/x", {"app"});
+  EXPECT_EQ(d.kind, RouteKind::workspace);
+  EXPECT_EQ(d.upstream_target, "/x");
+  EXPECT_FALSE(d.by_host);
+  EXPECT_EQ(by_host("", "/app/x", {"app"}).kind, RouteKind::workspace);
+}
+
+TEST(RouteHost, ControlHostServesOnlyTheControlPlane) {
+  EXPECT_EQ(by_host("monitor.example.test", "/monitor/api/v1/auth/me", {"app"}).kind,
+            RouteKind::control);
+  EXPECT_EQ(by_host("Monitor.Example.Test.:8080", "/monitor/", {"app"}).kind, RouteKind::control);
+  auto root = by_host("monitor.example.test", "/", {"www"});
+  EXPECT_EQ(root.kind, RouteKind::redirect);
+  EXPECT_EQ(root.location, "/monitor/");
+  EXPECT_EQ(by_host("monitor.example.test", "/app/", {"app"}).kind, RouteKind::control_host_only);
+  EXPECT_EQ(by_host("monitor.example.test", "/style.css", {"www"}).kind,
+            RouteKind::control_host_only);
+}
+
+TEST(RouteHost, DashboardIsNowhereElseWithAControlHost) {
+  for (auto host : {"127.0.0.1:8080", "app.example.test", "example.test", "", "nope.example.test"}) {
+    auto d = by_host(host, "/monitor/api/v1/auth/me", {"app"});
+    EXPECT_EQ(d.kind, RouteKind::dashboard_elsewhere) << host;
+    EXPECT_EQ(d.location, "monitor.example.test");
+  }
+  EXPECT_EQ(by_host("127.0.0.1", "/monitor", {"app"}).kind, RouteKind::dashboard_elsewhere);
+}
+
+TEST(RouteHost, WithoutAControlHostAWorkspaceHostStillNeverServesTheDashboard) {
+  auto d = by_host("app.example.test", "/monitor/api/v1/auth/me", {"app"}, "");
+  EXPECT_EQ(d.kind, RouteKind::workspace);
+  EXPECT_EQ(d.upstream_target, "/monitor/api/v1/auth/me");
+  EXPECT_EQ(by_host("127.0.0.1", "/monitor/", {"app"}, "").kind, RouteKind::control);
+  EXPECT_EQ(by_host("example.test", "/monitor/", {"app"}, "").kind, RouteKind::control);
+}
+
+TEST(RouteHost, NoHostRoutingConfiguredIsThePathRouter) {
+  auto d = route_request("app.example.test", "/app/x", HostRouting{},
+                         [](std::string_view n) { return n == "app"; });
+  EXPECT_EQ(d.kind, RouteKind::workspace);
+  EXPECT_EQ(d.prefix, "/app");
+  EXPECT_EQ(route_request("x", "http://evil/", HostRouting{"example.test", ""},
+                          [](std::string_view) { return true; })
+                .kind,
+            RouteKind::bad_request);
+}
+
 }  // namespace
 }  // namespace ck
