@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "api/auth_http.h"
 #include "auth/auth.h"
+#include "auth/authorize.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "gateway/gateway.h"
@@ -384,7 +385,11 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     return gate.check(name, cookie);
   };
   hooks.signed_in = [&auth_service](std::string_view cookie, std::string_view authorization) {
-    return has_credentials(auth_service, authorization, cookie);
+    // Until the event socket filters per client (auth::authorize per event), only a caller
+    // who sees everything (the admin scope) gets the unfiltered stream; everyone else gets
+    // public workspaces only, never another member's private ones.
+    auto who = credentials_of(auth_service, authorization, cookie);
+    return auth::sees_everything(who ? &*who : nullptr);
   };
   Gateway gateway(go, snapshots, [&api](const http::Request& r) { return api->handle(r); }, hooks);
 
