@@ -1,0 +1,262 @@
+#pragma once
+// Private to the gateway (only gateway/*.cc include it): the types its translation units share
+// and the Impl behind Gateway. Each .cc holds one responsibility:
+//   gateway.cc       listener, watchdog, the session loop, routing and the gateway's own answers
+//   proxy.cc         reverse proxy, upstream pool, Upgrade tunnels
+//   serve_static.cc  static workspaces
+//   control.cc       the control plane (/monitor API, streamed answers) and /monitor/ws
+//
+// The gateway session. One coroutine per client connection reads requests one after the
+// other (keep-alive), decides the route from the current snapshot, and either answers itself
+// (home page, redirects, error pages, static files, control plane) or forwards the request to
+// the workspace's app over a pooled upstream connection and relays the response as it
+// arrives (buffer_body), so large and streaming responses never sit in memory. An Upgrade
+// request gets its own upstream connection and, on 101, becomes a byte tunnel.
+//
+// Timeouts: instead of a timer armed and cancelled around every read and write (what
+// beast::tcp_stream does, one extra completion per I/O), each connection has one deadline
+// that the session moves forward with a plain store, and one watchdog coroutine that wakes
+// once a second and cancels whatever the session is waiting on once the deadline passed.
+#include "gateway/gateway.h"
+
+#include "http/asio.h"
+// clang-format off
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+// clang-format on
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/log.h"
+#include "http/stream.h"
+#include "gateway/gateway_metrics.h"
+#include "gateway/route.h"
+
+namespace ck {
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+
+namespace gw {
+
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+
+// Everything in the gateway runs on a worker's io_context: use its executor type directly,
+// not the type-erased any_io_executor (measurably cheaper per I/O on the hot path).
+using Executor = net::io_context::executor_type;
+template <class T>
+using Task = net::awaitable<T, Executor>;
+constexpr net::use_awaitable_t<Executor> use_task;
+using Socket = net::basic_stream_socket<tcp, Executor>;
+using Acceptor = net::basic_socket_acceptor<tcp, Executor>;
+using Timer = net::basic_waitable_timer<std::chrono::steady_clock,
+                                        net::wait_traits<std::chrono::steady_clock>, Executor>;
+
+using StringResponse = bhttp::response<bhttp::string_body>;
+using Request = bhttp::request<bhttp::string_body>;
+
+inline auto logger() {
+  static auto l = log::get("gateway");
+  return l;
+}
+
+constexpr std::size_t kRelayChunk = 64 * 1024;
+constexpr std::size_t kMaxIdlePerUpstream = 256;
+constexpr std::size_t kFlattenLimit = 16 * 1024;
+constexpr std::uint64_t kGzipCacheBytes = 64 << 20;
+
+// One idle keep-alive connection to an app.
+struct UpstreamConn {
+  explicit UpstreamConn(Executor ex) : socket(ex) {}
+  Socket socket;
+  beast::flat_buffer buffer;
+};
+
+// One client connection: its socket, the deadline of whatever it waits on, and the upstream
+// socket it waits on, if any. Shared by the session and its watchdog; used on one thread.
+struct Conn : std::enable_shared_from_this<Conn> {
+  explicit Conn(Socket s) : client(std::move(s)), watchdog(client.get_executor()) {}
+  Socket client;
+  Socket* upstream = nullptr;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  bool timed_out = false;
+  bool done = false;
+  Timer watchdog;
+  std::unique_ptr<char[]> relay;  // the relay buffer, allocated on the first proxied request
+  std::string flat;               // scratch for gathering small messages into one send
+  // The request being answered, for the metrics: its kind (set by handle()), the status sent
+  // (by write(), proxy() and the upgrades; 0 = none yet) and when its headers arrived.
+  RequestKind kind = RequestKind::other;
+  int status = 0;
+  std::chrono::steady_clock::time_point started;
+
+  void expire_in(Duration d) {
+    deadline = std::chrono::steady_clock::now() + d;
+    timed_out = false;
+  }
+  void no_deadline() { deadline = std::chrono::steady_clock::time_point::max(); }
+};
+
+// Small LRU-less cache of gzipped static files, per worker (so no locks).
+class GzipCache {
+ public:
+  std::shared_ptr<const std::string> get(const std::string& key) {
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : it->second;
+  }
+  void put(const std::string& key, std::shared_ptr<const std::string> v) {
+    if (bytes_ + v->size() > kGzipCacheBytes) {
+      map_.clear();
+      bytes_ = 0;
+    }
+    bytes_ += v->size();
+    map_[key] = std::move(v);
+  }
+
+ private:
+  std::unordered_map<std::string, std::shared_ptr<const std::string>> map_;
+  std::uint64_t bytes_ = 0;
+};
+
+// One io_context and its thread, acceptor, upstream pool and caches.
+struct Worker {
+  explicit Worker(const SnapshotHolder& h) : routes(h) {}
+  SnapshotCache routes;
+  // One thread runs each worker and every socket operation happens on it, so the reactor
+  // needs no locks; the scheduler keeps them (stop() posts from another thread).
+  net::io_context io{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+  std::unique_ptr<Acceptor> acceptor;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle;
+  GzipCache gzip_cache;
+  std::thread thread;
+};
+
+// Writes what the socket takes at once (sockets are non-blocking, so this never waits)
+// and only the rest asynchronously: most answers leave in one send, with no extra trip
+// through the io_context.
+// Small messages are first gathered into `flat`: one contiguous send instead of an iovec
+// per header field.
+template <bool isRequest, class Body, class Fields>
+Task<void> send(Socket& s, bhttp::serializer<isRequest, Body, Fields>& sr, error_code& ec,
+                std::string* flat = nullptr) {
+  while (flat && !sr.is_done()) {
+    flat->clear();
+    bool gathered = false;
+    sr.next(ec, [&](error_code&, const auto& buffers) {
+      for (auto b : beast::buffers_range_ref(buffers)) {
+        if (flat->size() + b.size() > kFlattenLimit) return;  // large: send it as it is
+        flat->append(static_cast<const char*>(b.data()), b.size());
+      }
+      gathered = true;
+    });
+    if (ec || !gathered) break;  // need_buffer (relay wants more body) or a large message
+    std::size_t n = s.write_some(net::buffer(*flat), ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
+    if (ec) co_return;
+    sr.consume(n);
+    if (n < flat->size()) break;  // the socket is full: the rest goes asynchronously
+  }
+  if (ec || sr.is_done()) co_return;
+  bhttp::write(s, sr, ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    ec = {};
+    co_await bhttp::async_write(s, sr, net::redirect_error(use_task, ec));
+  }
+}
+
+}  // namespace gw
+
+struct Gateway::Impl {
+  using Conn = gw::Conn;
+  using Worker = gw::Worker;
+  using Request = gw::Request;
+  using StringResponse = gw::StringResponse;
+  template <class T>
+  using Task = gw::Task<T>;
+
+  Impl(GatewayOptions o, const SnapshotHolder& r, ControlHandler c, GatewayHooks h)
+      : opts(std::move(o)), routes(r), control(std::move(c)), hooks(std::move(h)) {}
+
+  GatewayOptions opts;
+  const SnapshotHolder& routes;
+  ControlHandler control;
+  GatewayHooks hooks;
+  GatewayMetrics& stats = GatewayMetrics::get();
+  std::vector<std::unique_ptr<Worker>> workers;
+  bool running = false;
+
+  // ---- listener and session (gateway.cc) ---------------------------------------------------
+  Task<void> accept_loop(Worker& w);
+  static Task<void> watchdog(std::shared_ptr<Conn> c);
+  Task<void> session(std::shared_ptr<Conn> cp, Worker& w);
+  void count_request(Conn& conn);
+  Task<bool> handle(Conn& conn, beast::flat_buffer& buf, Request& req, Worker& w,
+                    const std::string& client_ip);
+
+  template <class Body>
+  Task<bool> write(Conn& conn, bhttp::response<Body>& res) {
+    conn.status = res.result_int();
+    conn.expire_in(opts.request_timeout);
+    gw::error_code ec;
+    bhttp::response_serializer<Body> sr{res};
+    co_await gw::send(conn.client, sr, ec, &conn.flat);
+    co_return !ec;
+  }
+
+  // The gateway's own answers (gateway.cc).
+  StringResponse make_response(const Request& req, bhttp::status status, std::string body,
+                               std::string_view type);
+  StringResponse error_page(const Request& req, int status, std::string_view title,
+                            std::string_view message, std::string_view hint,
+                            bool refresh = false);
+  // An error page for a request that could not be read whole; the connection closes after it.
+  StringResponse closing_page(int status, std::string_view title, std::string_view message,
+                              std::string_view hint);
+  StringResponse payload_too_large();
+  // An API client's refusal: {"error": {"code", "message"}}, never cached.
+  StringResponse json_error(const Request& req, bhttp::status status, std::string_view code,
+                            const std::string& message);
+  Task<bool> private_denied(Conn& conn, const Request& req, const WorkspaceView& ws,
+                            PrivateAccess access);
+  Task<bool> held_stopped(Conn& conn, const Request& req, const WorkspaceView& ws);
+  Task<bool> not_running(Conn& conn, const Request& req, const WorkspaceView& ws);
+  Task<bool> wait_for_wake(Conn& conn, beast::flat_buffer& buf, Request& req,
+                           const RouteDecision& decision, Worker& w, const std::string& client_ip);
+
+  // ---- control plane and /monitor/ws (control.cc) ------------------------------------------
+  Task<bool> event_socket(Conn& conn, Request& req, Worker& w);
+  http::Response call_control(const Request& req, const std::string& client_ip);
+  StringResponse to_beast(const Request& req, http::Response out);
+  Task<bool> relay_stream(Conn& conn, const Request& req,
+                          std::shared_ptr<http::ResponseStream> st);
+
+  // ---- static files (serve_static.cc) ------------------------------------------------------
+  Task<bool> serve_static(Conn& conn, Request& req, const WorkspaceView& ws,
+                          const RouteDecision& d, Worker& w);
+
+  // ---- reverse proxy, upstream pool and tunnels (proxy.cc) ---------------------------------
+  Task<std::unique_ptr<gw::UpstreamConn>> connect_upstream(Conn& conn, Worker& w,
+                                                           const gw::tcp::endpoint& ep,
+                                                           gw::error_code& ec);
+  std::unique_ptr<gw::UpstreamConn> take_idle(Worker& w, const std::string& key, bool check_open);
+  void give_back(Worker& w, const std::string& key, std::unique_ptr<gw::UpstreamConn> c);
+  void set_forwarded(Request& req, const RouteDecision& d, const std::string& client_ip);
+  Task<bool> proxy(Conn& conn, beast::flat_buffer& client_buf, Request& req,
+                   const WorkspaceView& ws, const RouteDecision& d, Worker& w,
+                   const std::string& client_ip);
+  Task<bool> upstream_failed(Conn& conn, const Request& req, const WorkspaceView& ws,
+                             gw::error_code ec, bool client_keep, int client_version);
+  Task<bool> tunnel(Conn& conn, beast::flat_buffer& client_buf, Request& req,
+                    const WorkspaceView& ws, Worker& w, const gw::tcp::endpoint& ep);
+};
+
+}  // namespace ck

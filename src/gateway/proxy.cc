@@ -1,0 +1,349 @@
+// The reverse proxy: requests forwarded to a workspace's app over a per-worker pool of
+// keep-alive upstream connections, responses relayed as they arrive, and Upgrade requests
+// (WebSocket) turned into byte tunnels.
+#include <fmt/format.h>
+#include <sys/socket.h>
+
+#include <limits>
+
+#include "gateway/impl.h"
+#include "http/url.h"
+
+namespace ck {
+using namespace gw;
+
+namespace {
+
+bool is_idempotent(bhttp::verb v) {
+  return v == bhttp::verb::get || v == bhttp::verb::head || v == bhttp::verb::options ||
+         v == bhttp::verb::put || v == bhttp::verb::delete_;
+}
+
+// True if the peer closed an idle pooled connection (so it must not be reused).
+bool looks_closed(Socket& s) {
+  char c;
+  ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK);
+  return true;  // unexpected bytes on an idle connection: do not trust it
+}
+
+// Headers that describe one hop and must not be forwarded (RFC 9110 7.6.1).
+template <class Fields>
+void strip_hop_by_hop(Fields& f, bool keep_upgrade) {
+  auto conn = f[bhttp::field::connection];
+  std::vector<std::string> listed;
+  std::string_view v(conn.data(), conn.size());
+  while (!v.empty()) {
+    auto comma = v.find(',');
+    auto tok = v.substr(0, comma);
+    while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
+    while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
+    if (!tok.empty() && !http::iequals(tok, "upgrade") && !http::iequals(tok, "keep-alive") &&
+        !http::iequals(tok, "close")) {
+      listed.emplace_back(tok);
+    }
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+  for (const auto& name : listed) f.erase(name);
+  f.erase(bhttp::field::keep_alive);
+  f.erase(bhttp::field::proxy_connection);
+  f.erase(bhttp::field::te);
+  f.erase(bhttp::field::trailer);
+  if (!keep_upgrade) {
+    f.erase(bhttp::field::connection);
+    f.erase(bhttp::field::upgrade);
+  }
+}
+
+}  // namespace
+
+// ---- reverse proxy ---------------------------------------------------------------------
+
+// Waits on an upstream socket under the connection's deadline (the watchdog cancels it).
+namespace {
+
+struct UpstreamWait {
+  UpstreamWait(Conn& c, Socket& s, Duration d) : conn(c) {
+    conn.upstream = &s;
+    conn.expire_in(d);
+  }
+  ~UpstreamWait() { conn.upstream = nullptr; }
+  Conn& conn;
+};
+
+}  // namespace
+
+Task<std::unique_ptr<UpstreamConn>> Gateway::Impl::connect_upstream(Conn& conn, Worker& w, const tcp::endpoint& ep,
+                                                               error_code& ec) {
+  auto up = std::make_unique<UpstreamConn>(w.io.get_executor());
+  UpstreamWait wait(conn, up->socket, std::min<Duration>(opts.request_timeout, std::chrono::seconds(10)));
+  co_await up->socket.async_connect(ep, net::redirect_error(use_task, ec));
+  if (!ec) up->socket.set_option(tcp::no_delay(true), ec);
+  if (!ec) up->socket.non_blocking(true, ec);
+  co_return up;
+}
+
+// A pooled connection; for requests that must not be sent twice, only one that is
+// certainly still open (the others are retried on a fresh connection if it was closed).
+std::unique_ptr<UpstreamConn> Gateway::Impl::take_idle(Worker& w, const std::string& key, bool check_open) {
+  auto it = w.idle.find(key);
+  if (it == w.idle.end()) return nullptr;
+  auto& v = it->second;
+  while (!v.empty()) {
+    auto c = std::move(v.back());
+    v.pop_back();
+    if (!check_open || !looks_closed(c->socket)) return c;
+  }
+  return nullptr;
+}
+
+void Gateway::Impl::give_back(Worker& w, const std::string& key, std::unique_ptr<UpstreamConn> c) {
+  auto& v = w.idle[key];
+  if (v.size() < kMaxIdlePerUpstream && c->buffer.size() == 0) v.push_back(std::move(c));
+}
+
+void Gateway::Impl::set_forwarded(Request& req, const RouteDecision& d, const std::string& client_ip) {
+  std::string_view xff = req["X-Forwarded-For"];
+  req.set("X-Forwarded-For", xff.empty() ? client_ip : std::string(xff) + ", " + client_ip);
+  req.set("X-Forwarded-Proto", "http");
+  std::string_view host = req[bhttp::field::host];
+  if (!host.empty()) req.set("X-Forwarded-Host", host);
+  if (d.prefix.empty()) req.erase("X-Forwarded-Prefix");
+  else req.set("X-Forwarded-Prefix", d.prefix);
+  req.target(d.upstream_target);
+  if (!hooks.session_cookie.empty()) {
+    std::string_view cookie = req[bhttp::field::cookie];
+    if (cookie.find(hooks.session_cookie) != std::string_view::npos) {
+      std::string rest = http::without_cookie(cookie, hooks.session_cookie);
+      if (rest.empty()) req.erase(bhttp::field::cookie);
+      else req.set(bhttp::field::cookie, rest);
+    }
+  }
+}
+
+Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Request& req,
+                           const WorkspaceView& ws, const RouteDecision& d, Worker& w,
+                           const std::string& client_ip) {
+  bool client_keep = req.keep_alive();
+  int client_version = req.version();
+  bool upgrade = http::header_has_token(req[bhttp::field::connection], "upgrade") &&
+                 req.count(bhttp::field::upgrade);
+  error_code ec;
+  tcp::endpoint ep(net::ip::make_address(ws.upstream_host.empty() ? "127.0.0.1" : ws.upstream_host, ec),
+                   static_cast<unsigned short>(ws.port));
+  set_forwarded(req, d, client_ip);
+  strip_hop_by_hop(req, upgrade);
+  req.erase(bhttp::field::expect);
+  req.version(11);
+  if (upgrade) co_return co_await tunnel(conn, client_buf, req, ws, w, ep);
+  req.keep_alive(true);
+  if (!req.body().empty() || req.count(bhttp::field::content_length) || req.chunked()) req.prepare_payload();
+  std::string key = ws.upstream_host;
+  key += ':';
+  key += std::to_string(ws.port);
+  bool idempotent = is_idempotent(req.method());
+
+  std::unique_ptr<UpstreamConn> up;
+  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
+  for (int attempt = 0;; ++attempt) {
+    bool reused = false;
+    up = attempt == 0 ? take_idle(w, key, !idempotent) : nullptr;
+    if (up) {
+      reused = true;
+    } else {
+      up = co_await connect_upstream(conn, w, ep, ec);
+      if (ec) co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
+    }
+    {
+      UpstreamWait wait(conn, up->socket, opts.request_timeout);
+      bhttp::request_serializer<bhttp::string_body> rs{req};
+      co_await send(up->socket, rs, ec, &conn.flat);
+      if (!ec) {
+        parser.emplace();
+        parser->header_limit(64 * 1024);
+        parser->body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: 1.74 compares it wrongly
+        if (req.method() == bhttp::verb::head) parser->skip(true);
+        co_await bhttp::async_read_header(up->socket, up->buffer, *parser,
+                                          net::redirect_error(use_task, ec));
+      }
+    }
+    if (!ec) break;
+    // A pooled connection the app had already closed: try once more on a fresh one.
+    if (reused && attempt == 0 && !conn.timed_out && idempotent) continue;
+    co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
+  }
+
+  auto& res = parser->get();
+  conn.status = res.result_int();
+  bool upstream_keep = res.keep_alive();
+  strip_hop_by_hop(res, false);
+  res.set(bhttp::field::server, "cloudyknight");
+  bool delimited = res.has_content_length() || res.chunked() || parser->is_done();
+  if (!delimited) {
+    // Body runs to EOF: re-frame it as chunked so the client connection can live on.
+    if (client_version >= 11) res.chunked(true);
+    else client_keep = false;
+    upstream_keep = false;
+  }
+  res.keep_alive(client_keep);
+  res.version(client_version);
+
+  if (!conn.relay) conn.relay.reset(new char[kRelayChunk]);
+  char* chunk = conn.relay.get();
+  bhttp::serializer<false, bhttp::buffer_body> sr{res};
+  do {
+    if (!parser->is_done()) {
+      res.body().data = chunk;
+      res.body().size = kRelayChunk;
+      // Body bytes that came with the headers (all of a small response) are parsed here,
+      // without another trip through the io_context.
+      while (up->buffer.size() > 0 && !parser->is_done() && res.body().size > 0) {
+        std::size_t used = parser->put(up->buffer.data(), ec);
+        up->buffer.consume(used);
+        if (ec == bhttp::error::need_buffer) ec = {};
+        if (ec || used == 0) break;
+      }
+      if (!ec && !parser->is_done() && res.body().size == kRelayChunk) {
+        UpstreamWait wait(conn, up->socket, opts.request_timeout);
+        co_await bhttp::async_read(up->socket, up->buffer, *parser, net::redirect_error(use_task, ec));
+      }
+      if (ec == bhttp::error::need_buffer) ec = {};
+      if (ec) {
+        stats.upstream_errors.inc();
+        logger()->warn("[ws={}] upstream failed mid-response: {}", ws.name,
+                       conn.timed_out ? "timed out" : ec.message());
+        co_return false;  // headers are out: all we can do is close
+      }
+      res.body().size = kRelayChunk - res.body().size;
+      res.body().data = chunk;
+      res.body().more = !parser->is_done();
+    } else {
+      res.body().data = nullptr;
+      res.body().size = 0;
+      res.body().more = false;
+    }
+    conn.expire_in(opts.request_timeout);
+    co_await send(conn.client, sr, ec, &conn.flat);
+    if (ec == bhttp::error::need_buffer) ec = {};
+    if (ec) co_return false;
+  } while (!parser->is_done() || !sr.is_done());
+
+  if (upstream_keep) give_back(w, key, std::move(up));
+  co_return client_keep;
+}
+
+Task<bool> Gateway::Impl::upstream_failed(Conn& conn, const Request& req, const WorkspaceView& ws,
+                                     error_code ec, bool client_keep, int client_version) {
+  stats.upstream_errors.inc();
+  Request shape;
+  shape.version(client_version);
+  shape.keep_alive(client_keep);
+  shape.method(req.method());
+  if (conn.timed_out) {
+    logger()->warn("[ws={}] app did not answer within {}", ws.name, format_duration(opts.request_timeout));
+    auto res = error_page(shape, 504, "Gateway Timeout",
+                          fmt::format("Workspace '{}' did not answer within {}.", ws.name,
+                                      format_duration(opts.request_timeout)),
+                          "The app may be stuck or slow; check its log, or raise gateway.request_timeout.");
+    co_return co_await write(conn, res) && res.keep_alive();
+  }
+  logger()->warn("[ws={}] app on port {} failed: {}", ws.name, ws.port, ec.message());
+  auto res = error_page(shape, 502, "Bad Gateway",
+                        fmt::format("Workspace '{}' did not give a valid answer ({}).", ws.name, ec.message()),
+                        "The app may have crashed or closed the connection; CloudyKnight restarts crashed "
+                        "apps on its own. Check its log.");
+  co_return co_await write(conn, res) && res.keep_alive();
+}
+
+// ---- WebSocket (and any Upgrade) passthrough ---------------------------------------
+
+namespace {
+
+struct Tunnel {
+  Tunnel(Socket& a, Socket b) : client(a), upstream(std::move(b)) {}
+  Socket& client;  // owned by the session's Conn, which outlives the tunnel
+  Socket upstream;
+  void close() {
+    error_code ec;
+    client.close(ec);
+    upstream.close(ec);
+  }
+};
+
+// `keep` holds the session's connection (whose socket the tunnel borrows) until both
+// directions are done.
+Task<void> pump(std::shared_ptr<Conn> keep, std::shared_ptr<Tunnel> t, bool to_upstream) {
+  Socket& from = to_upstream ? t->client : t->upstream;
+  Socket& to = to_upstream ? t->upstream : t->client;
+  std::unique_ptr<char[]> data(new char[kRelayChunk]);
+  for (;;) {
+    error_code ec;
+    std::size_t n = co_await from.async_read_some(net::buffer(data.get(), kRelayChunk),
+                                                  net::redirect_error(use_task, ec));
+    if (ec) break;
+    co_await net::async_write(to, net::buffer(data.get(), n), net::redirect_error(use_task, ec));
+    if (ec) break;
+  }
+  t->close();
+  keep.reset();
+}
+
+}  // namespace
+
+Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Request& req,
+                            const WorkspaceView& ws, Worker& w, const tcp::endpoint& ep) {
+  error_code ec;
+  auto up = co_await connect_upstream(conn, w, ep, ec);
+  if (ec) co_return co_await upstream_failed(conn, req, ws, ec, false, req.version());
+  req.prepare_payload();
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(opts.max_body);
+  {
+    UpstreamWait wait(conn, up->socket, opts.request_timeout);
+    co_await bhttp::async_write(up->socket, req, net::redirect_error(use_task, ec));
+    if (!ec) {
+      co_await bhttp::async_read_header(up->socket, up->buffer, parser, net::redirect_error(use_task, ec));
+    }
+    if (!ec && parser.get().result() != bhttp::status::switching_protocols && !parser.is_done()) {
+      co_await bhttp::async_read(up->socket, up->buffer, parser, net::redirect_error(use_task, ec));
+    }
+  }
+  if (ec) co_return co_await upstream_failed(conn, req, ws, ec, false, req.version());
+  if (parser.get().result() != bhttp::status::switching_protocols) {
+    // The app declined the upgrade: pass its answer on and close.
+    auto res = parser.release();
+    res.keep_alive(false);
+    co_await write(conn, res);
+    co_return false;
+  }
+  auto res = parser.release();
+  res.set(bhttp::field::server, "cloudyknight");
+  bhttp::response_serializer<bhttp::string_body> sr{res};
+  conn.expire_in(opts.request_timeout);
+  conn.status = 101;
+  co_await bhttp::async_write_header(conn.client, sr, net::redirect_error(use_task, ec));
+  if (ec) co_return false;
+  // Bytes that arrived with the handshake belong to the tunnel.
+  if (up->buffer.size() > 0) {
+    co_await net::async_write(conn.client, up->buffer.data(), net::redirect_error(use_task, ec));
+    if (ec) co_return false;
+  }
+  if (client_buf.size() > 0) {
+    co_await net::async_write(up->socket, client_buf.data(), net::redirect_error(use_task, ec));
+    if (ec) co_return false;
+    client_buf.consume(client_buf.size());
+  }
+  conn.no_deadline();  // a WebSocket may stay quiet for as long as it likes
+  auto t = std::make_shared<Tunnel>(conn.client, std::move(up->socket));
+  // An open WebSocket keeps its workspace active; its close starts the reconnect grace.
+  std::shared_ptr<Activity> activity = ws.activity;
+  activity->socket_opened();
+  spawn(w.io.get_executor(), pump(conn.shared_from_this(), t, false), "websocket tunnel");
+  co_await pump(nullptr, t, true);
+  activity->socket_closed();
+  co_return false;
+}
+
+}  // namespace ck
