@@ -200,14 +200,23 @@ class OwnershipTest(unittest.TestCase):
             for s in (ben, anon, admin):
                 s.close()
 
-    @unittest.expectedFailure  # the event socket filters per client once gateway.cc takes a
-    # per-client filter (after the sec-gateway split); until then members get public ones only
     def test_event_socket_of_the_owner_shows_it(self):
         ann = EventStream(self.d.port, extra_headers=[f"Cookie: ck_session={self.sessions['ann'][0]}"])
+        tok = EventStream(self.d.port, extra_headers=[f"Authorization: Bearer {self.tokens['ann']}"])
         try:
             self.assertIn("apriv", [w["name"] for w in ann.hello["workspaces"]])
+            self.assertIn("apriv", [w["name"] for w in tok.hello["workspaces"]])
+            marks = (ann.mark(), tok.mark())
+            r = self.as_caller("ann_session", "POST", "/workspaces/apriv/restart")
+            self.assertEqual(r.status, 409, r.text())  # static: no app, but no event either
+            self.assertEqual(self.as_caller("ann_session", "POST", "/workspaces",
+                                            {"name": "apriv2", "public": False}).status, 201)
+            for s, m in zip((ann, tok), marks):
+                s.wait_for(lambda e: e.get("workspace") == "apriv2", 30, since=m,
+                           what="an event of ann's new private workspace")
         finally:
             ann.close()
+            tok.close()
 
 
 if __name__ == "__main__":
