@@ -8,6 +8,8 @@
 
 #include "api/metrics.h"
 #include "api/respond.h"
+#include "auth/auth.h"
+#include "auth/authorize.h"
 #include "core/names.h"
 #include "http/url.h"
 #include "metrics/metrics.h"
@@ -181,7 +183,8 @@ namespace {
 // GET /workspaces[?limit=&after=]: by name (the snapshot's order), `limit` (default 100,
 // 1..1000) after the name `after` (the "next" of the previous page, which need not exist any
 // more); "next" is null on the last page.
-http::Response workspace_list(const http::Request& req, const Snapshot& snap, bool with_private) {
+http::Response workspace_list(const http::Request& req, const Snapshot& snap,
+                              const std::function<bool(const WorkspaceView&)>& visible) {
   int limit = 100;
   if (auto v = query_param(req.query, "limit"); !v.empty()) {
     auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), limit);
@@ -194,7 +197,7 @@ http::Response workspace_list(const http::Request& req, const Snapshot& snap, bo
   json next = nullptr;
   for (const auto& w : snap.workspaces) {  // sorted by name
     if (!after.empty() && w.name <= after) continue;
-    if (!w.is_public && !with_private) continue;
+    if (!visible(w)) continue;
     if (static_cast<int>(list.size()) == limit) {
       next = list.back()["name"];
       break;
@@ -256,7 +259,12 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
   }
   if (path == std::string(kApi) + "/workspaces") {
     if (!read) return method_not_allowed("GET");
-    return workspace_list(req, *snap, sees_private(req));
+    auto who = principal_of(req);
+    auto visible = [&](const WorkspaceView& w) {
+      return decide(who ? &*who : nullptr, w.name, &w, auth::Access::see) ==
+             auth::Decision::allowed;
+    };
+    return workspace_list(req, *snap, visible);
   }
   std::string prefix = std::string(kApi) + "/workspaces/";
   if (path.starts_with(prefix)) {
@@ -269,7 +277,12 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
       return error_response(Errc::invalid_argument, v.error().message);
     }
     const WorkspaceView* w = snap->find(*decoded);
-    if (w && !w->is_public && !sees_private(req)) w = nullptr;  // as if it did not exist
+    if (w) {
+      auto who = principal_of(req);
+      if (decide(who ? &*who : nullptr, w->name, w, auth::Access::see) != auth::Decision::allowed) {
+        w = nullptr;  // as if it did not exist
+      }
+    }
     if (!w) {
       return error_response(Errc::not_found, "there is no workspace named '" + *decoded +
                                                  "'; GET " + std::string(kApi) + "/workspaces lists them");
@@ -315,7 +328,7 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
   }
   if (path == std::string(kApi) + "/jobs" || path.starts_with(std::string(kApi) + "/jobs/")) {
     if (!read) return method_not_allowed("GET");
-    return jobs(req);
+    return jobs(req, *snap);
   }
   if (path == std::string(kApi) + "/storage/events") {
     if (req.method != "POST") return method_not_allowed("POST");
@@ -376,8 +389,15 @@ http::Response ControlApi::storage_events(const http::Request& req) const {
 
 // GET /jobs[?state=&workspace=&limit=&before=] and GET /jobs/{id}: the persistent job queue,
 // dead letters included.
-http::Response ControlApi::jobs(const http::Request& req) const {
+http::Response ControlApi::jobs(const http::Request& req, const Snapshot& snap) const {
   if (!db_) return error_response(Errc::unavailable, "this control plane has no job queue");
+  // A job shows to those who see its workspace (jobs of no workspace to everyone).
+  auto who = principal_of(req);
+  auto visible = [&](const Job& j) {
+    if (j.workspace.empty()) return true;
+    return decide(who ? &*who : nullptr, j.workspace, snap.find(j.workspace),
+                  auth::Access::see) == auth::Decision::allowed;
+  };
   std::string prefix = std::string(kApi) + "/jobs/";
   if (req.path.starts_with(prefix)) {
     std::string id_text = req.path.substr(prefix.size());
@@ -388,7 +408,9 @@ http::Response ControlApi::jobs(const http::Request& req) const {
     }
     auto job = db_->job(id);
     if (job.has_error()) return error_response(Errc::io, job.error().message);
-    if (!job.value()) return error_response(Errc::not_found, "there is no job #" + id_text);
+    if (!job.value() || !visible(*job.value())) {
+      return error_response(Errc::not_found, "there is no job #" + id_text);
+    }
     return json_response(200, job_json(*job.value()));
   }
   JobFilter f;
@@ -417,7 +439,9 @@ http::Response ControlApi::jobs(const http::Request& req) const {
   auto list = db_->jobs(f);
   if (list.has_error()) return error_response(Errc::io, list.error().message);
   json out = json::array();
-  for (const auto& j : list.value()) out.push_back(job_json(j));
+  for (const auto& j : list.value()) {
+    if (visible(j)) out.push_back(job_json(j));
+  }
   json next = nullptr;
   if (static_cast<int>(list.value().size()) == f.limit && !list.value().empty()) next = list.value().back().id;
   return json_response(200, {{"jobs", out}, {"next", next}});

@@ -30,6 +30,9 @@ namespace ck {
 
 namespace auth {
 class Auth;
+struct Principal;
+enum class Access;    // auth/authorize.h
+enum class Decision;  // auth/authorize.h
 }
 namespace api {
 class Poller;
@@ -137,21 +140,26 @@ class ControlApi {
 
  private:
   http::Response dispatch(const http::Request& req) const;
-  http::Response jobs(const http::Request& req) const;
+  http::Response jobs(const http::Request& req, const Snapshot& snap) const;
   http::Response storage_events(const http::Request& req) const;
   /// auth_api.cc: the auth, user, token and audit endpoints, workspace start/stop/restart and
   /// logs, and the credential check of every other mutation; nullopt lets handle() go on.
   std::optional<http::Response> handle_secured(const http::Request& req,
                                                const Snapshot& snap) const;
   /// workspaces_api.cc: POST /workspaces and DELETE /workspaces/{name} for a caller already
-  /// checked for the deploy scope (`principal` goes to the audit log; `owner`, a user id or
-  /// "", owns what it creates); nullopt for other routes.
+  /// checked for the deploy scope (`who` goes to the audit log, is authorized on the workspace
+  /// deleted or cloned, and its user owns what it creates); nullopt for other routes.
   std::optional<http::Response> workspace_mutation(const http::Request& req, const Snapshot& snap,
-                                                   const std::string& principal,
-                                                   const std::string& owner) const;
-  /// auth_api.cc: whether the caller may see private workspaces in GET answers: any valid
-  /// credentials (a token or a login session). Anonymous callers see public workspaces only.
-  bool sees_private(const http::Request& req) const;
+                                                   const auth::Principal& who) const;
+  /// auth_api.cc: the principal behind the request's credentials (the bearer token, else the
+  /// session cookie); nullopt for none or invalid ones (an anonymous caller). Blocks on SQLite.
+  std::optional<auth::Principal> principal_of(const http::Request& req) const;
+  /// auth_api.cc: auth::authorize() for `who` (nullptr: anonymous) on workspace `name` (`w`: its
+  /// snapshot entry, nullptr when the snapshot does not hold it: then it counts as private).
+  /// Every per-workspace answer of the API passes through here. Without an auth service
+  /// everything is allowed (nothing is private).
+  auth::Decision decide(const auth::Principal* who, const std::string& name,
+                        const WorkspaceView* w, auth::Access what) const;
   /// GET /templates.
   http::Response templates(const http::Request& req) const;
   /// exec_api.cc: POST /workspaces/{name}/run and /sync, GET /workspaces/{name}/logs?follow=1
@@ -170,9 +178,11 @@ class ControlApi {
   std::shared_ptr<api::Poller> worker_;  // slow one-off work off the gateway (argon2id logins)
 };
 
-/// Whether a request's headers carry valid credentials, by the API's rules: the Authorization
-/// header's bearer token when there is one, else the session cookie. Blocks on SQLite.
-bool has_credentials(auth::Auth& auth, std::string_view authorization, std::string_view cookie);
+/// The principal behind a request's headers, by the API's rules: the Authorization header's
+/// bearer token when there is one, else the session cookie; nullopt for none or invalid ones.
+/// Blocks on SQLite.
+std::optional<auth::Principal> credentials_of(auth::Auth& auth, std::string_view authorization,
+                                              std::string_view cookie);
 
 /// A workspace as the API shows it (GET /workspaces/{name}).
 nlohmann::json workspace_json(const WorkspaceView& w, const Snapshot& snap);

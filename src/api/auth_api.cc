@@ -19,6 +19,7 @@
 #include "api/auth_http.h"
 #include "api/poller.h"
 #include "auth/auth.h"
+#include "auth/authorize.h"
 #include "core/names.h"
 #include "core/units.h"
 #include "http/stream.h"
@@ -37,6 +38,9 @@ constexpr std::string_view kApi = "/monitor/api/v1";
 constexpr int kDefaultTail = 200;
 constexpr int kMaxTail = 5000;
 constexpr std::size_t kMaxLogRead = 8u << 20;  // the end of a log read for ?tail
+// A login body holds a name (<= 64 bytes) and a password (<= 1 KiB): anything much bigger is
+// refused before it is copied, parsed, hashed or counted (issue 13, row 7).
+constexpr std::size_t kMaxLoginBody = 8u << 10;
 
 
 
@@ -283,18 +287,29 @@ http::Response users(Secured& s, const http::Request& req) {
   return json_response(201, {{"user", user_json(user.value())}});
 }
 
+// The admin scope manages every token; a member's login session its own (bound to the member,
+// scopes up to deploy). Other tokens manage none (a stolen token must not mint lasting ones).
 http::Response tokens(Secured& s, const http::Request& req, const std::string& id) {
-  auto caller = s.require(auth::Scope::admin);
+  auto caller = s.require(auth::Scope::read);
   if (caller.has_error()) return error_of(caller.error());
+  const auth::Principal& who = caller.value().principal;
+  const bool admin = who.scopes.has(auth::Scope::admin);
+  if (!admin && who.kind != auth::PrincipalKind::user) {
+    return error_of(Errc::forbidden,
+                    fmt::format("{} may not manage tokens: it needs the 'admin' scope, or a "
+                                "dashboard login to manage its user's own tokens",
+                                who.label()));
+  }
+  const std::string only = admin ? std::string() : who.user_id;  // whose tokens it manages
   if (!id.empty()) {
     if (req.method != "DELETE") return method_not_allowed(req, "DELETE");
-    auto r = s.service().revoke_token(id);
+    auto r = s.service().revoke_token(id, only);
     if (r.has_error()) return error_of(r.error());
     s.audit(caller.value(), "token.revoke", id);
     return no_content();
   }
   if (req.method == "GET" || req.method == "HEAD") {
-    auto list = s.service().list_tokens();
+    auto list = s.service().list_tokens(only);
     if (list.has_error()) return error_of(list.error());
     json out = json::array();
     for (const auto& t : list.value()) {
@@ -337,7 +352,8 @@ http::Response tokens(Secured& s, const http::Request& req, const std::string& i
     }
     ttl = d.value();
   }
-  auto token = s.service().create_token(name.value(), scopes.value(), ttl);
+  // Bound to the user who makes it (the admin token binds nothing): it acts as them.
+  auto token = s.service().create_token(name.value(), scopes.value(), ttl, who.user_id);
   if (token.has_error()) return error_of(token.error());
   s.audit(caller.value(), "token.create", token.value().id,
           {{"name", name.value()}, {"scopes", scopes.value().str()}});
@@ -385,17 +401,26 @@ http::Response audit_log(Secured& s, const http::Request& req) {
 
 }  // namespace
 
-bool has_credentials(auth::Auth& auth, std::string_view authorization, std::string_view cookie) {
-  if (authorization.empty() && !cookie_value(cookie, auth::kSessionCookie)) return false;
+std::optional<auth::Principal> credentials_of(auth::Auth& auth, std::string_view authorization,
+                                              std::string_view cookie) {
+  if (authorization.empty() && !cookie_value(cookie, auth::kSessionCookie)) return std::nullopt;
   http::Request req;
   if (!authorization.empty()) req.headers.emplace_back("Authorization", std::string(authorization));
   if (!cookie.empty()) req.headers.emplace_back("Cookie", std::string(cookie));
-  return Secured(auth, req).authenticate().has_value();
+  auto caller = Secured(auth, req).authenticate();
+  if (caller.has_error()) return std::nullopt;
+  return std::move(caller.value().principal);
 }
 
-bool ControlApi::sees_private(const http::Request& req) const {
-  if (!services_.auth) return true;  // no authentication at all: nothing is private
-  return has_credentials(*services_.auth, req.header("Authorization"), req.header("Cookie"));
+std::optional<auth::Principal> ControlApi::principal_of(const http::Request& req) const {
+  if (!services_.auth) return std::nullopt;
+  return credentials_of(*services_.auth, req.header("Authorization"), req.header("Cookie"));
+}
+
+auth::Decision ControlApi::decide(const auth::Principal* who, const std::string& name,
+                                  const WorkspaceView* w, auth::Access what) const {
+  if (!services_.auth) return auth::Decision::allowed;  // no authentication: nothing is private
+  return auth::authorize(who, services_.auth->owner_record(name, w ? w->is_public : false), what);
 }
 
 std::optional<http::Response> ControlApi::handle_secured(const http::Request& req,
@@ -446,9 +471,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   if (!own) {  // any other mutation: the route decides the rest once the caller may deploy
     auto caller = s.require(auth::Scope::deploy);
     if (caller.has_error()) return error_of(caller.error());
-    const auto& who = caller.value().principal;
-    return workspace_mutation(req, snap, who.label(),
-                              who.kind == auth::PrincipalKind::user ? who.id : std::string());
+    return workspace_mutation(req, snap, caller.value().principal);
   }
   // What hashes a password (argon2id, ~100 ms of CPU) runs on the API's worker thread, never
   // on a gateway's, and answers through a stream.
@@ -466,7 +489,14 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     return res;
   };
   if (rest == "auth/login") {
-    return req.method == "POST" ? on_worker(login) : method_not_allowed(req, "POST");
+    if (req.method != "POST") return method_not_allowed(req, "POST");
+    if (req.body.size() > kMaxLoginBody) {
+      return error_of(Errc::invalid_argument,
+                      fmt::format("a login body is at most {} bytes: a user name is at most {} "
+                                  "bytes and a password at most {}",
+                                  kMaxLoginBody, auth::kMaxLoginNameBytes, auth::kMaxPasswordBytes));
+    }
+    return on_worker(login);
   }
   if (rest == "auth/logout")
     return req.method == "POST" ? logout(s, req) : method_not_allowed(req, "POST");
@@ -482,15 +512,17 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     return tokens(s, req, id);
   }
   if (rest == "audit") return read ? audit_log(s, req) : method_not_allowed(req, "GET");
-  if (rest == "logs") {  // the monitor's own log: any credentials (it names paths and errors)
+  if (rest == "logs") {  // the monitor's own log names every workspace, paths and errors: admins
     if (!read) return method_not_allowed(req, "GET");
-    auto caller = s.require(auth::Scope::read);
+    auto caller = s.require(auth::Scope::admin);
     if (caller.has_error()) return error_of(caller.error());
     return monitor_logs(req);
   }
 
-  // Workspace actions (deploy) and logs (readable by anyone, like the other GETs).
+  // Workspace actions (deploy) and logs (seen like the workspace itself). Credentials and scope
+  // first (their answer does not depend on the name), then authorize() on the workspace.
   std::optional<Caller> caller;
+  std::optional<auth::Principal> reader;
   if (action || run || sync) {
     if (req.method != "POST") return method_not_allowed(req, "POST");
     auto c = s.require(auth::Scope::deploy);
@@ -498,13 +530,23 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     caller = std::move(c.value());
   } else if (!read) {
     return method_not_allowed(req, "GET");
+  } else {
+    reader = principal_of(req);
   }
   auto decoded = http::percent_decode(ws_name);
   if (!decoded)
     return error_of(Errc::invalid_argument, "malformed percent-encoding in the workspace name");
   if (auto v = validate_workspace_name(*decoded); v.has_error()) return error_of(v.error());
   const WorkspaceView* w = snap.find(*decoded);
-  if (w && !w->is_public && !caller && !sees_private(req)) w = nullptr;  // as if it did not exist
+  if (w) {
+    const auth::Principal* who = caller ? &caller->principal : reader ? &*reader : nullptr;
+    auto d = decide(who, w->name, w, caller ? auth::Access::act : auth::Access::see);
+    if (d == auth::Decision::forbidden) {
+      return error_of(Errc::forbidden,
+                      fmt::format("{} may see '{}' but not act on it", who->label(), w->name));
+    }
+    if (d != auth::Decision::allowed) w = nullptr;  // as if it did not exist
+  }
   if (!w) {
     return error_of(Errc::not_found, "there is no workspace named '" + *decoded + "'; GET " + api +
                                          "/workspaces lists them");

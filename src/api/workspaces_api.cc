@@ -33,6 +33,7 @@
 #include "api/api.h"
 #include "api/respond.h"
 #include "auth/auth.h"
+#include "auth/authorize.h"
 #include "core/log.h"
 #include "core/names.h"
 #include "http/stream.h"
@@ -162,8 +163,9 @@ Result<void> move_folder(const fs::path& from, const fs::path& to) {
 
 std::optional<http::Response> ControlApi::workspace_mutation(const http::Request& req,
                                                              const Snapshot& snap,
-                                                             const std::string& principal,
-                                                             const std::string& owner) const {
+                                                             const auth::Principal& who) const {
+  const std::string principal = who.label();
+  const std::string owner = who.user_id;  // a user, or a token bound to one, owns what it makes
   const std::string list_path = std::string(kApi) + "/workspaces";
   const std::string prefix = list_path + "/";
   const bool create = req.path == list_path;
@@ -187,7 +189,12 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     if (root.empty()) return error_response(Errc::unavailable, "this control plane cannot delete workspaces");
     std::error_code ec;
     fs::path folder = root / name;
-    if (!fs::exists(fs::symlink_status(folder, ec))) {
+    auto d = decide(&who, name, snap.find(name), auth::Access::act);
+    if (d == auth::Decision::forbidden) {
+      return error_response(Errc::forbidden, fmt::format("{} may see '{}' but not delete it",
+                                                         principal, name));
+    }
+    if (d != auth::Decision::allowed || !fs::exists(fs::symlink_status(folder, ec))) {
       return error_response(Errc::not_found, "there is no workspace named '" + name + "'; GET " +
                                                  list_path + " lists them");
     }
@@ -286,7 +293,10 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     }
   } else if (!clone_of.empty()) {
     source = root / clone_of;
-    if (!is_valid_workspace_name(clone_of) || !fs::is_directory(source, ec)) {
+    // The source must be one the caller may see (else it does not exist for them).
+    if (!is_valid_workspace_name(clone_of) || !fs::is_directory(source, ec) ||
+        decide(&who, clone_of, snap.find(clone_of), auth::Access::see) !=
+            auth::Decision::allowed) {
       return error_response(Errc::not_found, "there is no workspace named '" + clone_of +
                                                  "' to clone; GET " + list_path + " lists them");
     }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "auth/authorize.h"
 #include "auth/crypto.h"
 #include "core/names.h"
 
@@ -27,6 +28,25 @@ std::int64_t system_now_ms() {
 }
 
 std::string new_id(std::string_view prefix) { return std::string(prefix) + random_base32(10); }
+
+constexpr std::size_t kMaxOwners = 10000;  // cached owner records
+
+// At most `max` bytes of `s`, cut on a UTF-8 character boundary and marked with "...".
+std::string clip(const std::string& s, std::size_t max) {
+  if (s.size() <= max) return s;
+  std::size_t n = max - 3;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n) + "...";
+}
+
+// The scopes `s` narrowed to at most `top`.
+Scopes at_most(const Scopes& s, Scope top) {
+  Scope best = Scope::read;
+  for (Scope x : {Scope::read, Scope::deploy, Scope::admin}) {
+    if (s.has(x) && static_cast<int>(x) <= static_cast<int>(top)) best = x;
+  }
+  return Scopes{best};
+}
 
 }  // namespace
 
@@ -117,6 +137,8 @@ std::string_view principal_kind_name(PrincipalKind k) {
 
 std::string_view role_name(Role r) { return r == Role::admin ? "admin" : "member"; }
 
+Scope max_scope(Role role) { return role == Role::admin ? Scope::admin : Scope::deploy; }
+
 std::optional<Role> parse_role(std::string_view s) {
   if (s == "admin") {
     return Role::admin;
@@ -182,7 +204,7 @@ Auth::~Auth() = default;
 std::int64_t Auth::now_ms() const { return options_.clock ? options_.clock() : system_now_ms(); }
 
 Result<NewToken> Auth::create_token(const std::string& name, Scopes scopes,
-                                    std::chrono::milliseconds ttl) {
+                                    std::chrono::milliseconds ttl, const std::string& user_id) {
   if (name.empty() || name.size() > kMaxTokenName) {
     return ck::fail(Errc::invalid_argument,
                     fmt::format("a token needs a name of 1 to {} bytes", kMaxTokenName));
@@ -192,6 +214,18 @@ Result<NewToken> Auth::create_token(const std::string& name, Scopes scopes,
   }
   if (ttl.count() < 0) {
     return ck::fail(Errc::invalid_argument, "a token's lifetime cannot be negative");
+  }
+  if (!user_id.empty()) {
+    BOOST_OUTCOME_TRY(user, db_.user_by_id(user_id));
+    if (!user) {
+      return ck::fail(Errc::not_found, fmt::format("there is no user {}", user_id));
+    }
+    const Scope top = max_scope(parse_role(user->role).value_or(Role::member));
+    if (scopes.has(Scope::admin) && top != Scope::admin) {
+      return ck::fail(Errc::forbidden,
+                      fmt::format("{} is a {} and may give a token at most the '{}' scope",
+                                  user->name, user->role, scope_name(top)));
+    }
   }
   const std::int64_t now = now_ms();
   NewToken out{new_id("tok_"), std::string(kTokenPrefix) + random_base32(kSecretBytes)};
@@ -203,7 +237,8 @@ Result<NewToken> Auth::create_token(const std::string& name, Scopes scopes,
                   now,
                   0,
                   ttl.count() > 0 ? now + ttl.count() : 0,
-                  0};
+                  0,
+                  user_id};
   BOOST_OUTCOME_TRY(db_.insert_token(rec));
   return out;
 }
@@ -232,22 +267,41 @@ Result<Principal> Auth::verify_token(std::string_view plaintext) {
     (void)db_.touch_token(found->id, now);
   }
   const bool admin = found->kind == "admin";
+  Scopes granted = scopes.value();
+  if (!admin && !found->user_id.empty()) {
+    // Bound to its user: gone with them, and never above their role (now, not when made).
+    BOOST_OUTCOME_TRY(user, db_.user_by_id(found->user_id));
+    if (!user) {
+      return ck::fail(Errc::unauthenticated, std::string(kBadToken));
+    }
+    granted = at_most(granted, max_scope(parse_role(user->role).value_or(Role::member)));
+  }
   return Principal{admin ? PrincipalKind::admin : PrincipalKind::token, found->id,
-                   admin ? std::string("admin") : found->name, scopes.value()};
+                   admin ? std::string("admin") : found->name, granted,
+                   admin ? std::string() : found->user_id};
 }
 
-Result<void> Auth::revoke_token(const std::string& id) { return db_.revoke_token(id, now_ms()); }
+Result<void> Auth::revoke_token(const std::string& id, const std::string& only_user) {
+  if (!only_user.empty()) {
+    BOOST_OUTCOME_TRY(found, db_.token_by_id(id));
+    if (!found || found->user_id != only_user) {
+      return ck::fail(Errc::not_found, fmt::format("there is no token {}", id));
+    }
+  }
+  return db_.revoke_token(id, now_ms());
+}
 
-Result<std::vector<TokenInfo>> Auth::list_tokens() {
+Result<std::vector<TokenInfo>> Auth::list_tokens(const std::string& only_user) {
   BOOST_OUTCOME_TRY(rows, db_.tokens());
   std::vector<TokenInfo> out;
   out.reserve(rows.size());
   for (const auto& r : rows) {
+    if (!only_user.empty() && r.user_id != only_user) continue;
     auto scopes = Scopes::parse(r.scopes);
     out.push_back(TokenInfo{r.id, r.name,
                             r.kind == "admin" ? PrincipalKind::admin : PrincipalKind::token,
                             scopes ? scopes.value() : Scopes{}, r.created_ms, r.last_used_ms,
-                            r.expires_ms, r.revoked_ms});
+                            r.expires_ms, r.revoked_ms, r.user_id});
   }
   return out;
 }
@@ -268,13 +322,13 @@ Result<std::optional<std::string>> Auth::ensure_admin_token(const std::string& c
     if (found && found->kind == "admin" && found->revoked_ms == 0) {
       return std::optional<std::string>();  // already the admin token
     }
-    TokenRecord rec{new_id("tok_"), "admin", "admin", hash, admin.str(), now, 0, 0, 0};
+    TokenRecord rec{new_id("tok_"), "admin", "admin", hash, admin.str(), now, 0, 0, 0, ""};
     BOOST_OUTCOME_TRY(db_.put_admin_token(rec, /*replace=*/true));
     return std::optional<std::string>();
   }
   std::string plaintext = std::string(kTokenPrefix) + random_base32(kSecretBytes);
   TokenRecord rec{
-      new_id("tok_"), "admin", "admin", sha256_hex(plaintext), admin.str(), now, 0, 0, 0};
+      new_id("tok_"), "admin", "admin", sha256_hex(plaintext), admin.str(), now, 0, 0, 0, ""};
   BOOST_OUTCOME_TRY(stored, db_.put_admin_token(rec, /*replace=*/false));
   if (!stored) {
     return std::optional<std::string>();
@@ -318,8 +372,7 @@ Result<Principal> Auth::user_principal(const UserRecord& u) const {
     return ck::fail(Errc::internal,
                     fmt::format("user {} has an unknown role '{}'", u.name, u.role));
   }
-  return Principal{PrincipalKind::user, u.id, u.name,
-                   *role == Role::admin ? Scopes{Scope::admin} : Scopes{Scope::deploy}};
+  return Principal{PrincipalKind::user, u.id, u.name, Scopes{max_scope(*role)}, u.id};
 }
 
 Result<Principal> Auth::verify_password(const std::string& name, const std::string& password) {
@@ -359,6 +412,16 @@ Result<NewSession> Auth::create_session(const std::string& user_id) {
 
 Result<NewSession> Auth::login(const std::string& name, const std::string& password,
                                const std::string& ip) {
+  // Refused before the limiter, the database, argon2id or the audit log see it: a name of
+  // megabytes must not become a bucket key, a row or a hash input (issue 13, row 7).
+  if (name.size() > kMaxLoginNameBytes) {
+    return ck::fail(Errc::invalid_argument,
+                    fmt::format("a user name is at most {} bytes", kMaxLoginNameBytes));
+  }
+  if (password.size() > kMaxPasswordBytes) {
+    return ck::fail(Errc::invalid_argument,
+                    fmt::format("a password is at most {} bytes", kMaxPasswordBytes));
+  }
   if (auto wait = limiter_.acquire(name, ip)) {
     return ck::fail(Errc::rate_limited,
                     fmt::format("too many failed logins for this user or address: try again in "
@@ -439,8 +502,13 @@ Result<std::int64_t> Auth::audit(const std::string& principal, const std::string
                       fmt::format("audit detail for {} is not a JSON object", action));
     }
   }
-  return db_.append_audit(AuditRecord{0, now_ms(), principal, action, target,
-                                      detail_json.empty() ? "{}" : detail_json, ip});
+  std::string detail = detail_json.empty() ? "{}" : detail_json;
+  if (detail.size() > kMaxAuditDetail) {
+    detail = fmt::format("{{\"truncated\": {}}}", detail.size());
+  }
+  return db_.append_audit(AuditRecord{0, now_ms(), clip(principal, kMaxAuditField),
+                                      clip(action, kMaxAuditField), clip(target, kMaxAuditField),
+                                      std::move(detail), clip(ip, kMaxAuditField)});
 }
 
 Result<std::vector<AuditEntry>> Auth::audit_log(int limit, std::int64_t before) {
@@ -457,18 +525,41 @@ Result<std::vector<AuditEntry>> Auth::audit_log(int limit, std::int64_t before) 
 // ---- ownership ----
 
 Result<WorkspaceOwner> Auth::workspace_owner(const std::string& workspace) {
+  const std::int64_t now = now_ms();
+  {
+    std::lock_guard lock(owners_mu_);
+    if (auto it = owners_.find(workspace); it != owners_.end() && it->second.until_ms > now) {
+      return it->second.owner;
+    }
+  }
   BOOST_OUTCOME_TRY(found, db_.workspace_owner(workspace));
-  return found.value_or(WorkspaceOwner{});
+  WorkspaceOwner owner = found.value_or(WorkspaceOwner{});
+  std::lock_guard lock(owners_mu_);
+  if (owners_.size() >= kMaxOwners) owners_.clear();
+  owners_[workspace] = CachedOwner{owner, now + options_.owner_cache_ttl.count()};
+  return owner;
+}
+
+WorkspaceOwner Auth::owner_record(const std::string& workspace, bool is_public) {
+  // A public workspace is seen and acted on alike by every signed-in caller (authorize()):
+  // its owner does not change the answer, so no read for it.
+  if (is_public) return WorkspaceOwner{"", true};
+  auto found = workspace_owner(workspace);
+  if (found.has_error()) return WorkspaceOwner{"", is_public};  // cannot tell: no owner
+  return WorkspaceOwner{found.value().owner, is_public};
 }
 
 Auth::Reach Auth::reach_private(std::string_view session_id, const std::string& workspace) {
   auto p = lookup_session(session_id);
   if (p.has_error()) return Reach::login;
-  if (p.value().scopes.has(Scope::admin)) return Reach::allowed;
-  auto owner = workspace_owner(workspace);
-  if (owner.has_error()) return Reach::forbidden;  // cannot tell: keep it closed
-  const std::string& id = owner.value().owner;
-  return id.empty() || id == p.value().id ? Reach::allowed : Reach::forbidden;
+  switch (authorize(&p.value(), owner_record(workspace, false), Access::see)) {
+    case Decision::allowed:
+      return Reach::allowed;
+    case Decision::login:
+      return Reach::login;
+    default:
+      return Reach::forbidden;
+  }
 }
 
 Result<void> Auth::set_workspace_owner(const std::string& workspace,
@@ -480,7 +571,12 @@ Result<void> Auth::set_workspace_owner(const std::string& workspace,
       return ck::fail(Errc::not_found, fmt::format("there is no user {}", owner_user_id));
     }
   }
-  return db_.set_workspace_owner(workspace, WorkspaceOwner{owner_user_id, is_public});
+  WorkspaceOwner record{owner_user_id, is_public};
+  BOOST_OUTCOME_TRY(db_.set_workspace_owner(workspace, record));
+  std::lock_guard lock(owners_mu_);
+  if (owners_.size() >= kMaxOwners) owners_.clear();
+  owners_[workspace] = CachedOwner{record, now_ms() + options_.owner_cache_ttl.count()};
+  return outcome::success();
 }
 
 }  // namespace ck::auth

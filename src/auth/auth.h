@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "auth/password.h"
@@ -64,6 +65,9 @@ struct Principal {
   std::string id;    // token id ("tok_..."), user id ("usr_...") or the admin token's id
   std::string name;  // token name, user name, or "admin"
   Scopes scopes;
+  /// Whose workspaces it owns: the user's id for a login session, the creating user's id for a
+  /// token a user made; "" for the admin token and the tokens it made (they own nothing).
+  std::string user_id;
   /// "admin", "token:<id>" or "user:<name>": the audit log's principal column.
   std::string label() const;
 };
@@ -74,6 +78,7 @@ struct TokenInfo {
   PrincipalKind kind = PrincipalKind::token;  // token or admin
   Scopes scopes;
   std::int64_t created_ms = 0, last_used_ms = 0, expires_ms = 0, revoked_ms = 0;  // 0 = never
+  std::string user_id;  // the user who made it; "" = the admin token or one it made
 };
 
 struct NewToken {
@@ -109,6 +114,9 @@ struct AuthOptions {
   /// last_used / expiry writes are skipped when the stored value is younger than this, so a busy
   /// token or session costs a read, not a write, per request.
   std::chrono::milliseconds touch_interval{std::chrono::minutes(1)};
+  /// How long an owner record read from the database is trusted (another control plane on
+  /// the same database may change it; this one updates its own copy at once).
+  std::chrono::milliseconds owner_cache_ttl{std::chrono::seconds(5)};
   /// Unix epoch ms; empty = the system clock. Used for every time auth stores or compares.
   std::function<std::int64_t()> clock;
 };
@@ -118,6 +126,15 @@ inline constexpr std::string_view kSessionCookie = "ck_session";
 /// With TLS: the __Host- prefix makes the browser insist on Secure, Path=/ and no Domain.
 inline constexpr std::string_view kSecureSessionCookie = "__Host-ck_session";
 inline constexpr std::size_t kMinConfiguredTokenLength = 16;
+/// Login input beyond these is refused (Errc::invalid_argument) before any lookup, hash, rate
+/// limiter entry or audit row: user names are at most 63 bytes (validate_user_name), so 64 is
+/// generous; passwords at most kMaxPasswordBytes.
+inline constexpr std::size_t kMaxLoginNameBytes = 64;
+/// What the audit log keeps of a request's strings (longer ones are cut, marked with "...").
+inline constexpr std::size_t kMaxAuditField = 256;
+inline constexpr std::size_t kMaxAuditDetail = 4096;
+/// The highest scope a user of `role` holds, and so may give a token it makes.
+Scope max_scope(Role role);
 
 /// The session cookie's name: kSecureSessionCookie when the gateway serves TLS, else
 /// kSessionCookie. Whoever reads or filters the cookie asks this with the same flag.
@@ -145,17 +162,24 @@ class Auth {
 
   // ---- API tokens ----
   /// A new token; `ttl` 0 = never expires. Errc::invalid_argument for an empty name (or one over
-  /// 100 bytes) or no scopes.
+  /// 100 bytes) or no scopes. `user_id` (non-empty): the user making it, who it then acts as;
+  /// Errc::not_found for no such user, Errc::forbidden for a scope above the user's role.
   Result<NewToken> create_token(const std::string& name, Scopes scopes,
-                                std::chrono::milliseconds ttl = {});
+                                std::chrono::milliseconds ttl = {},
+                                const std::string& user_id = "");
   /// The principal behind a bearer token: looked up by its SHA-256, compared in constant time.
   /// Unknown, malformed, revoked or expired: Errc::unauthenticated (one message for all, so
-  /// callers cannot probe which). Records last_used (at most once per touch_interval).
+  /// callers cannot probe which). Records last_used (at most once per touch_interval). A token
+  /// bound to a user acts as that user: its user_id is set, it stops working when the user is
+  /// gone, and its scopes never exceed the user's role.
   Result<Principal> verify_token(std::string_view plaintext);
   /// Errc::not_found for an unknown id. Revoking twice is fine. The admin token can be revoked
   /// too (a new one is generated on the next start unless the config sets one).
-  Result<void> revoke_token(const std::string& id);
-  Result<std::vector<TokenInfo>> list_tokens();
+  /// With `only_user` non-empty, only that user's own tokens can be revoked (another's id is
+  /// Errc::not_found, as if it did not exist).
+  Result<void> revoke_token(const std::string& id, const std::string& only_user = "");
+  /// Every token, or (with `only_user` non-empty) that user's own.
+  Result<std::vector<TokenInfo>> list_tokens(const std::string& only_user = "");
 
   /// At startup. With `configured` non-empty (auth.admin_token): makes it the admin token (its
   /// hash replaces any other admin token) and returns nullopt; shorter than
@@ -176,7 +200,9 @@ class Auth {
   // ---- sessions ----
   /// A new login session for a user id (Errc::not_found if there is no such user).
   Result<NewSession> create_session(const std::string& user_id);
-  /// The rate-limited login: Errc::rate_limited while the user name or ip is locked out (then
+  /// The rate-limited login. A name over kMaxLoginNameBytes or a password over kMaxPasswordBytes
+  /// is Errc::invalid_argument before anything else (no lookup, argon2id, limiter entry or audit
+  /// row). Errc::rate_limited while the user name or ip is locked out (then
   /// limiter().blocked(name, ip) gives Retry-After; every attempt, even a right one, counts
   /// against the limits until it succeeds), Errc::unauthenticated for a wrong name or
   /// password (counted as a failure), else a new session. Writes login / login.failed audit
@@ -201,7 +227,8 @@ class Auth {
 
   // ---- audit ----
   /// Appends an entry at now. `detail_json` must be a JSON object (empty = {}), else
-  /// Errc::invalid_argument.
+  /// Errc::invalid_argument. Strings are cut to kMaxAuditField bytes and a detail over
+  /// kMaxAuditDetail is replaced by {"truncated": <size>}, so a request cannot grow the log.
   Result<std::int64_t> audit(const std::string& principal, const std::string& action,
                              const std::string& target, const std::string& detail_json = "",
                              const std::string& ip = "");
@@ -210,10 +237,16 @@ class Auth {
 
   // ---- ownership ----
   /// Owner user id (empty = none) and public flag; a workspace nobody set is public, unowned.
+  /// Remembered in memory for owner_cache_ttl (set_workspace_owner updates it at once), so the
+  /// per-event checks of /monitor/ws cost no SQLite read.
   Result<WorkspaceOwner> workspace_owner(const std::string& workspace);
-  /// Whether the holder of a login session may open a private workspace through the gateway:
-  /// an admin may, its owner may, and any user may when no owner is recorded (it came from
-  /// storage, not from a user). A missing or expired session means logging in first.
+  /// The owner record to authorize against, for a workspace whose current public flag (from
+  /// its workspace.json, in the monitor's snapshot) is `is_public`. An unreadable record counts
+  /// as private with no owner (admins only).
+  WorkspaceOwner owner_record(const std::string& workspace, bool is_public);
+  /// Whether the holder of a login session may open a private workspace through the gateway,
+  /// by authorize() (auth/authorize.h): an admin may, its owner may; one with no recorded owner
+  /// is for admins only. A missing or expired session means logging in first.
   enum class Reach { allowed, login, forbidden };
   Reach reach_private(std::string_view session_id, const std::string& workspace);
   Result<void> set_workspace_owner(const std::string& workspace, const std::string& owner_user_id,
@@ -222,12 +255,18 @@ class Auth {
  private:
   Result<Principal> user_principal(const UserRecord& u) const;
   const std::string& dummy_hash();
+  struct CachedOwner {
+    WorkspaceOwner owner;
+    std::int64_t until_ms = 0;
+  };
 
   StateDb& db_;
   AuthOptions options_;
   LoginLimiter limiter_;
   std::once_flag dummy_once_;
   std::string dummy_hash_;  // an argon2id hash to verify unknown users against
+  std::mutex owners_mu_;
+  std::unordered_map<std::string, CachedOwner> owners_;  // bounded: cleared past kMaxOwners
 };
 
 }  // namespace ck::auth

@@ -64,10 +64,20 @@ void LoginLimiter::take(Map& m, const std::string& key, const BucketPolicy& p, s
 std::optional<std::chrono::seconds> LoginLimiter::longest_wait(const std::string& user,
                                                                const std::string& ip,
                                                                std::int64_t t) const {
+  auto p = wait(pairs_, pair_key(user, ip), limits_.per_user_ip, t);
   auto u = wait(users_, user, limits_.per_user, t);
   auto i = wait(ips_, ip, limits_.per_ip, t);
-  if (!u && !i) return std::nullopt;
-  return std::max(u.value_or(std::chrono::seconds(0)), i.value_or(std::chrono::seconds(0)));
+  if (!p && !u && !i) return std::nullopt;
+  const auto zero = std::chrono::seconds(0);
+  return std::max({p.value_or(zero), u.value_or(zero), i.value_or(zero)});
+}
+
+std::string LoginLimiter::pair_key(const std::string& user, const std::string& ip) {
+  if (user.empty() || ip.empty()) return "";
+  std::string key = user;
+  key += '\0';
+  key += ip;
+  return key;
 }
 
 std::optional<std::chrono::seconds> LoginLimiter::blocked(const std::string& user,
@@ -79,6 +89,7 @@ std::optional<std::chrono::seconds> LoginLimiter::blocked(const std::string& use
 void LoginLimiter::record_failure(const std::string& user, const std::string& ip) {
   std::lock_guard lock(mu_);
   const std::int64_t t = now();
+  take(pairs_, pair_key(user, ip), limits_.per_user_ip, t);
   take(users_, user, limits_.per_user, t);
   take(ips_, ip, limits_.per_ip, t);
 }
@@ -88,6 +99,7 @@ std::optional<std::chrono::seconds> LoginLimiter::acquire(const std::string& use
   std::lock_guard lock(mu_);
   const std::int64_t t = now();
   if (auto w = longest_wait(user, ip, t)) return w;
+  take(pairs_, pair_key(user, ip), limits_.per_user_ip, t);
   take(users_, user, limits_.per_user, t);
   take(ips_, ip, limits_.per_ip, t);
   return std::nullopt;
@@ -95,13 +107,16 @@ std::optional<std::chrono::seconds> LoginLimiter::acquire(const std::string& use
 
 void LoginLimiter::record_success(const std::string& user, const std::string& ip) {
   std::lock_guard lock(mu_);
-  users_.erase(user);
-  give_back(ips_, ip, limits_.per_ip, now());
+  const std::int64_t t = now();
+  if (auto key = pair_key(user, ip); !key.empty()) pairs_.erase(key);
+  give_back(users_, user, limits_.per_user, t);
+  give_back(ips_, ip, limits_.per_ip, t);
 }
 
 void LoginLimiter::release(const std::string& user, const std::string& ip) {
   std::lock_guard lock(mu_);
   const std::int64_t t = now();
+  give_back(pairs_, pair_key(user, ip), limits_.per_user_ip, t);
   give_back(users_, user, limits_.per_user, t);
   give_back(ips_, ip, limits_.per_ip, t);
 }
@@ -116,7 +131,7 @@ void LoginLimiter::give_back(Map& m, const std::string& key, const BucketPolicy&
 
 std::size_t LoginLimiter::tracked() {
   std::lock_guard lock(mu_);
-  return users_.size() + ips_.size();
+  return pairs_.size() + users_.size() + ips_.size();
 }
 
 }  // namespace ck::auth

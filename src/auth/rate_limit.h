@@ -1,8 +1,12 @@
 #pragma once
-// Login rate limiting: one token bucket per user name and one per client IP. Every failed login
-// takes a token from both; a login is refused while either bucket is empty, with the seconds
-// until it refills (the Retry-After header). A success refills the user's bucket but only gives
-// the IP back the one try it used, so one valid account cannot launder guesses at others.
+// Login rate limiting: token buckets per (user name, client IP), per user name from every
+// address, and per client IP. Every failed login takes a token from all three; a login is refused
+// while any is empty, with the seconds until it refills (the Retry-After header). The pair's
+// bucket is small (5 per 5 min) and the user's large (100 per 5 min), so guesses from one address
+// do not lock the user out from another (issue 13, row 8) while a spread-out attack on one name
+// still stops. A success clears its pair's bucket but gives the user and the IP back only the
+// try it used, so one valid account cannot launder guesses at others. The IP is the socket's
+// peer address as the caller gives it (never X-Forwarded-For).
 //
 // In memory only (a restart forgets it), thread-safe (one mutex), time injected for tests.
 // Bounded: buckets that have refilled completely are dropped when a map grows past max_keys.
@@ -24,8 +28,9 @@ struct BucketPolicy {
 };
 
 struct LoginLimits {
-  BucketPolicy per_user;
-  BucketPolicy per_ip;
+  BucketPolicy per_user_ip;                                 // one name from one address
+  BucketPolicy per_user{100, std::chrono::minutes(5)};      // one name from every address
+  BucketPolicy per_ip;                                      // every name from one address
   std::size_t max_keys = 100000;  // per map; full buckets are pruned past this
 };
 
@@ -43,11 +48,11 @@ class LoginLimiter {
   /// Follow with record_success() when the password was right.
   std::optional<std::chrono::seconds> acquire(const std::string& user, const std::string& ip);
   void record_failure(const std::string& user, const std::string& ip);
-  /// Clears the user's bucket; gives `ip` back the token acquire() took (if `ip` is not empty).
+  /// Clears the (user, ip) bucket; gives the user and `ip` back the token acquire() took.
   void record_success(const std::string& user, const std::string& ip = "");
-  /// Gives both buckets back the token acquire() took (the attempt failed for another reason).
+  /// Gives every bucket back the token acquire() took (the attempt failed for another reason).
   void release(const std::string& user, const std::string& ip);
-  /// How many buckets are held (users + addresses), for tests of the memory bound.
+  /// How many buckets are held (pairs + users + addresses), for tests of the memory bound.
   std::size_t tracked();
 
  private:
@@ -64,15 +69,19 @@ class LoginLimiter {
   static std::optional<std::chrono::seconds> wait(const Map& m, const std::string& key,
                                                   const BucketPolicy& p, std::int64_t now);
   void take(Map& m, const std::string& key, const BucketPolicy& p, std::int64_t now);
-  /// The longer of the user's and the address's waits; nullopt when neither is blocked. Under mu_.
+  /// The longest of the pair's, the user's and the address's waits; nullopt when none is
+  /// blocked. Under mu_.
   std::optional<std::chrono::seconds> longest_wait(const std::string& user, const std::string& ip,
                                                    std::int64_t now) const;
   static void give_back(Map& m, const std::string& key, const BucketPolicy& p, std::int64_t now);
 
+  /// The (user, ip) key; "" (not limited by it) when either is empty.
+  static std::string pair_key(const std::string& user, const std::string& ip);
+
   LoginLimits limits_;
   std::function<std::int64_t()> clock_;
   std::mutex mu_;
-  Map users_, ips_;
+  Map pairs_, users_, ips_;
 };
 
 }  // namespace ck::auth

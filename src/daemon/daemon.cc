@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "api/auth_http.h"
 #include "auth/auth.h"
+#include "auth/authorize.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "gateway/gateway.h"
@@ -388,8 +389,17 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   hooks.private_access = [&gate](const std::string& name, std::string_view cookie) {
     return gate.check(name, cookie);
   };
-  hooks.signed_in = [&auth_service](std::string_view cookie, std::string_view authorization) {
-    return has_credentials(auth_service, authorization, cookie);
+  hooks.event_visibility = [&auth_service](std::string_view cookie, std::string_view authorization)
+      -> GatewayHooks::WorkspaceVisible {
+    // The client's principal once, then auth::authorize per workspace (owner records are
+    // cached by Auth, so an event costs no SQLite read). Not in the snapshot: private, unowned.
+    auto who = credentials_of(auth_service, authorization, cookie);
+    std::shared_ptr<const auth::Principal> principal;
+    if (who) principal = std::make_shared<const auth::Principal>(std::move(*who));
+    return [&auth_service, principal](const std::string& name, const WorkspaceView* ws) {
+      auto record = auth_service.owner_record(name, ws ? ws->is_public : false);
+      return auth::authorize(principal.get(), record, auth::Access::see) == auth::Decision::allowed;
+    };
   };
   Gateway gateway(go, snapshots, [&api](const http::Request& r) { return api->handle(r); }, hooks);
 

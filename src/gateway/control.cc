@@ -75,8 +75,9 @@ Task<bool> Gateway::Impl::event_socket(Conn& conn, Request& req, Worker& w) {
     co_return co_await write(conn, res) && res.keep_alive();
   }
   conn.no_deadline();
-  // Without credentials, private workspaces are left out of the hello and the events.
-  const bool all = !hooks.signed_in || hooks.signed_in(req[bhttp::field::cookie], req[bhttp::field::authorization]);
+  // What this client may not see is left out of the hello and the events (issue 13).
+  GatewayHooks::WorkspaceVisible visible;
+  if (hooks.event_visibility) visible = hooks.event_visibility(req[bhttp::field::cookie], req[bhttp::field::authorization]);
   auto ex = w.io.get_executor();
   auto c = std::make_shared<EventClient>(std::move(conn.client), ex);
   std::weak_ptr<EventClient> weak = c;
@@ -92,11 +93,10 @@ Task<bool> Gateway::Impl::event_socket(Conn& conn, Request& req, Worker& w) {
       client->wake.cancel();
     });
   }, opts.event_buffer);
-  if (!all) {
-    c->sub->set_hidden([holder = &routes](const std::string& name) {
+  if (visible) {
+    c->sub->set_hidden([holder = &routes, visible](const std::string& name) {
       auto snap = holder->load();
-      const WorkspaceView* ws = snap->find(name);
-      return ws && !ws->is_public;
+      return !visible(name, snap->find(name));
     });
   }
   c->ws.set_option(beast::websocket::stream_base::timeout::suggested(beast::role_type::server));
@@ -115,7 +115,7 @@ Task<bool> Gateway::Impl::event_socket(Conn& conn, Request& req, Worker& w) {
     nlohmann::json list = nlohmann::json::array();
     auto now = unix_ms();
     for (const auto& ws : snap->workspaces) {
-      if (!all && !ws.is_public) continue;
+      if (visible && !visible(ws.name, &ws)) continue;
       list.push_back({{"name", ws.name},
                       {"type", ws.type},
                       {"status", ws.status},

@@ -67,9 +67,14 @@ struct GatewayHooks {
   /// gateway threads (it may wait briefly on the session store). Unset: private workspaces
   /// answer like public ones.
   std::function<PrivateAccess(const std::string& workspace, std::string_view cookie)> private_access;
-  /// Whether a request carries valid credentials (a login session cookie or a bearer token):
-  /// /monitor/ws shows private workspaces only then. Unset: everyone sees everything.
-  std::function<bool(std::string_view cookie, std::string_view authorization)> signed_in;
+  /// Which workspaces one /monitor/ws client may see, decided once per connection from its
+  /// Cookie and Authorization headers (auth::authorize for its principal, in the daemon's
+  /// wiring). The predicate gets a workspace's name and its snapshot entry (nullptr when the
+  /// snapshot lacks it); it filters the hello (gateway thread) and every event (publishing
+  /// thread, under the subscription's lock: it must be quick). Unset: everyone sees everything.
+  using WorkspaceVisible = std::function<bool(const std::string& name, const WorkspaceView* ws)>;
+  std::function<WorkspaceVisible(std::string_view cookie, std::string_view authorization)>
+      event_visibility;
   /// The control plane's session cookie, removed from requests forwarded to apps (an app must
   /// never see a dashboard login).
   std::string session_cookie;

@@ -119,6 +119,11 @@ CREATE TABLE workspace_owners (
   public INTEGER NOT NULL
 );
 )sql",
+      // 3: a token made by a user is bound to that user (issue 13): it acts as them.
+      R"sql(
+ALTER TABLE auth_tokens ADD COLUMN user_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX auth_tokens_by_user ON auth_tokens (user_id);
+)sql",
   };
   return m;
 }
@@ -1042,15 +1047,15 @@ Result<int> StateDb::prune_jobs(std::chrono::milliseconds age, int keep) {
 namespace {
 
 constexpr std::string_view kTokenColumns =
-    "id, kind, name, hash, scopes, created_ms, last_used_ms, expires_ms, revoked_ms";
+    "id, kind, name, hash, scopes, created_ms, last_used_ms, expires_ms, revoked_ms, user_id";
 constexpr std::string_view kUserColumns = "id, name, password_hash, role, created_ms";
 constexpr std::string_view kLoginSessionColumns =
     "hash, user_id, created_ms, expires_ms, last_seen_ms";
 constexpr std::string_view kAuditColumns = "id, at_ms, principal, action, target, detail, ip";
 
 TokenRecord read_token(const Stmt& s) {
-  return TokenRecord{s.text(0), s.text(1), s.text(2), s.text(3), s.text(4),
-                     s.i64(5),  s.i64(6),  s.i64(7),  s.i64(8)};
+  return TokenRecord{s.text(0), s.text(1), s.text(2), s.text(3), s.text(4), s.i64(5),
+                     s.i64(6),  s.i64(7),  s.i64(8),  s.text(9)};
 }
 UserRecord read_user(const Stmt& s) {
   return UserRecord{s.text(0), s.text(1), s.text(2), s.text(3), s.i64(4)};
@@ -1107,6 +1112,7 @@ static Result<void> insert_row(D& d, Stmt& s, std::string_view what, std::string
 static void bind_token(Stmt& s, const TokenRecord& t) {
   s.bind(1, t.id).bind(2, t.kind).bind(3, t.name).bind(4, t.hash).bind(5, t.scopes);
   s.bind(6, t.created_ms).bind(7, t.last_used_ms).bind(8, t.expires_ms).bind(9, t.revoked_ms);
+  s.bind(10, t.user_id);
 }
 
 Result<void> StateDb::insert_token(const TokenRecord& t) {
@@ -1115,7 +1121,7 @@ Result<void> StateDb::insert_token(const TokenRecord& t) {
   std::lock_guard lock(impl_->mu);
   auto& d = *impl_;
   BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("INSERT INTO auth_tokens ({}) VALUES "
-                                             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                                              kTokenColumns)));
   bind_token(s, t);
   return insert_row(d, s, fmt::format("saving token {}", t.id),
@@ -1192,7 +1198,7 @@ Result<bool> StateDb::put_admin_token(const TokenRecord& t, bool replace) {
     }
   }
   BOOST_OUTCOME_TRY(s, d.prepare(fmt::format("INSERT INTO auth_tokens ({}) VALUES "
-                                             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                             "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                                              kTokenColumns)));
   TokenRecord admin = t;
   admin.kind = "admin";

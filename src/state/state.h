@@ -79,6 +79,7 @@ struct TokenRecord {
   std::string hash;    // hex SHA-256 of the plaintext; unique
   std::string scopes;  // "read", "deploy", "admin", comma-separated
   std::int64_t created_ms = 0, last_used_ms = 0, expires_ms = 0, revoked_ms = 0;
+  std::string user_id;  // the user who made it ("" = the admin token or a token it made)
 };
 
 struct UserRecord {
@@ -106,7 +107,7 @@ struct AuditRecord {
 };
 
 struct WorkspaceOwner {
-  std::string owner;  // a user id; empty = no owner (any logged-in user may open it if private)
+  std::string owner;  // a user id; empty = no owner (admins only, if private)
   bool is_public = true;
 };
 

@@ -210,8 +210,12 @@ class AuthApiTest(AuthTestMixin, DaemonTestCase):
         r = call(d, "POST", "/workspaces/echo/restart", cookie=session, csrf=csrf)
         self.assertStatus(r, 202)
         self.wait_restarted(d, "echo", before)
-        # A member deploys but does not manage tokens or users.
-        self.assertError(call(d, "GET", "/tokens", cookie=session), 403, "forbidden")
+        # A member deploys and manages its own tokens (issue 13), but not users.
+        r = call(d, "GET", "/tokens", cookie=session)
+        self.assertStatus(r, 200)
+        self.assertEqual(r.json(), {"tokens": []})
+        self.assertError(call(d, "POST", "/tokens", cookie=session, csrf=csrf,
+                              body={"name": "x", "scopes": ["admin"]}), 403, "forbidden")
         self.assertError(call(d, "POST", "/users", cookie=session, csrf=csrf,
                               body={"name": "mallory", "password": PASSWORD}), 403, "forbidden")
 

@@ -1,7 +1,8 @@
 """Private workspaces (issue 6): a workspace whose workspace.json, or whose creator, says
 "public": false is reachable through the gateway only with a dashboard login session (its
-owner's, an admin's, or any user's when nobody owns it), is left off the home page, and is
-invisible to anonymous API reads. The session cookie never reaches an app.
+owner's or an admin's; one nobody owns, because it came from storage, is for admins only since
+issue 13), is left off the home page, and is invisible to anonymous API reads and to other
+members. The session cookie never reaches an app.
 
 Run: cd tests/integration && CK_BINARY=../../build/cloudyknight python3 -m unittest -v test_private
 """
@@ -95,13 +96,16 @@ class PrivateWorkspaceTest(unittest.TestCase):
         self.assertEqual(self.get("/echo/").status, 200)
 
     def test_a_session_opens_it_and_the_app_never_sees_the_cookie(self):
-        r = self.get("/secret/path", user="ann", cookies="theme=dark")
+        # Nobody owns secret (it came from storage): admins only, not any member (issue 13).
+        self.assertEqual(self.get("/secret/path", user="ann").status, 403)
+        r = self.get("/secret/path", user="root", cookies="theme=dark")
         self.assertEqual(r.status, 200, r.text())
         seen = {k.lower(): v for k, v in r.json()["headers"].items()}
         self.assertEqual(seen.get("cookie"), "theme=dark", "the app must get its own cookies only")
         r = self.get("/echo/", user="ann")
         self.assertNotIn("cookie", {k.lower() for k in r.json()["headers"]})
-        self.assertEqual(self.get("/hidden/", user="ben", accept="text/html").status, 200)
+        self.assertEqual(self.get("/hidden/", user="root", accept="text/html").status, 200)
+        self.assertEqual(self.get("/hidden/", user="ben", accept="text/html").status, 403)
 
     def test_home_page_leaves_private_workspaces_out(self):
         page = self.get("/", accept="text/html").text()
@@ -120,7 +124,9 @@ class PrivateWorkspaceTest(unittest.TestCase):
         r = call(self.d, "GET", "/workspaces", token=self.admin)
         self.assertLessEqual({"echo", "hidden", "secret"}, {w["name"] for w in r.json()["workspaces"]})
         self.assertIn("Cookie", r.header("Vary", ""))
-        r = call(self.d, "GET", "/workspaces/secret", cookie=self.sessions["ben"][0])
+        # A member does not see an unowned private workspace; an admin does.
+        self.assertEqual(call(self.d, "GET", "/workspaces/secret", cookie=self.sessions["ben"][0]).status, 404)
+        r = call(self.d, "GET", "/workspaces/secret", cookie=self.sessions["root"][0])
         self.assertEqual(r.status, 200)
         self.assertIs(r.json()["public"], False)
 
@@ -142,12 +148,15 @@ class PrivateWorkspaceTest(unittest.TestCase):
         create = [e for e in entries if e["action"] == "workspace.create" and e["target"] == "anns"]
         self.assertTrue(create and create[0]["detail"].get("owner"), create)
 
-    def test_the_event_stream_shows_them_to_signed_in_clients_only(self):
+    def test_the_event_stream_shows_them_to_those_who_may_see_them(self):
         host = f"{CONTROL}:{self.d.port}"
         anon = EventStream(self.d.port, host=host)
         signed = EventStream(self.d.port, host=host,
+                             extra_headers=[f"Cookie: ck_session={self.sessions['root'][0]}"])
+        member = EventStream(self.d.port, host=host,
                              extra_headers=[f"Cookie: ck_session={self.sessions['ben'][0]}"])
         try:
+            self.assertNotIn("secret", [w["name"] for w in member.hello["workspaces"]])
             self.assertNotIn("secret", [w["name"] for w in anon.hello["workspaces"]])
             self.assertIn("echo", [w["name"] for w in anon.hello["workspaces"]])
             self.assertIn("secret", [w["name"] for w in signed.hello["workspaces"]])
@@ -159,13 +168,15 @@ class PrivateWorkspaceTest(unittest.TestCase):
             r = call(self.d, "POST", "/workspaces/echo/restart", token=self.admin)
             anon.wait_for(lambda e: e.get("workspace") == "echo", 30, since=mark, what="an event of echo")
             self.assertEqual([e for _, e in anon.select(lambda e: e.get("workspace") == "secret", since=mark)], [])
+            self.assertEqual([e for _, e in member.select(lambda e: e.get("workspace") == "secret")], [])
         finally:
             anon.close()
             signed.close()
+            member.close()
         self.wait_running("secret", 60)
 
     def test_a_logout_closes_it_again(self):
-        r = call(self.d, "POST", "/auth/login", body={"name": "ben", "password": PASSWORD})
+        r = call(self.d, "POST", "/auth/login", body={"name": "root", "password": PASSWORD})
         session, csrf = set_cookie_parts(r)[1], r.json()["csrf"]
         headers = {"Accept": "application/json", "Cookie": f"ck_session={session}"}
         self.assertEqual(self.d.request("GET", "/secret/", headers=headers).status, 200)

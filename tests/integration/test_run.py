@@ -267,7 +267,9 @@ class RunTest(DaemonTestCase):
 
     def test_monitor_log(self):
         self.assertError(call(self.daemon, "GET", "/logs"), 401, "unauthenticated")
-        r = call(self.daemon, "GET", "/logs?tail=50", token=self.read_token)
+        # The monitor's own log names every workspace: admins only (issue 13).
+        self.assertError(call(self.daemon, "GET", "/logs", token=self.read_token), 403, "forbidden")
+        r = call(self.daemon, "GET", "/logs?tail=50", token=self.token)
         self.assertStatus(r, 200)
         entries = r.json()["entries"]
         self.assertTrue(entries)

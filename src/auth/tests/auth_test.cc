@@ -541,8 +541,8 @@ TEST(Limiter, LocksAfterFiveFailuresAndRecovers) {
   auto wait = lim.blocked("alice", "10.0.0.1");
   ASSERT_TRUE(wait.has_value());
   EXPECT_EQ(*wait, 60s);  // 5 per 5 minutes: one more try a minute later
-  // The user is locked from any address, the address for any user.
-  EXPECT_TRUE(lim.blocked("alice", "10.0.0.2").has_value());
+  // The address is locked for any user, but the user not from another address (row 8).
+  EXPECT_FALSE(lim.blocked("alice", "10.0.0.2").has_value());
   EXPECT_TRUE(lim.blocked("bob", "10.0.0.1").has_value());
   EXPECT_FALSE(lim.blocked("bob", "10.0.0.2").has_value());
   now += 30'000;
@@ -571,6 +571,33 @@ TEST(Limiter, SuccessResetsTheUserButNotTheAddress) {
   EXPECT_FALSE(lim.blocked("alice", "10.0.0.9").has_value());
 }
 
+TEST(Limiter, OneNameFromManyAddressesHitsTheUserCeiling) {
+  std::int64_t now = kT0;
+  LoginLimiter lim({}, [&now] { return now; });
+  // 100 failures per 5 minutes for one name, spread over addresses (5 each, so no address or
+  // pair is the limit).
+  for (int i = 0; i < 100; ++i) {
+    const std::string ip = "10.0." + std::to_string(i / 5) + ".1";
+    ASSERT_FALSE(lim.acquire("alice", ip).has_value()) << i;
+  }
+  auto wait = lim.blocked("alice", "10.9.9.9");
+  ASSERT_TRUE(wait.has_value());
+  EXPECT_EQ(*wait, 3s);  // 100 per 300 s: one every 3 s
+  EXPECT_FALSE(lim.blocked("bob", "10.9.9.9").has_value());
+}
+
+TEST(Limiter, SuccessClearsItsPairOnly) {
+  std::int64_t now = kT0;
+  LoginLimits limits;
+  limits.per_ip = {50, std::chrono::minutes(5)};
+  LoginLimiter lim(limits, [&now] { return now; });
+  for (int i = 0; i < 5; ++i) lim.record_failure("alice", "10.0.0.1");
+  EXPECT_TRUE(lim.blocked("alice", "10.0.0.1").has_value());  // the pair
+  EXPECT_FALSE(lim.blocked("bob", "10.0.0.1").has_value());   // the address allows 50
+  lim.record_success("alice", "10.0.0.1");
+  EXPECT_FALSE(lim.blocked("alice", "10.0.0.1").has_value());
+}
+
 TEST(Limiter, PerIpPolicyAndBoundedMemory) {
   std::int64_t now = kT0;
   LoginLimits limits;
@@ -589,7 +616,7 @@ TEST(Limiter, PerIpPolicyAndBoundedMemory) {
   }
   EXPECT_EQ(lim.tracked(), 11u);  // 10 users + 1 address
   now += 10 * 60'000;             // everything refilled
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < 100; ++i) {
     lim.record_failure("locked", "");  // the 11th user: the 10 full user buckets go
   }
   EXPECT_EQ(lim.tracked(), 2u);
@@ -643,6 +670,39 @@ TEST_F(AuthTest, ParallelLoginsCannotOutrunTheLimiter) {
   }
   EXPECT_EQ(wrong.load(), 5);  // exactly the burst got to try a password
   EXPECT_EQ(limited.load(), 11);
+}
+
+TEST_F(AuthTest, OversizedLoginsAreRefusedBeforeAnything) {
+  ok(auth_->create_user("alice", "correct horse battery", Role::member));
+  const std::string huge(1 << 20, 'a');
+  EXPECT_EQ(err(auth_->login(huge, "whatever password", "10.0.0.1")), Errc::invalid_argument);
+  EXPECT_EQ(err(auth_->login(std::string(65, 'a'), "whatever password", "10.0.0.1")),
+            Errc::invalid_argument);
+  EXPECT_EQ(err(auth_->login("alice", std::string(2000, 'p'), "10.0.0.1")), Errc::invalid_argument);
+  EXPECT_EQ(auth_->limiter().tracked(), 0u);    // no bucket for them
+  EXPECT_TRUE(ok(auth_->audit_log(10)).empty());  // no audit row
+  // The audit log cuts what it stores.
+  ok(auth_->audit("", "login.failed", std::string(5000, 'x'), "", "10.0.0.1"));
+  EXPECT_LE(ok(auth_->audit_log(1))[0].target.size(), kMaxAuditField);
+}
+
+TEST_F(AuthTest, TokensBoundToAUserActAsThem) {
+  auto ann = ok(auth_->create_user("ann", "correct horse battery", Role::member));
+  auto root = ok(auth_->create_user("root", "correct horse battery", Role::admin));
+  EXPECT_EQ(err(auth_->create_token("t", Scopes{Scope::admin}, {}, ann.id)), Errc::forbidden);
+  auto t = ok(auth_->create_token("t", Scopes{Scope::deploy}, {}, ann.id));
+  auto p = ok(auth_->verify_token(t.plaintext));
+  EXPECT_EQ(p.user_id, ann.id);
+  EXPECT_EQ(p.scopes, (Scopes{Scope::deploy}));
+  auto r = ok(auth_->create_token("r", Scopes{Scope::admin}, {}, root.id));
+  EXPECT_TRUE(ok(auth_->verify_token(r.plaintext)).scopes.has(Scope::admin));
+  auto free = ok(auth_->create_token("f", Scopes{Scope::deploy}));
+  EXPECT_EQ(ok(auth_->verify_token(free.plaintext)).user_id, "");
+  ASSERT_EQ(ok(auth_->list_tokens(ann.id)).size(), 1u);
+  EXPECT_EQ(ok(auth_->list_tokens(ann.id))[0].id, t.id);
+  EXPECT_EQ(err(auth_->revoke_token(free.id, ann.id)), Errc::not_found);  // not hers
+  ok(auth_->revoke_token(t.id, ann.id));
+  EXPECT_EQ(err(auth_->verify_token(t.plaintext)), Errc::unauthenticated);
 }
 
 TEST_F(AuthTest, SuccessfulLoginsDoNotLockAnAddress) {
@@ -718,8 +778,9 @@ TEST_F(AuthTest, WhoReachesAPrivateWorkspace) {
   auto ben_s = ok(auth_->create_session(ben.id)).id;
   auto root_s = ok(auth_->create_session(root.id)).id;
   using R = Auth::Reach;
-  // Nobody owns it (it came from storage): any logged-in user.
-  EXPECT_EQ(auth_->reach_private(ben_s, "site"), R::allowed);
+  // Nobody owns it (it came from storage): admins only (issue 13; it was any user before).
+  EXPECT_EQ(auth_->reach_private(ben_s, "site"), R::forbidden);
+  EXPECT_EQ(auth_->reach_private(root_s, "site"), R::allowed);
   EXPECT_EQ(auth_->reach_private("", "site"), R::login);
   EXPECT_EQ(auth_->reach_private("forged", "site"), R::login);
   // Ann's: Ann and admins.

@@ -89,7 +89,7 @@ TEST(StateOpen, CreatesTheFileInWalModeAndReopeningKeepsData) {
   std::int64_t job_id = 0;
   {
     auto db = open_db(file);
-    EXPECT_EQ(db->schema_version(), 2);
+    EXPECT_EQ(db->schema_version(), 3);
     EXPECT_EQ(db->file(), file);
     EXPECT_TRUE(fs::exists(file));
     ok(db->set_setting("theme", "dark"));
@@ -111,7 +111,7 @@ TEST(StateOpen, CreatesTheFileInWalModeAndReopeningKeepsData) {
     EXPECT_EQ(header[19], 2);
   }
   auto db = open_db(file);
-  EXPECT_EQ(db->schema_version(), 2);
+  EXPECT_EQ(db->schema_version(), 3);
   EXPECT_EQ(ok(db->setting("theme")), std::optional<std::string>("dark"));
   auto h = ok(db->history("site", 10));
   ASSERT_EQ(h.size(), 1u);
@@ -180,7 +180,7 @@ TEST(StateOpen, ADirectoryCannotBeOpened) {
 
 TEST(StateOpen, InMemoryWorks) {
   auto db = open_db(":memory:");
-  EXPECT_EQ(db->schema_version(), 2);
+  EXPECT_EQ(db->schema_version(), 3);
   ok(db->set_setting("a", "b"));
   EXPECT_EQ(ok(db->setting("a")), std::optional<std::string>("b"));
 }
