@@ -249,6 +249,8 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   auto log = logger();
   if (!plan_) {
     // The sandbox this host allows is weaker than asked: say so where the user looks.
+    std::error_code dir_ec;
+    fs::create_directories(opts_.data_dir / "logs", dir_ec);
     int fd = ::open(log_path(spec.name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     append_log_line(fd, "not starting: " + refusal_);
     if (fd >= 0) ::close(fd);
