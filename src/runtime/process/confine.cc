@@ -1,9 +1,5 @@
 #include "runtime/process/confine.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <fcntl.h>
 #include <glob.h>
 #include <grp.h>
@@ -18,6 +14,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
 #include "runtime/process/sandbox.h"
 
 namespace ck {
@@ -26,14 +27,31 @@ namespace {
 // Files of the host's /etc the sandbox gets a copy of (symlinks stay symlinks), and folders
 // it gets read-only. Everything else (shadow, sudoers, the daemon's config...) is absent.
 constexpr const char* kEtcFiles[] = {
-    "resolv.conf", "nsswitch.conf", "host.conf",   "gai.conf",         "ld.so.cache",
-    "ld.so.conf",  "localtime",     "timezone",    "os-release",       "debian_version",
-    "mime.types",  "protocols",     "services",    "networks",         "ethertypes",
-    "npmrc",       "pip.conf",      "mtab",        "ca-certificates.conf", "inputrc",
-    "magic",       "magic.mime",
+    "resolv.conf",
+    "nsswitch.conf",
+    "host.conf",
+    "gai.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "localtime",
+    "timezone",
+    "os-release",
+    "debian_version",
+    "mime.types",
+    "protocols",
+    "services",
+    "networks",
+    "ethertypes",
+    "npmrc",
+    "pip.conf",
+    "mtab",
+    "ca-certificates.conf",
+    "inputrc",
+    "magic",
+    "magic.mime",
 };
-constexpr const char* kEtcDirs[] = {"ssl", "ca-certificates", "alternatives", "ld.so.conf.d",
-                                    "python3", "fonts", "perl"};
+constexpr const char* kEtcDirs[] = {"ssl",     "ca-certificates", "alternatives", "ld.so.conf.d",
+                                    "python3", "fonts",           "perl"};
 constexpr const char* kSystemDirs[] = {"usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32"};
 constexpr const char* kDevNodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
 constexpr std::size_t kMaxEtcFile = 4u << 20;
@@ -94,11 +112,13 @@ void copy_etc_entry(const std::string& root, const std::string& name) {
   }
 }
 
-bool bind_mount(const std::string& src, const std::string& dst, unsigned long extra, std::string& err) {
+bool bind_mount(const std::string& src, const std::string& dst, unsigned long extra,
+                std::string& err) {
   if (::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND, nullptr) != 0) {
     return fail_with(err, "bind-mount " + src);
   }
-  if (::mount(nullptr, dst.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | extra, nullptr) != 0) {
+  if (::mount(nullptr, dst.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | extra, nullptr) !=
+      0) {
     return fail_with(err, "remount " + src + (extra & MS_RDONLY ? " read-only" : ""));
   }
   return true;
@@ -134,7 +154,8 @@ bool build_dev(const std::string& root, std::string& err) {
   }
   std::string shm = dev + "/shm";
   if (::mkdir(shm.c_str(), 01777) != 0 ||
-      ::mount("tmpfs", shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64m") != 0) {
+      ::mount("tmpfs", shm.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=1777,size=64m") != 0) {
     return fail_with(err, "mount /dev/shm");
   }
   (void)::symlink("/proc/self/fd", (dev + "/fd").c_str());
@@ -186,7 +207,8 @@ bool drop_capabilities(std::string& err) {
   }
   for (int cap = 0; cap <= 63; ++cap) {
     if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0) break;  // past the kernel's last
-    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return fail_with(err, "drop a bounding capability");
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+      return fail_with(err, "drop a bounding capability");
   }
   return true;
 }
@@ -228,7 +250,9 @@ bool load_seccomp(std::string& err) {
     err = "seccomp_init failed";
     return false;
   }
-  auto refuse = [&](int nr, uint32_t action) { return ::seccomp_rule_add(ctx, action, nr, 0) == 0; };
+  auto refuse = [&](int nr, uint32_t action) {
+    return ::seccomp_rule_add(ctx, action, nr, 0) == 0;
+  };
   bool ok = true;
   for (const auto& name : seccomp_refused_syscalls()) {
     int nr = ::seccomp_syscall_resolve_name(name.c_str());
@@ -301,17 +325,50 @@ ConfineSpec confine_from_env() {
 
 const std::vector<std::string>& seccomp_refused_syscalls() {
   static const std::vector<std::string> names = {
-      "mount",           "umount2",        "pivot_root",       "chroot",
-      "move_mount",      "open_tree",      "fsopen",           "fsmount",
-      "fsconfig",        "fspick",         "mount_setattr",    "ptrace",
-      "process_vm_readv", "process_vm_writev", "kcmp",         "kexec_load",
-      "kexec_file_load", "init_module",    "finit_module",     "delete_module",
-      "add_key",         "request_key",    "keyctl",           "bpf",
-      "perf_event_open", "swapon",         "swapoff",          "reboot",
-      "acct",            "open_by_handle_at", "name_to_handle_at", "setns",
-      "unshare",         "userfaultfd",    "quotactl",         "syslog",
-      "lookup_dcookie",  "iopl",           "ioperm",           "vhangup",
-      "io_uring_setup",  "io_uring_enter", "io_uring_register", "clone3",
+      "mount",
+      "umount2",
+      "pivot_root",
+      "chroot",
+      "move_mount",
+      "open_tree",
+      "fsopen",
+      "fsmount",
+      "fsconfig",
+      "fspick",
+      "mount_setattr",
+      "ptrace",
+      "process_vm_readv",
+      "process_vm_writev",
+      "kcmp",
+      "kexec_load",
+      "kexec_file_load",
+      "init_module",
+      "finit_module",
+      "delete_module",
+      "add_key",
+      "request_key",
+      "keyctl",
+      "bpf",
+      "perf_event_open",
+      "swapon",
+      "swapoff",
+      "reboot",
+      "acct",
+      "open_by_handle_at",
+      "name_to_handle_at",
+      "setns",
+      "unshare",
+      "userfaultfd",
+      "quotactl",
+      "syslog",
+      "lookup_dcookie",
+      "iopl",
+      "ioperm",
+      "vhangup",
+      "io_uring_setup",
+      "io_uring_enter",
+      "io_uring_register",
+      "clone3",
   };
   return names;
 }
@@ -402,8 +459,10 @@ bool confine_process(const ConfineSpec& spec, std::string& err) {
   if (spec.drop_caps && !drop_capabilities(err)) return false;
   if (spec.own_uid) {
     if (::setgroups(0, nullptr) != 0) return fail_with(err, "clear the supplementary groups");
-    if (::setresgid(spec.gid, spec.gid, spec.gid) != 0) return fail_with(err, "switch to the workspace gid");
-    if (::setresuid(spec.uid, spec.uid, spec.uid) != 0) return fail_with(err, "switch to the workspace uid");
+    if (::setresgid(spec.gid, spec.gid, spec.gid) != 0)
+      return fail_with(err, "switch to the workspace gid");
+    if (::setresuid(spec.uid, spec.uid, spec.uid) != 0)
+      return fail_with(err, "switch to the workspace uid");
     uid_t r = 0, e = 0, s = 0;
     if (::getresuid(&r, &e, &s) != 0 || r != spec.uid || e != spec.uid || s != spec.uid ||
         spec.uid == 0) {

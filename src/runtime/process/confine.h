@@ -5,8 +5,9 @@
 // exec. The daemon describes what to apply with confine_env(); the init reads it back with
 // confine_from_env() and strips those variables before the app starts.
 
-#include <string>
 #include <sys/types.h>
+
+#include <string>
 #include <vector>
 
 namespace ck {

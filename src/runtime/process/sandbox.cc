@@ -1,9 +1,5 @@
 #include "runtime/process/sandbox.h"
 
-#include <cerrno>
-#include <charconv>
-#include <csignal>
-#include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -15,6 +11,11 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstring>
 
 #include "runtime/process/confine.h"
 
@@ -70,7 +71,8 @@ Error sys_error(const std::string& what) {
 
 Result<void> chown_walk(int dirfd, uid_t uid, gid_t gid, int depth, const std::string& where) {
   if (depth > kMaxDepth) {
-    return fail(Errc::invalid_argument, fmt::format("{} is nested more than {} folders deep", where, kMaxDepth));
+    return fail(Errc::invalid_argument,
+                fmt::format("{} is nested more than {} folders deep", where, kMaxDepth));
   }
   int listfd = ::dup(dirfd);
   if (listfd < 0) return sys_error("cannot list " + where);
@@ -213,9 +215,9 @@ Result<SandboxPlan> decide_sandbox(const SandboxProbe& probe, bool allow_weak) {
   if (probe.root && probe.namespaces) {
     plan.namespaces = true;
   } else {
-    plan.missing.push_back(fmt::format(
-        "pid/mount/ipc/uts namespaces ({})",
-        probe.root ? probe.why_no_namespaces : std::string("the daemon is not root")));
+    plan.missing.push_back(
+        fmt::format("pid/mount/ipc/uts namespaces ({})",
+                    probe.root ? probe.why_no_namespaces : std::string("the daemon is not root")));
   }
   if (probe.seccomp) {
     plan.seccomp = true;
@@ -238,12 +240,14 @@ SandboxProbe probe_sandbox() {
   p.root = ::geteuid() == 0;
   if (p.root) {
     constexpr size_t kStack = 64 * 1024;
-    void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) {
       p.why_no_namespaces = fmt::format("cannot allocate a stack: {}", std::strerror(errno));
     } else {
-      pid_t pid = ::clone(probe_child, static_cast<char*>(stack) + kStack,
-                          SIGCHLD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS, nullptr);
+      pid_t pid =
+          ::clone(probe_child, static_cast<char*>(stack) + kStack,
+                  SIGCHLD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS, nullptr);
       int e = errno;
       ::munmap(stack, kStack);
       if (pid > 0) {
@@ -278,7 +282,8 @@ std::string sandbox_group(gid_t gid) {
 std::string sandbox_hostname(const std::string& workspace) {
   std::string h = "ck-" + workspace;
   for (char& c : h) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
     if (!ok) c = '-';
   }
   if (h.size() > 63) h.resize(63);
@@ -302,7 +307,8 @@ Result<uid_t> assign_workspace_uid(const fs::path& data_dir, const std::string& 
   fs::path run = data_dir / "run";
   std::set<uid_t> taken;
   std::error_code ec;
-  for (auto it = fs::directory_iterator(run, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+  for (auto it = fs::directory_iterator(run, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
     if (it->path().filename() == name) continue;
     if (auto u = read_uid(it->path() / "uid")) taken.insert(*u);
   }
@@ -356,7 +362,8 @@ Result<void> update_file_beneath(const fs::path& src_root, const fs::path& dst_r
     if (part == ".." || part == "." || part.empty()) ok = false;
   }
   if (!ok || !r.has_filename()) {
-    return fail(Errc::invalid_argument, fmt::format("'{}' is not a path inside the workspace", rel));
+    return fail(Errc::invalid_argument,
+                fmt::format("'{}' is not a path inside the workspace", rel));
   }
   Fd src_root_fd(::open(src_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   Fd dst_root_fd(::open(dst_root.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -414,9 +421,11 @@ Result<void> update_file_beneath(const fs::path& src_root, const fs::path& dst_r
   if (S_ISLNK(st.st_mode)) {
     std::string target(4096, '\0');
     ssize_t n = ::readlinkat(src.fd, "", target.data(), target.size());
-    if (n < 0 || static_cast<size_t>(n) >= target.size()) return sys_error("cannot read the link " + rel);
+    if (n < 0 || static_cast<size_t>(n) >= target.size())
+      return sys_error("cannot read the link " + rel);
     target.resize(static_cast<size_t>(n));
-    if (::symlinkat(target.c_str(), parent.fd, base.c_str()) != 0) return sys_error("cannot link " + rel);
+    if (::symlinkat(target.c_str(), parent.fd, base.c_str()) != 0)
+      return sys_error("cannot link " + rel);
     if (uid && gid) (void)::fchownat(parent.fd, base.c_str(), *uid, *gid, AT_SYMLINK_NOFOLLOW);
     return outcome::success();
   }

@@ -6,11 +6,12 @@
 // The layers themselves are applied by `cloudyknight __init` (confine.h). Pure functions here
 // have no I/O and are unit-tested; the rest runs on the control-plane thread or the copy pool.
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <optional>
 #include <set>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 #include "core/error.h"
@@ -42,13 +43,13 @@ struct SandboxProbe {
 
 /// The layers a workspace gets. Each flag is applied exactly when true.
 struct SandboxPlan {
-  bool own_uid = false;        // its own unprivileged uid/gid from runtime.uid_range
-  bool namespaces = false;     // new pid, mount, ipc, uts namespaces + pivot_root
-  bool drop_caps = false;      // every capability dropped (bounding, ambient, the rest)
-  bool no_new_privs = true;    // always possible
-  bool seccomp = false;        // the syscall filter of confine.cc
-  bool rlimits = true;         // always possible
-  bool clean_env = true;       // always: the environment is built from nothing
+  bool own_uid = false;              // its own unprivileged uid/gid from runtime.uid_range
+  bool namespaces = false;           // new pid, mount, ipc, uts namespaces + pivot_root
+  bool drop_caps = false;            // every capability dropped (bounding, ambient, the rest)
+  bool no_new_privs = true;          // always possible
+  bool seccomp = false;              // the syscall filter of confine.cc
+  bool rlimits = true;               // always possible
+  bool clean_env = true;             // always: the environment is built from nothing
   std::vector<std::string> missing;  // what could not be applied, with the reason
   /// The applied layers as a list of short names ("uid", "pid-ns", ... "seccomp").
   std::vector<std::string> layers() const;

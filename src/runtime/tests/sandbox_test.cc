@@ -3,10 +3,11 @@
 
 #include "runtime/process/sandbox.h"
 
-#include <fstream>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <fstream>
 
 #include "runtime/process/confine.h"
 
@@ -19,8 +20,8 @@ TEST(UidRange, Parses) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r.value().first, 200000u);
   EXPECT_EQ(r.value().last, 265535u);
-  for (const char* bad : {"", "5", "0-100", "300-200000", "2000-1000", "a-b", "1000-", "-1000",
-                          "1000-99999999999"}) {
+  for (const char* bad :
+       {"", "5", "0-100", "300-200000", "2000-1000", "a-b", "1000-", "-1000", "1000-99999999999"}) {
     EXPECT_TRUE(parse_uid_range(bad).has_error()) << bad;
   }
 }
@@ -88,7 +89,8 @@ TEST(DecideSandbox, RefusesAMissingLayerUnlessAllowed) {
 
 TEST(SandboxEtc, OnlyTheWorkspaceUser) {
   std::string passwd = sandbox_passwd(200007, 200007, "/home/app");
-  EXPECT_NE(passwd.find("app:x:200007:200007:workspace app:/home/app:/bin/sh\n"), std::string::npos);
+  EXPECT_NE(passwd.find("app:x:200007:200007:workspace app:/home/app:/bin/sh\n"),
+            std::string::npos);
   EXPECT_NE(passwd.find("root:x:0:0:"), std::string::npos);
   EXPECT_EQ(passwd.find(":$"), std::string::npos);  // never a hash
   EXPECT_NE(sandbox_group(200007).find("app:x:200007:\n"), std::string::npos);
@@ -120,11 +122,29 @@ TEST(ConfineEnv, RoundTripsAndIsRemoved) {
 
 TEST(SeccompList, RefusesWhatTheIssueNames) {
   const auto& names = seccomp_refused_syscalls();
-  for (const char* n : {"mount", "umount2", "pivot_root", "ptrace", "process_vm_readv",
-                        "process_vm_writev", "kexec_load", "kexec_file_load", "init_module",
-                        "finit_module", "delete_module", "add_key", "request_key", "keyctl", "bpf",
-                        "perf_event_open", "swapon", "swapoff", "reboot", "acct",
-                        "open_by_handle_at", "setns", "unshare"}) {
+  for (const char* n : {"mount",
+                        "umount2",
+                        "pivot_root",
+                        "ptrace",
+                        "process_vm_readv",
+                        "process_vm_writev",
+                        "kexec_load",
+                        "kexec_file_load",
+                        "init_module",
+                        "finit_module",
+                        "delete_module",
+                        "add_key",
+                        "request_key",
+                        "keyctl",
+                        "bpf",
+                        "perf_event_open",
+                        "swapon",
+                        "swapoff",
+                        "reboot",
+                        "acct",
+                        "open_by_handle_at",
+                        "setns",
+                        "unshare"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   }
 }
