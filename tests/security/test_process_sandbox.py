@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import socket
-import time
 import unittest
 
 from harness import SECRET_MARKER, Daemon, DaemonTestCase, wait_until
@@ -26,6 +25,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.path.join(HERE, "fixtures", "probe")
 MARKER = "ck-daemon-secret-5b1e77d0"
 UID_RANGE = (231000, 231999)
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
 
 
 def secret_paths(d):
@@ -136,7 +140,7 @@ class ProcessSandboxTest(DaemonTestCase):
         self.assertNotEqual(app["uid"], other["uid"], "two workspaces share a uid")
         self.assertEqual(app["hostname"], run["hostname"])
         uid_file = os.path.join(self.daemon.data, "run", "probe", "uid")
-        self.assertEqual(int(open(uid_file).read().strip()), app["uid"])
+        self.assertEqual(int(read_text(uid_file).strip()), app["uid"])
         st = os.lstat(os.path.join(self.daemon.data, "run", "probe", "app", "app.py"))
         self.assertEqual(st.st_uid, app["uid"], "the app folder is not the workspace's")
 
@@ -148,7 +152,7 @@ class ProcessSandboxTest(DaemonTestCase):
                       "every capability dropped", "seccomp", "rlimits", "environment built from nothing"):
             self.assertIn(layer, isolation)
         self.assertNotIn("WEAK", isolation)
-        log = open(os.path.join(self.daemon.data, "logs", "probe.log")).read()
+        log = read_text(os.path.join(self.daemon.data, "logs", "probe.log"))
         self.assertIn("sandbox: own uid", log)
         self.assertIn("seccomp filter", log)
 
@@ -220,7 +224,7 @@ class WeakSandboxTest(unittest.TestCase):
         self.assertNotEqual(w.get("status"), "running")
         text = json.dumps(w)
         self.assertIn("not root", text)
-        log = open(os.path.join(d.data, "logs", "echo.log")).read()
+        log = read_text(os.path.join(d.data, "logs", "echo.log"))
         self.assertIn("runtime.allow_weak_sandbox", log)
 
     def test_weak_sandbox_runs_and_says_so(self):
@@ -230,7 +234,7 @@ class WeakSandboxTest(unittest.TestCase):
         self.assertEqual(status, 200, doc)
         self.assertIn("WEAK", doc["container"]["isolation"])
         self.assertIn("not root", doc["container"]["isolation"])
-        self.assertIn("WEAK", open(os.path.join(d.data, "logs", "echo.log")).read())
+        self.assertIn("WEAK", read_text(os.path.join(d.data, "logs", "echo.log")))
 
 
 if __name__ == "__main__":
