@@ -36,7 +36,7 @@ ensure_build_deps() {
   ensure_packages g++ cmake ninja-build ccache pkg-config libboost-dev libboost-system-dev \
     nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev zlib1g-dev \
     libgtest-dev libarchive-dev libsqlite3-dev libssl-dev ca-certificates curl libcurl4-openssl-dev \
-    libargon2-dev
+    libargon2-dev libseccomp-dev
 }
 
 # The runtimes the bundled examples use (node + npm for hello-node, python3 for hello-python).
@@ -44,6 +44,8 @@ ensure_example_runtimes() {
   ensure_command node nodejs
   ensure_command npm npm
   ensure_command python3 python3
+  # `python3 -m venv` for Debian's python3, which the process runtime's sandbox uses.
+  ensure_packages python3-venv
 }
 
 docker_answers() {

@@ -59,7 +59,12 @@ int main(int argc, char** argv) {
   }
   net::io_context io{1};
   DirStorage storage(ws);
-  ProcessRuntime runtime(io, ProcessRuntimeOptions{data, 30000, 30100, "/proc/self/exe"});
+  ProcessRuntimeOptions options;
+  options.data_dir = data;
+  options.port_min = 30000;
+  options.port_max = 30100;
+  options.self_exe = "/proc/self/exe";
+  ProcessRuntime runtime(io, options);
   SnapshotHolder snapshots;
   EventBus events;
   MonitorOptions mo;

@@ -98,6 +98,21 @@ Result<void> set_port_range(Config& c, const std::string& v) {
   return outcome::success();
 }
 
+Result<void> set_uid_range(Config& c, const std::string& v) {
+  auto dash = v.find('-');
+  int lo = 0, hi = 0;
+  if (dash == std::string::npos || set_int(lo, v.substr(0, dash), 1000, 2147483646).has_error() ||
+      set_int(hi, v.substr(dash + 1), 1000, 2147483646).has_error() || lo > hi) {
+    return fail(Errc::invalid_argument,
+                fmt::format("'{}' is not a uid range (write it like 200000-265535, both ends "
+                            "between 1000 and 2147483646)",
+                            v));
+  }
+  c.runtime.uid_min = lo;
+  c.runtime.uid_max = hi;
+  return outcome::success();
+}
+
 const std::vector<std::pair<std::string, Setter>>& key_table() {
   static const std::vector<std::pair<std::string, Setter>> table = {
       {"gateway.listen",
@@ -164,6 +179,9 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
        [](Config& c, const std::string& v) { return set_duration(c.runtime.ready_timeout, v); }},
       {"runtime.install_concurrency",
        [](Config& c, const std::string& v) { return set_int(c.runtime.install_concurrency, v, 0, 256); }},
+      {"runtime.uid_range", set_uid_range},
+      {"runtime.allow_weak_sandbox",
+       [](Config& c, const std::string& v) { return set_bool(c.runtime.allow_weak_sandbox, v); }},
       {"jobs.max_attempts",
        [](Config& c, const std::string& v) { return set_int(c.jobs.max_attempts, v, 1, 1000); }},
       {"jobs.backoff", [](Config& c, const std::string& v) { return set_duration(c.jobs.backoff, v); }},

@@ -52,6 +52,11 @@ struct RuntimeConfig {
   int port_max = 8100;
   Duration ready_timeout = std::chrono::seconds(60);
   int install_concurrency = 0;  // starts (installs) at once; 0: one per core
+  // Process runtime sandbox: the host uids (= gids) handed to workspaces, one each.
+  std::int64_t uid_min = 200000;
+  std::int64_t uid_max = 265535;
+  // Run workspaces with the layers the kernel allows instead of refusing them.
+  bool allow_weak_sandbox = false;
 };
 
 struct JobsConfig {

@@ -115,8 +115,15 @@ std::unique_ptr<Runtime> make_runtime(net::io_context& io, const Config& config,
       return nullptr;
     }
   }
-  auto rt = std::make_unique<ProcessRuntime>(
-      io, ProcessRuntimeOptions{data, config.runtime.port_min, config.runtime.port_max, self_exe});
+  ProcessRuntimeOptions popts;
+  popts.data_dir = data;
+  popts.port_min = config.runtime.port_min;
+  popts.port_max = config.runtime.port_max;
+  popts.self_exe = self_exe;
+  popts.uid_range = UidRange{static_cast<uid_t>(config.runtime.uid_min),
+                             static_cast<uid_t>(config.runtime.uid_max)};
+  popts.allow_weak_sandbox = config.runtime.allow_weak_sandbox;
+  auto rt = std::make_unique<ProcessRuntime>(io, std::move(popts));
   if (kind == "auto") {
     log->info("runtime: process, the embedded runtime ({}; isolation: {})", why, rt->isolation());
   } else {

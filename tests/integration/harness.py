@@ -196,6 +196,24 @@ def argv(pid):
     return [a.decode("utf-8", "replace") for a in data.split(b"\0") if a]
 
 
+def host_cwd(pid):
+    """A process's working folder as the host names it. A sandboxed app (process runtime)
+    lives in its own mount namespace with its folder at /app: mapped back through the /app
+    mount's source in its mountinfo. None when the process is gone."""
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        if os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            return os.path.realpath(cwd)
+        with open(f"/proc/{pid}/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and fields[4] == "/app" and (cwd == "/app" or cwd.startswith("/app/")):
+                    return os.path.realpath(fields[3] + cwd[len("/app"):])
+        return cwd
+    except OSError:
+        return None
+
+
 def processes_with_arg(arg, cwd_under=None):
     """Live (non-zombie) pids with `arg` as one whole argument (e.g. "app.py" matches
     `python3 app.py`, not `sh -c "exec python3 app.py"`), optionally only those whose
@@ -206,9 +224,8 @@ def processes_with_arg(arg, cwd_under=None):
         if st[0] in ("Z", "X") or arg not in argv(p):
             continue
         if root is not None:
-            try:
-                cwd = os.path.realpath(os.readlink(f"/proc/{p}/cwd"))
-            except OSError:
+            cwd = host_cwd(p)
+            if cwd is None:
                 continue
             if cwd != root and not cwd.startswith(root + os.sep):
                 continue

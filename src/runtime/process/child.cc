@@ -85,7 +85,7 @@ Result<std::shared_ptr<Child>> Child::spawn(net::any_io_executor ex, const Spawn
     return fail(Errc::io, fmt::format("cannot allocate a stack for the child: {}", std::strerror(errno)));
   }
   int flags = SIGCHLD;
-  if (opts.namespaces) flags |= CLONE_NEWPID | CLONE_NEWNS;
+  if (opts.namespaces) flags |= CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
   // Without CLONE_VM the child has its own copy of the stack, so it can be unmapped at once.
   pid_t pid = ::clone(child_main, static_cast<char*>(stack) + kStack, flags, &a);
   int clone_errno = errno;

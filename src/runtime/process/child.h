@@ -1,6 +1,6 @@
 #pragma once
-// A child process started through `cloudyknight __init` (init.cc), optionally in its own pid
-// and mount namespaces, and watched through a pidfd on an io_context. Lives on that context.
+// A child process started through `cloudyknight __init` (init.cc), optionally in its own pid,
+// mount, ipc and uts namespaces, and watched through a pidfd on an io_context. Lives on that context.
 
 #include <memory>
 #include <string>
@@ -18,8 +18,8 @@ struct SpawnOptions {
   std::string cwd;
   std::vector<std::string> env;  // "K=V"
   int log_fd = -1;               // stdout and stderr
-  bool namespaces = false;       // new pid + mount namespaces (needs root)
-  pid_t join_namespaces_of = 0;  // > 0: the command enters that process's pid + mount namespaces
+  bool namespaces = false;       // new pid, mount, ipc and uts namespaces (needs root)
+  pid_t join_namespaces_of = 0;  // > 0: the command enters that process's pid, mount, ipc, uts
   std::vector<std::string> cgroup_dirs;  // joined by the child before it runs anything
 };
 

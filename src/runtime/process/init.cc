@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "runtime/process/confine.h"
+
 namespace ck {
 namespace {
 
@@ -50,33 +52,43 @@ int run_init(int argc, char** argv) {
     join_cgroups(cg);
     ::unsetenv("CK_INIT_CGROUPS");
   }
-  // CK_INIT_JOIN=<pid>: the command joins that process's pid and mount namespaces (a command run
-  // beside a workspace's app). The init itself stays in the daemon's, where /proc shows it.
+  // The sandbox's layers (confine.h), carried in CK_INIT_* variables and removed from the
+  // environment the app inherits.
+  ConfineSpec spec = confine_from_env();
+  // CK_INIT_JOIN=<pid>: the command joins that process's namespaces (a command run beside a
+  // workspace's app): ipc and uts here, pid for the children, mount in the command's process.
+  // The init itself stays in the daemon's mount and pid namespaces, where /proc shows it.
   int join_mnt = -1;
   int own_pid_ns = -1;  // where this process's later children (none but the command) go back to
   if (const char* join = std::getenv("CK_INIT_JOIN")) {
     std::string ns = std::string("/proc/") + join + "/ns/";
     int pid_ns = ::open((ns + "pid").c_str(), O_RDONLY | O_CLOEXEC);
+    int ipc_ns = ::open((ns + "ipc").c_str(), O_RDONLY | O_CLOEXEC);
+    int uts_ns = ::open((ns + "uts").c_str(), O_RDONLY | O_CLOEXEC);
     join_mnt = ::open((ns + "mnt").c_str(), O_RDONLY | O_CLOEXEC);
     own_pid_ns = ::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-    if (pid_ns < 0 || join_mnt < 0 || own_pid_ns < 0 || ::setns(pid_ns, CLONE_NEWPID) != 0) {
+    if (pid_ns < 0 || ipc_ns < 0 || uts_ns < 0 || join_mnt < 0 || own_pid_ns < 0 ||
+        ::setns(ipc_ns, CLONE_NEWIPC) != 0 || ::setns(uts_ns, CLONE_NEWUTS) != 0 ||
+        ::setns(pid_ns, CLONE_NEWPID) != 0) {
       std::fprintf(stderr, "cloudyknight: cannot enter the app's namespaces (pid %s): %s\n", join,
                    std::strerror(errno));
       return 126;
     }
     ::close(pid_ns);
+    ::close(ipc_ns);
+    ::close(uts_ns);
     ::unsetenv("CK_INIT_JOIN");
   }
   bool pid1 = ::getpid() == 1;
-  if (pid1) {
-    // Our own view of processes: the app sees only its own tree.
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0) {
-      if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
-        std::fprintf(stderr, "cloudyknight: warning: cannot mount a private /proc: %s\n",
-                     std::strerror(errno));
-      }
+  if (pid1 && spec.namespaces) {
+    // PID 1 of the workspace's new namespaces: its own root, /proc, /tmp and hostname.
+    std::string err;
+    if (!enter_sandbox_root(spec, err)) {
+      std::fprintf(stderr, "cloudyknight: sandbox: cannot %s; the workspace does not start\n",
+                   err.c_str());
+      return 126;
     }
-  } else {
+  } else if (!pid1) {
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   }
   // If the daemon dies, take the app down with us.
@@ -95,15 +107,21 @@ int run_init(int argc, char** argv) {
   if (app == 0) {
     ::setpgid(0, 0);
     if (join_mnt >= 0) {
-      // Entering a mount namespace resets the working folder: the app's folder has the same
-      // path in there.
+      // Entering a mount namespace resets the working folder: in a sandbox the app's folder
+      // is /app, else it has the same path in there.
       char cwd[4096];
-      if (!::getcwd(cwd, sizeof cwd) || ::setns(join_mnt, CLONE_NEWNS) != 0 || ::chdir(cwd) != 0) {
+      if (!::getcwd(cwd, sizeof cwd) || ::setns(join_mnt, CLONE_NEWNS) != 0 ||
+          ::chdir(spec.namespaces ? kSandboxApp : cwd) != 0) {
         std::fprintf(stderr, "cloudyknight: cannot enter the app's mount namespace: %s\n",
                      std::strerror(errno));
         ::_exit(126);
       }
       ::close(join_mnt);
+    }
+    std::string err;
+    if (!confine_process(spec, err)) {
+      std::fprintf(stderr, "cloudyknight: sandbox: cannot %s; not running the command\n", err.c_str());
+      ::_exit(126);
     }
     sigprocmask(SIG_UNBLOCK, &set, nullptr);
     ::execvp(argv[first], argv + first);

@@ -18,8 +18,7 @@
 #include "core/log.h"
 #include "runtime/process/cgroup.h"
 #include "runtime/process/child.h"
-
-extern char** environ;
+#include "runtime/process/confine.h"
 
 namespace ck {
 namespace fs = std::filesystem;
@@ -88,8 +87,9 @@ std::string read_small(const fs::path& p) {
 }
 
 void write_small(const fs::path& p, const std::string& s) {
-  std::ofstream out(p, std::ios::trunc);
-  out << s << "\n";
+  // Never through a symlink: the folder may be the workspace's.
+  auto r = write_file_nofollow(p, s);
+  if (r.has_error()) logger()->warn("{}", r.error().message);
 }
 
 // One shell word: 'it', with each ' written as '\''.
@@ -140,7 +140,8 @@ struct ProcessRuntime::Slot {
   std::uint64_t oom_before = 0;
   std::optional<Cgroup> cgroup;
   std::vector<std::string> env;  // the app's environment, for exec
-  bool namespaced = false;       // the app runs in its own pid + mount namespaces
+  bool namespaced = false;       // the app runs in its own namespaces
+  ConfineSpec confine;           // the sandbox's layers for its processes
 
   ~Slot() {
     if (log_fd >= 0) ::close(log_fd);
@@ -153,22 +154,22 @@ ProcessRuntime::ProcessRuntime(net::io_context& io, ProcessRuntimeOptions opts)
       opts_(std::move(opts)),
       ports_(opts_.port_min, opts_.port_max),
       pool_(std::make_unique<net::thread_pool>(2)) {
-  std::vector<std::string> applied, missing;
-  if (::geteuid() == 0) {
-    namespaces_ = true;
-    applied.push_back("own pid and mount namespaces");
+  SandboxProbe probe = opts_.probe ? *opts_.probe : probe_sandbox();
+  auto plan = decide_sandbox(probe, opts_.allow_weak_sandbox);
+  if (plan.has_value()) {
+    plan_ = plan.value();
+    isolation_ = plan_->describe(opts_.uid_range);
   } else {
-    missing.push_back("pid/mount namespaces (not root)");
+    refusal_ = plan.error().message;
+    isolation_ = "sandbox refused: " + refusal_;
   }
   std::string why;
   cgroups_ = Cgroup::available(why);
   if (cgroups_) {
-    applied.push_back("cgroup v1 memory, pids and cpu limits");
+    isolation_ += "; cgroup v1 memory, pids and cpu limits";
   } else {
-    missing.push_back("cgroup limits (" + why + ")");
+    isolation_ += "; without cgroup limits (" + why + ")";
   }
-  isolation_ = applied.empty() ? "none" : fmt::format("{}", fmt::join(applied, ", "));
-  if (!missing.empty()) isolation_ += fmt::format("; without {}", fmt::join(missing, ", "));
 }
 
 ProcessRuntime::~ProcessRuntime() {
@@ -181,24 +182,30 @@ fs::path ProcessRuntime::log_path(const std::string& name) const {
 }
 
 std::vector<std::string> ProcessRuntime::base_env(const RunSpec& spec, int port) const {
+  // Built from nothing: the daemon's own environment (its secrets) never reaches a workspace.
   std::vector<std::string> env;
-  fs::path app_dir = opts_.data_dir / "run" / spec.name / "app";
-  std::string path = (app_dir / ".venv/bin").string() + ":" + (app_dir / "node_modules/.bin").string();
-  for (char** e = environ; *e; ++e) {
-    std::string_view kv(*e);
-    if (kv.starts_with("CK_") || kv.starts_with("PORT=") || kv.starts_with("HOST=")) continue;
-    if (kv.starts_with("PATH=")) {
-      path += ":" + std::string(kv.substr(5));
-      continue;
-    }
-    env.emplace_back(kv);
-  }
-  env.push_back("PATH=" + path);
+  bool sandboxed = plan_ && plan_->namespaces;
+  fs::path run_dir = opts_.data_dir / "run" / spec.name;
+  fs::path app_dir = sandboxed ? fs::path(kSandboxApp) : run_dir / "app";
+  std::string home = sandboxed ? std::string(kSandboxHome) : (run_dir / "home").string();
+  env.push_back("PATH=" + (app_dir / ".venv/bin").string() + ":" +
+                (app_dir / "node_modules/.bin").string() + ":/usr/local/bin:/usr/bin:/bin");
+  env.push_back("HOME=" + home);
+  env.push_back("LANG=C.UTF-8");
   env.push_back(fmt::format("PORT={}", port));
   env.push_back("HOST=127.0.0.1");
   env.push_back("PYTHONUNBUFFERED=1");
   env.push_back("CLOUDYKNIGHT_WORKSPACE=" + spec.name);
-  for (const auto& [k, v] : spec.env) env.push_back(k + "=" + v);
+  for (const auto& [k, v] : spec.env) {
+    if (k.starts_with("CK_INIT_")) continue;  // the init's own channel
+    env.push_back(k + "=" + v);
+  }
+  return env;
+}
+
+std::vector<std::string> ProcessRuntime::init_env(const Slot& slot) const {
+  std::vector<std::string> env = slot.env;
+  for (auto& kv : confine_env(slot.confine)) env.push_back(std::move(kv));
   return env;
 }
 
@@ -210,18 +217,12 @@ Result<std::shared_ptr<Child>> ProcessRuntime::launch(Slot& slot, const RunSpec&
   so.shell_command = cmd;
   so.cwd = (opts_.data_dir / "run" / spec.name / "app").string();
   so.env = env;
+  for (auto& kv : confine_env(slot.confine)) so.env.push_back(std::move(kv));
   so.log_fd = slot.log_fd;
-  so.namespaces = namespaces_;
+  so.namespaces = slot.confine.namespaces;
   if (slot.cgroup) so.cgroup_dirs = slot.cgroup->dirs();
+  // No fallback to fewer namespaces: a sandbox that cannot be built is an error, not a warning.
   auto child = Child::spawn(io_.get_executor(), so);
-  if (child.has_error() && namespaces_ && child.error().code == Errc::forbidden) {
-    logger()->warn("[ws={}] cannot create namespaces ({}); running without them", spec.name,
-                   child.error().message);
-    namespaces_ = false;
-    isolation_ = "cgroups only; namespaces refused by the kernel";
-    so.namespaces = false;
-    child = Child::spawn(io_.get_executor(), so);
-  }
   if (child.has_value()) slot.current = child.value();
   return child;
 }
@@ -246,6 +247,16 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   slot->name = spec.name;
   slot->stopping = false;
   auto log = logger();
+  if (!plan_) {
+    // The sandbox this host allows is weaker than asked: say so where the user looks.
+    std::error_code dir_ec;
+    fs::create_directories(opts_.data_dir / "logs", dir_ec);
+    int fd = ::open(log_path(spec.name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    append_log_line(fd, "not starting: " + refusal_);
+    if (fd >= 0) ::close(fd);
+    log->error("[ws={}] not starting: {}", spec.name, refusal_);
+    co_return fail(Errc::forbidden, refusal_);
+  }
 
   auto stopped = [&]() -> Result<RunningApp> {
     return fail(Errc::unavailable, "stopped while starting");
@@ -283,17 +294,46 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   on_phase(Phase::preparing, "copying the source");
   fs::path run_dir = opts_.data_dir / "run" / spec.name;
   fs::path app_dir = run_dir / "app";
+  fs::path home_dir = run_dir / "home";
   bool keep_deps = !spec.install.empty() && read_small(run_dir / "deps-key") == spec.deps_key &&
                    fs::exists(app_dir);
+  ConfineSpec confine;
+  confine.own_uid = plan_->own_uid;
+  confine.namespaces = plan_->namespaces;
+  confine.drop_caps = plan_->drop_caps;
+  confine.no_new_privs = plan_->no_new_privs;
+  confine.seccomp = plan_->seccomp;
+  confine.rlimits = plan_->rlimits;
+  confine.app_dir = app_dir.string();
+  confine.home_dir = home_dir.string();
+  confine.root_dir = (run_dir / "sandbox-root").string();
+  confine.hostname = sandbox_hostname(spec.name);
+  if (confine.own_uid) {
+    // On this thread only, so two starts never pick the same uid.
+    auto uid = assign_workspace_uid(opts_.data_dir, spec.name, opts_.uid_range);
+    if (uid.has_error()) co_return uid.error();
+    confine.uid = uid.value();
+    confine.gid = static_cast<gid_t>(uid.value());
+  }
   auto ex = co_await net::this_coro::executor;
   co_await net::post(pool_->get_executor(), net::use_awaitable);
   std::error_code ec;
   fs::create_directories(opts_.data_dir / "logs", ec);
   auto copied = refresh_app_dir(spec.source, app_dir, keep_deps);
+  if (copied.has_value()) {
+    fs::create_directories(home_dir, ec);
+    if (confine.namespaces) fs::create_directories(confine.root_dir, ec);
+    if (confine.own_uid) {
+      // The workspace's uid owns its folders; the walk never follows a symlink.
+      copied = chown_tree(app_dir, confine.uid, confine.gid);
+      if (copied.has_value()) copied = chown_tree(home_dir, confine.uid, confine.gid);
+    }
+  }
   co_await net::post(ex, net::use_awaitable);
   if (copied.has_error()) {
     co_return copied.error();
   }
+  slot->confine = confine;
   if (slot->stopping) {
     co_return stopped();
   }
@@ -315,6 +355,12 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   }
 
   auto env = base_env(spec, port);
+  {
+    std::string line = plan_->describe(opts_.uid_range);
+    if (confine.own_uid) line += fmt::format(" (uid {}, gid {})", confine.uid, confine.gid);
+    slot->log_line(line);
+    log->info("[ws={}] {}", spec.name, line);
+  }
   if (!spec.install.empty() && !keep_deps) {
     on_phase(Phase::installing, spec.install);
     slot->log_line("installing dependencies: " + spec.install);
@@ -350,7 +396,7 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   }
   slot->app = child.value();
   slot->env = env;
-  slot->namespaced = namespaces_;
+  slot->namespaced = confine.namespaces;
   log->info("[ws={} pid={}] started `{}` on port {}", spec.name, slot->app->pid(), spec.command, port);
 
   // Ready when the app accepts a connection on 127.0.0.1 or ::1.
@@ -478,16 +524,21 @@ net::awaitable<Result<void>> ProcessRuntime::update_files(std::string name, fs::
     co_return fail(Errc::not_found, "workspace '" + name + "' has no running app");
   }
   fs::path app_dir = opts_.data_dir / "run" / name / "app";
+  const auto& confine = it->second->confine;
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  if (confine.own_uid) {
+    uid = confine.uid;
+    gid = confine.gid;
+  }
   for (const auto& p : paths) {
-    std::error_code ec;
-    fs::path from = source / p, to = app_dir / p;
-    if (fs::is_regular_file(from, ec)) {
-      fs::create_directories(to.parent_path(), ec);
-      fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
-    } else if (!fs::exists(from, ec)) {
-      fs::remove_all(to, ec);
+    // Neither side is followed through a symlink: the source's links are copied as links
+    // (resolved inside the sandbox), and the running app cannot redirect the write.
+    auto r = update_file_beneath(source, app_dir, p, uid, gid);
+    if (r.has_error()) {
+      co_return fail(r.error().code, fmt::format("cannot update {} in the running app: {}", p,
+                                                 r.error().message));
     }
-    if (ec) co_return fail(Errc::io, fmt::format("cannot update {} in {}: {}", p, app_dir.string(), ec.message()));
   }
   co_return outcome::success();
 }
@@ -552,7 +603,7 @@ net::awaitable<Result<ExecOutcome>> ProcessRuntime::exec(std::string name,
   so.self_exe = opts_.self_exe;
   so.shell_command = cmd;
   so.cwd = (opts_.data_dir / "run" / name / "app").string();
-  so.env = slot->env;
+  so.env = init_env(*slot);
   so.log_fd = fds[1];
   // Beside the app: in its namespaces (when it has them) and its cgroup, never a new sandbox.
   if (slot->namespaced) so.join_namespaces_of = slot->app->pid();

@@ -2,8 +2,12 @@
 // The process runtime: the embedded default when no Docker engine answers. Each workspace
 // runs as a child process tree following the container contract: source copied to
 // DATA/run/<name>/app, dependencies installed there, app started on $PORT (127.0.0.1), output
-// appended to DATA/logs/<name>.log. As root it adds pid + mount namespaces and cgroup v1
-// limits. All methods run on the control-plane io_context; file copies go to a small pool.
+// appended to DATA/logs/<name>.log. Every install, app and `run` command is sandboxed
+// (sandbox.h, confine.h): its own uid, new pid/mount/ipc/uts namespaces with /app as its
+// folder, no capabilities, no_new_privs, seccomp, rlimits, an environment built from nothing,
+// plus cgroup v1 limits; a workspace is refused when a layer is missing unless
+// runtime.allow_weak_sandbox. All methods run on the control-plane io_context; file copies go
+// to a small pool.
 
 #include <map>
 #include <memory>
@@ -11,6 +15,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "runtime/ports.h"
+#include "runtime/process/sandbox.h"
 #include "runtime/runtime.h"
 
 namespace ck {
@@ -20,6 +25,9 @@ struct ProcessRuntimeOptions {
   int port_min = 8000;
   int port_max = 8100;
   std::string self_exe;  // path of this binary, for `__init`
+  UidRange uid_range;             // runtime.uid_range
+  bool allow_weak_sandbox = false;  // runtime.allow_weak_sandbox
+  std::optional<SandboxProbe> probe;  // tests: what the kernel allows; unset: probe_sandbox()
 };
 
 class ProcessRuntime final : public Runtime {
@@ -46,6 +54,7 @@ class ProcessRuntime final : public Runtime {
   net::awaitable<Result<int>> run_step(Slot& slot, const RunSpec& spec, const std::string& cmd,
                                        const std::vector<std::string>& env);
   std::vector<std::string> base_env(const RunSpec& spec, int port) const;
+  std::vector<std::string> init_env(const Slot& slot) const;
   void release_port(Slot& slot);
   Result<std::shared_ptr<class Child>> launch(Slot& slot, const RunSpec& spec, const std::string& cmd,
                                               const std::vector<std::string>& env);
@@ -53,7 +62,8 @@ class ProcessRuntime final : public Runtime {
   net::io_context& io_;
   ProcessRuntimeOptions opts_;
   PortAllocator ports_;
-  bool namespaces_ = false;
+  std::optional<SandboxPlan> plan_;  // unset: workspaces are refused with refusal_
+  std::string refusal_;
   bool cgroups_ = false;
   std::string isolation_;
   std::map<std::string, std::shared_ptr<Slot>> slots_;
