@@ -10,6 +10,7 @@ Run: cd tests/security && PYTHONPATH=../integration CK_BINARY=../../build/cloudy
 """
 
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -170,8 +171,11 @@ class TestDockerIsolation(DockerCase):
         i = self.wait_app_container(self.pb)
         self.assertEqual(i["HostConfig"]["Memory"], 256 * MIB, "64g capped to limits.max_memory")
         self.assertEqual(i["HostConfig"]["MemorySwap"], 256 * MIB)
-        self.assertIn("capped to limits.max_memory", open(self.d.stderr_path).read()
-                      + open(self.d.stdout_path).read())
+        logs = ""
+        for path in (self.d.stderr_path, self.d.stdout_path):
+            with open(path, errors="replace") as f:
+                logs += f.read()
+        self.assertIn("capped to limits.max_memory", logs)
 
     # -- row 5 --------------------------------------------------------------------------------
     def test_row5_hmr_never_copies_a_symlinks_target(self):
@@ -239,7 +243,6 @@ class TestDockerNoEgress(DockerCase):
 
     def test_z_deleted_workspace_loses_its_network(self):
         self.assertIsNotNone(DOCKER.call("GET", f"/networks/ck-net-{self.gone}"))
-        import shutil
         shutil.rmtree(os.path.join(self.d.ws, self.gone))
         wait_until(lambda: DOCKER.request("GET", f"/networks/ck-net-{self.gone}")[0] == 404, 40,
                    f"network ck-net-{self.gone} to be removed")
