@@ -216,6 +216,25 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
       {"limits.pids", [](Config& c, const std::string& v) { return set_int(c.limits.pids, v, 1, 1 << 22); }},
       {"limits.install_memory",
        [](Config& c, const std::string& v) { return set_size(c.limits.install_memory, v); }},
+      {"limits.max_memory",
+       [](Config& c, const std::string& v) { return set_size(c.limits.max_memory, v); }},
+      {"limits.max_cpus",
+       [](Config& c, const std::string& v) -> Result<void> {
+         double d = 0;
+         auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+         if (ec != std::errc() || p != v.data() + v.size() || d <= 0) {
+           return fail(Errc::invalid_argument, fmt::format("'{}' is not a positive number of CPUs", v));
+         }
+         c.limits.max_cpus = d;
+         return outcome::success();
+       }},
+      {"limits.max_pids",
+       [](Config& c, const std::string& v) { return set_int(c.limits.max_pids, v, 1, 1 << 22); }},
+      {"limits.egress", [](Config& c, const std::string& v) { return set_bool(c.limits.egress, v); }},
+      {"limits.build_memory",
+       [](Config& c, const std::string& v) { return set_size(c.limits.build_memory, v); }},
+      {"limits.build_timeout",
+       [](Config& c, const std::string& v) { return set_duration(c.limits.build_timeout, v); }},
       {"auth.admin_token", [](Config& c, const std::string& v) { return set_string(c.admin_token, v); }},
       {"log.format",
        [](Config& c, const std::string& v) { return set_one_of(c.log_format, v, {"text", "json"}); }},

@@ -78,6 +78,15 @@ struct LimitsConfig {
   double cpus = 1;
   int pids = 256;
   std::uint64_t install_memory = 1ull << 30;
+  // Ceilings for workspace.json "resources"; 0: the same as memory / cpus / pids.
+  std::uint64_t max_memory = 0;
+  double max_cpus = 0;
+  int max_pids = 0;
+  // Docker: apps may open outbound connections (false: an internal network).
+  bool egress = true;
+  // Docker image builds (Dockerfile workspaces): memory (0: install_memory) and time.
+  std::uint64_t build_memory = 0;
+  Duration build_timeout = std::chrono::minutes(30);
 };
 
 struct Config {

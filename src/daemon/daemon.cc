@@ -99,10 +99,12 @@ std::unique_ptr<Runtime> make_runtime(net::io_context& io, const Config& config,
       auto engine = std::make_unique<DockerEngine>(socket);
       auto connected = run_blocking(engine->connect());
       if (connected.has_value()) {
-        auto rt = std::make_unique<DockerRuntime>(
-            io, std::move(engine),
-            DockerRuntimeOptions{data, config.runtime.port_min, config.runtime.port_max, config.images,
-                                 stable_hash(data.string())});
+        DockerRuntimeOptions dro{data, config.runtime.port_min, config.runtime.port_max,
+                                 config.images, stable_hash(data.string())};
+        dro.egress = config.limits.egress;
+        dro.build_memory = config.limits.build_memory;
+        dro.build_timeout = config.limits.build_timeout;
+        auto rt = std::make_unique<DockerRuntime>(io, std::move(engine), std::move(dro));
         log->info("runtime: docker (engine on {}; isolation: {})", socket, rt->isolation());
         return rt;
       }
@@ -229,6 +231,9 @@ MonitorOptions monitor_options(const Config& config) {
   mo.install_memory = config.limits.install_memory;
   mo.cpus = config.limits.cpus;
   mo.pids = config.limits.pids;
+  mo.max_memory = config.limits.max_memory;
+  mo.max_cpus = config.limits.max_cpus;
+  mo.max_pids = config.limits.max_pids;
   return mo;
 }
 

@@ -402,6 +402,11 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
     if (rec->session_id) (void)db_.close_session(rec->session_id);
     events_.publish("status", rec->name, {{"status", "removed"}, {"previous", rec->status}});
     if (rec->supervised) stop_async(rec, "stop");
+    // Sweep what the runtime keeps for it (docker: its network and volumes) once it stopped.
+    (void)db_.cancel("cleanup", "");
+    (void)db_.enqueue("cleanup", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)},
+                      std::chrono::duration_cast<std::chrono::milliseconds>(opts_.stop_grace) +
+                          std::chrono::seconds(1));
     changed = true;
   }
   if (!only) {
@@ -490,10 +495,23 @@ RunSpec make_run_spec(const std::string& name, const fs::path& dir, const Worksp
   r.port = spec.port;
   r.env = spec.env;
   r.deps_key = deps_key(dir, spec);
+  // workspace.json asks; the operator's ceilings decide (issue 13, row 14).
+  std::uint64_t max_memory = opts.max_memory ? opts.max_memory : opts.memory;
+  double max_cpus = opts.max_cpus > 0 ? opts.max_cpus : opts.cpus;
+  int max_pids = opts.max_pids > 0 ? opts.max_pids : opts.pids;
   r.memory = spec.memory.value_or(opts.memory);
+  if (r.memory > max_memory) {
+    logger()->warn("[ws={}] memory {} capped to limits.max_memory {}", name, format_size(r.memory),
+                   format_size(max_memory));
+    r.memory = max_memory;
+  }
   r.install_memory = std::max(opts.install_memory, r.memory);
   r.cpus = spec.cpus.value_or(opts.cpus);
-  r.pids = opts.pids;
+  if (r.cpus > max_cpus) {
+    logger()->warn("[ws={}] cpus {} capped to limits.max_cpus {}", name, r.cpus, max_cpus);
+    r.cpus = max_cpus;
+  }
+  r.pids = std::min(opts.pids, max_pids);
   r.ready_timeout = opts.ready_timeout;
   return r;
 }

@@ -38,10 +38,16 @@ struct MonitorOptions {
   std::uint64_t install_memory = 1ull << 30;
   double cpus = 1;
   int pids = 256;
+  // Ceilings for workspace.json "resources" (limits.max_*); 0: the same as memory/cpus/pids.
+  std::uint64_t max_memory = 0;
+  double max_cpus = 0;
+  int max_pids = 0;
 };
 
 /// What the runtime is asked to run for a workspace folder: its detected spec plus the
 /// configured limits (the monitor and `cloudyknight workspace compose` both use it).
+/// workspace.json "resources" never exceed the operator's ceilings (max_memory, max_cpus,
+/// max_pids): a value above is capped, with a log line.
 RunSpec make_run_spec(const std::string& name, const std::filesystem::path& dir,
                       const WorkspaceSpec& spec, const MonitorOptions& opts);
 

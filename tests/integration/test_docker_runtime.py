@@ -462,8 +462,8 @@ class TestDockerWorkspaces(DockerCase):
         self.assertIs(binds[0]["RW"], False, "the source is mounted read-only")
         volumes = {m["Destination"]: m["Name"] for m in mounts if m["Type"] == "volume"}
         self.assertEqual(set(volumes), {"/app/node_modules", "/root/.npm"}, mounts)
-        self.assertRegex(volumes["/app/node_modules"], r"^ck-deps-node-[0-9a-f]+$")
-        self.assertEqual(volumes["/root/.npm"], "ck-cache-node")
+        self.assertRegex(volumes["/app/node_modules"], rf"^ck-deps-{re.escape(self.node)}-node-[0-9a-f]+$")
+        self.assertEqual(volumes["/root/.npm"], f"ck-cache-{self.node}-node")
         env = env_of(i)
         self.assertEqual(env.get("PORT"), "8080")
         self.assertEqual(env.get("HOST"), "0.0.0.0")
@@ -529,7 +529,7 @@ class TestDockerWorkspaces(DockerCase):
         binds = [m for m in i["Mounts"] if m["Type"] == "bind"]
         self.assertEqual([(m["Destination"], m["RW"]) for m in binds], [("/workspace", False)])
         volumes = {m["Destination"]: m["Name"] for m in i["Mounts"] if m["Type"] == "volume"}
-        self.assertRegex(volumes.get("/app/.venv", ""), r"^ck-deps-python-[0-9a-f]+$", i["Mounts"])
+        self.assertRegex(volumes.get("/app/.venv", ""), r"^ck-deps-.*-python-[0-9a-f]+$", i["Mounts"])
         # The app waits for it.
         w = self.d.workspace(name)
         self.assertIn(w["status"], ("creating", "initializing"), w)
@@ -669,21 +669,19 @@ class TestDockerWorkspaces(DockerCase):
         self.assertNotEqual(r.status, 200)
 
     # -- 10. dependency cache -------------------------------------------------------------------------
-    def test_same_lockfile_skips_the_install(self):
+    def test_same_lockfile_does_not_share_the_dependency_volume(self):
+        # Issue 13 row 6: each workspace installs into a volume of its own.
         self.d.wait_status(self.node, "running", timeout=NODE_TIMEOUT)
         self.d.add_folder(os.path.join(EXAMPLES, "hello-node"), self.node2)
         self.d.wait_status(self.node2, "running", timeout=NODE_TIMEOUT)
         self.wait_answer(self.d, f"/{self.node}/", b"Hello from Express")
         self.wait_answer(self.d, f"/{self.node2}/", b"Hello from Express")
-        log = log_text(self.d, self.node2)
-        self.assertTrue("skipping the install" in log or "already installed" in log,
-                        f"{self.node2}.log does not say the install was skipped:\n{log[-2000:]}")
-        # The install container ran for the first workspace only.
         self.assertIn(f"installing dependencies in ck-{self.node}-install", log_text(self.d, self.node))
-        self.assertNotIn(f"installing dependencies in ck-{self.node2}-install", log)
+        self.assertIn(f"installing dependencies in ck-{self.node2}-install", log_text(self.d, self.node2))
         deps = lambda n: {m["Name"] for m in self.wait_app_container(n)["Mounts"]
                           if m["Destination"] == "/app/node_modules"}
-        self.assertEqual(deps(self.node), deps(self.node2), "both use the same dependency volume")
+        self.volumes.update(deps(self.node) | deps(self.node2))
+        self.assertNotEqual(deps(self.node), deps(self.node2), "each has its own dependency volume")
 
     # -- 11. compose --------------------------------------------------------------------------------------
     def test_compose_prints_the_node_service(self):

@@ -383,6 +383,10 @@ Result<std::string> tar_of(const std::vector<TarFile>& files) {
         BOOST_OUTCOME_TRY(write_header(a.get(), {dir, AE_IFDIR, 0755, 0, {}, {}}));
       }
     }
+    if (!f.symlink.empty()) {
+      BOOST_OUTCOME_TRY(write_header(a.get(), {f.path, AE_IFLNK, 0777, 0, {}, f.symlink}));
+      continue;
+    }
     auto size = static_cast<int64_t>(f.content.size());
     BOOST_OUTCOME_TRY(write_header(a.get(), {f.path, AE_IFREG, f.mode, size, {}, {}}));
     if (archive_write_data(a.get(), f.content.data(), f.content.size()) != size) {
@@ -393,6 +397,101 @@ Result<std::string> tar_of(const std::vector<TarFile>& files) {
   if (archive_write_close(a.get()) != ARCHIVE_OK) {
     return fail(Errc::internal, "cannot finish an in-memory tar: " + archive_error(a.get()));
   }
+  return out;
+}
+
+bool symlink_stays_inside(std::string_view rel_path, std::string_view target) {
+  if (target.empty() || target.front() == '/') return false;
+  auto slash = rel_path.rfind('/');
+  // How deep the link's folder is below the root.
+  long depth = 0;
+  if (slash != std::string_view::npos) {
+    for (auto part : split(rel_path.substr(0, slash), '/')) {
+      if (part.empty() || part == ".") continue;
+      if (part == "..") return false;
+      ++depth;
+    }
+  }
+  for (auto part : split(target, '/')) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (--depth < 0) return false;
+    } else {
+      ++depth;
+    }
+  }
+  return true;
+}
+
+HmrEntry hmr_entry(const fs::path& root, const std::string& rel_path) {
+  HmrEntry out;
+  auto refuse = [&](std::string why) {
+    out.kind = HmrEntry::Kind::refused;
+    out.why = std::move(why);
+    return out;
+  };
+  auto gone = [&] {
+    out.kind = HmrEntry::Kind::gone;
+    return out;
+  };
+  if (!valid_relative(rel_path)) return refuse("not a relative path inside the folder");
+  Fd dir{::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (dir.fd < 0) return gone();
+  auto parts = split(rel_path, '/');
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    std::string part(parts[i]);
+    int next = ::openat(dir.fd, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0) {
+      if (errno == ELOOP) {
+        auto end = static_cast<size_t>(parts[i].data() - rel_path.data()) + parts[i].size();
+        return refuse(fmt::format("the folder {} on its way is a symbolic link", rel_path.substr(0, end)));
+      }
+      if (errno == ENOTDIR) {
+        struct stat st;
+        if (::fstatat(dir.fd, part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+          return refuse("a folder on its way is a symbolic link");
+        }
+      }
+      return gone();
+    }
+    ::close(dir.fd);
+    dir.fd = next;
+  }
+  std::string last(parts.back());
+  struct stat st;
+  if (::fstatat(dir.fd, last.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return gone();
+  out.file.path = rel_path;
+  if (S_ISLNK(st.st_mode)) {
+    std::string target(4096, '\0');
+    ssize_t n = ::readlinkat(dir.fd, last.c_str(), target.data(), target.size());
+    if (n < 0) return gone();
+    target.resize(static_cast<size_t>(n));
+    if (!symlink_stays_inside(rel_path, target)) {
+      return refuse(fmt::format("a symbolic link to {}, outside the folder", target));
+    }
+    out.kind = HmrEntry::Kind::copy;
+    out.file.symlink = target;
+    return out;
+  }
+  if (!S_ISREG(st.st_mode)) return out;  // ignored
+  Fd f{::openat(dir.fd, last.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)};
+  if (f.fd < 0) {
+    if (errno == ELOOP) return refuse("it became a symbolic link while being read");
+    return gone();
+  }
+  if (::fstat(f.fd, &st) != 0 || !S_ISREG(st.st_mode)) return out;
+  std::string content;
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = ::read(f.fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return gone();
+    if (n == 0) break;
+    content.append(buf, static_cast<size_t>(n));
+  }
+  out.kind = HmrEntry::Kind::copy;
+  out.file.content = std::move(content);
+  out.file.mode = static_cast<int>(st.st_mode & 0755);
   return out;
 }
 

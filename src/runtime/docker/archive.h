@@ -38,14 +38,45 @@ Result<void> write_tar(const std::filesystem::path& root, const std::filesystem:
                        const TarFilter& filter = {}, bool keep_owners = false);
 
 struct TarFile {
+  TarFile() = default;
+  TarFile(std::string p, std::string c, int m = 0644)
+      : path(std::move(p)), content(std::move(c)), mode(m) {}
   std::string path;  // relative, '/'-separated, no ".." nor empty parts
   std::string content;
   int mode = 0644;
+  std::string symlink;  // non-empty: a symbolic link to this target (content unused)
 };
 
 /// An in-memory tar of `files`, each parent directory added once (0755) before its contents.
 /// Owners 0/root and mtime 0, so equal input gives equal bytes.
 Result<std::string> tar_of(const std::vector<TarFile>& files);
+
+/// True when a symbolic link at `rel_path` (relative to a root, as for TarFile) whose target is
+/// `target` resolves inside that root by its text alone: a relative target that never climbs
+/// above the root from the link's folder. Absolute and empty targets leave the root.
+bool symlink_stays_inside(std::string_view rel_path, std::string_view target);
+
+/// What an hmr copy does with one changed path of a workspace folder.
+struct HmrEntry {
+  enum class Kind {
+    copy,     // `file` holds the regular file's content, or a symlink that stays inside
+    gone,     // nothing there: delete the copy
+    refused,  // a symlink (the path's own or a folder's on its way) that leaves the folder,
+              // or a path that is not relative: neither its content nor the link is copied;
+              // `why` says which
+    ignored,  // a folder, socket, fifo or device: nothing to copy
+  };
+  Kind kind = Kind::ignored;
+  TarFile file;
+  std::string why;
+};
+
+/// Reads `rel_path` below `root` for an hmr copy without following any symbolic link: each
+/// folder on the way is opened with O_NOFOLLOW (a symlinked folder is refused), and the file
+/// itself is opened with O_NOFOLLOW, so swapping it for a link meanwhile cannot leak the
+/// link's target. A symlink that stays inside (symlink_stays_inside) is copied as a symlink.
+/// Blocking file I/O.
+HmrEntry hmr_entry(const std::filesystem::path& root, const std::string& rel_path);
 
 /// The entry paths of a tar held in memory, in order (directories end in '/').
 Result<std::vector<std::string>> tar_list(std::string_view tar);

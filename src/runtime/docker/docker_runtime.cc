@@ -6,9 +6,12 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <fstream>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/files.h"
+#include <cerrno>
+
 #include "core/hash.h"
 #include "core/log.h"
 #include "runtime/docker/archive.h"
@@ -30,7 +33,7 @@ long unix_now() { return static_cast<long>(std::time(nullptr)); }
 // An app is ready when a request to its published port gets any answer at all. A bare TCP
 // connect proves nothing here: Docker's userland proxy accepts on the host port even while
 // nothing listens inside the container, then closes the connection without a byte.
-net::awaitable<bool> answers_http(int port, Duration timeout) {
+net::awaitable<bool> answers_http(std::string host, int port, Duration timeout) {
   auto ex = co_await net::this_coro::executor;
   net::ip::tcp::socket sock(ex);
   net::steady_timer timer(ex);
@@ -43,7 +46,9 @@ net::awaitable<bool> answers_http(int port, Duration timeout) {
     sock.close(ignored);
   });
   boost::system::error_code ec;
-  net::ip::tcp::endpoint ep(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port));
+  auto addr = net::ip::make_address(host, ec);
+  if (ec) co_return false;
+  net::ip::tcp::endpoint ep(addr, static_cast<unsigned short>(port));
   co_await sock.async_connect(ep, net::redirect_error(net::use_awaitable, ec));
   bool ok = false;
   if (!ec) {
@@ -85,6 +90,19 @@ fs::path deps_record(const fs::path& data_dir, const std::string& volume) {
   return data_dir / "run" / "deps" / volume;
 }
 
+// A changed path the monitor reports: relative, without "..": safe to name under /app.
+bool valid_hmr_path(const std::string& p) {
+  if (p.empty() || p.front() == '/') return false;
+  for (size_t start = 0; start <= p.size();) {
+    size_t end = p.find('/', start);
+    if (end == std::string::npos) end = p.size();
+    std::string_view part(p.data() + start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
 }  // namespace
 
 struct DockerRuntime::Slot {
@@ -99,6 +117,8 @@ struct DockerRuntime::Slot {
   int log_fd = -1;
   std::optional<ExitInfo> exited;  // set by watch_exit
   bool oom_seen = false;           // the engine reported an OOM kill in the container
+  std::string host = "127.0.0.1";  // where the gateway reaches the app: the published port on
+  int app_port = 0;                // loopback, or the container's address on an internal net
   net::steady_timer exit_signal;   // cancelled when `exited` is set
   ~Slot() {
     if (log_fd >= 0) ::close(log_fd);
@@ -113,15 +133,21 @@ struct DockerRuntime::Slot {
 DockerRuntime::DockerRuntime(net::io_context& io, std::unique_ptr<DockerEngine> engine,
                              DockerRuntimeOptions opts)
     : io_(io), engine_(std::move(engine)), opts_(std::move(opts)), ports_(opts_.port_min, opts_.port_max) {
+  install_host_firewall();
   spawn(io_, watch_events(), "docker events");
 }
 
 DockerRuntime::~DockerRuntime() { closing_ = true; }
 
 std::string DockerRuntime::isolation() const {
-  return fmt::format("Docker {} containers: all capabilities dropped, no-new-privileges, source "
-                     "mounted read-only, memory/cpu/pids limits, ports on 127.0.0.1 only",
-                     engine_->engine_version());
+  return fmt::format(
+      "Docker {} containers: all capabilities dropped, no-new-privileges, source mounted "
+      "read-only, memory/cpu/pids limits, a bridge network per workspace ({}), dependency "
+      "volumes per workspace, {}",
+      engine_->engine_version(),
+      opts_.egress ? "outbound connections allowed"
+                   : "internal: no outbound connections, reached on its bridge address",
+      firewall_);
 }
 
 fs::path DockerRuntime::log_path(const std::string& name) const {
@@ -162,7 +188,14 @@ net::awaitable<Result<std::string>> DockerRuntime::prepare_image(const RunSpec& 
     std::string l = std::string(line) + "\n";
     if (fd >= 0) (void)!::write(fd, l.data(), l.size());
   };
-  auto built = co_await engine_->build_image(tar, tag, std::move(labels), std::move(progress));
+  BuildLimits limits;
+  limits.memory = opts_.build_memory ? opts_.build_memory : spec.install_memory;
+  limits.cpus = spec.cpus;
+  limits.timeout = opts_.build_timeout;
+  slot->log_line(fmt::format("image build limits: memory {}, {} CPUs, at most {}",
+                             format_size(limits.memory), limits.cpus,
+                             format_duration(limits.timeout)));
+  auto built = co_await engine_->build_image(tar, tag, std::move(labels), std::move(progress), limits);
   fs::remove(tar, ec);
   if (built.has_error()) co_return built.error();
   // The port the image says it listens on, unless workspace.json says one.
@@ -185,6 +218,7 @@ net::awaitable<Result<void>> DockerRuntime::install(const RunSpec& spec, const s
   bool volume_exists = vols.has_value() && vols.value().is_array() && !vols.value().empty();
   if (volume_exists && fs::exists(record)) {
     slot->log_line("dependencies unchanged (volume " + volume + "); skipping the install");
+    co_await remove_old_deps(spec.name, volume);
     co_return outcome::success();
   }
   installing_.insert(volume);
@@ -194,13 +228,16 @@ net::awaitable<Result<void>> DockerRuntime::install(const RunSpec& spec, const s
     std::error_code ec;
     fs::create_directories(record.parent_path(), ec);
     std::ofstream(record) << spec.deps_key << "\n";
+    co_await remove_old_deps(spec.name, volume);
   }
   co_return r;
 }
 
 net::awaitable<Result<void>> DockerRuntime::run_install(const RunSpec& spec, const std::string& image,
                                                         std::shared_ptr<Slot> slot) {
-  auto plan = plan_install(spec, image);
+  auto net = plan_network(spec.name, opts_.egress);
+  BOOST_OUTCOME_CO_TRYV(co_await ensure_network(net.install, spec.name, false));
+  auto plan = plan_install(spec, image, net);
   auto log = logger();
   slot->log_line(fmt::format("installing dependencies in {}: {}", plan.name, spec.install));
   log->info("[ws={}] installing dependencies: {}", spec.name, spec.install);
@@ -256,7 +293,8 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   int container_port = 0;
   BOOST_OUTCOME_CO_TRY(image, co_await prepare_image(spec, slot, container_port));
   if (slot->stopping) co_return stopped();
-  std::string hash = plan_app(spec, image, container_port, 0).labels["cloudyknight.spec"];
+  auto net = plan_network(spec.name, opts_.egress);
+  std::string hash = plan_app(spec, image, container_port, 0, net).labels["cloudyknight.spec"];
 
   // Adopt the container a previous control plane started, if it is current; remove the rest.
   std::vector<std::string> mine = {"cloudyknight.instance=" + opts_.instance,
@@ -267,10 +305,23 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
     std::string id = c.value("Id", "");
     int hp = published_loopback_port(c);
     if (label(c, "cloudyknight.role") == "app" && label(c, "cloudyknight.spec") == hash &&
-        c.value("State", "") == "running" && hp && slot->container.empty()) {
-      ports_.mark_taken(hp);
+        c.value("State", "") == "running" && (hp || net.internal) && slot->container.empty()) {
+      if (net.internal) {
+        auto ip = co_await container_address(id, net.app);
+        if (ip.has_error()) {
+          logger()->warn("[ws={}] cannot adopt {}: {}", spec.name, id.substr(0, 12), ip.error().message);
+          (void)co_await engine_->remove_container(id);
+          continue;
+        }
+        slot->host = ip.value();
+        slot->app_port = container_port;
+      } else {
+        ports_.mark_taken(hp);
+        slot->port = hp;
+        slot->host = "127.0.0.1";
+        slot->app_port = hp;
+      }
       slot->container = id;
-      slot->port = hp;
       logger()->info("[ws={}] adopted running container {} on port {}", spec.name, id.substr(0, 12), hp);
       slot->log_line(fmt::format("control plane restarted; adopted container {}", id.substr(0, 12)));
       follow(slot, id, unix_now());
@@ -288,12 +339,17 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
     (void)co_await engine_->remove_container(id);
   }
 
-  auto port = ports_.acquire();
-  if (!port) {
-    co_return fail(Errc::unavailable,
-                   fmt::format("no free port left in runtime.ports {}-{}: stop a workspace or "
-                               "widen the range",
-                               opts_.port_min, opts_.port_max));
+  // The workspace's own network (adopted when it exists), before anything joins it.
+  BOOST_OUTCOME_CO_TRYV(co_await ensure_network(net.app, spec.name, net.internal));
+  std::optional<int> port = 0;
+  if (!net.internal) {  // nothing can be published on an internal network
+    port = ports_.acquire();
+    if (!port) {
+      co_return fail(Errc::unavailable,
+                     fmt::format("no free port left in runtime.ports {}-{}: stop a workspace or "
+                                 "widen the range",
+                                 opts_.port_min, opts_.port_max));
+    }
   }
   slot->port = *port;
   struct PortGuard {
@@ -312,7 +368,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   }
 
   on_phase(Phase::starting, spec.command);
-  auto plan = plan_app(spec, image, container_port, *port);
+  auto plan = plan_app(spec, image, container_port, *port, net);
   BOOST_OUTCOME_CO_TRY(id, co_await create(plan));
   auto started = co_await engine_->start_container(id);
   if (started.has_error()) {
@@ -320,9 +376,24 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
     co_return started.error();
   }
   slot->container = id;
-  slot->log_line(fmt::format("started container {} ({}), port 127.0.0.1:{} → {}", id.substr(0, 12),
-                             image, *port, container_port));
-  logger()->info("[ws={}] started container {} from {} on port {}", spec.name, id.substr(0, 12), image, *port);
+  if (net.internal) {
+    auto ip = co_await container_address(id, net.app);
+    if (ip.has_error()) {
+      (void)co_await engine_->remove_container(id);
+      slot->container.clear();
+      co_return ip.error();
+    }
+    slot->host = ip.value();
+    slot->app_port = container_port;
+  } else {
+    slot->host = "127.0.0.1";
+    slot->app_port = *port;
+  }
+  slot->log_line(fmt::format("started container {} ({}) on network {}, reached on {}:{} → {}",
+                             id.substr(0, 12), image, net.app, slot->host, slot->app_port,
+                             container_port));
+  logger()->info("[ws={}] started container {} from {} on {}:{}", spec.name, id.substr(0, 12),
+                 image, slot->host, slot->app_port);
   follow(slot, id, 0);
   auto ready = co_await wait_ready(slot, id, spec.ready_timeout);
   if (ready.has_value()) port_guard.keep = true;
@@ -333,7 +404,8 @@ net::awaitable<Result<RunningApp>> DockerRuntime::wait_ready(std::shared_ptr<Slo
                                                              Duration timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   Duration probe_every = std::chrono::milliseconds(10);
-  int port = slot->port;
+  int port = slot->app_port;
+  std::string host = slot->host;
   for (;;) {
     if (slot->stopping) {
       // stop() may have run before the container id was known: remove it here.
@@ -345,11 +417,11 @@ net::awaitable<Result<RunningApp>> DockerRuntime::wait_ready(std::shared_ptr<Slo
       co_return fail(Errc::invalid_argument,
                      fmt::format("the app {} before it answered on port {}", info.describe(), port));
     }
-    if (co_await answers_http(port, std::chrono::seconds(2))) {
+    if (co_await answers_http(host, port, std::chrono::seconds(2))) {
       auto ins = co_await engine_->inspect_container(id);
       if (ins.has_value()) slot->pid = ins.value()["State"].value("Pid", 0);
-      slot->log_line(fmt::format("ready on 127.0.0.1:{}", port));
-      co_return RunningApp{"127.0.0.1", port, slot->pid};
+      slot->log_line(fmt::format("ready on {}:{}", host, port));
+      co_return RunningApp{host, port, slot->pid};
     }
     if (std::chrono::steady_clock::now() > deadline) {
       (void)co_await engine_->remove_container(id);
@@ -507,11 +579,23 @@ net::awaitable<Result<void>> DockerRuntime::update_files(std::string name, std::
   std::vector<TarFile> files;
   std::vector<std::string> gone;
   for (const auto& p : paths) {
-    auto content = read_file(source / p);
-    if (content) {
-      files.push_back({p, std::move(*content), 0644});
-    } else {
-      gone.push_back("/app/" + p);
+    // Never a symlink's target: a link leaving the folder (leak -> /etc/shadow) is skipped and
+    // its old copy removed; one staying inside is copied as a link.
+    auto entry = hmr_entry(source, p);
+    switch (entry.kind) {
+      case HmrEntry::Kind::copy:
+        files.push_back(std::move(entry.file));
+        break;
+      case HmrEntry::Kind::refused:
+        logger()->warn("[ws={}] hmr: not copying {}: {}", name, p, entry.why);
+        it->second->log_line(fmt::format("hmr: not copying {}: {}", p, entry.why));
+        if (valid_hmr_path(p)) gone.push_back("/app/" + p);
+        break;
+      case HmrEntry::Kind::gone:
+        if (valid_hmr_path(p)) gone.push_back("/app/" + p);
+        break;
+      case HmrEntry::Kind::ignored:
+        break;
     }
   }
   if (!files.empty()) {
@@ -543,9 +627,12 @@ void DockerRuntime::kill_all() {
 
 net::awaitable<Result<std::string>> DockerRuntime::create(ContainerPlan plan) {
   plan.labels["cloudyknight.instance"] = opts_.instance;
-  // The plan's named volumes first (creating an existing one is a no-op for the engine).
+  // The plan's named volumes first (creating an existing one is a no-op for the engine). They
+  // are the workspace's own, labelled so the sweep removes them with it.
   for (const auto& v : plan.volumes) {
-    json labels = {{"cloudyknight.managed", "true"}};
+    json labels = {{"cloudyknight.managed", "true"},
+                   {"cloudyknight.workspace", plan.workspace},
+                   {"cloudyknight.instance", opts_.instance}};
     if (v.name.starts_with("ck-deps-")) labels["cloudyknight.deps"] = v.name;
     BOOST_OUTCOME_CO_TRYV(co_await engine_->create_volume(v.name, labels));
   }
@@ -584,6 +671,184 @@ net::awaitable<void> DockerRuntime::remove_orphans(std::set<std::string> keep) {
     logger()->info("[ws={}] workspace is gone; removing its container {}", ws, id.substr(0, 12));
     (void)co_await engine_->remove_container(id);
   }
+  auto gone = [&](const json& labels) {
+    if (!labels.is_object()) return std::string();
+    std::string ws = labels.value("cloudyknight.workspace", "");
+    if (ws.empty() || keep.count(ws)) return std::string();
+    auto it = slots_.find(ws);
+    if (it != slots_.end() && !it->second->stopping && !it->second->container.empty()) return std::string();
+    return ws;
+  };
+  // Then the networks and volumes of workspaces that are gone (their containers are removed).
+  std::vector<std::string> ours = {"cloudyknight.instance=" + opts_.instance};
+  auto nets = co_await engine_->list_networks(ours);
+  if (nets.has_value() && nets.value().is_array()) {
+    for (const auto& n : nets.value()) {
+      std::string ws = gone(n.contains("Labels") ? n["Labels"] : json());
+      if (ws.empty()) continue;
+      std::string name = n.value("Name", "");
+      auto r = co_await engine_->remove_network(name);
+      if (r.has_error()) {
+        logger()->warn("[ws={}] cannot remove network {}: {}", ws, name, r.error().message);
+      } else {
+        logger()->info("[ws={}] workspace is gone; removed its network {}", ws, name);
+      }
+    }
+  }
+  auto vols = co_await engine_->list_volumes(ours);
+  if (vols.has_value() && vols.value().is_array()) {
+    for (const auto& v : vols.value()) {
+      std::string ws = gone(v.contains("Labels") ? v["Labels"] : json());
+      if (ws.empty()) continue;
+      std::string name = v.value("Name", "");
+      auto r = co_await engine_->remove_volume(name);
+      if (r.has_error()) {
+        logger()->warn("[ws={}] cannot remove volume {}: {}", ws, name, r.error().message);
+        continue;
+      }
+      std::error_code ec;
+      fs::remove(deps_record(opts_.data_dir, name), ec);
+      logger()->info("[ws={}] workspace is gone; removed its volume {}", ws, name);
+    }
+  }
+}
+
+net::awaitable<Result<void>> DockerRuntime::ensure_network(std::string network,
+                                                           std::string workspace, bool internal) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto body = network_body(network, workspace, opts_.instance, internal);
+    auto created = co_await engine_->create_network(std::move(body));
+    if (created.has_value()) {
+      logger()->info("[ws={}] created network {}{}", workspace, network, internal ? " (internal)" : "");
+      co_return outcome::success();
+    }
+    if (created.error().code != Errc::already_exists) co_return created.error();
+    auto ins = co_await engine_->inspect_network(network);
+    if (ins.has_error()) {
+      if (ins.error().code == Errc::not_found) continue;  // removed meanwhile: create again
+      co_return ins.error();
+    }
+    const json& n = ins.value();
+    const json labels = n.contains("Labels") && n["Labels"].is_object() ? n["Labels"] : json::object();
+    if (labels.value("cloudyknight.managed", "") != "true" ||
+        labels.value("cloudyknight.workspace", "") != workspace) {
+      co_return fail(Errc::already_exists,
+                     fmt::format("a Docker network named {} exists and is not this workspace's; "
+                                 "remove it (docker network rm {}) or rename the workspace",
+                                 network, network));
+    }
+    bool options_match =
+        n.value("Internal", false) == internal && n["Options"].is_object() &&
+        n["Options"].value("com.docker.network.bridge.enable_icc", "") == "false" &&
+        n["Options"].value("com.docker.network.bridge.name", "") == bridge_name(network);
+    if (options_match) co_return outcome::success();  // adopted
+    // Made with other settings (limits.egress changed): replace it. Our containers on it were
+    // removed as outdated before this runs.
+    logger()->info("[ws={}] network {} has other settings; replacing it", workspace, network);
+    BOOST_OUTCOME_CO_TRYV(co_await engine_->remove_network(network));
+  }
+  co_return fail(Errc::unavailable, fmt::format("cannot create network {}", network));
+}
+
+net::awaitable<Result<std::string>> DockerRuntime::container_address(std::string id,
+                                                                     std::string network) {
+  auto ins = co_await engine_->inspect_container(id);
+  if (ins.has_error()) co_return ins.error();
+  const json& nets = ins.value()["NetworkSettings"]["Networks"];
+  if (nets.is_object() && nets.contains(network) && nets[network].is_object()) {
+    std::string ip = nets[network].value("IPAddress", "");
+    if (!ip.empty()) co_return ip;
+  }
+  co_return fail(Errc::unavailable,
+                 fmt::format("container {} has no address on network {}", id.substr(0, 12), network));
+}
+
+// A workspace's dependency volumes other than `keep` (its lockfile changed): removed, so they
+// do not pile up. A volume still in use by a container stays until the next time.
+net::awaitable<void> DockerRuntime::remove_old_deps(std::string workspace, std::string keep) {
+  std::vector<std::string> filter = {"cloudyknight.workspace=" + workspace, "cloudyknight.deps",
+                                     "cloudyknight.instance=" + opts_.instance};
+  auto vols = co_await engine_->list_volumes(std::move(filter));
+  if (vols.has_error() || !vols.value().is_array()) co_return;
+  for (const auto& v : vols.value()) {
+    std::string name = v.value("Name", "");
+    if (name == keep || !name.starts_with(deps_volume_prefix(workspace))) continue;
+    auto r = co_await engine_->remove_volume(name);
+    if (r.has_error()) {
+      logger()->debug("[ws={}] old dependency volume {} stays for now: {}", workspace, name,
+                      r.error().message);
+      continue;
+    }
+    std::error_code ec;
+    fs::remove(deps_record(opts_.data_dir, name), ec);
+    logger()->info("[ws={}] removed the old dependency volume {}", workspace, name);
+  }
+}
+
+std::vector<std::string> host_firewall_rule() {
+  return {"-i",        "ck-+",
+          "-m",        "conntrack",
+          "--ctstate", "NEW",
+          "-m",        "comment",
+          "--comment", "cloudyknight: workspace containers never reach the host",
+          "-j",        "DROP"};
+}
+
+namespace {
+
+// Runs argv (searched in PATH) with its output discarded; its exit code, or -1.
+int run_quietly(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  char* const no_env[] = {const_cast<char*>("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nullptr};
+  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), no_env);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+// Docker isolates networks from each other (FORWARD rules), but a container may still open a
+// connection to any address of the host itself through its bridge (the INPUT chain): a
+// server on 0.0.0.0, or on the bridge's gateway address. One rule on every bridge of ours
+// (ck-+) drops those; the host's own connections into the containers are answered (their
+// replies are ESTABLISHED). Idempotent (-C first); it stays when the daemon exits, so adopted
+// containers keep it, and matches nothing once our bridges are gone.
+void DockerRuntime::install_host_firewall() {
+  if (!opts_.host_firewall) {
+    firewall_ = "containers can reach the host's own ports (the host firewall rule is off)";
+    return;
+  }
+  auto rule = host_firewall_rule();
+  std::vector<std::string> check = {"iptables", "-w", "5", "-C", "INPUT"};
+  check.insert(check.end(), rule.begin(), rule.end());
+  if (run_quietly(check) == 0) {
+    firewall_ = "no connections to the host's own ports (iptables INPUT rule on ck-+)";
+    return;
+  }
+  std::vector<std::string> insert = {"iptables", "-w", "5", "-I", "INPUT", "1"};
+  insert.insert(insert.end(), rule.begin(), rule.end());
+  if (run_quietly(insert) == 0) {
+    logger()->info("host firewall: new connections from workspace networks (ck-+) to the host "
+                   "are dropped");
+    firewall_ = "no connections to the host's own ports (iptables INPUT rule on ck-+)";
+    return;
+  }
+  logger()->warn("host firewall: cannot add the iptables INPUT rule for ck-+ (not root, or no "
+                 "iptables): containers can open connections to the host's own ports; add it "
+                 "yourself: iptables -I INPUT -i ck-+ -m conntrack --ctstate NEW -j DROP");
+  firewall_ = "containers CAN reach the host's own ports (the iptables rule could not be added)";
 }
 
 }  // namespace ck

@@ -25,7 +25,22 @@ struct DockerRuntimeOptions {
   /// Which control plane owns a container (label cloudyknight.instance): adoption and the
   /// orphan sweep only touch this control plane's containers.
   std::string instance;
+  /// limits.egress: false puts apps on an `internal` network (no route out); the gateway then
+  /// reaches the container's address on that bridge instead of a published port.
+  bool egress = true;
+  /// Image builds (Dockerfile workspaces): memory/memswap for their RUN steps (0: the spec's
+  /// install memory), CPUs (0: the spec's), and the time the whole build may take.
+  std::uint64_t build_memory = 0;
+  Duration build_timeout = std::chrono::minutes(30);
+  /// Adds the host firewall rule that keeps containers on our networks from opening
+  /// connections to the host itself (see host_firewall()).
+  bool host_firewall = true;
 };
+
+/// The iptables rule (arguments after the chain) that drops new connections from every bridge
+/// of ours (ck-+, see bridge_name) to the host's own addresses; replies to connections the host
+/// opened (the gateway, the readiness probe) still pass.
+std::vector<std::string> host_firewall_rule();
 
 class DockerRuntime final : public Runtime {
  public:
@@ -67,6 +82,11 @@ class DockerRuntime final : public Runtime {
   net::awaitable<void> remove_quietly(std::string id);
   net::awaitable<void> watch_events();
   void release_port(Slot& slot);
+  net::awaitable<Result<void>> ensure_network(std::string network, std::string workspace,
+                                              bool internal);
+  net::awaitable<Result<std::string>> container_address(std::string id, std::string network);
+  net::awaitable<void> remove_old_deps(std::string workspace, std::string keep);
+  void install_host_firewall();
 
   net::io_context& io_;
   std::unique_ptr<DockerEngine> engine_;
@@ -75,6 +95,7 @@ class DockerRuntime final : public Runtime {
   std::map<std::string, std::shared_ptr<Slot>> slots_;
   std::set<std::string> installing_;  // dependency volumes being filled right now
   bool closing_ = false;
+  std::string firewall_;  // what install_host_firewall() achieved, for isolation()
 };
 
 }  // namespace ck

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <fmt/format.h>
 
+#include "core/units.h"
 #include "http/url.h"
 
 namespace ck {
@@ -420,14 +421,21 @@ net::awaitable<Result<std::string>> DockerEngine::import_image(std::filesystem::
 
 net::awaitable<Result<std::string>> DockerEngine::build_image(
     std::filesystem::path context_tar, std::string tag, json labels,
-    std::function<void(std::string_view)> progress) {
+    std::function<void(std::string_view)> progress, BuildLimits limits) {
   HttpClientRequest req;
   req.method = "POST";
-  req.target = url(fmt::format("/build?t={}&rm=1&forcerm=1&labels={}", http::percent_encode(tag),
-                               http::percent_encode(labels.dump())));
+  std::string query = fmt::format("/build?t={}&rm=1&forcerm=1&labels={}", http::percent_encode(tag),
+                                  http::percent_encode(labels.dump()));
+  if (limits.memory) query += fmt::format("&memory={0}&memswap={0}", limits.memory);
+  if (limits.cpus > 0) {
+    // The classic builder takes a CFS quota per 100 ms period, not NanoCpus.
+    query += fmt::format("&cpuperiod=100000&cpuquota={}",
+                         static_cast<std::int64_t>(limits.cpus * 100000));
+  }
+  req.target = url(query);
   req.body_file = context_tar;
   req.content_type = "application/x-tar";
-  req.timeout = std::chrono::minutes(30);
+  req.timeout = limits.timeout;
   std::string error, pending, image_id;
   // Named: GCC 12 destroys a temporary passed to a coroutine in a co_await twice.
   BodySink on_body = [&](std::string_view bytes) {
@@ -455,7 +463,14 @@ net::awaitable<Result<std::string>> DockerEngine::build_image(
     return true;
   };
   auto r = co_await http_.stream(std::move(req), std::move(on_body));
-  if (r.has_error()) co_return r.error();
+  if (r.has_error()) {
+    if (r.error().code == Errc::timeout) {
+      co_return fail(Errc::timeout,
+                     fmt::format("docker build of {} took longer than {}; it was cancelled",
+                                 tag, format_duration(limits.timeout)));
+    }
+    co_return r.error();
+  }
   if (r.value().status >= 400) {
     co_return fail(errc_for_status(r.value().status),
                    fmt::format("docker build of {} failed: {}", tag, engine_message(r.value())));
@@ -503,6 +518,35 @@ net::awaitable<Result<json>> DockerEngine::list_volumes(std::vector<std::string>
 
 net::awaitable<Result<void>> DockerEngine::remove_volume(std::string name) {
   auto r = co_await call("DELETE", "/volumes/" + http::percent_encode(name));
+  if (r.has_error() && r.error().code != Errc::not_found) co_return r.error();
+  co_return outcome::success();
+}
+
+net::awaitable<Result<std::string>> DockerEngine::create_network(json body) {
+  std::string name = body.value("Name", "");
+  auto r = co_await call("POST", "/networks/create", std::move(body));
+  if (r.has_error()) {
+    auto code = r.error().code;
+    // Engines answer 409, or 500 "network with name ... already exists" on older versions.
+    if (code == Errc::already_exists ||
+        r.error().message.find("already exists") != std::string::npos) {
+      code = Errc::already_exists;
+    }
+    co_return fail(code, fmt::format("cannot create network {}: {}", name, r.error().message));
+  }
+  co_return r.value().value("Id", "");
+}
+
+net::awaitable<Result<json>> DockerEngine::inspect_network(std::string name) {
+  co_return co_await call("GET", "/networks/" + http::percent_encode(name));
+}
+
+net::awaitable<Result<json>> DockerEngine::list_networks(std::vector<std::string> labels) {
+  co_return co_await call("GET", "/networks?filters=" + label_filters(labels));
+}
+
+net::awaitable<Result<void>> DockerEngine::remove_network(std::string name) {
+  auto r = co_await call("DELETE", "/networks/" + http::percent_encode(name));
   if (r.has_error() && r.error().code != Errc::not_found) co_return r.error();
   co_return outcome::success();
 }

@@ -52,6 +52,14 @@ struct ExecResult {
   bool stopped = false;    // killed because the output sink asked to stop
 };
 
+/// Bounds for an image build: its RUN steps get memory/memswap (bytes) and cpu (cpus), and the
+/// whole build is abandoned (the engine cancels it) after `timeout`.
+struct BuildLimits {
+  std::uint64_t memory = 0;  // 0: the engine's default (none)
+  double cpus = 0;           // 0: none
+  Duration timeout = std::chrono::minutes(30);
+};
+
 class DockerEngine {
  public:
   /// The API version this client is written against; older engines are refused.
@@ -117,9 +125,11 @@ class DockerEngine {
                                                    std::vector<std::string> changes);
   /// Builds `context_tar` (with its Dockerfile) as `tag`. Each output line goes to `progress`.
   /// Answers the image id.
+  /// `limits` bounds the build (see BuildLimits).
   net::awaitable<Result<std::string>> build_image(std::filesystem::path context_tar,
                                                   std::string tag, json labels,
-                                                  std::function<void(std::string_view)> progress);
+                                                  std::function<void(std::string_view)> progress,
+                                                  BuildLimits limits = BuildLimits());
   /// Commits a container's filesystem as image `name` with `changes`.
   net::awaitable<Result<std::string>> commit(std::string id, std::string name,
                                              std::vector<std::string> changes);
@@ -129,6 +139,17 @@ class DockerEngine {
   net::awaitable<Result<void>> create_volume(std::string name, json labels);
   net::awaitable<Result<json>> list_volumes(std::vector<std::string> labels);
   net::awaitable<Result<void>> remove_volume(std::string name);
+
+  // Networks.
+  /// Creates a network from a POST /networks/create body; already_exists when the name is
+  /// taken. Answers its id.
+  net::awaitable<Result<std::string>> create_network(json body);
+  /// The network's inspect document; not_found when there is none.
+  net::awaitable<Result<json>> inspect_network(std::string name);
+  /// Networks carrying every label in `labels`.
+  net::awaitable<Result<json>> list_networks(std::vector<std::string> labels);
+  /// Removes a network (not_found is success); fails while a container is attached.
+  net::awaitable<Result<void>> remove_network(std::string name);
 
  private:
   std::string url(std::string_view path) const;

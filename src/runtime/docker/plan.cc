@@ -65,7 +65,7 @@ void add_typed(ContainerPlan& p, const RunSpec& spec, const std::string& image, 
     if (layout.deps_dir.starts_with("/app/")) p.env.push_back("CK_EXCLUDE=" + layout.deps_dir.substr(5));
     p.volumes.push_back({deps_volume(spec, image), layout.deps_dir});
   }
-  if (!layout.cache_dir.empty()) p.volumes.push_back({"ck-cache-" + spec.type, layout.cache_dir});
+  if (!layout.cache_dir.empty()) p.volumes.push_back({cache_volume(spec.name, spec.type), layout.cache_dir});
 }
 
 }  // namespace
@@ -93,18 +93,56 @@ TypeLayout type_layout(const std::string& type) {
 }
 
 std::string deps_volume(const RunSpec& spec, const std::string& image) {
-  return fmt::format("ck-deps-{}-{}", spec.type, short_hash(spec.deps_key + "|" + image));
+  return fmt::format("{}{}-{}", deps_volume_prefix(spec.name), spec.type,
+                     short_hash(spec.name + "|" + spec.deps_key + "|" + image));
+}
+
+std::string deps_volume_prefix(const std::string& workspace) {
+  return "ck-deps-" + workspace + "-";
+}
+
+std::string cache_volume(const std::string& workspace, const std::string& type) {
+  return fmt::format("ck-cache-{}-{}", workspace, type);
+}
+
+NetworkPlan plan_network(const std::string& workspace, bool egress) {
+  NetworkPlan n;
+  n.app = "ck-net-" + workspace;
+  n.internal = !egress;
+  n.install = egress ? n.app : n.app + "-install";
+  return n;
+}
+
+std::string bridge_name(const std::string& network) { return "ck-" + short_hash(network); }
+
+json network_body(const std::string& network, const std::string& workspace,
+                  const std::string& instance, bool internal) {
+  return {{"Name", network},
+          {"Driver", "bridge"},
+          {"CheckDuplicate", true},
+          {"Internal", internal},
+          {"Attachable", false},
+          {"Options",
+           {{"com.docker.network.bridge.name", bridge_name(network)},
+            {"com.docker.network.bridge.enable_icc", "false"},
+            {"com.docker.network.bridge.enable_ip_masquerade", internal ? "false" : "true"}}},
+          {"Labels",
+           {{"cloudyknight.managed", "true"},
+            {"cloudyknight.workspace", workspace},
+            {"cloudyknight.instance", instance},
+            {"cloudyknight.internal", internal ? "true" : "false"}}}};
 }
 
 ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int container_port,
-                       int host_port) {
+                       int host_port, const NetworkPlan& net) {
   ContainerPlan p;
   p.role = ContainerPlan::Role::app;
   p.name = "ck-" + spec.name;
   add_common(p, spec, image);
   p.memory = spec.memory;
   p.container_port = container_port;
-  p.host_port = host_port;
+  p.host_port = net.internal ? 0 : host_port;
+  p.network = net.app;
   if (is_dockerfile(spec)) {
     // Images of their own often start as root and drop privileges themselves.
     p.cap_add = {"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "NET_BIND_SERVICE"};
@@ -117,6 +155,7 @@ ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int contai
   p.env.push_back("CLOUDYKNIGHT_WORKSPACE=" + spec.name);
   for (const auto& [k, v] : spec.env) p.env.push_back(k + "=" + v);
   p.labels["cloudyknight.role"] = "app";
+  p.labels["cloudyknight.egress"] = net.internal ? "false" : "true";
   p.labels["cloudyknight.memory"] = format_size(spec.memory);
   p.labels["cloudyknight.port"] = std::to_string(container_port);
   // So an existing Traefik routes the same containers (DESIGN.md "Container contract").
@@ -131,11 +170,12 @@ ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int contai
   return p;
 }
 
-ContainerPlan plan_install(const RunSpec& spec, const std::string& image) {
+ContainerPlan plan_install(const RunSpec& spec, const std::string& image, const NetworkPlan& net) {
   ContainerPlan p;
   p.role = ContainerPlan::Role::install;
   p.name = "ck-" + spec.name + "-install";
   add_common(p, spec, image);
+  p.network = net.install;
   p.memory = spec.install_memory;
   add_typed(p, spec, image, "install");
   for (const auto& [k, v] : spec.env) p.env.push_back(k + "=" + v);
@@ -179,11 +219,15 @@ json create_body(const ContainerPlan& p) {
   json body = {{"Image", p.image}, {"Env", env}, {"Labels", labels}, {"HostConfig", host}};
   if (!p.cmd.empty()) body["Cmd"] = p.cmd;
   if (!p.workdir.empty()) body["WorkingDir"] = p.workdir;
+  if (!p.network.empty()) body["HostConfig"]["NetworkMode"] = p.network;
   if (p.container_port) {
     std::string key = fmt::format("{}/tcp", p.container_port);
     body["ExposedPorts"] = {{key, json::object()}};
-    body["HostConfig"]["PortBindings"] = {
-        {key, json::array({{{"HostIp", "127.0.0.1"}, {"HostPort", std::to_string(p.host_port)}}})}};
+    if (p.host_port) {
+      body["HostConfig"]["PortBindings"] = {
+          {key,
+           json::array({{{"HostIp", "127.0.0.1"}, {"HostPort", std::to_string(p.host_port)}}})}};
+    }
   }
   if (p.ready_healthcheck) {
     // Nanoseconds, as the Engine API wants them.
@@ -225,9 +269,16 @@ std::string compose_yaml(const ContainerPlan& p) {
   out << YAML::Key << "environment" << YAML::Value << YAML::BeginSeq;
   for (const auto& e : p.env) out << compose_escape(e);
   out << YAML::EndSeq;
-  if (p.container_port) {
+  if (p.container_port && p.host_port) {
     out << YAML::Key << "ports" << YAML::Value << YAML::BeginSeq
         << fmt::format("127.0.0.1:{}:{}", p.host_port, p.container_port) << YAML::EndSeq;
+  } else if (p.container_port) {
+    out << YAML::Key << "expose" << YAML::Value << YAML::BeginSeq
+        << std::to_string(p.container_port) << YAML::EndSeq;
+  }
+  if (!p.network.empty()) {
+    out << YAML::Key << "networks" << YAML::Value << YAML::Flow << YAML::BeginSeq << p.network
+        << YAML::EndSeq;
   }
   out << YAML::Key << "volumes" << YAML::Value << YAML::BeginSeq;
   if (!p.source.empty()) out << fmt::format("{}:/workspace:ro", p.source);
@@ -268,6 +319,11 @@ std::string compose_yaml(const ContainerPlan& p) {
           << YAML::Value << true << YAML::EndMap;
     }
     out << YAML::EndMap;
+  }
+  if (!p.network.empty()) {
+    out << YAML::Key << "networks" << YAML::Value << YAML::BeginMap << YAML::Key << p.network
+        << YAML::Value << YAML::BeginMap << YAML::Key << "external" << YAML::Value << true
+        << YAML::EndMap << YAML::EndMap;
   }
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

@@ -5,11 +5,19 @@
 //
 // A typed workspace (node, python, php, go, ruby) runs in two steps, both from the type's
 // image, both with the source bind-mounted read-only at /workspace:
-//   install: copies the source to /app and installs dependencies into a named volume keyed
-//            by the lockfile (ck-deps-<type>-<hash>), under limits.install_memory;
+//   install: copies the source to /app and installs dependencies into a named volume of the
+//            workspace's own keyed by its lockfile (ck-deps-<name>-<type>-<hash>), under
+//            limits.install_memory;
 //   app:     copies the source to /app, mounts the same volume, installs only if the volume
 //            lacks the marker, writes /app/.container-ready and execs the command on $PORT.
 // A Dockerfile workspace runs the image built from its own folder.
+// Nothing is shared between workspaces: the dependency volume and the package manager's
+// download cache (ck-cache-<name>-<type>) are the workspace's own, and its containers sit on a
+// bridge network of their own (ck-net-<name>, see network_body) that no other workspace
+// joins. With limits.egress false the app's network is `internal` (no route out; nothing can
+// be published on it, so the gateway reaches the container's address on that bridge) and the
+// install step runs on a second network of the workspace's with a route out
+// (ck-net-<name>-install) so package downloads work.
 
 #include <cstdint>
 #include <map>
@@ -25,7 +33,7 @@ namespace ck {
 /// Where a type keeps installed dependencies and its package manager's download cache.
 struct TypeLayout {
   std::string deps_dir;   // mounted from the lockfile-keyed volume; "" if none
-  std::string cache_dir;  // mounted from ck-cache-<type>; "" if none
+  std::string cache_dir;  // mounted from ck-cache-<name>-<type>; "" if none
   std::vector<std::string> env;
 };
 TypeLayout type_layout(const std::string& type);
@@ -51,7 +59,8 @@ struct ContainerPlan {
   };
   std::vector<Volume> volumes;
   int container_port = 0;  // 0: nothing published (install step)
-  int host_port = 0;       // published on 127.0.0.1
+  int host_port = 0;       // published on 127.0.0.1; 0 with container_port: exposed only
+  std::string network;     // the bridge network the container joins ("": the engine's default)
   std::uint64_t memory = 0;
   double cpus = 1;
   int pids = 256;
@@ -60,15 +69,39 @@ struct ContainerPlan {
   std::map<std::string, std::string> labels;
 };
 
-/// The dependency volume for a spec: ck-deps-<type>-<hash of deps key and image>.
+/// The dependency volume for a spec: ck-deps-<name>-<type>-<hash of name, deps key and image>.
+/// The workspace's own: two workspaces with the same lockfile never share one.
 std::string deps_volume(const RunSpec& spec, const std::string& image);
+/// The prefix of every dependency volume of a workspace ("ck-deps-<name>-"), for removing the
+/// old ones when its key changes.
+std::string deps_volume_prefix(const std::string& workspace);
+/// The package manager's download cache of a workspace and type: ck-cache-<name>-<type>.
+std::string cache_volume(const std::string& workspace, const std::string& type);
 
-/// The app container of a workspace, run from `image`, published on host_port.
+/// How a workspace's containers are networked.
+struct NetworkPlan {
+  std::string app;      // ck-net-<name>: the app's network
+  std::string install;  // the install step's: the same, or ck-net-<name>-install when the
+                        // app's is internal
+  bool internal = false;  // limits.egress false: the app's network has no route out
+};
+NetworkPlan plan_network(const std::string& workspace, bool egress);
+/// The Linux bridge of a network of ours: "ck-" + 12 hex digits (15 characters, the kernel's
+/// limit), so one host firewall rule on "ck-+" covers every workspace network.
+std::string bridge_name(const std::string& network);
+/// The Engine API body for POST /networks/create: a bridge of its own (no inter-container
+/// traffic), labelled cloudyknight.managed/workspace/instance, internal when asked.
+nlohmann::json network_body(const std::string& network, const std::string& workspace,
+                            const std::string& instance, bool internal);
+
+/// The app container of a workspace, run from `image`, on network `net` (internal: nothing is
+/// published, host_port must be 0), else published on host_port.
 ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int container_port,
-                       int host_port);
-/// The install step of a typed workspace (no port, install memory limit, network for the
-/// registries).
-ContainerPlan plan_install(const RunSpec& spec, const std::string& image);
+                       int host_port, const NetworkPlan& net = {});
+/// The install step of a typed workspace (no port, install memory limit, a network with a
+/// route out for the registries).
+ContainerPlan plan_install(const RunSpec& spec, const std::string& image,
+                           const NetworkPlan& net = {});
 
 /// A hash of everything in the plan that decides how the container runs (not the host port),
 /// stored in the cloudyknight.spec label: equal hashes mean an adopted container is current.

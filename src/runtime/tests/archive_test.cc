@@ -213,6 +213,62 @@ TEST(TarOf, AddsParentsOnceAndLists) {
   EXPECT_TRUE(tar_list(none.value()).value().empty());
 }
 
+TEST(SymlinkStaysInside, ByTheTextOfTheTarget) {
+  EXPECT_TRUE(symlink_stays_inside("link", "app.py"));
+  EXPECT_TRUE(symlink_stays_inside("src/link", "../app.py"));
+  EXPECT_TRUE(symlink_stays_inside("a/b/link", "../../c/./d"));
+  EXPECT_TRUE(symlink_stays_inside("a/link", "x/../../y"));
+  EXPECT_FALSE(symlink_stays_inside("leak", "/etc/shadow"));
+  EXPECT_FALSE(symlink_stays_inside("leak", "../secret"));
+  EXPECT_FALSE(symlink_stays_inside("src/leak", "../../secret"));
+  EXPECT_FALSE(symlink_stays_inside("a/leak", "x/../../../y"));
+  EXPECT_FALSE(symlink_stays_inside("leak", ""));
+  EXPECT_FALSE(symlink_stays_inside("../leak", "x"));
+}
+
+// Row 5 of issue 13: an hmr copy never carries what a symlink leaving the folder points to.
+TEST_F(Archive, HmrEntryRefusesSymlinksLeavingTheFolder) {
+  write("app.js", "console.log(1)\n");
+  ::chmod((root_ / "app.js").c_str(), 0755);
+  write("src/x.js", "x");
+  std::ofstream(base_ / "secret") << "TOP-SECRET";
+  fs::create_symlink("/etc/shadow", root_ / "leak");
+  fs::create_symlink("../secret", root_ / "up");
+  fs::create_symlink(base_, root_ / "outdir");         // a folder outside
+  fs::create_symlink("src", root_ / "indir");           // a folder inside
+  fs::create_symlink("../app.js", root_ / "src/same");  // a file inside
+
+  auto file = hmr_entry(root_, "app.js");
+  ASSERT_EQ(file.kind, HmrEntry::Kind::copy);
+  EXPECT_EQ(file.file.content, "console.log(1)\n");
+  EXPECT_EQ(file.file.mode, 0755);
+  EXPECT_TRUE(file.file.symlink.empty());
+
+  for (const char* p : {"leak", "up", "outdir/secret", "indir/x.js", "../secret", "/etc/shadow"}) {
+    auto e = hmr_entry(root_, p);
+    EXPECT_EQ(e.kind, HmrEntry::Kind::refused) << p;
+    EXPECT_TRUE(e.file.content.empty()) << p;
+    EXPECT_FALSE(e.why.empty()) << p;
+  }
+  auto inside = hmr_entry(root_, "src/same");
+  ASSERT_EQ(inside.kind, HmrEntry::Kind::copy);
+  EXPECT_EQ(inside.file.symlink, "../app.js");
+  EXPECT_TRUE(inside.file.content.empty());
+  EXPECT_EQ(hmr_entry(root_, "missing.js").kind, HmrEntry::Kind::gone);
+  EXPECT_EQ(hmr_entry(root_, "nodir/missing.js").kind, HmrEntry::Kind::gone);
+  EXPECT_EQ(hmr_entry(root_, "src").kind, HmrEntry::Kind::ignored);
+
+  // The tar of what is copied holds the inside link as a link, and nothing of the secrets.
+  auto tar = tar_of({file.file, inside.file});
+  ASSERT_TRUE(tar) << tar.error().message;
+  std::ofstream(out_, std::ios::binary) << tar.value();
+  auto entries = read_tar(out_);
+  ASSERT_EQ(paths(entries), (std::vector<std::string>{"app.js", "src/", "src/same"}));
+  EXPECT_EQ(entries[2].type, AE_IFLNK);
+  EXPECT_EQ(entries[2].symlink, "../app.js");
+  EXPECT_EQ(tar.value().find("TOP-SECRET"), std::string::npos);
+}
+
 // Each case: .dockerignore text, then paths and whether they are excluded.
 struct IgnoreCase {
   const char* rules;

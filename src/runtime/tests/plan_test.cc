@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <set>
 #include <yaml-cpp/yaml.h>
 
 #include "runtime/docker/engine.h"
@@ -76,16 +77,71 @@ TEST(Plan, AppContainerFollowsTheContract) {
   EXPECT_EQ(p.name, "ck-shop");
 }
 
-TEST(Plan, DependencyVolumeIsKeyedByLockfileAndImage) {
+// Issue 13 row 6: two workspaces with the same lockfile never share a dependency volume (one
+// could trojan the other's node_modules), nor a package download cache.
+TEST(Plan, DependencyVolumeIsTheWorkspacesOwnKeyedByLockfileAndImage) {
   auto a = node_spec();
   auto b = node_spec();
   b.name = "other";
   b.source = "/elsewhere";
-  EXPECT_EQ(deps_volume(a, "img"), deps_volume(b, "img"));  // same lockfile: shared
-  b.deps_key = "changed";
-  EXPECT_NE(deps_volume(a, "img"), deps_volume(b, "img"));
+  EXPECT_NE(deps_volume(a, "img"), deps_volume(b, "img"));  // same lockfile: still not shared
+  auto a2 = a;
+  a2.source = "/moved";
+  EXPECT_EQ(deps_volume(a, "img"), deps_volume(a2, "img"));  // same workspace and lockfile
+  a2.deps_key = "changed";
+  EXPECT_NE(deps_volume(a, "img"), deps_volume(a2, "img"));
   EXPECT_NE(deps_volume(a, "img"), deps_volume(a, "img2"));
-  EXPECT_EQ(deps_volume(a, "img").rfind("ck-deps-node-", 0), 0u);
+  EXPECT_EQ(deps_volume(a, "img").rfind("ck-deps-shop-node-", 0), 0u);
+  EXPECT_EQ(deps_volume(a, "img").rfind(deps_volume_prefix("shop"), 0), 0u);
+  EXPECT_NE(deps_volume(b, "img").rfind(deps_volume_prefix("shop"), 0), 0u);
+  for (const auto& p : {plan_app(a, "img", 8080, 8003), plan_install(a, "img")}) {
+    std::set<std::string> names;
+    for (const auto& v : p.volumes) names.insert(v.name);
+    EXPECT_EQ(names, (std::set<std::string>{deps_volume(a, "img"), "ck-cache-shop-node"}));
+  }
+  auto pb = plan_app(b, "img", 8080, 8004);
+  for (const auto& v : pb.volumes) EXPECT_EQ(v.name.find("shop"), std::string::npos) << v.name;
+}
+
+TEST(Plan, EachWorkspaceHasItsOwnNetwork) {
+  auto open = plan_network("shop", true);
+  EXPECT_EQ(open.app, "ck-net-shop");
+  EXPECT_EQ(open.install, "ck-net-shop");
+  EXPECT_FALSE(open.internal);
+  auto closed = plan_network("shop", false);
+  EXPECT_EQ(closed.app, "ck-net-shop");
+  EXPECT_EQ(closed.install, "ck-net-shop-install");  // installs still download packages
+  EXPECT_TRUE(closed.internal);
+
+  auto p = plan_app(node_spec(), "img", 8080, 8003, open);
+  auto b = create_body(p);
+  EXPECT_EQ(b["HostConfig"]["NetworkMode"], "ck-net-shop");
+  EXPECT_EQ(b["HostConfig"]["PortBindings"]["8080/tcp"][0]["HostPort"], "8003");
+  // Internal: nothing published (it would not work); the port is only exposed.
+  auto pi = plan_app(node_spec(), "img", 8080, 8003, closed);
+  auto bi = create_body(pi);
+  EXPECT_EQ(bi["HostConfig"]["NetworkMode"], "ck-net-shop");
+  EXPECT_FALSE(bi["HostConfig"].contains("PortBindings"));
+  EXPECT_TRUE(bi["ExposedPorts"].contains("8080/tcp"));
+  EXPECT_NE(p.labels["cloudyknight.spec"], pi.labels["cloudyknight.spec"])
+      << "changing limits.egress replaces the container";
+  EXPECT_EQ(create_body(plan_install(node_spec(), "img", closed))["HostConfig"]["NetworkMode"],
+            "ck-net-shop-install");
+
+  auto n = network_body("ck-net-shop", "shop", "inst1", true);
+  EXPECT_EQ(n["Name"], "ck-net-shop");
+  EXPECT_EQ(n["Driver"], "bridge");
+  EXPECT_EQ(n["Internal"], true);
+  EXPECT_EQ(n["Options"]["com.docker.network.bridge.enable_icc"], "false");
+  std::string bridge = n["Options"]["com.docker.network.bridge.name"];
+  EXPECT_EQ(bridge, bridge_name("ck-net-shop"));
+  EXPECT_EQ(bridge.rfind("ck-", 0), 0u);
+  EXPECT_LE(bridge.size(), 15u) << "Linux interface names are at most 15 characters";
+  EXPECT_NE(bridge_name("ck-net-shop"), bridge_name("ck-net-other"));
+  EXPECT_EQ(n["Labels"]["cloudyknight.managed"], "true");
+  EXPECT_EQ(n["Labels"]["cloudyknight.workspace"], "shop");
+  EXPECT_EQ(n["Labels"]["cloudyknight.instance"], "inst1");
+  EXPECT_EQ(network_body("ck-net-shop", "shop", "inst1", false)["Internal"], false);
 }
 
 TEST(Plan, SpecHashIgnoresTheHostPortButNotTheCommand) {
