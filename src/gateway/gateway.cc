@@ -300,7 +300,17 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
         co_await write(conn, res);
         break;
       }
-      if (ec) break;
+      if (ec) {
+        if (!conn.timed_out && ec != net::error::operation_aborted && ec != net::error::connection_reset &&
+            ec != net::error::eof && ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
+          // A malformed body (a bad chunk size, chunk data longer than announced): say so, then
+          // close; nothing of it was forwarded.
+          auto res = closing_page(400, "Bad Request", "The request body could not be parsed: " + ec.message() + ".",
+                                  "Check the client sending it.");
+          co_await write(conn, res);
+        }
+        break;
+      }
     }
     Request req = parser.release();
     bool keep = co_await handle(conn, buf, req, w, client_ip);

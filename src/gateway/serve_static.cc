@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <utility>
 
 #include "gateway/impl.h"
 #include "gateway/pages.h"
@@ -21,9 +22,7 @@ constexpr std::uint64_t kInMemoryFileLimit = 1 << 20;
 constexpr std::uint64_t kGzipLimit = 8 << 20;
 constexpr std::uint64_t kMaxRangeBytes = 16 << 20;
 
-std::optional<std::string> read_file(const std::filesystem::path& p, std::uint64_t size) {
-  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
+std::optional<std::string> read_file(int fd, std::uint64_t size) {
   std::string out(size, '\0');
   std::uint64_t off = 0;
   while (off < size) {
@@ -31,10 +30,18 @@ std::optional<std::string> read_file(const std::filesystem::path& p, std::uint64
     if (n <= 0) break;
     off += static_cast<std::uint64_t>(n);
   }
-  ::close(fd);
   out.resize(off);
   return out;
 }
+
+// Closes the file the request is served from, whichever way the answer goes.
+struct FdGuard {
+  int fd = -1;
+  ~FdGuard() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() { return std::exchange(fd, -1); }
+};
 
 }  // namespace
 
@@ -72,9 +79,15 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
     case StaticLookup::file:
       break;
   }
+  // Everything below reads the file through this descriptor, opened beneath the workspace
+  // folder without following any symlink: a file swapped for a symlink after the check above
+  // is refused here, never read.
+  FdGuard file{open_static_file(lk)};
   struct stat st{};
-  if (::stat(lk.path.c_str(), &st) != 0) {
-    auto res = error_page(req, 404, "Not Found", "The file disappeared.", "");
+  if (file.fd < 0 || ::fstat(file.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    bool link = file.fd < 0 && (errno == ELOOP || errno == EXDEV || errno == EACCES);
+    auto res = link ? error_page(req, 403, "Forbidden", "This file cannot be served: it is a symlink.", "")
+                    : error_page(req, 404, "Not Found", "The file disappeared.", "");
     co_return co_await write(conn, res) && res.keep_alive();
   }
   std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
@@ -136,9 +149,7 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
     std::uint64_t len = std::min<std::uint64_t>(range.last - range.first + 1, kMaxRangeBytes);
     range.last = range.first + len - 1;
     std::string body(len, '\0');
-    int fd = ::open(lk.path.c_str(), O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? ::pread(fd, body.data(), len, static_cast<off_t>(range.first)) : -1;
-    if (fd >= 0) ::close(fd);
+    ssize_t got = ::pread(file.fd, body.data(), len, static_cast<off_t>(range.first));
     if (got != static_cast<ssize_t>(len)) {
       auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
       co_return co_await write(conn, res) && res.keep_alive();
@@ -153,7 +164,7 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
     std::string key = lk.path.string() + etag;
     auto packed = w.gzip_cache.get(key);
     if (!packed) {
-      auto raw = read_file(lk.path, size);
+      auto raw = read_file(file.fd, size);
       if (!raw) {
         auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
         co_return co_await write(conn, res) && res.keep_alive();
@@ -174,7 +185,7 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
   if (size <= kInMemoryFileLimit || head) {
     std::string body;
     if (!head || inject) {
-      auto raw = read_file(lk.path, size);
+      auto raw = read_file(file.fd, size);
       if (!raw) {
         auto res = error_page(req, 500, "Internal Server Error", "The file could not be read.", "");
         co_return co_await write(conn, res) && res.keep_alive();
@@ -190,7 +201,9 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
   }
   bhttp::response<bhttp::file_body> res{bhttp::status::ok, req.version()};
   error_code ec;
-  res.body().open(lk.path.c_str(), beast::file_mode::scan, ec);
+  beast::file f;
+  f.native_handle(file.release());
+  res.body().reset(std::move(f), ec);
   if (ec) {
     auto err = error_page(req, 500, "Internal Server Error", "The file could not be opened.", "");
     co_return co_await write(conn, err) && err.keep_alive();

@@ -14,6 +14,7 @@ namespace ck {
 struct StaticLookup {
   enum Kind { file, redirect_dir, bad_request, forbidden, not_found } kind = not_found;
   std::filesystem::path path;  // file: the resolved file
+  std::filesystem::path root;  // file: the workspace folder it was resolved under (canonical)
   std::string reason;          // for logs and error pages
 };
 
@@ -23,6 +24,12 @@ struct StaticLookup {
 /// .well-known (not_found). A directory without a trailing slash is redirect_dir; with one,
 /// its index.html.
 StaticLookup resolve_static(const std::filesystem::path& root, std::string_view url_path);
+
+/// Opens a file that resolve_static() found (read-only, close-on-exec) by its path relative
+/// to `lk.root`, refusing every symlink on the way and anything outside the root
+/// (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, else O_NOFOLLOW component by component), so
+/// a file swapped for a symlink after the check is never opened. -1 with errno set on failure.
+int open_static_file(const StaticLookup& lk);
 
 /// "text/css; charset=utf-8" for "x.css"; application/octet-stream when unknown.
 std::string_view content_type_for(const std::filesystem::path& p);
