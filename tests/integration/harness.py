@@ -1024,3 +1024,23 @@ class DaemonTestCase(unittest.TestCase):
         if r.status not in wanted:
             self.fail(f"{msg} expected status {'/'.join(map(str, wanted))}, got {r.status} "
                       f"{r.reason}; headers={dict(r.headers)!r} body: {body_excerpt(r.body)}")
+
+
+# The control plane's host in tests of several users with cookie logins (issue 13: without
+# gateway.control_host, cookie logins are refused once more than one user exists).
+CONTROL = "monitor.private.test"
+
+
+class ControlHostDaemon(Daemon):
+    """Several users log in with cookies, which needs the control plane on its own host
+    (gateway.control_host; issue 13): the harness's /monitor calls go there."""
+
+    def __init__(self, *a, **kw):
+        kw.setdefault("config", {"gateway": {"control_host": CONTROL}})
+        super().__init__(*a, **kw)
+
+    def request(self, method, path, headers=None, body=None, timeout=10, port=None):
+        h = dict(headers or {})
+        if path.startswith("/monitor") and not any(k.lower() == "host" for k in h):
+            h["Host"] = f"{CONTROL}:{port or self.port}"
+        return super().request(method, path, headers=h, body=body, timeout=timeout, port=port)

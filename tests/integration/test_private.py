@@ -12,26 +12,10 @@ import os
 import unittest
 import urllib.parse
 
-from harness import Daemon, EventStream, wait_until
+from harness import CONTROL, ControlHostDaemon, Daemon, EventStream, wait_until
 from test_auth import PASSWORD, admin_token, call, set_cookie_parts
 
 API = "/monitor/api/v1"
-CONTROL = "monitor.private.test"
-
-
-class ControlHostDaemon(Daemon):
-    """Several users log in with cookies, which needs the control plane on its own host
-    (gateway.control_host; issue 13): the harness's /monitor calls go there."""
-
-    def __init__(self, *a, **kw):
-        kw.setdefault("config", {"gateway": {"control_host": CONTROL}})
-        super().__init__(*a, **kw)
-
-    def request(self, method, path, headers=None, body=None, timeout=10, port=None):
-        h = dict(headers or {})
-        if path.startswith("/monitor") and not any(k.lower() == "host" for k in h):
-            h["Host"] = f"{CONTROL}:{port or self.port}"
-        return super().request(method, path, headers=h, body=body, timeout=timeout, port=port)
 
 
 class PrivateWorkspaceTest(unittest.TestCase):

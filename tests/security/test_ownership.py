@@ -10,7 +10,7 @@ Run: cd tests/security && PYTHONPATH=../integration CK_BINARY=../../build/cloudy
 
 import unittest
 
-from harness import Daemon, EventStream, wait_until
+from harness import CONTROL, ControlHostDaemon, EventStream, wait_until
 from test_auth import PASSWORD, admin_token, call, set_cookie_parts
 
 # What an allowed act on a static workspace answers: there is no app (409); the rest 2xx.
@@ -36,7 +36,7 @@ ACT_PUBLIC["anonymous"] = 401
 class OwnershipTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = d = Daemon(fixtures=["static"])
+        cls.d = d = ControlHostDaemon(fixtures=["static"])
         try:
             d.start()
             cls.admin = admin_token(d)
@@ -178,9 +178,9 @@ class OwnershipTest(unittest.TestCase):
         self.assertNotIn("ajob", metrics)
 
     def test_event_socket_of_another_member_hides_the_private_workspace(self):
-        ben = EventStream(self.d.port, extra_headers=[f"Cookie: ck_session={self.sessions['ben'][0]}"])
-        anon = EventStream(self.d.port)
-        admin = EventStream(self.d.port, extra_headers=[f"Authorization: Bearer {self.admin}"])
+        ben = EventStream(self.d.port, host=f"{CONTROL}:{self.d.port}", extra_headers=[f"Cookie: ck_session={self.sessions['ben'][0]}"])
+        anon = EventStream(self.d.port, host=f"{CONTROL}:{self.d.port}")
+        admin = EventStream(self.d.port, host=f"{CONTROL}:{self.d.port}", extra_headers=[f"Authorization: Bearer {self.admin}"])
         try:
             for s in (ben, anon):
                 names = [w["name"] for w in s.hello["workspaces"]]
@@ -201,8 +201,8 @@ class OwnershipTest(unittest.TestCase):
                 s.close()
 
     def test_event_socket_of_the_owner_shows_it(self):
-        ann = EventStream(self.d.port, extra_headers=[f"Cookie: ck_session={self.sessions['ann'][0]}"])
-        tok = EventStream(self.d.port, extra_headers=[f"Authorization: Bearer {self.tokens['ann']}"])
+        ann = EventStream(self.d.port, host=f"{CONTROL}:{self.d.port}", extra_headers=[f"Cookie: ck_session={self.sessions['ann'][0]}"])
+        tok = EventStream(self.d.port, host=f"{CONTROL}:{self.d.port}", extra_headers=[f"Authorization: Bearer {self.tokens['ann']}"])
         try:
             self.assertIn("apriv", [w["name"] for w in ann.hello["workspaces"]])
             self.assertIn("apriv", [w["name"] for w in tok.hello["workspaces"]])
