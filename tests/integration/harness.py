@@ -244,6 +244,15 @@ def group_members(pgid):
     return [p for p, st in _all_stats().items() if st[1] == pgid and st[0] not in ("Z", "X")]
 
 
+def rss_kib(pid):
+    """A process's resident memory in KiB (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def wait_until(predicate, timeout, what="condition", interval=POLL_INTERVAL):
     """Polls predicate() until it returns something truthy; returns it. Bounded in
     time and in iterations. Raises AssertionError naming `what` on timeout."""

@@ -18,17 +18,9 @@ import subprocess
 import time
 import unittest
 
-from harness import Daemon, DaemonTestCase, read_response, wait_until
+from harness import rss_kib, Daemon, DaemonTestCase, read_response, wait_until
 
 MiB = 1 << 20
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def closed_by_peer(sock, timeout):

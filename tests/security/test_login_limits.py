@@ -16,18 +16,10 @@ import os
 import time
 import unittest
 
-from harness import CONTROL, ControlHostDaemon
+from harness import rss_kib, CONTROL, ControlHostDaemon
 from test_auth import PASSWORD, admin_token, call
 
 API = "/monitor/api/v1"
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def db_bytes(data):
