@@ -414,7 +414,15 @@ std::optional<auth::Principal> credentials_of(auth::Auth& auth, std::string_view
 
 std::optional<auth::Principal> ControlApi::principal_of(const http::Request& req) const {
   if (!services_.auth) return std::nullopt;
-  return credentials_of(*services_.auth, req.header("Authorization"), req.header("Cookie"));
+  auto authorization = req.header("Authorization");
+  // A session cookie on the workspaces' origin counts for nothing once there are several users
+  // (kSharedOrigin), reads included: a session made while there was one user must not let a
+  // workspace's page read what its holder may see.
+  if (authorization.empty() && !req.header("Cookie").empty() && info_.control_host.empty() &&
+      several_users(*services_.auth)) {
+    return std::nullopt;
+  }
+  return credentials_of(*services_.auth, authorization, req.header("Cookie"));
 }
 
 auth::Decision ControlApi::decide(const auth::Principal* who, const std::string& name,

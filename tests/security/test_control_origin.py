@@ -163,6 +163,14 @@ class SharedOrigin(OriginCase):
         me = self.req("GET", "/monitor/api/v1/auth/me", headers={"Cookie": f"ck_session={sid}"})
         self.assertEqual(me.status, 200, me.text())
         self.assertEqual(self.req("GET", "/monitor/").status, 200)
+        # A private workspace the session may read while it is the only user's.
+        r = self.req("POST", "/monitor/api/v1/workspaces", headers={**bearer(ADMIN), **JSON},
+                     body=json.dumps({"name": "hush", "clone_of": "echo", "public": False}))
+        self.assertEqual(r.status, 201, r.text())
+        cookie_h = {"Cookie": f"ck_session={sid}"}
+        harness.wait_until(lambda: self.req("GET", "/monitor/api/v1/workspaces/hush", headers=bearer(ADMIN)).status == 200,
+                           30, "hush in the workspace list")
+        self.assertEqual(self.req("GET", "/monitor/api/v1/workspaces/hush", headers=cookie_h).status, 200)
         # A second user: cookie logins stop, for both, with the way out in the message.
         other = self.add_user("second", role="member")
         for name, pw in (("solo", password), ("second", other)):
@@ -175,6 +183,10 @@ class SharedOrigin(OriginCase):
         self.assertEqual(me.status, 403, me.text())
         self.assertIn("gateway.control_host", me.text())
         self.assertNotIn("csrf", me.text())
+        # ...and it reads nothing private any more (a workspace's page on this origin could send it).
+        self.assertEqual(self.req("GET", "/monitor/api/v1/workspaces/hush", headers=cookie_h).status, 404)
+        names = [w["name"] for w in self.req("GET", "/monitor/api/v1/workspaces", headers=cookie_h).json()["workspaces"]]
+        self.assertNotIn("hush", names)
         # Tokens still work.
         r = self.req("GET", "/monitor/api/v1/auth/me", headers=bearer(ADMIN))
         self.assertEqual(r.status, 200, r.text())
