@@ -306,6 +306,14 @@ class DockerCase(ClassSetUp):
                 DOCKER.remove_volume(vol)
             except (OSError, http.client.HTTPException):
                 pass
+        # Each workspace's networks (ck-net-<name>, ck-net-<name>-install) go with it: left
+        # behind, every run would take more of the engine's address space.
+        for name in sorted(cls.names):
+            for net in (f"ck-net-{name}", f"ck-net-{name}-install"):
+                try:
+                    DOCKER.request("DELETE", f"/networks/{net}")
+                except (OSError, http.client.HTTPException):
+                    pass
         if left:
             sys.stderr.write(f"\n[{cls.__name__}] removed containers the daemons left: {left}\n")
         for d in cls.daemons:

@@ -203,6 +203,7 @@ class TestDockerIsolation(DockerCase):
         finally:
             for n in list(cls.names):
                 DOCKER.request("DELETE", f"/networks/ck-net-{n}")
+                DOCKER.request("DELETE", f"/networks/ck-net-{n}-install")
                 DOCKER.request("DELETE", f"/volumes/ck-cache-{n}-node")
                 DOCKER.request("DELETE", f"/volumes/ck-cache-{n}-python")
 
@@ -254,6 +255,7 @@ class TestDockerNoEgress(DockerCase):
         finally:
             for n in list(cls.names):
                 DOCKER.request("DELETE", f"/networks/ck-net-{n}")
+                DOCKER.request("DELETE", f"/networks/ck-net-{n}-install")
 
 
 if __name__ == "__main__":

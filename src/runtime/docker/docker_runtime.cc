@@ -715,14 +715,46 @@ net::awaitable<void> DockerRuntime::remove_orphans(std::set<std::string> keep) {
 
 net::awaitable<Result<void>> DockerRuntime::ensure_network(std::string network,
                                                            std::string workspace, bool internal) {
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto body = network_body(network, workspace, opts_.instance, internal);
+  std::vector<std::string> bad_subnets;  // refused by the engine as overlapping
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    // An address range of our own pool (Docker's defaults run out after ~30 networks): every
+    // subnet the engine's networks use, and those other starts are creating now, is taken.
+    auto all = co_await engine_->list_networks({});
+    if (all.has_error()) co_return all.error();
+    std::vector<std::string> used = bad_subnets;
+    used.insert(used.end(), subnets_in_flight_.begin(), subnets_in_flight_.end());
+    for (const auto& n : all.value()) {
+      if (!n.contains("IPAM") || !n["IPAM"].is_object() || !n["IPAM"].contains("Config") ||
+          !n["IPAM"]["Config"].is_array()) {
+        continue;
+      }
+      for (const auto& c : n["IPAM"]["Config"]) {
+        if (c.is_object() && c.contains("Subnet") && c["Subnet"].is_string()) used.push_back(c["Subnet"]);
+      }
+    }
+    auto subnet = pick_subnet(used);
+    if (!subnet) {
+      co_return fail(Errc::unavailable,
+                     fmt::format("no free /28 left in {} for network {}: remove unused networks "
+                                 "(docker network prune)",
+                                 kNetworkPool, network));
+    }
+    subnets_in_flight_.insert(*subnet);
+    auto body = network_body(network, workspace, opts_.instance, internal, *subnet);
     auto created = co_await engine_->create_network(std::move(body));
+    subnets_in_flight_.erase(*subnet);
     if (created.has_value()) {
-      logger()->info("[ws={}] created network {}{}", workspace, network, internal ? " (internal)" : "");
+      logger()->info("[ws={}] created network {} ({}{})", workspace, network, *subnet,
+                     internal ? ", internal" : "");
       co_return outcome::success();
     }
-    if (created.error().code != Errc::already_exists) co_return created.error();
+    if (created.error().code != Errc::already_exists) {
+      if (created.error().message.find("overlap") != std::string::npos) {
+        bad_subnets.push_back(*subnet);  // taken by a network made meanwhile: the next one
+        continue;
+      }
+      co_return created.error();
+    }
     auto ins = co_await engine_->inspect_network(network);
     if (ins.has_error()) {
       if (ins.error().code == Errc::not_found) continue;  // removed meanwhile: create again

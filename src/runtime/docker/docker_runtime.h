@@ -84,6 +84,7 @@ class DockerRuntime final : public Runtime {
   void release_port(Slot& slot);
   net::awaitable<Result<void>> ensure_network(std::string network, std::string workspace,
                                               bool internal);
+  std::set<std::string> subnets_in_flight_;  // picked for networks being created now
   net::awaitable<Result<std::string>> container_address(std::string id, std::string network);
   net::awaitable<void> remove_old_deps(std::string workspace, std::string keep);
   void install_host_firewall();

@@ -1,5 +1,6 @@
 #include "runtime/docker/plan.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -115,9 +116,64 @@ NetworkPlan plan_network(const std::string& workspace, bool egress) {
 
 std::string bridge_name(const std::string& network) { return "ck-" + short_hash(network); }
 
+namespace {
+
+// "a.b.c.d/n" as (address, prefix length); nullopt for anything else (IPv6 included).
+std::optional<std::pair<std::uint32_t, int>> parse_cidr(std::string_view s) {
+  std::uint32_t addr = 0;
+  int parts = 0;
+  std::size_t i = 0;
+  while (parts < 4) {
+    std::uint32_t v = 0;
+    std::size_t start = i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9' && i - start < 3) v = v * 10 + (s[i++] - '0');
+    if (i == start || v > 255) return std::nullopt;
+    addr = (addr << 8) | v;
+    ++parts;
+    char want = parts < 4 ? '.' : '/';
+    if (i >= s.size() || s[i] != want) return std::nullopt;
+    ++i;
+  }
+  int len = 0;
+  std::size_t start = i;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9' && i - start < 2) len = len * 10 + (s[i++] - '0');
+  if (i == start || i != s.size() || len > 32) return std::nullopt;
+  return std::make_pair(addr, len);
+}
+
+std::uint32_t mask_of(int len) { return len == 0 ? 0 : ~std::uint32_t{0} << (32 - len); }
+
+}  // namespace
+
+std::optional<std::string> pick_subnet(const std::vector<std::string>& used) {
+  auto pool = parse_cidr(kNetworkPool);
+  std::vector<std::pair<std::uint32_t, int>> taken;
+  for (const auto& u : used) {
+    if (auto c = parse_cidr(u)) taken.push_back(*c);
+  }
+  constexpr int kLen = 28;
+  const std::uint32_t count = std::uint32_t{1} << (kLen - pool->second);
+  for (std::uint32_t k = 0; k < count; ++k) {
+    std::uint32_t base = (pool->first & mask_of(pool->second)) + (k << (32 - kLen));
+    bool overlaps = false;
+    for (const auto& [addr, len] : taken) {
+      int shorter = std::min(len, kLen);  // two CIDRs overlap when they agree on the shorter prefix
+      if ((addr & mask_of(shorter)) == (base & mask_of(shorter))) {
+        overlaps = true;
+        break;
+      }
+    }
+    if (!overlaps) {
+      return fmt::format("{}.{}.{}.{}/{}", base >> 24, (base >> 16) & 255, (base >> 8) & 255,
+                         base & 255, kLen);
+    }
+  }
+  return std::nullopt;
+}
+
 json network_body(const std::string& network, const std::string& workspace,
-                  const std::string& instance, bool internal) {
-  return {{"Name", network},
+                  const std::string& instance, bool internal, const std::string& subnet) {
+  json body = {{"Name", network},
           {"Driver", "bridge"},
           {"CheckDuplicate", true},
           {"Internal", internal},
@@ -131,6 +187,8 @@ json network_body(const std::string& network, const std::string& workspace,
             {"cloudyknight.workspace", workspace},
             {"cloudyknight.instance", instance},
             {"cloudyknight.internal", internal ? "true" : "false"}}}};
+  if (!subnet.empty()) body["IPAM"] = {{"Driver", "default"}, {"Config", {{{"Subnet", subnet}}}}};
+  return body;
 }
 
 ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int container_port,

@@ -21,7 +21,9 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -92,7 +94,16 @@ std::string bridge_name(const std::string& network);
 /// The Engine API body for POST /networks/create: a bridge of its own (no inter-container
 /// traffic), labelled cloudyknight.managed/workspace/instance, internal when asked.
 nlohmann::json network_body(const std::string& network, const std::string& workspace,
-                            const std::string& instance, bool internal);
+                            const std::string& instance, bool internal,
+                            const std::string& subnet = "");
+
+/// Where workspace networks take their addresses: /28 subnets (14 addresses, plenty for the
+/// one container on each) of 10.213.0.0/16, so a host holds 4096 workspace networks, where
+/// Docker's default pools (/16s and /20s) run out after about 30.
+inline constexpr std::string_view kNetworkPool = "10.213.0.0/16";
+/// The first /28 of kNetworkPool that overlaps none of `used` (the CIDRs of the engine's
+/// networks; what does not parse as IPv4 CIDR is ignored); nullopt when the pool is full.
+std::optional<std::string> pick_subnet(const std::vector<std::string>& used);
 
 /// The app container of a workspace, run from `image`, on network `net` (internal: nothing is
 /// published, host_port must be 0), else published on host_port.

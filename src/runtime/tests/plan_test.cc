@@ -228,3 +228,23 @@ TEST(Engine, SplitsImageNames) {
 
 }  // namespace
 }  // namespace ck
+
+namespace ck {
+
+TEST(Plan, NetworksTakeFreeSmallSubnetsOfTheirOwnPool) {
+  // Docker's default pools give out about 30 networks; ours has 4096 /28s.
+  EXPECT_EQ(pick_subnet({}), "10.213.0.0/28");
+  EXPECT_EQ(pick_subnet({"172.17.0.0/16", "10.213.0.0/28", "fd00::/64", "garbage"}), "10.213.0.16/28");
+  // A larger network over the start of the pool pushes past all of it.
+  EXPECT_EQ(pick_subnet({"10.213.0.0/24"}), "10.213.1.0/28");
+  EXPECT_EQ(pick_subnet({"10.0.0.0/8"}), std::nullopt);
+  std::vector<std::string> all;
+  for (int i = 0; i < 256; ++i) all.push_back("10.213." + std::to_string(i) + ".0/24");
+  EXPECT_EQ(pick_subnet(all), std::nullopt);
+  all.pop_back();
+  EXPECT_EQ(pick_subnet(all), "10.213.255.0/28");
+  auto n = network_body("ck-net-shop", "shop", "inst1", false, "10.213.0.16/28");
+  EXPECT_EQ(n["IPAM"]["Config"][0]["Subnet"], "10.213.0.16/28");
+}
+
+}  // namespace ck
