@@ -196,9 +196,12 @@ std::optional<std::string> Gateway::Impl::framing_error(const Request& req) {
   return std::move(bad->message);
 }
 
-Gateway::Impl::BodyTaker Gateway::Impl::body_taker(std::string_view target, Worker& w) {
+Gateway::Impl::BodyTaker Gateway::Impl::body_taker(const Request& req, Worker& w) {
   std::shared_ptr<const Snapshot> snap = w.routes.get();
-  auto decision = route_request(target, [&](std::string_view n) { return snap->find(n) != nullptr; });
+  // The same routing as handle(), by Host too: a body sent to <name>.<domain> is the app's.
+  auto decision = route_request(std::string_view(req[bhttp::field::host].data(), req[bhttp::field::host].size()),
+                                std::string_view(req.target().data(), req.target().size()), opts.hosts,
+                                [&](std::string_view n) { return snap->find(n) != nullptr; });
   if (decision.kind == RouteKind::control) return BodyTaker::control;
   if (decision.kind != RouteKind::workspace) return BodyTaker::none;
   const WorkspaceView* ws = snap->find(decision.workspace);
@@ -264,7 +267,7 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
       break;
     }
     if (!parser.is_done()) {
-      auto taker = body_taker(std::string_view(head.target().data(), head.target().size()), w);
+      auto taker = body_taker(head, w);
       if (taker == BodyTaker::none) {
         // Nobody takes this body (404, home page, redirect, static file): answer without
         // reading it and close the connection.

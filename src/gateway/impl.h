@@ -222,7 +222,7 @@ struct Gateway::Impl {
   // Who reads a request's body: nobody (the gateway answers without it), the control plane
   // (in memory, up to kControlMaxBody) or an app.
   enum class BodyTaker { none, control, app };
-  BodyTaker body_taker(std::string_view target, Worker& w);
+  BodyTaker body_taker(const Request& req, Worker& w);
   // Why a request's Transfer-Encoding/Content-Length is refused (http/framing.h), if it is.
   static std::optional<std::string> framing_error(const Request& req);
   Task<bool> handle(Conn& conn, beast::flat_buffer& buf, Request& req, Worker& w,
