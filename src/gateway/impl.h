@@ -200,6 +200,8 @@ struct Gateway::Impl {
   const SnapshotHolder& routes;
   ControlHandler control;
   GatewayHooks hooks;
+  // The session cookie's TLS name (__Host-<name>), kept from apps as well as the plain one.
+  const std::string host_session_cookie = "__Host-" + hooks.session_cookie;
   GatewayMetrics& stats = GatewayMetrics::get();
   std::vector<std::unique_ptr<Worker>> workers;
   bool running = false;

@@ -109,11 +109,20 @@ namespace {
 
 // A client's forwarding headers, in any case and with '_' for '-' (CGI-style servers read
 // X_Real_IP as X-Real-IP): the gateway sets its own and drops these.
+// Runs on every header of every proxied request: compares in place, allocates nothing.
 bool is_forwarding_header(std::string_view name) {
-  std::string n;
-  n.reserve(name.size());
-  for (char c : name) n += c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return n.starts_with("x-forwarded-") || n == "x-real-ip" || n == "forwarded";
+  auto same = [](std::string_view a, std::string_view lower) {  // `a` folded: case, '_' = '-'
+    if (a.size() != lower.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      char c = a[i] == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(a[i])));
+      if (c != lower[i]) return false;
+    }
+    return true;
+  };
+  constexpr std::string_view kForwardedPrefix = "x-forwarded-";
+  return (name.size() >= kForwardedPrefix.size() &&
+          same(name.substr(0, kForwardedPrefix.size()), kForwardedPrefix)) ||
+         same(name, "x-real-ip") || same(name, "forwarded");
 }
 
 // An RFC 7239 quoted-string.
@@ -154,7 +163,7 @@ void Gateway::Impl::set_forwarded(Request& req, const RouteDecision& d, const st
 void Gateway::Impl::drop_session_cookies(Request& req) {
   if (hooks.session_cookie.empty() || !req.count(bhttp::field::cookie)) return;
   // Every Cookie header, not the first: the rest are joined into one (RFC 9113 8.2.3 style).
-  const std::string host_name = "__Host-" + hooks.session_cookie;
+  const std::string& host_name = host_session_cookie;
   std::string kept;
   bool changed = req.count(bhttp::field::cookie) > 1;
   for (const auto& f : req) {
@@ -175,7 +184,7 @@ void Gateway::Impl::drop_session_cookies(Request& req) {
 
 void Gateway::Impl::drop_session_set_cookies(bhttp::fields& f, const std::string& workspace) {
   if (hooks.session_cookie.empty() || !f.count(bhttp::field::set_cookie)) return;
-  const std::string host_name = "__Host-" + hooks.session_cookie;
+  const std::string& host_name = host_session_cookie;
   for (auto it = f.begin(); it != f.end();) {
     std::string_view v(it->value().data(), it->value().size());
     if (it->name() == bhttp::field::set_cookie &&
