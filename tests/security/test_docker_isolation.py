@@ -199,11 +199,9 @@ class TestDockerIsolation(DockerCase):
     @classmethod
     def tearDownClass(cls):
         try:
-            super().tearDownClass()
+            super().tearDownClass()  # containers, volumes it saw, networks
         finally:
             for n in list(cls.names):
-                DOCKER.request("DELETE", f"/networks/ck-net-{n}")
-                DOCKER.request("DELETE", f"/networks/ck-net-{n}-install")
                 DOCKER.request("DELETE", f"/volumes/ck-cache-{n}-node")
                 DOCKER.request("DELETE", f"/volumes/ck-cache-{n}-python")
 
@@ -247,15 +245,6 @@ class TestDockerNoEgress(DockerCase):
         shutil.rmtree(os.path.join(self.d.ws, self.gone))
         wait_until(lambda: DOCKER.request("GET", f"/networks/ck-net-{self.gone}")[0] == 404, 40,
                    f"network ck-net-{self.gone} to be removed")
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            for n in list(cls.names):
-                DOCKER.request("DELETE", f"/networks/ck-net-{n}")
-                DOCKER.request("DELETE", f"/networks/ck-net-{n}-install")
 
 
 if __name__ == "__main__":
