@@ -147,6 +147,31 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
        [](Config& c, const std::string& v) { return set_host_name(c.gateway.domain, v); }},
       {"gateway.control_host",
        [](Config& c, const std::string& v) { return set_host_name(c.gateway.control_host, v); }},
+      {"gateway.tls.cert", [](Config& c, const std::string& v) { return set_string(c.gateway.tls.cert, v); }},
+      {"gateway.tls.key", [](Config& c, const std::string& v) { return set_string(c.gateway.tls.key, v); }},
+      {"gateway.tls.certs",
+       [](Config& c, const std::string& v) -> Result<void> {
+         BOOST_OUTCOME_TRY(pairs, parse_tls_pairs(v));
+         c.gateway.tls_certs = std::move(pairs);
+         return outcome::success();
+       }},
+      {"gateway.tls_reload",
+       [](Config& c, const std::string& v) { return set_duration(c.gateway.tls_reload, v); }},
+      {"gateway.redirect_http",
+       [](Config& c, const std::string& v) -> Result<void> {
+         if (!v.empty()) {
+           BOOST_OUTCOME_TRY(parse_listen(v));
+         }
+         c.gateway.redirect_http = v;
+         return outcome::success();
+       }},
+      {"gateway.hsts",
+       [](Config& c, const std::string& v) -> Result<void> {
+         BOOST_OUTCOME_TRY(d, parse_duration(v));
+         if (d.count() < 0) return fail(Errc::invalid_argument, "the HSTS max-age cannot be negative");
+         c.gateway.hsts = d;
+         return outcome::success();
+       }},
       {"storage.kind",
        [](Config& c, const std::string& v) { return set_one_of(c.storage.kind, v, {"dir", "s3", "git"}); }},
       {"storage.path", [](Config& c, const std::string& v) { return set_string(c.storage.path, v); }},
@@ -260,6 +285,47 @@ bool is_section(const std::string& prefix) {
   return false;
 }
 
+// gateway.tls.certs as a YAML list of {cert, key} maps, in parse_tls_pairs' text form.
+Result<std::string> tls_pairs_text(const YAML::Node& list, const std::string& where) {
+  std::string out;
+  constexpr std::size_t kMaxPairs = 1000;
+  if (list.size() > kMaxPairs) {
+    return fail(Errc::invalid_argument,
+                fmt::format("{}: gateway.tls.certs holds more than {} pairs", where, kMaxPairs));
+  }
+  for (const auto& item : list) {
+    auto bad = [&](std::string_view why) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("{}: gateway.tls.certs: {} (each item is {{cert: FILE, key: FILE}})",
+                              where, why));
+    };
+    if (!item.IsMap()) return bad("an item is not a {cert, key} map");
+    std::string cert, key;
+    for (auto it = item.begin(); it != item.end(); ++it) {
+      YAML::Node k = it->first;
+      YAML::Node v = it->second;
+      std::string name = k.as<std::string>();
+      if (!v.IsScalar()) return bad("'" + name + "' must be a file name");
+      if (name == "cert") {
+        cert = v.Scalar();
+      } else if (name == "key") {
+        key = v.Scalar();
+      } else {
+        return bad("unknown key '" + name + "'");
+      }
+    }
+    if (cert.empty() || key.empty()) return bad("an item lacks its cert or key");
+    for (const auto& f : {cert, key}) {
+      if (f.find_first_of(",:") != std::string::npos) {
+        return bad("the file name '" + f + "' contains ',' or ':'; rename or link the file");
+      }
+    }
+    if (!out.empty()) out += ',';
+    out += cert + ":" + key;
+  }
+  return out;
+}
+
 Result<void> flatten(const YAML::Node& node, const std::string& prefix, const std::string& origin,
                      std::vector<Setting>& out) {
   for (auto it = node.begin(); it != node.end(); ++it) {
@@ -284,6 +350,9 @@ Result<void> flatten(const YAML::Node& node, const std::string& prefix, const st
                     fmt::format("{}: unknown configuration key '{}'", where, path));
       }
       out.push_back(Setting{path, value.IsNull() ? "" : value.Scalar(), where});
+    } else if (value.IsSequence() && path == "gateway.tls.certs") {
+      BOOST_OUTCOME_TRY(text, tls_pairs_text(value, where));
+      out.push_back(Setting{path, std::move(text), where});
     } else {
       return fail(Errc::invalid_argument,
                   fmt::format("{}: '{}' must be a single value, not a list", where, path));
@@ -342,6 +411,10 @@ Result<std::vector<Setting>> read_yaml_settings(const std::string& text, const s
   return out;
 }
 
+namespace {
+Result<void> check_gateway(const GatewayConfig& g);
+}  // namespace
+
 Result<Config> load_config(const std::optional<std::filesystem::path>& file, const EnvLookup& env,
                            const std::vector<Setting>& flags) {
   Config config;
@@ -370,8 +443,69 @@ Result<Config> load_config(const std::optional<std::filesystem::path>& file, con
   for (const auto& s : flags) {
     BOOST_OUTCOME_TRY(apply_setting(config, s));
   }
+  BOOST_OUTCOME_TRY(check_gateway(config.gateway));
   return config;
 }
+
+std::vector<TlsFiles> GatewayConfig::tls_pairs() const {
+  std::vector<TlsFiles> out;
+  if (!tls.cert.empty() || !tls.key.empty()) out.push_back(tls);
+  out.insert(out.end(), tls_certs.begin(), tls_certs.end());
+  return out;
+}
+
+Result<std::vector<TlsFiles>> parse_tls_pairs(const std::string& text) {
+  std::vector<TlsFiles> out;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    auto comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) continue;
+    auto colon = item.find(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == item.size() ||
+        item.find(':', colon + 1) != std::string_view::npos) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("'{}' is not a certificate and key pair (write CERT.pem:KEY.pem, "
+                              "several separated by ',')",
+                              item));
+    }
+    out.push_back(TlsFiles{std::string(item.substr(0, colon)), std::string(item.substr(colon + 1))});
+  }
+  return out;
+}
+
+namespace {
+
+// What no single setting can check: settings that only make sense together.
+Result<void> check_gateway(const GatewayConfig& g) {
+  if (g.tls.cert.empty() != g.tls.key.empty()) {
+    return fail(Errc::invalid_argument,
+                fmt::format("gateway.tls.{} is set but gateway.tls.{} is not: give both the "
+                            "certificate and its private key (PEM files)",
+                            g.tls.cert.empty() ? "key" : "cert", g.tls.cert.empty() ? "cert" : "key"));
+  }
+  if (!g.redirect_http.empty() && !g.tls_enabled()) {
+    return fail(Errc::invalid_argument,
+                "gateway.redirect_http redirects to https, but TLS is off: set gateway.tls.cert "
+                "and gateway.tls.key, or unset gateway.redirect_http");
+  }
+  if (!g.redirect_http.empty()) {
+    BOOST_OUTCOME_TRY(r, parse_listen(g.redirect_http));
+    BOOST_OUTCOME_TRY(l, parse_listen(g.listen));
+    if (r.second != 0 && r == l) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("gateway.redirect_http ({}) is the same address as gateway.listen: "
+                              "give the plain HTTP listener its own port (e.g. :80 next to :443)",
+                              g.redirect_http));
+    }
+  }
+  return outcome::success();
+}
+
+}  // namespace
 
 Result<std::pair<std::string, std::uint16_t>> parse_listen(const std::string& listen) {
   auto colon = listen.rfind(':');

@@ -16,6 +16,13 @@
 
 namespace ck {
 
+/// One certificate and its private key (PEM files) for the gateway's TLS listener.
+struct TlsFiles {
+  std::string cert;
+  std::string key;
+  bool operator==(const TlsFiles&) const = default;
+};
+
 struct GatewayConfig {
   std::string listen = "127.0.0.1:8080";
   Duration request_timeout = std::chrono::seconds(60);
@@ -32,6 +39,21 @@ struct GatewayConfig {
   std::string domain;
   /// Set: the dashboard, API and login live on this host only (lower case, no port).
   std::string control_host;
+  /// gateway.tls.cert / gateway.tls.key: the default certificate; set, the listener speaks
+  /// TLS only. gateway.tls.certs: more pairs, picked by SNI (the default first when
+  /// gateway.tls.cert is unset).
+  TlsFiles tls;
+  std::vector<TlsFiles> tls_certs;
+  /// How often the certificate files are checked for a change (0: never reloaded).
+  Duration tls_reload = std::chrono::seconds(2);
+  /// Set (ADDR:PORT): a plain HTTP listener answering every request with 308 to https.
+  std::string redirect_http;
+  /// Strict-Transport-Security max-age on every answer over TLS; 0: none.
+  Duration hsts = Duration::zero();
+
+  /// Every certificate pair, the default first; empty without TLS.
+  std::vector<TlsFiles> tls_pairs() const;
+  bool tls_enabled() const { return !tls_pairs().empty(); }
 };
 
 struct StorageConfig {
@@ -134,6 +156,10 @@ std::string env_name_for(const std::string& key);
 
 /// Every key the configuration knows, dotted.
 std::vector<std::string> config_keys();
+
+/// Parses gateway.tls.certs' text form: "CERT:KEY[,CERT:KEY...]" (what CK_GATEWAY_TLS_CERTS
+/// holds; a YAML list of {cert, key} maps is turned into it). Empty: no pairs.
+Result<std::vector<TlsFiles>> parse_tls_pairs(const std::string& text);
 
 /// Parses "ADDR:PORT" ("127.0.0.1:8080", "[::1]:80", ":8080" = all interfaces).
 Result<std::pair<std::string, std::uint16_t>> parse_listen(const std::string& listen);

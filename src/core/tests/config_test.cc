@@ -82,6 +82,107 @@ TEST(Config, GatewayDomainAndControlHost) {
   }
 }
 
+TEST(Config, TlsOffByDefault) {
+  auto c = load_config(std::nullopt, env_of({}), {}).value();
+  EXPECT_FALSE(c.gateway.tls_enabled());
+  EXPECT_TRUE(c.gateway.tls_pairs().empty());
+  EXPECT_EQ(c.gateway.tls_reload, 2s);
+  EXPECT_EQ(c.gateway.redirect_http, "");
+  EXPECT_EQ(c.gateway.hsts, 0s);
+}
+
+TEST(Config, TlsFromTheFile) {
+  TempFile f(
+      "gateway:\n"
+      "  listen: 127.0.0.1:8443\n"
+      "  tls:\n"
+      "    cert: /etc/ck/example.pem\n"
+      "    key: /etc/ck/example.key\n"
+      "    certs:\n"
+      "      - {cert: /etc/ck/other.pem, key: /etc/ck/other.key}\n"
+      "      - cert: /etc/ck/third.pem\n"
+      "        key: /etc/ck/third.key\n"
+      "  tls_reload: 500ms\n"
+      "  redirect_http: 127.0.0.1:8081\n"
+      "  hsts: 31536000\n");
+  auto r = load_config(f.path, env_of({}), {});
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  const auto& g = r.value().gateway;
+  EXPECT_TRUE(g.tls_enabled());
+  std::vector<TlsFiles> want = {{"/etc/ck/example.pem", "/etc/ck/example.key"},
+                                {"/etc/ck/other.pem", "/etc/ck/other.key"},
+                                {"/etc/ck/third.pem", "/etc/ck/third.key"}};
+  EXPECT_EQ(g.tls_pairs(), want);
+  EXPECT_EQ(g.tls_reload, 500ms);
+  EXPECT_EQ(g.redirect_http, "127.0.0.1:8081");
+  EXPECT_EQ(g.hsts, 31536000s);
+}
+
+TEST(Config, TlsFromTheEnvironment) {
+  auto env = env_of({{"CK_GATEWAY_TLS_CERT", "/c.pem"},
+                     {"CK_GATEWAY_TLS_KEY", "/c.key"},
+                     {"CK_GATEWAY_TLS_CERTS", "/a.pem:/a.key, /b.pem:/b.key"},
+                     {"CK_GATEWAY_TLS_RELOAD", "0"},
+                     {"CK_GATEWAY_REDIRECT_HTTP", ":80"},
+                     {"CK_GATEWAY_HSTS", "365d"}});
+  auto r = load_config(std::nullopt, env, {});
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  const auto& g = r.value().gateway;
+  std::vector<TlsFiles> want = {{"/c.pem", "/c.key"}, {"/a.pem", "/a.key"}, {"/b.pem", "/b.key"}};
+  EXPECT_EQ(g.tls_pairs(), want);
+  EXPECT_EQ(g.tls_reload, 0s);
+  EXPECT_EQ(g.redirect_http, ":80");
+  EXPECT_EQ(g.hsts, std::chrono::hours(24 * 365));
+  // Only the extra pairs: the first is the default.
+  auto only = load_config(std::nullopt, env_of({{"CK_GATEWAY_TLS_CERTS", "/a.pem:/a.key"}}), {});
+  ASSERT_TRUE(only.has_value()) << only.error().message;
+  EXPECT_EQ(only.value().gateway.tls_pairs(), (std::vector<TlsFiles>{{"/a.pem", "/a.key"}}));
+}
+
+TEST(Config, TlsMistakesAreClear) {
+  auto error_of = [](std::map<std::string, std::string> vars) {
+    auto r = load_config(std::nullopt, env_of(std::move(vars)), {});
+    return r.has_error() ? r.error().message : std::string();
+  };
+  EXPECT_NE(error_of({{"CK_GATEWAY_TLS_CERT", "/c.pem"}}).find("gateway.tls.key is not"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"CK_GATEWAY_TLS_KEY", "/c.key"}}).find("gateway.tls.cert is not"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"CK_GATEWAY_REDIRECT_HTTP", "127.0.0.1:8081"}}).find("TLS is off"),
+            std::string::npos);
+  auto same = error_of({{"CK_GATEWAY_TLS_CERT", "/c.pem"},
+                        {"CK_GATEWAY_TLS_KEY", "/c.key"},
+                        {"CK_GATEWAY_REDIRECT_HTTP", "127.0.0.1:8080"}});
+  EXPECT_NE(same.find("same address"), std::string::npos) << same;
+  for (auto bad : {"/a.pem", "/a.pem:", ":/a.key", "/a:b:c", "/a.pem:/a.key,/b.pem"}) {
+    auto m = error_of({{"CK_GATEWAY_TLS_CERTS", bad}});
+    EXPECT_NE(m.find("CK_GATEWAY_TLS_CERTS"), std::string::npos) << bad << ": " << m;
+    EXPECT_NE(m.find("CERT.pem:KEY.pem"), std::string::npos) << bad << ": " << m;
+  }
+  EXPECT_NE(error_of({{"CK_GATEWAY_REDIRECT_HTTP", "nowhere"}}).find("listen address"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"CK_GATEWAY_HSTS", "forever"}}).find("CK_GATEWAY_HSTS"), std::string::npos);
+
+  auto yaml_error = [](const std::string& text) {
+    auto r = read_yaml_settings(text, "ck.yaml");
+    return r.has_error() ? r.error().message : std::string();
+  };
+  EXPECT_NE(yaml_error("gateway:\n  tls:\n    certs:\n      - /a.pem\n").find("ck.yaml:3"),
+            std::string::npos);
+  EXPECT_NE(yaml_error("gateway:\n  tls:\n    certs:\n      - {cert: /a.pem}\n")
+                .find("lacks its cert or key"),
+            std::string::npos);
+  EXPECT_NE(yaml_error("gateway:\n  tls:\n    certs:\n      - {cert: /a.pem, key: /k, x: 1}\n")
+                .find("unknown key 'x'"),
+            std::string::npos);
+  EXPECT_NE(yaml_error("gateway:\n  tls:\n    certs:\n      - {cert: 'a:b.pem', key: /k}\n")
+                .find("contains ',' or ':'"),
+            std::string::npos);
+  // Other keys still refuse lists.
+  EXPECT_NE(yaml_error("gateway:\n  tls:\n    cert: [a, b]\n").find("not a list"),
+            std::string::npos);
+}
+
 TEST(Config, EnvNamesFollowTheKeyPath) {
   EXPECT_EQ(env_name_for("gateway.listen"), "CK_GATEWAY_LISTEN");
   EXPECT_EQ(env_name_for("idle.stop_after"), "CK_IDLE_STOP_AFTER");
