@@ -90,9 +90,11 @@ ApiInfo& url_info() {
 
 std::string workspace_url(std::string_view name, const ApiInfo& info) {
   if (info.domain.empty()) return name == kHomeWorkspace ? "/" : "/" + std::string(name) + "/";
-  std::string port = info.port == 0 || info.port == 80 ? "" : ":" + std::to_string(info.port);
-  if (name == kHomeWorkspace) return "http://" + info.domain + port + "/";
-  return "http://" + std::string(name) + "." + info.domain + port + "/";
+  const std::uint16_t default_port = info.tls ? 443 : 80;
+  std::string port = info.port == 0 || info.port == default_port ? "" : ":" + std::to_string(info.port);
+  const std::string scheme = info.tls ? "https://" : "http://";
+  if (name == kHomeWorkspace) return scheme + info.domain + port + "/";
+  return scheme + std::string(name) + "." + info.domain + port + "/";
 }
 
 void set_workspace_urls(const ApiInfo& info) { url_info() = info; }

@@ -50,6 +50,8 @@ struct ApiInfo {
   /// logins are refused once there is more than one user).
   std::string control_host;
   std::uint16_t port = 0;  // the gateway's port, for those URLs (80 or 0: left out)
+  /// The gateway speaks TLS (gateway.tls): those URLs are https:// (port 443 left out).
+  bool tls = false;
 };
 
 /// A workspace's address as the API shows it: "/<name>/" ("/" for www), or its own origin
@@ -181,8 +183,9 @@ class ControlApi {
 /// The principal behind a request's headers, by the API's rules: the Authorization header's
 /// bearer token when there is one, else the session cookie; nullopt for none or invalid ones.
 /// Blocks on SQLite.
+/// `tls`: the gateway speaks TLS, so the session cookie is the __Host- one.
 std::optional<auth::Principal> credentials_of(auth::Auth& auth, std::string_view authorization,
-                                              std::string_view cookie);
+                                              std::string_view cookie, bool tls = false);
 
 /// A workspace as the API shows it (GET /workspaces/{name}).
 nlohmann::json workspace_json(const WorkspaceView& w, const Snapshot& snap);

@@ -139,7 +139,7 @@ class Secured {
       BOOST_OUTCOME_TRY(p, auth_.verify_token(*token));
       return Caller{std::move(p), ""};
     }
-    auto cookie = cookie_value(req_.header("Cookie"), auth::kSessionCookie);
+    auto cookie = cookie_value(req_.header("Cookie"), auth::session_cookie_name(req_.tls));
     if (!cookie || cookie->empty()) {
       return fail(Errc::unauthenticated,
                   "this needs credentials: an API token (Authorization: Bearer <token>) or a "
@@ -228,13 +228,13 @@ http::Response login(Secured& s, const http::Request& req) {
   auto r =
       json_response(200, {{"user", {{"name", ns.principal.name}, {"role", role_of(ns.principal)}}},
                           {"csrf", ns.csrf}});
-  r.headers.emplace_back("Set-Cookie", auth::session_cookie(ns.id, max_age, false));
+  r.headers.emplace_back("Set-Cookie", auth::session_cookie(ns.id, max_age, req.tls));
   return r;
 }
 
 http::Response logout(Secured& s, const http::Request& req) {
   auto cleared = no_content();
-  cleared.headers.emplace_back("Set-Cookie", auth::clear_session_cookie(false));
+  cleared.headers.emplace_back("Set-Cookie", auth::clear_session_cookie(req.tls));
   auto caller = s.authenticate();
   if (caller.has_error() || caller.value().session.empty()) return cleared;  // nothing to end
   if (!auth::Auth::verify_csrf(caller.value().session, req.header("X-CSRF-Token"))) {
@@ -402,9 +402,10 @@ http::Response audit_log(Secured& s, const http::Request& req) {
 }  // namespace
 
 std::optional<auth::Principal> credentials_of(auth::Auth& auth, std::string_view authorization,
-                                              std::string_view cookie) {
-  if (authorization.empty() && !cookie_value(cookie, auth::kSessionCookie)) return std::nullopt;
+                                              std::string_view cookie, bool tls) {
+  if (authorization.empty() && !cookie_value(cookie, auth::session_cookie_name(tls))) return std::nullopt;
   http::Request req;
+  req.tls = tls;
   if (!authorization.empty()) req.headers.emplace_back("Authorization", std::string(authorization));
   if (!cookie.empty()) req.headers.emplace_back("Cookie", std::string(cookie));
   auto caller = Secured(auth, req).authenticate();
@@ -422,7 +423,7 @@ std::optional<auth::Principal> ControlApi::principal_of(const http::Request& req
       several_users(*services_.auth)) {
     return std::nullopt;
   }
-  return credentials_of(*services_.auth, authorization, req.header("Cookie"));
+  return credentials_of(*services_.auth, authorization, req.header("Cookie"), req.tls);
 }
 
 auth::Decision ControlApi::decide(const auth::Principal* who, const std::string& name,

@@ -44,9 +44,10 @@ namespace {
 // A logout or a change of owner takes effect within kFor.
 class PrivateGate {
  public:
-  explicit PrivateGate(auth::Auth& auth) : auth_(auth) {}
+  // `tls`: the gateway speaks TLS, so the session cookie is the __Host- one.
+  PrivateGate(auth::Auth& auth, bool tls) : auth_(auth), cookie_name_(auth::session_cookie_name(tls)) {}
   PrivateAccess check(const std::string& workspace, std::string_view cookie_header) {
-    auto session = cookie_value(cookie_header, auth::kSessionCookie);
+    auto session = cookie_value(cookie_header, cookie_name_);
     if (!session || session->empty()) return PrivateAccess::login;
     std::string key = *session + "\n" + workspace;
     auto now = std::chrono::steady_clock::now();
@@ -74,6 +75,7 @@ class PrivateGate {
     std::chrono::steady_clock::time_point until;
   };
   auth::Auth& auth_;
+  std::string_view cookie_name_;
   std::mutex mu_;
   std::unordered_map<std::string, Seen> seen_;
 };
@@ -386,6 +388,11 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   go.header_timeout = config.gateway.header_timeout;
   go.ws_idle_timeout = config.gateway.ws_idle_timeout;
   go.hosts = HostRouting{config.gateway.domain, config.gateway.control_host};
+  go.tls = config.gateway.tls_pairs();
+  go.tls_reload = config.gateway.tls_reload;
+  go.redirect_http = config.gateway.redirect_http;
+  go.hsts = config.gateway.hsts;
+  const bool tls = !go.tls.empty();
   std::string display_host = go.host == "0.0.0.0" ? "127.0.0.1" : go.host;
   if (display_host.find(':') != std::string::npos) display_host = "[" + display_host + "]";
   // The API is built once the port is known, before start() runs the worker threads (their
@@ -396,16 +403,16 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   hooks.wake = [&io, &monitor](const std::string& name) {
     net::post(io, [&monitor, name] { monitor.wake(name); });
   };
-  PrivateGate gate(auth_service);
+  PrivateGate gate(auth_service, tls);
   hooks.session_cookie = std::string(auth::kSessionCookie);
   hooks.private_access = [&gate](const std::string& name, std::string_view cookie) {
     return gate.check(name, cookie);
   };
-  hooks.event_visibility = [&auth_service](std::string_view cookie, std::string_view authorization)
+  hooks.event_visibility = [&auth_service, tls](std::string_view cookie, std::string_view authorization)
       -> GatewayHooks::WorkspaceVisible {
     // The client's principal once, then auth::authorize per workspace (owner records are
     // cached by Auth, so an event costs no SQLite read). Not in the snapshot: private, unowned.
-    auto who = credentials_of(auth_service, authorization, cookie);
+    auto who = credentials_of(auth_service, authorization, cookie, tls);
     std::shared_ptr<const auth::Principal> principal;
     if (who) principal = std::make_shared<const auth::Principal>(std::move(*who));
     return [&auth_service, principal](const std::string& name, const WorkspaceView* ws) {
@@ -425,7 +432,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     io.run();
     return 1;
   }
-  std::string base = fmt::format("http://{}:{}/", display_host, port.value());
+  std::string base = fmt::format("{}://{}:{}/", tls ? "https" : "http", display_host, port.value());
   StorageEventsHook storage_events;
   if (mirror) {
     storage_events = [m = mirror.get()](const std::vector<std::string>& keys) { m->notify(keys); };
@@ -482,6 +489,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   info.domain = config.gateway.domain;
   info.control_host = config.gateway.control_host;
   info.port = port.value();
+  info.tls = tls;
   api = std::make_unique<ControlApi>(snapshots, std::move(info),
                                      db.get(), std::move(storage_events), std::move(services));
   gateway.start();
@@ -491,6 +499,9 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     log->info("  {}{}/  ({}{})", base, w.name, w.type, w.matched.empty() ? "" : " — " + w.matched);
   }
   log->info("  {}monitor/api/v1/workspaces  (API)", base);
+  if (tls && !config.gateway.redirect_http.empty()) {
+    log->info("  http://{}/ answers every request with a redirect to https", config.gateway.redirect_http);
+  }
   if (mirror) {
     log->info("  {}monitor/api/v1/storage/events  (MinIO bucket-notification webhook, with a "
               "deploy-scope API token as its auth_token: changes show up at once instead of within {})",

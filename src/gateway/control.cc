@@ -23,9 +23,35 @@ using namespace gw;
 
 namespace {
 
+}  // namespace
+
+// beast's WebSocket closes the layer below it through these (found by ADL, so in gw): over
+// TLS, a close_notify first.
+namespace gw {
+template <class Handler>
+void async_teardown(beast::role_type role, ClientStream& s, Handler&& handler) {
+  if (s.tls()) {
+    s.tls_layer().async_shutdown(std::forward<Handler>(handler));
+  } else {
+    beast::websocket::async_teardown(role, s.next_layer(), std::forward<Handler>(handler));
+  }
+}
+inline void teardown(beast::role_type role, ClientStream& s, error_code& ec) {
+  if (s.tls()) {
+    s.tls_layer().shutdown(ec);
+  } else {
+    beast::websocket::teardown(role, s.next_layer(), ec);
+  }
+}
+}  // namespace gw
+
+namespace {
+
 struct EventClient {
-  EventClient(Socket s, Executor ex) : ws(std::move(s)), wake(ex) {}
-  beast::websocket::stream<Socket> ws;
+  // Holds the session's connection, whose stream it uses, until the reader is done too.
+  EventClient(std::shared_ptr<Conn> c, Executor ex) : conn(std::move(c)), ws(conn->client), wake(ex) {}
+  std::shared_ptr<Conn> conn;
+  beast::websocket::stream<ClientStream&> ws;
   Timer wake;  // cancelled when events are queued (or the subscription was dropped)
   std::shared_ptr<Subscription> sub;
   bool closed = false;
@@ -79,7 +105,7 @@ Task<bool> Gateway::Impl::event_socket(Conn& conn, Request& req, Worker& w) {
   GatewayHooks::WorkspaceVisible visible;
   if (hooks.event_visibility) visible = hooks.event_visibility(req[bhttp::field::cookie], req[bhttp::field::authorization]);
   auto ex = w.io.get_executor();
-  auto c = std::make_shared<EventClient>(std::move(conn.client), ex);
+  auto c = std::make_shared<EventClient>(conn.shared_from_this(), ex);
   std::weak_ptr<EventClient> weak = c;
   c->sub = hooks.events->subscribe([weak, ex] {
     net::post(ex, [weak] {
@@ -100,8 +126,11 @@ Task<bool> Gateway::Impl::event_socket(Conn& conn, Request& req, Worker& w) {
     });
   }
   c->ws.set_option(beast::websocket::stream_base::timeout::suggested(beast::role_type::server));
-  c->ws.set_option(beast::websocket::stream_base::decorator(
-      [](beast::websocket::response_type& r) { r.set(bhttp::field::server, "cloudyknight"); }));
+  std::string sts = conn.client.tls() ? hsts : std::string();
+  c->ws.set_option(beast::websocket::stream_base::decorator([sts](beast::websocket::response_type& r) {
+    r.set(bhttp::field::server, "cloudyknight");
+    if (!sts.empty()) r.set(bhttp::field::strict_transport_security, sts);
+  }));
   error_code ec;
   co_await c->ws.async_accept(req, net::redirect_error(use_task, ec));
   if (ec) {
@@ -165,6 +194,7 @@ http::Response Gateway::Impl::call_control(const Request& req, const std::string
   for (const auto& f : req) r.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
   r.body = req.body();
   r.client_ip = client_ip;
+  r.tls = !opts.tls.empty();
   http::Response out;
   try {
     // The dashboard's files first (built into the binary), then the API.
@@ -236,6 +266,7 @@ Task<bool> Gateway::Impl::relay_stream(Conn& conn, const Request& req, std::shar
   for (const auto& [k, v] : head.headers) res.set(k, v);
   res.set(bhttp::field::cache_control, "no-store");
   res.set("X-Accel-Buffering", "no");  // for a proxy in front of us: pass chunks on at once
+  if (!hsts.empty() && conn.client.tls()) res.set(bhttp::field::strict_transport_security, hsts);
   // HTTP/1.0 has no chunked encoding: its body ends when the connection closes.
   const bool chunked = req.version() >= 11;
   res.keep_alive(chunked && req.keep_alive());

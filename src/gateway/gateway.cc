@@ -57,7 +57,8 @@ static_assert(kBusy.size() - kBusy.find("\r\n\r\n") - 4 == 73);
 
 }  // namespace
 
-Task<void> Gateway::Impl::accept_loop(Worker& w) {
+Task<void> Gateway::Impl::accept_loop(Worker& w, bool redirect) {
+  Acceptor& acceptor = redirect ? *w.redirect_acceptor : *w.acceptor;
   // Out of file descriptors (EMFILE/ENFILE): a spare descriptor is given up to accept and
   // close the waiting connection (else it stays in the backlog and wakes us again at once),
   // then accepting pauses, longer each time, until a connection ends.
@@ -66,13 +67,13 @@ Task<void> Gateway::Impl::accept_loop(Worker& w) {
   for (;;) {
     error_code ec;
     Socket sock(w.io);
-    co_await w.acceptor->async_accept(sock, net::redirect_error(use_task, ec));
-    if (ec == net::error::operation_aborted || !w.acceptor->is_open()) break;
+    co_await acceptor.async_accept(sock, net::redirect_error(use_task, ec));
+    if (ec == net::error::operation_aborted || !acceptor.is_open()) break;
     if (ec) {
       bool no_fds = ec == net::error::no_descriptors || ec.value() == ENFILE;
       if (no_fds && spare >= 0) {
         ::close(spare);
-        int fd = ::accept4(w.acceptor->native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+        int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
         if (fd >= 0) ::close(fd);
         spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
       }
@@ -105,6 +106,11 @@ Task<void> Gateway::Impl::accept_loop(Worker& w) {
     auto conn = std::make_shared<Conn>(std::move(sock));
     conn->slot = std::move(slot);
     spawn(w.io.get_executor(), watchdog(conn, opts.header_timeout), "gateway watchdog");
+    if (redirect) {
+      spawn(w.io.get_executor(), redirect_session(std::move(conn)), "gateway redirect to https");
+      continue;
+    }
+    if (tls) conn->client.start_tls(tls->current());
     spawn(w.io.get_executor(), session(conn, w), "gateway session");
   }
   if (spare >= 0) ::close(spare);
@@ -215,7 +221,8 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
   auto ep = conn.client.remote_endpoint(ec);
   if (!ec) client_ip = ep.address().to_string();
   beast::flat_buffer buf;
-  for (bool first = true;; first = false) {
+  const bool ready = !conn.client.tls() || co_await handshake(conn);
+  for (bool first = true; ready; first = false) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(opts.max_header, UINT32_MAX)));
     parser.body_limit(opts.max_body);
@@ -321,6 +328,7 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
     if (!keep) break;
   }
   count_request(conn);  // an error page for a request that could not be read
+  if (ready && conn.client.tls()) co_await tls_goodbye(conn);
   conn.done = true;
   conn.watchdog.cancel();
   conn.client.shutdown(Socket::shutdown_send, ec);
@@ -561,6 +569,10 @@ Result<std::uint16_t> Gateway::listen() {
                      fit, static_cast<long long>(rl.rlim_cur));
     }
   }
+  if (!o.tls.empty()) {
+    impl_->tls = std::make_unique<gw::TlsStore>(o.tls);
+    BOOST_OUTCOME_TRY(impl_->tls->load());
+  }
   int n = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   error_code ec;
   auto addr = net::ip::make_address(o.host, ec);
@@ -591,6 +603,30 @@ Result<std::uint16_t> Gateway::listen() {
     w->acceptor = std::move(acc);
     impl_->workers.push_back(std::move(w));
   }
+  impl_->bound_port = port;
+  if (!o.redirect_http.empty() && !o.tls.empty()) {
+    BOOST_OUTCOME_TRY(where, parse_listen(o.redirect_http));
+    auto raddr = net::ip::make_address(where.first, ec);
+    if (ec) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("gateway.redirect_http: '{}' is not an IP address to listen on", where.first));
+    }
+    auto& first = *impl_->workers.front();
+    auto acc = std::make_unique<Acceptor>(first.io);
+    tcp::endpoint ep(raddr, where.second);
+    acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return fail(Errc::unavailable,
+                  fmt::format("cannot listen on {} (gateway.redirect_http): {} (is another server "
+                              "using it? pick another address)",
+                              o.redirect_http, ec.message()));
+    }
+    ::fcntl(acc->native_handle(), F_SETFD, FD_CLOEXEC);
+    first.redirect_acceptor = std::move(acc);
+  }
   return port;
 }
 
@@ -598,6 +634,12 @@ void Gateway::start() {
   for (auto& w : impl_->workers) {
     Impl::Worker* wp = w.get();
     spawn(wp->io.get_executor(), impl_->accept_loop(*wp), "gateway accept loop");
+    if (wp->redirect_acceptor) {
+      spawn(wp->io.get_executor(), impl_->accept_loop(*wp, true), "gateway redirect_http accept loop");
+    }
+    if (impl_->tls && impl_->opts.tls_reload.count() > 0 && wp == impl_->workers.front().get()) {
+      spawn(wp->io.get_executor(), impl_->reload_certificates(*wp), "gateway TLS reload");
+    }
     wp->thread = std::thread([wp] {
       for (;;) {
         try {
@@ -622,6 +664,7 @@ void Gateway::stop() {
     net::post(wp->io, [wp] {
       error_code ec;
       wp->acceptor->close(ec);
+      if (wp->redirect_acceptor) wp->redirect_acceptor->close(ec);
       wp->io.stop();
     });
   }

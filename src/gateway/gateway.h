@@ -11,7 +11,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "core/config.h"
 #include "core/error.h"
 #include "core/units.h"
 #include "gateway/route.h"
@@ -45,6 +47,16 @@ struct GatewayOptions {
   Duration header_timeout = std::chrono::seconds(10);
   /// An Upgrade (WebSocket) tunnel with no traffic either way for this long is closed.
   Duration ws_idle_timeout = std::chrono::hours(1);
+  /// TLS: certificate and key files, the default first (SNI picks among them). Set, the
+  /// listener speaks TLS only (1.2 and later, ALPN http/1.1). Empty: plain HTTP.
+  std::vector<TlsFiles> tls;
+  /// How often the certificate files are checked for a change (0: never reloaded).
+  Duration tls_reload = std::chrono::seconds(2);
+  /// Set (with TLS): a plain HTTP listener on this address answering every request with 308
+  /// to https://<host>[:<port>]<target>.
+  std::string redirect_http;
+  /// With TLS: Strict-Transport-Security max-age on every answer (0: not sent).
+  Duration hsts = Duration::zero();
 };
 
 class EventBus;

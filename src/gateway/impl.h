@@ -17,6 +17,10 @@
 // beast::tcp_stream does, one extra completion per I/O), each connection has one deadline
 // that the session moves forward with a plain store, and one watchdog coroutine that wakes
 // once a second and cancels whatever the session is waiting on once the deadline passed.
+//
+// TLS (gateway.tls): the client side is a ClientStream, a plain socket with an optional TLS
+// layer over it, so one session code path serves both; the handshake runs first in the
+// session under the header deadline. The plain path costs one branch per I/O.
 #include "gateway/gateway.h"
 
 #include "http/asio.h"
@@ -25,7 +29,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/core/flat_stream.hpp>
 #include <boost/beast/http.hpp>
 // clang-format on
 #include <atomic>
@@ -42,6 +48,7 @@
 #include "http/stream.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/route.h"
+#include "gateway/tls.h"
 
 namespace ck {
 namespace beast = boost::beast;
@@ -78,6 +85,51 @@ constexpr std::uint64_t kGzipCacheBytes = 64 << 20;
 // Request bodies for the control plane are read into memory: its handlers take small JSON.
 constexpr std::uint64_t kControlMaxBody = 2 << 20;
 
+// The client's side of a connection: the socket, with TLS over it once start_tls() ran. An
+// AsyncStream (beast's composed operations and co_await work on it unchanged): each operation
+// goes to the TLS layer or to the socket. flat_stream gathers a serializer's many small
+// buffers into one TLS record. Not movable (the TLS layer refers to the socket).
+class ClientStream {
+ public:
+  using executor_type = Executor;
+  using TlsLayer = net::ssl::stream<Socket&>;
+  explicit ClientStream(Socket s) : socket_(std::move(s)) {}
+  ClientStream(const ClientStream&) = delete;
+  ClientStream& operator=(const ClientStream&) = delete;
+
+  executor_type get_executor() noexcept { return socket_.get_executor(); }
+  Socket& next_layer() noexcept { return socket_; }
+  bool tls() const noexcept { return tls_ != nullptr; }
+  /// Puts TLS over the socket with the current certificates (kept alive for the connection).
+  void start_tls(std::shared_ptr<TlsContexts> certs) {
+    certs_ = std::move(certs);
+    tls_ = std::make_unique<beast::flat_stream<TlsLayer>>(socket_, certs_->default_context());
+  }
+  TlsLayer& tls_layer() { return tls_->next_layer(); }
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& b, Token&& token) {
+    if (tls_) return tls_->async_read_some(b, std::forward<Token>(token));
+    return socket_.async_read_some(b, std::forward<Token>(token));
+  }
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& b, Token&& token) {
+    if (tls_) return tls_->async_write_some(b, std::forward<Token>(token));
+    return socket_.async_write_some(b, std::forward<Token>(token));
+  }
+
+  bool is_open() const { return socket_.is_open(); }
+  void close(error_code& ec) { socket_.close(ec); }
+  void shutdown(Socket::shutdown_type what, error_code& ec) { socket_.shutdown(what, ec); }
+  tcp::endpoint remote_endpoint(error_code& ec) const { return socket_.remote_endpoint(ec); }
+  Socket::native_handle_type native_handle() { return socket_.native_handle(); }
+
+ private:
+  Socket socket_;
+  std::shared_ptr<TlsContexts> certs_;
+  std::unique_ptr<beast::flat_stream<TlsLayer>> tls_;
+};
+
 // One idle keep-alive connection to an app.
 struct UpstreamConn {
   explicit UpstreamConn(Executor ex) : socket(ex) {}
@@ -89,7 +141,7 @@ struct UpstreamConn {
 // socket it waits on, if any. Shared by the session and its watchdog; used on one thread.
 struct Conn : std::enable_shared_from_this<Conn> {
   explicit Conn(Socket s) : client(std::move(s)), watchdog(client.get_executor()) {}
-  Socket client;
+  ClientStream client;
   Socket* upstream = nullptr;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   bool timed_out = false;
@@ -145,6 +197,7 @@ struct Worker {
   // needs no locks; the scheduler keeps them (stop() posts from another thread).
   net::io_context io{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::unique_ptr<Acceptor> acceptor;
+  std::unique_ptr<Acceptor> redirect_acceptor;  // gateway.redirect_http, on the first worker
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle;
   GzipCache gzip_cache;
   std::thread thread;
@@ -155,9 +208,21 @@ struct Worker {
 // through the io_context.
 // Small messages are first gathered into `flat`: one contiguous send instead of an iovec
 // per header field.
-template <bool isRequest, class Body, class Fields>
-Task<void> send(Socket& s, bhttp::serializer<isRequest, Body, Fields>& sr, error_code& ec,
+// Over TLS everything goes through the TLS layer's asynchronous writes (a synchronous write
+// on a non-blocking socket could lose a TLS record half sent).
+inline Socket& plain_socket(Socket& s) { return s; }
+inline Socket& plain_socket(ClientStream& s) { return s.next_layer(); }
+
+template <class Stream, bool isRequest, class Body, class Fields>
+Task<void> send(Stream& stream, bhttp::serializer<isRequest, Body, Fields>& sr, error_code& ec,
                 std::string* flat = nullptr) {
+  if constexpr (std::is_same_v<Stream, ClientStream>) {
+    if (stream.tls()) {
+      co_await bhttp::async_write(stream, sr, net::redirect_error(use_task, ec));
+      co_return;
+    }
+  }
+  Socket& s = plain_socket(stream);
   while (flat && !sr.is_done()) {
     flat->clear();
     bool gathered = false;
@@ -203,6 +268,13 @@ struct Gateway::Impl {
   // The session cookie's TLS name (__Host-<name>), kept from apps as well as the plain one.
   const std::string host_session_cookie = "__Host-" + hooks.session_cookie;
   GatewayMetrics& stats = GatewayMetrics::get();
+  // TLS (gateway.tls): the certificates new handshakes use; null without TLS.
+  std::unique_ptr<gw::TlsStore> tls;
+  // "max-age=<s>" when gateway.hsts is set (sent over TLS only), else empty.
+  const std::string hsts = opts.hsts.count() > 0 && !opts.tls.empty()
+                               ? "max-age=" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(opts.hsts).count())
+                               : std::string();
+  std::uint16_t bound_port = 0;  // the listener's port (for redirect_http's Location)
   std::vector<std::unique_ptr<Worker>> workers;
   bool running = false;
   // Open client connections, all workers together and per client address (accept and the
@@ -217,9 +289,18 @@ struct Gateway::Impl {
   std::shared_ptr<void> admit(const std::string& ip);
 
   // ---- listener and session (gateway.cc) ---------------------------------------------------
-  Task<void> accept_loop(Worker& w);
+  // `redirect`: the gateway.redirect_http listener's loop.
+  Task<void> accept_loop(Worker& w, bool redirect = false);
   static Task<void> watchdog(std::shared_ptr<Conn> c, Duration header_timeout);
   Task<void> session(std::shared_ptr<Conn> cp, Worker& w);
+  // ---- TLS (tls_session.cc) ----------------------------------------------------------------
+  // The TLS handshake (under the header deadline); false: the connection is to be closed.
+  Task<bool> handshake(Conn& conn);
+  // Sends close_notify (briefly waiting for the peer's) before a TLS connection is closed.
+  Task<void> tls_goodbye(Conn& conn);
+  // A gateway.redirect_http connection: one request, answered 308 to https (or 400).
+  Task<void> redirect_session(std::shared_ptr<Conn> cp);
+  Task<void> reload_certificates(Worker& w);
   void count_request(Conn& conn);
   // Who reads a request's body: nobody (the gateway answers without it), the control plane
   // (in memory, up to kControlMaxBody) or an app.
@@ -233,6 +314,7 @@ struct Gateway::Impl {
   template <class Body>
   Task<bool> write(Conn& conn, bhttp::response<Body>& res) {
     conn.status = res.result_int();
+    if (!hsts.empty() && conn.client.tls()) res.set(bhttp::field::strict_transport_security, hsts);
     conn.expire_in(opts.request_timeout);
     gw::error_code ec;
     bhttp::response_serializer<Body> sr{res};

@@ -148,12 +148,15 @@ void Gateway::Impl::set_forwarded(Request& req, const RouteDecision& d, const st
   }
   req.set("X-Forwarded-For", client_ip);
   req.set("X-Real-IP", client_ip);
-  req.set("X-Forwarded-Proto", "http");
+  // With TLS the listener speaks nothing else: every proxied request came over it.
+  const std::string_view proto = opts.tls.empty() ? "http" : "https";
+  req.set("X-Forwarded-Proto", proto);
   if (!host.empty()) req.set("X-Forwarded-Host", host);
   if (!d.prefix.empty()) req.set("X-Forwarded-Prefix", d.prefix);
   std::string fwd = client_ip.find(':') == std::string::npos ? "for=" + client_ip
                                                               : "for=" + quoted_string("[" + client_ip + "]");
-  fwd += ";proto=http";
+  fwd += ";proto=";
+  fwd += proto;
   if (!host.empty()) fwd += ";host=" + quoted_string(host);
   req.set(bhttp::field::forwarded, fwd);
   req.target(d.upstream_target);
@@ -255,6 +258,7 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   strip_hop_by_hop(res, false);
   drop_session_set_cookies(res, ws.name);
   res.set(bhttp::field::server, "cloudyknight");
+  if (!hsts.empty() && conn.client.tls()) res.set(bhttp::field::strict_transport_security, hsts);
   bool delimited = res.has_content_length() || res.chunked() || parser->is_done();
   if (!delimited) {
     // Body runs to EOF: re-frame it as chunked so the client connection can live on.
@@ -337,8 +341,8 @@ Task<bool> Gateway::Impl::upstream_failed(Conn& conn, const Request& req, const 
 namespace {
 
 struct Tunnel {
-  Tunnel(Socket& a, Socket b) : client(a), upstream(std::move(b)) {}
-  Socket& client;  // owned by the session's Conn, which outlives the tunnel
+  Tunnel(ClientStream& a, Socket b) : client(a), upstream(std::move(b)) {}
+  ClientStream& client;  // owned by the session's Conn, which outlives the tunnel
   Socket upstream;
   void close() {
     error_code ec;
@@ -350,9 +354,8 @@ struct Tunnel {
 // `conn` holds the session's connection (whose socket the tunnel borrows) until both
 // directions are done; its deadline, moved on by traffic either way, is the idle timeout
 // (the watchdog closes the client socket, which ends both directions).
-Task<void> pump(std::shared_ptr<Conn> conn, std::shared_ptr<Tunnel> t, bool to_upstream, Duration idle) {
-  Socket& from = to_upstream ? t->client : t->upstream;
-  Socket& to = to_upstream ? t->upstream : t->client;
+template <class From, class To>
+Task<void> pump(std::shared_ptr<Conn> conn, std::shared_ptr<Tunnel> t, From& from, To& to, Duration idle) {
   std::unique_ptr<char[]> data(new char[kRelayChunk]);
   for (;;) {
     error_code ec;
@@ -399,6 +402,7 @@ Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Req
   auto res = parser.release();
   drop_session_set_cookies(res, ws.name);
   res.set(bhttp::field::server, "cloudyknight");
+  if (!hsts.empty() && conn.client.tls()) res.set(bhttp::field::strict_transport_security, hsts);
   bhttp::response_serializer<bhttp::string_body> sr{res};
   conn.expire_in(opts.request_timeout);
   conn.status = 101;
@@ -419,9 +423,9 @@ Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Req
   // An open WebSocket keeps its workspace active; its close starts the reconnect grace.
   std::shared_ptr<Activity> activity = ws.activity;
   activity->socket_opened();
-  spawn(w.io.get_executor(), pump(conn.shared_from_this(), t, false, opts.ws_idle_timeout),
+  spawn(w.io.get_executor(), pump(conn.shared_from_this(), t, t->upstream, t->client, opts.ws_idle_timeout),
         "websocket tunnel");
-  co_await pump(conn.shared_from_this(), t, true, opts.ws_idle_timeout);
+  co_await pump(conn.shared_from_this(), t, t->client, t->upstream, opts.ws_idle_timeout);
   activity->socket_closed();
   co_return false;
 }

@@ -19,6 +19,9 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string client_ip;
+  /// Came over TLS (the gateway's listener speaks TLS): the session cookie is then the
+  /// __Host- one (auth::session_cookie_name).
+  bool tls = false;
 
   /// The first header with this name (case-insensitive), or "".
   std::string header(std::string_view name) const;
