@@ -272,8 +272,8 @@ def wait_until(predicate, timeout, what="condition", interval=POLL_INTERVAL):
 
 
 def to_yaml(d, indent=0):
-    """Tiny YAML writer for nested dicts of scalars (strings are JSON-quoted,
-    which is valid YAML)."""
+    """Tiny YAML writer for nested dicts of scalars and lists (strings and lists are
+    JSON, which is valid YAML)."""
     lines = []
     for k, v in d.items():
         pad = " " * indent
@@ -284,6 +284,8 @@ def to_yaml(d, indent=0):
             lines.append(f"{pad}{k}: {'true' if v else 'false'}")
         elif isinstance(v, (int, float)):
             lines.append(f"{pad}{k}: {v}")
+        elif isinstance(v, list):
+            lines.append(f"{pad}{k}: {json.dumps(v, ensure_ascii=False)}")
         else:
             lines.append(f"{pad}{k}: {json.dumps(str(v), ensure_ascii=False)}")
     return "\n".join(l for l in lines if l)
