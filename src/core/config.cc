@@ -147,8 +147,10 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
        [](Config& c, const std::string& v) { return set_host_name(c.gateway.domain, v); }},
       {"gateway.control_host",
        [](Config& c, const std::string& v) { return set_host_name(c.gateway.control_host, v); }},
-      {"gateway.tls.cert", [](Config& c, const std::string& v) { return set_string(c.gateway.tls.cert, v); }},
-      {"gateway.tls.key", [](Config& c, const std::string& v) { return set_string(c.gateway.tls.key, v); }},
+      {"gateway.tls.cert",
+       [](Config& c, const std::string& v) { return set_string(c.gateway.tls.cert, v); }},
+      {"gateway.tls.key",
+       [](Config& c, const std::string& v) { return set_string(c.gateway.tls.key, v); }},
       {"gateway.tls.certs",
        [](Config& c, const std::string& v) -> Result<void> {
          BOOST_OUTCOME_TRY(pairs, parse_tls_pairs(v));

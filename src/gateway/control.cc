@@ -49,7 +49,8 @@ namespace {
 
 struct EventClient {
   // Holds the session's connection, whose stream it uses, until the reader is done too.
-  EventClient(std::shared_ptr<Conn> c, Executor ex) : conn(std::move(c)), ws(conn->client), wake(ex) {}
+  EventClient(std::shared_ptr<Conn> c, Executor ex)
+      : conn(std::move(c)), ws(conn->client), wake(ex) {}
   std::shared_ptr<Conn> conn;
   beast::websocket::stream<ClientStream&> ws;
   Timer wake;  // cancelled when events are queued (or the subscription was dropped)
@@ -127,10 +128,11 @@ Task<bool> Gateway::Impl::event_socket(Conn& conn, Request& req, Worker& w) {
   }
   c->ws.set_option(beast::websocket::stream_base::timeout::suggested(beast::role_type::server));
   std::string sts = conn.client.tls() ? hsts : std::string();
-  c->ws.set_option(beast::websocket::stream_base::decorator([sts](beast::websocket::response_type& r) {
+  auto decorate = [sts](beast::websocket::response_type& r) {
     r.set(bhttp::field::server, "cloudyknight");
     if (!sts.empty()) r.set(bhttp::field::strict_transport_security, sts);
-  }));
+  };
+  c->ws.set_option(beast::websocket::stream_base::decorator(decorate));
   error_code ec;
   co_await c->ws.async_accept(req, net::redirect_error(use_task, ec));
   if (ec) {

@@ -271,9 +271,11 @@ struct Gateway::Impl {
   // TLS (gateway.tls): the certificates new handshakes use; null without TLS.
   std::unique_ptr<gw::TlsStore> tls;
   // "max-age=<s>" when gateway.hsts is set (sent over TLS only), else empty.
-  const std::string hsts = opts.hsts.count() > 0 && !opts.tls.empty()
-                               ? "max-age=" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(opts.hsts).count())
-                               : std::string();
+  const std::string hsts =
+      opts.hsts.count() > 0 && !opts.tls.empty()
+          ? "max-age=" +
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(opts.hsts).count())
+          : std::string();
   std::uint16_t bound_port = 0;  // the listener's port (for redirect_http's Location)
   std::vector<std::unique_ptr<Worker>> workers;
   bool running = false;

@@ -355,7 +355,8 @@ struct Tunnel {
 // directions are done; its deadline, moved on by traffic either way, is the idle timeout
 // (the watchdog closes the client socket, which ends both directions).
 template <class From, class To>
-Task<void> pump(std::shared_ptr<Conn> conn, std::shared_ptr<Tunnel> t, From& from, To& to, Duration idle) {
+Task<void> pump(std::shared_ptr<Conn> conn, std::shared_ptr<Tunnel> t, From& from, To& to,
+                Duration idle) {
   std::unique_ptr<char[]> data(new char[kRelayChunk]);
   for (;;) {
     error_code ec;
@@ -423,7 +424,8 @@ Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Req
   // An open WebSocket keeps its workspace active; its close starts the reconnect grace.
   std::shared_ptr<Activity> activity = ws.activity;
   activity->socket_opened();
-  spawn(w.io.get_executor(), pump(conn.shared_from_this(), t, t->upstream, t->client, opts.ws_idle_timeout),
+  spawn(w.io.get_executor(),
+        pump(conn.shared_from_this(), t, t->upstream, t->client, opts.ws_idle_timeout),
         "websocket tunnel");
   co_await pump(conn.shared_from_this(), t, t->client, t->upstream, opts.ws_idle_timeout);
   activity->socket_closed();

@@ -52,9 +52,9 @@ Result<std::string> read_pem(const std::string& path, std::string_view what) {
   in.read(data.data(), static_cast<std::streamsize>(data.size()));
   data.resize(static_cast<std::size_t>(in.gcount()));
   if (data.size() > kMaxPemBytes) {
-    return fail(Errc::invalid_argument,
-                fmt::format("the TLS {} file {} is larger than 1 MiB: is it the right file?", what,
-                            path));
+    return fail(
+        Errc::invalid_argument,
+        fmt::format("the TLS {} file {} is larger than 1 MiB: is it the right file?", what, path));
   }
   return data;
 }
@@ -81,14 +81,16 @@ int no_password(char*, int, int, void*) { return -1; }
 // The DNS names a certificate covers: its SAN DNS entries, else its subject CN.
 std::vector<std::string> certificate_names(X509* x) {
   std::vector<std::string> out;
-  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
   if (sans) {
     for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
       const GENERAL_NAME* g = sk_GENERAL_NAME_value(sans, i);
       if (g->type != GEN_DNS) continue;
       const unsigned char* p = ASN1_STRING_get0_data(g->d.dNSName);
       int n = ASN1_STRING_length(g->d.dNSName);
-      if (p && n > 0) out.emplace_back(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
+      if (p && n > 0)
+        out.emplace_back(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
     }
     GENERAL_NAMES_free(sans);
   }
@@ -120,8 +122,8 @@ Result<std::unique_ptr<net::ssl::context>> make_context(const TlsFiles& f,
   auto ctx = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
   SSL_CTX* c = ctx->native_handle();
   SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
-  SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                             SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   static const unsigned char kSessionContext[] = "cloudyknight";
   SSL_CTX_set_session_id_context(c, kSessionContext, sizeof kSessionContext - 1);
   SSL_CTX_set_alpn_select_cb(c, select_alpn, nullptr);
@@ -177,9 +179,10 @@ Result<std::unique_ptr<net::ssl::context>> make_context(const TlsFiles& f,
   }
   names = certificate_names(leaf.get());
   if (X509_cmp_current_time(X509_get0_notAfter(leaf.get())) < 0) {
-    tls_logger()->warn("the TLS certificate in {} has expired: browsers will refuse it; renew it "
-                       "(the new file is picked up without a restart)",
-                       f.cert);
+    tls_logger()->warn(
+        "the TLS certificate in {} has expired: browsers will refuse it; renew it "
+        "(the new file is picked up without a restart)",
+        f.cert);
   }
   return ctx;
 }
@@ -208,7 +211,8 @@ int TlsContexts::on_server_name(SSL* ssl, int*, void* arg) {
   // `arg` is the set the connection holds a reference to (ClientStream), so it is alive.
   auto* self = static_cast<TlsContexts*>(arg);
   const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  std::size_t i = pick_certificate(self->names_, name ? std::string_view(name) : std::string_view());
+  std::size_t i =
+      pick_certificate(self->names_, name ? std::string_view(name) : std::string_view());
   if (i != 0) SSL_set_SSL_CTX(ssl, self->contexts_[i]->native_handle());
   return SSL_TLSEXT_ERR_OK;
 }
@@ -228,14 +232,14 @@ std::string TlsStore::stamps() const {
   std::string out;
   for (const auto& f : files_) {
     for (const auto* path : {&f.cert, &f.key}) {
-      struct stat st{};
+      struct stat st {};
       if (::stat(path->c_str(), &st) != 0) {
         out += fmt::format("{}:missing:{};", *path, errno);
         continue;
       }
-      out += fmt::format("{}:{}:{}:{}:{}.{}:{}.{};", *path, st.st_dev, st.st_ino, st.st_size,
-                         st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec,
-                         st.st_ctim.tv_nsec);
+      out +=
+          fmt::format("{}:{}:{}:{}:{}.{}:{}.{};", *path, st.st_dev, st.st_ino, st.st_size,
+                      st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
     }
   }
   return out;
@@ -258,9 +262,10 @@ void TlsStore::poll() {
   seen_ = after == now ? now : std::string();
   if (set.has_error()) {
     if (after == now) {
-      tls_logger()->warn("TLS certificates not reloaded, the current ones stay in use: {}; it is "
-                         "tried again when the files change",
-                         set.error().message);
+      tls_logger()->warn(
+          "TLS certificates not reloaded, the current ones stay in use: {}; it is "
+          "tried again when the files change",
+          set.error().message);
     }
     return;
   }

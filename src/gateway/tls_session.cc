@@ -13,7 +13,8 @@ namespace {
 
 // Answered to plain HTTP sent to the TLS listener (the first byte is not a TLS handshake's).
 constexpr std::string_view kPlainToTls =
-    "HTTP/1.1 400 Bad Request\r\nServer: cloudyknight\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    "HTTP/1.1 400 Bad Request\r\nServer: cloudyknight\r\nContent-Type: text/plain; "
+    "charset=utf-8\r\n"
     "Content-Length: 66\r\nConnection: close\r\n\r\n"
     "This address speaks HTTPS only: use https:// instead of http://.\r\n";
 static_assert(kPlainToTls.size() - kPlainToTls.find("\r\n\r\n") - 4 == 66);
@@ -99,7 +100,8 @@ Task<void> Gateway::Impl::redirect_session(std::shared_ptr<Conn> cp) {
   Conn& conn = *cp;
   beast::flat_buffer buf;
   bhttp::request_parser<bhttp::empty_body> parser;
-  parser.header_limit(static_cast<std::uint32_t>(std::min<std::uint64_t>(opts.max_header, UINT32_MAX)));
+  parser.header_limit(
+      static_cast<std::uint32_t>(std::min<std::uint64_t>(opts.max_header, UINT32_MAX)));
   conn.expire_in(opts.header_timeout);
   error_code ec;
   co_await bhttp::async_read_header(conn.client, buf, parser, net::redirect_error(use_task, ec));
@@ -111,10 +113,12 @@ Task<void> Gateway::Impl::redirect_session(std::shared_ptr<Conn> cp) {
                        "The request's headers are larger than this gateway accepts.",
                        "Send smaller headers.");
   } else if (ec) {
-    if (ec != bhttp::error::end_of_stream && !conn.timed_out && ec != net::error::operation_aborted &&
-        ec != net::error::connection_reset && ec != net::error::eof) {
-      res = closing_page(400, "Bad Request", "The request could not be parsed: " + ec.message() + ".",
-                         "Check the client sending it.");
+    if (ec != bhttp::error::end_of_stream && !conn.timed_out &&
+        ec != net::error::operation_aborted && ec != net::error::connection_reset &&
+        ec != net::error::eof) {
+      res =
+          closing_page(400, "Bad Request", "The request could not be parsed: " + ec.message() + ".",
+                       "Check the client sending it.");
     }
   } else {
     const auto& head = parser.get();
