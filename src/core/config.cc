@@ -7,6 +7,8 @@
 #include <sstream>
 #include <yaml-cpp/yaml.h>
 
+#include "core/public_url.h"
+
 namespace ck {
 namespace {
 
@@ -172,6 +174,15 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
          BOOST_OUTCOME_TRY(d, parse_duration(v));
          if (d.count() < 0) return fail(Errc::invalid_argument, "the HSTS max-age cannot be negative");
          c.gateway.hsts = d;
+         return outcome::success();
+       }},
+      {"gateway.public_url",
+       [](Config& c, const std::string& v) -> Result<void> {
+         if (!v.empty()) {
+           auto checked = make_public_address(v, "", 0, "");
+           if (checked.has_error()) return checked.error();
+         }
+         c.gateway.public_url = v;
          return outcome::success();
        }},
       {"storage.kind",

@@ -54,6 +54,9 @@ struct GatewayConfig {
   /// Every certificate pair, the default first; empty without TLS.
   std::vector<TlsFiles> tls_pairs() const;
   bool tls_enabled() const { return !tls_pairs().empty(); }
+  /// Set ("https://ck.example.com"): where the gateway is reached from outside, for the
+  /// workspaces' BASE_URL and the API's `url` (core/public_url.h). Empty: http://<listen>.
+  std::string public_url;
 };
 
 struct StorageConfig {
