@@ -14,6 +14,18 @@ void check(const ck::RouteDecision& d, bool by_host_allowed) {
     if (d.upstream_target.empty() || d.upstream_target.front() != '/') std::abort();
     if (!d.prefix.empty() && d.prefix != "/" + d.workspace) std::abort();
     if (d.by_host && (!by_host_allowed || !d.prefix.empty())) std::abort();
+    // Keep mode: the app of a named workspace sees a target under its base /<name>.
+    ck::RouteDecision k = d;
+    ck::keep_prefix(k);
+    if (k.upstream_target.empty() || k.upstream_target.front() != '/') std::abort();
+    if (d.workspace != "www") {
+      std::string base = "/" + d.workspace;
+      const std::string& t = k.upstream_target;
+      if (t.rfind(base, 0) != 0 || (t.size() > base.size() && t[base.size()] != '/' &&
+                                    t[base.size()] != '?')) {
+        std::abort();
+      }
+    }
   }
   if (d.kind == ck::RouteKind::redirect && d.location.rfind("/app/", 0) != 0 &&
       d.location.rfind("/a-b/", 0) != 0 && d.location != "/monitor/") {

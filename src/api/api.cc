@@ -89,10 +89,7 @@ ApiInfo& url_info() {
 }  // namespace
 
 std::string workspace_url(std::string_view name, const ApiInfo& info) {
-  if (info.domain.empty()) return name == kHomeWorkspace ? "/" : "/" + std::string(name) + "/";
-  std::string port = info.port == 0 || info.port == 80 ? "" : ":" + std::to_string(info.port);
-  if (name == kHomeWorkspace) return "http://" + info.domain + port + "/";
-  return "http://" + std::string(name) + "." + info.domain + port + "/";
+  return workspace_link(name, info.address);
 }
 
 void set_workspace_urls(const ApiInfo& info) { url_info() = info; }
@@ -106,6 +103,7 @@ json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
       {"activity", activity_of(w, snap)},
       {"url", workspace_url(w.name, url_info())},
       {"public", w.is_public},
+      {"prefix", w.keep_prefix ? "keep" : "strip"},
       {"description", w.description},
       {"icon", w.icon},
       {"restarts", w.restarts},
@@ -354,7 +352,7 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
     // How the gateway routes: the dashboard reads this, never guesses it.
     j["routing"] = {{"domain", info_.domain},
                     {"control_host", info_.control_host},
-                    {"workspace_url", info_.domain.empty() ? "/{name}/" : workspace_url("{name}", info_)}};
+                    {"workspace_url", workspace_url("{name}", info_)}};
     if (!snap->storage_error.empty()) j["storage_error"] = snap->storage_error;
     if (db_) {
       if (auto jc = db_->job_counts(); jc.has_value()) j["jobs"] = jc.value();

@@ -20,6 +20,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/error.h"
+#include "core/public_url.h"
 #include "core/units.h"
 #include "http/message.h"
 #include "monitor/snapshot.h"
@@ -49,11 +50,14 @@ struct ApiInfo {
   /// gateway.control_host (empty = the dashboard shares the workspaces' origin, and cookie
   /// logins are refused once there is more than one user).
   std::string control_host;
-  std::uint16_t port = 0;  // the gateway's port, for those URLs (80 or 0: left out)
+  std::uint16_t port = 0;  // the gateway's port (80 or 0: left out)
+  /// Where the gateway is reached (gateway.public_url, gateway.domain): the `url` fields.
+  PublicAddress address;
 };
 
-/// A workspace's address as the API shows it: "/<name>/" ("/" for www), or its own origin
-/// when `info.domain` is set. Pure.
+/// A workspace's address as the API shows it: workspace_link() of info.address, i.e. "/<name>/"
+/// ("/" for www) when neither gateway.domain nor gateway.public_url is set, else its full
+/// URL (the same as the app's BASE_URL). Pure.
 std::string workspace_url(std::string_view name, const ApiInfo& info);
 
 /// The address mode of workspace_json's `url`, set by the ControlApi at construction (one

@@ -341,6 +341,7 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
               {"activity", "idle"},
               {"url", workspace_url(name, info_)},
               {"public", spec.is_public},
+              {"prefix", spec.prefix == PrefixMode::keep && spec.type != WorkspaceType::static_site ? "keep" : "strip"},
               {"description", spec.description},
               {"icon", spec.icon},
               {"restarts", 0}};

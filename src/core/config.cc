@@ -7,6 +7,8 @@
 #include <sstream>
 #include <yaml-cpp/yaml.h>
 
+#include "core/public_url.h"
+
 namespace ck {
 namespace {
 
@@ -147,6 +149,15 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
        [](Config& c, const std::string& v) { return set_host_name(c.gateway.domain, v); }},
       {"gateway.control_host",
        [](Config& c, const std::string& v) { return set_host_name(c.gateway.control_host, v); }},
+      {"gateway.public_url",
+       [](Config& c, const std::string& v) -> Result<void> {
+         if (!v.empty()) {
+           auto checked = make_public_address(v, "", 0, "");
+           if (checked.has_error()) return checked.error();
+         }
+         c.gateway.public_url = v;
+         return outcome::success();
+       }},
       {"storage.kind",
        [](Config& c, const std::string& v) { return set_one_of(c.storage.kind, v, {"dir", "s3", "git"}); }},
       {"storage.path", [](Config& c, const std::string& v) { return set_string(c.storage.path, v); }},

@@ -32,6 +32,9 @@ struct GatewayConfig {
   std::string domain;
   /// Set: the dashboard, API and login live on this host only (lower case, no port).
   std::string control_host;
+  /// Set ("https://ck.example.com"): where the gateway is reached from outside, for the
+  /// workspaces' BASE_URL and the API's `url` (core/public_url.h). Empty: http://<listen>.
+  std::string public_url;
 };
 
 struct StorageConfig {

@@ -214,8 +214,19 @@ std::unique_ptr<StateDb> open_state(const fs::path& data) {
   return nullptr;
 }
 
+// gateway.public_url, the listen address and gateway.domain (core/public_url.h); `port` is the
+// gateway's actual port (0: the configured one). The config was checked, so this cannot fail.
+PublicAddress public_address(const Config& config, std::uint16_t port) {
+  auto listen = parse_listen(config.gateway.listen);
+  std::string host = listen.has_value() ? listen.value().first : "127.0.0.1";
+  if (port == 0 && listen.has_value()) port = listen.value().second;
+  auto a = make_public_address(config.gateway.public_url, host, port, config.gateway.domain);
+  return a.has_value() ? a.value() : PublicAddress{};
+}
+
 MonitorOptions monitor_options(const Config& config) {
   MonitorOptions mo;
+  mo.address = public_address(config, 0);
   mo.scan_interval = config.storage.scan_interval;
   mo.ready_timeout = config.runtime.ready_timeout;
   auto ms = [](Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d); };
@@ -425,6 +436,9 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     io.run();
     return 1;
   }
+  const PublicAddress address = public_address(config, port.value());
+  gateway.set_address(address);
+  monitor.set_address(address);
   std::string base = fmt::format("http://{}:{}/", display_host, port.value());
   StorageEventsHook storage_events;
   if (mirror) {
@@ -482,6 +496,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   info.domain = config.gateway.domain;
   info.control_host = config.gateway.control_host;
   info.port = port.value();
+  info.address = address;
   api = std::make_unique<ControlApi>(snapshots, std::move(info),
                                      db.get(), std::move(storage_events), std::move(services));
   gateway.start();

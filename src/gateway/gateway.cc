@@ -374,7 +374,7 @@ Task<bool> Gateway::Impl::handle(Conn& conn, beast::flat_buffer& buf, Request& r
         res.set(bhttp::field::allow, "GET, HEAD");
         co_return co_await write(conn, res) && res.keep_alive();
       }
-      auto res = make_response(req, bhttp::status::ok, render_home_page(*snap), "text/html; charset=utf-8");
+      auto res = make_response(req, bhttp::status::ok, render_home_page(*snap, opts.address), "text/html; charset=utf-8");
       res.set(bhttp::field::cache_control, "no-store");
       if (req.method() == bhttp::verb::head) res.body().clear();
       co_return co_await write(conn, res) && res.keep_alive();
@@ -387,9 +387,17 @@ Task<bool> Gateway::Impl::handle(Conn& conn, beast::flat_buffer& buf, Request& r
       co_return co_await write(conn, res) && res.keep_alive();
     }
     case RouteKind::not_found: {
-      auto res = error_page(req, 404, "Not Found",
+      // By host, "/" is this same unknown host: the link goes to the home page's own address.
+      std::string home = decision.by_host ? home_url(opts.address) : "/";
+      auto res = make_response(
+          req, bhttp::status::not_found,
+          render_error_page(404, "Not Found",
                             fmt::format("There is no workspace named '{}'.", decision.workspace),
-                            "Check the name, or open the home page for the list of workspaces.");
+                            "Check the name, or open the home page for the list of workspaces.",
+                            false, home),
+          "text/html; charset=utf-8");
+      res.set(bhttp::field::cache_control, "no-store");
+      if (req.method() == bhttp::verb::head) res.body().clear();
       co_return co_await write(conn, res) && res.keep_alive();
     }
     case RouteKind::bad_request: {
@@ -402,6 +410,7 @@ Task<bool> Gateway::Impl::handle(Conn& conn, beast::flat_buffer& buf, Request& r
       break;
   }
   const WorkspaceView* ws = snap->find(decision.workspace);
+  if (ws->keep_prefix) keep_prefix(decision);
   if (!ws->is_public && hooks.private_access) {
     auto access = hooks.private_access(ws->name, req[bhttp::field::cookie]);
     if (access != PrivateAccess::allowed) {
@@ -593,6 +602,8 @@ Result<std::uint16_t> Gateway::listen() {
   }
   return port;
 }
+
+void Gateway::set_address(PublicAddress address) { impl_->opts.address = std::move(address); }
 
 void Gateway::start() {
   for (auto& w : impl_->workers) {

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/public_url.h"
 #include "core/units.h"
 #include "gateway/route.h"
 #include "http/message.h"
@@ -25,6 +26,9 @@ struct GatewayOptions {
   std::uint16_t port = 8080;  // 0: any free port
   /// gateway.domain and gateway.control_host (route.h): routing by the Host header.
   HostRouting hosts;
+  /// Where the gateway is reached from outside: the home page's links and the home link of a
+  /// 404 for an unknown <name>.<domain>.
+  PublicAddress address;
   int threads = 0;            // 0: one per core
   Duration request_timeout = std::chrono::seconds(60);
   Duration idle_timeout = std::chrono::seconds(75);  // keep-alive connections
@@ -93,6 +97,8 @@ class Gateway {
   /// Binds the listening sockets. Returns the bound port; fails with a clear message when
   /// the address is taken or invalid. No request is served before start().
   Result<std::uint16_t> listen();
+  /// The address once the port is known (listen() with port 0); before start() only.
+  void set_address(PublicAddress address);
   /// Starts the workers (after a successful listen()).
   void start();
   /// Stops accepting, closes connections, joins the workers. Idempotent.

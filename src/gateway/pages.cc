@@ -41,7 +41,7 @@ std::string icon_html(const WorkspaceView& w) {
 
 }  // namespace
 
-std::string render_home_page(const Snapshot& snap) {
+std::string render_home_page(const Snapshot& snap, const PublicAddress& address) {
   std::string items;
   std::size_t hidden = 0;
   for (const auto& w : snap.workspaces) {
@@ -53,13 +53,14 @@ std::string render_home_page(const Snapshot& snap) {
     std::string error = w.error.empty() ? std::string()
                                         : fmt::format("<p class=\"err\">{}</p>", html_escape(w.error));
     items += fmt::format(
-        "<li class=\"card\" data-workspace=\"{0}\"><div>{1}<a class=\"name\" href=\"/{0}/\">{0}</a></div>"
+        "<li class=\"card\" data-workspace=\"{0}\"><div>{1}<a class=\"name\" href=\"{6}\">{0}</a></div>"
         "{2}<div class=\"meta\"><span class=\"type\">{3}</span> · <span class=\"status {4}\">{4}</span>"
         "</div>{5}</li>\n",
         html_escape(w.name), icon_html(w),
         w.description.empty() ? std::string()
                               : fmt::format("<p class=\"desc\">{}</p>", html_escape(w.description)),
-        html_escape(kind), html_escape(w.status), error);
+        html_escape(kind), html_escape(w.status), error,
+        html_escape(workspace_link(w.name, address)));
   }
   if (hidden) {
     items += fmt::format(
@@ -92,15 +93,16 @@ std::string render_home_page(const Snapshot& snap) {
 }
 
 std::string render_error_page(int status, std::string_view title, std::string_view message,
-                              std::string_view hint, bool auto_refresh) {
+                              std::string_view hint, bool auto_refresh, std::string_view home) {
   return fmt::format(
       "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
       "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">{}"
       "<title>{} {}</title><style>{}</style></head><body><main><div class=\"box\">"
-      "<h1>{} {}</h1><p>{}</p><p class=\"meta\">{}</p><p class=\"meta\"><a href=\"/\">All workspaces</a></p>"
+      "<h1>{} {}</h1><p>{}</p><p class=\"meta\">{}</p><p class=\"meta\"><a href=\"{}\">All workspaces</a></p>"
       "</div></main></body></html>",
       auto_refresh ? "<meta http-equiv=\"refresh\" content=\"2\">" : "", status, html_escape(title),
-      kStyle, status, html_escape(title), html_escape(message), html_escape(hint));
+      kStyle, status, html_escape(title), html_escape(message), html_escape(hint),
+      html_escape(home));
 }
 
 std::string reload_script(std::string_view workspace) {

@@ -4,17 +4,21 @@
 #include <string>
 #include <string_view>
 
+#include "core/public_url.h"
 #include "monitor/snapshot.h"
 
 namespace ck {
 
 /// The home page at / when there is no www workspace: every workspace with its icon,
-/// description, "type — matched file", status and link.
-std::string render_home_page(const Snapshot& snap);
+/// description, "type — matched file", status and link (workspace_link(): its own host
+/// with gateway.domain, its public URL with gateway.public_url, else /<name>/).
+std::string render_home_page(const Snapshot& snap, const PublicAddress& address = {});
 
-/// An error page: status line as title, what happened, and what to do next.
+/// An error page: status line as title, what happened, what to do next, and a link to the
+/// home page at `home`.
 std::string render_error_page(int status, std::string_view title, std::string_view message,
-                              std::string_view hint, bool auto_refresh = false);
+                              std::string_view hint, bool auto_refresh = false,
+                              std::string_view home = "/");
 
 /// The live-reload script for a static workspace's pages: it subscribes to the workspace on
 /// /monitor/ws and reloads the page on a "reload" event, reconnecting with backoff.

@@ -125,4 +125,16 @@ RouteDecision route_request(std::string_view host_header, std::string_view targe
   return route_request(target, exists);
 }
 
+void keep_prefix(RouteDecision& d) {
+  if (d.kind != RouteKind::workspace || d.workspace == kHomeWorkspace) return;
+  std::string base = "/" + d.workspace;
+  if (!d.by_host) {
+    if (d.prefix == base) d.upstream_target = base + d.upstream_target;
+    return;
+  }
+  std::string_view path = http::split_target(d.upstream_target).first;
+  if (path == base || (path.starts_with(base) && path[base.size()] == '/')) return;
+  d.upstream_target = base + d.upstream_target;
+}
+
 }  // namespace ck

@@ -53,4 +53,11 @@ RouteDecision route_request(std::string_view host_header, std::string_view targe
                             const HostRouting& hosts,
                             const std::function<bool(std::string_view)>& exists);
 
+/// A workspace in "prefix": "keep" mode (workspace.json): `d`, a workspace decision, is
+/// rewritten so that the app sees its base /<name>/. By path the target goes on unchanged
+/// (/<name>/rest?query; X-Forwarded-Prefix stays). By host a target already under /<name>/, or
+/// exactly /<name>, goes on as is, and any other gets /<name> in front (<name>.<domain>/ shows
+/// the app, and its own /<name>/... URLs keep working). www (at the root) is left alone.
+void keep_prefix(RouteDecision& d);
+
 }  // namespace ck

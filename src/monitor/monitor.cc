@@ -439,6 +439,7 @@ void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec)
   bool was_running = rec->supervised;
   rec->spec = std::move(spec);
   const auto& s = rec->spec;
+  if (!s.prefix_note.empty() && s.error.empty()) logger()->info("[ws={}] {}", rec->name, s.prefix_note);
   bool docker_only = needs_docker(s, runtime_);
   bool can_run = runnable(s, runtime_);
   if (!s.error.empty()) {
@@ -494,6 +495,10 @@ RunSpec make_run_spec(const std::string& name, const fs::path& dir, const Worksp
   r.image = spec.image;
   r.port = spec.port;
   r.env = spec.env;
+  r.env["CK_BASE_PATH"] = workspace_base_path(name);
+  r.env.emplace("BASE_URL", workspace_url(name, opts.address));
+  r.keep_prefix = spec.prefix == PrefixMode::keep;
+  r.domain = opts.address.domain;
   r.deps_key = deps_key(dir, spec);
   // workspace.json asks; the operator's ceilings decide (issue 13, row 14).
   std::uint64_t max_memory = opts.max_memory ? opts.max_memory : opts.memory;
@@ -999,6 +1004,7 @@ void Monitor::publish() {
     v.is_public = rec->spec.is_public;
     v.is_static = rec->spec.type == WorkspaceType::static_site && rec->spec.error.empty();
     if (v.is_static) v.static_root = rec->path / rec->spec.static_root;
+    v.keep_prefix = rec->spec.prefix == PrefixMode::keep && !v.is_static;
     v.upstream_host = rec->app.host;
     v.port = rec->app.port;
     v.pid = rec->app.pid;

@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 
+#include "core/public_url.h"
 #include "events/events.h"
 #include "http/asio.h"
 #include "monitor/snapshot.h"
@@ -42,12 +43,17 @@ struct MonitorOptions {
   std::uint64_t max_memory = 0;
   double max_cpus = 0;
   int max_pids = 0;
+  /// Where the gateway is reached: each app's BASE_URL, and gateway.domain for the Traefik
+  /// Host rule.
+  PublicAddress address;
 };
 
 /// What the runtime is asked to run for a workspace folder: its detected spec plus the
 /// configured limits (the monitor and `cloudyknight workspace compose` both use it).
 /// workspace.json "resources" never exceed the operator's ceilings (max_memory, max_cpus,
-/// max_pids): a value above is capped, with a log line.
+/// max_pids): a value above is capped, with a log line. Every app gets CK_BASE_PATH (its
+/// path prefix, "/<name>/", "/" for www) and BASE_URL (workspace_url(): its full external URL;
+/// workspace.json "env" may set BASE_URL, never CK_BASE_PATH).
 RunSpec make_run_spec(const std::string& name, const std::filesystem::path& dir,
                       const WorkspaceSpec& spec, const MonitorOptions& opts);
 
@@ -78,6 +84,8 @@ class Monitor {
   /// "workspace.held.<name>", so it survives a restart of the daemon; requests do not wake it)
   /// until start or restart. Unknown names and workspaces without an app are ignored.
   void act(const std::string& name, WorkspaceAction action);
+  /// The public address once the gateway's port is known; before the io_context runs.
+  void set_address(PublicAddress address) { opts_.address = std::move(address); }
 
  private:
   struct Record;

@@ -73,6 +73,7 @@ struct WorkspaceView {
   bool is_public = true;
   bool is_static = false;
   std::filesystem::path static_root;  // static: the folder served
+  bool keep_prefix = false;           // workspace.json "prefix": "keep" (route.h keep_prefix)
   std::string upstream_host;          // process: where the app listens
   int port = 0;
   int pid = 0;

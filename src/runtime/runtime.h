@@ -29,7 +29,9 @@ struct RunSpec {
   std::string command;  // shell command; $PORT is set
   std::string image;    // workspace.json "image": overrides the type's image (docker)
   std::optional<int> port;
-  std::map<std::string, std::string> env;
+  std::map<std::string, std::string> env;  // with CK_BASE_PATH and BASE_URL (make_run_spec)
+  bool keep_prefix = false;  // workspace.json "prefix": "keep": the app sees /<name>/...
+  std::string domain;        // gateway.domain, for the Traefik Host rule (docker labels)
   std::string deps_key;  // changes when dependencies must be installed again
   std::uint64_t memory = 512ull << 20;
   std::uint64_t install_memory = 1ull << 30;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "workspace/dev_server.h"
 #include "workspace/workspace.h"
 
 namespace ck {
@@ -110,7 +111,49 @@ void detect_type(const fs::path& dir, WorkspaceSpec& spec) {
 
 // Fills in install and run commands from the type's conventions, unless workspace.json
 // already gave them.
-void default_commands(const fs::path& dir, const json* package, WorkspaceSpec& spec) {
+// A dev server in the start script detection runs: keep the prefix (unless workspace.json
+// says "prefix") and pass the base on its command line where it takes one.
+void detect_dev_server(const json& package, const std::string& script, bool prefix_given,
+                       WorkspaceSpec& spec) {
+  if (prefix_given && spec.prefix == PrefixMode::strip) return;  // the user's word
+  bool kit = false;
+  for (const char* deps : {"dependencies", "devDependencies"}) {
+    auto it = package.find(deps);
+    if (it != package.end() && it->is_object() && it->contains("@sveltejs/kit")) kit = true;
+  }
+  DevServer d = recognise_dev_server(script, kit);
+  if (d.name.empty()) return;
+  spec.prefix = PrefixMode::keep;
+  std::string why = prefix_given ? "workspace.json \"prefix\": \"keep\"" : "prefix: keep";
+  if (d.takes_base_flag && !d.has_base) {
+    spec.command = with_base_flag(spec.command);
+    spec.prefix_note = fmt::format("{} dev server: the gateway keeps the /{}/ prefix ({}); it "
+                                   "runs with --base \"$CK_BASE_PATH\"",
+                                   d.name, spec.name, why);
+  } else if (d.name == "next") {
+    spec.prefix_note = fmt::format(
+        "next dev: the gateway keeps the /{}/ prefix ({}); set basePath in next.config.js from "
+        "the environment: basePath: process.env.CK_BASE_PATH.replace(/\\/$/, \"\")",
+        spec.name, why);
+  } else if (d.name == "sveltekit") {
+    spec.prefix_note = fmt::format(
+        "SvelteKit dev server: the gateway keeps the /{}/ prefix ({}); set kit.paths.base in "
+        "svelte.config.js from the environment: process.env.CK_BASE_PATH.replace(/\\/$/, \"\")",
+        spec.name, why);
+  } else if (d.name == "webpack-dev-server") {
+    spec.prefix_note = fmt::format(
+        "webpack-dev-server: the gateway keeps the /{}/ prefix ({}); set output.publicPath and "
+        "devServer.client.webSocketURL in webpack.config.js from process.env.CK_BASE_PATH",
+        spec.name, why);
+  } else {
+    spec.prefix_note = fmt::format("{} dev server: the gateway keeps the /{}/ prefix ({}); its "
+                                   "script passes the base itself",
+                                   d.name, spec.name, why);
+  }
+}
+
+void default_commands(const fs::path& dir, const json* package, bool prefix_given,
+                      WorkspaceSpec& spec) {
   switch (spec.type) {
     case WorkspaceType::node: {
       if (spec.install.empty() && is_file(dir / "package.json")) {
@@ -132,6 +175,7 @@ void default_commands(const fs::path& dir, const json* package, WorkspaceSpec& s
           spec.command = start.is_string() && !hooks && !start.get<std::string>().empty()
                              ? start.get<std::string>()
                              : "npm start";
+          if (start.is_string()) detect_dev_server(*package, start.get<std::string>(), prefix_given, spec);
           return;
         }
         std::string main = string_field(*package, "main");
@@ -220,18 +264,21 @@ std::optional<WorkspaceType> parse_type(std::string_view s) {
   return std::nullopt;
 }
 
+std::string_view prefix_name(PrefixMode m) { return m == PrefixMode::keep ? "keep" : "strip"; }
+
 std::string WorkspaceSpec::fingerprint() const {
   std::string env_text;
   for (const auto& [k, v] : env) env_text += k + "=" + v + ";";
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", type_name(type), install, command,
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", type_name(type), install, command,
                      port ? *port : 0, env_text, image, static_root, memory ? *memory : 0, reload,
-                     error);
+                     prefix_name(prefix), error);
 }
 
 WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
   WorkspaceSpec spec;
   spec.name = name;
 
+  bool prefix_given = false;      // workspace.json "prefix"
   std::optional<json> manifest;  // workspace.json
   if (is_file(dir / "workspace.json")) {
     manifest = parse_manifest(dir / "workspace.json", "workspace.json", spec.error);
@@ -330,6 +377,12 @@ WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
       if (r != "restart" && r != "hmr" && r != "none") return bad("reload", "\"restart\", \"hmr\" or \"none\""), spec;
       spec.reload = r;
     }
+    if (m.contains("prefix")) {
+      std::string p = m["prefix"].is_string() ? m["prefix"].get<std::string>() : "";
+      if (p != "strip" && p != "keep") return bad("prefix", "\"strip\" or \"keep\""), spec;
+      spec.prefix = p == "keep" ? PrefixMode::keep : PrefixMode::strip;
+      prefix_given = true;
+    }
     if (m.contains("resources")) {
       const json& r = m["resources"];
       if (!r.is_object()) return bad("resources", "an object like {\"memory\": \"512m\"}"), spec;
@@ -355,7 +408,7 @@ WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
         "Gemfile or a Dockerfile, or set \"type\" and \"command\" in workspace.json";
     return spec;
   }
-  default_commands(dir, package ? &*package : nullptr, spec);
+  default_commands(dir, package ? &*package : nullptr, prefix_given, spec);
   return spec;
 }
 

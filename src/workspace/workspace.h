@@ -16,6 +16,11 @@ namespace ck {
 enum class WorkspaceType { node, python, php, go, ruby, static_site, compose, dockerfile, unknown };
 
 std::string_view type_name(WorkspaceType t);
+
+/// workspace.json "prefix": the gateway strips /<name> before the app sees the path (strip,
+/// the default), or forwards /<name>/... unchanged (keep: dev servers with a base path).
+enum class PrefixMode { strip, keep };
+std::string_view prefix_name(PrefixMode m);
 std::optional<WorkspaceType> parse_type(std::string_view s);
 
 /// Everything needed to serve or run one workspace. `error` non-empty means the workspace
@@ -39,6 +44,10 @@ struct WorkspaceSpec {
   /// workspace.json "reload": what a source change does to a running app: "restart" (the
   /// default), "hmr" (copy the changed files in; its dev server reloads) or "none".
   std::string reload = "restart";
+  /// workspace.json "prefix", else what detection chose (keep for the dev servers it knows).
+  PrefixMode prefix = PrefixMode::strip;
+  /// Detection's one line about the prefix, for the log ("next dev: ... read CK_BASE_PATH").
+  std::string prefix_note;
   std::optional<std::uint64_t> memory;
   std::optional<double> cpus;
 

@@ -36,6 +36,31 @@ TEST(Pages, HomeListsEveryWorkspaceEscaped) {
   EXPECT_NE(html.find("🚀"), std::string::npos);
 }
 
+TEST(Pages, HomeLinksFollowTheAddress) {
+  Snapshot s;
+  WorkspaceView a;
+  a.name = "app";
+  a.status = "running";
+  s.workspaces = {a};
+  auto domain = make_public_address("", "127.0.0.1", 8080, "example.test");
+  ASSERT_TRUE(domain.has_value());
+  auto html = render_home_page(s, domain.value());
+  EXPECT_NE(html.find("href=\"http://app.example.test:8080/\""), std::string::npos) << html;
+  EXPECT_EQ(html.find("href=\"/app/\""), std::string::npos);
+  auto pub = make_public_address("https://ck.example.com", "127.0.0.1", 8080, "");
+  ASSERT_TRUE(pub.has_value());
+  EXPECT_NE(render_home_page(s, pub.value()).find("href=\"https://ck.example.com/app/\""),
+            std::string::npos);
+}
+
+TEST(Pages, ErrorPageLinksHome) {
+  EXPECT_NE(render_error_page(404, "Not Found", "m", "h").find("<a href=\"/\">All workspaces"),
+            std::string::npos);
+  EXPECT_NE(render_error_page(404, "Not Found", "m", "h", false, "http://example.test:8080/")
+                .find("<a href=\"http://example.test:8080/\">All workspaces"),
+            std::string::npos);
+}
+
 TEST(Pages, EmptyHomeSaysWhereToAddWorkspaces) {
   Snapshot s;
   s.storage_location = "/srv/ws";

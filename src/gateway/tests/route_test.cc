@@ -181,5 +181,54 @@ TEST(RouteHost, NoHostRoutingConfiguredIsThePathRouter) {
             RouteKind::bad_request);
 }
 
+RouteDecision kept(RouteDecision d) {
+  keep_prefix(d);
+  return d;
+}
+
+TEST(RouteKeep, ByPathTheAppSeesItsPrefix) {
+  auto d = kept(route("/app/api/items?x=1", {"app"}));
+  EXPECT_EQ(d.kind, RouteKind::workspace);
+  EXPECT_EQ(d.upstream_target, "/app/api/items?x=1");
+  EXPECT_EQ(d.prefix, "/app");  // still sent as X-Forwarded-Prefix
+  EXPECT_EQ(kept(route("/app/", {"app"})).upstream_target, "/app/");
+  EXPECT_EQ(kept(route("/app/?q", {"app"})).upstream_target, "/app/?q");
+  EXPECT_EQ(kept(route("/app/@vite/client", {"app"})).upstream_target, "/app/@vite/client");
+  // The bare name still redirects first.
+  auto r = kept(route("/app", {"app"}));
+  EXPECT_EQ(r.kind, RouteKind::redirect);
+  EXPECT_EQ(r.location, "/app/");
+}
+
+TEST(RouteKeep, WwwAndOtherDecisionsAreUntouched) {
+  EXPECT_EQ(kept(route("/style.css", {"www", "app"})).upstream_target, "/style.css");
+  EXPECT_EQ(kept(route("/", {"www"})).upstream_target, "/");
+  EXPECT_EQ(kept(by_host("www.example.test", "/x", {"www"})).upstream_target, "/x");
+  EXPECT_EQ(kept(route("/nope/x", {"app"})).kind, RouteKind::not_found);
+}
+
+TEST(RouteKeep, ByHostStripIsThePathAsSent) {
+  auto d = by_host("app.example.test", "/app/x?y", {"app"});
+  EXPECT_EQ(d.upstream_target, "/app/x?y");
+  EXPECT_EQ(by_host("app.example.test", "/", {"app"}).upstream_target, "/");
+}
+
+TEST(RouteKeep, ByHostThePrefixIsAddedWhereMissing) {
+  auto d = kept(by_host("app.example.test", "/", {"app"}));
+  EXPECT_EQ(d.kind, RouteKind::workspace);
+  EXPECT_EQ(d.upstream_target, "/app/");
+  EXPECT_EQ(d.prefix, "");  // nothing was stripped: no X-Forwarded-Prefix
+  EXPECT_EQ(kept(by_host("app.example.test", "/src/main.js?t=1", {"app"})).upstream_target,
+            "/app/src/main.js?t=1");
+  EXPECT_EQ(kept(by_host("app.example.test", "/?q=1", {"app"})).upstream_target, "/app/?q=1");
+  // The app's own absolute URLs are under its base already.
+  EXPECT_EQ(kept(by_host("app.example.test", "/app/@vite/client", {"app"})).upstream_target,
+            "/app/@vite/client");
+  EXPECT_EQ(kept(by_host("app.example.test", "/app", {"app"})).upstream_target, "/app");
+  EXPECT_EQ(kept(by_host("app.example.test", "/app?x", {"app"})).upstream_target, "/app?x");
+  // Only a whole segment counts.
+  EXPECT_EQ(kept(by_host("app.example.test", "/apple", {"app"})).upstream_target, "/app/apple");
+}
+
 }  // namespace
 }  // namespace ck

@@ -219,9 +219,20 @@ ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int contai
   // So an existing Traefik routes the same containers (DESIGN.md "Container contract").
   const std::string& n = spec.name;
   p.labels["traefik.enable"] = "true";
+  // By path: /<name> stripped (the default), or left as sent with "prefix": "keep".
   p.labels[fmt::format("traefik.http.routers.{}.rule", n)] = fmt::format("PathPrefix(`/{}`)", n);
-  p.labels[fmt::format("traefik.http.routers.{}.middlewares", n)] = n + "-strip";
-  p.labels[fmt::format("traefik.http.middlewares.{}-strip.stripprefix.prefixes", n)] = "/" + n;
+  p.labels[fmt::format("traefik.http.routers.{}.service", n)] = n;
+  if (!spec.keep_prefix) {
+    p.labels[fmt::format("traefik.http.routers.{}.middlewares", n)] = n + "-strip";
+    p.labels[fmt::format("traefik.http.middlewares.{}-strip.stripprefix.prefixes", n)] = "/" + n;
+  }
+  // By host (gateway.domain): <name>.<domain> at its root, nothing stripped. (Keep mode's
+  // adding of /<name> to other paths is the gateway's own; Traefik has no such middleware.)
+  if (!spec.domain.empty()) {
+    p.labels[fmt::format("traefik.http.routers.{}-host.rule", n)] =
+        fmt::format("Host(`{}.{}`)", n, spec.domain);
+    p.labels[fmt::format("traefik.http.routers.{}-host.service", n)] = n;
+  }
   p.labels[fmt::format("traefik.http.services.{}.loadbalancer.server.port", n)] =
       std::to_string(container_port);
   p.labels["cloudyknight.spec"] = plan_hash(p);

@@ -77,6 +77,40 @@ TEST(Plan, AppContainerFollowsTheContract) {
   EXPECT_EQ(p.name, "ck-shop");
 }
 
+TEST(Plan, TraefikLabelsFollowThePrefixModeAndDomain) {
+  // Path routing only, strip: the PathPrefix router with its strip middleware, no Host router.
+  auto l = create_body(plan_app(node_spec(), "img", 8080, 8003))["Labels"];
+  EXPECT_EQ(l["traefik.http.routers.shop.middlewares"], "shop-strip");
+  EXPECT_EQ(l["traefik.http.routers.shop.service"], "shop");
+  EXPECT_FALSE(l.contains("traefik.http.routers.shop-host.rule"));
+  // With gateway.domain: a second router by host, at the root, without the middleware.
+  auto spec = node_spec();
+  spec.domain = "example.test";
+  l = create_body(plan_app(spec, "img", 8080, 8003))["Labels"];
+  EXPECT_EQ(l["traefik.http.routers.shop.rule"], "PathPrefix(`/shop`)");
+  EXPECT_EQ(l["traefik.http.routers.shop.middlewares"], "shop-strip");
+  EXPECT_EQ(l["traefik.http.routers.shop-host.rule"], "Host(`shop.example.test`)");
+  EXPECT_EQ(l["traefik.http.routers.shop-host.service"], "shop");
+  EXPECT_FALSE(l.contains("traefik.http.routers.shop-host.middlewares"));
+  // Keep: the PathPrefix router forwards /shop/... as sent.
+  spec.keep_prefix = true;
+  l = create_body(plan_app(spec, "img", 8080, 8003))["Labels"];
+  EXPECT_EQ(l["traefik.http.routers.shop.rule"], "PathPrefix(`/shop`)");
+  EXPECT_FALSE(l.contains("traefik.http.routers.shop.middlewares"));
+  EXPECT_FALSE(l.contains("traefik.http.middlewares.shop-strip.stripprefix.prefixes"));
+  EXPECT_EQ(l["traefik.http.routers.shop-host.rule"], "Host(`shop.example.test`)");
+}
+
+TEST(Plan, AppEnvironmentCarriesTheBase) {
+  auto spec = node_spec();
+  spec.env["CK_BASE_PATH"] = "/shop/";
+  spec.env["BASE_URL"] = "http://shop.example.test:8080/";
+  auto env = create_body(plan_app(spec, "img", 8080, 8003))["Env"];
+  EXPECT_TRUE(has(env, "CK_BASE_PATH=/shop/"));
+  EXPECT_TRUE(has(env, "BASE_URL=http://shop.example.test:8080/"));
+  EXPECT_TRUE(has(create_body(plan_install(spec, "img", NetworkPlan{}))["Env"], "CK_BASE_PATH=/shop/"));
+}
+
 // Issue 13 row 6: two workspaces with the same lockfile never share a dependency volume (one
 // could trojan the other's node_modules), nor a package download cache.
 TEST(Plan, DependencyVolumeIsTheWorkspacesOwnKeyedByLockfileAndImage) {

@@ -197,3 +197,125 @@ TEST_F(Detect, FingerprintFollowsWhatMatters) {
 
 }  // namespace
 }  // namespace ck
+
+namespace ck {
+namespace {
+
+class DetectPrefix : public Detect {
+ protected:
+  WorkspaceSpec with_start(const std::string& start, const std::string& extra = "") {
+    write("package.json", R"({"scripts":{"start":")" + start + "\"" + extra + "}" + extra_deps_ + "}");
+    return detect();
+  }
+  std::string extra_deps_;
+};
+
+TEST_F(DetectPrefix, PlainAppsStrip) {
+  auto s = with_start("node server.js");
+  EXPECT_EQ(s.prefix, PrefixMode::strip);
+  EXPECT_EQ(s.command, "node server.js");
+  EXPECT_EQ(s.prefix_note, "");
+}
+
+TEST_F(DetectPrefix, ViteKeepsThePrefixAndGetsTheBase) {
+  auto s = with_start("vite --port $PORT --host");
+  EXPECT_EQ(s.prefix, PrefixMode::keep);
+  EXPECT_EQ(s.command, "vite --port $PORT --host --base \"$CK_BASE_PATH\"");
+  EXPECT_NE(s.prefix_note.find("vite"), std::string::npos);
+  EXPECT_EQ(with_start("tsc && vite dev").command, "tsc && vite dev --base \"$CK_BASE_PATH\"");
+  EXPECT_EQ(with_start("./node_modules/.bin/vite").prefix, PrefixMode::keep);
+  // A base the script already passes is left alone.
+  s = with_start("vite --base /w/ --port $PORT");
+  EXPECT_EQ(s.prefix, PrefixMode::keep);
+  EXPECT_EQ(s.command, "vite --base /w/ --port $PORT");
+  EXPECT_EQ(with_start("vite --base=$CK_BASE_PATH").command, "vite --base=$CK_BASE_PATH");
+  // Not dev servers: a build, and preview (serves a build made with its own base).
+  EXPECT_EQ(with_start("vite build").prefix, PrefixMode::strip);
+  EXPECT_EQ(with_start("vite preview --port $PORT").prefix, PrefixMode::strip);
+  EXPECT_EQ(with_start("vite preview --port $PORT").command, "vite preview --port $PORT");
+  // Shapes that cannot take an appended flag are not touched.
+  EXPECT_EQ(with_start("vite | tee log").prefix, PrefixMode::strip);
+  EXPECT_EQ(with_start("vite & wait").prefix, PrefixMode::strip);
+}
+
+TEST_F(DetectPrefix, NpmStartGetsTheFlagAfterDashDash) {
+  // pre/post hooks: npm runs the script, and passes what follows -- to it.
+  write("package.json", R"({"scripts":{"prestart":"echo hi","start":"vite"}})");
+  auto s = detect();
+  EXPECT_EQ(s.prefix, PrefixMode::keep);
+  EXPECT_EQ(s.command, "npm start -- --base \"$CK_BASE_PATH\"");
+}
+
+TEST_F(DetectPrefix, Astro) {
+  auto s = with_start("astro dev --port $PORT");
+  EXPECT_EQ(s.prefix, PrefixMode::keep);
+  EXPECT_EQ(s.command, "astro dev --port $PORT --base \"$CK_BASE_PATH\"");
+  EXPECT_EQ(with_start("astro build").prefix, PrefixMode::strip);
+}
+
+TEST_F(DetectPrefix, NextKeepsThePrefixAndSaysHowToSetBasePath) {
+  auto s = with_start("next dev -p $PORT");
+  EXPECT_EQ(s.prefix, PrefixMode::keep);
+  EXPECT_EQ(s.command, "next dev -p $PORT");  // no flag exists: basePath is in next.config.js
+  EXPECT_NE(s.prefix_note.find("CK_BASE_PATH"), std::string::npos);
+  EXPECT_NE(s.prefix_note.find("basePath"), std::string::npos);
+  EXPECT_EQ(with_start("next").prefix, PrefixMode::keep);
+  EXPECT_EQ(with_start("next start -p $PORT").prefix, PrefixMode::strip);
+  EXPECT_EQ(with_start("NODE_OPTIONS=--inspect cross-env X=1 next dev").prefix, PrefixMode::keep);
+}
+
+TEST_F(DetectPrefix, SvelteKitIsViteWithTheKitAndNoFlag) {
+  extra_deps_ = R"(,"devDependencies":{"@sveltejs/kit":"^2.0.0","vite":"^5"})";
+  auto s = with_start("vite dev --port $PORT");
+  EXPECT_EQ(s.prefix, PrefixMode::keep);
+  EXPECT_EQ(s.command, "vite dev --port $PORT");
+  EXPECT_NE(s.prefix_note.find("paths.base"), std::string::npos);
+}
+
+TEST_F(DetectPrefix, WebpackDevServer) {
+  for (const char* start : {"webpack serve --port $PORT", "webpack-dev-server", "webpack-cli serve"}) {
+    auto s = with_start(start);
+    EXPECT_EQ(s.prefix, PrefixMode::keep) << start;
+    EXPECT_EQ(s.command, start);
+    EXPECT_NE(s.prefix_note.find("publicPath"), std::string::npos);
+  }
+  EXPECT_EQ(with_start("webpack --mode production").prefix, PrefixMode::strip);
+}
+
+TEST_F(DetectPrefix, WorkspaceJsonOverridesDetection) {
+  write("workspace.json", R"({"prefix": "strip"})");
+  auto s = with_start("vite");
+  EXPECT_EQ(s.prefix, PrefixMode::strip);
+  EXPECT_EQ(s.command, "vite");  // no --base: the app is served at its root
+  EXPECT_EQ(s.prefix_note, "");
+  write("workspace.json", R"({"prefix": "keep"})");
+  s = with_start("node server.js");
+  EXPECT_EQ(s.prefix, PrefixMode::keep);
+  EXPECT_EQ(s.command, "node server.js");
+  s = with_start("vite");
+  EXPECT_EQ(s.prefix, PrefixMode::keep);
+  EXPECT_EQ(s.command, "vite --base \"$CK_BASE_PATH\"");
+  // An explicit command is the user's: nothing appended.
+  write("workspace.json", R"({"prefix": "keep", "command": "vite"})");
+  EXPECT_EQ(with_start("vite").command, "vite");
+}
+
+TEST_F(DetectPrefix, BadPrefixIsAClearError) {
+  write("workspace.json", R"({"prefix": "sometimes"})");
+  auto s = with_start("node server.js");
+  EXPECT_NE(s.error.find("workspace.json"), std::string::npos);
+  EXPECT_NE(s.error.find("\"prefix\""), std::string::npos);
+  EXPECT_NE(s.error.find("\"strip\" or \"keep\""), std::string::npos);
+  write("workspace.json", R"({"prefix": true})");
+  EXPECT_NE(with_start("node server.js").error.find("\"prefix\""), std::string::npos);
+}
+
+TEST_F(DetectPrefix, PrefixIsPartOfTheFingerprint) {
+  auto a = with_start("node server.js");
+  write("workspace.json", R"({"prefix": "keep"})");
+  auto b = with_start("node server.js");
+  EXPECT_NE(a.fingerprint(), b.fingerprint());
+}
+
+}  // namespace
+}  // namespace ck
