@@ -281,7 +281,8 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
       while (up->buffer.size() > 0 && !parser->is_done() && res.body().size > 0) {
         std::size_t used = parser->put(up->buffer.data(), ec);
         up->buffer.consume(used);
-        if (ec == bhttp::error::need_buffer) ec = {};
+        // need_more: what is buffered ends inside the chunk framing; async_read gets the rest.
+        if (ec == bhttp::error::need_buffer || ec == bhttp::error::need_more) ec = {};
         if (ec || used == 0) break;
       }
       if (!ec && !parser->is_done() && res.body().size == kRelayChunk) {

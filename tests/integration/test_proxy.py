@@ -24,6 +24,16 @@ class TestProxy(DaemonTestCase):
     def daemon_ready(cls):
         cls.daemon.wait_status("echo", "running", timeout=60)
 
+    # -- response framing ----------------------------------------------------------
+    def test_chunked_answer_split_inside_the_framing(self):
+        # The first read after the headers ends between a chunk's CRLF and the next chunk's
+        # size line (next dev's pages arrive so): the gateway reads on instead of closing.
+        for _ in range(3):
+            r = self.daemon.get("/echo/chunked-pause")
+            self.assertStatus(r, 200)
+            self.assertEqual(r.body, b"hello world")
+        self.assertNotIn("upstream failed mid-response", self.daemon.stderr_text())
+
     # -- keep-alive ------------------------------------------------------------------
     def test_keep_alive_many_requests_one_connection(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=10)

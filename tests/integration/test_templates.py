@@ -45,11 +45,13 @@ class TemplatesTest(AuthTestMixin, DaemonTestCase):
         r = call(self.daemon, "GET", "/templates")
         self.assertStatus(r, 200)
         got = {t["name"]: t for t in r.json()["templates"]}
-        self.assertEqual(set(got), {"static", "node-express", "python-http", "vite-react"})
+        self.assertEqual(set(got), {"static", "node-express", "python-http", "vite-react",
+                                    "next-app"})
         self.assertEqual(got["static"]["type"], "static")
         self.assertEqual(got["node-express"]["type"], "node")
         self.assertEqual(got["python-http"]["type"], "python")
         self.assertEqual(got["vite-react"]["type"], "node")
+        self.assertEqual(got["next-app"]["type"], "node")
         for t in got.values():
             self.assertTrue(t["description"], t)
 
@@ -86,10 +88,22 @@ class TemplatesTest(AuthTestMixin, DaemonTestCase):
         self.assertStatus(r, 201)
         self.assertFalse(r.json()["public"])
         folder = os.path.join(self.daemon.ws, "t-vite")
-        for f in ("package.json", "index.html", "src/main.jsx"):
+        for f in ("package.json", "index.html", "src/main.jsx", "src/Greeting.jsx"):
+            self.assertTrue(os.path.isfile(os.path.join(folder, f)), f)
+        # The dev server reloads itself: source edits are copied in, not restarted on.
+        with open(os.path.join(folder, "workspace.json")) as f:
+            self.assertEqual(json.load(f), {"public": False, "reload": "hmr"})
+        self.assertFalse(os.path.exists(os.path.join(folder, "node_modules")))
+
+    def test_create_next_app_is_created(self):
+        r = self.create({"name": "t-next", "template": "next-app"})
+        self.assertStatus(r, 201)
+        self.assertEqual(r.json()["type"], "node")
+        folder = os.path.join(self.daemon.ws, "t-next")
+        for f in ("package.json", "next.config.js", "pages/index.js", "components/Greeting.js"):
             self.assertTrue(os.path.isfile(os.path.join(folder, f)), f)
         with open(os.path.join(folder, "workspace.json")) as f:
-            self.assertEqual(json.load(f), {"public": False})
+            self.assertEqual(json.load(f)["reload"], "hmr")
         self.assertFalse(os.path.exists(os.path.join(folder, "node_modules")))
 
     def test_private_merges_the_templates_workspace_json(self):

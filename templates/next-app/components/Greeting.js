@@ -1,0 +1,3 @@
+export default function Greeting() {
+  return <h1>Hello from Next.js</h1>;
+}
