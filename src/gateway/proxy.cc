@@ -5,8 +5,10 @@
 #include <fmt/format.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <limits>
 
+#include "gateway/forward.h"
 #include "gateway/impl.h"
 #include "http/url.h"
 
@@ -105,83 +107,6 @@ void Gateway::Impl::give_back(Worker& w, const std::string& key, std::unique_ptr
   if (v.size() < kMaxIdlePerUpstream && c->buffer.size() == 0) v.push_back(std::move(c));
 }
 
-namespace {
-
-// A client's forwarding headers, in any case and with '_' for '-' (CGI-style servers read
-// X_Real_IP as X-Real-IP): the gateway sets its own and drops these.
-// Runs on every header of every proxied request: compares in place, allocates nothing.
-bool is_forwarding_header(std::string_view name) {
-  auto same = [](std::string_view a, std::string_view lower) {  // `a` folded: case, '_' = '-'
-    if (a.size() != lower.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      char c = a[i] == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(a[i])));
-      if (c != lower[i]) return false;
-    }
-    return true;
-  };
-  constexpr std::string_view kForwardedPrefix = "x-forwarded-";
-  return (name.size() >= kForwardedPrefix.size() &&
-          same(name.substr(0, kForwardedPrefix.size()), kForwardedPrefix)) ||
-         same(name, "x-real-ip") || same(name, "forwarded");
-}
-
-// An RFC 7239 quoted-string.
-std::string quoted_string(std::string_view v) {
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
-
-}  // namespace
-
-void Gateway::Impl::set_forwarded(Request& req, const RouteDecision& d, const std::string& client_ip) {
-  // Called after hop-by-hop stripping, so `Connection: X-Forwarded-For` cannot remove these.
-  // Without trusted proxies a client's list is worthless: X-Forwarded-For is the peer alone.
-  std::string host(req[bhttp::field::host]);
-  for (auto it = req.begin(); it != req.end();) {
-    if (is_forwarding_header(it->name_string())) it = req.erase(it);
-    else ++it;
-  }
-  req.set("X-Forwarded-For", client_ip);
-  req.set("X-Real-IP", client_ip);
-  req.set("X-Forwarded-Proto", "http");
-  if (!host.empty()) req.set("X-Forwarded-Host", host);
-  if (!d.prefix.empty()) req.set("X-Forwarded-Prefix", d.prefix);
-  std::string fwd = client_ip.find(':') == std::string::npos ? "for=" + client_ip
-                                                              : "for=" + quoted_string("[" + client_ip + "]");
-  fwd += ";proto=http";
-  if (!host.empty()) fwd += ";host=" + quoted_string(host);
-  req.set(bhttp::field::forwarded, fwd);
-  req.target(d.upstream_target);
-  drop_session_cookies(req);
-}
-
-void Gateway::Impl::drop_session_cookies(Request& req) {
-  if (hooks.session_cookie.empty() || !req.count(bhttp::field::cookie)) return;
-  // Every Cookie header, not the first: the rest are joined into one (RFC 9113 8.2.3 style).
-  const std::string& host_name = host_session_cookie;
-  std::string kept;
-  bool changed = req.count(bhttp::field::cookie) > 1;
-  for (const auto& f : req) {
-    if (f.name() != bhttp::field::cookie) continue;
-    for (const auto& c : http::cookie_pairs(f.value())) {
-      if (c.name == hooks.session_cookie || c.name == host_name) {
-        changed = true;
-        continue;
-      }
-      if (!kept.empty()) kept += "; ";
-      kept += c.pair;
-    }
-  }
-  if (!changed) return;
-  req.erase(bhttp::field::cookie);
-  if (!kept.empty()) req.set(bhttp::field::cookie, kept);
-}
-
 void Gateway::Impl::drop_session_set_cookies(bhttp::fields& f, const std::string& workspace) {
   if (hooks.session_cookie.empty() || !f.count(bhttp::field::set_cookie)) return;
   const std::string& host_name = host_session_cookie;
@@ -207,13 +132,27 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   error_code ec;
   tcp::endpoint ep(net::ip::make_address(ws.upstream_host.empty() ? "127.0.0.1" : ws.upstream_host, ec),
                    static_cast<unsigned short>(ws.port));
-  strip_hop_by_hop(req, upgrade);
-  set_forwarded(req, d, client_ip);
-  req.erase(bhttp::field::expect);
-  req.version(11);
+  // The request head is written straight from the parsed fields (forward.h): hop-by-hop
+  // fields out, the gateway's forwarding fields in, session cookies out, its own framing.
+  conn.fields.clear();
+  for (const auto& f : req) conn.fields.push_back({f.name_string(), f.value()});
+  UpstreamRequestHead head;
+  head.method = req.method_string();
+  head.target = d.upstream_target;
+  head.fields = conn.fields;
+  head.client_ip = client_ip;
+  head.prefix = d.prefix;
+  if (!hooks.session_cookie.empty()) {
+    head.session_cookie = hooks.session_cookie;
+    head.host_session_cookie = host_session_cookie;
+  }
+  head.upgrade = upgrade;
+  if (!req.body().empty() || req.count(bhttp::field::content_length) || req.chunked()) {
+    head.content_length = req.body().size();
+  }
+  conn.upstream_head.clear();
+  append_upstream_request_head(head, conn.upstream_head);
   if (upgrade) co_return co_await tunnel(conn, client_buf, req, ws, w, ep);
-  req.keep_alive(true);
-  if (!req.body().empty() || req.count(bhttp::field::content_length) || req.chunked()) req.prepare_payload();
   std::string key = ws.upstream_host;
   key += ':';
   key += std::to_string(ws.port);
@@ -232,8 +171,8 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
     }
     {
       UpstreamWait wait(conn, up->socket, opts.request_timeout);
-      bhttp::request_serializer<bhttp::string_body> rs{req};
-      co_await send(up->socket, rs, ec, &conn.flat);
+      std::array<net::const_buffer, 2> out{net::buffer(conn.upstream_head), net::buffer(req.body())};
+      co_await write_all(up->socket, out, ec);
       if (!ec) {
         parser.emplace();
         parser->header_limit(64 * 1024);
@@ -374,12 +313,12 @@ Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Req
   error_code ec;
   auto up = co_await connect_upstream(conn, w, ep, ec);
   if (ec) co_return co_await upstream_failed(conn, req, ws, ec, false, req.version());
-  req.prepare_payload();
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(opts.max_body);
   {
     UpstreamWait wait(conn, up->socket, opts.request_timeout);
-    co_await bhttp::async_write(up->socket, req, net::redirect_error(use_task, ec));
+    std::array<net::const_buffer, 2> out{net::buffer(conn.upstream_head), net::buffer(req.body())};
+    co_await write_all(up->socket, out, ec);
     if (!ec) {
       co_await bhttp::async_read_header(up->socket, up->buffer, parser, net::redirect_error(use_task, ec));
     }
