@@ -31,35 +31,6 @@ bool looks_closed(Socket& s) {
   return true;  // unexpected bytes on an idle connection: do not trust it
 }
 
-// Headers that describe one hop and must not be forwarded (RFC 9110 7.6.1).
-template <class Fields>
-void strip_hop_by_hop(Fields& f, bool keep_upgrade) {
-  auto conn = f[bhttp::field::connection];
-  std::vector<std::string> listed;
-  std::string_view v(conn.data(), conn.size());
-  while (!v.empty()) {
-    auto comma = v.find(',');
-    auto tok = v.substr(0, comma);
-    while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
-    while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
-    if (!tok.empty() && !http::iequals(tok, "upgrade") && !http::iequals(tok, "keep-alive") &&
-        !http::iequals(tok, "close")) {
-      listed.emplace_back(tok);
-    }
-    if (comma == std::string_view::npos) break;
-    v.remove_prefix(comma + 1);
-  }
-  for (const auto& name : listed) f.erase(name);
-  f.erase(bhttp::field::keep_alive);
-  f.erase(bhttp::field::proxy_connection);
-  f.erase(bhttp::field::te);
-  f.erase(bhttp::field::trailer);
-  if (!keep_upgrade) {
-    f.erase(bhttp::field::connection);
-    f.erase(bhttp::field::upgrade);
-  }
-}
-
 }  // namespace
 
 // ---- reverse proxy ---------------------------------------------------------------------
@@ -188,61 +159,128 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
     co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
   }
 
+  // Interim answers (1xx): relayed to an HTTP/1.1 client, except 100 Continue (the gateway
+  // sent the whole body already and answered the client's Expect itself); then the final
+  // answer is read from the same connection. 101 was not asked for here: a broken app.
+  for (int interim = 0; parser->get().result_int() < 200; ++interim) {
+    unsigned status = parser->get().result_int();
+    if (status == 101 || interim >= 16) {
+      co_return co_await upstream_failed(conn, req, ws, bhttp::error::bad_status, client_keep, client_version);
+    }
+    if (status != 100 && client_version >= 11) {
+      auto& info = parser->get();
+      conn.fields.clear();
+      for (const auto& f : info) conn.fields.push_back({f.name_string(), f.value()});
+      ClientResponseHead ih;
+      ih.status = status;
+      ih.reason = info.reason();
+      ih.fields = conn.fields;
+      if (!hooks.session_cookie.empty()) {
+        ih.session_cookie = hooks.session_cookie;
+        ih.host_session_cookie = host_session_cookie;
+      }
+      conn.flat.clear();
+      append_client_response_head(ih, conn.flat);
+      conn.expire_in(opts.request_timeout);
+      co_await write_all(conn.client, net::buffer(conn.flat), ec);
+      if (ec) co_return false;
+    }
+    parser.emplace();
+    parser->header_limit(64 * 1024);
+    parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (req.method() == bhttp::verb::head) parser->skip(true);
+    UpstreamWait wait(conn, up->socket, opts.request_timeout);
+    co_await bhttp::async_read_header(up->socket, up->buffer, *parser, net::redirect_error(use_task, ec));
+    if (ec) co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
+  }
+
   auto& res = parser->get();
   conn.status = res.result_int();
   bool upstream_keep = res.keep_alive();
-  strip_hop_by_hop(res, false);
-  drop_session_set_cookies(res, ws.name);
-  res.set(bhttp::field::server, "cloudyknight");
-  bool delimited = res.has_content_length() || res.chunked() || parser->is_done();
-  if (!delimited) {
-    // Body runs to EOF: re-frame it as chunked so the client connection can live on.
-    if (client_version >= 11) res.chunked(true);
+  // How the body is framed for the client: the app's Content-Length as it is; chunked (from
+  // the app, or a body that runs to the app's close) re-chunked by the gateway for HTTP/1.1
+  // clients, or sent as it comes to an HTTP/1.0 client, whose connection then closes.
+  bool no_body = parser->is_done();  // HEAD, 204, 304
+  bool chunked_in = res.chunked();
+  bool to_eof = !no_body && !chunked_in && !res.has_content_length();
+  bool chunked_out = false;
+  if (!no_body && (chunked_in || to_eof)) {
+    if (client_version >= 11) chunked_out = true;
     else client_keep = false;
-    upstream_keep = false;
   }
-  res.keep_alive(client_keep);
-  res.version(client_version);
+  if (to_eof) upstream_keep = false;
+
+  conn.fields.clear();
+  for (const auto& f : res) conn.fields.push_back({f.name_string(), f.value()});
+  ClientResponseHead rh;
+  rh.version = client_version;
+  rh.status = res.result_int();
+  rh.reason = res.reason();
+  rh.fields = conn.fields;
+  if (!hooks.session_cookie.empty()) {
+    rh.session_cookie = hooks.session_cookie;
+    rh.host_session_cookie = host_session_cookie;
+  }
+  rh.keep_alive = client_keep;
+  rh.chunked = chunked_out;
+  rh.drop_content_length = chunked_in;
+  std::string& out = conn.flat;  // what goes before the next body piece: head, chunk framing
+  out.clear();
+  append_client_response_head(rh, out);
 
   if (!conn.relay) conn.relay.reset(new char[kRelayChunk]);
   char* chunk = conn.relay.get();
-  bhttp::serializer<false, bhttp::buffer_body> sr{res};
-  do {
-    if (!parser->is_done()) {
+  static constexpr std::string_view kCrlfLast = "\r\n0\r\n\r\n";
+  for (bool done = no_body;;) {
+    std::size_t n = 0;
+    if (!done) {
       res.body().data = chunk;
       res.body().size = kRelayChunk;
-      // Body bytes that came with the headers (all of a small response) are parsed here,
+      // Body bytes that came with the headers (all of a small answer) are parsed here,
       // without another trip through the io_context.
       while (up->buffer.size() > 0 && !parser->is_done() && res.body().size > 0) {
         std::size_t used = parser->put(up->buffer.data(), ec);
         up->buffer.consume(used);
-        if (ec == bhttp::error::need_buffer) ec = {};
+        if (ec == bhttp::error::need_buffer || ec == bhttp::error::need_more) ec = {};
         if (ec || used == 0) break;
       }
       if (!ec && !parser->is_done() && res.body().size == kRelayChunk) {
+        // Nothing yet: the client gets what is ready (the head of a streamed answer), then
+        // what the app sends next, as it comes.
+        if (!out.empty()) {
+          conn.expire_in(opts.request_timeout);
+          co_await write_all(conn.client, net::buffer(out), ec);
+          if (ec) co_return false;
+          out.clear();
+        }
         UpstreamWait wait(conn, up->socket, opts.request_timeout);
-        co_await bhttp::async_read(up->socket, up->buffer, *parser, net::redirect_error(use_task, ec));
+        co_await bhttp::async_read_some(up->socket, up->buffer, *parser, net::redirect_error(use_task, ec));
       }
       if (ec == bhttp::error::need_buffer) ec = {};
       if (ec) {
         stats.upstream_errors.inc();
         logger()->warn("[ws={}] upstream failed mid-response: {}", ws.name,
                        conn.timed_out ? "timed out" : ec.message());
-        co_return false;  // headers are out: all we can do is close
+        co_return false;  // the head may be out: all we can do is close
       }
-      res.body().size = kRelayChunk - res.body().size;
-      res.body().data = chunk;
-      res.body().more = !parser->is_done();
-    } else {
-      res.body().data = nullptr;
-      res.body().size = 0;
-      res.body().more = false;
+      n = kRelayChunk - res.body().size;
+      done = parser->is_done();
+    }
+    if (n == 0 && !done) continue;
+    std::string_view tail;  // after the piece: the chunk's CRLF and, at the end, the last chunk
+    if (chunked_out) {
+      if (n > 0) append_chunk_size(n, out);
+      tail = n > 0 ? (done ? kCrlfLast : kCrlfLast.substr(0, 2)) : std::string_view();
+      if (n == 0 && done) out.append(kCrlfLast.substr(2));
     }
     conn.expire_in(opts.request_timeout);
-    co_await send(conn.client, sr, ec, &conn.flat);
-    if (ec == bhttp::error::need_buffer) ec = {};
+    std::array<net::const_buffer, 3> pieces{net::buffer(out), net::buffer(chunk, n),
+                                             net::buffer(tail.data(), tail.size())};
+    co_await write_all(conn.client, pieces, ec);
     if (ec) co_return false;
-  } while (!parser->is_done() || !sr.is_done());
+    out.clear();
+    if (done) break;
+  }
 
   if (upstream_keep) give_back(w, key, std::move(up));
   co_return client_keep;
