@@ -46,6 +46,7 @@
 
 #include "core/log.h"
 #include "http/stream.h"
+#include "gateway/forward.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/route.h"
 #include "gateway/tls.h"
@@ -149,6 +150,10 @@ struct Conn : std::enable_shared_from_this<Conn> {
   Timer watchdog;
   std::unique_ptr<char[]> relay;  // the relay buffer, allocated on the first proxied request
   std::string flat;               // scratch for gathering small messages into one send
+  // Scratch of the proxied request being forwarded (capacity kept between requests): its
+  // header fields as views into the parsed request, and the head written to the app.
+  std::vector<HeaderField> fields;
+  std::string upstream_head;
   // The request being answered, for the metrics: its kind (set by handle()), the status sent
   // (by write(), proxy() and the upgrades; 0 = none yet) and when its headers arrived.
   RequestKind kind = RequestKind::other;
@@ -246,6 +251,19 @@ Task<void> send(Stream& stream, bhttp::serializer<isRequest, Body, Fields>& sr, 
     ec = {};
     co_await bhttp::async_write(s, sr, net::redirect_error(use_task, ec));
   }
+}
+
+// Writes all of `buffers`: what the socket takes at once, then the rest asynchronously.
+template <class Buffers>
+Task<void> write_all(Socket& s, const Buffers& buffers, error_code& ec) {
+  std::size_t n = s.write_some(buffers, ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    ec = {};
+  }
+  if (ec || n == net::buffer_size(buffers)) co_return;
+  beast::buffers_suffix<Buffers> rest(buffers);
+  rest.consume(n);
+  co_await net::async_write(s, rest, net::redirect_error(use_task, ec));
 }
 
 }  // namespace gw
@@ -361,10 +379,6 @@ struct Gateway::Impl {
                                                            gw::error_code& ec);
   std::unique_ptr<gw::UpstreamConn> take_idle(Worker& w, const std::string& key, bool check_open);
   void give_back(Worker& w, const std::string& key, std::unique_ptr<gw::UpstreamConn> c);
-  // Sets the gateway's own forwarding headers (after hop-by-hop stripping) and drops the
-  // client's; removes the control plane's session cookie from every Cookie header.
-  void set_forwarded(Request& req, const RouteDecision& d, const std::string& client_ip);
-  void drop_session_cookies(Request& req);
   // Drops an app's Set-Cookie headers that would set the control plane's session cookie.
   void drop_session_set_cookies(bhttp::fields& f, const std::string& workspace);
   Task<bool> proxy(Conn& conn, beast::flat_buffer& client_buf, Request& req,

@@ -5,8 +5,10 @@
 #include <fmt/format.h>
 #include <sys/socket.h>
 
+#include <array>
 #include <limits>
 
+#include "gateway/forward.h"
 #include "gateway/impl.h"
 #include "http/url.h"
 
@@ -27,35 +29,6 @@ bool looks_closed(Socket& s) {
   if (n == 0) return true;
   if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK);
   return true;  // unexpected bytes on an idle connection: do not trust it
-}
-
-// Headers that describe one hop and must not be forwarded (RFC 9110 7.6.1).
-template <class Fields>
-void strip_hop_by_hop(Fields& f, bool keep_upgrade) {
-  auto conn = f[bhttp::field::connection];
-  std::vector<std::string> listed;
-  std::string_view v(conn.data(), conn.size());
-  while (!v.empty()) {
-    auto comma = v.find(',');
-    auto tok = v.substr(0, comma);
-    while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
-    while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
-    if (!tok.empty() && !http::iequals(tok, "upgrade") && !http::iequals(tok, "keep-alive") &&
-        !http::iequals(tok, "close")) {
-      listed.emplace_back(tok);
-    }
-    if (comma == std::string_view::npos) break;
-    v.remove_prefix(comma + 1);
-  }
-  for (const auto& name : listed) f.erase(name);
-  f.erase(bhttp::field::keep_alive);
-  f.erase(bhttp::field::proxy_connection);
-  f.erase(bhttp::field::te);
-  f.erase(bhttp::field::trailer);
-  if (!keep_upgrade) {
-    f.erase(bhttp::field::connection);
-    f.erase(bhttp::field::upgrade);
-  }
 }
 
 }  // namespace
@@ -105,86 +78,6 @@ void Gateway::Impl::give_back(Worker& w, const std::string& key, std::unique_ptr
   if (v.size() < kMaxIdlePerUpstream && c->buffer.size() == 0) v.push_back(std::move(c));
 }
 
-namespace {
-
-// A client's forwarding headers, in any case and with '_' for '-' (CGI-style servers read
-// X_Real_IP as X-Real-IP): the gateway sets its own and drops these.
-// Runs on every header of every proxied request: compares in place, allocates nothing.
-bool is_forwarding_header(std::string_view name) {
-  auto same = [](std::string_view a, std::string_view lower) {  // `a` folded: case, '_' = '-'
-    if (a.size() != lower.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-      char c = a[i] == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(a[i])));
-      if (c != lower[i]) return false;
-    }
-    return true;
-  };
-  constexpr std::string_view kForwardedPrefix = "x-forwarded-";
-  return (name.size() >= kForwardedPrefix.size() &&
-          same(name.substr(0, kForwardedPrefix.size()), kForwardedPrefix)) ||
-         same(name, "x-real-ip") || same(name, "forwarded");
-}
-
-// An RFC 7239 quoted-string.
-std::string quoted_string(std::string_view v) {
-  std::string out = "\"";
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
-
-}  // namespace
-
-void Gateway::Impl::set_forwarded(Request& req, const RouteDecision& d, const std::string& client_ip) {
-  // Called after hop-by-hop stripping, so `Connection: X-Forwarded-For` cannot remove these.
-  // Without trusted proxies a client's list is worthless: X-Forwarded-For is the peer alone.
-  std::string host(req[bhttp::field::host]);
-  for (auto it = req.begin(); it != req.end();) {
-    if (is_forwarding_header(it->name_string())) it = req.erase(it);
-    else ++it;
-  }
-  req.set("X-Forwarded-For", client_ip);
-  req.set("X-Real-IP", client_ip);
-  // With TLS the listener speaks nothing else: every proxied request came over it.
-  const std::string_view proto = opts.tls.empty() ? "http" : "https";
-  req.set("X-Forwarded-Proto", proto);
-  if (!host.empty()) req.set("X-Forwarded-Host", host);
-  if (!d.prefix.empty()) req.set("X-Forwarded-Prefix", d.prefix);
-  std::string fwd = client_ip.find(':') == std::string::npos ? "for=" + client_ip
-                                                              : "for=" + quoted_string("[" + client_ip + "]");
-  fwd += ";proto=";
-  fwd += proto;
-  if (!host.empty()) fwd += ";host=" + quoted_string(host);
-  req.set(bhttp::field::forwarded, fwd);
-  req.target(d.upstream_target);
-  drop_session_cookies(req);
-}
-
-void Gateway::Impl::drop_session_cookies(Request& req) {
-  if (hooks.session_cookie.empty() || !req.count(bhttp::field::cookie)) return;
-  // Every Cookie header, not the first: the rest are joined into one (RFC 9113 8.2.3 style).
-  const std::string& host_name = host_session_cookie;
-  std::string kept;
-  bool changed = req.count(bhttp::field::cookie) > 1;
-  for (const auto& f : req) {
-    if (f.name() != bhttp::field::cookie) continue;
-    for (const auto& c : http::cookie_pairs(f.value())) {
-      if (c.name == hooks.session_cookie || c.name == host_name) {
-        changed = true;
-        continue;
-      }
-      if (!kept.empty()) kept += "; ";
-      kept += c.pair;
-    }
-  }
-  if (!changed) return;
-  req.erase(bhttp::field::cookie);
-  if (!kept.empty()) req.set(bhttp::field::cookie, kept);
-}
-
 void Gateway::Impl::drop_session_set_cookies(bhttp::fields& f, const std::string& workspace) {
   if (hooks.session_cookie.empty() || !f.count(bhttp::field::set_cookie)) return;
   const std::string& host_name = host_session_cookie;
@@ -210,13 +103,29 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   error_code ec;
   tcp::endpoint ep(net::ip::make_address(ws.upstream_host.empty() ? "127.0.0.1" : ws.upstream_host, ec),
                    static_cast<unsigned short>(ws.port));
-  strip_hop_by_hop(req, upgrade);
-  set_forwarded(req, d, client_ip);
-  req.erase(bhttp::field::expect);
-  req.version(11);
+  // The request head is written straight from the parsed fields (forward.h): hop-by-hop
+  // fields out, the gateway's forwarding fields in, session cookies out, its own framing.
+  conn.fields.clear();
+  for (const auto& f : req) conn.fields.push_back({f.name_string(), f.value()});
+  UpstreamRequestHead head;
+  head.method = req.method_string();
+  head.target = d.upstream_target;
+  head.fields = conn.fields;
+  head.client_ip = client_ip;
+  head.prefix = d.prefix;
+  // With TLS the listener speaks nothing else: every proxied request came over it.
+  if (!opts.tls.empty()) head.proto = "https";
+  if (!hooks.session_cookie.empty()) {
+    head.session_cookie = hooks.session_cookie;
+    head.host_session_cookie = host_session_cookie;
+  }
+  head.upgrade = upgrade;
+  if (!req.body().empty() || req.count(bhttp::field::content_length) || req.chunked()) {
+    head.content_length = req.body().size();
+  }
+  conn.upstream_head.clear();
+  append_upstream_request_head(head, conn.upstream_head);
   if (upgrade) co_return co_await tunnel(conn, client_buf, req, ws, w, ep);
-  req.keep_alive(true);
-  if (!req.body().empty() || req.count(bhttp::field::content_length) || req.chunked()) req.prepare_payload();
   std::string key = ws.upstream_host;
   key += ':';
   key += std::to_string(ws.port);
@@ -235,8 +144,8 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
     }
     {
       UpstreamWait wait(conn, up->socket, opts.request_timeout);
-      bhttp::request_serializer<bhttp::string_body> rs{req};
-      co_await send(up->socket, rs, ec, &conn.flat);
+      std::array<net::const_buffer, 2> out{net::buffer(conn.upstream_head), net::buffer(req.body())};
+      co_await write_all(up->socket, out, ec);
       if (!ec) {
         parser.emplace();
         parser->header_limit(64 * 1024);
@@ -252,31 +161,85 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
     co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
   }
 
+  // Interim answers (1xx): relayed to an HTTP/1.1 client, except 100 Continue (the gateway
+  // sent the whole body already and answered the client's Expect itself); then the final
+  // answer is read from the same connection. 101 was not asked for here: a broken app.
+  for (int interim = 0; parser->get().result_int() < 200; ++interim) {
+    unsigned status = parser->get().result_int();
+    if (status == 101 || interim >= 16) {
+      co_return co_await upstream_failed(conn, req, ws, bhttp::error::bad_status, client_keep, client_version);
+    }
+    if (status != 100 && client_version >= 11) {
+      auto& info = parser->get();
+      conn.fields.clear();
+      for (const auto& f : info) conn.fields.push_back({f.name_string(), f.value()});
+      ClientResponseHead ih;
+      ih.status = status;
+      ih.reason = info.reason();
+      ih.fields = conn.fields;
+      if (!hooks.session_cookie.empty()) {
+        ih.session_cookie = hooks.session_cookie;
+        ih.host_session_cookie = host_session_cookie;
+      }
+      conn.flat.clear();
+      append_client_response_head(ih, conn.flat);
+      conn.expire_in(opts.request_timeout);
+      co_await write_all(conn.client, net::buffer(conn.flat), ec);
+      if (ec) co_return false;
+    }
+    parser.emplace();
+    parser->header_limit(64 * 1024);
+    parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (req.method() == bhttp::verb::head) parser->skip(true);
+    UpstreamWait wait(conn, up->socket, opts.request_timeout);
+    co_await bhttp::async_read_header(up->socket, up->buffer, *parser, net::redirect_error(use_task, ec));
+    if (ec) co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
+  }
+
   auto& res = parser->get();
   conn.status = res.result_int();
   bool upstream_keep = res.keep_alive();
-  strip_hop_by_hop(res, false);
-  drop_session_set_cookies(res, ws.name);
-  res.set(bhttp::field::server, "cloudyknight");
-  if (!hsts.empty() && conn.client.tls()) res.set(bhttp::field::strict_transport_security, hsts);
-  bool delimited = res.has_content_length() || res.chunked() || parser->is_done();
-  if (!delimited) {
-    // Body runs to EOF: re-frame it as chunked so the client connection can live on.
-    if (client_version >= 11) res.chunked(true);
+  // How the body is framed for the client: the app's Content-Length as it is; chunked (from
+  // the app, or a body that runs to the app's close) re-chunked by the gateway for HTTP/1.1
+  // clients, or sent as it comes to an HTTP/1.0 client, whose connection then closes.
+  bool no_body = parser->is_done();  // HEAD, 204, 304
+  bool chunked_in = res.chunked();
+  bool to_eof = !no_body && !chunked_in && !res.has_content_length();
+  bool chunked_out = false;
+  if (!no_body && (chunked_in || to_eof)) {
+    if (client_version >= 11) chunked_out = true;
     else client_keep = false;
-    upstream_keep = false;
   }
-  res.keep_alive(client_keep);
-  res.version(client_version);
+  if (to_eof) upstream_keep = false;
+
+  conn.fields.clear();
+  for (const auto& f : res) conn.fields.push_back({f.name_string(), f.value()});
+  ClientResponseHead rh;
+  rh.version = client_version;
+  rh.status = res.result_int();
+  rh.reason = res.reason();
+  rh.fields = conn.fields;
+  if (!hooks.session_cookie.empty()) {
+    rh.session_cookie = hooks.session_cookie;
+    rh.host_session_cookie = host_session_cookie;
+  }
+  rh.keep_alive = client_keep;
+  rh.chunked = chunked_out;
+  rh.drop_content_length = chunked_in;
+  if (!hsts.empty() && conn.client.tls()) rh.hsts = hsts;
+  std::string& out = conn.flat;  // what goes before the next body piece: head, chunk framing
+  out.clear();
+  append_client_response_head(rh, out);
 
   if (!conn.relay) conn.relay.reset(new char[kRelayChunk]);
   char* chunk = conn.relay.get();
-  bhttp::serializer<false, bhttp::buffer_body> sr{res};
-  do {
-    if (!parser->is_done()) {
+  static constexpr std::string_view kCrlfLast = "\r\n0\r\n\r\n";
+  for (bool done = no_body;;) {
+    std::size_t n = 0;
+    if (!done) {
       res.body().data = chunk;
       res.body().size = kRelayChunk;
-      // Body bytes that came with the headers (all of a small response) are parsed here,
+      // Body bytes that came with the headers (all of a small answer) are parsed here,
       // without another trip through the io_context.
       while (up->buffer.size() > 0 && !parser->is_done() && res.body().size > 0) {
         std::size_t used = parser->put(up->buffer.data(), ec);
@@ -286,29 +249,42 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
         if (ec || used == 0) break;
       }
       if (!ec && !parser->is_done() && res.body().size == kRelayChunk) {
+        // Nothing yet: the client gets what is ready (the head of a streamed answer), then
+        // what the app sends next, as it comes.
+        if (!out.empty()) {
+          conn.expire_in(opts.request_timeout);
+          co_await write_all(conn.client, net::buffer(out), ec);
+          if (ec) co_return false;
+          out.clear();
+        }
         UpstreamWait wait(conn, up->socket, opts.request_timeout);
-        co_await bhttp::async_read(up->socket, up->buffer, *parser, net::redirect_error(use_task, ec));
+        co_await bhttp::async_read_some(up->socket, up->buffer, *parser, net::redirect_error(use_task, ec));
       }
       if (ec == bhttp::error::need_buffer) ec = {};
       if (ec) {
         stats.upstream_errors.inc();
         logger()->warn("[ws={}] upstream failed mid-response: {}", ws.name,
                        conn.timed_out ? "timed out" : ec.message());
-        co_return false;  // headers are out: all we can do is close
+        co_return false;  // the head may be out: all we can do is close
       }
-      res.body().size = kRelayChunk - res.body().size;
-      res.body().data = chunk;
-      res.body().more = !parser->is_done();
-    } else {
-      res.body().data = nullptr;
-      res.body().size = 0;
-      res.body().more = false;
+      n = kRelayChunk - res.body().size;
+      done = parser->is_done();
+    }
+    if (n == 0 && !done) continue;
+    std::string_view tail;  // after the piece: the chunk's CRLF and, at the end, the last chunk
+    if (chunked_out) {
+      if (n > 0) append_chunk_size(n, out);
+      tail = n > 0 ? (done ? kCrlfLast : kCrlfLast.substr(0, 2)) : std::string_view();
+      if (n == 0 && done) out.append(kCrlfLast.substr(2));
     }
     conn.expire_in(opts.request_timeout);
-    co_await send(conn.client, sr, ec, &conn.flat);
-    if (ec == bhttp::error::need_buffer) ec = {};
+    std::array<net::const_buffer, 3> pieces{net::buffer(out), net::buffer(chunk, n),
+                                             net::buffer(tail.data(), tail.size())};
+    co_await write_all(conn.client, pieces, ec);
     if (ec) co_return false;
-  } while (!parser->is_done() || !sr.is_done());
+    out.clear();
+    if (done) break;
+  }
 
   if (upstream_keep) give_back(w, key, std::move(up));
   co_return client_keep;
@@ -379,12 +355,12 @@ Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Req
   error_code ec;
   auto up = co_await connect_upstream(conn, w, ep, ec);
   if (ec) co_return co_await upstream_failed(conn, req, ws, ec, false, req.version());
-  req.prepare_payload();
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(opts.max_body);
   {
     UpstreamWait wait(conn, up->socket, opts.request_timeout);
-    co_await bhttp::async_write(up->socket, req, net::redirect_error(use_task, ec));
+    std::array<net::const_buffer, 2> out{net::buffer(conn.upstream_head), net::buffer(req.body())};
+    co_await write_all(up->socket, out, ec);
     if (!ec) {
       co_await bhttp::async_read_header(up->socket, up->buffer, parser, net::redirect_error(use_task, ec));
     }
