@@ -253,9 +253,17 @@ Task<void> send(Stream& stream, bhttp::serializer<isRequest, Body, Fields>& sr, 
   }
 }
 
-// Writes all of `buffers`: what the socket takes at once, then the rest asynchronously.
-template <class Buffers>
-Task<void> write_all(Socket& s, const Buffers& buffers, error_code& ec) {
+// Writes all of `buffers`: what the socket takes at once, then the rest asynchronously (over
+// TLS, all of it through the TLS layer's asynchronous writes).
+template <class Stream, class Buffers>
+Task<void> write_all(Stream& stream, const Buffers& buffers, error_code& ec) {
+  if constexpr (std::is_same_v<Stream, ClientStream>) {
+    if (stream.tls()) {
+      co_await net::async_write(stream, buffers, net::redirect_error(use_task, ec));
+      co_return;
+    }
+  }
+  Socket& s = plain_socket(stream);
   std::size_t n = s.write_some(buffers, ec);
   if (ec == net::error::would_block || ec == net::error::try_again) {
     ec = {};
