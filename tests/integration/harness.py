@@ -629,8 +629,9 @@ class Daemon:
               or the config, e.g. --storage s3://BUCKET/PREFIX).
     reuse:    another Daemon (stopped or killed) whose temporary directory,
               workspaces, data and config this one runs on, as a restarted control
-              plane would; nothing is copied or written. cleanup() of either one
-              removes the shared directory.
+              plane would, on the same port unless `port` says otherwise (its apps'
+              BASE_URL carries the address); nothing is copied or written. cleanup() of
+              either one removes the shared directory.
     """
 
     def __init__(self, fixtures=(), examples=(), config=None, config_text=None, args=(),
@@ -645,7 +646,7 @@ class Daemon:
         self.extra_env = dict(env or {})
         self.listen = listen
         self.runtime = runtime
-        self.port = port or free_port()
+        self.port = port or (reuse.port if reuse is not None else free_port())
         self.proc = None
         self.tmp = None
         self.known_pids = set()

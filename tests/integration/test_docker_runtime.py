@@ -29,7 +29,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import EXAMPLES, FIXTURES, ClassSetUp, Daemon, binary, body_excerpt, wait_until
+from harness import EXAMPLES, FIXTURES, ClassSetUp, Daemon, binary, body_excerpt, free_port, wait_until
 from test_auth import admin_token
 
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -738,14 +738,17 @@ class TestDockerWorkspaces(DockerCase):
 class TestControlPlaneRestart(DockerCase):
     """A daemon is SIGKILLed (its containers keep running); while it is down one folder is
     deleted and one workspace.json edited; a new daemon on the same folders adopts what is
-    current, replaces what is outdated and removes what has no folder."""
+    current, replaces what is outdated and removes what has no folder. The new daemon listens
+    on another port: with gateway.public_url set, the apps' BASE_URL does not depend on it, so
+    their containers are still current."""
 
     @classmethod
     def set_up(cls):
         cls.keep = cls.ws_name("keep")
         cls.doomed = cls.ws_name("doomed")
         cls.changed = cls.ws_name("changed")
-        cls.d1 = d1 = cls.new_daemon(fixtures=[("docker/pyapp", n) for n in (cls.keep, cls.doomed, cls.changed)])
+        cls.d1 = d1 = cls.new_daemon(fixtures=[("docker/pyapp", n) for n in (cls.keep, cls.doomed, cls.changed)],
+                                     config={"gateway": {"public_url": "http://ck.example.test"}})
         d1.prepare()
         write_json(os.path.join(d1.ws, cls.changed, "workspace.json"), {"env": {"CK_TEST_MARK": "before"}})
         d1.start()
@@ -759,7 +762,7 @@ class TestControlPlaneRestart(DockerCase):
         cls.after_kill = {n: DOCKER.inspect(cls.before[n]["Id"]) for n in cls.before}
         shutil.rmtree(os.path.join(d1.ws, cls.doomed))
         write_json(os.path.join(d1.ws, cls.changed, "workspace.json"), {"env": {"CK_TEST_MARK": "after"}})
-        cls.d2 = cls.new_daemon(reuse=d1)
+        cls.d2 = cls.new_daemon(reuse=d1, port=free_port())
         cls.d2.start()
         cls.d2_healthy = time.time()
 

@@ -286,6 +286,7 @@ class RunTest(DaemonTestCase):
         try:
             self.assertEqual(resp.status, 200)
             self.assertEqual(resp.getheader("Content-Type"), "application/x-ndjson")
+            before = self.daemon.workspace("echo").get("pid")
             call(self.daemon, "POST", "/workspaces/echo/restart", token=self.token)
             got = read_until(resp, b"echo", timeout=15)
             for line in got.decode().splitlines():
@@ -293,7 +294,12 @@ class RunTest(DaemonTestCase):
                     self.assertIn("msg", json.loads(line))
         finally:
             conn.close()
-        # The restart is asynchronous: the other tests need the app back.
+        # The restart is asynchronous: the other tests need the new app up (a run that
+        # succeeds on the old one, before the restart began, proves nothing).
+        def restarted():
+            w = self.daemon.workspace("echo")
+            return w.get("pid") != before and w.get("status") == "running"
+        wait_until(restarted, 60, "echo to be running again, as a new process, after its restart")
         wait_until(lambda: self.run_cmd(["true"]).status == 200, 60, "echo to run again after its restart")
 
 

@@ -105,7 +105,9 @@ class ProcessSandboxTest(DaemonTestCase):
         self.assertNotEqual(p["shadow_read"], "ok")
         self.assertNotIn(MARKER, json.dumps(p["env"]), f"{who} got the daemon's environment")
         self.assertNotIn("AWS_SECRET_ACCESS_KEY", p["env"])
-        self.assertFalse([k for k in p["env"] if k.startswith("CK_")], p["env"])
+        # The daemon's CK_* settings never leak; CK_BASE_PATH is the app's own (issue 14).
+        self.assertFalse([k for k in p["env"] if k.startswith("CK_") and k != "CK_BASE_PATH"], p["env"])
+        self.assertEqual(p["env"].get("CK_BASE_PATH"), "/probe/")
         self.assertEqual(p["env"].get("HOME"), "/home/app")
         for folder in ("/etc", "/root", "/usr", "/usr/local", "/"):
             self.assertNotEqual(p["write"][folder], "ok", f"{who} wrote into {folder}")
