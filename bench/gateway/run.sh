@@ -262,6 +262,21 @@ start_daemon() {
   DPID[$tag]=$!
 }
 
+# A port found free can be taken by another process before the daemon binds it (other
+# engineers' tests run beside this). restart_on_clash TAG: when the daemon exited because its
+# listen address was in use, start it again on another port (start_TAG does that); at most
+# 3 times.
+declare -A CLASHES=()
+restart_on_clash() {
+  local tag="$1"
+  grep -q "cannot listen on .*in use" "${DLOG[$tag]}" 2>/dev/null || return 1
+  (("${CLASHES[$tag]:-0}" < 3)) || return 1
+  CLASHES[$tag]=$((${CLASHES[$tag]:-0} + 1))
+  wait "${DPID[$tag]}" 2>/dev/null
+  log "cloudyknight ($tag): its port was taken by another process; starting it on another port"
+  "start_$tag"
+}
+
 # wait_workspace TAG BASE_URL NAME: until the workspace's status is running; sets BPORT/BPID.
 wait_workspace() {
   local tag="$1" base="$2" name="$3" W="" status="" last_err="" err deadline=$((SECONDS + READY_DEADLINE))
@@ -314,12 +329,18 @@ if ((NEED_PLAIN)); then
     # nginx workers run as an unprivileged user when the script runs as root: let them read it.
     if ! chmod a+rx "$TMP" "$WS" "$WS/site" || ! chmod a+r "$WS/site/"*; then die "cannot make $WS/site readable"; fi
   fi
-  free_port || die "no free port for the gateway"; GW_PORT="$PORT_OUT"
-  start_daemon plain "$WS" "$TMP/data" "$GW_PORT"
-  GW="http://127.0.0.1:$GW_PORT"
+  start_plain() {
+    free_port || die "no free port for the gateway"; GW_PORT="$PORT_OUT"
+    start_daemon plain "$WS" "$TMP/data" "$GW_PORT"
+    GW="http://127.0.0.1:$GW_PORT"
+  }
+  start_plain
   deadline=$((SECONDS + READY_DEADLINE))
   until [[ "$(http_code "$GW/monitor/healthz")" == 200 ]]; do
-    kill -0 "${DPID[plain]}" 2>/dev/null || { daemon_tail plain; die "cloudyknight exited during startup"; }
+    if ! kill -0 "${DPID[plain]}" 2>/dev/null; then
+      restart_on_clash plain && continue
+      daemon_tail plain; die "cloudyknight exited during startup"
+    fi
     ((SECONDS < deadline)) || { daemon_tail plain; die "cloudyknight /monitor/healthz not 200 within ${READY_DEADLINE}s"; }
     sleep 0.2
   done
@@ -351,19 +372,23 @@ gateway:
 YAML
   mkdir -p "$TMP/workspaces-tls/bench"
   cp "$SCRIPT_DIR/backend/workspace.json" "$SCRIPT_DIR/backend/start.sh" "$TMP/workspaces-tls/bench/"
-  free_port || die "no free port for the TLS gateway"; TLS_GW_PORT="$PORT_OUT"
-  if [[ "$TLS_CONFIG" == env ]]; then
-    CK_GATEWAY_TLS_CERT="$CERT" CK_GATEWAY_TLS_KEY="$KEY" start_daemon tls "$TMP/workspaces-tls" "$TMP/data-tls" "$TLS_GW_PORT"
-  else
-    start_daemon tls "$TMP/workspaces-tls" "$TMP/data-tls" "$TLS_GW_PORT" --config "$TMP/tls/config.yaml"
-  fi
-  TLS_GW="https://127.0.0.1:$TLS_GW_PORT"
+  start_tls() {
+    free_port || die "no free port for the TLS gateway"; TLS_GW_PORT="$PORT_OUT"
+    if [[ "$TLS_CONFIG" == env ]]; then
+      CK_GATEWAY_TLS_CERT="$CERT" CK_GATEWAY_TLS_KEY="$KEY" start_daemon tls "$TMP/workspaces-tls" "$TMP/data-tls" "$TLS_GW_PORT"
+    else
+      start_daemon tls "$TMP/workspaces-tls" "$TMP/data-tls" "$TLS_GW_PORT" --config "$TMP/tls/config.yaml"
+    fi
+    TLS_GW="https://127.0.0.1:$TLS_GW_PORT"
+  }
+  start_tls
   # Does this binary terminate TLS? It does when /monitor/healthz answers over https with the
   # run's certificate. It does not when it refuses the gateway.tls keys at startup, or when
   # its port answers plain HTTP and no TLS handshake completes.
   deadline=$((SECONDS + READY_DEADLINE))
   while :; do
     if ! kill -0 "${DPID[tls]}" 2>/dev/null; then
+      restart_on_clash tls && continue
       if grep -Eq "unknown configuration key 'gateway\.tls|'gateway\.tls' is not a configuration section" "${DLOG[tls]}"; then
         TLS_STATE=skipped; TLS_SKIP="this binary has no TLS termination"
         log "tls: the binary refused the gateway.tls keys: $(grep -m1 -E "gateway\.tls" "${DLOG[tls]}")"
@@ -422,44 +447,45 @@ if ((NGX_TARGETS)); then
       proxy_buffers 32 4k;
 CONF
   }
-  PLAIN_SERVER=""; TLS_SERVER=""; UPSTREAMS=""
-  if ((NEED_PLAIN)); then
-    free_port || die "no free port for the nginx proxy"; PROXY_PORT="$PORT_OUT"
-    LOCS=""
-    if ((NEED_BACKEND)); then
-      UPSTREAMS+="
+  # start_nginx: picks its ports, writes the config, starts nginx in the foreground.
+  start_nginx() {
+    local locs="" upstreams="" plain_server="" tls_server=""
+    if ((NEED_PLAIN)); then
+      free_port || die "no free port for the nginx proxy"; PROXY_PORT="$PORT_OUT"
+      if ((NEED_BACKEND)); then
+        upstreams+="
   upstream up {
     server 127.0.0.1:${BPORT[plain]};
     keepalive 64;
     keepalive_requests 100000;
   }"
-      LOCS+="
+        locs+="
     location /bench/ {
       proxy_pass http://up/;
 $(proxy_common)
       proxy_set_header X-Forwarded-Proto http;
     }"
-    fi
-    if want static; then
-      LOCS+="
+      fi
+      if want static; then
+        locs+="
     location /site/ {
       alias $WS/site/;
     }"
-    fi
-    PLAIN_SERVER="
+      fi
+      plain_server="
   server {
-    listen 127.0.0.1:$PROXY_PORT;$LOCS
+    listen 127.0.0.1:$PROXY_PORT;$locs
   }"
-  fi
-  if [[ "$TLS_STATE" == on ]]; then
-    free_port || die "no free port for the nginx TLS proxy"; TLS_PROXY_PORT="$PORT_OUT"
-    UPSTREAMS+="
+    fi
+    if [[ "$TLS_STATE" == on ]]; then
+      free_port || die "no free port for the nginx TLS proxy"; TLS_PROXY_PORT="$PORT_OUT"
+      upstreams+="
   upstream up_tls {
     server 127.0.0.1:${BPORT[tls]};
     keepalive 64;
     keepalive_requests 100000;
   }"
-    TLS_SERVER="
+      tls_server="
   server {
     listen 127.0.0.1:$TLS_PROXY_PORT ssl;
     ssl_certificate $CERT;
@@ -470,8 +496,8 @@ $(proxy_common)
       proxy_set_header X-Forwarded-Proto https;
     }
   }"
-  fi
-  cat >"$PROXY_DIR/proxy.conf" <<CONF
+    fi
+    cat >"$PROXY_DIR/proxy.conf" <<CONF
 worker_processes $GW_THREADS;
 pid $PROXY_DIR/proxy.pid;
 error_log $PROXY_DIR/error.log warn;
@@ -482,14 +508,33 @@ http {
   $TEMP_PATHS
   sendfile on;
   keepalive_requests 100000;
-  keepalive_timeout 75s;$UPSTREAMS$PLAIN_SERVER$TLS_SERVER
+  keepalive_timeout 75s;$upstreams$plain_server$tls_server
 }
 CONF
-  "$NGINX" -p "$PROXY_DIR" -e "$PROXY_DIR/error.log" -c "$PROXY_DIR/proxy.conf" -t >"$PROXY_DIR/test.log" 2>&1 \
-    || { cat "$PROXY_DIR/test.log" >&2; die "nginx config test failed ($PROXY_DIR/proxy.conf)"; }
-  "$NGINX" -p "$PROXY_DIR" -e "$PROXY_DIR/error.log" -c "$PROXY_DIR/proxy.conf" -g 'daemon off;' \
-    >"$PROXY_DIR/stdout.log" 2>&1 &
-  PROXY_PID=$!
+    "$NGINX" -p "$PROXY_DIR" -e "$PROXY_DIR/error.log" -c "$PROXY_DIR/proxy.conf" -t >"$PROXY_DIR/test.log" 2>&1 \
+      || { cat "$PROXY_DIR/test.log" >&2; die "nginx config test failed ($PROXY_DIR/proxy.conf)"; }
+    : >"$PROXY_DIR/error.log"; rm -f "$PROXY_DIR/proxy.pid"
+    "$NGINX" -p "$PROXY_DIR" -e "$PROXY_DIR/error.log" -c "$PROXY_DIR/proxy.conf" -g 'daemon off;' \
+      >"$PROXY_DIR/stdout.log" 2>&1 &
+    PROXY_PID=$!
+  }
+  # nginx writes its pid file once its sockets are bound. A port taken by another process
+  # between our check and nginx's bind makes it exit: try other ports (at most 4 times).
+  for ((attempt = 1; ; attempt++)); do
+    start_nginx
+    deadline=$((SECONDS + 10))
+    until [[ -s "$PROXY_DIR/proxy.pid" ]] || ! kill -0 "$PROXY_PID" 2>/dev/null || ((SECONDS >= deadline)); do
+      sleep 0.1
+    done
+    kill -0 "$PROXY_PID" 2>/dev/null && break
+    wait "$PROXY_PID"
+    if ((attempt < 4)) && grep -q "in use" "$PROXY_DIR/error.log" "$PROXY_DIR/stdout.log"; then
+      log "nginx: a port was taken by another process; trying other ports"
+      continue
+    fi
+    tail -n 20 "$PROXY_DIR/error.log" "$PROXY_DIR/stdout.log" >&2
+    die "nginx exited at startup ($PROXY_DIR/proxy.conf)"
+  done
 fi
 
 # ---------------------------------------------------------------- cases
@@ -549,7 +594,7 @@ for c in "${CASES[@]}"; do
       [[ $t == gateway ]] && daemon_tail "${C_DAEMON[$c]}"
       die "$c: $t ($u) returned HTTP ${code:-no response}, expected 200"
     fi
-    hdr="$(target_curl "$c" "$t" -s -m 5 -o "$RES/$c.$t.body" -w '%{size_header}' "$u")" || die "$c: $t: curl failed"
+    hdr="$(target_curl "$c" "$t" -s -m 5 -o "$RES/$c.$t.body" -D "$RES/$c.$t.headers" -w '%{size_header}' "$u")" || die "$c: $t: curl failed"
     bytes="$(wc -c <"$RES/$c.$t.body")"
     if [[ -z "$ref" ]]; then ref="$RES/$c.$t.body"
     elif ! cmp -s "$ref" "$RES/$c.$t.body"; then die "$c: $t's body ($bytes bytes) differs from $ref"; fi
