@@ -490,6 +490,7 @@ $(proxy_common)
     listen 127.0.0.1:$TLS_PROXY_PORT ssl;
     ssl_certificate $CERT;
     ssl_certificate_key $KEY;
+    ssl_protocols TLSv1.2 TLSv1.3;
     location /bench/ {
       proxy_pass http://up_tls/;
 $(proxy_common)
@@ -573,6 +574,7 @@ fi
 
 # ---------------------------------------------------------------- sanity checks
 # Every target of a case answers 200 with the same body (for static files: the file's bytes).
+declare -A TLS_SEEN=()
 declare -A EXPECT_FILE=([static-4k]="${WS:-}/site/asset-4k.css" [static-64k]="${WS:-}/site/asset-64k.js")
 target_curl() { # case target curl-args...
   local c="$1" t="$2"; shift 2
@@ -603,6 +605,7 @@ for c in "${CASES[@]}"; do
     if [[ $c == tls ]]; then
       tlsinfo="$(curl -sv --cacert "$CERT" -m 5 -o /dev/null "$u" 2>&1 | sed -n 's/^\* SSL connection using //p' | head -n1)"
       C_NOTE[$c]+="[$tlsinfo] "
+      TLS_SEEN[$t]="$tlsinfo"
     fi
     log "ok: $c $t $u -> 200, $bytes-byte body, ${hdr}-byte header${tlsinfo:+, $tlsinfo}"
   done
@@ -680,7 +683,11 @@ print_case() {
   echo
   echo "== $c: ${C_TITLE[$c]}"
   echo "   wrk -t$THREADS -c${C_CONNS[$c]} -d${DURATION}s --latency; body+header bytes: ${C_NOTE[$c]% }"
-  [[ $c == tls ]] && echo "   keep-alive: wrk opens its 64 connections once, so the TLS handshake cost is (almost) excluded; this measures record encryption"
+  if [[ $c == tls ]]; then
+    echo "   keep-alive: wrk opens its 64 connections once, so the TLS handshake cost is (almost) excluded; this measures record encryption"
+    [[ "${TLS_SEEN[nginx]:-}" != "${TLS_SEEN[gateway]:-}" ]] &&
+      echo "   warning: nginx and the gateway negotiated different TLS parameters (nginx: ${TLS_SEEN[nginx]:-?}, gateway: ${TLS_SEEN[gateway]:-?})"
+  fi
   printf '%-8s %12s %10s %10s   %s\n' target "req/s" "p50 ms" "p99 ms" "rounds (req/s)"
   for t in ${C_TARGETS[$c]}; do
     flag=""; ((C_ERR[$c])) && flag="  (ERRORS, see stderr)"
