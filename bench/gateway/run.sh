@@ -636,10 +636,17 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
 measure_case() {
   local c="$1" conns="${C_CONNS[$1]}" round t out rc rps p50 p99 non2xx sock w_non2xx w_sock
   local -a wrk_args=(-t"$THREADS" -c"$conns" --latency)
-  log "== $c: ${C_TITLE[$c]}: wrk ${wrk_args[*]} -d${DURATION}s (warm-up ${WARMUP}s before each run); order: ${C_TARGETS[$c]}, $ROUNDS rounds"
+  log "== $c: ${C_TITLE[$c]}: wrk ${wrk_args[*]} -d${DURATION}s (warm-up ${WARMUP}s before each run); order: ${C_TARGETS[$c]} (reversed in even rounds), $ROUNDS rounds"
   for t in ${C_TARGETS[$c]}; do RUNS[$c,$t]=""; done
+  local -a order=() rev=()
+  read -ra order <<<"${C_TARGETS[$c]}"
+  for ((round = ${#order[@]} - 1; round >= 0; round--)); do rev+=("${order[$round]}"); done
   for ((round = 1; round <= ROUNDS; round++)); do
-    for t in ${C_TARGETS[$c]}; do
+    # Odd rounds run the targets in order, even rounds in reverse, so no target always runs
+    # first (or always right after another one).
+    local -a this=("${order[@]}")
+    ((round % 2 == 0)) && this=("${rev[@]}")
+    for t in "${this[@]}"; do
       out="$RES/$c.$t.$round.txt"
       run_bounded "$RES/$c.$t.$round.warmup.txt" timeout -k 5 "$WRK_LIMIT" wrk "${wrk_args[@]}" -d"${WARMUP}s" "${URL[$c,$t]}"
       run_bounded "$out" timeout -k 5 "$WRK_LIMIT" wrk "${wrk_args[@]}" -d"${DURATION}s" "${URL[$c,$t]}"
