@@ -10,7 +10,11 @@ set -eu
 HOST_ADDR="${HOST:-127.0.0.1}"
 NGINX="$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)"
 DIR="$PWD"
-mkdir -p "$DIR/tmp"
+mkdir -p "$DIR/tmp" "$DIR/files"
+
+# The large response: a 64 KiB file (the same bytes on every run), served from /64k.
+yes 'cloudyknight gateway bench backend: 64 KiB response body, the same bytes every run.' \
+  | head -c 65536 >"$DIR/files/64k"
 
 # Temp paths inside $PWD for every temp-using module compiled into this nginx
 # (nginx would otherwise try to create them under /var/lib/nginx).
@@ -23,7 +27,7 @@ for m in proxy fastcgi uwsgi scgi; do
   esac
 done
 
-# ~100-byte fixed body.
+# / answers a ~100-byte fixed body; /64k the 64 KiB file (sendfile, as nginx serves files).
 cat > "$DIR/backend.conf" <<CONF
 worker_processes 1;
 pid $DIR/backend.pid;
@@ -34,8 +38,13 @@ http {
   $TEMP_PATHS
   keepalive_requests 100000;
   keepalive_timeout 75s;
+  sendfile on;
   server {
     listen $HOST_ADDR:$PORT;
+    location = /64k {
+      default_type application/octet-stream;
+      root $DIR/files;
+    }
     location / {
       default_type text/plain;
       return 200 "cloudyknight gateway bench backend: fixed 200 response from nginx, keepalive on, no access log!\n";
