@@ -826,8 +826,11 @@ class TestEventSocket(MonitorCase):
         self.assertTrue(samples)
         self.assertEqual(set(samples), {("running", "active", False)},
                          f"beat under heartbeats for 4 s (idle_after 1s, background_after 2s): {samples}")
+        # An "active" event may open the window (beat went idle while the stream was being
+        # opened on a loaded machine, and the first heartbeat woke it): only a drop counts.
         quiet = stream.select(lambda e: e.get("workspace") == "beat"
-                              and (e.get("type") == "activity" or e.get("frozen") is True), since)
+                              and ((e.get("type") == "activity" and e.get("level") != "active")
+                                   or e.get("frozen") is True), since)
         self.assertEqual(quiet, [], "beat went idle or froze despite the heartbeats")
         # Without heartbeats the policy applies again (so the above was not vacuous).
         stream.wait_for(lambda e: is_type("activity", "beat")(e) and e["level"] == "background", 5, since,
