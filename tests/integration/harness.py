@@ -120,6 +120,31 @@ def free_service_port_range(count=30):
     raise RuntimeError("no free port range found below the ephemeral ports")
 
 
+def listening_ports(pid):
+    """The TCP ports process `pid` listens on (from its fds and /proc/net/tcp*),
+    so a test can tell what *this* daemon bound, whatever other tests run beside it."""
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def port_listening(port, host="127.0.0.1"):
     try:
         with socket.create_connection((host, port), timeout=1):
