@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <cstring>
 #include <limits>
 
 #include "gateway/forward.h"
@@ -29,6 +30,97 @@ bool looks_closed(Socket& s) {
   if (n == 0) return true;
   if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK);
   return true;  // unexpected bytes on an idle connection: do not trust it
+}
+
+constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
+
+// An app's response, parsed by Beast's parser without its field container: the status line
+// and fields are views into the upstream connection's buffer, collected in `fields`, and the
+// body is copied into the relay buffer the caller sets (as buffer_body does). The views stay
+// valid only while the buffer is not read into again, so the whole head is in the buffer
+// before the parser sees it (read_upstream_head) and is used before the next read.
+class UpstreamParser final : public bhttp::basic_parser<false> {
+ public:
+  explicit UpstreamParser(std::vector<HeaderField>& fields) : fields_(fields) {
+    fields_.clear();
+    header_limit(static_cast<std::uint32_t>(kUpstreamHeaderLimit));
+    body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: 1.74 compares it wrongly
+  }
+  unsigned status() const { return status_; }
+  std::string_view reason() const { return reason_; }
+  std::span<const HeaderField> fields() const { return fields_; }
+  // Where body bytes go; room() is what is left after a put().
+  void body_into(char* data, std::size_t size) {
+    data_ = data;
+    room_ = size;
+  }
+  std::size_t room() const { return room_; }
+
+ private:
+  void on_request_impl(bhttp::verb, std::string_view, std::string_view, int, error_code& ec) override {
+    ec = bhttp::error::bad_method;  // never called for a response parser
+  }
+  void on_response_impl(int code, std::string_view reason, int, error_code&) override {
+    status_ = static_cast<unsigned>(code);
+    reason_ = reason;
+  }
+  void on_field_impl(bhttp::field, std::string_view name, std::string_view value, error_code&) override {
+    fields_.push_back({name, value});
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
+  std::size_t on_body_impl(std::string_view body, error_code& ec) override { return take(body, ec); }
+  void on_chunk_header_impl(std::uint64_t, std::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, std::string_view body, error_code& ec) override {
+    return take(body, ec);
+  }
+  void on_finish_impl(error_code&) override {}
+
+  std::size_t take(std::string_view body, error_code& ec) {
+    if (room_ == 0) {
+      ec = bhttp::error::need_buffer;
+      return 0;
+    }
+    std::size_t n = std::min(room_, body.size());
+    std::memcpy(data_, body.data(), n);
+    data_ += n;
+    room_ -= n;
+    return n;
+  }
+
+  std::vector<HeaderField>& fields_;
+  unsigned status_ = 0;
+  std::string_view reason_;
+  char* data_ = nullptr;
+  std::size_t room_ = 0;
+};
+
+// Reads from the app until its buffer holds a whole response head (or the limit is reached),
+// then parses it in one put(): the parser's views all point into that one region. The head's
+// bytes are consumed from the buffer, which is not read into again before they are used.
+Task<void> read_upstream_head(Socket& s, beast::flat_buffer& buf, UpstreamParser& parser, error_code& ec) {
+  static constexpr std::string_view kEnd = "\r\n\r\n";
+  std::size_t searched = 0;
+  for (;;) {
+    std::string_view have(static_cast<const char*>(buf.data().data()), buf.size());
+    auto at = have.find(kEnd, searched);
+    if (at != std::string_view::npos) break;
+    if (have.size() >= kUpstreamHeaderLimit) {
+      ec = bhttp::error::header_limit;
+      co_return;
+    }
+    searched = have.size() < 3 ? 0 : have.size() - 3;
+    std::size_t n = co_await s.async_read_some(buf.prepare(16 * 1024), net::redirect_error(use_task, ec));
+    if (ec) {
+      if (ec == net::error::eof) ec = buf.size() == 0 ? bhttp::error::end_of_stream : bhttp::error::partial_message;
+      co_return;
+    }
+    buf.commit(n);
+  }
+  std::size_t used = parser.put(buf.data(), ec);
+  if (ec == bhttp::error::need_more) ec = bhttp::error::partial_message;  // cannot be: the head is whole
+  if (!ec && !parser.is_header_done()) ec = bhttp::error::partial_message;
+  buf.consume(used);
 }
 
 }  // namespace
@@ -132,7 +224,7 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   bool idempotent = is_idempotent(req.method());
 
   std::unique_ptr<UpstreamConn> up;
-  std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
+  std::optional<UpstreamParser> parser;
   for (int attempt = 0;; ++attempt) {
     bool reused = false;
     up = attempt == 0 ? take_idle(w, key, !idempotent) : nullptr;
@@ -147,12 +239,9 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
       std::array<net::const_buffer, 2> out{net::buffer(conn.upstream_head), net::buffer(req.body())};
       co_await write_all(up->socket, out, ec);
       if (!ec) {
-        parser.emplace();
-        parser->header_limit(64 * 1024);
-        parser->body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: 1.74 compares it wrongly
+        parser.emplace(conn.fields);
         if (req.method() == bhttp::verb::head) parser->skip(true);
-        co_await bhttp::async_read_header(up->socket, up->buffer, *parser,
-                                          net::redirect_error(use_task, ec));
+        co_await read_upstream_head(up->socket, up->buffer, *parser, ec);
       }
     }
     if (!ec) break;
@@ -164,19 +253,16 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   // Interim answers (1xx): relayed to an HTTP/1.1 client, except 100 Continue (the gateway
   // sent the whole body already and answered the client's Expect itself); then the final
   // answer is read from the same connection. 101 was not asked for here: a broken app.
-  for (int interim = 0; parser->get().result_int() < 200; ++interim) {
-    unsigned status = parser->get().result_int();
+  for (int interim = 0; parser->status() < 200; ++interim) {
+    unsigned status = parser->status();
     if (status == 101 || interim >= 16) {
       co_return co_await upstream_failed(conn, req, ws, bhttp::error::bad_status, client_keep, client_version);
     }
     if (status != 100 && client_version >= 11) {
-      auto& info = parser->get();
-      conn.fields.clear();
-      for (const auto& f : info) conn.fields.push_back({f.name_string(), f.value()});
       ClientResponseHead ih;
       ih.status = status;
-      ih.reason = info.reason();
-      ih.fields = conn.fields;
+      ih.reason = parser->reason();
+      ih.fields = parser->fields();
       if (!hooks.session_cookie.empty()) {
         ih.session_cookie = hooks.session_cookie;
         ih.host_session_cookie = host_session_cookie;
@@ -187,24 +273,22 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
       co_await write_all(conn.client, net::buffer(conn.flat), ec);
       if (ec) co_return false;
     }
-    parser.emplace();
-    parser->header_limit(64 * 1024);
-    parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+    parser.emplace(conn.fields);
     if (req.method() == bhttp::verb::head) parser->skip(true);
     UpstreamWait wait(conn, up->socket, opts.request_timeout);
-    co_await bhttp::async_read_header(up->socket, up->buffer, *parser, net::redirect_error(use_task, ec));
+    co_await read_upstream_head(up->socket, up->buffer, *parser, ec);
     if (ec) co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
   }
 
-  auto& res = parser->get();
-  conn.status = res.result_int();
+  UpstreamParser& res = *parser;
+  conn.status = res.status();
   bool upstream_keep = res.keep_alive();
   // How the body is framed for the client: the app's Content-Length as it is; chunked (from
   // the app, or a body that runs to the app's close) re-chunked by the gateway for HTTP/1.1
   // clients, or sent as it comes to an HTTP/1.0 client, whose connection then closes.
   bool no_body = parser->is_done();  // HEAD, 204, 304
   bool chunked_in = res.chunked();
-  bool to_eof = !no_body && !chunked_in && !res.has_content_length();
+  bool to_eof = !no_body && !chunked_in && !res.content_length();
   bool chunked_out = false;
   if (!no_body && (chunked_in || to_eof)) {
     if (client_version >= 11) chunked_out = true;
@@ -212,13 +296,11 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   }
   if (to_eof) upstream_keep = false;
 
-  conn.fields.clear();
-  for (const auto& f : res) conn.fields.push_back({f.name_string(), f.value()});
   ClientResponseHead rh;
   rh.version = client_version;
-  rh.status = res.result_int();
+  rh.status = res.status();
   rh.reason = res.reason();
-  rh.fields = conn.fields;
+  rh.fields = res.fields();
   if (!hooks.session_cookie.empty()) {
     rh.session_cookie = hooks.session_cookie;
     rh.host_session_cookie = host_session_cookie;
@@ -237,18 +319,17 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   for (bool done = no_body;;) {
     std::size_t n = 0;
     if (!done) {
-      res.body().data = chunk;
-      res.body().size = kRelayChunk;
+      res.body_into(chunk, kRelayChunk);
       // Body bytes that came with the headers (all of a small answer) are parsed here,
       // without another trip through the io_context.
-      while (up->buffer.size() > 0 && !parser->is_done() && res.body().size > 0) {
+      while (up->buffer.size() > 0 && !parser->is_done() && res.room() > 0) {
         std::size_t used = parser->put(up->buffer.data(), ec);
         up->buffer.consume(used);
         // need_more: what is buffered ends inside the chunk framing; async_read gets the rest.
         if (ec == bhttp::error::need_buffer || ec == bhttp::error::need_more) ec = {};
         if (ec || used == 0) break;
       }
-      if (!ec && !parser->is_done() && res.body().size == kRelayChunk) {
+      if (!ec && !parser->is_done() && res.room() == kRelayChunk) {
         // Nothing yet: the client gets what is ready (the head of a streamed answer), then
         // what the app sends next, as it comes.
         if (!out.empty()) {
@@ -267,7 +348,7 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
                        conn.timed_out ? "timed out" : ec.message());
         co_return false;  // the head may be out: all we can do is close
       }
-      n = kRelayChunk - res.body().size;
+      n = kRelayChunk - res.room();
       done = parser->is_done();
     }
     if (n == 0 && !done) continue;

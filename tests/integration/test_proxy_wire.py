@@ -230,6 +230,23 @@ class TestProxyWire(DaemonTestCase):
         _, status, _, body, _ = self.exchange(w, get("/wire/cl"))
         self.assertEqual((status, body), (200, b"hello"))
 
+    def test_head_arriving_a_byte_at_a_time(self):
+        w = self.wire()
+        _, status, headers, body, _ = self.exchange(w, get("/wire/trickle"))
+        self.assertEqual((status, body), (200, b"trickle"))
+        self.assertEqual(values(headers, "X-Trickled"), ["yes"])
+        self.assertEqual(values(headers, "Content-Type"), ["text/plain"])
+        _, status, _, body, _ = self.exchange(w, get("/wire/cl"))
+        self.assertEqual((status, body), (200, b"hello"))
+
+    def test_app_head_over_the_limit_is_502(self):
+        w = self.wire()
+        _, status, _, body, _ = self.exchange(w, get("/wire/hugehead"))
+        self.assertEqual(status, 502)
+        self.assertIn(b"did not give a valid answer", body)
+        _, status, _, body, _ = self.exchange(self.wire(), get("/wire/cl"))
+        self.assertEqual((status, body), (200, b"hello"))
+
     def test_pipelined_requests_answered_in_order(self):
         w = self.wire()
         w.send(get("/wire/cl") + get("/wire/chunked") + get("/wire/204") +
