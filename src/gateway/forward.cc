@@ -123,9 +123,13 @@ void append_number(std::string& out, std::uint64_t n) {
 // RFC 7239 quoted-string.
 void append_quoted(std::string& out, std::string_view v) {
   out += '"';
-  for (char c : v) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+  for (;;) {  // runs of plain characters are appended whole
+    auto special = v.find_first_of("\"\\");
+    out.append(v.substr(0, special));
+    if (special == std::string_view::npos) break;
+    out += '\\';
+    out += v[special];
+    v.remove_prefix(special + 1);
   }
   out += '"';
 }

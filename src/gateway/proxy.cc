@@ -193,8 +193,11 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   bool upgrade = http::header_has_token(req[bhttp::field::connection], "upgrade") &&
                  req.count(bhttp::field::upgrade);
   error_code ec;
-  tcp::endpoint ep(net::ip::make_address(ws.upstream_host.empty() ? "127.0.0.1" : ws.upstream_host, ec),
-                   static_cast<unsigned short>(ws.port));
+  // Apps listen on the loopback address almost always: no need to parse it per request.
+  net::ip::address addr = ws.upstream_host.empty() || ws.upstream_host == "127.0.0.1"
+                              ? net::ip::address(net::ip::address_v4::loopback())
+                              : net::ip::make_address(ws.upstream_host, ec);
+  tcp::endpoint ep(addr, static_cast<unsigned short>(ws.port));
   // The request head is written straight from the parsed fields (forward.h): hop-by-hop
   // fields out, the gateway's forwarding fields in, session cookies out, its own framing.
   conn.fields.clear();
