@@ -319,6 +319,61 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   if (!conn.relay) conn.relay.reset(new char[kRelayChunk]);
   char* chunk = conn.relay.get();
   static constexpr std::string_view kCrlfLast = "\r\n0\r\n\r\n";
+  if (!no_body && !chunked_in) {
+    // A body framed by Content-Length or by the app's close has nothing to parse: bytes go
+    // from the app's socket to the client's through the relay buffer, copied once each way.
+    std::uint64_t left = to_eof ? std::numeric_limits<std::uint64_t>::max() : *res.content_length();
+    for (bool done = false; !done;) {
+      net::const_buffer piece;
+      std::size_t consumed = 0;  // of up->buffer: what came with the head
+      if (up->buffer.size() > 0) {
+        consumed = static_cast<std::size_t>(std::min<std::uint64_t>(up->buffer.size(), left));
+        piece = net::buffer(up->buffer.data().data(), consumed);
+      } else {
+        if (!out.empty()) {
+          // Nothing yet: the client gets the head of a streamed answer before the app's
+          // next bytes come.
+          conn.expire_in(opts.request_timeout);
+          co_await write_all(conn.client, net::buffer(out), ec);
+          if (ec) co_return false;
+          out.clear();
+        }
+        std::size_t n = 0;
+        {
+          UpstreamWait wait(conn, up->socket, opts.request_timeout);
+          n = co_await up->socket.async_read_some(
+              net::buffer(chunk, static_cast<std::size_t>(std::min<std::uint64_t>(kRelayChunk, left))),
+              net::redirect_error(use_task, ec));
+        }
+        if (ec == net::error::eof && to_eof) {
+          ec = {};
+          done = true;
+        } else if (ec) {
+          stats.upstream_errors.inc();
+          logger()->warn("[ws={}] upstream failed mid-response: {}", ws.name,
+                         conn.timed_out ? "timed out" : ec == net::error::eof ? "the app closed the connection" : ec.message());
+          co_return false;  // the head may be out: all we can do is close
+        }
+        piece = net::buffer(chunk, n);
+      }
+      left -= piece.size();
+      if (left == 0) done = true;
+      std::string_view tail;  // after the piece: the chunk's CRLF and, at the end, the last chunk
+      if (chunked_out) {
+        if (piece.size() > 0) append_chunk_size(piece.size(), out);
+        tail = piece.size() > 0 ? (done ? kCrlfLast : kCrlfLast.substr(0, 2)) : std::string_view();
+        if (piece.size() == 0 && done) out.append(kCrlfLast.substr(2));
+      }
+      conn.expire_in(opts.request_timeout);
+      std::array<net::const_buffer, 3> pieces{net::buffer(out), piece, net::buffer(tail.data(), tail.size())};
+      co_await write_all(conn.client, pieces, ec);
+      if (ec) co_return false;
+      out.clear();
+      up->buffer.consume(consumed);
+    }
+    if (upstream_keep) give_back(w, key, std::move(up));
+    co_return client_keep;
+  }
   for (bool done = no_body;;) {
     std::size_t n = 0;
     if (!done) {

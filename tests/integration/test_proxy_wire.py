@@ -247,6 +247,25 @@ class TestProxyWire(DaemonTestCase):
         _, status, _, body, _ = self.exchange(self.wire(), get("/wire/cl"))
         self.assertEqual((status, body), (200, b"hello"))
 
+    def test_app_closing_before_its_content_length_closes_the_client(self):
+        w = self.wire()
+        w.send(get("/wire/short"))
+        # The head and the 10 bytes may come; then the connection ends (no hang, no reuse).
+        data = b""
+        w.sock.settimeout(10)
+        while True:
+            try:
+                got = w.sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not got:
+                break
+            data += got
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
+        self.assertLess(len(data.split(b"\r\n\r\n", 1)[1]), 100)
+        _, status, _, body, _ = self.exchange(self.wire(), get("/wire/cl"))
+        self.assertEqual((status, body), (200, b"hello"))
+
     def test_pipelined_requests_answered_in_order(self):
         w = self.wire()
         w.send(get("/wire/cl") + get("/wire/chunked") + get("/wire/204") +
