@@ -34,11 +34,13 @@
 #include <boost/beast/core/flat_stream.hpp>
 #include <boost/beast/http.hpp>
 // clang-format on
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -259,7 +261,25 @@ template <class Stream, class Buffers>
 Task<void> write_all(Stream& stream, const Buffers& buffers, error_code& ec) {
   if constexpr (std::is_same_v<Stream, ClientStream>) {
     if (stream.tls()) {
-      co_await net::async_write(stream, buffers, net::redirect_error(use_task, ec));
+      // beast::flat_stream sends a sequence's first buffer alone when the next ones do not
+      // fit in its 16 KiB, and an empty first buffer goes out as zero bytes, which async_write
+      // takes for the end (the rest was cut silently): empty buffers are left out.
+      std::array<net::const_buffer, 8> parts;
+      std::size_t k = 0;
+      for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
+        net::const_buffer b(*it);
+        if (b.size() == 0) continue;
+        if (k == parts.size()) {
+          co_await net::async_write(stream, parts, net::redirect_error(use_task, ec));
+          if (ec) co_return;
+          k = 0;
+        }
+        parts[k++] = b;
+      }
+      if (k > 0) {
+        co_await net::async_write(stream, std::span<const net::const_buffer>(parts.data(), k),
+                                  net::redirect_error(use_task, ec));
+      }
       co_return;
     }
   }

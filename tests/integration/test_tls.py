@@ -132,6 +132,22 @@ class TlsGatewayTest(TlsCase):
         finally:
             conn.close()
 
+    def test_large_proxied_answer_over_tls_is_whole(self):
+        # The answer (the echoed body, as JSON) is far larger than one TLS record and than the
+        # gateway's relay buffer: every byte must arrive, on a connection that stays usable.
+        body = ("0123456789abcdef" * 20000).encode()  # 320,000 bytes
+        conn = self.https()
+        try:
+            for _ in range(2):
+                conn.request("POST", "/echo/big", body=body, headers={"Content-Type": "text/plain"})
+                r = conn.getresponse()
+                self.assertEqual(r.status, 200)
+                doc = json.loads(r.read())
+                self.assertEqual(doc["body_len"], len(body))
+                self.assertEqual(doc["body"].encode(), body)
+        finally:
+            conn.close()
+
     def test_websocket_tunnel_over_tls(self):
         for host, path in (("example.test", "/echo/ws"), ("echo.example.test", "/ws")):
             ws = self.daemon.websocket(path, host=host)
