@@ -29,7 +29,7 @@ std::string why_refused(const std::string& key) {
       {"userns_mode", "userns_mode would change the container's user namespace; remove it"},
       {"cgroup_parent", "cgroup_parent would move the container out of the limits CloudyKnight "
                         "sets; remove it"},
-      {"volumes_from", "volumes_from would mount another container's volumes; share a named "
+      {"volumes_from", "volumes_from would mount another container's volumes; remove it and share a named "
                        "volume instead"},
       {"sysctls", "sysctls would change kernel settings; remove it"},
       {"uts", "uts: host would share the host's hostname; remove it"},
