@@ -314,13 +314,11 @@ Project harden(Project project, const Policy& policy) {
     }
     if (!policy.host_ports) {
       std::vector<Port> kept;
+      std::set<std::pair<int, std::string>> seen;
       for (auto p : s.ports) {
         p.host_port = 0;
         p.host_ip.clear();
-        bool dup = std::any_of(kept.begin(), kept.end(), [&](const Port& x) {
-          return x.container_port == p.container_port && x.protocol == p.protocol;
-        });
-        if (!dup) {
+        if (seen.emplace(p.container_port, p.protocol).second) {
           kept.push_back(p);
         }
       }

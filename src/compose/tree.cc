@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <string>
+#include <unordered_set>
 
 namespace ck::compose::detail {
 namespace {
@@ -46,13 +47,22 @@ class Builder {
         break;
       case YAML::NodeType::Sequence:
         out.kind = Node::Kind::sequence;
+        if (in.size() > limits_.max_items) {
+          throw Error({file_, line, ""}, "a list holds more than " +
+                                             std::to_string(limits_.max_items) + " items");
+        }
         for (const auto& item : in) {
           out.items.push_back(convert(item, depth + 1));
         }
         break;
       case YAML::NodeType::Map: {
         out.kind = Node::Kind::mapping;
+        if (in.size() > limits_.max_items) {
+          throw Error({file_, line, ""}, "a mapping holds more than " +
+                                             std::to_string(limits_.max_items) + " keys");
+        }
         std::vector<Node> merges;
+        std::unordered_set<std::string> seen;
         for (const auto& kv : in) {
           const YAML::Node& key = kv.first;
           int key_line = line_of(key.Mark());
@@ -63,12 +73,12 @@ class Builder {
             merges.push_back(convert(kv.second, depth + 1));
             continue;
           }
-          if (out.find(key.Scalar()) != nullptr) {
+          if (!seen.insert(key.Scalar()).second) {
             throw Error({file_, key_line, key.Scalar()},
                         "duplicate key; each key may appear once in a mapping");
           }
           bytes_ += key.Scalar().size();
-          out.entries.emplace_back(key.Scalar(), convert(kv.second, depth + 1));
+          out.entries.push_back(Entry{key.Scalar(), convert(kv.second, depth + 1)});
           out.key_lines.push_back(key_line);
         }
         // `<<: *base` or `<<: [*a, *b]`: keys written here win, then the first merged map.
@@ -87,7 +97,7 @@ class Builder {
                           "a merge key takes a mapping or a list of mappings");
             }
             for (std::size_t i = 0; i < src->entries.size(); ++i) {
-              if (out.find(src->entries[i].first) == nullptr) {
+              if (seen.insert(src->entries[i].first).second) {
                 out.entries.push_back(src->entries[i]);
                 out.key_lines.push_back(src->key_lines[i]);
               }

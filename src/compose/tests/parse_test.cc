@@ -706,6 +706,20 @@ TEST(ComposeParse, DeepNestingIsRefused) {
             std::string::npos);
 }
 
+TEST(ComposeParse, HugeListsAndPortRangesAreBounded) {
+  std::string many = "services:\n  a:\n    image: x\n    environment:\n";
+  for (int i = 0; i < 10001; ++i) {
+    many += "      - V" + std::to_string(i) + "=1\n";
+  }
+  EXPECT_NE(error_of([&] { parse_text(many); }).find("more than 10000 items"), std::string::npos);
+  std::string ranges = "services:\n  a:\n    image: x\n    ports:\n";
+  for (int i = 0; i < 12; ++i) {
+    ranges += "      - \"" + std::to_string(2000 + i * 1000) + "-" +
+              std::to_string(2000 + i * 1000 + 998) + "\"\n";
+  }
+  EXPECT_NE(error_of([&] { parse_text(ranges); }).find("at most 10000 ports"), std::string::npos);
+}
+
 TEST(ComposeParse, MergeKeysAndAnchors) {
   Project p = parse_text(R"(
 x-base: &base
@@ -794,9 +808,9 @@ services:
     restart: always
     working_dir: /srv
     user: "1000"
-    labels: {"cloudyknight.route": "true", note: "true"}
+    labels: {"cloudyknight.route": "true", note: "true", "<<": "odd key", "a: b": "$$"}
     mem_limit: 256m
-    cpus: 0.25
+    cpus: 0.1
     pids_limit: 64
     network_mode: none
   db:
