@@ -35,6 +35,10 @@ void dict(YAML::Emitter& out, const std::map<std::string, std::string>& m) {
   out << YAML::BeginMap;
   for (const auto& [k, v] : m) {
     // Keys are never interpolated (no '$$'), but quoted so a "<<" stays a plain key.
+    // A simple key is at most 1024 characters once escaped: longer ones take the `? key` form.
+    if (k.size() > 200) {
+      out << YAML::LongKey;
+    }
     out << YAML::Key << YAML::DoubleQuoted << k << YAML::Value;
     str(out, v);
   }

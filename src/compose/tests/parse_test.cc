@@ -760,6 +760,21 @@ services:
   EXPECT_EQ(s.labels.at("cost"), "$5");
 }
 
+TEST(ComposeToYaml, LongAndOddKeysReadBack) {
+  Project p;
+  p.files = {"x.yml"};
+  Service s;
+  s.name = "a";
+  s.image = "x";
+  s.labels[std::string(3000, 'k')] = "v";
+  s.labels[std::string("\x01\r\n\"\\", 5)] = "ctl";
+  s.environment["<<"] = "merge?";
+  p.services["a"] = s;
+  Project q = parse_text(to_yaml(p));
+  EXPECT_EQ(q.services.at("a").labels, s.labels);
+  EXPECT_EQ(q.services.at("a").environment, s.environment);
+}
+
 TEST(ComposeStartOrder, TopologicalWithTiesByName) {
   Project p = parse_text(R"(
 services:
