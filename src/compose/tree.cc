@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <string>
 #include <unordered_set>
 
@@ -136,6 +137,42 @@ bool valid_env_key(std::string_view key) {
   });
 }
 
+/// YAML text is UTF-8 without control characters (but tab, newline and carriage return), as
+/// Compose's own reader insists; the emitter would otherwise turn different invalid bytes into
+/// the same U+FFFD and print a file that reads back differently.
+void check_text(std::string_view text, const std::string& file) {
+  int line = 1;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      ++line;
+    }
+    if (c < 0x80) {
+      if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+        throw Error({file, line, ""}, "the file holds a control character (byte " +
+                                          std::to_string(c) + "); remove it");
+      }
+      ++i;
+      continue;
+    }
+    std::size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    bool ok = len != 0 && i + len <= text.size();
+    std::uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    for (std::size_t k = 1; ok && k < len; ++k) {
+      auto cc = static_cast<unsigned char>(text[i + k]);
+      ok = (cc & 0xc0) == 0x80;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    ok = ok && !(len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) &&
+         !(len == 4 && (cp < 0x10000 || cp > 0x10ffff));
+    if (!ok) {
+      throw Error({file, line, ""}, "the file is not valid UTF-8; save it as UTF-8");
+    }
+    i += len;
+  }
+}
+
 }  // namespace
 
 const Node* Node::find(std::string_view key) const {
@@ -148,6 +185,7 @@ const Node* Node::find(std::string_view key) const {
 }
 
 Node parse_tree(std::string_view text, const std::string& file, const TreeLimits& limits) {
+  check_text(text, file);
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
@@ -164,6 +202,7 @@ Node parse_tree(std::string_view text, const std::string& file, const TreeLimits
 
 std::vector<std::pair<std::string, std::string>> parse_env_text(std::string_view text,
                                                                 const std::string& file) {
+  check_text(text, file);
   std::vector<std::pair<std::string, std::string>> out;
   int line_no = 0;
   std::size_t pos = 0;

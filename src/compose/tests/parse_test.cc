@@ -720,6 +720,19 @@ TEST(ComposeParse, HugeListsAndPortRangesAreBounded) {
   EXPECT_NE(error_of([&] { parse_text(ranges); }).find("at most 10000 ports"), std::string::npos);
 }
 
+TEST(ComposeParse, InvalidUtf8AndControlCharactersAreRefused) {
+  Error bad = caught([] { parse_text("services:\n  a:\n    image: \"x\xff\"\n"); });
+  EXPECT_EQ(bad.where().line, 3);
+  EXPECT_NE(bad.message().find("not valid UTF-8"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_text(std::string("services:\n  a: {image: x\0}\n", 26)); })
+                .find("control character"),
+            std::string::npos);
+  EXPECT_EQ(parse_text("services:\n  a: {image: \"caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x90\xb3\"}\n")
+                .services.at("a")
+                .image,
+            "caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x90\xb3");
+}
+
 TEST(ComposeParse, MergeKeysAndAnchors) {
   Project p = parse_text(R"(
 x-base: &base
