@@ -208,3 +208,40 @@ services:
 
 }  // namespace
 }  // namespace ck::compose
+
+#include "compose/tree.h"
+
+namespace ck::compose {
+namespace {
+
+TEST(ComposeEnvText, QuotesExportCommentsAndMultiline) {
+  auto env = detail::parse_env_text(
+      "export A=1\n"
+      "B=\"two words\" # trailing comment\n"
+      "C='single $X \\n'\n"
+      "D=\"line1\n"
+      "line2\"\n"
+      "E=x#not-a-comment\n"
+      "F=\n"
+      "BARE\n",
+      "app.env");
+  std::vector<std::pair<std::string, std::string>> want = {
+      {"A", "1"},       {"B", "two words"},        {"C", "single $X \\n"},
+      {"D", "line1\nline2"}, {"E", "x#not-a-comment"}, {"F", ""}};
+  EXPECT_EQ(env, want);
+  Error e = caught([] { detail::parse_env_text("A=1\nB=\"open\n", "app.env"); });
+  EXPECT_EQ(e.where().file, "app.env");
+  EXPECT_NE(e.message().find("unterminated"), std::string::npos);
+}
+
+TEST(ComposeShellSplit, QuotesAndBackslashes) {
+  Location where{"f", 1, "k"};
+  EXPECT_EQ(detail::split_shell("  a  'b c'd \"e\\\\f\\$g\\x\" h\\ i ''", where),
+            (std::vector<std::string>{"a", "b cd", "e\\f$g\\x", "h i", ""}));
+  EXPECT_TRUE(detail::split_shell("   ", where).empty());
+  EXPECT_NE(error_of([&] { detail::split_shell("a \"b", where); }).find("unterminated"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ck::compose
