@@ -254,11 +254,7 @@ Project harden(Project project, const Policy& policy) {
       ++it;
     }
   }
-  if (!mapped.empty() && project.networks.count("default") == 0) {
-    Network def;
-    def.name = "default";
-    project.networks["default"] = def;
-  }
+  bool default_named = false;
   for (auto& [name, s] : project.services) {
     if (!s.refused.empty()) {
       auto first = std::min_element(s.refused.begin(), s.refused.end(), [](auto& a, auto& b) {
@@ -302,6 +298,13 @@ Project harden(Project project, const Policy& policy) {
         nets.push_back(to);
       }
     }
+    // Only the default left: say so the header's way (an empty list), not by a name the
+    // runner would have to special-case.
+    if (nets.size() == 1 && nets[0] == "default") {
+      nets.clear();
+    }
+    default_named = default_named ||
+                    std::find(nets.begin(), nets.end(), "default") != nets.end();
     s.networks = std::move(nets);
     if (policy.memory != 0 && (s.memory == 0 || s.memory > policy.memory)) {
       s.memory = policy.memory;
@@ -324,6 +327,11 @@ Project harden(Project project, const Policy& policy) {
       }
       s.ports = std::move(kept);
     }
+  }
+  if (default_named && project.networks.count("default") == 0) {
+    Network def;
+    def.name = "default";  // Compose's name for the project's default network
+    project.networks["default"] = def;
   }
   return project;
 }

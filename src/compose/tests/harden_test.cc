@@ -51,10 +51,8 @@ TEST_F(ComposeHarden, SeedExampleHardensAndRoutes) {
   EXPECT_EQ(app.volumes[0].source, real().string());
   EXPECT_EQ(app.volumes[0].target, "/workspace");
   EXPECT_TRUE(app.volumes[0].read_only);
-  EXPECT_EQ(app.networks, std::vector<std::string>{"default"});
-  EXPECT_EQ(p.networks.count("traefik-network"), 0u);
-  ASSERT_EQ(p.networks.count("default"), 1u);
-  EXPECT_FALSE(p.networks.at("default").external);
+  EXPECT_TRUE(app.networks.empty());  // the project's default network
+  EXPECT_TRUE(p.networks.empty());
   ASSERT_EQ(p.warnings.size(), 1u);
   EXPECT_NE(p.warnings[0].find("traefik-network"), std::string::npos);
   EXPECT_EQ(app.memory, 512ull << 20);
@@ -67,7 +65,7 @@ TEST_F(ComposeHarden, SeedExampleHardensAndRoutes) {
   // What `ws compose` prints for it is a valid compose file with the same service.
   Project again = parse_text(to_yaml(p));
   EXPECT_EQ(again.services.at("app").volumes.at(0).source, real().string());
-  EXPECT_EQ(again.services.at("app").networks, std::vector<std::string>{"default"});
+  EXPECT_TRUE(again.services.at("app").networks.empty());
 }
 
 TEST_F(ComposeHarden, SeedPrefixWithSubfolderIsRewrittenAndMadeReadOnly) {
@@ -231,6 +229,7 @@ services:
   a: {image: x, networks: [proxy, back]}
   b: {image: x, networks: [back]}
   c: {image: x}
+  d: {image: x, networks: [proxy]}
 networks:
   proxy: {external: true, name: traefik}
   back: {}
@@ -238,13 +237,14 @@ networks:
   EXPECT_EQ(p.services.at("a").networks, (std::vector<std::string>{"default", "back"}));
   EXPECT_EQ(p.services.at("b").networks, std::vector<std::string>{"back"});
   EXPECT_TRUE(p.services.at("c").networks.empty());
+  EXPECT_TRUE(p.services.at("d").networks.empty());  // only the default: the empty list
   EXPECT_EQ(p.networks.count("proxy"), 0u);
   EXPECT_FALSE(p.networks.at("default").external);
   for (const auto& [name, n] : p.networks) {
     EXPECT_FALSE(n.external) << name;
   }
   ASSERT_EQ(p.warnings.size(), 1u);
-  EXPECT_NE(p.warnings[0].find("docker-compose.yml:7: networks.proxy: external network 'traefik'"),
+  EXPECT_NE(p.warnings[0].find("docker-compose.yml:8: networks.proxy: external network 'traefik'"),
             std::string::npos)
       << p.warnings[0];
 }
