@@ -78,8 +78,8 @@ bool is_within(const fs::path& root, const fs::path& path) {
 std::string read_limited(const fs::path& path, const std::string& shown, std::size_t max_bytes,
                          const Location& where) {
   std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    throw Error(where, "'" + shown + "' is a folder, not a file");
+  if (!fs::is_regular_file(path, ec)) {  // a FIFO or device would block or never end
+    throw Error(where, "'" + shown + "' is not a regular file");
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {

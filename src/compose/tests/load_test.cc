@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "compose/model.h"
 #include "compose/tests/test_util.h"
@@ -142,6 +143,17 @@ TEST(ComposeLoad, EnvFileMissingOrOutsideIsAnErrorNamingTheKey) {
   // parse() without a folder refuses env_file rather than reading from the current directory.
   EXPECT_NE(error_of([] { parse("services:\n  a: {image: x, env_file: a.env}\n", "c.yml", {}); })
                 .find("env_file needs the workspace folder"),
+            std::string::npos);
+}
+
+TEST(ComposeLoad, FifoOrFolderInsteadOfAFileIsRefused) {
+  TempDir d;
+  d.write("compose.yaml", "services:\n  a: {image: x, env_file: pipe.env}\n");
+  ASSERT_EQ(::mkfifo((d.path() / "pipe.env").c_str(), 0600), 0);
+  EXPECT_NE(error_of([&] { load(opts(d.path())); }).find("'pipe.env' is not a regular file"),
+            std::string::npos);
+  fs::create_directory(d.path() / ".env");
+  EXPECT_NE(error_of([&] { load(opts(d.path())); }).find("'.env' is not a regular file"),
             std::string::npos);
 }
 
