@@ -400,3 +400,85 @@ TEST(ComposeRoute, AmbiguousOrMissingIsAnErrorNamingTheCandidates) {
 
 }  // namespace
 }  // namespace ck::compose
+
+namespace ck::compose {
+namespace {
+
+// The issue's comparison cases, as the runner will see them after harden().
+TEST_F(ComposeHarden, NodeAppWithARedisBuiltFromADockerfile) {
+  dir_.write("redis/Dockerfile", "FROM debian:bookworm-slim\n");
+  Project p = harden_text(R"(
+services:
+  web:
+    build: .
+    ports: ["3000:3000"]
+    environment: {REDIS_URL: "redis://cache:6379"}
+    depends_on: [cache]
+  cache:
+    build: {context: ./redis, dockerfile: Dockerfile}
+)");
+  EXPECT_EQ(p.services.at("cache").build->context, "redis");
+  EXPECT_EQ(p.services.at("web").ports.at(0).host_port, 0);
+  EXPECT_EQ(start_order(p), (std::vector<std::string>{"cache", "web"}));
+  Route r = pick_route(p);
+  EXPECT_EQ(r.service, "web");
+  EXPECT_EQ(r.port, 3000);
+}
+
+TEST_F(ComposeHarden, PythonAppWithAWorkerAndASharedVolume) {
+  Project p = harden_text(R"(
+x-app: &app
+  image: python:3.11-slim
+  working_dir: /app
+  volumes: ["./:/app", "shared:/data"]
+services:
+  web:
+    <<: *app
+    command: python -m http.server 8000
+    labels: {cloudyknight.route: "true", cloudyknight.port: "8000"}
+  worker:
+    <<: *app
+    command: ["python", "worker.py"]
+volumes:
+  shared: {}
+)");
+  for (const char* name : {"web", "worker"}) {
+    const Service& s = p.services.at(name);
+    ASSERT_EQ(s.volumes.size(), 2u) << name;
+    EXPECT_EQ(s.volumes[0].source, real().string());
+    EXPECT_TRUE(s.volumes[0].read_only);
+    EXPECT_EQ(s.volumes[1].kind, Mount::Kind::volume);
+    EXPECT_EQ(s.volumes[1].source, "shared");
+    EXPECT_FALSE(s.volumes[1].read_only);
+  }
+  EXPECT_EQ(p.volumes.count("shared"), 1u);
+  Route r = pick_route(p);
+  EXPECT_EQ(r.service, "web");
+  EXPECT_EQ(r.port, 8000);
+}
+
+TEST_F(ComposeHarden, WebWaitsForTheOthersHealthcheck) {
+  Project p = harden_text(R"(
+services:
+  web:
+    image: nginx
+    expose: [80]
+    depends_on:
+      api: {condition: service_healthy}
+  api:
+    image: node:18-alpine
+    healthcheck:
+      test: ["CMD-SHELL", "wget -qO- http://localhost:4000/health || exit 1"]
+      interval: 2s
+      retries: 10
+)");
+  EXPECT_EQ(start_order(p), (std::vector<std::string>{"api", "web"}));
+  EXPECT_EQ(p.services.at("web").depends_on.at(0).condition, Dependency::Condition::healthy);
+  EXPECT_EQ(p.services.at("api").healthcheck->interval, std::chrono::milliseconds(2000));
+  Route r = pick_route(p);
+  EXPECT_EQ(r.service, "web");
+  EXPECT_EQ(r.port, 80);
+}
+
+}  // namespace
+}  // namespace ck::compose
