@@ -41,8 +41,9 @@ class Parser {
       if (key == "name") {
         project_.name = scalar(value, "name");
         if (!valid_project_name(project_.name)) {
-          fail(value, "name", "a project name is lowercase letters, digits, '-' and '_', "
-                              "starting with a letter or digit");
+          fail(value, "name",
+               "a project name is lowercase letters, digits, '-' and '_', "
+               "starting with a letter or digit");
         }
       } else if (key == "services") {
         if (value.kind != Kind::mapping && value.kind != Kind::null) {
@@ -58,8 +59,7 @@ class Parser {
     }
     if (const Node* services = root.find("services")) {
       for (std::size_t i = 0; i < services->entries.size(); ++i) {
-        service(services->entries[i].first, services->entries[i].second,
-                services->key_lines[i]);
+        service(services->entries[i].first, services->entries[i].second, services->key_lines[i]);
       }
     }
   }
@@ -121,12 +121,12 @@ class Parser {
     fail(n, key, "expected true or false, not '" + n.scalar + "'");
   }
 
-
   long integer(const Node& n, const std::string& key, long min, long max) const {
     long v = 0;
     if (!to_int(scalar(n, key), min, max, v)) {
-      fail(n, key, "expected a whole number from " + std::to_string(min) + " to " +
-                       std::to_string(max) + ", not '" + n.scalar + "'");
+      fail(n, key,
+           "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
+               ", not '" + n.scalar + "'");
     }
     return v;
   }
@@ -309,8 +309,9 @@ class Parser {
   void service(const std::string& name, const Node& n, int line) {
     std::string base = "services." + name;
     if (!valid_name(name)) {
-      throw Error({file_, line, base}, "a service name must start with a letter or digit and "
-                                       "hold only letters, digits, '_', '.' and '-'");
+      throw Error({file_, line, base},
+                  "a service name must start with a letter or digit and "
+                  "hold only letters, digits, '_', '.' and '-'");
     }
     if (n.kind != Kind::mapping && n.kind != Kind::null) {
       fail(n, base, "expected a mapping (image, build, command, ...)");
@@ -428,12 +429,25 @@ class Parser {
   }
 
   static bool refused_key(const std::string& k) {
-    static const std::set<std::string> keys = {
-        "cap_add",      "pid",          "devices",        "security_opt",
-        "userns_mode",  "cgroup_parent", "volumes_from",  "sysctls",
-        "uts",          "cgroup",       "runtime",        "isolation",
-        "device_cgroup_rules", "oom_score_adj", "storage_opt", "gpus",
-        "external_links", "credential_spec", "ulimits"};
+    static const std::set<std::string> keys = {"cap_add",
+                                               "pid",
+                                               "devices",
+                                               "security_opt",
+                                               "userns_mode",
+                                               "cgroup_parent",
+                                               "volumes_from",
+                                               "sysctls",
+                                               "uts",
+                                               "cgroup",
+                                               "runtime",
+                                               "isolation",
+                                               "device_cgroup_rules",
+                                               "oom_score_adj",
+                                               "storage_opt",
+                                               "gpus",
+                                               "external_links",
+                                               "credential_spec",
+                                               "ulimits"};
     return keys.count(k) != 0;
   }
 
@@ -512,9 +526,8 @@ class Parser {
       }
       std::filesystem::path full = (dir_ / path).lexically_normal();
       std::error_code ec;
-      if (!is_within(dir_, full) ||
-          !is_within(std::filesystem::weakly_canonical(dir_, ec),
-                     std::filesystem::weakly_canonical(full, ec))) {
+      if (!is_within(dir_, full) || !is_within(std::filesystem::weakly_canonical(dir_, ec),
+                                               std::filesystem::weakly_canonical(full, ec))) {
         throw Error(where, "env_file '" + path +
                                "' is outside the workspace folder; keep it inside the folder");
       }
@@ -532,8 +545,6 @@ class Parser {
   }
 
   // --- ports ---------------------------------------------------------------------------
-
-
 
   void port_spec(const Node& n, const std::string& key, std::vector<Port>& out) const {
     parse_port_spec(scalar(n, key), at(n, key), out);
@@ -680,8 +691,10 @@ class Parser {
         fail(item, sub, "the target is an absolute path inside the container");
       }
       if (m.kind == Mount::Kind::volume && !m.source.empty() && !valid_name(m.source)) {
-        fail(item, sub, "'" + m.source + "' is neither a volume name nor a path "
-                        "(a bind mount starts with ./, / or ~)");
+        fail(item, sub,
+             "'" + m.source +
+                 "' is neither a volume name nor a path "
+                 "(a bind mount starts with ./, / or ~)");
       }
       out.push_back(std::move(m));
     }
@@ -778,8 +791,9 @@ class Parser {
           } else if (c == "service_completed_successfully") {
             d.condition = Dependency::Condition::completed_successfully;
           } else {
-            fail(val, kk, "expected service_started, service_healthy or "
-                          "service_completed_successfully");
+            fail(val, kk,
+                 "expected service_started, service_healthy or "
+                 "service_completed_successfully");
           }
         } else if (k == "required") {
           d.required = boolean(val, kk);

@@ -46,9 +46,7 @@ bool port_range(std::string_view s, long& lo, long& hi) {
          lo <= hi && hi - lo < kMaxPortRange;
 }
 
-bool known_protocol(const std::string& p) {
-  return p == "tcp" || p == "udp" || p == "sctp";
-}
+bool known_protocol(const std::string& p) { return p == "tcp" || p == "udp" || p == "sctp"; }
 
 void parse_port_spec(std::string spec, const Location& where, std::vector<Port>& out) {
   static const char* kExpected =
@@ -95,8 +93,8 @@ void parse_port_spec(std::string spec, const Location& where, std::vector<Port>&
   } else {
     throw Error(where, kExpected);
   }
-  if (!host_ip.empty() && host_ip.find_first_not_of("0123456789abcdefABCDEF.:") !=
-                              std::string::npos) {
+  if (!host_ip.empty() &&
+      host_ip.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos) {
     throw Error(where, "'" + host_ip + "' is not an IP address");
   }
   long clo = 0;

@@ -104,8 +104,9 @@ volumes:
 }
 
 TEST_F(ComposeHarden, BindOutsideTheFolderIsRefused) {
-  std::string msg = refusal("services:\n  web:\n    image: x\n    volumes:\n      - ./src:/src\n"
-                            "      - /etc:/host-etc\n");
+  std::string msg = refusal(
+      "services:\n  web:\n    image: x\n    volumes:\n      - ./src:/src\n"
+      "      - /etc:/host-etc\n");
   EXPECT_NE(msg.find("docker-compose.yml:6: services.web.volumes[1]:"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'/etc'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("outside the workspace folder"), std::string::npos) << msg;
@@ -161,9 +162,8 @@ class ComposeHardenRefused : public ComposeHarden,
 
 TEST_P(ComposeHardenRefused, KeyIsRefusedWithItsReason) {
   const RefusedCase& c = GetParam();
-  Error e = caught([&] {
-    harden_text(std::string("services:\n  web:\n    image: x\n    ") + c.yaml + "\n");
-  });
+  Error e = caught(
+      [&] { harden_text(std::string("services:\n  web:\n    image: x\n    ") + c.yaml + "\n"); });
   EXPECT_EQ(e.where().file, "docker-compose.yml");
   EXPECT_EQ(e.where().line, 4);
   EXPECT_EQ(e.where().key, std::string("services.web.") + c.key);
@@ -374,13 +374,13 @@ services:
 
 TEST(ComposeRoute, AmbiguousOrMissingIsAnErrorNamingTheCandidates) {
   std::string two = error_of([] {
-    pick_route(parse_text("services:\n  web: {image: x, expose: [80]}\n  api: {image: x, ports: [\"3000\"]}\n"));
+    pick_route(parse_text(
+        "services:\n  web: {image: x, expose: [80]}\n  api: {image: x, ports: [\"3000\"]}\n"));
   });
   EXPECT_NE(two.find("(api, web)"), std::string::npos) << two;
   EXPECT_NE(two.find("cloudyknight.route=true"), std::string::npos);
-  std::string none = error_of([] {
-    pick_route(parse_text("services:\n  web: {image: x}\n  db: {image: x}\n"));
-  });
+  std::string none =
+      error_of([] { pick_route(parse_text("services:\n  web: {image: x}\n  db: {image: x}\n")); });
   EXPECT_NE(none.find("services: db, web"), std::string::npos) << none;
   std::string labels = error_of([] {
     pick_route(parse_text(
@@ -388,9 +388,8 @@ TEST(ComposeRoute, AmbiguousOrMissingIsAnErrorNamingTheCandidates) {
         "labels: {cloudyknight.route: \"true\"}}\n"));
   });
   EXPECT_NE(labels.find("(a, b)"), std::string::npos) << labels;
-  std::string many = error_of([] {
-    pick_route(parse_text("services:\n  a: {image: x, expose: [80, 443]}\n"));
-  });
+  std::string many =
+      error_of([] { pick_route(parse_text("services:\n  a: {image: x, expose: [80, 443]}\n")); });
   EXPECT_NE(many.find("listens on 80, 443"), std::string::npos) << many;
   std::string bad = error_of([] {
     pick_route(parse_text("services:\n  a: {image: x, labels: {cloudyknight.port: http}}\n"));
