@@ -49,6 +49,7 @@
 #include "gateway/forward.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/route.h"
+#include "gateway/static_files.h"
 #include "gateway/tls.h"
 
 namespace ck {
@@ -205,6 +206,7 @@ struct Worker {
   std::unique_ptr<Acceptor> redirect_acceptor;  // gateway.redirect_http, on the first worker
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle;
   GzipCache gzip_cache;
+  StaticFileCache static_cache;
   std::thread thread;
 };
 
