@@ -53,12 +53,34 @@ std::int64_t nanoseconds(const timespec& t) {
   return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
 }
 
+// Sends `head` (the connection's scratch buffer, which this may extend) and `body`: one writev
+// on plain TCP. Over TLS a small answer is gathered into `head` and sent as one record, a
+// larger one as two writes: a sequence of several buffers larger than beast::flat_stream's
+// limit must not reach the TLS layer (asio's async_write of a two-buffer array can then hand
+// it an empty first buffer, which it writes as zero bytes and async_write takes for the end).
+Task<void> send_both(ClientStream& client, std::string& head, std::string_view body, error_code& ec) {
+  if (body.empty()) {
+    co_await write_all(client, net::buffer(head), ec);
+  } else if (head.empty()) {
+    co_await write_all(client, net::buffer(body), ec);
+  } else if (!client.tls()) {
+    std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body)};
+    co_await write_all(client, bufs, ec);
+  } else if (head.size() + body.size() <= kFlattenLimit) {
+    head.append(body);
+    co_await write_all(client, net::buffer(head), ec);
+  } else {
+    co_await write_all(client, net::buffer(head), ec);
+    if (!ec) co_await write_all(client, net::buffer(body), ec);
+  }
+}
+
 // Sends `head`, then `len` bytes of the file `fd` from `offset`. On plain TCP the body goes
 // with sendfile(2) (the head is sent with MSG_MORE, so both leave in full segments); over TLS
 // it is read in chunks into `chunk` (allocated on first use) and written through the TLS
 // layer. A file that ends early (truncated while being sent) is an error: the Content-Length
 // already sent cannot be kept, so the connection must close.
-Task<void> send_file(ClientStream& client, std::string_view head, int fd, std::uint64_t offset,
+Task<void> send_file(ClientStream& client, std::string& head, int fd, std::uint64_t offset,
                      std::uint64_t len, std::unique_ptr<char[]>& chunk, error_code& ec) {
   if (!client.tls()) {
     Socket& s = client.next_layer();
@@ -69,7 +91,8 @@ Task<void> send_file(ClientStream& client, std::string_view head, int fd, std::u
     }
     if (ec) co_return;
     if (n < head.size()) {
-      co_await net::async_write(s, net::buffer(head.substr(n)), net::redirect_error(use_task, ec));
+      co_await net::async_write(s, net::buffer(std::string_view(head).substr(n)),
+                                net::redirect_error(use_task, ec));
       if (ec) co_return;
     }
     auto off = static_cast<off_t>(offset);
@@ -94,7 +117,6 @@ Task<void> send_file(ClientStream& client, std::string_view head, int fd, std::u
     co_return;
   }
   if (!chunk) chunk.reset(new char[kRelayChunk]);
-  std::string_view first = head;
   do {
     std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(len, kRelayChunk));
     std::size_t got = 0;
@@ -107,10 +129,9 @@ Task<void> send_file(ClientStream& client, std::string_view head, int fd, std::u
       }
       got += static_cast<std::size_t>(n);
     }
-    std::array<net::const_buffer, 2> bufs{net::buffer(first), net::buffer(chunk.get(), got)};
-    co_await write_all(client, bufs, ec);
+    co_await send_both(client, head, std::string_view(chunk.get(), got), ec);
     if (ec) co_return;
-    first = {};
+    head.clear();
     offset += got;
     len -= got;
   } while (len > 0);
@@ -323,9 +344,8 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
     h.total = size;
     prepare(206);
     if (entry) {
-      std::array<net::const_buffer, 2> bufs{net::buffer(conn.flat),
-                                            net::buffer(entry->body.data() + range.first, len)};
-      co_await write_all(conn.client, bufs, ec);
+      co_await send_both(conn.client, conn.flat,
+                         std::string_view(entry->body).substr(range.first, len), ec);
     } else {
       co_await send_file(conn.client, conn.flat, file.fd, range.first, len, conn.relay, ec);
     }
@@ -354,9 +374,7 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
       h.gzip = true;
       h.content_length = packed->size();
       prepare(200);
-      std::array<net::const_buffer, 2> bufs{net::buffer(conn.flat),
-                                            net::buffer(head ? std::string_view() : std::string_view(*packed))};
-      co_await write_all(conn.client, bufs, ec);
+      co_await send_both(conn.client, conn.flat, head ? std::string_view() : std::string_view(*packed), ec);
       co_return !ec && h.keep_alive;
     }
   }
@@ -373,9 +391,7 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
     page = inject_reload_script(std::move(page), ws.name);
     h.content_length = page.size();
     prepare(200);
-    std::array<net::const_buffer, 2> bufs{net::buffer(conn.flat),
-                                          net::buffer(head ? std::string_view() : std::string_view(page))};
-    co_await write_all(conn.client, bufs, ec);
+    co_await send_both(conn.client, conn.flat, head ? std::string_view() : std::string_view(page), ec);
     co_return !ec && h.keep_alive;
   }
   h.content_length = size;
@@ -383,8 +399,7 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
   if (head) {
     co_await write_all(conn.client, net::buffer(conn.flat), ec);
   } else if (entry) {
-    std::array<net::const_buffer, 2> bufs{net::buffer(conn.flat), net::buffer(entry->body)};
-    co_await write_all(conn.client, bufs, ec);
+    co_await send_both(conn.client, conn.flat, entry->body, ec);
   } else {
     co_await send_file(conn.client, conn.flat, file.fd, 0, size, conn.relay, ec);
   }
