@@ -207,6 +207,7 @@ struct Worker {
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle;
   GzipCache gzip_cache;
   StaticFileCache static_cache;
+  StaticRootCache static_roots;
   std::thread thread;
 };
 

@@ -139,8 +139,8 @@ Task<void> send_file(ClientStream& client, std::string& head, int fd, std::uint6
 
 }  // namespace
 
-// The request path, cheap in the common case: the URL path's lexical checks, one open of the
-// workspace folder and one openat2 beneath it that refuses every symlink (the kernel's
+// The request path, cheap in the common case: the URL path's lexical checks, one stat of the
+// workspace folder (its descriptor is kept per worker) and one openat2 beneath it that refuses every symlink (the kernel's
 // confinement), fstat, then the head written straight into the connection's scratch buffer
 // and the body from the worker's cache of small files (one writev) or with sendfile. Whatever
 // that path cannot answer plainly (a symlink on the way, a missing workspace folder, a
@@ -164,13 +164,8 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
   if (auto refused = check_static_path(path, rel)) {
     lk = std::move(*refused);
   } else {
-    int root = ::open(ws.static_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root >= 0) {
-      file.reset(open_beneath(root, rel));
-      int e = errno;
-      ::close(root);
-      errno = e;
-    }
+    int root = w.static_roots.get(ws.static_root.native());
+    if (root >= 0) file.reset(open_beneath(root, rel));
     if (root < 0 || file.fd < 0) {
       if (root >= 0 && (errno == ENOENT || errno == ENOTDIR)) {
         lk.kind = StaticLookup::not_found;

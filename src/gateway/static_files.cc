@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/openat2.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -408,6 +409,36 @@ std::shared_ptr<const StaticFileEntry> StaticFileCache::put(dev_t dev, ino_t ino
     bytes_ = entry->body.size();
   }
   return entry;
+}
+
+int StaticRootCache::get(const std::string& path) {
+  struct stat now{};
+  if (::stat(path.c_str(), &now) != 0) return -1;
+  auto it = map_.find(path);
+  if (it != map_.end() && it->second.dev == now.st_dev && it->second.ino == now.st_ino) {
+    return it->second.fd;
+  }
+  int fd = ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  struct stat st{};
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    int e = errno;
+    if (fd >= 0) ::close(fd);
+    errno = e;
+    return -1;
+  }
+  if (it != map_.end()) {
+    ::close(it->second.fd);
+    it->second = Folder{fd, st.st_dev, st.st_ino};
+    return fd;
+  }
+  if (map_.size() >= kMaxFolders) clear();
+  map_.emplace(path, Folder{fd, st.st_dev, st.st_ino});
+  return fd;
+}
+
+void StaticRootCache::clear() {
+  for (auto& [path, folder] : map_) ::close(folder.fd);
+  map_.clear();
 }
 
 }  // namespace ck

@@ -72,6 +72,33 @@ bool accepts_gzip(std::string_view accept_encoding);
 /// gzip-compresses `data` (level 6). Empty on failure.
 std::string gzip(std::string_view data);
 
+/// The workspace folders static files are opened beneath, per gateway worker (no locks): a
+/// descriptor (O_PATH) for each folder path, checked on every use with one stat() of the path
+/// against the device and inode it was opened on, so a folder replaced (renamed away, deleted
+/// and made again, its symlink pointed elsewhere) is opened anew at once. The open descriptor
+/// keeps the old folder's inode alive, so its number cannot be reused by the new one.
+class StaticRootCache {
+ public:
+  static constexpr std::size_t kMaxFolders = 64;
+  StaticRootCache() = default;
+  StaticRootCache(const StaticRootCache&) = delete;
+  StaticRootCache& operator=(const StaticRootCache&) = delete;
+  ~StaticRootCache() { clear(); }
+  /// A descriptor of the folder at `path` (symlinks followed, as open() does), owned by the
+  /// cache and valid until the next call; -1 with errno set when it cannot be opened.
+  int get(const std::string& path);
+  void clear();
+  std::size_t size() const { return map_.size(); }
+
+ private:
+  struct Folder {
+    int fd = -1;
+    dev_t dev = 0;
+    ino_t ino = 0;
+  };
+  std::unordered_map<std::string, Folder> map_;
+};
+
 /// The head of a static file's answer (200, 206, 304, 416), written without Beast's
 /// serializer: the gateway's own fields, the file's validators, and Connection where the
 /// version needs it (as forward.h's heads).

@@ -142,6 +142,46 @@ TEST_F(StaticPaths, OpenBeneathOpensFilesAndRefusesEverySymlink) {
   ::close(root);
 }
 
+TEST_F(StaticPaths, RootCacheFollowsAFolderReplaced) {
+  StaticRootCache roots;
+  auto read_index = [&](int root) {
+    int fd = open_beneath(root, "index.html");
+    std::string out(64, '\0');
+    ssize_t n = fd < 0 ? -1 : ::pread(fd, out.data(), out.size(), 0);
+    if (fd >= 0) ::close(fd);
+    out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    return out;
+  };
+  const std::string path = root_.string();
+  int a = roots.get(path);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(roots.get(path), a);  // kept
+  EXPECT_EQ(read_index(a), "home");
+  // Deployed by swapping folders: the next request sees the new one.
+  fs::create_directories(base_ / "next");
+  std::ofstream(base_ / "next" / "index.html") << "next";
+  fs::rename(root_, base_ / "old");
+  fs::rename(base_ / "next", root_);
+  int b = roots.get(path);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(read_index(b), "next");
+  EXPECT_EQ(roots.size(), 1u);
+  // Through a symlink pointed elsewhere.
+  fs::create_symlink(base_ / "old", base_ / "link");
+  int c = roots.get((base_ / "link").string());
+  EXPECT_EQ(read_index(c), "home");
+  fs::remove(base_ / "link");
+  fs::create_symlink(root_, base_ / "link");
+  EXPECT_EQ(read_index(roots.get((base_ / "link").string())), "next");
+  // Gone: an error, not the old folder.
+  fs::remove_all(root_);
+  errno = 0;
+  EXPECT_EQ(roots.get(path), -1);
+  EXPECT_EQ(errno, ENOENT);
+  // A file is not a folder.
+  EXPECT_EQ(roots.get((base_ / "outside.txt").string()), -1);
+}
+
 TEST(StaticTypes, ContentTypesAndCompression) {
   EXPECT_EQ(content_type_for("a.CSS"), "text/css; charset=utf-8");
   EXPECT_EQ(content_type_for("x.png"), "image/png");
