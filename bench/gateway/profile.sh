@@ -11,7 +11,9 @@
 #   static-4k   asset-4k.css of a static workspace (gateway) / the same folder (nginx, sendfile on)
 #   static-64k  asset-64k.js, the same way
 #   proxy       /bench/ proxied to the backend of bench/gateway/backend (the ~100-byte answer),
-#               by the gateway and by an nginx proxy (keepalive upstream), as run.sh sets them up
+#               by the gateway and by an nginx proxy (keepalive upstream), as run.sh sets them up;
+#               the gateway's instructions are n/a here: under valgrind 3.19 (no pidfd_open, no
+#               seccomp) the process runtime cannot start the backend. Its syscalls are counted.
 # Instruction counts include whatever else the process does in the window (timers, the
 # monitor); the idle cost over the same time is printed as well, so it can be judged.
 #
@@ -129,9 +131,16 @@ printf '<!doctype html>\n<title>bench</title>\n<link rel="stylesheet" href="asse
 { yes 'window.cloudyknightBench = (window.cloudyknightBench || 0) + 1; // 64 KiB static asset' || true; } \
   | head -c 65536 >"$WS/site/asset-64k.js"
 chmod a+rx "$TMP" "$WS" "$WS/site" && chmod a+r "$WS/site/"*
+# The gateway under valgrind gets a workspaces folder without the proxy's backend: valgrind
+# 3.19 has neither pidfd_open nor seccomp, so the process runtime cannot start an app there
+# (and its retries would be counted). The proxy path is profiled for syscalls only, with the
+# gateway running natively; that gateway's backend then serves nginx's proxy as well.
+WS_ALL="$TMP/workspaces-all"
+mkdir -p "$WS_ALL"
+cp -a "$WS/site" "$WS_ALL/site"
 if ((WANT_PROXY)); then
-  mkdir -p "$WS/bench"
-  cp "$SCRIPT_DIR/backend/workspace.json" "$SCRIPT_DIR/backend/start.sh" "$WS/bench/"
+  mkdir -p "$WS_ALL/bench"
+  cp "$SCRIPT_DIR/backend/workspace.json" "$SCRIPT_DIR/backend/start.sh" "$WS_ALL/bench/"
 fi
 path_of() { # target server -> URL path
   case "$1" in
@@ -151,14 +160,16 @@ len_of() {
 # ---------------------------------------------------------------- servers
 # start_server KIND WRAPPER... : KIND gateway|nginx; sets SERVER_PID and SERVER_PORT.
 BACKEND_PORT=""
-start_gateway() { # wrapper args...
+start_gateway() { # wrapper args... (none: natively, with the proxy's backend)
   SERVER_PORT="$(free_port)"
+  local ws="$WS" data="$TMP/data-valgrind" with_backend=0
+  if (($# == 0)); then ws="$WS_ALL"; data="$TMP/data"; with_backend="$WANT_PROXY"; fi
   local lo=$((20000 + RANDOM % 20000))
   # Under valgrind the daemon cannot install seccomp filters, so the process runtime would refuse
   # to start the proxy's backend (this script's own nginx, on 127.0.0.1): allow the weaker
   # sandbox for this run. It changes nothing on the gateway's request path.
   (cd "$TMP" && CK_GATEWAY_THREADS=1 CK_RUNTIME_PORTS="$lo-$((lo + 9))" CK_RUNTIME_ALLOW_WEAK_SANDBOX=1 exec "$@" "$CK_BINARY" serve \
-     --listen "127.0.0.1:$SERVER_PORT" --workspaces "$WS" --data "$TMP/data" --runtime process \
+     --listen "127.0.0.1:$SERVER_PORT" --workspaces "$ws" --data "$data" --runtime process \
      --log-level warn) >"$TMP/gateway.log" 2>&1 &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
@@ -169,7 +180,7 @@ start_gateway() { # wrapper args...
     sleep 0.5
   done
   ((i < 600)) || die "the gateway did not answer /monitor/healthz within 300 s"
-  if ((WANT_PROXY)); then
+  if ((with_backend)); then
     local w=""
     for ((i = 0; i < 240; i++)); do
       w="$(curl -s -m 5 "http://127.0.0.1:$SERVER_PORT/monitor/api/v1/workspaces/bench" || true)"
@@ -254,6 +265,7 @@ measure_callgrind() { # kind
     --dump-instr=no --collect-atstart=yes --vgdb=yes
   local t p len dumps before
   for t in $TARGETS; do
+    [[ "$t" == proxy && "$kind" == gateway ]] && continue  # no backend under valgrind (see above)
     [[ "$t" == proxy && "$kind" == nginx && -z "$BACKEND_PORT" ]] && continue
     p="$(path_of "$t")"; len="$(len_of "$t")"
     run_client "$SERVER_PORT" "$p" "$WARMUP" "$len"
@@ -281,8 +293,8 @@ measure_callgrind() { # kind
   stop_server
 }
 
-measure_strace() { # kind
-  local kind="$1"
+measure_strace() { # kind [keep]: keep = leave the server running (KEEPER_PID)
+  local kind="$1" keep="${2:-}"
   "start_$kind"
   local t p len st
   for t in $TARGETS; do
@@ -303,31 +315,28 @@ measure_strace() { # kind
       | sort -k2 -nr | awk '$2 >= 0.05 { printf "%s%s=%s", sep, $1, $2; sep = " " }')"
     log "$kind $t: ${SC[$kind,$t]} syscalls/request (${SCTOP[$kind,$t]})"
   done
-  stop_server
+  if [[ -n "$keep" ]]; then KEEPER_PID="$SERVER_PID"; else stop_server; fi
 }
 
 # The gateway starts the proxy's backend; nginx proxies to the gateway's backend, so the
 # gateway runs first and its backend stays up for nginx (the daemon stops it when it exits:
 # a plain, unprofiled gateway keeps it alive meanwhile).
 log "binary: $CK_BINARY; nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //'); $N requests per measurement, one keep-alive connection"
+KEEPER_PID=""
 measure_callgrind gateway
-measure_strace gateway
-if ((WANT_PROXY)); then
-  start_gateway   # the backend's owner while nginx is measured
-  KEEPER_PID="$SERVER_PID"
-fi
+measure_strace gateway keep   # its backend serves nginx's proxy too
 measure_callgrind nginx
 measure_strace nginx
-if ((WANT_PROXY)); then SERVER_PID="$KEEPER_PID"; stop_server; fi
+SERVER_PID="$KEEPER_PID"; stop_server
 
 # ---------------------------------------------------------------- report
 printf '\nper request (%d keep-alive requests on one connection, one worker each)\n' "$N"
 printf '%-11s %14s %14s %7s   %10s %10s %7s\n' target "gateway instr" "nginx instr" ratio "gw sysc" "ngx sysc" ratio
 for t in $TARGETS; do
-  g="${IR[gateway,$t]:-0}" x="${IR[nginx,$t]:-0}"
+  g="${IR[gateway,$t]:-n/a}" x="${IR[nginx,$t]:-n/a}"
   gs="${SC[gateway,$t]:-0}" xs="${SC[nginx,$t]:-0}"
   printf '%-11s %14s %14s %7s   %10s %10s %7s\n' "$t" "$g" "$x" \
-    "$(python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f"{a/b:.2f}x" if b else "-")' "$g" "$x")" \
+    "$(python3 -c 'import sys; a,b=sys.argv[1],sys.argv[2]; print(f"{float(a)/float(b):.2f}x" if a != "n/a" and b != "n/a" and float(b) else "-")' "$g" "$x")" \
     "$gs" "$xs" \
     "$(python3 -c 'import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f"{a/b:.2f}x" if b else "-")' "$gs" "$xs")"
 done
@@ -338,5 +347,5 @@ for t in $TARGETS; do
 done
 printf '\nidle instructions over the same time, per request (timers, monitor; included above):\n'
 for t in $TARGETS; do
-  printf '  %-11s gateway %s, nginx %s\n' "$t" "${IDLE[gateway,$t]:-0}" "${IDLE[nginx,$t]:-0}"
+  printf '  %-11s gateway %s, nginx %s\n' "$t" "${IDLE[gateway,$t]:-n/a}" "${IDLE[nginx,$t]:-n/a}"
 done
