@@ -88,12 +88,18 @@ std::optional<StaticLookup> check_static_path(std::string_view url_path, std::st
     out.reason = reason;
     return out;
   };
-  auto decoded = http::percent_decode(url_path);
-  if (!decoded) return refuse(StaticLookup::bad_request, "malformed percent-encoding in the path");
-  if (decoded->find('\0') != std::string::npos || decoded->find('\\') != std::string::npos) {
+  // Decoded only when there is something to decode (no copy for a plain path).
+  std::optional<std::string> decoded_copy;
+  std::string_view decoded = url_path;
+  if (url_path.find('%') != std::string_view::npos) {
+    decoded_copy = http::percent_decode(url_path);
+    if (!decoded_copy) return refuse(StaticLookup::bad_request, "malformed percent-encoding in the path");
+    decoded = *decoded_copy;
+  }
+  if (decoded.find('\0') != std::string_view::npos || decoded.find('\\') != std::string_view::npos) {
     return refuse(StaticLookup::bad_request, "the path contains a NUL byte or a backslash");
   }
-  std::string_view rest(*decoded);
+  std::string_view rest(decoded);
   while (!rest.empty()) {
     auto slash = rest.find('/');
     std::string_view seg = rest.substr(0, slash);
@@ -248,8 +254,15 @@ std::string_view content_type_for_name(std::string_view name) {
   auto dot = file.rfind('.');
   if (dot == std::string_view::npos || dot == 0 || file == "..") return "application/octet-stream";
   std::string_view ext = file.substr(dot);
+  char lower[16];  // the longest known extension, ".webmanifest", fits
+  if (ext.size() > sizeof lower) return "application/octet-stream";
+  for (std::size_t i = 0; i < ext.size(); ++i) {
+    char c = ext[i];
+    lower[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  std::string_view key(lower, ext.size());
   for (const auto& e : kTypes) {
-    if (http::iequals(e.ext, ext)) return e.type;
+    if (e.ext == key) return e.type;
   }
   return "application/octet-stream";
 }
