@@ -58,7 +58,8 @@ std::int64_t nanoseconds(const timespec& t) {
 // larger one as two writes: a sequence of several buffers larger than beast::flat_stream's
 // limit must not reach the TLS layer (asio's async_write of a two-buffer array can then hand
 // it an empty first buffer, which it writes as zero bytes and async_write takes for the end).
-Task<void> send_both(ClientStream& client, std::string& head, std::string_view body, error_code& ec) {
+Task<void> send_both(ClientStream& client, std::string& head, std::string_view body,
+                     error_code& ec) {
   if (body.empty()) {
     co_await write_all(client, net::buffer(head), ec);
   } else if (head.empty()) {
@@ -124,7 +125,8 @@ Task<void> send_file(ClientStream& client, std::string& head, int fd, std::uint6
       ssize_t n = ::pread(fd, chunk.get() + got, want - got, static_cast<off_t>(offset + got));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        ec = n == 0 ? error_code(net::error::eof) : error_code(errno, boost::system::system_category());
+        ec = n == 0 ? error_code(net::error::eof)
+                    : error_code(errno, boost::system::system_category());
         co_return;
       }
       got += static_cast<std::size_t>(n);
@@ -140,12 +142,12 @@ Task<void> send_file(ClientStream& client, std::string& head, int fd, std::uint6
 }  // namespace
 
 // The request path, cheap in the common case: the URL path's lexical checks, one stat of the
-// workspace folder (its descriptor is kept per worker) and one openat2 beneath it that refuses every symlink (the kernel's
-// confinement), fstat, then the head written straight into the connection's scratch buffer
-// and the body from the worker's cache of small files (one writev) or with sendfile. Whatever
-// that path cannot answer plainly (a symlink on the way, a missing workspace folder, a
-// special file, no openat2) goes through resolve_static()'s full checks, as before, so every
-// refusal and its status stay the same.
+// workspace folder (its descriptor is kept per worker) and one openat2 beneath it that refuses
+// every symlink (the kernel's confinement), fstat, then the head written straight into the
+// connection's scratch buffer and the body from the worker's cache of small files (one writev) or
+// with sendfile. Whatever that path cannot answer plainly (a symlink on the way, a missing
+// workspace folder, a special file, no openat2) goes through resolve_static()'s full checks, as
+// before, so every refusal and its status stay the same.
 Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const WorkspaceView& ws,
                                        const RouteDecision& d, Worker& w) {
   bool head = req.method() == bhttp::verb::head;
@@ -159,7 +161,7 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
   std::string rel;  // the file, relative to the workspace folder (for its type and the caches)
   StaticLookup lk;
   FdGuard file;
-  struct stat st{};
+  struct stat st {};
   bool full_checks = false;
   if (auto refused = check_static_path(path, rel)) {
     lk = std::move(*refused);
@@ -231,7 +233,8 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
     file.reset(open_static_file(lk));
     if (file.fd < 0 || ::fstat(file.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       bool link = file.fd < 0 && (errno == ELOOP || errno == EXDEV || errno == EACCES);
-      auto res = link ? error_page(req, 403, "Forbidden", "This file cannot be served: it is a symlink.", "")
+      auto res = link ? error_page(req, 403, "Forbidden",
+                                   "This file cannot be served: it is a symlink.", "")
                       : error_page(req, 404, "Not Found", "The file disappeared.", "");
       co_return co_await write(conn, res) && res.keep_alive();
     }
@@ -262,7 +265,8 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
     own_last_modified = http::http_date(st.st_mtim.tv_sec);
   }
   std::string_view etag = entry ? std::string_view(entry->etag) : std::string_view(own_etag);
-  std::string_view last_modified = entry ? std::string_view(entry->last_modified) : std::string_view(own_last_modified);
+  std::string_view last_modified =
+      entry ? std::string_view(entry->last_modified) : std::string_view(own_last_modified);
   std::string_view type = content_type_for_name(rel);
   // Live reload: HTML pages carry the reload script (a different representation, so a
   // different ETag), whole and uncompressed.
@@ -369,7 +373,8 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
       h.gzip = true;
       h.content_length = packed->size();
       prepare(200);
-      co_await send_both(conn.client, conn.flat, head ? std::string_view() : std::string_view(*packed), ec);
+      co_await send_both(conn.client, conn.flat,
+                         head ? std::string_view() : std::string_view(*packed), ec);
       co_return !ec && h.keep_alive;
     }
   }
@@ -386,7 +391,8 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
     page = inject_reload_script(std::move(page), ws.name);
     h.content_length = page.size();
     prepare(200);
-    co_await send_both(conn.client, conn.flat, head ? std::string_view() : std::string_view(page), ec);
+    co_await send_both(conn.client, conn.flat, head ? std::string_view() : std::string_view(page),
+                       ec);
     co_return !ec && h.keep_alive;
   }
   h.content_length = size;

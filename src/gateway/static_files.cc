@@ -1,10 +1,5 @@
 #include "gateway/static_files.h"
 
-#include <atomic>
-#include <cctype>
-#include <climits>
-#include <cerrno>
-#include <cstdlib>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/openat2.h>
@@ -12,6 +7,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
 
 #include "gateway/forward.h"
 #include "http/url.h"
@@ -42,7 +43,8 @@ int open_nofollow_walk(int root_fd, const fs::path& rel) {
       errno = EACCES;
       return -1;
     }
-    int flags = O_NOFOLLOW | O_CLOEXEC | (it == last ? (O_RDONLY | O_NONBLOCK) : (O_PATH | O_DIRECTORY));
+    int flags =
+        O_NOFOLLOW | O_CLOEXEC | (it == last ? (O_RDONLY | O_NONBLOCK) : (O_PATH | O_DIRECTORY));
     int next = ::openat(dir, part.c_str(), flags);
     int e = errno;
     ::close(dir);
@@ -93,10 +95,12 @@ std::optional<StaticLookup> check_static_path(std::string_view url_path, std::st
   std::string_view decoded = url_path;
   if (url_path.find('%') != std::string_view::npos) {
     decoded_copy = http::percent_decode(url_path);
-    if (!decoded_copy) return refuse(StaticLookup::bad_request, "malformed percent-encoding in the path");
+    if (!decoded_copy)
+      return refuse(StaticLookup::bad_request, "malformed percent-encoding in the path");
     decoded = *decoded_copy;
   }
-  if (decoded.find('\0') != std::string_view::npos || decoded.find('\\') != std::string_view::npos) {
+  if (decoded.find('\0') != std::string_view::npos ||
+      decoded.find('\\') != std::string_view::npos) {
     return refuse(StaticLookup::bad_request, "the path contains a NUL byte or a backslash");
   }
   std::string_view rest(decoded);
@@ -250,7 +254,8 @@ std::string_view content_type_for_name(std::string_view name) {
   };
   // The extension as std::filesystem::path::extension() has it: from the file name's last
   // dot, none for a name that only starts with one (".profile") or is "..".
-  std::string_view file = name.substr(name.rfind('/') == std::string_view::npos ? 0 : name.rfind('/') + 1);
+  std::string_view file =
+      name.substr(name.rfind('/') == std::string_view::npos ? 0 : name.rfind('/') + 1);
   auto dot = file.rfind('.');
   if (dot == std::string_view::npos || dot == 0 || file == "..") return "application/octet-stream";
   std::string_view ext = file.substr(dot);
@@ -398,7 +403,8 @@ bool StaticFileCache::cacheable(std::uint64_t size, std::int64_t ctime_ns, std::
   return size <= kMaxFileBytes && ctime_ns / 1'000'000'000 + 2 <= now_sec;
 }
 
-std::shared_ptr<const StaticFileEntry> StaticFileCache::find(dev_t dev, ino_t ino, std::uint64_t size,
+std::shared_ptr<const StaticFileEntry> StaticFileCache::find(dev_t dev, ino_t ino,
+                                                             std::uint64_t size,
                                                              std::int64_t mtime_ns,
                                                              std::int64_t ctime_ns) const {
   auto it = map_.find(Key{dev, ino});
@@ -408,7 +414,8 @@ std::shared_ptr<const StaticFileEntry> StaticFileCache::find(dev_t dev, ino_t in
   return it->second;
 }
 
-std::shared_ptr<const StaticFileEntry> StaticFileCache::put(dev_t dev, ino_t ino, StaticFileEntry e) {
+std::shared_ptr<const StaticFileEntry> StaticFileCache::put(dev_t dev, ino_t ino,
+                                                            StaticFileEntry e) {
   auto entry = std::make_shared<const StaticFileEntry>(std::move(e));
   auto [it, fresh] = map_.try_emplace(Key{dev, ino}, entry);
   if (!fresh) {
@@ -425,14 +432,14 @@ std::shared_ptr<const StaticFileEntry> StaticFileCache::put(dev_t dev, ino_t ino
 }
 
 int StaticRootCache::get(const std::string& path) {
-  struct stat now{};
+  struct stat now {};
   if (::stat(path.c_str(), &now) != 0) return -1;
   auto it = map_.find(path);
   if (it != map_.end() && it->second.dev == now.st_dev && it->second.ino == now.st_ino) {
     return it->second.fd;
   }
   int fd = ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  struct stat st{};
+  struct stat st {};
   if (fd < 0 || ::fstat(fd, &st) != 0) {
     int e = errno;
     if (fd >= 0) ::close(fd);

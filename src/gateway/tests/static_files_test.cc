@@ -1,3 +1,5 @@
+#include "gateway/static_files.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -9,7 +11,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "gateway/static_files.h"
 #include "http/url.h"
 
 namespace ck {
@@ -116,7 +117,7 @@ TEST_F(StaticPaths, OpenBeneathOpensFilesAndRefusesEverySymlink) {
   EXPECT_EQ(read_all(fd), "space");
   fd = open_beneath(root, "");  // the folder itself
   ASSERT_GE(fd, 0);
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(::fstat(fd, &st), 0);
   EXPECT_TRUE(S_ISDIR(st.st_mode));
   ::close(fd);
@@ -376,7 +377,8 @@ TEST(StaticCache, RecentlyChangedOrLargeFilesAreNotCached) {
   EXPECT_TRUE(StaticFileCache::cacheable(StaticFileCache::kMaxFileBytes, (now - 60) * sec, now));
   EXPECT_FALSE(StaticFileCache::cacheable(4096, (now - 1) * sec + 999'999'999, now));
   EXPECT_FALSE(StaticFileCache::cacheable(4096, now * sec, now));
-  EXPECT_FALSE(StaticFileCache::cacheable(StaticFileCache::kMaxFileBytes + 1, (now - 60) * sec, now));
+  EXPECT_FALSE(
+      StaticFileCache::cacheable(StaticFileCache::kMaxFileBytes + 1, (now - 60) * sec, now));
 }
 
 }  // namespace
