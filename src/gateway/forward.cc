@@ -256,14 +256,7 @@ void append_upstream_request_head(const UpstreamRequestHead& r, std::string& out
 
 void append_client_response_head(const ClientResponseHead& r, std::string& out) {
   ListedNames listed(r.fields);
-  out.append(r.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
-  unsigned s = r.status % 1000;
-  out += static_cast<char>('0' + s / 100);
-  out += static_cast<char>('0' + s / 10 % 10);
-  out += static_cast<char>('0' + s % 10);
-  out += ' ';
-  out.append(r.reason);
-  out.append("\r\n", 2);
+  append_status_line(r.version, r.status, r.reason, out);
   bool filter_cookies = !r.session_cookie.empty() || !r.host_session_cookie.empty();
   for (const auto& f : r.fields) {
     if (hop_by_hop(f.name) != Hop::none) continue;
@@ -299,5 +292,22 @@ void append_chunk_size(std::uint64_t n, std::string& out) {
   out.append(buf + i, static_cast<std::size_t>(16 - i));
   out.append("\r\n", 2);
 }
+
+void append_status_line(int version, unsigned status, std::string_view reason, std::string& out) {
+  out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
+  unsigned s = status % 1000;
+  out += static_cast<char>('0' + s / 100);
+  out += static_cast<char>('0' + s / 10 % 10);
+  out += static_cast<char>('0' + s % 10);
+  out += ' ';
+  out.append(reason);
+  out.append("\r\n", 2);
+}
+
+void append_header_field(std::string& out, std::string_view name, std::string_view value) {
+  append_field(out, name, value);
+}
+
+void append_decimal(std::string& out, std::uint64_t n) { append_number(out, n); }
 
 }  // namespace ck

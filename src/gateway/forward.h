@@ -75,4 +75,12 @@ void append_client_response_head(const ClientResponseHead& r, std::string& out);
 /// Appends a chunk-size line ("1f40\r\n") for a chunk of `n` bytes.
 void append_chunk_size(std::uint64_t n, std::string& out);
 
+// The pieces of a head, shared with the heads the static file server writes (static_files.h).
+/// Appends "HTTP/1.1 200 OK\r\n" (HTTP/1.0 for version 10).
+void append_status_line(int version, unsigned status, std::string_view reason, std::string& out);
+/// Appends "name: value\r\n".
+void append_header_field(std::string& out, std::string_view name, std::string_view value);
+/// Appends `n` in decimal.
+void append_decimal(std::string& out, std::uint64_t n);
+
 }  // namespace ck

@@ -51,6 +51,7 @@
 #include "gateway/forward.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/route.h"
+#include "gateway/static_files.h"
 #include "gateway/tls.h"
 
 namespace ck {
@@ -207,6 +208,8 @@ struct Worker {
   std::unique_ptr<Acceptor> redirect_acceptor;  // gateway.redirect_http, on the first worker
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> idle;
   GzipCache gzip_cache;
+  StaticFileCache static_cache;
+  StaticRootCache static_roots;
   std::thread thread;
 };
 

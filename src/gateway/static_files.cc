@@ -1,15 +1,20 @@
 #include "gateway/static_files.h"
 
-#include <cctype>
-#include <cerrno>
-#include <cstdlib>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/openat2.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+
+#include "gateway/forward.h"
 #include "http/url.h"
 
 namespace ck {
@@ -25,12 +30,6 @@ bool is_within(const fs::path& root, const fs::path& p) {
   return true;
 }
 
-std::string lower_ext(const fs::path& p) {
-  std::string e = p.extension().string();
-  for (char& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return e;
-}
-
 // The same walk without openat2 (Linux < 5.6): each component opened with O_NOFOLLOW
 // beneath the one before.
 int open_nofollow_walk(int root_fd, const fs::path& rel) {
@@ -44,7 +43,8 @@ int open_nofollow_walk(int root_fd, const fs::path& rel) {
       errno = EACCES;
       return -1;
     }
-    int flags = O_NOFOLLOW | O_CLOEXEC | (it == last ? O_RDONLY : (O_PATH | O_DIRECTORY));
+    int flags =
+        O_NOFOLLOW | O_CLOEXEC | (it == last ? (O_RDONLY | O_NONBLOCK) : (O_PATH | O_DIRECTORY));
     int next = ::openat(dir, part.c_str(), flags);
     int e = errno;
     ::close(dir);
@@ -72,7 +72,7 @@ int open_static_file(const StaticLookup& lk) {
   int root_fd = ::open(lk.root.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (root_fd < 0) return -1;
   open_how how{};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   int fd = static_cast<int>(::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how));
   if (fd < 0 && errno == ENOSYS) fd = open_nofollow_walk(root_fd, rel);
@@ -82,40 +82,95 @@ int open_static_file(const StaticLookup& lk) {
   return fd;
 }
 
-StaticLookup resolve_static(const fs::path& root, std::string_view url_path) {
-  StaticLookup out;
-  auto decoded = http::percent_decode(url_path);
-  if (!decoded) {
-    out.kind = StaticLookup::bad_request;
-    out.reason = "malformed percent-encoding in the path";
+std::optional<StaticLookup> check_static_path(std::string_view url_path, std::string& rel) {
+  rel.clear();
+  auto refuse = [](StaticLookup::Kind kind, const char* reason) {
+    StaticLookup out;
+    out.kind = kind;
+    out.reason = reason;
     return out;
+  };
+  // Decoded only when there is something to decode (no copy for a plain path).
+  std::optional<std::string> decoded_copy;
+  std::string_view decoded = url_path;
+  if (url_path.find('%') != std::string_view::npos) {
+    decoded_copy = http::percent_decode(url_path);
+    if (!decoded_copy)
+      return refuse(StaticLookup::bad_request, "malformed percent-encoding in the path");
+    decoded = *decoded_copy;
   }
-  if (decoded->find('\0') != std::string::npos || decoded->find('\\') != std::string::npos) {
-    out.kind = StaticLookup::bad_request;
-    out.reason = "the path contains a NUL byte or a backslash";
-    return out;
+  if (decoded.find('\0') != std::string_view::npos ||
+      decoded.find('\\') != std::string_view::npos) {
+    return refuse(StaticLookup::bad_request, "the path contains a NUL byte or a backslash");
   }
-  fs::path rel;
-  std::string_view rest(*decoded);
+  std::string_view rest(decoded);
   while (!rest.empty()) {
     auto slash = rest.find('/');
     std::string_view seg = rest.substr(0, slash);
     if (seg == "..") {
-      out.kind = StaticLookup::bad_request;
-      out.reason = "the path tries to leave the workspace (..)";
-      return out;
+      return refuse(StaticLookup::bad_request, "the path tries to leave the workspace (..)");
     }
     if (!seg.empty() && seg != ".") {
       if (seg.front() == '.' && seg != ".well-known") {
-        out.kind = StaticLookup::not_found;
-        out.reason = "hidden files are not served";
-        return out;
+        return refuse(StaticLookup::not_found, "hidden files are not served");
       }
-      rel /= std::string(seg);
+      if (!rel.empty()) rel += '/';
+      rel.append(seg);
     }
     if (slash == std::string_view::npos) break;
     rest.remove_prefix(slash + 1);
   }
+  return std::nullopt;
+}
+
+int open_beneath(int dir_fd, const std::string& rel) {
+  static std::atomic<bool> no_openat2{false};
+  if (!no_openat2.load(std::memory_order_relaxed)) {
+    open_how how{};
+    how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    int fd = static_cast<int>(
+        ::syscall(SYS_openat2, dir_fd, rel.empty() ? "." : rel.c_str(), &how, sizeof how));
+    if (fd >= 0 || errno != ENOSYS) return fd;
+    no_openat2.store(true, std::memory_order_relaxed);
+  }
+  // Without openat2 (Linux < 5.6, or valgrind before 3.20): component by component, each
+  // opened with O_NOFOLLOW beneath the one before. A symlink in the middle makes O_DIRECTORY
+  // fail with ENOTDIR, reported as ELOOP (the caller's full checks sort it out).
+  if (rel.empty()) return ::openat(dir_fd, ".", O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_DIRECTORY);
+  std::string_view rest(rel);
+  int dir = dir_fd;
+  for (;;) {
+    auto slash = rest.find('/');
+    std::string_view part = rest.substr(0, slash);
+    bool last = slash == std::string_view::npos;
+    char name[NAME_MAX + 1];
+    if (part.empty() || part == "." || part == ".." || part.size() > NAME_MAX) {
+      if (dir != dir_fd) ::close(dir);
+      errno = part.size() > NAME_MAX ? ENAMETOOLONG : EACCES;
+      return -1;
+    }
+    part.copy(name, part.size());
+    name[part.size()] = '\0';
+    int flags = O_NOFOLLOW | O_CLOEXEC | (last ? (O_RDONLY | O_NONBLOCK) : (O_PATH | O_DIRECTORY));
+    int next = ::openat(dir, name, flags);
+    int e = errno;
+    if (dir != dir_fd) ::close(dir);
+    if (next < 0) {
+      errno = !last && e == ENOTDIR ? ELOOP : e;
+      return -1;
+    }
+    if (last) return next;
+    dir = next;
+    rest.remove_prefix(slash + 1);
+  }
+}
+
+StaticLookup resolve_static(const fs::path& root, std::string_view url_path) {
+  StaticLookup out;
+  std::string rel_path;
+  if (auto refused = check_static_path(url_path, rel_path)) return std::move(*refused);
+  fs::path rel(rel_path);
   std::error_code ec;
   fs::path real_root = fs::canonical(root, ec);
   if (ec) {
@@ -169,6 +224,10 @@ StaticLookup resolve_static(const fs::path& root, std::string_view url_path) {
 }
 
 std::string_view content_type_for(const fs::path& p) {
+  return content_type_for_name(p.filename().native());
+}
+
+std::string_view content_type_for_name(std::string_view name) {
   struct Entry {
     std::string_view ext, type;
   };
@@ -193,9 +252,22 @@ std::string_view content_type_for(const fs::path& p) {
       {".wasm", "application/wasm"},         {".zip", "application/zip"},
       {".gz", "application/gzip"},           {".tar", "application/x-tar"},
   };
-  std::string ext = lower_ext(p);
+  // The extension as std::filesystem::path::extension() has it: from the file name's last
+  // dot, none for a name that only starts with one (".profile") or is "..".
+  std::string_view file =
+      name.substr(name.rfind('/') == std::string_view::npos ? 0 : name.rfind('/') + 1);
+  auto dot = file.rfind('.');
+  if (dot == std::string_view::npos || dot == 0 || file == "..") return "application/octet-stream";
+  std::string_view ext = file.substr(dot);
+  char lower[16];  // the longest known extension, ".webmanifest", fits
+  if (ext.size() > sizeof lower) return "application/octet-stream";
+  for (std::size_t i = 0; i < ext.size(); ++i) {
+    char c = ext[i];
+    lower[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  std::string_view key(lower, ext.size());
   for (const auto& e : kTypes) {
-    if (e.ext == ext) return e.type;
+    if (e.ext == key) return e.type;
   }
   return "application/octet-stream";
 }
@@ -286,6 +358,107 @@ std::string gzip(std::string_view data) {
   deflateEnd(&zs);
   if (rc != Z_STREAM_END) return {};
   return out;
+}
+
+void append_static_response_head(const StaticResponseHead& h, std::string& out) {
+  std::string_view reason = h.status == 200   ? "OK"
+                            : h.status == 206 ? "Partial Content"
+                            : h.status == 304 ? "Not Modified"
+                            : h.status == 416 ? "Range Not Satisfiable"
+                                              : "";
+  append_status_line(h.version, h.status, reason, out);
+  out.append("Server: cloudyknight\r\n");
+  append_header_field(out, "Date", h.date);
+  if (!h.content_type.empty()) append_header_field(out, "Content-Type", h.content_type);
+  if (h.content_length) {
+    out.append("Content-Length: ");
+    append_decimal(out, *h.content_length);
+    out.append("\r\n", 2);
+  }
+  append_header_field(out, "ETag", h.etag);
+  append_header_field(out, "Last-Modified", h.last_modified);
+  out.append("Cache-Control: no-cache\r\nAccept-Ranges: bytes\r\n");
+  if (h.vary) out.append("Vary: Accept-Encoding\r\n");
+  if (h.gzip) out.append("Content-Encoding: gzip\r\n");
+  if (h.range != StaticResponseHead::Range::none) {
+    out.append("Content-Range: bytes ");
+    if (h.range == StaticResponseHead::Range::partial) {
+      append_decimal(out, h.bytes.first);
+      out += '-';
+      append_decimal(out, h.bytes.last);
+    } else {
+      out += '*';
+    }
+    out += '/';
+    append_decimal(out, h.total);
+    out.append("\r\n", 2);
+  }
+  if (!h.hsts.empty()) append_header_field(out, "Strict-Transport-Security", h.hsts);
+  if (h.version >= 11 && !h.keep_alive) out.append("Connection: close\r\n");
+  if (h.version == 10 && h.keep_alive) out.append("Connection: keep-alive\r\n");
+  out.append("\r\n", 2);
+}
+
+bool StaticFileCache::cacheable(std::uint64_t size, std::int64_t ctime_ns, std::int64_t now_sec) {
+  return size <= kMaxFileBytes && ctime_ns / 1'000'000'000 + 2 <= now_sec;
+}
+
+std::shared_ptr<const StaticFileEntry> StaticFileCache::find(dev_t dev, ino_t ino,
+                                                             std::uint64_t size,
+                                                             std::int64_t mtime_ns,
+                                                             std::int64_t ctime_ns) const {
+  auto it = map_.find(Key{dev, ino});
+  if (it == map_.end()) return nullptr;
+  const auto& e = *it->second;
+  if (e.size != size || e.mtime_ns != mtime_ns || e.ctime_ns != ctime_ns) return nullptr;
+  return it->second;
+}
+
+std::shared_ptr<const StaticFileEntry> StaticFileCache::put(dev_t dev, ino_t ino,
+                                                            StaticFileEntry e) {
+  auto entry = std::make_shared<const StaticFileEntry>(std::move(e));
+  auto [it, fresh] = map_.try_emplace(Key{dev, ino}, entry);
+  if (!fresh) {
+    bytes_ -= it->second->body.size();
+    it->second = entry;
+  }
+  bytes_ += entry->body.size();
+  if (bytes_ > kMaxBytes) {  // start over, keeping the newest
+    map_.clear();
+    map_.emplace(Key{dev, ino}, entry);
+    bytes_ = entry->body.size();
+  }
+  return entry;
+}
+
+int StaticRootCache::get(const std::string& path) {
+  struct stat now {};
+  if (::stat(path.c_str(), &now) != 0) return -1;
+  auto it = map_.find(path);
+  if (it != map_.end() && it->second.dev == now.st_dev && it->second.ino == now.st_ino) {
+    return it->second.fd;
+  }
+  int fd = ::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    int e = errno;
+    if (fd >= 0) ::close(fd);
+    errno = e;
+    return -1;
+  }
+  if (it != map_.end()) {
+    ::close(it->second.fd);
+    it->second = Folder{fd, st.st_dev, st.st_ino};
+    return fd;
+  }
+  if (map_.size() >= kMaxFolders) clear();
+  map_.emplace(path, Folder{fd, st.st_dev, st.st_ino});
+  return fd;
+}
+
+void StaticRootCache::clear() {
+  for (auto& [path, folder] : map_) ::close(folder.fd);
+  map_.clear();
 }
 
 }  // namespace ck
