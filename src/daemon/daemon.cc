@@ -106,6 +106,7 @@ std::unique_ptr<Runtime> make_runtime(net::io_context& io, const Config& config,
         dro.egress = config.limits.egress;
         dro.build_memory = config.limits.build_memory;
         dro.build_timeout = config.limits.build_timeout;
+        dro.compose_host_ports = config.runtime.compose_host_ports;
         auto rt = std::make_unique<DockerRuntime>(io, std::move(engine), std::move(dro));
         log->info("runtime: docker (engine on {}; isolation: {})", socket, rt->isolation());
         return rt;
