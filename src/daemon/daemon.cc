@@ -81,10 +81,11 @@ class PrivateGate {
 };
 
 // POST /workspaces/{name}/run, on the control plane's thread.
-net::awaitable<void> run_command(Runtime& runtime, std::string name, std::vector<std::string> argv,
-                                 Duration timeout, OutputSink output,
-                                 std::function<void(Result<ExecOutcome>)> done) {
-  auto r = co_await runtime.exec(name, std::move(argv), timeout, std::move(output));
+net::awaitable<void> run_command(Runtime& runtime, std::string name, std::string service,
+                                 std::vector<std::string> argv, Duration timeout,
+                                 OutputSink output, std::function<void(Result<ExecOutcome>)> done) {
+  auto r = co_await runtime.exec_in(name, std::move(service), std::move(argv), timeout,
+                                    std::move(output));
   done(std::move(r));
 }
 
@@ -463,10 +464,12 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   services.dir_storage = !s3;
   services.trash_dir = data / "trash";
   services.templates_dir = find_templates(config, self_exe);
-  services.run = [&io, &runtime](const std::string& name, std::vector<std::string> argv,
-                                 Duration timeout, OutputSink output,
-                                 std::function<void(Result<ExecOutcome>)> done) {
-    spawn(io, run_command(runtime, name, std::move(argv), timeout, std::move(output), std::move(done)),
+  services.run = [&io, &runtime](const std::string& name, const std::string& service,
+                                 std::vector<std::string> argv, Duration timeout,
+                                 OutputSink output, std::function<void(Result<ExecOutcome>)> done) {
+    spawn(io,
+          run_command(runtime, name, service, std::move(argv), timeout, std::move(output),
+                      std::move(done)),
           "run a command in " + name);
   };
   if (mirror) {

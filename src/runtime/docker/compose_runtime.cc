@@ -500,4 +500,38 @@ net::awaitable<void> DockerRuntime::stop_compose(std::shared_ptr<Slot> slot, Dur
   if (!slot->container.empty() && !slot->exited) slot->set_exited(ExitInfo{0, 0, false, true});
 }
 
+net::awaitable<Result<ExecOutcome>> DockerRuntime::exec_in(std::string name, std::string service,
+                                                           std::vector<std::string> argv,
+                                                           Duration timeout, OutputSink output) {
+  if (service.empty()) co_return co_await exec(std::move(name), std::move(argv), timeout, std::move(output));
+  auto it = slots_.find(name);
+  if (it == slots_.end() || it->second->container.empty() || it->second->stopping ||
+      it->second->exited) {
+    co_return fail(Errc::not_found, "workspace '" + name + "' has no running container");
+  }
+  auto slot = it->second;
+  if (!slot->compose) {
+    co_return fail(Errc::invalid_argument, "\"service\" chooses a service of a compose "
+                                           "workspace; '" + name + "' runs one app");
+  }
+  std::string id;
+  std::vector<std::string> names;
+  for (const auto& m : slot->members) {
+    names.push_back(m.service);
+    if (m.service == service) id = m.id;
+  }
+  if (id.empty()) {
+    co_return fail(Errc::invalid_argument,
+                   fmt::format("'{}' has no service '{}'; its services: {}", name, service,
+                               fmt::join(names, ", ")));
+  }
+  if (slot->frozen) {
+    BOOST_OUTCOME_CO_TRY(co_await thaw(name));
+  }
+  // The service's own environment and working folder apply.
+  auto r = co_await engine_->exec(id, std::move(argv), {}, "", timeout, std::move(output));
+  if (r.has_error()) co_return r.error();
+  co_return ExecOutcome{r.value().exit_code, r.value().timed_out};
+}
+
 }  // namespace ck

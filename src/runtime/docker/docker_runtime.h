@@ -69,6 +69,9 @@ class DockerRuntime final : public Runtime {
                                             std::vector<std::string> paths) override;
   net::awaitable<Result<ExecOutcome>> exec(std::string name, std::vector<std::string> argv,
                                            Duration timeout, OutputSink output) override;
+  net::awaitable<Result<ExecOutcome>> exec_in(std::string name, std::string service,
+                                              std::vector<std::string> argv, Duration timeout,
+                                              OutputSink output) override;
 
   DockerEngine& engine() { return *engine_; }
 
