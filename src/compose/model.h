@@ -67,6 +67,7 @@ struct Dependency {
   std::string service;
   Condition condition = Condition::started;
   bool required = true;
+  Location where;  // added by the parser: the depends_on entry
 };
 
 struct Build {
@@ -101,6 +102,7 @@ struct Service {
   // privileged, cap_add, pid, ipc, network_mode, devices, security_opt, userns_mode, ...
   std::map<std::string, Location> refused;
   Location where;  // the service's own key
+  std::string network_mode;  // added: "" (the project's networks) or "none"; "bridge" reads as ""
 };
 
 struct Volume {
@@ -108,12 +110,14 @@ struct Volume {
   bool external = false;
   std::string external_name;  // the engine's name when external
   std::map<std::string, std::string> labels;
+  Location where;  // added: its key under the top-level volumes
 };
 
 struct Network {
   std::string name;  // project-local name
   bool external = false;
   std::string external_name;
+  Location where;  // added: its key under the top-level networks
 };
 
 struct Project {
