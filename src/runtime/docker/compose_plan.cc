@@ -161,6 +161,10 @@ ComposeContainer plan_service(const compose::Project& project, const compose::Se
                {"HostConfig", host},
                {"NetworkingConfig",
                 {{"EndpointsConfig", {{network, {{"Aliases", json::array({s.name})}}}}}}}};
+  if (s.network_mode == "none") {  // no network at all, as the file asks
+    body["HostConfig"]["NetworkMode"] = "none";
+    body.erase("NetworkingConfig");
+  }
   if (s.command) body["Cmd"] = *s.command;
   if (s.entrypoint) body["Entrypoint"] = *s.entrypoint;
   if (!s.working_dir.empty()) body["WorkingDir"] = s.working_dir;

@@ -19,7 +19,7 @@ compose::Project two_services() {
   web.environment = {{"REDIS_URL", "redis://redis:6379"}, {"CK_BASE_PATH", "/mine/"}};
   web.ports = {compose::Port{"", 0, 3000, "tcp"}};
   web.volumes = {compose::Mount{compose::Mount::Kind::bind, "/srv/ws/shop", "/workspace", true, {}}};
-  web.depends_on = {compose::Dependency{"redis", compose::Dependency::Condition::healthy, true}};
+  web.depends_on = {compose::Dependency{"redis", compose::Dependency::Condition::healthy, true, {}}};
   web.labels = {{"cloudyknight.route", "true"}};
   web.working_dir = "/workspace";
   web.user = "1000:1000";
