@@ -173,13 +173,12 @@ ComposeContainer plan_service(const compose::Project& project, const compose::Se
   if (s.healthcheck) body["Healthcheck"] = healthcheck_body(*s.healthcheck);
 
   // The hash leaves out the routed port's host side: an adopted container keeps its port.
+  // (The plan made to look for one to adopt has no host port yet.)
   json hashed = body;
-  if (c.route && o.route.port > 0) {
-    std::string key = fmt::format("{}/tcp", o.route.port);
-    if (hashed["HostConfig"].contains("PortBindings") &&
-        hashed["HostConfig"]["PortBindings"].contains(key)) {
-      for (auto& b : hashed["HostConfig"]["PortBindings"][key]) b["HostPort"] = "";
-    }
+  if (c.route && o.route.port > 0 && hashed["HostConfig"].contains("PortBindings")) {
+    json& b = hashed["HostConfig"]["PortBindings"];
+    b.erase(fmt::format("{}/tcp", o.route.port));
+    if (b.empty()) hashed["HostConfig"].erase("PortBindings");
   }
   c.hash = stable_hash(hashed.dump()).substr(0, 12);
   body["Labels"]["cloudyknight.spec"] = c.hash;

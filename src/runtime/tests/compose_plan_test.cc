@@ -232,6 +232,8 @@ TEST(ComposePlan, SpecHashIgnoresTheHostPortOnly) {
   auto b = plan_compose(two_services(), o);
   EXPECT_EQ(a.containers[1].hash, b.containers[1].hash);
   EXPECT_EQ(b.containers[1].body["HostConfig"]["PortBindings"]["3000/tcp"][0]["HostPort"], "8077");
+  o.host_port = 0;  // the plan made before a port is taken (to find one to adopt)
+  EXPECT_EQ(plan_compose(two_services(), o).containers[1].hash, a.containers[1].hash);
   auto p = two_services();
   p.services["web"].environment["X"] = "1";
   EXPECT_NE(plan_compose(p, options()).containers[1].hash, a.containers[1].hash);
