@@ -11,6 +11,8 @@ One daemon (then a second on the same folders after a SIGKILL) over these worksp
           SIGKILL (same containers, none added), then deleted (everything of the project goes).
   priv    `privileged: true`: fails, the API says which key and why.
   etc     a bind of /etc: fails, naming the key.
+  nap     two services with a fast idle policy (workspace.json): frozen (every container
+          paused), woken by a request, stopped by the policy, started again by a request.
 
 Needs the images cloudyknight/node:bookworm and cloudyknight/python:bookworm (never pulls).
 Without a Docker engine the tests fail, unless CK_NO_DOCKER=1 (then they are skipped).
@@ -197,6 +199,7 @@ class TestComposeWorkspaces(DockerCase):
         cls.pair = cls.ws_name("pair")
         cls.priv = cls.ws_name("priv")
         cls.etc = cls.ws_name("etc")
+        cls.nap = cls.ws_name("nap")
         cls.volume = f"ck-{cls.pair}_data"
         cls.volumes.add(cls.volume)
         cls.d = d = cls.new_daemon()
@@ -212,6 +215,12 @@ class TestComposeWorkspaces(DockerCase):
         write(os.path.join(ws, cls.pair, "docker-compose.yml"), PAIR_COMPOSE.format(image=PYTHON_IMAGE))
         write(os.path.join(ws, cls.priv, "docker-compose.yml"), PRIV_COMPOSE.format(image=PYTHON_IMAGE))
         write(os.path.join(ws, cls.etc, "compose.yaml"), ETC_COMPOSE.format(image=PYTHON_IMAGE))
+        write(os.path.join(ws, cls.nap, "api.py"), API_SERVER)
+        write(os.path.join(ws, cls.nap, "web.py"), WEB_SERVER)
+        write(os.path.join(ws, cls.nap, "docker-compose.yml"), PAIR_COMPOSE.format(image=PYTHON_IMAGE))
+        write(os.path.join(ws, cls.nap, "workspace.json"), json.dumps(
+            {"idle": {"idle_after": "1s", "background_after": "2s", "stop_after": "6s", "grace": "500ms"}}))
+        cls.volumes.add(f"ck-{cls.nap}_data")
         d.start()
         cls.token = admin_token(d)
 
@@ -307,6 +316,33 @@ class TestComposeWorkspaces(DockerCase):
             self.assertIn(f"services.app.{key}", w.get("error") or "", w)
             self.assertEqual(DOCKER.containers(name), [], f"{name} created containers")
             self.assertIn(key, log_text(self.d, name))
+
+    # -- idle: freeze, wake, stop, start ---------------------------------------------------
+    def test_3b_idle_policy_freezes_and_stops_the_whole_project(self):
+        d, name = self.d, self.nap
+        self.wait_answer(d, f"/{name}/", b'"from": "web"', timeout=START_TIMEOUT)
+
+        def states():
+            return sorted((c["Labels"]["cloudyknight.service"], c["State"])
+                          for c in DOCKER.containers(name))
+        w = d.wait_workspace(name, lambda w: w.get("frozen") is True, timeout=10,
+                             what=f"{name} to be frozen")
+        self.assertEqual(w["status"], "running", w)
+        wait_until(lambda: states() == [("api", "paused"), ("web", "paused")], 5,
+                   f"every container of {name} to be paused")
+        r = d.get(f"/{name}/woken", timeout=30)
+        self.assertEqual(r.status, 200, r.text())
+        self.assertEqual(r.json()["path"], "/woken")
+        self.assertEqual(r.json()["api"]["from"], "api")  # the api was resumed too
+        self.assertEqual(states(), [("api", "running"), ("web", "running")])
+        w = d.wait_workspace(name, lambda w: w.get("status") == "stopped", timeout=15,
+                             what=f"{name} to be stopped by the idle policy")
+        self.assertEqual(w.get("reason"), "idle", w)
+        wait_until(lambda: not DOCKER.containers(name), 10, f"the containers of {name} to go")
+        r = d.get(f"/{name}/again", timeout=60)
+        self.assertEqual(r.status, 200, r.text())
+        self.assertEqual(r.json()["path"], "/again")
+        self.assertEqual(states(), [("api", "running"), ("web", "running")])
 
     # -- (d) stop and start ------------------------------------------------------------------
     def test_4_stop_removes_containers_and_network_and_keeps_volumes(self):
