@@ -29,10 +29,10 @@ import shutil
 import time
 import unittest
 
-from harness import wait_until
+from harness import Daemon, wait_until
 from test_auth import admin_token
-from test_docker_runtime import (DOCKER, NODE_IMAGE, PYTHON_IMAGE, RUN, START_TIMEOUT, DockerCase,
-                                 log_text, setUpModule as docker_set_up_module, state_summary)
+from test_docker_runtime import (DOCKER, NODE_IMAGE, PYTHON_IMAGE, START_TIMEOUT, DockerCase,
+                                 log_text, run_cli, setUpModule as docker_set_up_module)
 
 MARKER = "COMPOSE-SEED-MARKER"
 
@@ -344,6 +344,22 @@ class TestComposeWorkspaces(DockerCase):
         self.assertEqual(r.json()["path"], "/again")
         self.assertEqual(states(), [("api", "running"), ("web", "running")])
 
+    # -- `workspace compose` --------------------------------------------------------------
+    def test_3c_workspace_compose_prints_the_hardened_file(self):
+        p = run_cli("workspace", "compose", self.seed, "--workspaces", self.d.ws)
+        self.assertEqual(p.returncode, 0, f"stdout={p.stdout!r} stderr={p.stderr!r}")
+        y = p.stdout  # (no YAML parser in the standard library: checked as text)
+        self.assertIn(f"name: ck-{self.seed}", y)
+        self.assertIn("services:\n  app:\n", y)
+        self.assertIn(f'source: "{os.path.join(self.d.ws, self.seed)}"', y)
+        self.assertIn("read_only: true", y)
+        self.assertNotIn("traefik-network", y)  # mapped to the project's own network
+        self.assertIn(f"routes /{self.seed}/ to app on port 3000", y)
+        p = run_cli("workspace", "compose", self.priv, "--workspaces", self.d.ws)
+        self.assertEqual(p.returncode, 1, f"stdout={p.stdout!r} stderr={p.stderr!r}")
+        self.assertEqual(p.stdout, "")
+        self.assertIn("services.app.privileged", p.stderr)
+
     # -- (d) stop and start ------------------------------------------------------------------
     def test_4_stop_removes_containers_and_network_and_keeps_volumes(self):
         self.pair_running()
@@ -384,6 +400,23 @@ class TestComposeWorkspaces(DockerCase):
         wait_until(lambda: not network_exists(self.pair), 30, "the project's network to go")
         wait_until(lambda: not volume_exists(self.volume), 30, "the project's volume to go")
         wait_until(lambda: self.d.workspace(self.pair) is None, 10, f"{self.pair} to leave the API")
+
+
+class TestComposeNeedsDocker(unittest.TestCase):
+    """With the process runtime a compose workspace fails, saying it needs runtime: docker."""
+
+    def test_process_runtime_refuses_compose(self):
+        d = Daemon(runtime="process")
+        d.prepare()
+        try:
+            write(os.path.join(d.ws, "stack", "docker-compose.yml"), PRIV_COMPOSE.format(image=PYTHON_IMAGE))
+            d.start()
+            w = d.wait_status("stack", "failed", timeout=10)
+            self.assertIn("runtime: docker", w.get("error") or "", w)
+            self.assertEqual(w.get("type"), "compose", w)
+        finally:
+            d.stop()
+            d.cleanup()
 
 
 if __name__ == "__main__":
