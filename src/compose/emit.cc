@@ -2,7 +2,7 @@
 // string double-quoted with '$' written as '$$' so a reader's interpolation gives it back.
 #include <yaml-cpp/yaml.h>
 
-#include <sstream>
+#include <charconv>
 
 #include "compose/model.h"
 
@@ -34,7 +34,12 @@ void list(YAML::Emitter& out, const std::vector<std::string>& items) {
 void dict(YAML::Emitter& out, const std::map<std::string, std::string>& m) {
   out << YAML::BeginMap;
   for (const auto& [k, v] : m) {
-    out << YAML::Key << k << YAML::Value;
+    // Keys are never interpolated (no '$$'), but quoted so a "<<" stays a plain key.
+    // A simple key is at most 1024 characters once escaped: longer ones take the `? key` form.
+    if (k.size() > 200) {
+      out << YAML::LongKey;
+    }
+    out << YAML::Key << YAML::DoubleQuoted << k << YAML::Value;
     str(out, v);
   }
   out << YAML::EndMap;
@@ -46,9 +51,9 @@ std::string duration(std::chrono::milliseconds d) {
 }
 
 std::string number(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back as v
+  return std::string(buf, res.ptr);
 }
 
 void service(YAML::Emitter& out, const Service& s) {

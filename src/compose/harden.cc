@@ -29,7 +29,7 @@ std::string why_refused(const std::string& key) {
       {"userns_mode", "userns_mode would change the container's user namespace; remove it"},
       {"cgroup_parent", "cgroup_parent would move the container out of the limits CloudyKnight "
                         "sets; remove it"},
-      {"volumes_from", "volumes_from would mount another container's volumes; share a named "
+      {"volumes_from", "volumes_from would mount another container's volumes; remove it and share a named "
                        "volume instead"},
       {"sysctls", "sysctls would change kernel settings; remove it"},
       {"uts", "uts: host would share the host's hostname; remove it"},
@@ -314,13 +314,11 @@ Project harden(Project project, const Policy& policy) {
     }
     if (!policy.host_ports) {
       std::vector<Port> kept;
+      std::set<std::pair<int, std::string>> seen;
       for (auto p : s.ports) {
         p.host_port = 0;
         p.host_ip.clear();
-        bool dup = std::any_of(kept.begin(), kept.end(), [&](const Port& x) {
-          return x.container_port == p.container_port && x.protocol == p.protocol;
-        });
-        if (!dup) {
+        if (seen.emplace(p.container_port, p.protocol).second) {
           kept.push_back(p);
         }
       }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
+#include <tuple>
 
 #include "compose/internal.h"
 #include "compose/tree.h"
@@ -277,41 +278,51 @@ void merge_service(Service& b, const Service& o) {
   for (const auto& [k, v] : o.labels) {
     b.labels[k] = v;
   }
+  // Sets keep a hostile override with thousands of entries linear.
+  using PortKey = std::tuple<std::string, int, int, std::string>;
+  std::set<PortKey> ports;
+  for (const auto& p : b.ports) {
+    ports.emplace(p.host_ip, p.host_port, p.container_port, p.protocol);
+  }
   for (const auto& p : o.ports) {
-    bool dup = std::any_of(b.ports.begin(), b.ports.end(), [&](const Port& x) {
-      return x.host_ip == p.host_ip && x.host_port == p.host_port &&
-             x.container_port == p.container_port && x.protocol == p.protocol;
-    });
-    if (!dup) {
+    if (ports.emplace(p.host_ip, p.host_port, p.container_port, p.protocol).second) {
       b.ports.push_back(p);
     }
   }
+  std::set<int> expose(b.expose.begin(), b.expose.end());
   for (int e : o.expose) {
-    if (std::find(b.expose.begin(), b.expose.end(), e) == b.expose.end()) {
+    if (expose.insert(e).second) {
       b.expose.push_back(e);
     }
   }
+  std::map<std::string, std::size_t> by_target;
+  for (std::size_t i = 0; i < b.volumes.size(); ++i) {
+    by_target.emplace(b.volumes[i].target, i);
+  }
   for (const auto& m : o.volumes) {
-    auto same = std::find_if(b.volumes.begin(), b.volumes.end(),
-                             [&](const Mount& x) { return x.target == m.target; });
-    if (same != b.volumes.end()) {
-      *same = m;
-    } else {
+    auto [it, added] = by_target.emplace(m.target, b.volumes.size());
+    if (added) {
       b.volumes.push_back(m);
+    } else {
+      b.volumes[it->second] = m;
     }
   }
+  std::set<std::string> networks(b.networks.begin(), b.networks.end());
   for (const auto& n : o.networks) {
-    if (std::find(b.networks.begin(), b.networks.end(), n) == b.networks.end()) {
+    if (networks.insert(n).second) {
       b.networks.push_back(n);
     }
   }
+  std::map<std::string, std::size_t> by_service;
+  for (std::size_t i = 0; i < b.depends_on.size(); ++i) {
+    by_service.emplace(b.depends_on[i].service, i);
+  }
   for (const auto& d : o.depends_on) {
-    auto same = std::find_if(b.depends_on.begin(), b.depends_on.end(),
-                             [&](const Dependency& x) { return x.service == d.service; });
-    if (same != b.depends_on.end()) {
-      *same = d;
-    } else {
+    auto [it, added] = by_service.emplace(d.service, b.depends_on.size());
+    if (added) {
       b.depends_on.push_back(d);
+    } else {
+      b.depends_on[it->second] = d;
     }
   }
   if (o.healthcheck) {

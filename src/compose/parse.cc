@@ -18,6 +18,7 @@ using Kind = Node::Kind;
 
 constexpr std::size_t kMaxInterpolated = 16u << 20;
 constexpr int kMaxPortRange = 1000;
+constexpr std::size_t kMaxPorts = 10000;  // per service, ranges expanded
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
@@ -630,6 +631,9 @@ class Parser {
     if (!host.empty() && hhi - hlo != chi - clo && chi != clo) {
       fail(n, key, "the host and container port ranges differ in size");
     }
+    if (out.size() + static_cast<std::size_t>(chi - clo) >= kMaxPorts) {
+      fail(n, key, "a service publishes at most 10000 ports");
+    }
     for (long p = clo; p <= chi; ++p) {
       Port port;
       port.host_ip = host_ip;
@@ -704,6 +708,9 @@ class Parser {
       long hi = 0;
       if (!range(spec, lo, hi)) {
         fail(n.items[i], sub, "expected a port 1-65535 or a range such as 3000-3001");
+      }
+      if (out.size() + static_cast<std::size_t>(hi - lo) >= kMaxPorts) {
+        fail(n.items[i], sub, "a service exposes at most 10000 ports");
       }
       for (long p = lo; p <= hi; ++p) {
         out.push_back(static_cast<int>(p));
@@ -911,9 +918,13 @@ class Parser {
         fail(n, key, kExpected);
       }
       double value = 0;
+      std::size_t used = 0;
       try {
-        value = std::stod(s.substr(i, j - i));
+        value = std::stod(s.substr(i, j - i), &used);
       } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != j - i) {
         fail(n, key, kExpected);
       }
       std::size_t k = j;
@@ -999,9 +1010,13 @@ class Parser {
       fail(n, key, kExpected);
     }
     double value = 0;
+    std::size_t used = 0;
     try {
-      value = std::stod(s.substr(0, i));
+      value = std::stod(s.substr(0, i), &used);
     } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != i) {
       fail(n, key, kExpected);
     }
     std::string unit = s.substr(i);

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <string>
+#include <unordered_set>
 
 namespace ck::compose::detail {
 namespace {
@@ -46,13 +48,22 @@ class Builder {
         break;
       case YAML::NodeType::Sequence:
         out.kind = Node::Kind::sequence;
+        if (in.size() > limits_.max_items) {
+          throw Error({file_, line, ""}, "a list holds more than " +
+                                             std::to_string(limits_.max_items) + " items");
+        }
         for (const auto& item : in) {
           out.items.push_back(convert(item, depth + 1));
         }
         break;
       case YAML::NodeType::Map: {
         out.kind = Node::Kind::mapping;
+        if (in.size() > limits_.max_items) {
+          throw Error({file_, line, ""}, "a mapping holds more than " +
+                                             std::to_string(limits_.max_items) + " keys");
+        }
         std::vector<Node> merges;
+        std::unordered_set<std::string> seen;
         for (const auto& kv : in) {
           const YAML::Node& key = kv.first;
           int key_line = line_of(key.Mark());
@@ -63,12 +74,12 @@ class Builder {
             merges.push_back(convert(kv.second, depth + 1));
             continue;
           }
-          if (out.find(key.Scalar()) != nullptr) {
+          if (!seen.insert(key.Scalar()).second) {
             throw Error({file_, key_line, key.Scalar()},
                         "duplicate key; each key may appear once in a mapping");
           }
           bytes_ += key.Scalar().size();
-          out.entries.emplace_back(key.Scalar(), convert(kv.second, depth + 1));
+          out.entries.push_back(Entry{key.Scalar(), convert(kv.second, depth + 1)});
           out.key_lines.push_back(key_line);
         }
         // `<<: *base` or `<<: [*a, *b]`: keys written here win, then the first merged map.
@@ -87,7 +98,7 @@ class Builder {
                           "a merge key takes a mapping or a list of mappings");
             }
             for (std::size_t i = 0; i < src->entries.size(); ++i) {
-              if (out.find(src->entries[i].first) == nullptr) {
+              if (seen.insert(src->entries[i].first).second) {
                 out.entries.push_back(src->entries[i]);
                 out.key_lines.push_back(src->key_lines[i]);
               }
@@ -126,6 +137,42 @@ bool valid_env_key(std::string_view key) {
   });
 }
 
+/// YAML text is UTF-8 without control characters (but tab, newline and carriage return), as
+/// Compose's own reader insists; the emitter would otherwise turn different invalid bytes into
+/// the same U+FFFD and print a file that reads back differently.
+void check_text(std::string_view text, const std::string& file) {
+  int line = 1;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      ++line;
+    }
+    if (c < 0x80) {
+      if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+        throw Error({file, line, ""}, "the file holds a control character (byte " +
+                                          std::to_string(c) + "); remove it");
+      }
+      ++i;
+      continue;
+    }
+    std::size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    bool ok = len != 0 && i + len <= text.size();
+    std::uint32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    for (std::size_t k = 1; ok && k < len; ++k) {
+      auto cc = static_cast<unsigned char>(text[i + k]);
+      ok = (cc & 0xc0) == 0x80;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    ok = ok && !(len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) &&
+         !(len == 4 && (cp < 0x10000 || cp > 0x10ffff));
+    if (!ok) {
+      throw Error({file, line, ""}, "the file is not valid UTF-8; save it as UTF-8");
+    }
+    i += len;
+  }
+}
+
 }  // namespace
 
 const Node* Node::find(std::string_view key) const {
@@ -138,6 +185,7 @@ const Node* Node::find(std::string_view key) const {
 }
 
 Node parse_tree(std::string_view text, const std::string& file, const TreeLimits& limits) {
+  check_text(text, file);
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
@@ -154,6 +202,7 @@ Node parse_tree(std::string_view text, const std::string& file, const TreeLimits
 
 std::vector<std::pair<std::string, std::string>> parse_env_text(std::string_view text,
                                                                 const std::string& file) {
+  check_text(text, file);
   std::vector<std::pair<std::string, std::string>> out;
   int line_no = 0;
   std::size_t pos = 0;

@@ -14,22 +14,31 @@
 
 namespace ck::compose::detail {
 
+struct Entry;
+
 struct Node {
   enum class Kind { null, scalar, sequence, mapping };
   Kind kind = Kind::null;
   std::string scalar;                              // Kind::scalar
   std::vector<Node> items;                         // Kind::sequence
-  std::vector<std::pair<std::string, Node>> entries;  // Kind::mapping, in file order
+  std::vector<Entry> entries;                      // Kind::mapping, in file order
   std::vector<int> key_lines;                      // line of each entry's key
   int line = 0;
 
   const Node* find(std::string_view key) const;
 };
 
+/// A mapping's key and value (a pair would need Node complete, which libc++/clang insist on).
+struct Entry {
+  std::string first;
+  Node second;
+};
+
 struct TreeLimits {
   std::size_t max_nodes = 200000;        // after alias expansion
   std::size_t max_scalar_bytes = 16u << 20;
   int max_depth = 64;
+  std::size_t max_items = 10000;         // per list or mapping
 };
 
 /// Parses `text` (one YAML document) into a Node tree. Throws Error on a syntax error or a
