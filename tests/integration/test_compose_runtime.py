@@ -11,6 +11,8 @@ One daemon (then a second on the same folders after a SIGKILL) over these worksp
           SIGKILL (same containers, none added), then deleted (everything of the project goes).
   priv    `privileged: true`: fails, the API says which key and why.
   etc     a bind of /etc: fails, naming the key.
+  miss    a service whose image is not on this host (and no registry answers): fails naming
+          the service and the image.
   nap     two services with a fast idle policy (workspace.json): frozen (every container
           paused), woken by a request, stopped by the policy, started again by a request.
 
@@ -31,8 +33,9 @@ import unittest
 
 from harness import Daemon, wait_until
 from test_auth import admin_token
-from test_docker_runtime import (DOCKER, NODE_IMAGE, PYTHON_IMAGE, START_TIMEOUT, DockerCase,
-                                 log_text, run_cli, setUpModule as docker_set_up_module)
+from test_docker_runtime import (DOCKER, MISSING_IMAGE, NODE_IMAGE, PYTHON_IMAGE, START_TIMEOUT,
+                                 DockerCase, log_text, run_cli,
+                                 setUpModule as docker_set_up_module)
 
 MARKER = "COMPOSE-SEED-MARKER"
 
@@ -200,6 +203,7 @@ class TestComposeWorkspaces(DockerCase):
         cls.priv = cls.ws_name("priv")
         cls.etc = cls.ws_name("etc")
         cls.nap = cls.ws_name("nap")
+        cls.miss = cls.ws_name("miss")
         cls.volume = f"ck-{cls.pair}_data"
         cls.volumes.add(cls.volume)
         cls.d = d = cls.new_daemon()
@@ -215,6 +219,8 @@ class TestComposeWorkspaces(DockerCase):
         write(os.path.join(ws, cls.pair, "docker-compose.yml"), PAIR_COMPOSE.format(image=PYTHON_IMAGE))
         write(os.path.join(ws, cls.priv, "docker-compose.yml"), PRIV_COMPOSE.format(image=PYTHON_IMAGE))
         write(os.path.join(ws, cls.etc, "compose.yaml"), ETC_COMPOSE.format(image=PYTHON_IMAGE))
+        write(os.path.join(ws, cls.miss, "docker-compose.yml"),
+              ETC_COMPOSE.format(image=MISSING_IMAGE).replace("    volumes:\n      - /etc:/host-etc:ro\n", ""))
         write(os.path.join(ws, cls.nap, "api.py"), API_SERVER)
         write(os.path.join(ws, cls.nap, "web.py"), WEB_SERVER)
         write(os.path.join(ws, cls.nap, "docker-compose.yml"), PAIR_COMPOSE.format(image=PYTHON_IMAGE))
@@ -316,6 +322,11 @@ class TestComposeWorkspaces(DockerCase):
             self.assertIn(f"services.app.{key}", w.get("error") or "", w)
             self.assertEqual(DOCKER.containers(name), [], f"{name} created containers")
             self.assertIn(key, log_text(self.d, name))
+
+    def test_3a_missing_image_fails_naming_service_and_image(self):
+        w = self.d.wait_status(self.miss, "failed", timeout=START_TIMEOUT)
+        self.assertIn(f"service app: image {MISSING_IMAGE} is not on this host", w.get("error") or "", w)
+        self.assertEqual(DOCKER.containers(self.miss), [])
 
     # -- idle: freeze, wake, stop, start ---------------------------------------------------
     def test_3b_idle_policy_freezes_and_stops_the_whole_project(self):
