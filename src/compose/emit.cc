@@ -177,9 +177,10 @@ void service(YAML::Emitter& out, const Service& s) {
     out << YAML::Key << "retries" << YAML::Value << h.retries;
     out << YAML::EndMap;
   }
-  for (const auto& [key, value] : {std::pair<const char*, const std::string*>{"restart", &s.restart},
-                                   {"working_dir", &s.working_dir},
-                                   {"user", &s.user}}) {
+  for (const auto& [key, value] :
+       {std::pair<const char*, const std::string*>{"restart", &s.restart},
+        {"working_dir", &s.working_dir},
+        {"user", &s.user}}) {
     if (!value->empty()) {
       out << YAML::Key << key << YAML::Value;
       str(out, *value);
@@ -195,8 +196,7 @@ void service(YAML::Emitter& out, const Service& s) {
   }
   if (s.memory != 0 || s.cpus > 0 || s.pids != 0) {
     out << YAML::Key << "deploy" << YAML::Value << YAML::BeginMap << YAML::Key << "resources"
-        << YAML::Value << YAML::BeginMap << YAML::Key << "limits" << YAML::Value
-        << YAML::BeginMap;
+        << YAML::Value << YAML::BeginMap << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
     if (s.memory != 0) {
       out << YAML::Key << "memory" << YAML::Value << std::to_string(s.memory);
     }

@@ -15,32 +15,41 @@ namespace {
 std::string why_refused(const std::string& key) {
   static const std::map<std::string, std::string> reasons = {
       {"privileged", "privileged would give the container root on the host; remove it"},
-      {"cap_add", "cap_add would give the container kernel capabilities beyond Docker's "
-                  "defaults; remove it"},
-      {"pid", "pid would share the host's (or another container's) processes with the "
-              "container; remove it"},
-      {"ipc", "ipc: host, service: and container: share another IPC namespace; remove it or use "
-              "private"},
-      {"network_mode", "network_mode host, service: and container: join another network "
-                       "namespace; remove it (bridge and none are allowed)"},
+      {"cap_add",
+       "cap_add would give the container kernel capabilities beyond Docker's "
+       "defaults; remove it"},
+      {"pid",
+       "pid would share the host's (or another container's) processes with the "
+       "container; remove it"},
+      {"ipc",
+       "ipc: host, service: and container: share another IPC namespace; remove it or use "
+       "private"},
+      {"network_mode",
+       "network_mode host, service: and container: join another network "
+       "namespace; remove it (bridge and none are allowed)"},
       {"devices", "devices would give the container the host's devices; remove it"},
-      {"security_opt", "security_opt could turn off the container's seccomp/AppArmor "
-                       "confinement; remove it"},
+      {"security_opt",
+       "security_opt could turn off the container's seccomp/AppArmor "
+       "confinement; remove it"},
       {"userns_mode", "userns_mode would change the container's user namespace; remove it"},
-      {"cgroup_parent", "cgroup_parent would move the container out of the limits CloudyKnight "
-                        "sets; remove it"},
-      {"volumes_from", "volumes_from would mount another container's volumes; remove it and share a named "
-                       "volume instead"},
+      {"cgroup_parent",
+       "cgroup_parent would move the container out of the limits CloudyKnight "
+       "sets; remove it"},
+      {"volumes_from",
+       "volumes_from would mount another container's volumes; remove it and share a named "
+       "volume instead"},
       {"sysctls", "sysctls would change kernel settings; remove it"},
       {"uts", "uts: host would share the host's hostname; remove it"},
       {"cgroup", "cgroup: host would share the host's cgroup namespace; remove it"},
       {"runtime", "runtime would pick another container runtime; remove it"},
       {"isolation", "isolation would change how the container is isolated; remove it"},
       {"device_cgroup_rules", "device_cgroup_rules would give access to host devices; remove it"},
-      {"oom_kill_disable", "oom_kill_disable would keep the host's OOM killer away from the "
-                           "container; remove it"},
-      {"oom_score_adj", "oom_score_adj would change how the host's OOM killer ranks the "
-                        "container; remove it"},
+      {"oom_kill_disable",
+       "oom_kill_disable would keep the host's OOM killer away from the "
+       "container; remove it"},
+      {"oom_score_adj",
+       "oom_score_adj would change how the host's OOM killer ranks the "
+       "container; remove it"},
       {"storage_opt", "storage_opt would change the host's storage driver options; remove it"},
       {"gpus", "gpus would give the container the host's GPUs; remove it"},
       {"external_links", "external_links would reach containers outside this project; remove it"},
@@ -54,13 +63,14 @@ std::string why_refused(const std::string& key) {
 
 bool is_docker_socket(const fs::path& p) {
   fs::path n = p.lexically_normal();
-  return n == "/var/run/docker.sock" || n == "/run/docker.sock" || n == "/var/run" ||
-         n == "/run" || n == "/var/run/docker" || n == "/run/docker";
+  return n == "/var/run/docker.sock" || n == "/run/docker.sock" || n == "/var/run" || n == "/run" ||
+         n == "/var/run/docker" || n == "/run/docker";
 }
 
 [[noreturn]] void socket_error(const Location& where) {
-  throw Error(where, "mounting the Docker socket would give the container control of every "
-                     "container on the host (root); remove this volume");
+  throw Error(where,
+              "mounting the Docker socket would give the container control of every "
+              "container on the host (root); remove this volume");
 }
 
 /// `source` as written (relative, the seeds' /workspaces/<name>/..., or absolute) → an
@@ -186,7 +196,8 @@ Route pick_route(const Project& project) {
   };
   std::vector<std::string> labelled;
   for (const auto& [name, s] : project.services) {
-    if (auto it = s.labels.find("cloudyknight.route"); it != s.labels.end() && is_true(it->second)) {
+    if (auto it = s.labels.find("cloudyknight.route");
+        it != s.labels.end() && is_true(it->second)) {
       labelled.push_back(name);
     }
   }
@@ -254,16 +265,11 @@ Project harden(Project project, const Policy& policy) {
       ++it;
     }
   }
-  if (!mapped.empty() && project.networks.count("default") == 0) {
-    Network def;
-    def.name = "default";
-    project.networks["default"] = def;
-  }
+  bool default_named = false;
   for (auto& [name, s] : project.services) {
     if (!s.refused.empty()) {
-      auto first = std::min_element(s.refused.begin(), s.refused.end(), [](auto& a, auto& b) {
-        return a.second.line < b.second.line;
-      });
+      auto first = std::min_element(s.refused.begin(), s.refused.end(),
+                                    [](auto& a, auto& b) { return a.second.line < b.second.line; });
       throw Error(first->second, why_refused(first->first));
     }
     for (const auto& [label, value] : s.labels) {
@@ -285,8 +291,9 @@ Project harden(Project project, const Policy& policy) {
       Location where{s.where.file, s.where.line, s.where.key + ".build"};
       const std::string& ctx = s.build->context;
       if (ctx.find("://") != std::string::npos || ctx.rfind("git@", 0) == 0) {
-        throw Error(where, "a remote build context cannot be fetched; build from a folder "
-                           "inside the workspace");
+        throw Error(where,
+                    "a remote build context cannot be fetched; build from a folder "
+                    "inside the workspace");
       }
       fs::path real = resolve_inside(ctx, policy, where, "the build context");
       if (!s.build->dockerfile.empty()) {
@@ -302,6 +309,12 @@ Project harden(Project project, const Policy& policy) {
         nets.push_back(to);
       }
     }
+    // Only the default left: say so the header's way (an empty list), not by a name the
+    // runner would have to special-case.
+    if (nets.size() == 1 && nets[0] == "default") {
+      nets.clear();
+    }
+    default_named = default_named || std::find(nets.begin(), nets.end(), "default") != nets.end();
     s.networks = std::move(nets);
     if (policy.memory != 0 && (s.memory == 0 || s.memory > policy.memory)) {
       s.memory = policy.memory;
@@ -324,6 +337,11 @@ Project harden(Project project, const Policy& policy) {
       }
       s.ports = std::move(kept);
     }
+  }
+  if (default_named && project.networks.count("default") == 0) {
+    Network def;
+    def.name = "default";  // Compose's name for the project's default network
+    project.networks["default"] = def;
   }
   return project;
 }

@@ -30,4 +30,16 @@ bool is_within(const std::filesystem::path& root, const std::filesystem::path& p
 /// Compose's service / volume / network name rule: [a-zA-Z0-9][a-zA-Z0-9_.-]*.
 bool valid_name(std::string_view name);
 
+inline constexpr std::size_t kMaxPorts = 10000;  // per service, ranges expanded
+
+// Value syntaxes (values.cc); each throws Error at `where` saying what is expected.
+bool to_int(std::string_view s, long min, long max, long& out);
+bool port_range(std::string_view s, long& lo, long& hi);  // "3000" or "3000-3005"
+bool known_protocol(const std::string& p);                // tcp, udp, sctp
+/// Appends the ports of a short-syntax spec to `out` (ranges expanded, at most 10000).
+void parse_port_spec(std::string spec, const Location& where, std::vector<Port>& out);
+std::chrono::milliseconds parse_duration(const std::string& s, const Location& where);
+std::uint64_t parse_memory(const std::string& s, const Location& where);
+double parse_cpus(const std::string& s, const Location& where);
+
 }  // namespace ck::compose::detail

@@ -58,8 +58,9 @@ std::string run(std::string_view text, const Vars& vars, const Location& where, 
       continue;
     }
     if (next != '{') {
-      throw Error(where, "invalid interpolation: '$' must be followed by a NAME, {NAME} or '$' "
-                         "(write $$ for a literal $)");
+      throw Error(where,
+                  "invalid interpolation: '$' must be followed by a NAME, {NAME} or '$' "
+                  "(write $$ for a literal $)");
     }
     // Find the matching '}', skipping nested ${...} and $$.
     std::size_t j = i + 2;

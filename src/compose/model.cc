@@ -38,8 +38,9 @@ std::optional<fs::path> inside_file(const fs::path& dir, const std::string& name
     return std::nullopt;
   }
   if (!detail::is_within(fs::weakly_canonical(dir, ec), fs::weakly_canonical(p, ec))) {
-    throw Error({name, 0, ""}, "the file is a link to outside the workspace folder; replace the "
-                               "link with the file itself");
+    throw Error({name, 0, ""},
+                "the file is a link to outside the workspace folder; replace the "
+                "link with the file itself");
   }
   return p;
 }
@@ -78,8 +79,8 @@ bool is_within(const fs::path& root, const fs::path& path) {
 std::string read_limited(const fs::path& path, const std::string& shown, std::size_t max_bytes,
                          const Location& where) {
   std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    throw Error(where, "'" + shown + "' is a folder, not a file");
+  if (!fs::is_regular_file(path, ec)) {  // a FIFO or device would block or never end
+    throw Error(where, "'" + shown + "' is not a regular file");
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -115,8 +116,8 @@ void finalize(Project& project, const std::vector<std::string>& profiles, const 
     for (const auto& d : s.depends_on) {
       if (project.services.count(d.service) == 0) {
         throw Error(d.where, "depends on '" + d.service +
-                                 "', which is not a service of this project (services: " +
-                                 names() + ")");
+                                 "', which is not a service of this project (services: " + names() +
+                                 ")");
       }
     }
     for (const auto& m : s.volumes) {
@@ -177,8 +178,8 @@ void finalize(Project& project, const std::vector<std::string>& profiles, const 
         for (const auto& p : off->second) {
           ps += (ps.empty() ? "" : ",") + p;
         }
-        throw Error(d.where, "depends on '" + d.service + "', which only runs with profile " +
-                                 ps + "; enable it (COMPOSE_PROFILES=" + ps +
+        throw Error(d.where, "depends on '" + d.service + "', which only runs with profile " + ps +
+                                 "; enable it (COMPOSE_PROFILES=" + ps +
                                  ") or mark the dependency required: false");
       }
     }
@@ -206,8 +207,10 @@ std::optional<std::string> find_file(const fs::path& dir) {
 Project load(const LoadOptions& options) {
   auto file = find_file(options.dir);
   if (!file) {
-    throw Error({"", 0, ""}, "no compose.yaml, compose.yml, docker-compose.yaml or "
-                             "docker-compose.yml in " + options.dir.string());
+    throw Error({"", 0, ""},
+                "no compose.yaml, compose.yml, docker-compose.yaml or "
+                "docker-compose.yml in " +
+                    options.dir.string());
   }
   Vars vars;
   if (auto env = inside_file(options.dir, ".env")) {
@@ -220,8 +223,7 @@ Project load(const LoadOptions& options) {
     vars[k] = v;
   }
   auto base_path = inside_file(options.dir, *file);
-  std::string text =
-      detail::read_limited(*base_path, *file, options.max_bytes, {*file, 0, ""});
+  std::string text = detail::read_limited(*base_path, *file, options.max_bytes, {*file, 0, ""});
   Project project = detail::parse_file(text, *file, vars, options.dir, options.max_bytes);
   std::size_t dot = file->rfind('.');
   std::string override_name = file->substr(0, dot) + ".override" + file->substr(dot);
@@ -328,8 +330,8 @@ void merge_service(Service& b, const Service& o) {
   if (o.healthcheck) {
     b.healthcheck = o.healthcheck;
   }
-  for (std::string Service::*field : {&Service::restart, &Service::working_dir, &Service::user,
-                                       &Service::network_mode}) {
+  for (std::string Service::*field :
+       {&Service::restart, &Service::working_dir, &Service::user, &Service::network_mode}) {
     if (!(o.*field).empty()) {
       b.*field = o.*field;
     }
@@ -368,8 +370,8 @@ Project merge(Project base, const Project& override) {
     }
   }
   for (const auto& [name, v] : override.volumes) {
-    auto labels = base.volumes.count(name) ? base.volumes[name].labels
-                                           : std::map<std::string, std::string>{};
+    auto labels =
+        base.volumes.count(name) ? base.volumes[name].labels : std::map<std::string, std::string>{};
     base.volumes[name] = v;
     for (const auto& [k, l] : labels) {
       base.volumes[name].labels.emplace(k, l);

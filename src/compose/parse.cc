@@ -17,8 +17,6 @@ namespace {
 using Kind = Node::Kind;
 
 constexpr std::size_t kMaxInterpolated = 16u << 20;
-constexpr int kMaxPortRange = 1000;
-constexpr std::size_t kMaxPorts = 10000;  // per service, ranges expanded
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
 
@@ -43,8 +41,9 @@ class Parser {
       if (key == "name") {
         project_.name = scalar(value, "name");
         if (!valid_project_name(project_.name)) {
-          fail(value, "name", "a project name is lowercase letters, digits, '-' and '_', "
-                              "starting with a letter or digit");
+          fail(value, "name",
+               "a project name is lowercase letters, digits, '-' and '_', "
+               "starting with a letter or digit");
         }
       } else if (key == "services") {
         if (value.kind != Kind::mapping && value.kind != Kind::null) {
@@ -60,8 +59,7 @@ class Parser {
     }
     if (const Node* services = root.find("services")) {
       for (std::size_t i = 0; i < services->entries.size(); ++i) {
-        service(services->entries[i].first, services->entries[i].second,
-                services->key_lines[i]);
+        service(services->entries[i].first, services->entries[i].second, services->key_lines[i]);
       }
     }
   }
@@ -123,31 +121,12 @@ class Parser {
     fail(n, key, "expected true or false, not '" + n.scalar + "'");
   }
 
-  static bool to_int(std::string_view s, long min, long max, long& out) {
-    if (s.empty() || s.size() > 18) {
-      return false;
-    }
-    bool neg = s[0] == '-';
-    std::string_view digits = neg || s[0] == '+' ? s.substr(1) : s;
-    if (digits.empty()) {
-      return false;
-    }
-    long v = 0;
-    for (char c : digits) {
-      if (c < '0' || c > '9') {
-        return false;
-      }
-      v = v * 10 + (c - '0');
-    }
-    out = neg ? -v : v;
-    return out >= min && out <= max;
-  }
-
   long integer(const Node& n, const std::string& key, long min, long max) const {
     long v = 0;
     if (!to_int(scalar(n, key), min, max, v)) {
-      fail(n, key, "expected a whole number from " + std::to_string(min) + " to " +
-                       std::to_string(max) + ", not '" + n.scalar + "'");
+      fail(n, key,
+           "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max) +
+               ", not '" + n.scalar + "'");
     }
     return v;
   }
@@ -330,8 +309,9 @@ class Parser {
   void service(const std::string& name, const Node& n, int line) {
     std::string base = "services." + name;
     if (!valid_name(name)) {
-      throw Error({file_, line, base}, "a service name must start with a letter or digit and "
-                                       "hold only letters, digits, '_', '.' and '-'");
+      throw Error({file_, line, base},
+                  "a service name must start with a letter or digit and "
+                  "hold only letters, digits, '_', '.' and '-'");
     }
     if (n.kind != Kind::mapping && n.kind != Kind::null) {
       fail(n, base, "expected a mapping (image, build, command, ...)");
@@ -449,12 +429,25 @@ class Parser {
   }
 
   static bool refused_key(const std::string& k) {
-    static const std::set<std::string> keys = {
-        "cap_add",      "pid",          "devices",        "security_opt",
-        "userns_mode",  "cgroup_parent", "volumes_from",  "sysctls",
-        "uts",          "cgroup",       "runtime",        "isolation",
-        "device_cgroup_rules", "oom_score_adj", "storage_opt", "gpus",
-        "external_links", "credential_spec", "ulimits"};
+    static const std::set<std::string> keys = {"cap_add",
+                                               "pid",
+                                               "devices",
+                                               "security_opt",
+                                               "userns_mode",
+                                               "cgroup_parent",
+                                               "volumes_from",
+                                               "sysctls",
+                                               "uts",
+                                               "cgroup",
+                                               "runtime",
+                                               "isolation",
+                                               "device_cgroup_rules",
+                                               "oom_score_adj",
+                                               "storage_opt",
+                                               "gpus",
+                                               "external_links",
+                                               "credential_spec",
+                                               "ulimits"};
     return keys.count(k) != 0;
   }
 
@@ -533,9 +526,8 @@ class Parser {
       }
       std::filesystem::path full = (dir_ / path).lexically_normal();
       std::error_code ec;
-      if (!is_within(dir_, full) ||
-          !is_within(std::filesystem::weakly_canonical(dir_, ec),
-                     std::filesystem::weakly_canonical(full, ec))) {
+      if (!is_within(dir_, full) || !is_within(std::filesystem::weakly_canonical(dir_, ec),
+                                               std::filesystem::weakly_canonical(full, ec))) {
         throw Error(where, "env_file '" + path +
                                "' is outside the workspace folder; keep it inside the folder");
       }
@@ -554,94 +546,8 @@ class Parser {
 
   // --- ports ---------------------------------------------------------------------------
 
-  static bool range(std::string_view s, long& lo, long& hi) {
-    std::size_t dash = s.find('-');
-    if (dash == std::string_view::npos) {
-      if (!to_int(s, 1, 65535, lo)) {
-        return false;
-      }
-      hi = lo;
-      return true;
-    }
-    return to_int(s.substr(0, dash), 1, 65535, lo) && to_int(s.substr(dash + 1), 1, 65535, hi) &&
-           lo <= hi && hi - lo < kMaxPortRange;
-  }
-
-  static bool protocol_ok(const std::string& p) {
-    return p == "tcp" || p == "udp" || p == "sctp";
-  }
-
   void port_spec(const Node& n, const std::string& key, std::vector<Port>& out) const {
-    static const char* kExpected =
-        "expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL], ports 1-65535, ranges as "
-        "3000-3001";
-    std::string spec = scalar(n, key);
-    std::string protocol = "tcp";
-    if (std::size_t slash = spec.rfind('/'); slash != std::string::npos) {
-      protocol = spec.substr(slash + 1);
-      spec.resize(slash);
-      if (!protocol_ok(protocol)) {
-        fail(n, key, "unknown protocol '" + protocol + "'; expected tcp, udp or sctp");
-      }
-    }
-    std::string host_ip;
-    if (!spec.empty() && spec[0] == '[') {  // [::1]:8080:80
-      std::size_t close = spec.find(']');
-      if (close == std::string::npos || close + 1 >= spec.size() || spec[close + 1] != ':') {
-        fail(n, key, kExpected);
-      }
-      host_ip = spec.substr(1, close - 1);
-      spec = spec.substr(close + 2);
-    }
-    std::vector<std::string> parts;
-    std::size_t start = 0;
-    while (true) {
-      std::size_t colon = spec.find(':', start);
-      parts.push_back(spec.substr(start, colon - start));
-      if (colon == std::string::npos) {
-        break;
-      }
-      start = colon + 1;
-    }
-    std::string host;
-    std::string container;
-    if (parts.size() == 1) {
-      container = parts[0];
-    } else if (parts.size() == 2) {
-      host = parts[0];
-      container = parts[1];
-    } else if (parts.size() == 3 && host_ip.empty()) {
-      host_ip = parts[0];
-      host = parts[1];
-      container = parts[2];
-    } else {
-      fail(n, key, kExpected);
-    }
-    if (!host_ip.empty() && host_ip.find_first_not_of("0123456789abcdefABCDEF.:") !=
-                                std::string::npos) {
-      fail(n, key, "'" + host_ip + "' is not an IP address");
-    }
-    long clo = 0;
-    long chi = 0;
-    long hlo = 0;
-    long hhi = 0;
-    if (!range(container, clo, chi) || (!host.empty() && !range(host, hlo, hhi))) {
-      fail(n, key, kExpected);
-    }
-    if (!host.empty() && hhi - hlo != chi - clo && chi != clo) {
-      fail(n, key, "the host and container port ranges differ in size");
-    }
-    if (out.size() + static_cast<std::size_t>(chi - clo) >= kMaxPorts) {
-      fail(n, key, "a service publishes at most 10000 ports");
-    }
-    for (long p = clo; p <= chi; ++p) {
-      Port port;
-      port.host_ip = host_ip;
-      port.container_port = static_cast<int>(p);
-      port.host_port = host.empty() ? 0 : static_cast<int>(hlo + (p - clo));
-      port.protocol = protocol;
-      out.push_back(port);
-    }
+    parse_port_spec(scalar(n, key), at(n, key), out);
   }
 
   void ports(const Node& n, const std::string& key, std::vector<Port>& out) {
@@ -667,7 +573,7 @@ class Parser {
           std::string p = scalar(v, kk);
           long lo = 0;
           long hi = 0;
-          if (!p.empty() && !range(p, lo, hi)) {
+          if (!p.empty() && !port_range(p, lo, hi)) {
             fail(v, kk, "expected a port 1-65535 or a range such as 8000-8010");
           }
           port.host_port = static_cast<int>(lo);
@@ -675,7 +581,7 @@ class Parser {
           port.host_ip = scalar(v, kk);
         } else if (k == "protocol") {
           port.protocol = scalar(v, kk);
-          if (!protocol_ok(port.protocol)) {
+          if (!known_protocol(port.protocol)) {
             fail(v, kk, "expected tcp, udp or sctp");
           }
         } else if (k == "mode" || k == "name" || k == "app_protocol") {
@@ -699,14 +605,14 @@ class Parser {
       std::string sub = key + "[" + std::to_string(i) + "]";
       std::string spec = scalar(n.items[i], sub);
       if (std::size_t slash = spec.find('/'); slash != std::string::npos) {
-        if (!protocol_ok(spec.substr(slash + 1))) {
+        if (!known_protocol(spec.substr(slash + 1))) {
           fail(n.items[i], sub, "expected PORT[/tcp|udp|sctp]");
         }
         spec.resize(slash);
       }
       long lo = 0;
       long hi = 0;
-      if (!range(spec, lo, hi)) {
+      if (!port_range(spec, lo, hi)) {
         fail(n.items[i], sub, "expected a port 1-65535 or a range such as 3000-3001");
       }
       if (out.size() + static_cast<std::size_t>(hi - lo) >= kMaxPorts) {
@@ -785,8 +691,10 @@ class Parser {
         fail(item, sub, "the target is an absolute path inside the container");
       }
       if (m.kind == Mount::Kind::volume && !m.source.empty() && !valid_name(m.source)) {
-        fail(item, sub, "'" + m.source + "' is neither a volume name nor a path "
-                        "(a bind mount starts with ./, / or ~)");
+        fail(item, sub,
+             "'" + m.source +
+                 "' is neither a volume name nor a path "
+                 "(a bind mount starts with ./, / or ~)");
       }
       out.push_back(std::move(m));
     }
@@ -883,8 +791,9 @@ class Parser {
           } else if (c == "service_completed_successfully") {
             d.condition = Dependency::Condition::completed_successfully;
           } else {
-            fail(val, kk, "expected service_started, service_healthy or "
-                          "service_completed_successfully");
+            fail(val, kk,
+                 "expected service_started, service_healthy or "
+                 "service_completed_successfully");
           }
         } else if (k == "required") {
           d.required = boolean(val, kk);
@@ -899,62 +808,7 @@ class Parser {
   }
 
   std::chrono::milliseconds duration(const Node& n, const std::string& key) const {
-    std::string s = scalar(n, key);
-    static const char* kExpected = "expected a duration such as 1m30s, 10s or 500ms";
-    if (s == "0") {
-      return std::chrono::milliseconds(0);
-    }
-    double total_ms = 0;
-    std::size_t i = 0;
-    if (s.empty()) {
-      fail(n, key, kExpected);
-    }
-    while (i < s.size()) {
-      std::size_t j = i;
-      while (j < s.size() && (std::isdigit(static_cast<unsigned char>(s[j])) != 0 || s[j] == '.')) {
-        ++j;
-      }
-      if (j == i || j - i > 15) {
-        fail(n, key, kExpected);
-      }
-      double value = 0;
-      std::size_t used = 0;
-      try {
-        value = std::stod(s.substr(i, j - i), &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != j - i) {
-        fail(n, key, kExpected);
-      }
-      std::size_t k = j;
-      while (k < s.size() && !(std::isdigit(static_cast<unsigned char>(s[k])) != 0 || s[k] == '.')) {
-        ++k;
-      }
-      std::string unit = s.substr(j, k - j);
-      double scale = 0;
-      if (unit == "h") {
-        scale = 3600e3;
-      } else if (unit == "m") {
-        scale = 60e3;
-      } else if (unit == "s") {
-        scale = 1e3;
-      } else if (unit == "ms") {
-        scale = 1;
-      } else if (unit == "us" || unit == "\xc2\xb5s") {
-        scale = 1e-3;
-      } else if (unit == "ns") {
-        scale = 1e-6;
-      } else {
-        fail(n, key, kExpected);
-      }
-      total_ms += value * scale;
-      i = k;
-    }
-    if (!(total_ms < 1e12)) {
-      fail(n, key, "the duration is too long");
-    }
-    return std::chrono::milliseconds(static_cast<std::int64_t>(total_ms));
+    return parse_duration(scalar(n, key), at(n, key));
   }
 
   Healthcheck healthcheck(const Node& n, const std::string& key) {
@@ -1000,63 +854,11 @@ class Parser {
   // --- limits --------------------------------------------------------------------------
 
   std::uint64_t memory(const Node& n, const std::string& key) const {
-    std::string s = scalar(n, key);
-    static const char* kExpected = "expected a size such as 512m, 1g or a number of bytes";
-    std::size_t i = 0;
-    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) != 0 || s[i] == '.')) {
-      ++i;
-    }
-    if (i == 0 || i > 20) {
-      fail(n, key, kExpected);
-    }
-    double value = 0;
-    std::size_t used = 0;
-    try {
-      value = std::stod(s.substr(0, i), &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != i) {
-      fail(n, key, kExpected);
-    }
-    std::string unit = s.substr(i);
-    if (!unit.empty() && unit[0] == ' ') {
-      unit.erase(0, 1);
-    }
-    std::transform(unit.begin(), unit.end(), unit.begin(),
-                   [](unsigned char c) { return std::tolower(c); });
-    double scale = 0;
-    if (unit.empty() || unit == "b") {
-      scale = 1;
-    } else {
-      static const std::string kUnits = "kmgtp";
-      std::size_t pos = kUnits.find(unit[0]);
-      std::string rest = unit.substr(1);
-      if (pos == std::string::npos || !(rest.empty() || rest == "b" || rest == "ib" || rest == "i")) {
-        fail(n, key, kExpected);
-      }
-      scale = std::pow(1024.0, static_cast<double>(pos + 1));
-    }
-    double bytes = value * scale;
-    if (!(bytes < 9.0e18)) {
-      fail(n, key, "the size is too large");
-    }
-    return static_cast<std::uint64_t>(bytes);
+    return parse_memory(scalar(n, key), at(n, key));
   }
 
   double cpus(const Node& n, const std::string& key) const {
-    std::string s = scalar(n, key);
-    double v = -1;
-    std::size_t used = 0;
-    try {
-      v = std::stod(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != s.size() || !(v >= 0 && v <= 4096)) {
-      fail(n, key, "expected a number of CPUs such as 0.5 or 2");
-    }
-    return v;
+    return parse_cpus(scalar(n, key), at(n, key));
   }
 
   void deploy(const Node& n, const std::string& key, Service& s) {

@@ -21,13 +21,12 @@ class Builder {
     int line = line_of(in.Mark());
     if (depth > limits_.max_depth) {
       throw Error({file_, line, ""}, "the document nests deeper than " +
-                                         std::to_string(limits_.max_depth) +
-                                         " levels; flatten it");
+                                         std::to_string(limits_.max_depth) + " levels; flatten it");
     }
     if (++nodes_ > limits_.max_nodes) {
-      throw Error({file_, line, ""},
-                  "the document expands to more than " + std::to_string(limits_.max_nodes) +
-                      " nodes (aliases included); it is refused as a YAML bomb");
+      throw Error({file_, line, ""}, "the document expands to more than " +
+                                         std::to_string(limits_.max_nodes) +
+                                         " nodes (aliases included); it is refused as a YAML bomb");
     }
     Node out;
     out.line = line;
@@ -49,8 +48,8 @@ class Builder {
       case YAML::NodeType::Sequence:
         out.kind = Node::Kind::sequence;
         if (in.size() > limits_.max_items) {
-          throw Error({file_, line, ""}, "a list holds more than " +
-                                             std::to_string(limits_.max_items) + " items");
+          throw Error({file_, line, ""},
+                      "a list holds more than " + std::to_string(limits_.max_items) + " items");
         }
         for (const auto& item : in) {
           out.items.push_back(convert(item, depth + 1));
@@ -59,8 +58,8 @@ class Builder {
       case YAML::NodeType::Map: {
         out.kind = Node::Kind::mapping;
         if (in.size() > limits_.max_items) {
-          throw Error({file_, line, ""}, "a mapping holds more than " +
-                                             std::to_string(limits_.max_items) + " keys");
+          throw Error({file_, line, ""},
+                      "a mapping holds more than " + std::to_string(limits_.max_items) + " keys");
         }
         std::vector<Node> merges;
         std::unordered_set<std::string> seen;
@@ -252,10 +251,18 @@ std::vector<std::pair<std::string, std::string>> parse_env_text(std::string_view
         if (quote == '"' && c == '\\' && i + 1 < rest.size()) {
           char n = rest[++i];
           switch (n) {
-            case 'n': value += '\n'; break;
-            case 't': value += '\t'; break;
-            case 'r': value += '\r'; break;
-            default: value += n; break;
+            case 'n':
+              value += '\n';
+              break;
+            case 't':
+              value += '\t';
+              break;
+            case 'r':
+              value += '\r';
+              break;
+            default:
+              value += n;
+              break;
           }
           continue;
         }

@@ -19,10 +19,10 @@ struct Entry;
 struct Node {
   enum class Kind { null, scalar, sequence, mapping };
   Kind kind = Kind::null;
-  std::string scalar;                              // Kind::scalar
-  std::vector<Node> items;                         // Kind::sequence
-  std::vector<Entry> entries;                      // Kind::mapping, in file order
-  std::vector<int> key_lines;                      // line of each entry's key
+  std::string scalar;          // Kind::scalar
+  std::vector<Node> items;     // Kind::sequence
+  std::vector<Entry> entries;  // Kind::mapping, in file order
+  std::vector<int> key_lines;  // line of each entry's key
   int line = 0;
 
   const Node* find(std::string_view key) const;
@@ -35,10 +35,10 @@ struct Entry {
 };
 
 struct TreeLimits {
-  std::size_t max_nodes = 200000;        // after alias expansion
+  std::size_t max_nodes = 200000;  // after alias expansion
   std::size_t max_scalar_bytes = 16u << 20;
   int max_depth = 64;
-  std::size_t max_items = 10000;         // per list or mapping
+  std::size_t max_items = 10000;  // per list or mapping
 };
 
 /// Parses `text` (one YAML document) into a Node tree. Throws Error on a syntax error or a

@@ -51,10 +51,8 @@ TEST_F(ComposeHarden, SeedExampleHardensAndRoutes) {
   EXPECT_EQ(app.volumes[0].source, real().string());
   EXPECT_EQ(app.volumes[0].target, "/workspace");
   EXPECT_TRUE(app.volumes[0].read_only);
-  EXPECT_EQ(app.networks, std::vector<std::string>{"default"});
-  EXPECT_EQ(p.networks.count("traefik-network"), 0u);
-  ASSERT_EQ(p.networks.count("default"), 1u);
-  EXPECT_FALSE(p.networks.at("default").external);
+  EXPECT_TRUE(app.networks.empty());  // the project's default network
+  EXPECT_TRUE(p.networks.empty());
   ASSERT_EQ(p.warnings.size(), 1u);
   EXPECT_NE(p.warnings[0].find("traefik-network"), std::string::npos);
   EXPECT_EQ(app.memory, 512ull << 20);
@@ -67,7 +65,7 @@ TEST_F(ComposeHarden, SeedExampleHardensAndRoutes) {
   // What `ws compose` prints for it is a valid compose file with the same service.
   Project again = parse_text(to_yaml(p));
   EXPECT_EQ(again.services.at("app").volumes.at(0).source, real().string());
-  EXPECT_EQ(again.services.at("app").networks, std::vector<std::string>{"default"});
+  EXPECT_TRUE(again.services.at("app").networks.empty());
 }
 
 TEST_F(ComposeHarden, SeedPrefixWithSubfolderIsRewrittenAndMadeReadOnly) {
@@ -106,8 +104,9 @@ volumes:
 }
 
 TEST_F(ComposeHarden, BindOutsideTheFolderIsRefused) {
-  std::string msg = refusal("services:\n  web:\n    image: x\n    volumes:\n      - ./src:/src\n"
-                            "      - /etc:/host-etc\n");
+  std::string msg = refusal(
+      "services:\n  web:\n    image: x\n    volumes:\n      - ./src:/src\n"
+      "      - /etc:/host-etc\n");
   EXPECT_NE(msg.find("docker-compose.yml:6: services.web.volumes[1]:"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'/etc'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("outside the workspace folder"), std::string::npos) << msg;
@@ -163,9 +162,8 @@ class ComposeHardenRefused : public ComposeHarden,
 
 TEST_P(ComposeHardenRefused, KeyIsRefusedWithItsReason) {
   const RefusedCase& c = GetParam();
-  Error e = caught([&] {
-    harden_text(std::string("services:\n  web:\n    image: x\n    ") + c.yaml + "\n");
-  });
+  Error e = caught(
+      [&] { harden_text(std::string("services:\n  web:\n    image: x\n    ") + c.yaml + "\n"); });
   EXPECT_EQ(e.where().file, "docker-compose.yml");
   EXPECT_EQ(e.where().line, 4);
   EXPECT_EQ(e.where().key, std::string("services.web.") + c.key);
@@ -231,6 +229,7 @@ services:
   a: {image: x, networks: [proxy, back]}
   b: {image: x, networks: [back]}
   c: {image: x}
+  d: {image: x, networks: [proxy]}
 networks:
   proxy: {external: true, name: traefik}
   back: {}
@@ -238,13 +237,14 @@ networks:
   EXPECT_EQ(p.services.at("a").networks, (std::vector<std::string>{"default", "back"}));
   EXPECT_EQ(p.services.at("b").networks, std::vector<std::string>{"back"});
   EXPECT_TRUE(p.services.at("c").networks.empty());
+  EXPECT_TRUE(p.services.at("d").networks.empty());  // only the default: the empty list
   EXPECT_EQ(p.networks.count("proxy"), 0u);
   EXPECT_FALSE(p.networks.at("default").external);
   for (const auto& [name, n] : p.networks) {
     EXPECT_FALSE(n.external) << name;
   }
   ASSERT_EQ(p.warnings.size(), 1u);
-  EXPECT_NE(p.warnings[0].find("docker-compose.yml:7: networks.proxy: external network 'traefik'"),
+  EXPECT_NE(p.warnings[0].find("docker-compose.yml:8: networks.proxy: external network 'traefik'"),
             std::string::npos)
       << p.warnings[0];
 }
@@ -374,13 +374,13 @@ services:
 
 TEST(ComposeRoute, AmbiguousOrMissingIsAnErrorNamingTheCandidates) {
   std::string two = error_of([] {
-    pick_route(parse_text("services:\n  web: {image: x, expose: [80]}\n  api: {image: x, ports: [\"3000\"]}\n"));
+    pick_route(parse_text(
+        "services:\n  web: {image: x, expose: [80]}\n  api: {image: x, ports: [\"3000\"]}\n"));
   });
   EXPECT_NE(two.find("(api, web)"), std::string::npos) << two;
   EXPECT_NE(two.find("cloudyknight.route=true"), std::string::npos);
-  std::string none = error_of([] {
-    pick_route(parse_text("services:\n  web: {image: x}\n  db: {image: x}\n"));
-  });
+  std::string none =
+      error_of([] { pick_route(parse_text("services:\n  web: {image: x}\n  db: {image: x}\n")); });
   EXPECT_NE(none.find("services: db, web"), std::string::npos) << none;
   std::string labels = error_of([] {
     pick_route(parse_text(
@@ -388,14 +388,95 @@ TEST(ComposeRoute, AmbiguousOrMissingIsAnErrorNamingTheCandidates) {
         "labels: {cloudyknight.route: \"true\"}}\n"));
   });
   EXPECT_NE(labels.find("(a, b)"), std::string::npos) << labels;
-  std::string many = error_of([] {
-    pick_route(parse_text("services:\n  a: {image: x, expose: [80, 443]}\n"));
-  });
+  std::string many =
+      error_of([] { pick_route(parse_text("services:\n  a: {image: x, expose: [80, 443]}\n")); });
   EXPECT_NE(many.find("listens on 80, 443"), std::string::npos) << many;
   std::string bad = error_of([] {
     pick_route(parse_text("services:\n  a: {image: x, labels: {cloudyknight.port: http}}\n"));
   });
   EXPECT_NE(bad.find("services.a.labels.cloudyknight.port"), std::string::npos) << bad;
+}
+
+}  // namespace
+}  // namespace ck::compose
+
+namespace ck::compose {
+namespace {
+
+// The issue's comparison cases, as the runner will see them after harden().
+TEST_F(ComposeHarden, NodeAppWithARedisBuiltFromADockerfile) {
+  dir_.write("redis/Dockerfile", "FROM debian:bookworm-slim\n");
+  Project p = harden_text(R"(
+services:
+  web:
+    build: .
+    ports: ["3000:3000"]
+    environment: {REDIS_URL: "redis://cache:6379"}
+    depends_on: [cache]
+  cache:
+    build: {context: ./redis, dockerfile: Dockerfile}
+)");
+  EXPECT_EQ(p.services.at("cache").build->context, "redis");
+  EXPECT_EQ(p.services.at("web").ports.at(0).host_port, 0);
+  EXPECT_EQ(start_order(p), (std::vector<std::string>{"cache", "web"}));
+  Route r = pick_route(p);
+  EXPECT_EQ(r.service, "web");
+  EXPECT_EQ(r.port, 3000);
+}
+
+TEST_F(ComposeHarden, PythonAppWithAWorkerAndASharedVolume) {
+  Project p = harden_text(R"(
+x-app: &app
+  image: python:3.11-slim
+  working_dir: /app
+  volumes: ["./:/app", "shared:/data"]
+services:
+  web:
+    <<: *app
+    command: python -m http.server 8000
+    labels: {cloudyknight.route: "true", cloudyknight.port: "8000"}
+  worker:
+    <<: *app
+    command: ["python", "worker.py"]
+volumes:
+  shared: {}
+)");
+  for (const char* name : {"web", "worker"}) {
+    const Service& s = p.services.at(name);
+    ASSERT_EQ(s.volumes.size(), 2u) << name;
+    EXPECT_EQ(s.volumes[0].source, real().string());
+    EXPECT_TRUE(s.volumes[0].read_only);
+    EXPECT_EQ(s.volumes[1].kind, Mount::Kind::volume);
+    EXPECT_EQ(s.volumes[1].source, "shared");
+    EXPECT_FALSE(s.volumes[1].read_only);
+  }
+  EXPECT_EQ(p.volumes.count("shared"), 1u);
+  Route r = pick_route(p);
+  EXPECT_EQ(r.service, "web");
+  EXPECT_EQ(r.port, 8000);
+}
+
+TEST_F(ComposeHarden, WebWaitsForTheOthersHealthcheck) {
+  Project p = harden_text(R"(
+services:
+  web:
+    image: nginx
+    expose: [80]
+    depends_on:
+      api: {condition: service_healthy}
+  api:
+    image: node:18-alpine
+    healthcheck:
+      test: ["CMD-SHELL", "wget -qO- http://localhost:4000/health || exit 1"]
+      interval: 2s
+      retries: 10
+)");
+  EXPECT_EQ(start_order(p), (std::vector<std::string>{"api", "web"}));
+  EXPECT_EQ(p.services.at("web").depends_on.at(0).condition, Dependency::Condition::healthy);
+  EXPECT_EQ(p.services.at("api").healthcheck->interval, std::chrono::milliseconds(2000));
+  Route r = pick_route(p);
+  EXPECT_EQ(r.service, "web");
+  EXPECT_EQ(r.port, 80);
 }
 
 }  // namespace

@@ -77,8 +77,8 @@ TEST(ComposeInterpolate, NestedDefaults) {
 }
 
 TEST(ComposeInterpolate, MalformedReferencesAreErrors) {
-  for (const char* bad : {"${", "${SET", "${}", "${1X}", "${SET!x}", "$", "a $ b", "$1",
-                          "${SET:x}"}) {
+  for (const char* bad :
+       {"${", "${SET", "${}", "${1X}", "${SET!x}", "$", "a $ b", "$1", "${SET:x}"}) {
     Error e = caught([&] { run(bad); });
     EXPECT_EQ(e.where().key, "services.web.image") << bad;
   }
@@ -92,8 +92,7 @@ TEST(ComposeInterpolate, BoundedNestingAndSize) {
   deep += "x" + std::string(40, '}');
   EXPECT_NE(testing::error_of([&] { run(deep); }).find("nest deeper"), std::string::npos);
   Vars big = {{"B", std::string(1 << 19, 'b')}};
-  EXPECT_NE(testing::error_of([&] { interpolate("${B}${B}${B}", big, kWhere); })
-                .find("1 MiB"),
+  EXPECT_NE(testing::error_of([&] { interpolate("${B}${B}${B}", big, kWhere); }).find("1 MiB"),
             std::string::npos);
 }
 

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "compose/model.h"
 #include "compose/tests/test_util.h"
@@ -84,7 +85,8 @@ TEST(ComposeLoad, OverrideFileIsMerged) {
   d.write("docker-compose.override.yml",
           "services:\n  web:\n    environment: [B=2]\n  debug:\n    image: dbg\n");
   Project p = load(opts(d.path()));
-  EXPECT_EQ(p.files, (std::vector<std::string>{"docker-compose.yml", "docker-compose.override.yml"}));
+  EXPECT_EQ(p.files,
+            (std::vector<std::string>{"docker-compose.yml", "docker-compose.override.yml"}));
   EXPECT_EQ(p.services.at("web").environment,
             (std::map<std::string, std::string>{{"A", "1"}, {"B", "2"}}));
   EXPECT_EQ(p.services.at("debug").image, "dbg");
@@ -116,8 +118,9 @@ services:
   Project p = load(opts(d.path()));
   EXPECT_EQ(p.services.at("one").environment,
             (std::map<std::string, std::string>{{"A", "from-file"}, {"B", "from-environment"}}));
-  EXPECT_EQ(p.services.at("two").environment,
-            (std::map<std::string, std::string>{{"A", "from-file"}, {"B", "from-file"}, {"C", "3"}}));
+  EXPECT_EQ(
+      p.services.at("two").environment,
+      (std::map<std::string, std::string>{{"A", "from-file"}, {"B", "from-file"}, {"C", "3"}}));
 }
 
 TEST(ComposeLoad, EnvFileMissingOrOutsideIsAnErrorNamingTheKey) {
@@ -140,8 +143,20 @@ TEST(ComposeLoad, EnvFileMissingOrOutsideIsAnErrorNamingTheKey) {
   EXPECT_NE(error_of([&] { load(opts(d.path())); }).find("outside the workspace folder"),
             std::string::npos);
   // parse() without a folder refuses env_file rather than reading from the current directory.
-  EXPECT_NE(error_of([] { parse("services:\n  a: {image: x, env_file: a.env}\n", "c.yml", {}); })
-                .find("env_file needs the workspace folder"),
+  EXPECT_NE(error_of([] {
+              parse("services:\n  a: {image: x, env_file: a.env}\n", "c.yml", {});
+            }).find("env_file needs the workspace folder"),
+            std::string::npos);
+}
+
+TEST(ComposeLoad, FifoOrFolderInsteadOfAFileIsRefused) {
+  TempDir d;
+  d.write("compose.yaml", "services:\n  a: {image: x, env_file: pipe.env}\n");
+  ASSERT_EQ(::mkfifo((d.path() / "pipe.env").c_str(), 0600), 0);
+  EXPECT_NE(error_of([&] { load(opts(d.path())); }).find("'pipe.env' is not a regular file"),
+            std::string::npos);
+  fs::create_directory(d.path() / ".env");
+  EXPECT_NE(error_of([&] { load(opts(d.path())); }).find("'.env' is not a regular file"),
             std::string::npos);
 }
 
@@ -197,9 +212,9 @@ services:
   EXPECT_EQ(p.services.count("debugger"), 1u);
   EXPECT_EQ(p.services.at("web").build->args.at("PORT"), "8000");
   EXPECT_EQ(p.services.at("web").expose, std::vector<int>{8000});
-  EXPECT_EQ(p.services.at("web").environment,
-            (std::map<std::string, std::string>{{"DATABASE_URL", "postgres://db/app"},
-                                                {"DEBUG", "1"}}));
+  EXPECT_EQ(
+      p.services.at("web").environment,
+      (std::map<std::string, std::string>{{"DATABASE_URL", "postgres://db/app"}, {"DEBUG", "1"}}));
   EXPECT_EQ(p.services.at("db").image, "postgres:16");
   EXPECT_EQ(start_order(p), (std::vector<std::string>{"db", "debugger", "web"}));
   options.profiles = {"tools"};
@@ -225,9 +240,12 @@ TEST(ComposeEnvText, QuotesExportCommentsAndMultiline) {
       "F=\n"
       "BARE\n",
       "app.env");
-  std::vector<std::pair<std::string, std::string>> want = {
-      {"A", "1"},       {"B", "two words"},        {"C", "single $X \\n"},
-      {"D", "line1\nline2"}, {"E", "x#not-a-comment"}, {"F", ""}};
+  std::vector<std::pair<std::string, std::string>> want = {{"A", "1"},
+                                                           {"B", "two words"},
+                                                           {"C", "single $X \\n"},
+                                                           {"D", "line1\nline2"},
+                                                           {"E", "x#not-a-comment"},
+                                                           {"F", ""}};
   EXPECT_EQ(env, want);
   Error e = caught([] { detail::parse_env_text("A=1\nB=\"open\n", "app.env"); });
   EXPECT_EQ(e.where().file, "app.env");

@@ -57,12 +57,12 @@ TEST(ComposeMerge, FollowsTheSpecRules) {
   EXPECT_EQ(m.name, "base");
   EXPECT_EQ(m.files, (std::vector<std::string>{"docker-compose.yml", "docker-compose.yml"}));
   const Service& web = m.services.at("web");
-  EXPECT_EQ(web.image, "web:2");                                                // replaced
-  EXPECT_EQ(*web.command, (std::vector<std::string>{"node", "dev.js"}));        // replaced
-  EXPECT_EQ(web.environment, (std::map<std::string, std::string>{
-                                 {"A", "1"}, {"B", "two"}, {"C", "3"}}));       // by key
-  EXPECT_EQ(web.labels, (std::map<std::string, std::string>{
-                            {"keep", "k"}, {"over", "override"}}));              // by key
+  EXPECT_EQ(web.image, "web:2");                                          // replaced
+  EXPECT_EQ(*web.command, (std::vector<std::string>{"node", "dev.js"}));  // replaced
+  EXPECT_EQ(web.environment,
+            (std::map<std::string, std::string>{{"A", "1"}, {"B", "two"}, {"C", "3"}}));  // by key
+  EXPECT_EQ(web.labels,
+            (std::map<std::string, std::string>{{"keep", "k"}, {"over", "override"}}));  // by key
   ASSERT_EQ(web.ports.size(), 3u);  // appended, the exact duplicate once
   EXPECT_EQ(web.ports[2].container_port, 9229);
   EXPECT_EQ(web.expose, (std::vector<int>{3000, 3001}));
@@ -94,7 +94,8 @@ services:
     build: {dockerfile: Dockerfile.dev, args: {Y: "y"}}
     healthcheck: {test: ["CMD", "check"]}
     profiles: [dev]
-)", {{"COMPOSE_PROFILES", "dev"}});
+)",
+                            {{"COMPOSE_PROFILES", "dev"}});
   Project m = merge(base, over);
   const Service& a = m.services.at("a");
   EXPECT_EQ(a.build->context, "./a");

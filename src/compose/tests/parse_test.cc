@@ -36,11 +36,10 @@ TEST(ComposeParse, SeedExample) {
   EXPECT_TRUE(app.volumes[0].read_only);
   EXPECT_EQ(app.volumes[0].where.line, 8);
   EXPECT_EQ(app.volumes[0].where.key, "services.app.volumes[0]");
-  EXPECT_EQ(app.environment, (std::map<std::string, std::string>{{"NODE_ENV", "development"},
-                                                                 {"PORT", "3000"}}));
+  EXPECT_EQ(app.environment,
+            (std::map<std::string, std::string>{{"NODE_ENV", "development"}, {"PORT", "3000"}}));
   EXPECT_EQ(app.labels.size(), 3u);
-  EXPECT_EQ(app.labels.at("traefik.http.routers.express-app.rule"),
-            "PathPrefix(`/express-app`)");
+  EXPECT_EQ(app.labels.at("traefik.http.routers.express-app.rule"), "PathPrefix(`/express-app`)");
   EXPECT_EQ(app.networks, std::vector<std::string>{"traefik-network"});
   ASSERT_EQ(p.networks.count("traefik-network"), 1u);
   EXPECT_TRUE(p.networks.at("traefik-network").external);
@@ -68,7 +67,8 @@ services:
       args:
         N: 3
         FLAG: true
-)", {{"FROM_VARS", "v"}});
+)",
+                         {{"FROM_VARS", "v"}});
   EXPECT_EQ(p.services.at("a").build->context, "./app");
   const Build& b = *p.services.at("b").build;
   EXPECT_EQ(b.context, "./b");
@@ -119,7 +119,8 @@ services:
       RATIO: 0.5
       NOTHING:
       FROM_VARS:
-)", {{"FROM_VARS", "v"}});
+)",
+                         {{"FROM_VARS", "v"}});
   EXPECT_EQ(p.services.at("a").environment,
             (std::map<std::string, std::string>{
                 {"A", "1"}, {"B", "x=y"}, {"FROM_VARS", "v"}, {"EMPTY", ""}}));
@@ -211,14 +212,15 @@ services:
 TEST(ComposeParse, BadPortsAreErrorsNamingTheEntry) {
   for (const char* bad : {"\"70000\"", "abc", "\"1:2:3:4\"", "\"80/xyz\"", "\"0\"",
                           "\"3000-3002:4000-4001\"", "\"1-5000\"", "[1]"}) {
-    std::string text = std::string("services:\n  a:\n    image: x\n    ports:\n      - ") + bad +
-                       "\n";
+    std::string text =
+        std::string("services:\n  a:\n    image: x\n    ports:\n      - ") + bad + "\n";
     Error e = caught([&] { parse_text(text); });
     EXPECT_EQ(e.where().file, "docker-compose.yml") << bad;
     EXPECT_EQ(e.where().line, 5) << bad;
     EXPECT_EQ(e.where().key, "services.a.ports[0]") << bad;
   }
-  Error e = caught([] { parse_text("services:\n  a:\n    image: x\n    ports:\n      - {published: 80}\n"); });
+  Error e = caught(
+      [] { parse_text("services:\n  a:\n    image: x\n    ports:\n      - {published: 80}\n"); });
   EXPECT_NE(e.message().find("target"), std::string::npos);
 }
 
@@ -230,8 +232,9 @@ services:
     expose: ["3000", 3001, "3002/tcp", "4000-4001"]
 )");
   EXPECT_EQ(p.services.at("a").expose, (std::vector<int>{3000, 3001, 3002, 4000, 4001}));
-  EXPECT_NE(error_of([] { parse_text("services:\n  a:\n    image: x\n    expose: [http]\n"); })
-                .find("docker-compose.yml:4: services.a.expose[0]"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a:\n    image: x\n    expose: [http]\n");
+            }).find("docker-compose.yml:4: services.a.expose[0]"),
             std::string::npos);
 }
 
@@ -304,19 +307,24 @@ volumes:
 }
 
 TEST(ComposeParse, VolumeErrors) {
-  EXPECT_NE(error_of([] { parse_text("services:\n  a:\n    image: x\n    volumes: [\"./x:rel\"]\n"); })
-                .find("services.a.volumes[0]: the target is an absolute path"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { parse_text("services:\n  a:\n    image: x\n    volumes: [\"./x:/y:bogus\"]\n"); })
-                .find("unknown volume mode"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { parse_text("services:\n  a:\n    image: x\n    volumes: [\"data:/y\"]\n"); })
-                .find("volume 'data' is not declared"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a:\n    image: x\n    volumes: [\"./x:rel\"]\n");
+            }).find("services.a.volumes[0]: the target is an absolute path"),
             std::string::npos);
   EXPECT_NE(error_of([] {
-              parse_text("services:\n  a:\n    image: x\n    volumes:\n      - {type: npipe, target: /x}\n");
-            }).find("expected volume, bind or tmpfs"),
+              parse_text("services:\n  a:\n    image: x\n    volumes: [\"./x:/y:bogus\"]\n");
+            }).find("unknown volume mode"),
             std::string::npos);
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a:\n    image: x\n    volumes: [\"data:/y\"]\n");
+            }).find("volume 'data' is not declared"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of([] {
+        parse_text(
+            "services:\n  a:\n    image: x\n    volumes:\n      - {type: npipe, target: /x}\n");
+      }).find("expected volume, bind or tmpfs"),
+      std::string::npos);
 }
 
 TEST(ComposeParse, NetworksListAndMap) {
@@ -346,8 +354,9 @@ networks:
   EXPECT_FALSE(p.networks.at("back").external);
   // aliases and the custom name are warned about, not applied.
   EXPECT_EQ(p.warnings.size(), 2u);
-  EXPECT_NE(error_of([] { parse_text("services:\n  a:\n    image: x\n    networks: [nope]\n"); })
-                .find("network 'nope' is not declared"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a:\n    image: x\n    networks: [nope]\n");
+            }).find("network 'nope' is not declared"),
             std::string::npos);
 }
 
@@ -385,14 +394,17 @@ services:
 
 TEST(ComposeParse, DependsOnErrors) {
   Error e = caught([] {
-    parse_text("services:\n  web:\n    image: x\n    depends_on:\n      - dbb\n  db:\n    image: x\n");
+    parse_text(
+        "services:\n  web:\n    image: x\n    depends_on:\n      - dbb\n  db:\n    image: x\n");
   });
   EXPECT_EQ(e.where().line, 5);
   EXPECT_EQ(e.where().key, "services.web.depends_on[0]");
   EXPECT_NE(e.message().find("'dbb'"), std::string::npos);
   EXPECT_NE(e.message().find("services: db, web"), std::string::npos);
   EXPECT_NE(error_of([] {
-              parse_text("services:\n  web:\n    image: x\n    depends_on:\n      db: {condition: ready}\n  db: {image: x}\n");
+              parse_text(
+                  "services:\n  web:\n    image: x\n    depends_on:\n      db: {condition: "
+                  "ready}\n  db: {image: x}\n");
             }).find("expected service_started, service_healthy"),
             std::string::npos);
 }
@@ -448,10 +460,11 @@ TEST(ComposeParse, BadDurationAndTestAreErrors) {
     EXPECT_EQ(e.where().key, "services.a.healthcheck.interval") << bad;
     EXPECT_NE(e.message().find("1m30s"), std::string::npos) << bad;
   }
-  EXPECT_NE(error_of([] {
-              parse_text("services:\n  a:\n    image: x\n    healthcheck:\n      test: [curl, x]\n");
-            }).find("starts with CMD, CMD-SHELL or NONE"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] {
+        parse_text("services:\n  a:\n    image: x\n    healthcheck:\n      test: [curl, x]\n");
+      }).find("starts with CMD, CMD-SHELL or NONE"),
+      std::string::npos);
 }
 
 TEST(ComposeParse, RestartWorkingDirUser) {
@@ -465,11 +478,13 @@ services:
   EXPECT_EQ(p.services.at("a").user, "1000:1000");
   EXPECT_EQ(p.services.at("b").restart, "unless-stopped");
   EXPECT_EQ(p.services.at("b").user, "1000");
-  EXPECT_NE(error_of([] { parse_text("services:\n  a: {image: x, restart: sometimes}\n"); })
-                .find("expected no, always, on-failure[:N] or unless-stopped"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a: {image: x, restart: sometimes}\n");
+            }).find("expected no, always, on-failure[:N] or unless-stopped"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_text("services:\n  a: {image: x, working_dir: rel}\n"); })
-                .find("absolute path"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a: {image: x, working_dir: rel}\n");
+            }).find("absolute path"),
             std::string::npos);
 }
 
@@ -503,8 +518,9 @@ services:
               std::string::npos)
         << bad;
   }
-  EXPECT_NE(error_of([] { parse_text("services:\n  a: {image: x, cpus: many}\n"); })
-                .find("expected a number of CPUs"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a: {image: x, cpus: many}\n");
+            }).find("expected a number of CPUs"),
             std::string::npos);
 }
 
@@ -570,9 +586,9 @@ services:
     network_mode: none
 )");
   const auto& r = p.services.at("a").refused;
-  for (const char* k : {"privileged", "cap_add", "pid", "ipc", "network_mode", "devices",
-                        "security_opt", "userns_mode", "cgroup_parent", "volumes_from",
-                        "sysctls"}) {
+  for (const char* k :
+       {"privileged", "cap_add", "pid", "ipc", "network_mode", "devices", "security_opt",
+        "userns_mode", "cgroup_parent", "volumes_from", "sysctls"}) {
     ASSERT_EQ(r.count(k), 1u) << k;
     EXPECT_EQ(r.at(k).key, std::string("services.a.") + k);
     EXPECT_EQ(r.at(k).file, "docker-compose.yml");
@@ -601,7 +617,8 @@ secrets:
   s: {file: ./s}
 )");
   ASSERT_EQ(p.warnings.size(), 4u);
-  EXPECT_EQ(p.warnings[0], "docker-compose.yml:13: secrets: not supported by CloudyKnight; ignored");
+  EXPECT_EQ(p.warnings[0],
+            "docker-compose.yml:13: secrets: not supported by CloudyKnight; ignored");
   EXPECT_EQ(p.warnings[1],
             "docker-compose.yml:7: services.a.container_name: not supported by CloudyKnight; "
             "ignored");
@@ -631,8 +648,9 @@ networks:
   EXPECT_EQ(p.volumes.at("renamed").external_name, "real");
   EXPECT_EQ(p.volumes.at("old").where.line, 8);
   EXPECT_FALSE(p.networks.at("net").external);
-  EXPECT_NE(error_of([] { parse_text("name: Bad Name\nservices:\n  a: {image: x}\n"); })
-                .find("docker-compose.yml:1: name:"),
+  EXPECT_NE(error_of([] {
+              parse_text("name: Bad Name\nservices:\n  a: {image: x}\n");
+            }).find("docker-compose.yml:1: name:"),
             std::string::npos);
 }
 
@@ -646,19 +664,23 @@ TEST(ComposeParse, InvalidFilesNameFileLineAndKey) {
   EXPECT_EQ(type.where().line, 3);
   EXPECT_EQ(type.where().key, "services.a.image");
   EXPECT_EQ(type.message(), "expected a string");
-  EXPECT_NE(error_of([] { parse_text("services:\n  a:\n    environment: {A: 1}\n"); })
-                .find("needs an image or a build"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a:\n    environment: {A: 1}\n");
+            }).find("needs an image or a build"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_text("services:\n  -bad: {image: x}\n"); })
-                .find("docker-compose.yml:2: services.-bad: a service name must start"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  -bad: {image: x}\n");
+            }).find("docker-compose.yml:2: services.-bad: a service name must start"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_text("services:\n  a: {image: x}\n  a: {image: y}\n"); })
-                .find("duplicate key"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a: {image: x}\n  a: {image: y}\n");
+            }).find("duplicate key"),
             std::string::npos);
   EXPECT_NE(error_of([] { parse_text("services: {}\n"); }).find("defines no services"),
             std::string::npos);
-  EXPECT_NE(error_of([] { parse_text("services:\n  a: {image: x, ports: \"80\"}\n"); })
-                .find("services.a.ports: expected a list of ports"),
+  EXPECT_NE(error_of([] {
+              parse_text("services:\n  a: {image: x, ports: \"80\"}\n");
+            }).find("services.a.ports: expected a list of ports"),
             std::string::npos);
 }
 
@@ -668,7 +690,8 @@ TEST(ComposeParse, TwoMegabyteFileIsRefused) {
 }
 
 TEST(ComposeParse, BillionLaughsIsRefused) {
-  std::string text = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
+  std::string text =
+      "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n";
   std::string prev = "a";
   for (char c = 'b'; c <= 'j'; ++c) {
     text += std::string(1, c) + ": &" + c + " [";
@@ -701,8 +724,9 @@ TEST(ComposeParse, DeepNestingIsRefused) {
   EXPECT_NE(error_of([&] { parse_text("x-deep: " + deep + "\nservices: {a: {image: x}}\n"); }),
             "(no error)");
   std::string mid = std::string(100, '[') + std::string(100, ']');
-  EXPECT_NE(error_of([&] { parse_text("x-deep: " + mid + "\nservices: {a: {image: x}}\n"); })
-                .find("nests deeper than 64"),
+  EXPECT_NE(error_of([&] {
+              parse_text("x-deep: " + mid + "\nservices: {a: {image: x}}\n");
+            }).find("nests deeper than 64"),
             std::string::npos);
 }
 
@@ -724,8 +748,9 @@ TEST(ComposeParse, InvalidUtf8AndControlCharactersAreRefused) {
   Error bad = caught([] { parse_text("services:\n  a:\n    image: \"x\xff\"\n"); });
   EXPECT_EQ(bad.where().line, 3);
   EXPECT_NE(bad.message().find("not valid UTF-8"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_text(std::string("services:\n  a: {image: x\0}\n", 26)); })
-                .find("control character"),
+  EXPECT_NE(error_of([] {
+              parse_text(std::string("services:\n  a: {image: x\0}\n", 26));
+            }).find("control character"),
             std::string::npos);
   EXPECT_EQ(parse_text("services:\n  a: {image: \"caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x90\xb3\"}\n")
                 .services.at("a")
@@ -765,7 +790,8 @@ services:
       ${KEY}: $VALUE
     labels:
       cost: "$$5"
-)", {{"PORT", "3000"}, {"VALUE", "v"}});
+)",
+                         {{"PORT", "3000"}, {"VALUE", "v"}});
   const Service& s = p.services.at("web");
   EXPECT_EQ(s.image, "node:18");
   EXPECT_EQ(s.ports.at(0).host_port, 3000);
@@ -797,8 +823,7 @@ services:
   cache: {image: x}
   zeta: {image: x}
 )");
-  EXPECT_EQ(start_order(p),
-            (std::vector<std::string>{"cache", "db", "api", "web", "zeta"}));
+  EXPECT_EQ(start_order(p), (std::vector<std::string>{"cache", "db", "api", "web", "zeta"}));
 }
 
 TEST(ComposeStartOrder, CycleIsNamed) {
@@ -812,9 +837,9 @@ services:
 )");
   });
   EXPECT_NE(e.message().find("a -> b -> c -> a"), std::string::npos) << e.what();
-  EXPECT_NE(error_of([] { parse_text("services:\n  a: {image: x, depends_on: [a]}\n"); })
-                .find("a -> a"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { parse_text("services:\n  a: {image: x, depends_on: [a]}\n"); }).find("a -> a"),
+      std::string::npos);
 }
 
 TEST(ComposeToYaml, RoundTripsServices) {
@@ -850,7 +875,8 @@ volumes:
   ext: {external: true, name: real}
 networks:
   back: {}
-)", {{"COMPOSE_PROFILES", "x"}});
+)",
+                         {{"COMPOSE_PROFILES", "x"}});
   std::string text = to_yaml(p);
   Project q = parse_text(text, {{"COMPOSE_PROFILES", "x"}});
   EXPECT_EQ(q.name, p.name);
