@@ -571,11 +571,6 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   }
   // ?service=NAME: a compose workspace's service only (its lines are "NAME | ..." in the log).
   const std::string service = logs ? query_param(req.query, "service") : std::string();
-  if (logs && !service.empty() && query_param(req.query, "follow") == "1") {
-    return error_of(Errc::invalid_argument,
-                    "?service= works without follow=1 only in this version: follow the whole "
-                    "log, whose lines start with the service's name");
-  }
   if (logs && query_param(req.query, "follow") == "1") return follow_log(req, *w);
   if (logs) {
     auto tail = parse_tail(query_param(req.query, "tail"), kDefaultTail, kMaxTail);

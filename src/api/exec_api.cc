@@ -282,17 +282,45 @@ http::Response ControlApi::follow_log(const http::Request& req, const WorkspaceV
   auto follow = std::make_shared<LogFollow>();
   follow->path = services_.log_path(w.name);
   follow->open(-1);  // what comes after the tail below
-  std::string head;
-  for (const auto& line : tail_lines(follow->path, static_cast<std::size_t>(tail.value()), 8u << 20)) {
-    head += line + "\n";
+  // ?service=NAME: a compose workspace's service only, its "NAME | " prefix removed.
+  const std::string service = http::query_param(req.query, "service").value_or("");
+  const std::string prefix = service.empty() ? "" : service + " | ";
+  std::vector<std::string> lines;
+  if (service.empty()) {
+    lines = tail_lines(follow->path, static_cast<std::size_t>(tail.value()), 8u << 20);
+  } else {
+    for (auto& line : tail_lines(follow->path, std::size_t{1} << 20, 8u << 20)) {
+      if (line.starts_with(prefix)) lines.push_back(line.substr(prefix.size()));
+    }
+    if (lines.size() > static_cast<std::size_t>(tail.value())) {
+      lines.erase(lines.begin(), lines.end() - tail.value());
+    }
   }
+  std::string head;
+  for (const auto& line : lines) head += line + "\n";
   auto st = std::make_shared<http::ResponseStream>();
   st->begin(200, "text/plain; charset=utf-8");
   st->write(head);
-  poller_->add([st, follow] {
+  auto partial = std::make_shared<std::string>();  // a line not yet ended (filtered only)
+  poller_->add([st, follow, prefix, partial] {
     if (st->cancelled()) return false;
     std::string more = follow->read_new();
-    return more.empty() || st->write(more);
+    if (more.empty()) return true;
+    if (prefix.empty()) return st->write(more);
+    partial->append(more);
+    std::string out;
+    std::size_t start = 0, nl;
+    while ((nl = partial->find('\n', start)) != std::string::npos) {
+      std::string_view line(partial->data() + start, nl - start);
+      if (line.starts_with(prefix)) {
+        out.append(line.substr(prefix.size()));
+        out.push_back('\n');
+      }
+      start = nl + 1;
+    }
+    partial->erase(0, start);
+    if (partial->size() > kMaxFollowRead) partial->clear();  // no line is that long: drop it
+    return out.empty() || st->write(out);
   });
   http::Response res;
   res.stream = st;

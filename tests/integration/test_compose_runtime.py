@@ -313,6 +313,18 @@ class TestComposeWorkspaces(DockerCase):
         self.assertEqual(status, 200, doc)
         self.assertIn("api listening on 5000", doc["lines"])
         self.assertNotIn("web listening on 8000", doc["lines"])
+        # Followed, one service's lines only (the stream never ends: read what came first).
+        conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=10)
+        try:
+            conn.request("GET", f"/monitor/api/v1/workspaces/{self.pair}/logs?follow=1&service=api")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            head = r.read1(65536).decode()
+        finally:
+            conn.close()
+        self.assertIn("api listening on 5000\n", head)
+        self.assertNotIn("web", head)
+        self.assertNotIn("api | ", head)
 
     # -- (c) refused keys -------------------------------------------------------------------
     def test_3_refused_keys_fail_the_workspace_naming_the_key(self):
