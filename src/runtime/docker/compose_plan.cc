@@ -43,6 +43,12 @@ json restart_body(const std::string& restart) {
   return {{"Name", "no"}};
 }
 
+// Labels the runtime decides by (whose a container or volume is, its spec, what a sweep may
+// remove): never taken from the file.
+bool reserved_label(const std::string& key) {
+  return key.starts_with("cloudyknight.") || key.starts_with("com.docker.compose.");
+}
+
 std::string volume_name(const compose::Project& project, const std::string& workspace,
                         const std::string& local) {
   auto it = project.volumes.find(local);
@@ -55,7 +61,9 @@ std::string volume_name(const compose::Project& project, const std::string& work
 json volume_labels(const std::string& workspace, const std::string& instance,
                    const std::string& local, const std::map<std::string, std::string>& own) {
   json labels = json::object();
-  for (const auto& [k, v] : own) labels[k] = v;
+  for (const auto& [k, v] : own) {
+    if (!reserved_label(k)) labels[k] = v;
+  }
   labels["cloudyknight.managed"] = "true";
   labels["cloudyknight.workspace"] = workspace;
   labels["cloudyknight.instance"] = instance;
@@ -93,7 +101,9 @@ ComposeContainer plan_service(const compose::Project& project, const compose::Se
   for (const auto& [k, v] : env) env_list.push_back(k + "=" + v);
 
   json labels = json::object();
-  for (const auto& [k, v] : s.labels) labels[k] = v;
+  for (const auto& [k, v] : s.labels) {
+    if (!reserved_label(k) || k == "cloudyknight.route" || k == "cloudyknight.port") labels[k] = v;
+  }
   labels["cloudyknight.managed"] = "true";
   labels["cloudyknight.workspace"] = workspace;
   labels["cloudyknight.service"] = s.name;

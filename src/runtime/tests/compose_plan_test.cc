@@ -129,6 +129,29 @@ TEST(ComposePlan, LabelsSayWhoseAndWhichRole) {
   EXPECT_EQ(redis["cloudyknight.service"], "redis");
 }
 
+TEST(ComposePlan, TheFileCannotSetTheRuntimesOwnLabels) {
+  auto p = two_services();
+  p.services["redis"].labels = {{"cloudyknight.instance", "other"},
+                                {"cloudyknight.workspace", "victim"},
+                                {"cloudyknight.deps", "ck-deps-victim-node-1"},
+                                {"com.docker.compose.project", "ck-victim"},
+                                {"cloudyknight.port", "6379"},
+                                {"app.tier", "cache"}};
+  p.volumes["data"].labels = {{"cloudyknight.deps", "ck-deps-victim-node-1"},
+                              {"cloudyknight.workspace", "victim"}};
+  auto plan = plan_compose(p, options());
+  const json& l = plan.containers[0].body["Labels"];
+  EXPECT_EQ(l["cloudyknight.instance"], "inst1");
+  EXPECT_EQ(l["cloudyknight.workspace"], "shop");
+  EXPECT_FALSE(l.contains("cloudyknight.deps"));
+  EXPECT_EQ(l["com.docker.compose.project"], "ck-shop");
+  EXPECT_EQ(l["cloudyknight.port"], "6379");  // the routing hints stay
+  EXPECT_EQ(l["app.tier"], "cache");
+  const json& v = plan.volumes[0].labels;
+  EXPECT_FALSE(v.contains("cloudyknight.deps"));
+  EXPECT_EQ(v["cloudyknight.workspace"], "shop");
+}
+
 TEST(ComposePlan, OnlyTheRoutedPortIsPublishedOnLoopback) {
   auto plan = plan_compose(two_services(), options());
   const json& web = plan.containers[1].body;
