@@ -13,7 +13,9 @@ namespace {
 
 using json = nlohmann::json;
 
-std::int64_t nanos(std::chrono::milliseconds d) { return static_cast<std::int64_t>(d.count()) * 1'000'000; }
+std::int64_t nanos(std::chrono::milliseconds d) {
+  return static_cast<std::int64_t>(d.count()) * 1'000'000;
+}
 
 json healthcheck_body(const compose::Healthcheck& h) {
   if (h.disable) return {{"Test", json::array({"NONE"})}};
@@ -121,8 +123,8 @@ ComposeContainer plan_service(const compose::Project& project, const compose::Se
     switch (m.kind) {
       case compose::Mount::Kind::bind:
         // harden() left only binds inside the workspace folder, all read-only.
-        mounts.push_back({{"Type", "bind"}, {"Source", m.source}, {"Target", m.target},
-                          {"ReadOnly", true}});
+        mounts.push_back(
+            {{"Type", "bind"}, {"Source", m.source}, {"Target", m.target}, {"ReadOnly", true}});
         break;
       case compose::Mount::Kind::volume: {
         json mount = {{"Type", "volume"}, {"Target", m.target}, {"ReadOnly", m.read_only}};
@@ -155,8 +157,8 @@ ComposeContainer plan_service(const compose::Project& project, const compose::Se
       {"PidsLimit", s.pids},
       {"CapDrop", json::array({"ALL"})},
       // Images such as postgres or redis start as root and drop privileges themselves.
-      {"CapAdd", json::array({"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER",
-                              "NET_BIND_SERVICE"})},
+      {"CapAdd",
+       json::array({"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "NET_BIND_SERVICE"})},
       {"SecurityOpt", json::array({"no-new-privileges:true"})},
       {"Init", true},
       {"RestartPolicy", restart_body(s.restart)},
@@ -234,9 +236,10 @@ ComposePlan plan_compose(const compose::Project& project, const ComposePlanOptio
       if (v != project.volumes.end() && v->second.external) continue;  // not ours to create
       if (!volumes.insert(m.source).second) continue;
       static const std::map<std::string, std::string> kNone;
-      plan.volumes.push_back({volume_name(project, o.workspace, m.source),
-                              volume_labels(o.workspace, o.instance, m.source,
-                                            v != project.volumes.end() ? v->second.labels : kNone)});
+      plan.volumes.push_back(
+          {volume_name(project, o.workspace, m.source),
+           volume_labels(o.workspace, o.instance, m.source,
+                         v != project.volumes.end() ? v->second.labels : kNone)});
     }
     plan.containers.push_back(plan_service(project, s, o, o.workspace, plan.network));
   }

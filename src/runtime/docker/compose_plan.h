@@ -11,10 +11,9 @@
 // runtime.ports (others too with runtime.compose_host_ports, still on 127.0.0.1 only).
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "compose/model.h"
 

@@ -58,18 +58,19 @@ std::string last_health_output(const json& state) {
   const json& log = state["Health"]["Log"];
   if (!log.is_array() || log.empty() || !log.back().is_object()) return "";
   std::string out = log.back().value("Output", "");
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' ')) out.pop_back();
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r' || out.back() == ' '))
+    out.pop_back();
   std::replace(out.begin(), out.end(), '\n', ' ');
   if (out.size() > 300) out = out.substr(0, 300) + "...";
-  return fmt::format("exit code {}{}{}", log.back().value("ExitCode", -1), out.empty() ? "" : ": ", out);
+  return fmt::format("exit code {}{}{}", log.back().value("ExitCode", -1), out.empty() ? "" : ": ",
+                     out);
 }
 
 }  // namespace
 
-net::awaitable<Result<void>> DockerRuntime::compose_images(const RunSpec& spec,
-                                                           const ComposePlan& plan,
-                                                           std::shared_ptr<Slot> slot,
-                                                           std::map<std::string, std::string>& ids) {
+net::awaitable<Result<void>> DockerRuntime::compose_images(
+    const RunSpec& spec, const ComposePlan& plan, std::shared_ptr<Slot> slot,
+    std::map<std::string, std::string>& ids) {
   for (const auto& b : plan.builds) {
     fs::path context = spec.source / b.context;
     if (!inside(spec.source, context) || !fs::is_directory(context)) {
@@ -81,8 +82,8 @@ net::awaitable<Result<void>> DockerRuntime::compose_images(const RunSpec& spec,
     fs::path tar = opts_.data_dir / "run" / spec.name / (b.service + ".context.tar");
     std::error_code ec;
     fs::create_directories(tar.parent_path(), ec);
-    slot->log_line(fmt::format("building the image of service {} ({}) from {}", b.service, b.tag,
-                               b.context));
+    slot->log_line(
+        fmt::format("building the image of service {} ({}) from {}", b.service, b.tag, b.context));
     auto written = write_tar(context, tar, docker_context_filter(DockerIgnore::load(context)));
     if (written.has_error()) co_return written.error();
     json labels = {{"cloudyknight.managed", "true"},
@@ -101,8 +102,8 @@ net::awaitable<Result<void>> DockerRuntime::compose_images(const RunSpec& spec,
     limits.dockerfile = b.dockerfile;
     limits.args = b.args;
     limits.target = b.target;
-    auto built = co_await engine_->build_image(tar, b.tag, std::move(labels), std::move(progress),
-                                               limits);
+    auto built =
+        co_await engine_->build_image(tar, b.tag, std::move(labels), std::move(progress), limits);
     fs::remove(tar, ec);
     if (built.has_error()) {
       co_return fail(built.error().code, fmt::format("service {}: building its image failed: {}",
@@ -113,8 +114,8 @@ net::awaitable<Result<void>> DockerRuntime::compose_images(const RunSpec& spec,
   for (const auto& c : plan.containers) {
     auto ins = co_await engine_->inspect_image(c.image);
     if (ins.has_error() && ins.error().code == Errc::not_found) {
-      slot->log_line(fmt::format("service {}: image {} is not on this host; pulling it", c.service,
-                                 c.image));
+      slot->log_line(
+          fmt::format("service {}: image {} is not on this host; pulling it", c.service, c.image));
       auto pulled = co_await engine_->pull_image(c.image, std::chrono::minutes(10));
       if (pulled.has_error()) {
         co_return fail(Errc::invalid_argument,
@@ -134,7 +135,8 @@ net::awaitable<Result<void>> DockerRuntime::compose_images(const RunSpec& spec,
   co_return outcome::success();
 }
 
-net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec, PhaseCallback on_phase,
+net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
+                                                                PhaseCallback on_phase,
                                                                 std::shared_ptr<Slot> slot) {
   auto log = logger();
   slot->compose = true;
@@ -210,7 +212,8 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec, Ph
                            [&](const ComposeContainer& p) { return p.service == service; });
     if (it == plan.containers.end() || label_of(c, "cloudyknight.spec") != it->hash) continue;
     bool running = c.value("State", "") == "running";
-    bool done_ok = c.value("State", "") == "exited" && c.value("Status", "").starts_with("Exited (0)");
+    bool done_ok =
+        c.value("State", "") == "exited" && c.value("Status", "").starts_with("Exited (0)");
     if (running || (done_ok && !it->route)) found[service] = c;
   }
   bool adoptable = found.size() == plan.containers.size();
@@ -246,7 +249,8 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec, Ph
   if (adoptable) {
     log->info("[ws={}] adopted the running compose project {} ({} containers)", spec.name,
               plan.project, slot->members.size());
-    slot->log_line(fmt::format("control plane restarted; adopted compose project {}", plan.project));
+    slot->log_line(
+        fmt::format("control plane restarted; adopted compose project {}", plan.project));
     long now = static_cast<long>(std::time(nullptr));
     for (const auto& m : slot->members) {
       spawn(io_, follow_service(slot, m.id, m.service, now), "logs " + spec.name + "/" + m.service);
@@ -293,12 +297,11 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec, Ph
       bool present = std::any_of(slot->members.begin(), slot->members.end(),
                                  [&](const Slot::Member& m) { return m.service == dep.service; });
       if (!present) continue;  // not active (profiles) and not required
-      slot->log_line(fmt::format("{}: waiting for {} ({})", c.service, dep.service,
-                                 dep.condition == compose::Dependency::Condition::healthy
-                                     ? "healthy"
-                                     : dep.condition == compose::Dependency::Condition::started
-                                           ? "started"
-                                           : "completed successfully"));
+      slot->log_line(fmt::format(
+          "{}: waiting for {} ({})", c.service, dep.service,
+          dep.condition == compose::Dependency::Condition::healthy   ? "healthy"
+          : dep.condition == compose::Dependency::Condition::started ? "started"
+                                                                     : "completed successfully"));
       failed = co_await wait_dependency(slot, c.service, dep, spec.ready_timeout);
       if (failed.has_error()) break;
     }
@@ -334,15 +337,17 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec, Ph
                     fmt::format("service {}: {}", c.service, started.error().message));
       break;
     }
-    spawn(io_, follow_service(slot, id.value(), c.service, 0), "logs " + spec.name + "/" + c.service);
-    slot->log_line(fmt::format("started {} ({}) as {}", c.service, c.image, id.value().substr(0, 12)));
+    spawn(io_, follow_service(slot, id.value(), c.service, 0),
+          "logs " + spec.name + "/" + c.service);
+    slot->log_line(
+        fmt::format("started {} ({}) as {}", c.service, c.image, id.value().substr(0, 12)));
     log->info("[ws={}] started service {} from {} as {}", spec.name, c.service, c.image,
               id.value().substr(0, 12));
   }
   if (!failed.has_error() && slot->container.empty()) {
-    failed = fail(Errc::invalid_argument,
-                  fmt::format("the routed service {} is not among the services that run",
-                              route.service));
+    failed = fail(
+        Errc::invalid_argument,
+        fmt::format("the routed service {} is not among the services that run", route.service));
   }
   if (!failed.has_error()) {
     if (internal) {
@@ -431,11 +436,12 @@ net::awaitable<Result<void>> DockerRuntime::wait_dependency(std::shared_ptr<Slot
     }
     if (std::chrono::steady_clock::now() > deadline) {
       std::string last = last_health_output(state);
-      co_return fail(Errc::timeout,
-                     fmt::format("service {} was not {} within {}{}{}; {} waits for it", dep.service,
-                                 dep.condition == Condition::healthy ? "healthy" : "done",
-                                 format_duration(timeout), last.empty() ? "" : ": last check ",
-                                 last, service));
+      co_return fail(
+          Errc::timeout,
+          fmt::format("service {} was not {} within {}{}{}; {} waits for it", dep.service,
+                      dep.condition == Condition::healthy ? "healthy" : "done",
+                      format_duration(timeout), last.empty() ? "" : ": last check ", last,
+                      service));
     }
     co_await sleep_for(std::chrono::milliseconds(250));
   }
@@ -476,7 +482,8 @@ net::awaitable<void> DockerRuntime::follow_service(std::shared_ptr<Slot> slot, s
 }
 
 net::awaitable<void> DockerRuntime::stop_compose(std::shared_ptr<Slot> slot, Duration grace) {
-  int secs = std::max(1, static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(grace).count()));
+  int secs = std::max(
+      1, static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(grace).count()));
   auto members = slot->members;
   if (slot->frozen) {  // a paused container cannot take SIGTERM
     for (const auto& m : members) (void)co_await engine_->unpause_container(m.id);
@@ -503,7 +510,8 @@ net::awaitable<void> DockerRuntime::stop_compose(std::shared_ptr<Slot> slot, Dur
 net::awaitable<Result<ExecOutcome>> DockerRuntime::exec_in(std::string name, std::string service,
                                                            std::vector<std::string> argv,
                                                            Duration timeout, OutputSink output) {
-  if (service.empty()) co_return co_await exec(std::move(name), std::move(argv), timeout, std::move(output));
+  if (service.empty())
+    co_return co_await exec(std::move(name), std::move(argv), timeout, std::move(output));
   auto it = slots_.find(name);
   if (it == slots_.end() || it->second->container.empty() || it->second->stopping ||
       it->second->exited) {
@@ -511,8 +519,10 @@ net::awaitable<Result<ExecOutcome>> DockerRuntime::exec_in(std::string name, std
   }
   auto slot = it->second;
   if (!slot->compose) {
-    co_return fail(Errc::invalid_argument, "\"service\" chooses a service of a compose "
-                                           "workspace; '" + name + "' runs one app");
+    co_return fail(Errc::invalid_argument,
+                   "\"service\" chooses a service of a compose "
+                   "workspace; '" +
+                       name + "' runs one app");
   }
   std::string id;
   std::vector<std::string> names;
@@ -521,9 +531,8 @@ net::awaitable<Result<ExecOutcome>> DockerRuntime::exec_in(std::string name, std
     if (m.service == service) id = m.id;
   }
   if (id.empty()) {
-    co_return fail(Errc::invalid_argument,
-                   fmt::format("'{}' has no service '{}'; its services: {}", name, service,
-                               fmt::join(names, ", ")));
+    co_return fail(Errc::invalid_argument, fmt::format("'{}' has no service '{}'; its services: {}",
+                                                       name, service, fmt::join(names, ", ")));
   }
   if (slot->frozen) {
     BOOST_OUTCOME_CO_TRY(co_await thaw(name));

@@ -1,6 +1,7 @@
+#include "runtime/docker/compose_plan.h"
+
 #include <gtest/gtest.h>
 
-#include "runtime/docker/compose_plan.h"
 #include "runtime/docker/plan.h"
 
 namespace ck {
@@ -18,8 +19,10 @@ compose::Project two_services() {
   web.command = std::vector<std::string>{"node", "server.js"};
   web.environment = {{"REDIS_URL", "redis://redis:6379"}, {"CK_BASE_PATH", "/mine/"}};
   web.ports = {compose::Port{"", 0, 3000, "tcp"}};
-  web.volumes = {compose::Mount{compose::Mount::Kind::bind, "/srv/ws/shop", "/workspace", true, {}}};
-  web.depends_on = {compose::Dependency{"redis", compose::Dependency::Condition::healthy, true, {}}};
+  web.volumes = {
+      compose::Mount{compose::Mount::Kind::bind, "/srv/ws/shop", "/workspace", true, {}}};
+  web.depends_on = {
+      compose::Dependency{"redis", compose::Dependency::Condition::healthy, true, {}}};
   web.labels = {{"cloudyknight.route", "true"}};
   web.working_dir = "/workspace";
   web.user = "1000:1000";
@@ -218,8 +221,10 @@ TEST(ComposePlan, RunSettingsComeFromTheService) {
   EXPECT_EQ(plan.containers[0].body["HostConfig"]["RestartPolicy"],
             json({{"Name", "on-failure"}, {"MaximumRetryCount", 3}}));
   ASSERT_EQ(h["Mounts"].size(), 1u);
-  EXPECT_EQ(h["Mounts"][0], json({{"Type", "bind"}, {"Source", "/srv/ws/shop"},
-                                  {"Target", "/workspace"}, {"ReadOnly", true}}));
+  EXPECT_EQ(h["Mounts"][0], json({{"Type", "bind"},
+                                  {"Source", "/srv/ws/shop"},
+                                  {"Target", "/workspace"},
+                                  {"ReadOnly", true}}));
 }
 
 TEST(ComposePlan, VolumesAreProjectPrefixed) {
