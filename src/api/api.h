@@ -103,8 +103,10 @@ struct ApiServices {
   /// Runs a command where a workspace's app runs (Runtime::exec). Called on gateway threads;
   /// must post. `output` and then `done` are called once each run on the control plane's
   /// thread; `output` answering false stops the command.
-  std::function<void(const std::string& name, std::vector<std::string> argv, Duration timeout,
-                     OutputSink output, std::function<void(Result<ExecOutcome>)> done)>
+  /// `service`: a compose workspace's service ("" = the routed one).
+  std::function<void(const std::string& name, const std::string& service,
+                     std::vector<std::string> argv, Duration timeout, OutputSink output,
+                     std::function<void(Result<ExecOutcome>)> done)>
       run;
   /// Brings a workspace's source in step with storage now (S3: a mirror pass; a folder: a
   /// rescan). Called on gateway threads; must not block; `done` is called once, on any thread.

@@ -569,14 +569,27 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     s.audit(*caller, "workspace.sync", w->name, json::object());
     return sync_workspace(*w);
   }
+  // ?service=NAME: a compose workspace's service only (its lines are "NAME | ..." in the log).
+  const std::string service = logs ? query_param(req.query, "service") : std::string();
   if (logs && query_param(req.query, "follow") == "1") return follow_log(req, *w);
   if (logs) {
     auto tail = parse_tail(query_param(req.query, "tail"), kDefaultTail, kMaxTail);
     if (tail.has_error()) return error_of(tail.error());
     if (!services_.log_path) return error_of(Errc::unavailable, "this control plane keeps no logs");
-    auto lines = tail_lines(services_.log_path(w->name), static_cast<std::size_t>(tail.value()),
-                            kMaxLogRead);
-    return json_response(200, {{"name", w->name}, {"lines", lines}});
+    if (service.empty()) {
+      auto lines = tail_lines(services_.log_path(w->name), static_cast<std::size_t>(tail.value()),
+                              kMaxLogRead);
+      return json_response(200, {{"name", w->name}, {"lines", lines}});
+    }
+    const std::string prefix = service + " | ";
+    std::vector<std::string> mine;
+    for (auto& line : tail_lines(services_.log_path(w->name), std::size_t{1} << 20, kMaxLogRead)) {
+      if (line.starts_with(prefix)) mine.push_back(line.substr(prefix.size()));
+    }
+    if (mine.size() > static_cast<std::size_t>(tail.value())) {
+      mine.erase(mine.begin(), mine.end() - tail.value());
+    }
+    return json_response(200, {{"name", w->name}, {"service", service}, {"lines", mine}});
   }
   const char* verb = *action == WorkspaceAction::start  ? "start"
                      : *action == WorkspaceAction::stop ? "stop"

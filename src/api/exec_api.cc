@@ -69,6 +69,7 @@ std::string whole_utf8(std::string& carry, std::string_view bytes) {
 // POST /run's body: {"command": ["argv0", ...], "timeout": "30s"}.
 struct RunRequest {
   std::vector<std::string> argv;
+  std::string service;  // a compose workspace's service; "" = the routed one
   Duration timeout = kDefaultRunTimeout;
 };
 
@@ -102,6 +103,22 @@ Result<RunRequest> parse_run(const std::string& body) {
   if (out.argv.front().empty()) return fail(Errc::invalid_argument, "the command's name is empty");
   if (bytes > kMaxCommandBytes) {
     return fail(Errc::invalid_argument, "\"command\" is longer than 256 KiB");
+  }
+  if (auto sv = doc.find("service"); sv != doc.end() && !sv->is_null()) {
+    bool ok = sv->is_string() && !sv->get_ref<const std::string&>().empty() &&
+              sv->get_ref<const std::string&>().size() <= 63;
+    if (ok) {
+      for (char c : sv->get_ref<const std::string&>()) {
+        ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.');
+      }
+    }
+    if (!ok) {
+      return fail(Errc::invalid_argument,
+                  "\"service\" must be the name of one of the workspace's compose services, "
+                  "such as \"db\"");
+    }
+    out.service = sv->get<std::string>();
   }
   if (auto t = doc.find("timeout"); t != doc.end() && !t->is_null()) {
     auto d = t->is_string() ? parse_duration(t->get<std::string>())
@@ -178,7 +195,9 @@ http::Response ControlApi::run_command(const http::Request& req, const Workspace
   }
   const bool streamed = http::query_param(req.query, "stream").value_or("") == "1";
   RunRequest run = std::move(parsed.value());
-  audit({{"command", run.argv}, {"timeout", format_duration(run.timeout)}});
+  json detail = {{"command", run.argv}, {"timeout", format_duration(run.timeout)}};
+  if (!run.service.empty()) detail["service"] = run.service;
+  audit(detail);
 
   auto st = std::make_shared<http::ResponseStream>();
   auto collected = std::make_shared<std::string>();
@@ -225,7 +244,8 @@ http::Response ControlApi::run_command(const http::Request& req, const Workspace
     }
     st->finish();
   };
-  services_.run(name, std::move(run.argv), run.timeout, std::move(output), std::move(done));
+  services_.run(name, run.service, std::move(run.argv), run.timeout, std::move(output),
+                std::move(done));
   http::Response res;
   res.stream = st;
   return res;
@@ -262,17 +282,45 @@ http::Response ControlApi::follow_log(const http::Request& req, const WorkspaceV
   auto follow = std::make_shared<LogFollow>();
   follow->path = services_.log_path(w.name);
   follow->open(-1);  // what comes after the tail below
-  std::string head;
-  for (const auto& line : tail_lines(follow->path, static_cast<std::size_t>(tail.value()), 8u << 20)) {
-    head += line + "\n";
+  // ?service=NAME: a compose workspace's service only, its "NAME | " prefix removed.
+  const std::string service = http::query_param(req.query, "service").value_or("");
+  const std::string prefix = service.empty() ? "" : service + " | ";
+  std::vector<std::string> lines;
+  if (service.empty()) {
+    lines = tail_lines(follow->path, static_cast<std::size_t>(tail.value()), 8u << 20);
+  } else {
+    for (auto& line : tail_lines(follow->path, std::size_t{1} << 20, 8u << 20)) {
+      if (line.starts_with(prefix)) lines.push_back(line.substr(prefix.size()));
+    }
+    if (lines.size() > static_cast<std::size_t>(tail.value())) {
+      lines.erase(lines.begin(), lines.end() - tail.value());
+    }
   }
+  std::string head;
+  for (const auto& line : lines) head += line + "\n";
   auto st = std::make_shared<http::ResponseStream>();
   st->begin(200, "text/plain; charset=utf-8");
   st->write(head);
-  poller_->add([st, follow] {
+  auto partial = std::make_shared<std::string>();  // a line not yet ended (filtered only)
+  poller_->add([st, follow, prefix, partial] {
     if (st->cancelled()) return false;
     std::string more = follow->read_new();
-    return more.empty() || st->write(more);
+    if (more.empty()) return true;
+    if (prefix.empty()) return st->write(more);
+    partial->append(more);
+    std::string out;
+    std::size_t start = 0, nl;
+    while ((nl = partial->find('\n', start)) != std::string::npos) {
+      std::string_view line(partial->data() + start, nl - start);
+      if (line.starts_with(prefix)) {
+        out.append(line.substr(prefix.size()));
+        out.push_back('\n');
+      }
+      start = nl + 1;
+    }
+    partial->erase(0, start);
+    if (partial->size() > kMaxFollowRead) partial->clear();  // no line is that long: drop it
+    return out.empty() || st->write(out);
   });
   http::Response res;
   res.stream = st;

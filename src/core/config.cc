@@ -218,6 +218,8 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
       {"runtime.install_concurrency",
        [](Config& c, const std::string& v) { return set_int(c.runtime.install_concurrency, v, 0, 256); }},
       {"runtime.uid_range", set_uid_range},
+      {"runtime.compose_host_ports",
+       [](Config& c, const std::string& v) { return set_bool(c.runtime.compose_host_ports, v); }},
       {"runtime.allow_weak_sandbox",
        [](Config& c, const std::string& v) { return set_bool(c.runtime.allow_weak_sandbox, v); }},
       {"jobs.max_attempts",

@@ -82,6 +82,9 @@ struct RuntimeConfig {
   std::int64_t uid_max = 265535;
   // Run workspaces with the layers the kernel allows instead of refusing them.
   bool allow_weak_sandbox = false;
+  // Compose workspaces: services other than the routed one publish their file's ports (on
+  // 127.0.0.1 only).
+  bool compose_host_ports = false;
 };
 
 struct JobsConfig {

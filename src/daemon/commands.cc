@@ -1,10 +1,13 @@
 // The CLI commands that need the runtime's object graph but no daemon: `images build` and
 // `workspace compose`.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <iostream>
 
+#include "compose/model.h"
 #include "core/names.h"
 #include "daemon/daemon.h"
+#include "runtime/docker/compose_plan.h"
 #include "runtime/docker/images.h"
 #include "runtime/docker/plan.h"
 #include "workspace/workspace.h"
@@ -81,11 +84,37 @@ int compose_command(const Config& config, const std::string& name) {
                  "without a container\n";
     return 1;
   }
-  if (spec.type == WorkspaceType::compose) {
-    std::cerr << "cloudyknight: " << name << " brings its own " << spec.matched << "; use that file\n";
-    return 1;
-  }
   RunSpec rs = make_run_spec(name, dir, spec, monitor_options(config));
+  if (spec.type == WorkspaceType::compose) {
+    // The workspace's own file as the docker runtime runs it: merged, interpolated, hardened.
+    try {
+      compose::LoadOptions lo;
+      lo.dir = dir;
+      auto project = compose::load(lo);
+      for (const auto& w : project.warnings) std::cerr << "cloudyknight: warning: " << w << "\n";
+      auto route = compose::pick_route(project);
+      compose::Policy policy;
+      policy.workspace = name;
+      policy.source = dir;
+      policy.memory = rs.memory;
+      policy.cpus = rs.cpus;
+      policy.pids = rs.pids;
+      policy.host_ports = config.runtime.compose_host_ports;
+      auto hardened = compose::harden(std::move(project), policy);
+      auto order = compose::start_order(hardened);
+      std::cout << fmt::format("# The compose project CloudyKnight runs for workspace '{}' ({}), "
+                               "as project {}:\n# {} rewritten by the operator's rules (binds "
+                               "read-only inside the workspace, limits, one network).\n# Start "
+                               "order: {}; the gateway routes /{}/ to {} on port {}.\n",
+                               name, spec.matched, compose_project(name), spec.matched,
+                               fmt::join(order, ", "), name, route.service, route.port)
+                << compose::to_yaml(hardened);
+      return 0;
+    } catch (const compose::Error& e) {
+      std::cerr << "cloudyknight: " << name << " cannot run: " << e.what() << "\n";
+      return 1;
+    }
+  }
   std::string type = rs.type;
   std::string image = rs.image.empty() ? (config.images.count(type) ? config.images.at(type) : offline_image(type))
                                        : rs.image;

@@ -81,10 +81,11 @@ class PrivateGate {
 };
 
 // POST /workspaces/{name}/run, on the control plane's thread.
-net::awaitable<void> run_command(Runtime& runtime, std::string name, std::vector<std::string> argv,
-                                 Duration timeout, OutputSink output,
-                                 std::function<void(Result<ExecOutcome>)> done) {
-  auto r = co_await runtime.exec(name, std::move(argv), timeout, std::move(output));
+net::awaitable<void> run_command(Runtime& runtime, std::string name, std::string service,
+                                 std::vector<std::string> argv, Duration timeout,
+                                 OutputSink output, std::function<void(Result<ExecOutcome>)> done) {
+  auto r = co_await runtime.exec_in(name, std::move(service), std::move(argv), timeout,
+                                    std::move(output));
   done(std::move(r));
 }
 
@@ -106,6 +107,7 @@ std::unique_ptr<Runtime> make_runtime(net::io_context& io, const Config& config,
         dro.egress = config.limits.egress;
         dro.build_memory = config.limits.build_memory;
         dro.build_timeout = config.limits.build_timeout;
+        dro.compose_host_ports = config.runtime.compose_host_ports;
         auto rt = std::make_unique<DockerRuntime>(io, std::move(engine), std::move(dro));
         log->info("runtime: docker (engine on {}; isolation: {})", socket, rt->isolation());
         return rt;
@@ -462,10 +464,12 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   services.dir_storage = !s3;
   services.trash_dir = data / "trash";
   services.templates_dir = find_templates(config, self_exe);
-  services.run = [&io, &runtime](const std::string& name, std::vector<std::string> argv,
-                                 Duration timeout, OutputSink output,
-                                 std::function<void(Result<ExecOutcome>)> done) {
-    spawn(io, run_command(runtime, name, std::move(argv), timeout, std::move(output), std::move(done)),
+  services.run = [&io, &runtime](const std::string& name, const std::string& service,
+                                 std::vector<std::string> argv, Duration timeout,
+                                 OutputSink output, std::function<void(Result<ExecOutcome>)> done) {
+    spawn(io,
+          run_command(runtime, name, service, std::move(argv), timeout, std::move(output),
+                      std::move(done)),
           "run a command in " + name);
   };
   if (mirror) {

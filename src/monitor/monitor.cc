@@ -457,8 +457,9 @@ void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec)
     rec->status = "failed";
     rec->reason = "needs docker";
     rec->error = fmt::format(
-        "this is a {} workspace ({}), which needs the docker runtime: start a Docker engine and "
-        "run `cloudyknight serve --runtime docker`",
+        "this is a {} workspace ({}), which needs the docker runtime (`runtime: docker`): start "
+        "a Docker engine and run `cloudyknight serve --runtime docker` (or set runtime.kind: "
+        "docker in the config)",
         type_name(s.type), s.matched);
     logger()->warn("[ws={}] {}", rec->name, rec->error);
   } else if (!was_running && !rec->asleep) {

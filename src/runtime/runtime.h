@@ -94,6 +94,18 @@ class Runtime {
   /// running.
   virtual net::awaitable<Result<ExecOutcome>> exec(std::string name, std::vector<std::string> argv,
                                                    Duration timeout, OutputSink output) = 0;
+  /// exec() in one service of a compose workspace ("" = the routed one, as exec()).
+  /// invalid_argument when the workspace has no such service.
+  virtual net::awaitable<Result<ExecOutcome>> exec_in(std::string name, std::string service,
+                                                      std::vector<std::string> argv,
+                                                      Duration timeout, OutputSink output) {
+    if (!service.empty()) {
+      co_return fail(Errc::invalid_argument,
+                     "\"service\" chooses a service of a compose workspace; '" + name +
+                         "' runs one app");
+    }
+    co_return co_await exec(std::move(name), std::move(argv), timeout, std::move(output));
+  }
   /// Removes what the runtime still runs for workspaces not in `keep` (containers left over
   /// from a previous control plane whose folder is gone). Drivers whose apps die with the
   /// control plane have nothing to do.

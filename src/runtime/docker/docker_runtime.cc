@@ -15,8 +15,10 @@
 #include "core/hash.h"
 #include "core/log.h"
 #include "runtime/docker/archive.h"
+#include "runtime/docker/compose_plan.h"
 #include "runtime/docker/images.h"
 #include "runtime/docker/plan.h"
+#include "runtime/docker/slot.h"
 
 namespace ck {
 namespace fs = std::filesystem;
@@ -105,30 +107,6 @@ bool valid_hmr_path(const std::string& p) {
 
 }  // namespace
 
-struct DockerRuntime::Slot {
-  explicit Slot(net::io_context& io) : exit_signal(io) {}
-  std::string name;
-  std::string container;  // the app container's id
-  std::string install_container;
-  int port = 0;
-  int pid = 0;
-  bool stopping = false;
-  bool frozen = false;
-  int log_fd = -1;
-  std::optional<ExitInfo> exited;  // set by watch_exit
-  bool oom_seen = false;           // the engine reported an OOM kill in the container
-  std::string host = "127.0.0.1";  // where the gateway reaches the app: the published port on
-  int app_port = 0;                // loopback, or the container's address on an internal net
-  net::steady_timer exit_signal;   // cancelled when `exited` is set
-  ~Slot() {
-    if (log_fd >= 0) ::close(log_fd);
-  }
-  void log_line(const std::string& line) const { append_log_line(log_fd, line); }
-  void set_exited(ExitInfo info) {
-    exited = info;
-    exit_signal.cancel();
-  }
-};
 
 DockerRuntime::DockerRuntime(net::io_context& io, std::unique_ptr<DockerEngine> engine,
                              DockerRuntimeOptions opts)
@@ -163,11 +141,6 @@ net::awaitable<Result<std::string>> DockerRuntime::prepare_image(const RunSpec& 
                                                                  std::shared_ptr<Slot> slot,
                                                                  int& container_port) {
   container_port = spec.port.value_or(kDefaultContainerPort);
-  if (spec.type == "compose") {
-    co_return fail(Errc::invalid_argument,
-                   "compose workspaces are not run by this version yet: give the workspace a "
-                   "Dockerfile (or a package.json, requirements.txt...) instead");
-  }
   if (spec.type != "dockerfile") {
     auto configured = opts_.images.count(spec.type) ? opts_.images.at(spec.type) : offline_image(spec.type);
     bool explicit_choice = !spec.image.empty();
@@ -289,6 +262,9 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
     slot->log_fd = ::open(log_path(spec.name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   }
 
+  if (spec.type == "compose") co_return co_await start_compose(std::move(spec), on_phase, slot);
+  slot->compose = false;
+  slot->members.clear();
   on_phase(Phase::preparing, "preparing the image");
   int container_port = 0;
   BOOST_OUTCOME_CO_TRY(image, co_await prepare_image(spec, slot, container_port));
@@ -511,7 +487,9 @@ net::awaitable<void> DockerRuntime::stop(std::string name, Duration grace) {
   auto slot = it->second;
   slot->stopping = true;
   if (!slot->install_container.empty()) (void)co_await engine_->remove_container(slot->install_container);
-  if (!slot->container.empty()) {
+  if (slot->compose) {
+    co_await stop_compose(slot, grace);
+  } else if (!slot->container.empty()) {
     std::string id = slot->container;
     if (slot->frozen) {  // a paused container cannot take SIGTERM
       (void)co_await engine_->unpause_container(id);
@@ -535,7 +513,15 @@ net::awaitable<Result<void>> DockerRuntime::freeze(std::string name) {
   }
   auto slot = it->second;
   if (slot->frozen) co_return outcome::success();
-  BOOST_OUTCOME_CO_TRY(co_await engine_->pause_container(slot->container));
+  if (slot->compose) {  // the whole project: every service's container
+    for (const auto& m : slot->members) {
+      auto r = co_await engine_->pause_container(m.id);
+      // A finished one-shot service (not running) has nothing to pause.
+      if (r.has_error() && r.error().code != Errc::already_exists) co_return r.error();
+    }
+  } else {
+    BOOST_OUTCOME_CO_TRY(co_await engine_->pause_container(slot->container));
+  }
   slot->frozen = true;
   slot->log_line("frozen (docker pause): no activity; the next request resumes it");
   co_return outcome::success();
@@ -545,7 +531,14 @@ net::awaitable<Result<void>> DockerRuntime::thaw(std::string name) {
   auto it = slots_.find(name);
   if (it == slots_.end() || !it->second->frozen) co_return outcome::success();
   auto slot = it->second;
-  BOOST_OUTCOME_CO_TRY(co_await engine_->unpause_container(slot->container));
+  if (slot->compose) {
+    for (const auto& m : slot->members) {
+      auto r = co_await engine_->unpause_container(m.id);
+      if (r.has_error() && r.error().code != Errc::already_exists) co_return r.error();
+    }
+  } else {
+    BOOST_OUTCOME_CO_TRY(co_await engine_->unpause_container(slot->container));
+  }
   slot->frozen = false;
   slot->log_line("resumed (docker unpause)");
   co_return outcome::success();
@@ -616,7 +609,11 @@ void DockerRuntime::kill_all() {
   // Called when waiting is no longer possible: remove our containers with a private loop.
   net::io_context io;
   for (auto& [name, slot] : slots_) {
-    for (const std::string& id : {slot->container, slot->install_container}) {
+    std::vector<std::string> ids = {slot->container, slot->install_container};
+    for (const auto& m : slot->members) {
+      if (m.id != slot->container) ids.push_back(m.id);
+    }
+    for (const std::string& id : ids) {
       if (id.empty()) continue;
       slot->stopping = true;
       spawn(io, remove_quietly(id), "kill " + name);
@@ -714,7 +711,8 @@ net::awaitable<void> DockerRuntime::remove_orphans(std::set<std::string> keep) {
 }
 
 net::awaitable<Result<void>> DockerRuntime::ensure_network(std::string network,
-                                                           std::string workspace, bool internal) {
+                                                           std::string workspace, bool internal,
+                                                           bool compose) {
   std::vector<std::string> bad_subnets;  // refused by the engine as overlapping
   for (int attempt = 0; attempt < 4; ++attempt) {
     // An address range of our own pool (Docker's defaults run out after ~30 networks): every
@@ -740,7 +738,8 @@ net::awaitable<Result<void>> DockerRuntime::ensure_network(std::string network,
                                  kNetworkPool, network));
     }
     subnets_in_flight_.insert(*subnet);
-    auto body = network_body(network, workspace, opts_.instance, internal, *subnet);
+    auto body = compose ? compose_network_body(workspace, opts_.instance, internal, *subnet)
+                        : network_body(network, workspace, opts_.instance, internal, *subnet);
     auto created = co_await engine_->create_network(std::move(body));
     subnets_in_flight_.erase(*subnet);
     if (created.has_value()) {
@@ -771,7 +770,8 @@ net::awaitable<Result<void>> DockerRuntime::ensure_network(std::string network,
     }
     bool options_match =
         n.value("Internal", false) == internal && n["Options"].is_object() &&
-        n["Options"].value("com.docker.network.bridge.enable_icc", "") == "false" &&
+        n["Options"].value("com.docker.network.bridge.enable_icc", "") ==
+            (compose ? "true" : "false") &&
         n["Options"].value("com.docker.network.bridge.name", "") == bridge_name(network);
     if (options_match) co_return outcome::success();  // adopted
     // Made with other settings (limits.egress changed): replace it. Our containers on it were

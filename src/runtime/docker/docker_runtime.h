@@ -16,6 +16,10 @@
 namespace ck {
 
 struct ContainerPlan;
+struct ComposePlan;
+namespace compose {
+struct Dependency;
+}
 
 struct DockerRuntimeOptions {
   std::filesystem::path data_dir;
@@ -35,6 +39,9 @@ struct DockerRuntimeOptions {
   /// Adds the host firewall rule that keeps containers on our networks from opening
   /// connections to the host itself (see host_firewall()).
   bool host_firewall = true;
+  /// runtime.compose_host_ports: compose services other than the routed one publish the ports
+  /// their file asks for (on 127.0.0.1 only).
+  bool compose_host_ports = false;
 };
 
 /// The iptables rule (arguments after the chain) that drops new connections from every bridge
@@ -62,6 +69,9 @@ class DockerRuntime final : public Runtime {
                                             std::vector<std::string> paths) override;
   net::awaitable<Result<ExecOutcome>> exec(std::string name, std::vector<std::string> argv,
                                            Duration timeout, OutputSink output) override;
+  net::awaitable<Result<ExecOutcome>> exec_in(std::string name, std::string service,
+                                              std::vector<std::string> argv, Duration timeout,
+                                              OutputSink output) override;
 
   DockerEngine& engine() { return *engine_; }
 
@@ -83,7 +93,18 @@ class DockerRuntime final : public Runtime {
   net::awaitable<void> watch_events();
   void release_port(Slot& slot);
   net::awaitable<Result<void>> ensure_network(std::string network, std::string workspace,
-                                              bool internal);
+                                              bool internal, bool compose = false);
+  // Compose workspaces (compose_runtime.cc).
+  net::awaitable<Result<RunningApp>> start_compose(RunSpec spec, PhaseCallback on_phase,
+                                                   std::shared_ptr<Slot> slot);
+  net::awaitable<Result<void>> compose_images(const RunSpec& spec, const ComposePlan& plan,
+                                              std::shared_ptr<Slot> slot,
+                                              std::map<std::string, std::string>& ids);
+  net::awaitable<Result<void>> wait_dependency(std::shared_ptr<Slot> slot, std::string service,
+                                               compose::Dependency dep, Duration timeout);
+  net::awaitable<void> follow_service(std::shared_ptr<Slot> slot, std::string id,
+                                      std::string prefix, long since);
+  net::awaitable<void> stop_compose(std::shared_ptr<Slot> slot, Duration grace);
   std::set<std::string> subnets_in_flight_;  // picked for networks being created now
   net::awaitable<Result<std::string>> container_address(std::string id, std::string network);
   net::awaitable<void> remove_old_deps(std::string workspace, std::string keep);

@@ -432,6 +432,13 @@ net::awaitable<Result<std::string>> DockerEngine::build_image(
     query += fmt::format("&cpuperiod=100000&cpuquota={}",
                          static_cast<std::int64_t>(limits.cpus * 100000));
   }
+  if (!limits.dockerfile.empty()) query += "&dockerfile=" + http::percent_encode(limits.dockerfile);
+  if (!limits.args.empty()) {
+    json args = json::object();
+    for (const auto& [k, v] : limits.args) args[k] = v;
+    query += "&buildargs=" + http::percent_encode(args.dump());
+  }
+  if (!limits.target.empty()) query += "&target=" + http::percent_encode(limits.target);
   req.target = url(query);
   req.body_file = context_tar;
   req.content_type = "application/x-tar";

@@ -4,6 +4,7 @@
 // upload, images (inspect, import, build, commit, pull) and volumes. Every error names the
 // operation and carries the engine's own message. Coroutines; call on one io_context.
 
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -58,6 +59,11 @@ struct BuildLimits {
   std::uint64_t memory = 0;  // 0: the engine's default (none)
   double cpus = 0;           // 0: none
   Duration timeout = std::chrono::minutes(30);
+  // What to build (compose `build:`): the Dockerfile's path inside the context ("" →
+  // Dockerfile), build arguments, and the stage to stop at ("" → the last).
+  std::string dockerfile;
+  std::map<std::string, std::string> args;
+  std::string target;
 };
 
 class DockerEngine {
