@@ -253,6 +253,15 @@ MonitorOptions monitor_options(const Config& config) {
   return mo;
 }
 
+// The daemon's io_context, which can destroy its pending work (suspended coroutines among it)
+// before the objects those coroutines refer to are destroyed. execution_context::shutdown() is
+// what ~io_context does first; running it twice is allowed.
+class DaemonContext : public net::io_context {
+ public:
+  using net::io_context::io_context;
+  void destroy_pending_work() { shutdown(); }
+};
+
 int run_daemon(const Config& config, const std::string& self_exe) {
   auto log = log::get("daemon");
   std::signal(SIGPIPE, SIG_IGN);
@@ -339,7 +348,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     }
   }
 
-  net::io_context io{1};
+  DaemonContext io{1};
   // Catch SIGINT/SIGTERM from the start: one that arrives while the daemon is still starting
   // waits here and is handled once the loop runs, instead of killing the process mid-start.
   net::signal_set signals(io, SIGINT, SIGTERM);
@@ -544,6 +553,11 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     });
   });
   io.run();
+  // Coroutines still suspended here (a start in the middle of an install) are destroyed with
+  // the io_context's pending work; their destructors reach into the runtime, the monitor and
+  // the gateway, so that happens now, while those exist (it used to happen in ~io_context,
+  // after the runtime declared below it was gone: a use after free at exit).
+  io.destroy_pending_work();
   return 0;
 }
 

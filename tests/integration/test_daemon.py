@@ -9,6 +9,7 @@ Run: cd tests/integration && CK_BINARY=../../build/cloudyknight python3 -m unitt
 import json
 import os
 import signal
+import shutil
 import subprocess
 import time
 import unittest
@@ -222,6 +223,24 @@ class DaemonProcessTest(unittest.TestCase):
         self.assertLess(res.elapsed, 15)
         for pid in pids + apps:
             self.assertFalse(pid_alive(pid), f"{pid} ({cmdline(pid)}) still alive")
+
+    def test_sigterm_during_an_install_exits_0(self):
+        # A start suspended in the middle of its install is destroyed at exit; that used to
+        # happen after the runtime was freed (heap corruption, exit code -6).
+        d = self.daemon(fixtures=["echo"])
+        d.start()
+        d.wait_status("echo", "running", timeout=60)
+        folder = os.path.join(d.ws, "installing")
+        os.makedirs(folder)
+        shutil.copy(os.path.join(d.ws, "echo", "app.py"), folder)
+        with open(os.path.join(folder, "workspace.json"), "w") as f:
+            json.dump({"command": "python3 app.py", "install": "sleep 30"}, f)
+        d.wait_workspace("installing", lambda w: "install" in (w.get("phase") or ""), timeout=30,
+                         what="installing to be installing")
+        res = d.stop(signal.SIGTERM)
+        self.assertEqual(res.returncode, 0, "exit code after SIGTERM during an install")
+        self.assertEqual(res.leftovers, [], "processes alive after SIGTERM")
+        self.assertLess(res.elapsed, 15)
 
     def test_sigterm_stops_children_and_exits_0(self):
         self._shutdown(signal.SIGTERM)
