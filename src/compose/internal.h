@@ -36,6 +36,8 @@ inline constexpr std::size_t kMaxPorts = 10000;  // per service, ranges expanded
 bool to_int(std::string_view s, long min, long max, long& out);
 bool port_range(std::string_view s, long& lo, long& hi);  // "3000" or "3000-3005"
 bool known_protocol(const std::string& p);                // tcp, udp, sctp
+/// "a:b:c" → {"a", "b", "c"}: a port or volume spec's fields, empty ones kept.
+std::vector<std::string> split_colons(const std::string& spec);
 /// Appends the ports of a short-syntax spec to `out` (ranges expanded, at most 10000).
 void parse_port_spec(std::string spec, const Location& where, std::vector<Port>& out);
 std::chrono::milliseconds parse_duration(const std::string& s, const Location& where);

@@ -643,16 +643,7 @@ class Parser {
         long_volume(item, sub, m);
       } else {
         std::string spec = scalar(item, sub);
-        std::vector<std::string> parts;
-        std::size_t start = 0;
-        while (true) {
-          std::size_t colon = spec.find(':', start);
-          parts.push_back(spec.substr(start, colon - start));
-          if (colon == std::string::npos) {
-            break;
-          }
-          start = colon + 1;
-        }
+        std::vector<std::string> parts = split_colons(spec);
         if (parts.size() > 3) {
           fail(item, sub, "expected [SOURCE:]TARGET[:MODE]");
         }

@@ -48,6 +48,17 @@ bool port_range(std::string_view s, long& lo, long& hi) {
 
 bool known_protocol(const std::string& p) { return p == "tcp" || p == "udp" || p == "sctp"; }
 
+std::vector<std::string> split_colons(const std::string& spec) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    std::size_t colon = spec.find(':', start);
+    parts.push_back(spec.substr(start, colon - start));
+    if (colon == std::string::npos) return parts;
+    start = colon + 1;
+  }
+}
+
 void parse_port_spec(std::string spec, const Location& where, std::vector<Port>& out) {
   static const char* kExpected =
       "expected [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL], ports 1-65535, ranges as "
@@ -69,16 +80,7 @@ void parse_port_spec(std::string spec, const Location& where, std::vector<Port>&
     host_ip = spec.substr(1, close - 1);
     spec = spec.substr(close + 2);
   }
-  std::vector<std::string> parts;
-  std::size_t start = 0;
-  while (true) {
-    std::size_t colon = spec.find(':', start);
-    parts.push_back(spec.substr(start, colon - start));
-    if (colon == std::string::npos) {
-      break;
-    }
-    start = colon + 1;
-  }
+  std::vector<std::string> parts = split_colons(spec);
   std::string host;
   std::string container;
   if (parts.size() == 1) {
