@@ -149,22 +149,12 @@ ComposeContainer plan_service(const compose::Project& project, const compose::Se
   for (int port : s.expose) publish(bindings, exposed, port, "tcp", 0);
   if (c.route && o.route.port > 0) publish(bindings, exposed, o.route.port, "tcp", o.host_port);
 
-  json host = {
-      {"Mounts", mounts},
-      {"Memory", s.memory},
-      {"MemorySwap", s.memory},  // no swap on top: the limit is the limit
-      {"NanoCpus", static_cast<std::int64_t>(s.cpus * 1e9)},
-      {"PidsLimit", s.pids},
-      {"CapDrop", json::array({"ALL"})},
-      // Images such as postgres or redis start as root and drop privileges themselves.
-      {"CapAdd",
-       json::array({"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "NET_BIND_SERVICE"})},
-      {"SecurityOpt", json::array({"no-new-privileges:true"})},
-      {"Init", true},
-      {"RestartPolicy", restart_body(s.restart)},
-      {"NetworkMode", network},
-      {"LogConfig", {{"Type", "json-file"}, {"Config", {{"max-size", "10m"}, {"max-file", "2"}}}}},
-  };
+  // Images such as postgres or redis start as root and drop privileges themselves.
+  json host = hardened_host_config(
+      std::move(mounts), s.memory, s.cpus, s.pids,
+      {"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "NET_BIND_SERVICE"});
+  host["RestartPolicy"] = restart_body(s.restart);
+  host["NetworkMode"] = network;
   if (!bindings.empty()) host["PortBindings"] = bindings;
 
   json body = {{"Image", c.image},

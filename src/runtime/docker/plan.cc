@@ -260,6 +260,22 @@ std::string plan_hash(const ContainerPlan& plan) {
   return short_hash(create_body(p).dump());
 }
 
+json hardened_host_config(json mounts, std::uint64_t memory, double cpus, int pids,
+                          const std::vector<std::string>& cap_add) {
+  return {
+      {"Mounts", std::move(mounts)},
+      {"Memory", memory},
+      {"MemorySwap", memory},  // no swap on top: the limit is the limit
+      {"NanoCpus", static_cast<std::int64_t>(cpus * 1e9)},
+      {"PidsLimit", pids},
+      {"CapDrop", json::array({"ALL"})},
+      {"CapAdd", cap_add},
+      {"SecurityOpt", json::array({"no-new-privileges:true"})},
+      {"Init", true},
+      {"LogConfig", {{"Type", "json-file"}, {"Config", {{"max-size", "10m"}, {"max-file", "2"}}}}},
+  };
+}
+
 json create_body(const ContainerPlan& p) {
   json env = p.env;
   json labels = json::object();
@@ -272,19 +288,8 @@ json create_body(const ContainerPlan& p) {
   for (const auto& v : p.volumes) {
     mounts.push_back({{"Type", "volume"}, {"Source", v.name}, {"Target", v.target}});
   }
-  json host = {
-      {"Mounts", mounts},
-      {"Memory", p.memory},
-      {"MemorySwap", p.memory},  // no swap on top: the limit is the limit
-      {"NanoCpus", static_cast<std::int64_t>(p.cpus * 1e9)},
-      {"PidsLimit", p.pids},
-      {"CapDrop", json::array({"ALL"})},
-      {"CapAdd", p.cap_add},
-      {"SecurityOpt", json::array({"no-new-privileges:true"})},
-      {"Init", true},
-      {"RestartPolicy", {{"Name", "no"}}},
-      {"LogConfig", {{"Type", "json-file"}, {"Config", {{"max-size", "10m"}, {"max-file", "2"}}}}},
-  };
+  json host = hardened_host_config(std::move(mounts), p.memory, p.cpus, p.pids, p.cap_add);
+  host["RestartPolicy"] = {{"Name", "no"}};
   json body = {{"Image", p.image}, {"Env", env}, {"Labels", labels}, {"HostConfig", host}};
   if (!p.cmd.empty()) body["Cmd"] = p.cmd;
   if (!p.workdir.empty()) body["WorkingDir"] = p.workdir;

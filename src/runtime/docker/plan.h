@@ -118,6 +118,12 @@ ContainerPlan plan_install(const RunSpec& spec, const std::string& image,
 /// stored in the cloudyknight.spec label: equal hashes mean an adopted container is current.
 std::string plan_hash(const ContainerPlan& plan);
 
+/// The HostConfig every container of ours starts from: `mounts`, the memory (no swap), CPU and
+/// pids limits, every capability dropped but `cap_add`, no-new-privileges, an init process and
+/// a bounded json-file log. Callers add the restart policy, network and port bindings.
+nlohmann::json hardened_host_config(nlohmann::json mounts, std::uint64_t memory, double cpus,
+                                    int pids, const std::vector<std::string>& cap_add);
+
 /// The Engine API body for POST /containers/create.
 nlohmann::json create_body(const ContainerPlan& plan);
 
