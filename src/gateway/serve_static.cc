@@ -53,27 +53,12 @@ std::int64_t nanoseconds(const timespec& t) {
   return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
 }
 
-// Sends `head` (the connection's scratch buffer, which this may extend) and `body`: one writev
-// on plain TCP. Over TLS a small answer is gathered into `head` and sent as one record, a
-// larger one as two writes: a sequence of several buffers larger than beast::flat_stream's
-// limit must not reach the TLS layer (asio's async_write of a two-buffer array can then hand
-// it an empty first buffer, which it writes as zero bytes and async_write takes for the end).
+// Sends `head` and `body` in one write (write_all leaves an empty one out, and over TLS
+// flat_stream gathers a small answer into one record).
 Task<void> send_both(ClientStream& client, std::string& head, std::string_view body,
                      error_code& ec) {
-  if (body.empty()) {
-    co_await write_all(client, net::buffer(head), ec);
-  } else if (head.empty()) {
-    co_await write_all(client, net::buffer(body), ec);
-  } else if (!client.tls()) {
-    std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body)};
-    co_await write_all(client, bufs, ec);
-  } else if (head.size() + body.size() <= kFlattenLimit) {
-    head.append(body);
-    co_await write_all(client, net::buffer(head), ec);
-  } else {
-    co_await write_all(client, net::buffer(head), ec);
-    if (!ec) co_await write_all(client, net::buffer(body), ec);
-  }
+  std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body)};
+  co_await write_all(client, bufs, ec);
 }
 
 // Sends `head`, then `len` bytes of the file `fd` from `offset`. On plain TCP the body goes
