@@ -395,7 +395,15 @@ class TestComposeWorkspaces(DockerCase):
             self.assertIn(key, w.get("error") or "", w)
             self.assertIn(f"services.app.{key}", w.get("error") or "", w)
             self.assertEqual(DOCKER.containers(name), [], f"{name} created containers")
-            self.assertIn(key, log_text(self.d, name))
+            # Found when the folder was read, like a broken package.json: not started, so not
+            # retried with backoff either, until the file changes.
+            self.assertEqual(w.get("reason"), "invalid workspace", w)
+            self.assertEqual(w.get("restarts"), 0, w)
+        # Fixed, it runs with no other step.
+        write(os.path.join(self.d.ws, self.priv, "docker-compose.yml"),
+              PRIV_COMPOSE.format(image=PYTHON_IMAGE).replace("    privileged: true\n", ""))
+        self.d.wait_status(self.priv, "running", timeout=START_TIMEOUT)
+        self.assertEqual(len(DOCKER.containers(self.priv)), 1)
 
     def test_3a_missing_image_fails_naming_service_and_image(self):
         w = self.d.wait_status(self.miss, "failed", timeout=START_TIMEOUT)
@@ -440,10 +448,10 @@ class TestComposeWorkspaces(DockerCase):
         self.assertIn("read_only: true", y)
         self.assertNotIn("traefik-network", y)  # mapped to the project's own network
         self.assertIn(f"routes /{self.seed}/ to app on port 3000", y)
-        p = run_cli("workspace", "compose", self.priv, "--workspaces", self.d.ws)
+        p = run_cli("workspace", "compose", self.etc, "--workspaces", self.d.ws)
         self.assertEqual(p.returncode, 1, f"stdout={p.stdout!r} stderr={p.stderr!r}")
         self.assertEqual(p.stdout, "")
-        self.assertIn("services.app.privileged", p.stderr)
+        self.assertIn("services.app.volumes", p.stderr)
 
     # -- (d) stop and start ------------------------------------------------------------------
     def test_4_stop_removes_containers_and_network_and_keeps_volumes(self):
@@ -494,7 +502,8 @@ class TestComposeNeedsDocker(unittest.TestCase):
         d = Daemon(runtime="process")
         d.prepare()
         try:
-            write(os.path.join(d.ws, "stack", "docker-compose.yml"), PRIV_COMPOSE.format(image=PYTHON_IMAGE))
+            write(os.path.join(d.ws, "stack", "docker-compose.yml"),
+                  PRIV_COMPOSE.format(image=PYTHON_IMAGE).replace("    privileged: true\n", ""))
             d.start()
             w = d.wait_status("stack", "failed", timeout=10)
             self.assertIn("runtime: docker", w.get("error") or "", w)
