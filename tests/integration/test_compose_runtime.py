@@ -10,7 +10,8 @@ One daemon (then a second on the same folders after a SIGKILL) over these worksp
           network go, the volume stays), started again, adopted by a new control plane after a
           SIGKILL (same containers, none added), then deleted (everything of the project goes).
   nets    web on networks front and back, api only on back, spy only on front: web reaches
-          api by name, spy cannot resolve it; each declared network is its own engine network
+          api by name, spy cannot resolve it; web waits for the one-shot migrate to complete
+          successfully (it writes the shared volume api reads); each declared network is its own engine network
           (ck-<name>_front, ck-<name>_back), all removed with the workspace.
   priv    `privileged: true`: fails, the API says which key and why.
   etc     a bind of /etc: fails, naming the key.
@@ -160,7 +161,16 @@ services:
     volumes: ["./:/workspace:ro"]
     ports: ["8000"]
     networks: [front, back]
-    depends_on: [api]
+    depends_on:
+      api:
+        condition: service_started
+      migrate:
+        condition: service_completed_successfully
+  migrate:
+    image: {image}
+    command: ["python3", "-c", "import time; time.sleep(2); open('/data/migrated', 'w').write('ok')"]
+    volumes: ["data:/data"]
+    networks: [back]
   api:
     image: {image}
     command: ["python3", "/workspace/api.py"]
@@ -368,7 +378,14 @@ class TestComposeWorkspaces(DockerCase):
         self.assertEqual(r.json()["api"]["from"], "api")  # web → api over `back`
         cs = {c["Labels"]["cloudyknight.service"]: DOCKER.inspect(c["Id"])
               for c in project_containers(self.nets)}
-        self.assertEqual(set(cs), {"web", "api", "spy"})
+        self.assertEqual(set(cs), {"web", "api", "spy", "migrate"})
+        # The one-shot migrate ran to completion (exit 0) before web was created.
+        migrate = cs.pop("migrate")
+        self.assertEqual(migrate["State"]["Status"], "exited", migrate["State"])
+        self.assertEqual(migrate["State"]["ExitCode"], 0, migrate["State"])
+        self.assertLess(migrate["State"]["FinishedAt"], cs["web"]["Created"])
+        r = self.post(f"/workspaces/{self.nets}/run", {"command": ["cat", "/data/migrated"], "service": "api"})
+        self.assertEqual(r.json()["output"], "ok", r.json())
         front, back = f"ck-{self.nets}_front", f"ck-{self.nets}_back"
         nets = {s: set(c["NetworkSettings"]["Networks"]) for s, c in cs.items()}
         self.assertEqual(nets, {"web": {front, back}, "api": {back}, "spy": {front}})
