@@ -403,6 +403,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   go.request_timeout = config.gateway.request_timeout;
   go.max_body = config.gateway.max_body;
   go.max_header = config.gateway.max_header;
+  go.max_file_body = config.gateway.max_file_body;
   go.wake_timeout = config.idle.wake_timeout;
   go.live_reload = config.gateway.live_reload;
   go.event_buffer = config.gateway.event_buffer;
