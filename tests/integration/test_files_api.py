@@ -15,7 +15,7 @@ import os
 import unittest
 import urllib.parse
 
-from harness import CONTROL, ControlHostDaemon, wait_until
+from harness import CONTROL, ControlHostDaemon, EventStream, wait_until
 from test_auth import PASSWORD, admin_token, call
 from test_s3_serve import BUCKET, PREFIX, HAVE_S3RVER, NO_S3RVER, S3Case, put_text
 
@@ -31,7 +31,7 @@ class FilesApiTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = d = ControlHostDaemon(
-            fixtures=["static", ("static", "other")],
+            fixtures=["static", ("static", "other"), "echo"],
             config={"gateway": {"control_host": CONTROL, "max_file_body": "64k"}})
         d.prepare()
         try:
@@ -285,6 +285,27 @@ class FilesApiTest(unittest.TestCase):
         r = self.f("PUT", "annpriv", "nocsrf.txt", who="ann", body=b"x", csrf=False)
         self.assertEqual(r.status, 403, r.text())
         self.assertFalse(os.path.exists(os.path.join(self.d.ws, "annpriv", "nocsrf.txt")))
+
+    def test_the_monitor_sees_an_api_write_like_any_file_change(self):
+        # The same path as an editor's save: inotify on the folder, then a restart of the app.
+        before = self.d.wait_status("echo", "running", timeout=60)
+        with open(os.path.join(self.d.ws, "echo", "app.py"), "rb") as fh:
+            source = fh.read()
+        events = EventStream(self.d.port, host=f"{CONTROL}:{self.d.port}")
+        try:
+            since = events.mark()
+            r = self.f("PUT", "echo", "app.py", body=source + b"\n# edited through the files API\n",
+                       headers={"If-Match": etag_of(source)})
+            self.assertEqual(r.status, 200, r.text())
+            _, files = events.wait_for(lambda e: e.get("type") == "files" and e.get("workspace") == "echo",
+                                       10, since, "a files event of echo")
+            self.assertIn("app.py", files["paths"], files)
+            after = self.d.wait_workspace("echo", lambda w: w.get("status") == "running"
+                                          and w.get("pid") != before.get("pid"), 30,
+                                          "echo restarted with the new app.py")
+            self.assertNotEqual(after["pid"], before["pid"])
+        finally:
+            events.close()
 
     def test_writes_are_audited(self):
         self.assertEqual(self.f("PUT", "other", "audited.txt", body=b"a").status, 201)
