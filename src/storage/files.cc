@@ -149,6 +149,8 @@ struct Current {
   bool exists = false;
   bool dir = false;
   mode_t mode = 0644;
+  std::optional<uid_t> uid;  // a regular file's owner, kept by a replace
+  gid_t gid = 0;
   std::optional<std::string> etag;  // a regular file's
 };
 
@@ -174,6 +176,8 @@ Result<Current> current_at(int dir_fd, const std::string& leaf, const std::strin
     return fail(Errc::forbidden, fmt::format("'{}' is not a regular file", rel));
   }
   cur.mode = st.st_mode & 0777;
+  cur.uid = st.st_uid;
+  cur.gid = st.st_gid;
   Fd fd(::openat(dir_fd, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (fd.fd < 0) return outcome::failure(open_error(rel, errno));
   BOOST_OUTCOME_TRY(body, read_all(fd.fd, static_cast<std::uint64_t>(st.st_size), rel));
@@ -341,6 +345,13 @@ Result<Written> write(int root_fd, const std::string& rel, std::string_view body
   // The umask may have narrowed the mode given to openat.
   if (::fchmod(out.fd, cur.mode) != 0 || !write_all(out.fd, body) || ::fsync(out.fd) != 0) {
     return discard(make_error(Errc::io, fmt::format("cannot write '{}': {}", rel, std::strerror(errno))));
+  }
+  // The owner of the file replaced, or of the folder for a new one (a daemon running as root
+  // must not hand the user's files to root); best effort: only root may give files away.
+  if (cur.uid) {
+    (void)::fchown(out.fd, *cur.uid, cur.gid);
+  } else if (struct stat ds {}; ::fstat(dir.fd, &ds) == 0) {
+    (void)::fchown(out.fd, ds.st_uid, ds.st_gid);
   }
   out.reset();
   if (commit) {

@@ -5,6 +5,7 @@
 #include "storage/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -185,6 +186,30 @@ TEST_F(FilesTest, RemovesFilesAndEmptyFolders) {
   EXPECT_TRUE(told_dir);
   EXPECT_FALSE(fs::exists(base / "ws" / "sub"));
   EXPECT_EQ(files::remove(root, "", {}, {}, &cur).error().code, Errc::invalid_argument);
+}
+
+}  // namespace
+}  // namespace ck
+
+namespace ck {
+namespace {
+
+TEST_F(FilesTest, AReplaceKeepsTheOwnerAndMode) {
+  if (::geteuid() != 0) GTEST_SKIP() << "only root can give files away";
+  ASSERT_EQ(::chown((base / "ws" / "a.txt").c_str(), 12345, 23456), 0);
+  ASSERT_EQ(::chmod((base / "ws" / "a.txt").c_str(), 0600), 0);
+  std::string cur;
+  ASSERT_TRUE(files::write(root, "a.txt", "new", {}, {}, &cur).has_value());
+  struct stat st {};
+  ASSERT_EQ(::stat((base / "ws" / "a.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 12345u);
+  EXPECT_EQ(st.st_gid, 23456u);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // A new file gets its folder's owner.
+  ASSERT_EQ(::chown((base / "ws" / "sub").c_str(), 12345, 23456), 0);
+  ASSERT_TRUE(files::write(root, "sub/new.txt", "n", {}, {}, &cur).has_value());
+  ASSERT_EQ(::stat((base / "ws" / "sub" / "new.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 12345u);
 }
 
 }  // namespace
