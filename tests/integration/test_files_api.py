@@ -188,6 +188,17 @@ class FilesApiTest(unittest.TestCase):
         self.assertEqual(r.status, 413, r.text()[:300])
         self.assertIn("gateway.max_file_body", r.json()["error"]["message"])
         self.assertFalse(os.path.exists(os.path.join(self.d.ws, "static", "big.bin")))
+        # The same past the limit in chunks (no Content-Length to refuse it early).
+        chunk = b"z" * 16384
+        body = b"".join(b"%x\r\n" % len(chunk) + chunk + b"\r\n" for _ in range(LIMIT // len(chunk) + 1)) + b"0\r\n\r\n"
+        data = (f"PUT {API}/workspaces/static/files/chunked.bin HTTP/1.1\r\nHost: {CONTROL}:{self.d.port}\r\n"
+                f"Authorization: Bearer {self.admin}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + body
+        r = self.d.raw(data, method="PUT")
+        self.assertEqual(r.status, 413, r.body[:300])
+        self.assertIn("gateway.max_file_body", r.json()["error"]["message"])
+        self.assertFalse(os.path.exists(os.path.join(self.d.ws, "static", "chunked.bin")))
+        # Bigger than the control plane's usual 2 MiB is fine when the key allows it: see the
+        # S3 class (default 10 MiB). Exactly the limit here is accepted.
         r = self.f("PUT", "static", "big.bin", body=b"x" * LIMIT)
         self.assertEqual(r.status, 201, r.text()[:300])
         self.assertEqual(self.f("DELETE", "static", "big.bin").status, 204)
@@ -360,6 +371,19 @@ class FilesApiOnS3Test(S3Case):
         self.assertEqual(self.f("GET", "pages/new.html").body, b"<p>new</p>\n")
         r = self.d.get("/site/")
         self.assertIn("edited through the API", r.text())
+        # The default gateway.max_file_body (10 MiB) takes more than the control plane's usual
+        # 2 MiB body.
+        big = "0123456789abcdef" * (3 * 1024 * 1024 // 16)
+        r = self.f("PUT", "big.txt", big.encode())
+        self.assertEqual(r.status, 201, r.text()[:300])
+        self.assertEqual(self.bucket_object("big.txt"), big)
+        # Refused on its Content-Length, before the body is read.
+        head = (f"PUT {API}/workspaces/site/files/too-big.txt HTTP/1.1\r\nHost: 127.0.0.1:{self.d.port}\r\n"
+                f"Authorization: Bearer {self.token}\r\nContent-Length: {10 * 1024 * 1024 + 1}\r\n\r\n")
+        r = self.d.raw(head.encode(), method="PUT")
+        self.assertEqual(r.status, 413, r.body[:300])
+        self.assertIn("gateway.max_file_body", r.json()["error"]["message"])
+        self.assertIsNone(self.bucket_object("too-big.txt"))
         # A stale If-Match changes neither the bucket nor the mirror.
         r = self.f("PUT", "index.html", b"lost update\n", headers={"If-Match": etag_of(b"whatever")})
         self.assertEqual(r.status, 412, r.text())
