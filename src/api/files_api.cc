@@ -45,7 +45,8 @@ Result<std::string> relative_path(std::string_view raw) {
   std::optional<std::string> decoded(std::in_place, raw);
   if (raw.find('%') != std::string_view::npos) {
     decoded = http::percent_decode(raw);
-    if (!decoded) return fail(Errc::invalid_argument, "malformed percent-encoding in the file path");
+    if (!decoded)
+      return fail(Errc::invalid_argument, "malformed percent-encoding in the file path");
   }
   if (decoded->starts_with('/')) {
     return fail(Errc::invalid_argument,
@@ -89,10 +90,10 @@ json listing_json(const std::string& rel, const files::Found& f) {
   return out;
 }
 
-http::Response written_response(const std::string& rel, std::size_t size,
-                                const files::Written& w) {
-  auto r = api::json_response(w.created ? 201 : 200,
-                              {{"path", rel}, {"size", size}, {"etag", w.etag}, {"created", w.created}});
+http::Response written_response(const std::string& rel, std::size_t size, const files::Written& w) {
+  auto r =
+      api::json_response(w.created ? 201 : 200,
+                         {{"path", rel}, {"size", size}, {"etag", w.etag}, {"created", w.created}});
   r.headers.emplace_back("ETag", w.etag);
   return r;
 }

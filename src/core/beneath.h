@@ -14,7 +14,7 @@ enum class PathRefusal {
   none,
   bad_bytes,  // a NUL byte or a backslash
   dot_dot,    // a ".." segment
-  hidden,     // a segment starting with '.' (other than ".well-known"), when hidden ones are refused
+  hidden,  // a segment starting with '.' (other than ".well-known"), when hidden ones are refused
 };
 
 /// Checks an already percent-decoded relative path segment by segment and builds `rel`:

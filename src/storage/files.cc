@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 
@@ -78,7 +78,8 @@ Result<std::string> read_all(int fd, std::uint64_t size, const std::string& rel)
     if (got == out.size()) out.resize(out.size() + 64 * 1024);  // grew since fstat
     ssize_t n = ::read(fd, out.data() + got, out.size() - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail(Errc::io, fmt::format("cannot read '{}': {}", rel, std::strerror(errno)));
+    if (n < 0)
+      return fail(Errc::io, fmt::format("cannot read '{}': {}", rel, std::strerror(errno)));
     if (n == 0) break;
     got += static_cast<std::size_t>(n);
   }
@@ -126,8 +127,8 @@ Result<std::optional<Fd>> open_parent(int root_fd, const std::vector<std::string
     if (next < 0 && errno == ENOENT) {
       if (!create) return std::optional<Fd>();
       if (::mkdirat(dir.fd, seg.c_str(), 0755) != 0 && errno != EEXIST) {
-        return fail(Errc::io, fmt::format("cannot create the folder '{}': {}", walked,
-                                          std::strerror(errno)));
+        return fail(Errc::io,
+                    fmt::format("cannot create the folder '{}': {}", walked, std::strerror(errno)));
       }
       next = open_beneath(dir.fd, seg);
     }
@@ -136,8 +137,8 @@ Result<std::optional<Fd>> open_parent(int root_fd, const std::vector<std::string
     struct stat st {};
     if (::fstat(opened.fd, &st) != 0) return outcome::failure(open_error(walked, errno));
     if (!S_ISDIR(st.st_mode)) {
-      return fail(Errc::conflict, fmt::format("'{}' is a file, so '{}' cannot be below it",
-                                              walked, rel));
+      return fail(Errc::conflict,
+                  fmt::format("'{}' is a file, so '{}' cannot be below it", walked, rel));
     }
     dir = std::move(opened);
   }
@@ -285,7 +286,10 @@ Result<Found> read(int root_fd, const std::string& rel, std::uint64_t max_bytes,
     e.name = std::string(name);
     struct stat es {};
     if (::fstatat(fd.fd, de->d_name, &es, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
-    e.type = S_ISREG(es.st_mode) ? "file" : S_ISDIR(es.st_mode) ? "dir" : S_ISLNK(es.st_mode) ? "symlink" : "other";
+    e.type = S_ISREG(es.st_mode)   ? "file"
+             : S_ISDIR(es.st_mode) ? "dir"
+             : S_ISLNK(es.st_mode) ? "symlink"
+                                   : "other";
     e.size = S_ISDIR(es.st_mode) ? 0 : static_cast<std::uint64_t>(es.st_size);
     e.mtime_ms = mtime_ms_of(es);
     out.entries.push_back(std::move(e));
@@ -344,13 +348,14 @@ Result<Written> write(int root_fd, const std::string& rel, std::string_view body
   };
   // The umask may have narrowed the mode given to openat.
   if (::fchmod(out.fd, cur.mode) != 0 || !write_all(out.fd, body) || ::fsync(out.fd) != 0) {
-    return discard(make_error(Errc::io, fmt::format("cannot write '{}': {}", rel, std::strerror(errno))));
+    return discard(
+        make_error(Errc::io, fmt::format("cannot write '{}': {}", rel, std::strerror(errno))));
   }
   // The owner of the file replaced, or of the folder for a new one (a daemon running as root
   // must not hand the user's files to root); best effort: only root may give files away.
   if (cur.uid) {
     (void)::fchown(out.fd, *cur.uid, cur.gid);
-  } else if (struct stat ds {}; ::fstat(dir.fd, &ds) == 0) {
+  } else if (struct stat ds{}; ::fstat(dir.fd, &ds) == 0) {
     (void)::fchown(out.fd, ds.st_uid, ds.st_gid);
   }
   out.reset();
@@ -366,14 +371,16 @@ Result<Written> write(int root_fd, const std::string& rel, std::string_view body
       return discard(make_error(Errc::precondition_failed,
                                 fmt::format("'{}' was created by someone else meanwhile", rel)));
     }
-    return discard(make_error(Errc::io, fmt::format("cannot put '{}' in place: {}", rel, std::strerror(e))));
+    return discard(
+        make_error(Errc::io, fmt::format("cannot put '{}' in place: {}", rel, std::strerror(e))));
   }
   ::fsync(dir.fd);
   return Written{!cur.exists, content_etag(body)};
 }
 
 Result<void> remove(int root_fd, const std::string& rel, const Conditions& when,
-                    const std::function<Result<void>(bool dir)>& commit, std::string* current_etag) {
+                    const std::function<Result<void>(bool dir)>& commit,
+                    std::string* current_etag) {
   if (rel.empty()) {
     return fail(Errc::invalid_argument,
                 "the workspace folder itself cannot be deleted here; DELETE "
@@ -384,7 +391,8 @@ Result<void> remove(int root_fd, const std::string& rel, const Conditions& when,
   BOOST_OUTCOME_TRY(dir, open_parent(root_fd, parents, false, rel));
   if (!dir) return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
   BOOST_OUTCOME_TRY(cur, current_at(dir->fd, leaf, rel));
-  if (!cur.exists) return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
+  if (!cur.exists)
+    return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
   BOOST_OUTCOME_TRY(check_conditions(when, cur, rel, current_etag));
   if (cur.dir) {
     // Refuse a folder with entries before telling storage anything.
@@ -411,9 +419,11 @@ Result<void> remove(int root_fd, const std::string& rel, const Conditions& when,
     BOOST_OUTCOME_TRY(commit(cur.dir));
   }
   if (::unlinkat(dir->fd, leaf.c_str(), cur.dir ? AT_REMOVEDIR : 0) != 0) {
-    if (errno == ENOENT) return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
+    if (errno == ENOENT)
+      return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
     if (errno == ENOTEMPTY || errno == EEXIST) {
-      return fail(Errc::conflict, fmt::format("the folder '{}' is not empty; delete its files first", rel));
+      return fail(Errc::conflict,
+                  fmt::format("the folder '{}' is not empty; delete its files first", rel));
     }
     return fail(Errc::io, fmt::format("cannot delete '{}': {}", rel, std::strerror(errno)));
   }

@@ -5,8 +5,8 @@
 #include "storage/files.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -23,8 +23,9 @@ namespace fs = std::filesystem;
 class FilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base = fs::temp_directory_path() / ("ck-files-test-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    base = fs::temp_directory_path() /
+           ("ck-files-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(base);
     fs::create_directories(base / "ws" / "sub");
     spit(base / "outside.txt", "outside");
@@ -38,7 +39,9 @@ class FilesTest : public ::testing::Test {
     ::close(root);
     fs::remove_all(base);
   }
-  static void spit(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+  static void spit(const fs::path& p, const std::string& s) {
+    std::ofstream(p, std::ios::binary) << s;
+  }
   static std::string slurp(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
     std::stringstream ss;
@@ -90,7 +93,8 @@ TEST_F(FilesTest, ReadsFilesAndListsFolders) {
   ASSERT_TRUE(d.value().dir);
   std::vector<std::string> names;
   for (const auto& e : d.value().entries) names.push_back(e.name + ":" + e.type);
-  EXPECT_EQ(names, (std::vector<std::string>{"a.txt:file", "link.txt:symlink", "sub:dir", "up:symlink"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"a.txt:file", "link.txt:symlink", "sub:dir", "up:symlink"}));
   EXPECT_EQ(d.value().entries[0].etag, files::content_etag("hello"));
   auto big = files::read(root, "a.txt", 4, "gateway.max_file_body");
   ASSERT_TRUE(big.has_error());
