@@ -191,9 +191,9 @@ class ControlApi {
   /// files_api.cc: GET|PUT|DELETE /workspaces/{name}/files/{path} for a caller already checked
   /// (read scope and `see` for GET, deploy and `act` otherwise). `raw_path` is the part after
   /// "files/", still percent-encoded; `audit` records a mutation (action, detail).
-  http::Response files_request(const http::Request& req, const WorkspaceView& w,
-                               std::string_view raw_path,
-                               const std::function<void(const std::string&, nlohmann::json)>& audit) const;
+  http::Response files_request(
+      const http::Request& req, const WorkspaceView& w, std::string_view raw_path,
+      const std::function<void(const std::string&, nlohmann::json)>& audit) const;
   http::Response follow_log(const http::Request& req, const WorkspaceView& w) const;
   http::Response monitor_logs(const http::Request& req) const;
   const SnapshotHolder& snapshots_;

@@ -492,9 +492,10 @@ int run_daemon(const Config& config, const std::string& self_exe) {
                                             std::function<void(Result<std::size_t>)> done) {
       m->remove(name, std::move(done));
     };
-    services.write_file = [m = mirror.get()](const std::string& name, const std::string& rel,
-                                             std::string body, files::Conditions when,
-                                             std::function<void(Result<files::Written>, std::string)> done) {
+    services.write_file = [m = mirror.get()](
+                              const std::string& name, const std::string& rel, std::string body,
+                              files::Conditions when,
+                              std::function<void(Result<files::Written>, std::string)> done) {
       m->write_file(name, rel, std::move(body), std::move(when), std::move(done));
     };
     services.delete_file = [m = mirror.get()](const std::string& name, const std::string& rel,

@@ -295,8 +295,9 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
         break;
       }
       if (taker == BodyTaker::control &&
-          is_files_upload(std::string_view(head.method_string().data(), head.method_string().size()),
-                          std::string_view(head.target().data(), head.target().size()))) {
+          is_files_upload(
+              std::string_view(head.method_string().data(), head.method_string().size()),
+              std::string_view(head.target().data(), head.target().size()))) {
         // A file for the files API: up to gateway.max_file_body, refused in the API's JSON.
         files_upload = true;
         if (auto len = parser.content_length(); len && *len > opts.max_file_body) {

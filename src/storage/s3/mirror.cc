@@ -1,8 +1,7 @@
 #include "storage/s3/mirror.h"
 
-#include <fmt/format.h>
-
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -367,8 +366,8 @@ Result<int> open_workspace_dir(const fs::path& root, const std::string& name) {
   int fd = ::open((root / name).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     return fail(errno == ENOENT ? Errc::not_found : Errc::io,
-                fmt::format("workspace '{}' is not in the mirror {}: {}", name, (root / name).string(),
-                            std::strerror(errno)));
+                fmt::format("workspace '{}' is not in the mirror {}: {}", name,
+                            (root / name).string(), std::strerror(errno)));
   }
   return fd;
 }
@@ -385,10 +384,12 @@ void S3Mirror::write_file(std::string name, std::string rel, std::string body,
     if (dir.has_error()) return done(dir.error(), "");
     const std::string key = sync::workspace_prefix(opts_.prefix, name) + rel;
     auto upload = [&]() -> Result<void> {
-      auto put = client_.put_object(opts_.bucket, key, body, std::string(content_type_for_name(rel)));
+      auto put =
+          client_.put_object(opts_.bucket, key, body, std::string(content_type_for_name(rel)));
       if (put.has_error()) {
-        return fail(put.error().code, fmt::format("cannot upload '{}' to {}/{}: {}; nothing was changed",
-                                                  rel, url(), key, put.error().message));
+        return fail(put.error().code,
+                    fmt::format("cannot upload '{}' to {}/{}: {}; nothing was changed", rel, url(),
+                                key, put.error().message));
       }
       return outcome::success();
     };
