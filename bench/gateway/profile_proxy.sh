@@ -125,6 +125,7 @@ run_client() { # port n
 BACKEND_PORT="$(free_port)"
 mkdir -p "$TMP/backend"
 cp "$SCRIPT_DIR/backend/start.sh" "$TMP/backend/"
+chmod a+rx "$TMP" "$TMP/backend"  # a root nginx's workers (nobody) read /64k from there
 (cd "$TMP/backend" && PORT="$BACKEND_PORT" exec sh start.sh) >"$TMP/backend.log" 2>&1 &
 PIDS+=("$!")
 wait_port "$BACKEND_PORT" "$!" "the backend nginx"

@@ -50,6 +50,7 @@
 #include "http/stream.h"
 #include "gateway/forward.h"
 #include "gateway/gateway_metrics.h"
+#include "gateway/read_ready.h"
 #include "gateway/route.h"
 #include "gateway/static_files.h"
 #include "gateway/tls.h"

@@ -110,7 +110,7 @@ Task<void> read_upstream_head(Socket& s, beast::flat_buffer& buf, UpstreamParser
       co_return;
     }
     searched = have.size() < 3 ? 0 : have.size() - 3;
-    std::size_t n = co_await s.async_read_some(buf.prepare(16 * 1024), net::redirect_error(use_task, ec));
+    std::size_t n = co_await read_some(s, buf.prepare(16 * 1024), ec);
     if (ec) {
       if (ec == net::error::eof) ec = buf.size() == 0 ? bhttp::error::end_of_stream : bhttp::error::partial_message;
       co_return;
@@ -240,7 +240,18 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
     {
       UpstreamWait wait(conn, up->socket, opts.request_timeout);
       std::array<net::const_buffer, 2> out{net::buffer(conn.upstream_head), net::buffer(req.body())};
-      co_await write_all(up->socket, out, ec);
+      std::size_t sent = up->socket.write_some(out, ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) {
+        ec = {};
+        sent = 0;
+      }
+      if (!ec && sent == net::buffer_size(out)) {
+        expect_answer(up->socket);  // the whole request left just now (read_ready.h)
+      } else if (!ec) {
+        beast::buffers_suffix<decltype(out)> rest(out);
+        rest.consume(sent);
+        co_await net::async_write(up->socket, rest, net::redirect_error(use_task, ec));
+      }
       if (!ec) {
         parser.emplace(conn.fields);
         if (req.method() == bhttp::verb::head) parser->skip(true);
@@ -341,9 +352,10 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
         std::size_t n = 0;
         {
           UpstreamWait wait(conn, up->socket, opts.request_timeout);
-          n = co_await up->socket.async_read_some(
-              net::buffer(chunk, static_cast<std::size_t>(std::min<std::uint64_t>(kRelayChunk, left))),
-              net::redirect_error(use_task, ec));
+          auto space = net::buffer(chunk, static_cast<std::size_t>(std::min<std::uint64_t>(kRelayChunk, left)));
+          if (!read_now(up->socket, space, n, ec)) {
+            n = co_await up->socket.async_read_some(space, net::redirect_error(use_task, ec));
+          }
         }
         if (ec == net::error::eof && to_eof) {
           ec = {};
