@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
   opts.threads = 1;
   ck::GatewayHooks hooks;
   hooks.session_cookie = "ck_session";
-  ck::Gateway gateway(opts, holder, [](const ck::http::Request&) { return ck::http::Response{}; },
-                      hooks);
+  ck::Gateway gateway(
+      opts, holder, [](const ck::http::Request&) { return ck::http::Response{}; }, hooks);
   auto port = gateway.listen();
   if (port.has_error()) {
     std::fprintf(stderr, "%s\n", port.error().message.c_str());

@@ -39,8 +39,8 @@
 #include <cstddef>
 #include <type_traits>
 
-#if BOOST_VERSION == 107400 && defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IO_URING) && \
-    !defined(BOOST_ASIO_WINDOWS)
+#if BOOST_VERSION == 107400 && defined(BOOST_ASIO_HAS_EPOLL) && \
+    !defined(BOOST_ASIO_HAS_IO_URING) && !defined(BOOST_ASIO_WINDOWS)
 #include <boost/asio/detail/epoll_reactor.hpp>
 #define CK_GW_READ_READY 1
 #else
@@ -125,8 +125,8 @@ bool read_now(Socket& s, const MutableBuffer& b, std::size_t& n, boost::system::
 
 /// read_now(), then the wait if needed, as one awaitable.
 template <class Socket, class MutableBuffer>
-net::awaitable<std::size_t, typename Socket::executor_type> read_some(Socket& s, const MutableBuffer& b,
-                                                                      boost::system::error_code& ec) {
+net::awaitable<std::size_t, typename Socket::executor_type> read_some(
+    Socket& s, const MutableBuffer& b, boost::system::error_code& ec) {
   std::size_t n = 0;
   if (read_now(s, b, n, ec)) co_return n;
   n = co_await s.async_read_some(
