@@ -367,7 +367,7 @@ Task<bool> Gateway::Impl::handle(Conn& conn, beast::flat_buffer& buf, Request& r
                             Worker& w, const std::string& client_ip) {
   std::shared_ptr<const Snapshot> snap = w.routes.get();  // kept: the view outlives awaits
   std::string_view target(req.target().data(), req.target().size());
-  std::string_view host(req[bhttp::field::host].data(), req[bhttp::field::host].size());
+  std::string_view host = req[bhttp::field::host];
   auto decision = route_request(host, target, opts.hosts,
                                 [&](std::string_view n) { return snap->find(n) != nullptr; });
   switch (decision.kind) {

@@ -50,6 +50,7 @@
 #include "http/stream.h"
 #include "gateway/forward.h"
 #include "gateway/gateway_metrics.h"
+#include "gateway/read_ready.h"
 #include "gateway/route.h"
 #include "gateway/static_files.h"
 #include "gateway/tls.h"
@@ -258,10 +259,30 @@ Task<void> send(Stream& stream, bhttp::serializer<isRequest, Body, Fields>& sr, 
   }
 }
 
-// Writes all of `buffers`: what the socket takes at once, then the rest asynchronously (over
-// TLS, all of it through the TLS layer's asynchronous writes).
+// The synchronous start of write_all() on a plain socket: what the socket takes at once, in one
+// send, without a coroutine frame. True when that settled it (all sent, or `ec`); false when
+// write_rest() is to send the rest (`sent` bytes are out; always false over TLS, with 0 out).
+// On the hot path: `if (!write_now(s, b, ec, sent)) co_await write_rest(s, b, sent, ec);`.
 template <class Stream, class Buffers>
-Task<void> write_all(Stream& stream, const Buffers& buffers, error_code& ec) {
+bool write_now(Stream& stream, const Buffers& buffers, error_code& ec, std::size_t& sent) {
+  ec = {};
+  sent = 0;
+  if constexpr (std::is_same_v<Stream, ClientStream>) {
+    if (stream.tls()) return false;
+  }
+  Socket& s = plain_socket(stream);
+  sent = s.write_some(buffers, ec);
+  if (ec == net::error::would_block || ec == net::error::try_again) {
+    ec = {};
+    sent = 0;
+  }
+  return ec || sent == net::buffer_size(buffers);
+}
+
+// Sends `buffers` after their first `sent` bytes (write_now() sent those), asynchronously; over
+// TLS, all of it through the TLS layer's asynchronous writes.
+template <class Stream, class Buffers>
+Task<void> write_rest(Stream& stream, const Buffers& buffers, std::size_t sent, error_code& ec) {
   if constexpr (std::is_same_v<Stream, ClientStream>) {
     if (stream.tls()) {
       // beast::flat_stream sends a sequence's first buffer alone when the next ones do not
@@ -286,15 +307,18 @@ Task<void> write_all(Stream& stream, const Buffers& buffers, error_code& ec) {
       co_return;
     }
   }
-  Socket& s = plain_socket(stream);
-  std::size_t n = s.write_some(buffers, ec);
-  if (ec == net::error::would_block || ec == net::error::try_again) {
-    ec = {};
-  }
-  if (ec || n == net::buffer_size(buffers)) co_return;
   beast::buffers_suffix<Buffers> rest(buffers);
-  rest.consume(n);
-  co_await net::async_write(s, rest, net::redirect_error(use_task, ec));
+  rest.consume(sent);
+  co_await net::async_write(plain_socket(stream), rest, net::redirect_error(use_task, ec));
+}
+
+// Writes all of `buffers`: what the socket takes at once, then the rest asynchronously (over
+// TLS, all of it through the TLS layer's asynchronous writes).
+template <class Stream, class Buffers>
+Task<void> write_all(Stream& stream, const Buffers& buffers, error_code& ec) {
+  std::size_t sent = 0;
+  if (write_now(stream, buffers, ec, sent)) co_return;
+  co_await write_rest(stream, buffers, sent, ec);
 }
 
 }  // namespace gw

@@ -95,32 +95,40 @@ class UpstreamParser final : public bhttp::basic_parser<false> {
   std::size_t room_ = 0;
 };
 
-// Reads from the app until its buffer holds a whole response head (or the limit is reached),
-// then parses it in one put(): the parser's views all point into that one region. The head's
-// bytes are consumed from the buffer, which is not read into again before they are used.
-Task<void> read_upstream_head(Socket& s, beast::flat_buffer& buf, UpstreamParser& parser, error_code& ec) {
+// Whether the app's buffer holds a whole response head; if so, parses it in one put(): the
+// parser's views all point into that one region, and the head's bytes are consumed from the
+// buffer, which is not read into again before they are used. `searched`: where the search for
+// the head's end resumes (0 at first). Sets `ec` when the head is over the limit or bad.
+bool upstream_head_ready(beast::flat_buffer& buf, UpstreamParser& parser, std::size_t& searched,
+                         error_code& ec) {
   static constexpr std::string_view kEnd = "\r\n\r\n";
-  std::size_t searched = 0;
-  for (;;) {
-    std::string_view have(static_cast<const char*>(buf.data().data()), buf.size());
-    auto at = have.find(kEnd, searched);
-    if (at != std::string_view::npos) break;
+  std::string_view have(static_cast<const char*>(buf.data().data()), buf.size());
+  if (have.find(kEnd, searched) == std::string_view::npos) {
     if (have.size() >= kUpstreamHeaderLimit) {
       ec = bhttp::error::header_limit;
-      co_return;
+      return true;
     }
     searched = have.size() < 3 ? 0 : have.size() - 3;
-    std::size_t n = co_await s.async_read_some(buf.prepare(16 * 1024), net::redirect_error(use_task, ec));
+    return false;
+  }
+  std::size_t used = parser.put(buf.data(), ec);
+  if (ec == bhttp::error::need_more) ec = bhttp::error::partial_message;  // cannot be: the head is whole
+  if (!ec && !parser.is_header_done()) ec = bhttp::error::partial_message;
+  buf.consume(used);
+  return true;
+}
+
+// Reads from the app until upstream_head_ready(). proxy() has the same loop inline for the
+// final answer's head (no coroutine frame per request); this one is for interim (1xx) answers.
+Task<void> read_upstream_head(Socket& s, beast::flat_buffer& buf, UpstreamParser& parser, error_code& ec) {
+  for (std::size_t searched = 0; !upstream_head_ready(buf, parser, searched, ec);) {
+    std::size_t n = co_await read_some(s, buf.prepare(16 * 1024), ec);
     if (ec) {
       if (ec == net::error::eof) ec = buf.size() == 0 ? bhttp::error::end_of_stream : bhttp::error::partial_message;
       co_return;
     }
     buf.commit(n);
   }
-  std::size_t used = parser.put(buf.data(), ec);
-  if (ec == bhttp::error::need_more) ec = bhttp::error::partial_message;  // cannot be: the head is whole
-  if (!ec && !parser.is_header_done()) ec = bhttp::error::partial_message;
-  buf.consume(used);
 }
 
 }  // namespace
@@ -190,8 +198,32 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
                            const std::string& client_ip) {
   bool client_keep = req.keep_alive();
   int client_version = req.version();
-  bool upgrade = http::header_has_token(req[bhttp::field::connection], "upgrade") &&
-                 req.count(bhttp::field::upgrade);
+  // One pass over the request's fields: the views the forwarded head is written from, and
+  // what the decisions below need (no field lookups). The session refused ambiguous framing,
+  // so a Transfer-Encoding here is exactly "chunked".
+  conn.fields.clear();
+  std::optional<std::string_view> connection;  // the first Connection field, as req[] reads it
+  bool has_upgrade = false, has_length = false, has_coding = false;
+  for (const auto& f : req) {
+    conn.fields.push_back({f.name_string(), f.value()});
+    switch (f.name()) {
+      case bhttp::field::connection:
+        if (!connection) connection = f.value();
+        break;
+      case bhttp::field::upgrade:
+        has_upgrade = true;
+        break;
+      case bhttp::field::content_length:
+        has_length = true;
+        break;
+      case bhttp::field::transfer_encoding:
+        has_coding = true;
+        break;
+      default:
+        break;
+    }
+  }
+  bool upgrade = connection && http::header_has_token(*connection, "upgrade") && has_upgrade;
   error_code ec;
   // Apps listen on the loopback address almost always: no need to parse it per request.
   net::ip::address addr = ws.upstream_host.empty() || ws.upstream_host == "127.0.0.1"
@@ -200,8 +232,6 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   tcp::endpoint ep(addr, static_cast<unsigned short>(ws.port));
   // The request head is written straight from the parsed fields (forward.h): hop-by-hop
   // fields out, the gateway's forwarding fields in, session cookies out, its own framing.
-  conn.fields.clear();
-  for (const auto& f : req) conn.fields.push_back({f.name_string(), f.value()});
   UpstreamRequestHead head;
   head.method = req.method_string();
   head.target = d.upstream_target;
@@ -215,7 +245,7 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
     head.host_session_cookie = host_session_cookie;
   }
   head.upgrade = upgrade;
-  if (!req.body().empty() || req.count(bhttp::field::content_length) || req.chunked()) {
+  if (!req.body().empty() || has_length || has_coding) {
     head.content_length = req.body().size();
   }
   conn.upstream_head.clear();
@@ -240,11 +270,36 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
     {
       UpstreamWait wait(conn, up->socket, opts.request_timeout);
       std::array<net::const_buffer, 2> out{net::buffer(conn.upstream_head), net::buffer(req.body())};
-      co_await write_all(up->socket, out, ec);
+      std::size_t sent = up->socket.write_some(out, ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) {
+        ec = {};
+        sent = 0;
+      }
+      if (!ec && sent == net::buffer_size(out)) {
+        expect_answer(up->socket);  // the whole request left just now (read_ready.h)
+      } else if (!ec) {
+        beast::buffers_suffix<decltype(out)> rest(out);
+        rest.consume(sent);
+        co_await net::async_write(up->socket, rest, net::redirect_error(use_task, ec));
+      }
       if (!ec) {
         parser.emplace(conn.fields);
         if (req.method() == bhttp::verb::head) parser->skip(true);
-        co_await read_upstream_head(up->socket, up->buffer, *parser, ec);
+        // read_upstream_head(), inline.
+        for (std::size_t searched = 0; !upstream_head_ready(up->buffer, *parser, searched, ec);) {
+          auto space = up->buffer.prepare(16 * 1024);
+          std::size_t n = 0;
+          if (!read_now(up->socket, space, n, ec)) {
+            n = co_await up->socket.async_read_some(space, net::redirect_error(use_task, ec));
+          }
+          if (ec) {
+            if (ec == net::error::eof) {
+              ec = up->buffer.size() == 0 ? bhttp::error::end_of_stream : bhttp::error::partial_message;
+            }
+            break;
+          }
+          up->buffer.commit(n);
+        }
       }
     }
     if (!ec) break;
@@ -341,9 +396,10 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
         std::size_t n = 0;
         {
           UpstreamWait wait(conn, up->socket, opts.request_timeout);
-          n = co_await up->socket.async_read_some(
-              net::buffer(chunk, static_cast<std::size_t>(std::min<std::uint64_t>(kRelayChunk, left))),
-              net::redirect_error(use_task, ec));
+          auto space = net::buffer(chunk, static_cast<std::size_t>(std::min<std::uint64_t>(kRelayChunk, left)));
+          if (!read_now(up->socket, space, n, ec)) {
+            n = co_await up->socket.async_read_some(space, net::redirect_error(use_task, ec));
+          }
         }
         if (ec == net::error::eof && to_eof) {
           ec = {};
@@ -366,7 +422,8 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
       }
       conn.expire_in(opts.request_timeout);
       std::array<net::const_buffer, 3> pieces{net::buffer(out), piece, net::buffer(tail.data(), tail.size())};
-      co_await write_all(conn.client, pieces, ec);
+      std::size_t sent = 0;
+      if (!write_now(conn.client, pieces, ec, sent)) co_await write_rest(conn.client, pieces, sent, ec);
       if (ec) co_return false;
       out.clear();
       up->buffer.consume(consumed);
@@ -419,7 +476,8 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
     conn.expire_in(opts.request_timeout);
     std::array<net::const_buffer, 3> pieces{net::buffer(out), net::buffer(chunk, n),
                                              net::buffer(tail.data(), tail.size())};
-    co_await write_all(conn.client, pieces, ec);
+    std::size_t sent = 0;
+    if (!write_now(conn.client, pieces, ec, sent)) co_await write_rest(conn.client, pieces, sent, ec);
     if (ec) co_return false;
     out.clear();
     if (done) break;

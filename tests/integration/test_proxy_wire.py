@@ -295,6 +295,22 @@ class TestProxyWire(DaemonTestCase):
         after = json.loads(self.get("/wire/stats").body)["connections"]
         self.assertLessEqual(after - before, 2, "each request opened its own upstream connection")
 
+    def test_pooled_connection_closed_by_the_app_is_not_used(self):
+        # The app closes each connection after its answer: the next GET, sent on that pooled
+        # connection (at once, or once its FIN has arrived), is retried on a fresh one; a POST
+        # never goes to a connection found closed (a FIN still in flight cannot be seen: the POST
+        # comes after the FIN here).
+        w = self.wire()
+        for pause in (0, 0.2, 0, 0.2):
+            self.assertEqual(self.exchange(w, get("/wire/dropped"))[1:4:2], (200, b"dropped"))
+            time.sleep(pause)
+            self.assertEqual(self.exchange(w, get("/wire/cl"))[3], b"hello")
+            self.assertEqual(self.exchange(w, get("/wire/dropped"))[1:4:2], (200, b"dropped"))
+            time.sleep(0.2)
+            _, status, _, body, _ = self.exchange(
+                w, get("/wire/request", method="POST", extra=b"Content-Length: 2\r\n") + b"hi")
+            self.assertEqual((status, json.loads(body)["body"]), (200, "hi"))
+
     # -- what the app gets -------------------------------------------------------
     def request_seen(self, data):
         w = self.wire()

@@ -1,0 +1,137 @@
+#pragma once
+// Reads of an app's answer without Asio's wasted speculative recv.
+//
+// Asio 1.74's epoll reactor keeps, per socket, a "may be readable" flag (try_speculative_):
+// every epoll event sets it, and only a read that returns 0 bytes (EOF) clears it. While it is
+// set, async_read_some first tries recv() and waits only if that finds nothing. So reading the
+// app's answer just after its request was sent costs a recv() that fails with EAGAIN (the app
+// cannot have answered yet) before the wait: one wasted syscall per proxied request.
+//
+// expect_answer() clears the flag right after the whole request left in one synchronous send,
+// with nothing run in between. That is safe because the socket is registered edge-triggered for
+// EPOLLIN once, for life, and everything the app can do after that send makes a new event, which
+// the reactor processes later on the worker's one thread and which sets the flag again: its
+// answer (bytes), or, on a pooled connection it had already closed, the RST its kernel sends
+// back for the request (so such a connection is still found closed, and the request retried on a
+// fresh one as before). Bytes or a FIN that came before the send are not read before the answer
+// any more; an app that half-closed the connection and still never answers is then seen at the
+// request timeout (504) instead of at once.
+//
+// Only there: a short read does NOT show that a socket is empty (its FIN may be pending, with
+// its event already consumed), so the flag is never cleared after reading data; read_now()
+// clears it only after a recv() that found nothing (EAGAIN: no data and no FIN), where Asio's
+// next wait would not try a recv() either. The client's side keeps Asio's behaviour: there is
+// no point after which the client is sure to send something (a pipelined request, a FIN).
+//
+// The flag is private to Asio: it is reached through an explicit template instantiation (where
+// access checks do not apply) and only for the Boost version and reactor checked below; with
+// any other, expect_answer() does nothing (Asio's behaviour). It also relies on the worker's
+// io_context being created with BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO (impl.h): one thread, no
+// descriptor locks.
+#include <boost/version.hpp>
+
+#include "http/asio.h"
+// clang-format off
+#include <boost/asio/basic_stream_socket.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/redirect_error.hpp>
+// clang-format on
+#include <cstddef>
+#include <type_traits>
+
+#if BOOST_VERSION == 107400 && defined(BOOST_ASIO_HAS_EPOLL) && \
+    !defined(BOOST_ASIO_HAS_IO_URING) && !defined(BOOST_ASIO_WINDOWS)
+#include <boost/asio/detail/epoll_reactor.hpp>
+#define CK_GW_READ_READY 1
+#else
+#define CK_GW_READ_READY 0
+#endif
+
+namespace ck::gw {
+
+namespace read_ready_detail {
+#if CK_GW_READ_READY
+using Reactor = net::detail::epoll_reactor;
+using DescriptorState = std::remove_pointer_t<Reactor::per_descriptor_data>;
+using Flags = bool[Reactor::max_ops];
+struct FlagsTag {
+  using type = Flags DescriptorState::*;
+  friend type member(FlagsTag);
+};
+template <class Tag, typename Tag::type M>
+struct Expose {
+  friend typename Tag::type member(Tag) { return M; }
+};
+template struct Expose<FlagsTag, &DescriptorState::try_speculative_>;
+
+// The socket's implementation (basic_socket::impl_ is protected: named through a derived class).
+template <class Socket>
+struct ImplOf : Socket {
+  static auto& of(Socket& s) { return (s.*(&ImplOf::impl_)).get_implementation(); }
+};
+
+template <class Socket>
+bool* read_flag(Socket& s) {
+  auto* state = ImplOf<Socket>::of(s).reactor_data_;
+  return state ? &((state->*member(FlagsTag{}))[Reactor::read_op]) : nullptr;
+}
+#endif
+}  // namespace read_ready_detail
+
+/// False once expect_answer() or a recv() that found nothing cleared `s`'s flag and no event
+/// came since: a read would only wait.
+template <class Socket>
+bool may_have_data(Socket& s) {
+#if CK_GW_READ_READY
+  bool* f = read_ready_detail::read_flag(s);
+  return !f || *f;
+#else
+  (void)s;
+  return true;
+#endif
+}
+
+/// To be called right after a request to an app left whole in one synchronous send (nothing run
+/// in between): the app's next bytes (or the RST of a connection it closed) come as a new event,
+/// so its answer is waited for without a recv() first. See the header comment.
+template <class Socket>
+void expect_answer(Socket& s) {
+#if CK_GW_READ_READY
+  if (bool* f = read_ready_detail::read_flag(s)) *f = false;
+#else
+  (void)s;
+#endif
+}
+
+/// The first half of a read of a plain, non-blocking socket into `b`: one recv() now unless the
+/// socket's flag is clear. True when that settled it (`n` bytes, at least one, or `ec`, eof as
+/// net::error::eof); false when the caller is to wait with s.async_read_some(b, ...), which then
+/// queues without a recv() first. No coroutine frame of its own.
+template <class Socket, class MutableBuffer>
+bool read_now(Socket& s, const MutableBuffer& b, std::size_t& n, boost::system::error_code& ec) {
+  ec = {};
+  n = 0;
+  if (net::buffer_size(b) == 0) return true;
+  if (!may_have_data(s)) return false;
+  n = s.read_some(b, ec);
+  if (ec != net::error::would_block && ec != net::error::try_again) return true;
+  ec = {};
+#if CK_GW_READ_READY
+  // Nothing there, not even a FIN: the next event announces what comes.
+  if (bool* f = read_ready_detail::read_flag(s)) *f = false;
+#endif
+  return false;
+}
+
+/// read_now(), then the wait if needed, as one awaitable.
+template <class Socket, class MutableBuffer>
+net::awaitable<std::size_t, typename Socket::executor_type> read_some(
+    Socket& s, const MutableBuffer& b, boost::system::error_code& ec) {
+  std::size_t n = 0;
+  if (read_now(s, b, n, ec)) co_return n;
+  n = co_await s.async_read_some(
+      b, net::redirect_error(net::use_awaitable_t<typename Socket::executor_type>{}, ec));
+  co_return n;
+}
+
+}  // namespace ck::gw
