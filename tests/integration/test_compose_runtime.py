@@ -9,6 +9,9 @@ One daemon (then a second on the same folders after a SIGKILL) over these worksp
           http://api:5000 (service name); api keeps a named volume. Stopped (containers and
           network go, the volume stays), started again, adopted by a new control plane after a
           SIGKILL (same containers, none added), then deleted (everything of the project goes).
+  nets    web on networks front and back, api only on back, spy only on front: web reaches
+          api by name, spy cannot resolve it; each declared network is its own engine network
+          (ck-<name>_front, ck-<name>_back), all removed with the workspace.
   priv    `privileged: true`: fails, the API says which key and why.
   etc     a bind of /etc: fails, naming the key.
   miss    a service whose image is not on this host (and no registry answers): fails naming
@@ -149,6 +152,32 @@ volumes:
   data:
 """
 
+NETS_COMPOSE = """\
+services:
+  web:
+    image: {image}
+    command: ["python3", "/workspace/web.py"]
+    volumes: ["./:/workspace:ro"]
+    ports: ["8000"]
+    networks: [front, back]
+    depends_on: [api]
+  api:
+    image: {image}
+    command: ["python3", "/workspace/api.py"]
+    volumes: ["./:/workspace:ro", "data:/data"]
+    networks: [back]
+  spy:
+    image: {image}
+    command: ["python3", "-m", "http.server", "9000"]
+    networks:
+      front:
+volumes:
+  data:
+networks:
+  front:
+  back:
+"""
+
 PRIV_COMPOSE = """\
 services:
   app:
@@ -204,6 +233,8 @@ class TestComposeWorkspaces(DockerCase):
         cls.etc = cls.ws_name("etc")
         cls.nap = cls.ws_name("nap")
         cls.miss = cls.ws_name("miss")
+        cls.nets = cls.ws_name("nets")
+        cls.volumes.add(f"ck-{cls.nets}_data")
         cls.volume = f"ck-{cls.pair}_data"
         cls.volumes.add(cls.volume)
         cls.d = d = cls.new_daemon()
@@ -218,6 +249,9 @@ class TestComposeWorkspaces(DockerCase):
         write(os.path.join(ws, cls.pair, ".env"), "API_SECRET=from-dotenv\n")
         write(os.path.join(ws, cls.pair, "docker-compose.yml"), PAIR_COMPOSE.format(image=PYTHON_IMAGE))
         write(os.path.join(ws, cls.priv, "docker-compose.yml"), PRIV_COMPOSE.format(image=PYTHON_IMAGE))
+        write(os.path.join(ws, cls.nets, "api.py"), API_SERVER)
+        write(os.path.join(ws, cls.nets, "web.py"), WEB_SERVER)
+        write(os.path.join(ws, cls.nets, "docker-compose.yml"), NETS_COMPOSE.format(image=PYTHON_IMAGE))
         write(os.path.join(ws, cls.etc, "compose.yaml"), ETC_COMPOSE.format(image=PYTHON_IMAGE))
         write(os.path.join(ws, cls.miss, "docker-compose.yml"),
               ETC_COMPOSE.format(image=MISSING_IMAGE).replace("    volumes:\n      - /etc:/host-etc:ro\n", ""))
@@ -236,10 +270,11 @@ class TestComposeWorkspaces(DockerCase):
             super().tearDownClass()
         finally:
             for name in getattr(cls, "names", ()):
-                try:
-                    DOCKER.request("DELETE", f"/networks/ck-{name}")
-                except (OSError, http.client.HTTPException):
-                    pass
+                for net in (f"ck-{name}", f"ck-{name}_front", f"ck-{name}_back"):
+                    try:
+                        DOCKER.request("DELETE", f"/networks/{net}")
+                    except (OSError, http.client.HTTPException):
+                        pass
 
     def post(self, path, body=None):
         return self.d.request("POST", "/monitor/api/v1" + path,
@@ -325,6 +360,33 @@ class TestComposeWorkspaces(DockerCase):
         self.assertIn("api listening on 5000\n", head)
         self.assertNotIn("web", head)
         self.assertNotIn("api | ", head)
+
+    # -- (b2) declared networks stay separate -------------------------------------------------
+    def test_2a_declared_networks_stay_separate(self):
+        self.d.wait_status(self.nets, "running", timeout=START_TIMEOUT)
+        r = self.wait_answer(self.d, f"/{self.nets}/hello", b'"from": "web"')
+        self.assertEqual(r.json()["api"]["from"], "api")  # web → api over `back`
+        cs = {c["Labels"]["cloudyknight.service"]: DOCKER.inspect(c["Id"])
+              for c in project_containers(self.nets)}
+        self.assertEqual(set(cs), {"web", "api", "spy"})
+        front, back = f"ck-{self.nets}_front", f"ck-{self.nets}_back"
+        nets = {s: set(c["NetworkSettings"]["Networks"]) for s, c in cs.items()}
+        self.assertEqual(nets, {"web": {front, back}, "api": {back}, "spy": {front}})
+        for service, c in cs.items():
+            for net, ep in c["NetworkSettings"]["Networks"].items():
+                self.assertIn(service, ep.get("Aliases") or [], (service, net, ep))
+        self.assertFalse(network_exists(self.nets))  # nobody asked for the default network
+        resolve = ["python3", "-c", "import socket, sys; socket.gethostbyname(sys.argv[1])"]
+        r = self.post(f"/workspaces/{self.nets}/run", {"command": resolve + ["web"], "service": "spy"})
+        self.assertEqual(r.json()["exit_code"], 0, r.json())  # spy and web share `front`
+        r = self.post(f"/workspaces/{self.nets}/run", {"command": resolve + ["api"], "service": "spy"})
+        self.assertNotEqual(r.json()["exit_code"], 0, r.json())  # api is only on `back`
+        # Deleting the workspace takes every network of the project with it.
+        shutil.rmtree(os.path.join(self.d.ws, self.nets))
+        wait_until(lambda: not project_containers(self.nets), timeout=60, what="containers gone")
+        for net in (front, back):
+            wait_until(lambda net=net: DOCKER.request("GET", f"/networks/{net}")[0] == 404,
+                       timeout=60, what=f"network {net} removed")
 
     # -- (c) refused keys -------------------------------------------------------------------
     def test_3_refused_keys_fail_the_workspace_naming_the_key(self):

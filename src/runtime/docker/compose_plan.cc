@@ -86,9 +86,12 @@ void publish(json& bindings, json& exposed, int container_port, const std::strin
 }
 
 ComposeContainer plan_service(const compose::Project& project, const compose::Service& s,
-                              const ComposePlanOptions& o, const std::string& workspace,
-                              const std::string& network) {
+                              const ComposePlanOptions& o, const std::string& workspace) {
   ComposeContainer c;
+  if (s.network_mode != "none") {
+    for (const auto& n : s.networks) c.networks.push_back(compose_network_name(workspace, n));
+    if (c.networks.empty()) c.networks.push_back(compose_network_name(workspace, "default"));
+  }
   c.service = s.name;
   c.name = compose_project(workspace) + "-" + s.name;
   c.image = s.build ? compose_image_tag(workspace, s.name) : s.image;
@@ -154,18 +157,17 @@ ComposeContainer plan_service(const compose::Project& project, const compose::Se
       std::move(mounts), s.memory, s.cpus, s.pids,
       {"CHOWN", "SETUID", "SETGID", "DAC_OVERRIDE", "FOWNER", "NET_BIND_SERVICE"});
   host["RestartPolicy"] = restart_body(s.restart);
-  host["NetworkMode"] = network;
+  host["NetworkMode"] = c.networks.empty() ? "none" : c.networks.front();
   if (!bindings.empty()) host["PortBindings"] = bindings;
 
-  json body = {{"Image", c.image},
-               {"Env", env_list},
-               {"Labels", labels},
-               {"HostConfig", host},
-               {"NetworkingConfig",
-                {{"EndpointsConfig", {{network, {{"Aliases", json::array({s.name})}}}}}}}};
-  if (s.network_mode == "none") {  // no network at all, as the file asks
-    body["HostConfig"]["NetworkMode"] = "none";
-    body.erase("NetworkingConfig");
+  json body = {{"Image", c.image}, {"Env", env_list}, {"Labels", labels}, {"HostConfig", host}};
+  // API 1.41 takes one endpoint at create; the others are connected before the start. The
+  // hash below covers them all through this label.
+  if (!c.networks.empty()) {
+    body["NetworkingConfig"] = {
+        {"EndpointsConfig", {{c.networks.front(), {{"Aliases", json::array({s.name})}}}}}};
+    labels["cloudyknight.networks"] = fmt::format("{}", fmt::join(c.networks, ","));
+    body["Labels"] = labels;
   }
   if (s.command) body["Cmd"] = *s.command;
   if (s.entrypoint) body["Entrypoint"] = *s.entrypoint;
@@ -196,12 +198,17 @@ std::string compose_image_tag(const std::string& workspace, const std::string& s
   return fmt::format("ck-{}-{}:latest", workspace, service);
 }
 
-nlohmann::json compose_network_body(const std::string& workspace, const std::string& instance,
-                                    bool internal, const std::string& subnet) {
-  std::string network = compose_project(workspace);
+std::string compose_network_name(const std::string& workspace, const std::string& network) {
+  if (network == "default") return compose_project(workspace);
+  return compose_project(workspace) + "_" + network;
+}
+
+nlohmann::json compose_network_body(const std::string& network, const std::string& workspace,
+                                    const std::string& instance, bool internal,
+                                    const std::string& subnet) {
   json body = network_body(network, workspace, instance, internal, subnet);
   body["Options"]["com.docker.network.bridge.enable_icc"] = "true";
-  body["Labels"]["com.docker.compose.project"] = network;
+  body["Labels"]["com.docker.compose.project"] = compose_project(workspace);
   return body;
 }
 
@@ -231,7 +238,12 @@ ComposePlan plan_compose(const compose::Project& project, const ComposePlanOptio
            volume_labels(o.workspace, o.instance, m.source,
                          v != project.volumes.end() ? v->second.labels : kNone)});
     }
-    plan.containers.push_back(plan_service(project, s, o, o.workspace, plan.network));
+    plan.containers.push_back(plan_service(project, s, o, o.workspace));
+    for (const auto& n : plan.containers.back().networks) {
+      if (std::find(plan.networks.begin(), plan.networks.end(), n) == plan.networks.end()) {
+        plan.networks.push_back(n);
+      }
+    }
   }
   return plan;
 }

@@ -4,10 +4,11 @@
 // one container per service. Pure; no I/O. The docker runtime (compose_runtime.cc) creates
 // them in start order and removes them in reverse.
 //
-// Project `ck-<name>`: one bridge network of its own (`ck-<name>`, containers on it reach each
-// other by service name, nothing else joins it; every network the file names, external ones
-// included, is this one), named volumes `ck-<name>_<volume>`, containers
-// `ck-<name>-<service>`. Only the routed service publishes a port, on 127.0.0.1 from
+// Project `ck-<name>`: bridge networks of its own, one per network the file declares, as
+// Compose makes them: the default one is `ck-<name>`, network N is `ck-<name>_<N>`; a service
+// joins exactly the networks it lists (none listed: the default) and is reached there by its
+// service name; nothing else joins them; an external network (the seeds' traefik-network) is
+// the default one. Named volumes `ck-<name>_<volume>`, containers `ck-<name>-<service>`. Only the routed service publishes a port, on 127.0.0.1 from
 // runtime.ports (others too with runtime.compose_host_ports, still on 127.0.0.1 only).
 
 #include <map>
@@ -35,6 +36,10 @@ struct ComposeContainer {
   std::string image;  // what the container runs (the built tag for a build)
   bool route = false;
   std::vector<compose::Dependency> depends_on;
+  /// Engine networks in the order the service lists them; the create body names the first,
+  /// the runner connects the others (with the service name as alias) before starting it.
+  /// Empty for network_mode none.
+  std::vector<std::string> networks;
   nlohmann::json body;  // POST /containers/create, cloudyknight.spec label included
   std::string hash;     // that label's value
 };
@@ -47,7 +52,8 @@ struct ComposeVolume {
 struct ComposePlan {
   std::string workspace;
   std::string project;  // ck-<name>
-  std::string network;  // ck-<name>
+  std::string network;                // ck-<name>, the default network
+  std::vector<std::string> networks;  // every engine network the containers use, to create
   std::vector<ComposeVolume> volumes;
   std::vector<ComposeBuild> builds;
   std::vector<ComposeContainer> containers;  // in start order; stop in reverse
@@ -76,9 +82,15 @@ std::string compose_image_tag(const std::string& workspace, const std::string& s
 /// The engine objects for `project` (hardened). Services not in `order` are not run.
 ComposePlan plan_compose(const compose::Project& project, const ComposePlanOptions& options);
 
-/// The POST /networks/create body of the project's network: network_body's, but containers on
-/// it may talk to each other (services reach each other by name).
-nlohmann::json compose_network_body(const std::string& workspace, const std::string& instance,
-                                    bool internal, const std::string& subnet = "");
+/// The engine's name of the file's network `network`: ck-<workspace> for "default",
+/// ck-<workspace>_<network> for the others.
+std::string compose_network_name(const std::string& workspace, const std::string& network);
+
+/// The POST /networks/create body of one of the project's networks (an engine name from
+/// ComposePlan::networks): network_body's, but containers on it may talk to each other
+/// (services reach each other by name).
+nlohmann::json compose_network_body(const std::string& network, const std::string& workspace,
+                                    const std::string& instance, bool internal,
+                                    const std::string& subnet = "");
 
 }  // namespace ck

@@ -197,7 +197,12 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
   if (slot->stopping) co_return fail(Errc::unavailable, "stopped while starting");
   const bool internal = !opts_.egress;
   auto plan = plan_compose(project, po);
-  slot->network = plan.network;
+  slot->networks = plan.networks;
+  // Where the gateway reaches the routed service when nothing is published: its first network.
+  std::string route_network = plan.network;
+  for (const auto& c : plan.containers) {
+    if (c.route && !c.networks.empty()) route_network = c.networks.front();
+  }
 
   // Adopt the whole project a previous control plane left, when every container is current;
   // anything else of this workspace's is removed first.
@@ -232,7 +237,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
       if (c.route) slot->container = id;
     }
     if (internal) {
-      auto ip = co_await container_address(slot->container, plan.network);
+      auto ip = co_await container_address(slot->container, route_network);
       if (ip.has_value()) {
         slot->host = ip.value();
         slot->app_port = route.port;
@@ -272,7 +277,26 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
     (void)co_await engine_->remove_container(id);
   }
 
-  BOOST_OUTCOME_CO_TRYV(co_await ensure_network(plan.network, spec.name, internal, true));
+  // Networks a previous version of the file asked for and this one does not: gone with the
+  // containers just removed.
+  std::vector<std::string> project_labels = {"cloudyknight.instance=" + opts_.instance,
+                                             "cloudyknight.workspace=" + spec.name,
+                                             "com.docker.compose.project=" + plan.project};
+  auto old_nets = co_await engine_->list_networks(std::move(project_labels));
+  if (old_nets.has_value() && old_nets.value().is_array()) {
+    for (const auto& n : old_nets.value()) {
+      std::string name = n.value("Name", "");
+      if (std::find(plan.networks.begin(), plan.networks.end(), name) != plan.networks.end()) {
+        continue;
+      }
+      auto r = co_await engine_->remove_network(name);
+      log->info("[ws={}] removing network {}, no longer in the compose file{}", spec.name, name,
+                r.has_error() ? ": " + r.error().message : "");
+    }
+  }
+  for (const auto& n : plan.networks) {
+    BOOST_OUTCOME_CO_TRYV(co_await ensure_network(n, spec.name, internal, true));
+  }
   for (const auto& v : plan.volumes) {
     BOOST_OUTCOME_CO_TRYV(co_await engine_->create_volume(v.name, v.labels));
   }
@@ -331,6 +355,15 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
     }
     slot->members.push_back({c.service, id.value()});
     if (c.route) slot->container = id.value();
+    for (std::size_t i = 1; i < c.networks.size() && !failed.has_error(); ++i) {
+      std::vector<std::string> aliases = {c.service};
+      auto joined = co_await engine_->connect_network(c.networks[i], id.value(), std::move(aliases));
+      if (joined.has_error()) {
+        failed = fail(joined.error().code,
+                      fmt::format("service {}: {}", c.service, joined.error().message));
+      }
+    }
+    if (failed.has_error()) break;
     auto started = co_await engine_->start_container(id.value());
     if (started.has_error()) {
       failed = fail(started.error().code,
@@ -351,7 +384,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
   }
   if (!failed.has_error()) {
     if (internal) {
-      auto ip = co_await container_address(slot->container, plan.network);
+      auto ip = co_await container_address(slot->container, route_network);
       if (ip.has_error()) {
         failed = ip.error();
       } else {
@@ -497,10 +530,10 @@ net::awaitable<void> DockerRuntime::stop_compose(std::shared_ptr<Slot> slot, Dur
     (void)co_await engine_->remove_container(it->id);
   }
   slot->members.clear();
-  if (!slot->network.empty()) {
-    auto r = co_await engine_->remove_network(slot->network);
+  for (const auto& network : slot->networks) {
+    auto r = co_await engine_->remove_network(network);
     if (r.has_error()) {
-      logger()->warn("[ws={}] cannot remove network {}: {}", slot->name, slot->network,
+      logger()->warn("[ws={}] cannot remove network {}: {}", slot->name, network,
                      r.error().message);
     }
   }

@@ -738,7 +738,7 @@ net::awaitable<Result<void>> DockerRuntime::ensure_network(std::string network,
                                  kNetworkPool, network));
     }
     subnets_in_flight_.insert(*subnet);
-    auto body = compose ? compose_network_body(workspace, opts_.instance, internal, *subnet)
+    auto body = compose ? compose_network_body(network, workspace, opts_.instance, internal, *subnet)
                         : network_body(network, workspace, opts_.instance, internal, *subnet);
     auto created = co_await engine_->create_network(std::move(body));
     subnets_in_flight_.erase(*subnet);

@@ -558,4 +558,18 @@ net::awaitable<Result<void>> DockerEngine::remove_network(std::string name) {
   co_return outcome::success();
 }
 
+net::awaitable<Result<void>> DockerEngine::connect_network(std::string network,
+                                                           std::string container,
+                                                           std::vector<std::string> aliases) {
+  json body = {{"Container", container}, {"EndpointConfig", {{"Aliases", aliases}}}};
+  auto r = co_await call("POST", "/networks/" + http::percent_encode(network) + "/connect",
+                         std::move(body));
+  if (r.has_error()) {
+    co_return fail(r.error().code, fmt::format("cannot connect container {} to network {}: {}",
+                                               container.substr(0, 12), network,
+                                               r.error().message));
+  }
+  co_return outcome::success();
+}
+
 }  // namespace ck

@@ -156,6 +156,10 @@ class DockerEngine {
   net::awaitable<Result<json>> list_networks(std::vector<std::string> labels);
   /// Removes a network (not_found is success); fails while a container is attached.
   net::awaitable<Result<void>> remove_network(std::string name);
+  /// Attaches a (created, not yet started) container to a network, reachable there by
+  /// `aliases`.
+  net::awaitable<Result<void>> connect_network(std::string network, std::string container,
+                                               std::vector<std::string> aliases);
 
  private:
   std::string url(std::string_view path) const;

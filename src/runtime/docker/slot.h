@@ -28,13 +28,13 @@ struct DockerRuntime::Slot {
   int app_port = 0;                // loopback, or the container's address on an internal net
   net::steady_timer exit_signal;   // cancelled when `exited` is set
   // A compose workspace: every service's container in start order (`container` is the routed
-  // one's), and the project's network.
+  // one's), and the project's networks.
   struct Member {
     std::string service, id;
   };
   bool compose = false;
   std::vector<Member> members;
-  std::string network;
+  std::vector<std::string> networks;
   ~Slot() {
     if (log_fd >= 0) ::close(log_fd);
   }

@@ -187,14 +187,61 @@ TEST(ComposePlan, ServicesReachEachOtherByName) {
     const json& ep = c.body["NetworkingConfig"]["EndpointsConfig"]["ck-shop"];
     EXPECT_EQ(ep["Aliases"], json::array({c.service}));
   }
-  json net = compose_network_body("shop", "inst1", false, "10.213.0.16/28");
+  json net = compose_network_body("ck-shop", "shop", "inst1", false, "10.213.0.16/28");
   EXPECT_EQ(net["Name"], "ck-shop");
   EXPECT_EQ(net["Options"]["com.docker.network.bridge.enable_icc"], "true");
   EXPECT_EQ(net["Options"]["com.docker.network.bridge.name"], bridge_name("ck-shop"));
   EXPECT_EQ(net["Labels"]["cloudyknight.workspace"], "shop");
   EXPECT_EQ(net["Labels"]["cloudyknight.managed"], "true");
   EXPECT_EQ(net["IPAM"]["Config"][0]["Subnet"], "10.213.0.16/28");
-  EXPECT_TRUE(compose_network_body("shop", "inst1", true)["Internal"].get<bool>());
+  EXPECT_TRUE(compose_network_body("ck-shop", "shop", "inst1", true)["Internal"].get<bool>());
+  EXPECT_EQ(plan_compose(two_services(), options()).networks, std::vector<std::string>{"ck-shop"});
+}
+
+// Each network the file declares is a network of its own, as Compose makes them; a service is
+// on exactly the ones it lists, so a database only on `back` cannot be reached from `front`.
+TEST(ComposePlan, DeclaredNetworksStaySeparate) {
+  auto p = two_services();
+  p.services["web"].networks = {"front", "back"};
+  p.services["redis"].networks = {"back"};
+  compose::Service proxy;
+  proxy.name = "proxy";
+  proxy.image = "cloudyknight/node:bookworm";  // lists none: the default network
+  p.services["proxy"] = proxy;
+  compose::Service offline;
+  offline.name = "offline";
+  offline.image = "cloudyknight/node:bookworm";
+  offline.network_mode = "none";
+  p.services["offline"] = offline;
+  auto o = options();
+  o.order = {"redis", "offline", "proxy", "web"};
+  auto plan = plan_compose(p, o);
+  EXPECT_EQ(plan.networks,
+            (std::vector<std::string>{"ck-shop_back", "ck-shop", "ck-shop_front"}));
+  ASSERT_EQ(plan.containers.size(), 4u);
+  const auto& redis = plan.containers[0];
+  EXPECT_EQ(redis.networks, std::vector<std::string>{"ck-shop_back"});
+  EXPECT_EQ(redis.body["HostConfig"]["NetworkMode"], "ck-shop_back");
+  EXPECT_EQ(redis.body["NetworkingConfig"]["EndpointsConfig"]["ck-shop_back"]["Aliases"],
+            json::array({"redis"}));
+  const auto& offline_c = plan.containers[1];
+  EXPECT_TRUE(offline_c.networks.empty());
+  EXPECT_EQ(offline_c.body["HostConfig"]["NetworkMode"], "none");
+  EXPECT_FALSE(offline_c.body.contains("NetworkingConfig"));
+  EXPECT_EQ(plan.containers[2].networks, std::vector<std::string>{"ck-shop"});
+  const auto& web = plan.containers[3];
+  EXPECT_EQ(web.networks, (std::vector<std::string>{"ck-shop_front", "ck-shop_back"}));
+  // The create body names the first; the runner connects the second before the start.
+  EXPECT_EQ(web.body["HostConfig"]["NetworkMode"], "ck-shop_front");
+  EXPECT_EQ(web.body["NetworkingConfig"]["EndpointsConfig"].size(), 1u);
+  EXPECT_EQ(web.body["Labels"]["cloudyknight.networks"], "ck-shop_front,ck-shop_back");
+  // Moving a service to another network changes its spec: the next start replaces it.
+  auto moved = p;
+  moved.services["web"].networks = {"front"};
+  EXPECT_NE(plan_compose(moved, o).containers[3].hash, web.hash);
+  EXPECT_EQ(compose_network_name("shop", "default"), "ck-shop");
+  EXPECT_EQ(compose_network_name("shop", "back"), "ck-shop_back");
+  EXPECT_EQ(compose_network_body("ck-shop_back", "shop", "inst1", false)["Name"], "ck-shop_back");
 }
 
 TEST(ComposePlan, RunSettingsComeFromTheService) {
