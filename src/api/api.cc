@@ -216,6 +216,8 @@ int http_status_for(Errc code) {
     case Errc::forbidden: return 403;
     case Errc::unauthenticated: return 401;
     case Errc::rate_limited: return 429;
+    case Errc::precondition_failed: return 412;
+    case Errc::too_large: return 413;
     case Errc::unavailable: return 503;
     case Errc::timeout: return 504;
     case Errc::io: return 500;

@@ -26,6 +26,7 @@
 #include "monitor/snapshot.h"
 #include "runtime/exec.h"
 #include "state/state.h"
+#include "storage/files.h"
 
 namespace ck {
 
@@ -120,6 +121,20 @@ struct ApiServices {
       publish;
   std::function<void(const std::string& name, std::function<void(Result<std::size_t>)> done)>
       unpublish;
+  /// The files API (files_api.cc): the largest file it reads or writes (gateway.max_file_body).
+  /// The folder it works in is workspaces_root/NAME (S3: the mirror's).
+  std::uint64_t max_file_bytes = 10ull << 20;
+  /// S3 storage: a write or delete of the files API goes through the bucket first
+  /// (S3Mirror::write_file/delete_file); `done` is called once, on any thread, with the result
+  /// and, for precondition_failed, the current ETag. Unset for folder storage, where the API
+  /// changes the folder itself. Called on gateway threads; must not block.
+  std::function<void(const std::string& name, const std::string& rel, std::string body,
+                     files::Conditions when,
+                     std::function<void(Result<files::Written>, std::string current_etag)> done)>
+      write_file;
+  std::function<void(const std::string& name, const std::string& rel, files::Conditions when,
+                     std::function<void(Result<void>, std::string current_etag)> done)>
+      delete_file;
   /// S3 storage: the mirror's state for a workspace (thread-safe, never blocks for long).
   /// Unset for folder storage.
   std::function<SyncState(const std::string& name)> sync_state;
@@ -173,6 +188,12 @@ class ControlApi {
   http::Response run_command(const http::Request& req, const WorkspaceView& w,
                              const std::function<void(nlohmann::json)>& audit) const;
   http::Response sync_workspace(const WorkspaceView& w) const;
+  /// files_api.cc: GET|PUT|DELETE /workspaces/{name}/files/{path} for a caller already checked
+  /// (read scope and `see` for GET, deploy and `act` otherwise). `raw_path` is the part after
+  /// "files/", still percent-encoded; `audit` records a mutation (action, detail).
+  http::Response files_request(
+      const http::Request& req, const WorkspaceView& w, std::string_view raw_path,
+      const std::function<void(const std::string&, nlohmann::json)>& audit) const;
   http::Response follow_log(const http::Request& req, const WorkspaceView& w) const;
   http::Response monitor_logs(const http::Request& req) const;
   const SnapshotHolder& snapshots_;

@@ -442,8 +442,8 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
 
   // A workspace's actions and logs: /workspaces/{name}/{start|stop|restart|logs}.
   std::optional<WorkspaceAction> action;
-  bool logs = false, run = false, sync = false;
-  std::string ws_name;
+  bool logs = false, run = false, sync = false, files = false;
+  std::string ws_name, file_path;
   if (rest.starts_with("workspaces/")) {
     std::string tail = rest.substr(std::string_view("workspaces/").size());
     auto slash = tail.find('/');
@@ -456,11 +456,13 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
       logs = sub == "logs";
       run = sub == "run";
       sync = sub == "sync";
+      files = sub.starts_with("files/");
+      if (files) file_path = sub.substr(std::string_view("files/").size());
     }
   }
   bool own = rest == "auth/login" || rest == "auth/logout" || rest == "auth/me" ||
              rest == "users" || rest == "tokens" || rest.starts_with("tokens/") ||
-             rest == "audit" || rest == "logs" || action || logs || run || sync;
+             rest == "audit" || rest == "logs" || action || logs || run || sync || files;
   if (!own && read) return std::nullopt;
   if (rest == "storage/events") {
     // A bucket notification only asks for a listing, but like every mutation it needs a token
@@ -537,6 +539,15 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     auto c = s.require(auth::Scope::deploy);
     if (c.has_error()) return error_of(c.error());
     caller = std::move(c.value());
+  } else if (files) {
+    // A workspace's source is not public: reading it needs credentials (read scope) even where
+    // the workspace is public, writing needs deploy (and CSRF with a cookie).
+    if (!read && req.method != "PUT" && req.method != "DELETE") {
+      return method_not_allowed(req, "GET, PUT, DELETE");
+    }
+    auto c = s.require(read ? auth::Scope::read : auth::Scope::deploy);
+    if (c.has_error()) return error_of(c.error());
+    caller = std::move(c.value());
   } else if (!read) {
     return method_not_allowed(req, "GET");
   } else {
@@ -549,7 +560,8 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   const WorkspaceView* w = snap.find(*decoded);
   if (w) {
     const auth::Principal* who = caller ? &caller->principal : reader ? &*reader : nullptr;
-    auto d = decide(who, w->name, w, caller ? auth::Access::act : auth::Access::see);
+    const bool acting = caller && !(files && read);
+    auto d = decide(who, w->name, w, acting ? auth::Access::act : auth::Access::see);
     if (d == auth::Decision::forbidden) {
       return error_of(Errc::forbidden,
                       fmt::format("{} may see '{}' but not act on it", who->label(), w->name));
@@ -559,6 +571,11 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   if (!w) {
     return error_of(Errc::not_found, "there is no workspace named '" + *decoded + "'; GET " + api +
                                          "/workspaces lists them");
+  }
+  if (files) {
+    return files_request(req, *w, file_path, [&](const std::string& verb, json detail) {
+      s.audit(*caller, verb, w->name, std::move(detail));
+    });
   }
   if (run) {
     return run_command(req, *w, [&](json detail) {

@@ -30,6 +30,9 @@ constexpr Route kRoutes[] = {
     {"POST", "/monitor/api/v1/workspaces/{name}/restart"},
     {"POST", "/monitor/api/v1/workspaces/{name}/run"},
     {"POST", "/monitor/api/v1/workspaces/{name}/sync"},
+    {"GET", "/monitor/api/v1/workspaces/{name}/files/{path}"},
+    {"PUT", "/monitor/api/v1/workspaces/{name}/files/{path}"},
+    {"DELETE", "/monitor/api/v1/workspaces/{name}/files/{path}"},
     {"GET", "/monitor/api/v1/templates"},
     {"GET", "/monitor/api/v1/jobs"},
     {"GET", "/monitor/api/v1/jobs/{id}"},
@@ -63,14 +66,17 @@ std::span<const Route> routes() { return kRoutes; }
 
 bool path_matches(std::string_view tmpl, std::string_view path) {
   if (!tmpl.starts_with('/') || !path.starts_with('/')) return false;
-  if (std::count(tmpl.begin(), tmpl.end(), '/') != std::count(path.begin(), path.end(), '/')) {
-    return false;
-  }
+  // A last segment "{path}" takes the rest of the path: any depth, empty included.
+  const bool rest = tmpl.ends_with("/{path}");
+  const auto tmpl_slashes = std::count(tmpl.begin(), tmpl.end(), '/');
+  const auto path_slashes = std::count(path.begin(), path.end(), '/');
+  if (rest ? path_slashes < tmpl_slashes : path_slashes != tmpl_slashes) return false;
   tmpl.remove_prefix(1);
   path.remove_prefix(1);
   while (!tmpl.empty() || !path.empty()) {
     auto t = next_segment(tmpl);
     auto p = next_segment(path);
+    if (rest && tmpl.empty() && t == "{path}") return true;
     bool param = t.size() > 2 && t.front() == '{' && t.back() == '}';
     if (param ? p.empty() : t != p) return false;
   }
@@ -120,6 +126,10 @@ http::Response ControlApi::handle(const http::Request& req) const {
   if (!is_read(req.method) || r.stream || r.status != 200 ||
       !r.content_type.starts_with("application/json")) {
     return r;
+  }
+  // A handler's own validator stays (a file of the files API: the ETag of its content).
+  for (const auto& h : r.headers) {
+    if (h.first == "ETag") return r;
   }
   // What belongs to one caller (its session and CSRF token, users, tokens, the audit log) stays
   // out of every cache (the handlers' no-store); the rest is revalidated with its ETag.

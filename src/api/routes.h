@@ -13,7 +13,7 @@ namespace ck {
 /// One route. `path` is an OpenAPI path template: "{...}" matches one non-empty segment.
 struct Route {
   std::string_view method;  // "GET", "POST", "DELETE" (GET routes also answer HEAD)
-  std::string_view path;    // "/monitor/api/v1/workspaces/{name}"
+  std::string_view path;    // "/monitor/api/v1/workspaces/{name}"; a last "{path}" takes the rest
 };
 
 /// Every route, in document order.

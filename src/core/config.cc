@@ -127,6 +127,8 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
        [](Config& c, const std::string& v) { return set_duration(c.gateway.request_timeout, v); }},
       {"gateway.max_body",
        [](Config& c, const std::string& v) { return set_size(c.gateway.max_body, v); }},
+      {"gateway.max_file_body",
+       [](Config& c, const std::string& v) { return set_size(c.gateway.max_file_body, v); }},
       {"gateway.max_header",
        [](Config& c, const std::string& v) { return set_size(c.gateway.max_header, v); }},
       {"gateway.threads",

@@ -28,6 +28,8 @@ struct GatewayConfig {
   Duration request_timeout = std::chrono::seconds(60);
   std::uint64_t max_body = 64ull << 20;
   std::uint64_t max_header = 32ull << 10;
+  /// The largest file the files API writes (a PUT body) or reads (GET); past it, 413.
+  std::uint64_t max_file_body = 10ull << 20;
   int threads = 0;  // 0: one per core
   bool live_reload = false;  // static HTML pages get a script that reloads them on change
   std::uint64_t event_buffer = 4ull << 20;  // a /monitor/ws client this far behind is dropped

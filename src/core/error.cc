@@ -11,6 +11,8 @@ std::string_view errc_name(Errc c) {
     case Errc::forbidden: return "forbidden";
     case Errc::unauthenticated: return "unauthenticated";
     case Errc::rate_limited: return "rate_limited";
+    case Errc::precondition_failed: return "precondition_failed";
+    case Errc::too_large: return "too_large";
     case Errc::unavailable: return "unavailable";
     case Errc::timeout: return "timeout";
     case Errc::io: return "io_error";

@@ -17,6 +17,8 @@ enum class Errc {
   forbidden,
   unauthenticated,  // no credentials, or wrong/expired ones (HTTP 401)
   rate_limited,     // too many attempts; try again later (HTTP 429)
+  precondition_failed,  // an If-Match / If-None-Match condition does not hold (HTTP 412)
+  too_large,            // a body or file over a configured size limit (HTTP 413)
   unavailable,  // a dependency (upstream, engine, port range) cannot serve now; retryable
   timeout,      // retryable
   io,           // the filesystem or a socket failed

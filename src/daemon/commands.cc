@@ -104,8 +104,9 @@ int compose_command(const Config& config, const std::string& name) {
       auto order = compose::start_order(hardened);
       std::cout << fmt::format("# The compose project CloudyKnight runs for workspace '{}' ({}), "
                                "as project {}:\n# {} rewritten by the operator's rules (binds "
-                               "read-only inside the workspace, limits, one network).\n# Start "
-                               "order: {}; the gateway routes /{}/ to {} on port {}.\n",
+                               "read-only inside the workspace, limits, external networks as "
+                               "the default one).\n# Start order: {}; the gateway routes /{}/ "
+                               "to {} on port {}.\n",
                                name, spec.matched, compose_project(name), spec.matched,
                                fmt::join(order, ", "), name, route.service, route.port)
                 << compose::to_yaml(hardened);

@@ -403,6 +403,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   go.request_timeout = config.gateway.request_timeout;
   go.max_body = config.gateway.max_body;
   go.max_header = config.gateway.max_header;
+  go.max_file_body = config.gateway.max_file_body;
   go.wake_timeout = config.idle.wake_timeout;
   go.live_reload = config.gateway.live_reload;
   go.event_buffer = config.gateway.event_buffer;
@@ -471,6 +472,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   services.log_path = [&runtime](const std::string& name) { return runtime.log_path(name); };
   services.workspaces_root = ws_root;
   services.dir_storage = !s3;
+  services.max_file_bytes = config.gateway.max_file_body;
   services.trash_dir = data / "trash";
   services.templates_dir = find_templates(config, self_exe);
   services.run = [&io, &runtime](const std::string& name, const std::string& service,
@@ -489,6 +491,17 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     services.unpublish = [m = mirror.get()](const std::string& name,
                                             std::function<void(Result<std::size_t>)> done) {
       m->remove(name, std::move(done));
+    };
+    services.write_file = [m = mirror.get()](
+                              const std::string& name, const std::string& rel, std::string body,
+                              files::Conditions when,
+                              std::function<void(Result<files::Written>, std::string)> done) {
+      m->write_file(name, rel, std::move(body), std::move(when), std::move(done));
+    };
+    services.delete_file = [m = mirror.get()](const std::string& name, const std::string& rel,
+                                              files::Conditions when,
+                                              std::function<void(Result<void>, std::string)> done) {
+      m->delete_file(name, rel, std::move(when), std::move(done));
     };
     services.sync_state = [m = mirror.get()](const std::string& name) {
       auto st = m->state(name);

@@ -180,6 +180,15 @@ StringResponse Gateway::Impl::payload_too_large() {
                       "Send a smaller body or raise gateway.max_body.");
 }
 
+StringResponse Gateway::Impl::file_too_large(const Request& req) {
+  auto res = json_error(req, bhttp::status::payload_too_large, "too_large",
+                        fmt::format("the file is larger than the {} the files API accepts; raise "
+                                    "gateway.max_file_body (CK_GATEWAY_MAX_FILE_BODY) to write it",
+                                    format_size(opts.max_file_body)));
+  res.keep_alive(false);
+  return res;
+}
+
 namespace {
 
 // Field values of every occurrence of `f`.
@@ -261,6 +270,7 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
       break;
     }
     auto& head = parser.get();
+    bool files_upload = false;
     if (auto bad = framing_error(head)) {
       // Ambiguous framing (request smuggling): nothing of it is forwarded.
       auto res = closing_page(400, "Bad Request", "The request's body framing is not accepted: " + *bad + ".",
@@ -284,7 +294,19 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
         count_request(conn);
         break;
       }
-      if (taker == BodyTaker::control) {
+      if (taker == BodyTaker::control &&
+          is_files_upload(
+              std::string_view(head.method_string().data(), head.method_string().size()),
+              std::string_view(head.target().data(), head.target().size()))) {
+        // A file for the files API: up to gateway.max_file_body, refused in the API's JSON.
+        files_upload = true;
+        if (auto len = parser.content_length(); len && *len > opts.max_file_body) {
+          auto res = file_too_large(head);
+          co_await write(conn, res);
+          break;
+        }
+        parser.body_limit(opts.max_file_body);
+      } else if (taker == BodyTaker::control) {
         if (auto len = parser.content_length(); len && *len > kControlMaxBody) {
           auto res = closing_page(413, "Payload Too Large",
                                   fmt::format("The request body is larger than the {} the control plane accepts.",
@@ -306,7 +328,7 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
       conn.expire_in(opts.request_timeout);
       co_await bhttp::async_read(conn.client, buf, parser, net::redirect_error(use_task, ec));
       if (ec == bhttp::error::body_limit) {
-        auto res = payload_too_large();
+        auto res = files_upload ? file_too_large(parser.get()) : payload_too_large();
         co_await write(conn, res);
         break;
       }

@@ -36,6 +36,9 @@ struct GatewayOptions {
   Duration idle_timeout = std::chrono::seconds(75);  // keep-alive connections
   std::uint64_t max_body = 64ull << 20;
   std::uint64_t max_header = 32ull << 10;
+  /// gateway.max_file_body: a PUT to the files API (/monitor/api/v1/workspaces/NAME/files/...)
+  /// may send this much instead of the control plane's usual 2 MiB.
+  std::uint64_t max_file_body = 10ull << 20;
   /// How long a request for a sleeping workspace is held while it wakes (API clients; a
   /// browser gets the waiting page after a moment).
   Duration wake_timeout = std::chrono::seconds(60);

@@ -383,6 +383,8 @@ struct Gateway::Impl {
   StringResponse closing_page(int status, std::string_view title, std::string_view message,
                               std::string_view hint);
   StringResponse payload_too_large();
+  // 413 in JSON for a files API upload over gateway.max_file_body; the connection closes.
+  StringResponse file_too_large(const Request& req);
   // An API client's refusal: {"error": {"code", "message"}}, never cached.
   StringResponse json_error(const Request& req, bhttp::status status, std::string_view code,
                             const std::string& message);

@@ -60,4 +60,8 @@ RouteDecision route_request(std::string_view host_header, std::string_view targe
 /// the app, and its own /<name>/... URLs keep working). www (at the root) is left alone.
 void keep_prefix(RouteDecision& d);
 
+/// True for a files API upload: PUT /monitor/api/v1/workspaces/<name>/files/<path> (the target
+/// may carry a query). Such a body may be as large as gateway.max_file_body. Pure.
+bool is_files_upload(std::string_view method, std::string_view target);
+
 }  // namespace ck

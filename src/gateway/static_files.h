@@ -13,6 +13,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "core/beneath.h"
+
 namespace ck {
 
 struct StaticLookup {
@@ -35,11 +37,7 @@ StaticLookup resolve_static(const std::filesystem::path& root, std::string_view 
 /// segments).
 std::optional<StaticLookup> check_static_path(std::string_view url_path, std::string& rel);
 
-/// Opens `rel` (from check_static_path(); "" = the directory itself) beneath the directory
-/// `dir_fd`: openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, read-only, close-on-exec and
-/// non-blocking (a FIFO planted in the folder cannot stall a worker). -1 with errno set on
-/// failure: ELOOP or EXDEV for a symlink or a mount point on the way, ENOSYS without openat2.
-int open_beneath(int dir_fd, const std::string& rel);
+// open_beneath() and content_type_for_name() live in core/beneath.h (shared with the API).
 
 /// Opens a file that resolve_static() found (read-only, close-on-exec) by its path relative
 /// to `lk.root`, refusing every symlink on the way and anything outside the root
@@ -49,8 +47,6 @@ int open_static_file(const StaticLookup& lk);
 
 /// "text/css; charset=utf-8" for "x.css"; application/octet-stream when unknown.
 std::string_view content_type_for(const std::filesystem::path& p);
-/// The same for a file name or relative path ("css/site.css").
-std::string_view content_type_for_name(std::string_view name);
 /// True for types worth compressing (text, JSON, JS, SVG, wasm...).
 bool is_compressible(std::string_view content_type);
 

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "compose/model.h"
 #include "workspace/dev_server.h"
 #include "workspace/workspace.h"
 
@@ -247,6 +248,28 @@ void default_commands(const fs::path& dir, const json* package, bool prefix_give
   }
 }
 
+// What makes a compose workspace's file unrunnable, found when it is detected, as a
+// package.json error is, so the workspace shows "invalid" with file, line and key and is not
+// retried until its source changes; "" when it can run. The runtime reads it again at start
+// with the operator's limits (they change caps, never whether the file is refused).
+std::string compose_problem(const std::string& name, const fs::path& dir) {
+  try {
+    compose::LoadOptions lo;
+    lo.dir = dir;
+    auto loaded = compose::load(lo);
+    (void)compose::pick_route(loaded);
+    compose::Policy policy;
+    policy.workspace = name;
+    policy.source = dir;
+    (void)compose::start_order(compose::harden(std::move(loaded), policy));
+    return "";
+  } catch (const compose::Error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return fmt::format("the compose file cannot be read: {}", e.what());
+  }
+}
+
 }  // namespace
 
 std::string_view type_name(WorkspaceType t) {
@@ -409,6 +432,7 @@ WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
     return spec;
   }
   default_commands(dir, package ? &*package : nullptr, prefix_given, spec);
+  if (spec.type == WorkspaceType::compose) spec.error = compose_problem(name, dir);
   return spec;
 }
 

@@ -10,7 +10,8 @@ One daemon (then a second on the same folders after a SIGKILL) over these worksp
           network go, the volume stays), started again, adopted by a new control plane after a
           SIGKILL (same containers, none added), then deleted (everything of the project goes).
   nets    web on networks front and back, api only on back, spy only on front: web reaches
-          api by name, spy cannot resolve it; each declared network is its own engine network
+          api by name, spy cannot resolve it; web waits for the one-shot migrate to complete
+          successfully (it writes the shared volume api reads); each declared network is its own engine network
           (ck-<name>_front, ck-<name>_back), all removed with the workspace.
   priv    `privileged: true`: fails, the API says which key and why.
   etc     a bind of /etc: fails, naming the key.
@@ -160,7 +161,16 @@ services:
     volumes: ["./:/workspace:ro"]
     ports: ["8000"]
     networks: [front, back]
-    depends_on: [api]
+    depends_on:
+      api:
+        condition: service_started
+      migrate:
+        condition: service_completed_successfully
+  migrate:
+    image: {image}
+    command: ["python3", "-c", "import time; time.sleep(2); open('/data/migrated', 'w').write('ok')"]
+    volumes: ["data:/data"]
+    networks: [back]
   api:
     image: {image}
     command: ["python3", "/workspace/api.py"]
@@ -368,7 +378,14 @@ class TestComposeWorkspaces(DockerCase):
         self.assertEqual(r.json()["api"]["from"], "api")  # web → api over `back`
         cs = {c["Labels"]["cloudyknight.service"]: DOCKER.inspect(c["Id"])
               for c in project_containers(self.nets)}
-        self.assertEqual(set(cs), {"web", "api", "spy"})
+        self.assertEqual(set(cs), {"web", "api", "spy", "migrate"})
+        # The one-shot migrate ran to completion (exit 0) before web was created.
+        migrate = cs.pop("migrate")
+        self.assertEqual(migrate["State"]["Status"], "exited", migrate["State"])
+        self.assertEqual(migrate["State"]["ExitCode"], 0, migrate["State"])
+        self.assertLess(migrate["State"]["FinishedAt"], cs["web"]["Created"])
+        r = self.post(f"/workspaces/{self.nets}/run", {"command": ["cat", "/data/migrated"], "service": "api"})
+        self.assertEqual(r.json()["output"], "ok", r.json())
         front, back = f"ck-{self.nets}_front", f"ck-{self.nets}_back"
         nets = {s: set(c["NetworkSettings"]["Networks"]) for s, c in cs.items()}
         self.assertEqual(nets, {"web": {front, back}, "api": {back}, "spy": {front}})
@@ -395,7 +412,15 @@ class TestComposeWorkspaces(DockerCase):
             self.assertIn(key, w.get("error") or "", w)
             self.assertIn(f"services.app.{key}", w.get("error") or "", w)
             self.assertEqual(DOCKER.containers(name), [], f"{name} created containers")
-            self.assertIn(key, log_text(self.d, name))
+            # Found when the folder was read, like a broken package.json: not started, so not
+            # retried with backoff either, until the file changes.
+            self.assertEqual(w.get("reason"), "invalid workspace", w)
+            self.assertEqual(w.get("restarts"), 0, w)
+        # Fixed, it runs with no other step.
+        write(os.path.join(self.d.ws, self.priv, "docker-compose.yml"),
+              PRIV_COMPOSE.format(image=PYTHON_IMAGE).replace("    privileged: true\n", ""))
+        self.d.wait_status(self.priv, "running", timeout=START_TIMEOUT)
+        self.assertEqual(len(DOCKER.containers(self.priv)), 1)
 
     def test_3a_missing_image_fails_naming_service_and_image(self):
         w = self.d.wait_status(self.miss, "failed", timeout=START_TIMEOUT)
@@ -440,10 +465,10 @@ class TestComposeWorkspaces(DockerCase):
         self.assertIn("read_only: true", y)
         self.assertNotIn("traefik-network", y)  # mapped to the project's own network
         self.assertIn(f"routes /{self.seed}/ to app on port 3000", y)
-        p = run_cli("workspace", "compose", self.priv, "--workspaces", self.d.ws)
+        p = run_cli("workspace", "compose", self.etc, "--workspaces", self.d.ws)
         self.assertEqual(p.returncode, 1, f"stdout={p.stdout!r} stderr={p.stderr!r}")
         self.assertEqual(p.stdout, "")
-        self.assertIn("services.app.privileged", p.stderr)
+        self.assertIn("services.app.volumes", p.stderr)
 
     # -- (d) stop and start ------------------------------------------------------------------
     def test_4_stop_removes_containers_and_network_and_keeps_volumes(self):
@@ -494,7 +519,8 @@ class TestComposeNeedsDocker(unittest.TestCase):
         d = Daemon(runtime="process")
         d.prepare()
         try:
-            write(os.path.join(d.ws, "stack", "docker-compose.yml"), PRIV_COMPOSE.format(image=PYTHON_IMAGE))
+            write(os.path.join(d.ws, "stack", "docker-compose.yml"),
+                  PRIV_COMPOSE.format(image=PYTHON_IMAGE).replace("    privileged: true\n", ""))
             d.start()
             w = d.wait_status("stack", "failed", timeout=10)
             self.assertIn("runtime: docker", w.get("error") or "", w)

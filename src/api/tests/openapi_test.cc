@@ -151,7 +151,7 @@ TEST(OpenApi, PathParametersMatchTheTemplates) {
 TEST_F(ApiTest, EveryRouteReachesAHandler) {
   for (const auto& r : routes()) {
     std::string path(r.path);
-    for (auto [from, to] : {std::pair<std::string, std::string>{"{name}", "site"}, {"{id}", "1"}}) {
+    for (auto [from, to] : {std::pair<std::string, std::string>{"{name}", "site"}, {"{id}", "1"}, {"{path}", "index.html"}}) {
       if (auto i = path.find(from); i != std::string::npos) path.replace(i, from.size(), to);
     }
     auto res = call(std::string(r.method), path, admin, "{}");
@@ -192,6 +192,14 @@ TEST(RouteMatch, Templates) {
   EXPECT_FALSE(path_matches("/a", "/a/"));
   EXPECT_FALSE(path_matches("/a/b", "/a/c"));
   EXPECT_TRUE(path_matches("/a", "/a"));
+  // A last {path} takes the rest of the path, any depth, empty included; nothing less.
+  EXPECT_TRUE(path_matches("/a/{x}/f/{path}", "/a/1/f/"));
+  EXPECT_TRUE(path_matches("/a/{x}/f/{path}", "/a/1/f/b"));
+  EXPECT_TRUE(path_matches("/a/{x}/f/{path}", "/a/1/f/b/c/d.txt"));
+  EXPECT_FALSE(path_matches("/a/{x}/f/{path}", "/a/1/f"));
+  EXPECT_FALSE(path_matches("/a/{x}/f/{path}", "/a//f/b"));
+  EXPECT_FALSE(path_matches("/a/{x}/f/{path}", "/a/1/g/b"));
+  EXPECT_FALSE(path_matches("/a/{path}/b", "/a/x/y/b"));  // only a last {path} takes more
   auto m = match_route("POST", "/monitor/api/v1/tokens");
   EXPECT_TRUE(m.path_known && m.allowed);
   EXPECT_EQ(m.allow, "GET, POST");

@@ -33,6 +33,7 @@ TEST(Config, DefaultsMatchTheDesign) {
   EXPECT_EQ(c.gateway.listen, "127.0.0.1:8080");
   EXPECT_EQ(c.gateway.request_timeout, 60s);
   EXPECT_EQ(c.gateway.max_body, 64ull << 20);
+  EXPECT_EQ(c.gateway.max_file_body, 10ull << 20);
   EXPECT_EQ(c.storage.kind, "dir");
   EXPECT_EQ(c.storage.path, "./workspaces");
   EXPECT_EQ(c.runtime.kind, "auto");

@@ -232,3 +232,14 @@ TEST(RouteKeep, ByHostThePrefixIsAddedWhereMissing) {
 
 }  // namespace
 }  // namespace ck
+
+TEST(FilesUpload, OnlyPutsToAWorkspacesFiles) {
+  EXPECT_TRUE(ck::is_files_upload("PUT", "/monitor/api/v1/workspaces/blog/files/index.html"));
+  EXPECT_TRUE(ck::is_files_upload("PUT", "/monitor/api/v1/workspaces/blog/files/a/b.txt?x=1"));
+  EXPECT_FALSE(ck::is_files_upload("GET", "/monitor/api/v1/workspaces/blog/files/index.html"));
+  EXPECT_FALSE(ck::is_files_upload("POST", "/monitor/api/v1/workspaces/blog/files/index.html"));
+  EXPECT_FALSE(ck::is_files_upload("PUT", "/monitor/api/v1/workspaces/blog/run"));
+  EXPECT_FALSE(ck::is_files_upload("PUT", "/monitor/api/v1/workspaces//files/x"));
+  EXPECT_FALSE(ck::is_files_upload("PUT", "/monitor/api/v1/workspaces/files/x"));
+  EXPECT_FALSE(ck::is_files_upload("PUT", "/blog/monitor/api/v1/workspaces/blog/files/x"));
+}

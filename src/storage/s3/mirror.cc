@@ -1,11 +1,16 @@
 #include "storage/s3/mirror.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <string_view>
 #include <utility>
 
+#include "core/beneath.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/names.h"
@@ -349,6 +354,77 @@ void S3Mirror::remove(std::string name, std::function<void(Result<std::size_t>)>
     logger()->info("[ws={}] deleted from {}: {} objects", name, url(), count);
     (void)run_pass();
     done(count);
+  };
+  if (!queue_job(job)) job(false);
+}
+
+namespace {
+
+// A descriptor of workspace `name`'s mirror folder (the mirror root itself is ours: symlinks
+// are not expected there, and O_NOFOLLOW refuses one for the workspace).
+Result<int> open_workspace_dir(const fs::path& root, const std::string& name) {
+  int fd = ::open((root / name).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return fail(errno == ENOENT ? Errc::not_found : Errc::io,
+                fmt::format("workspace '{}' is not in the mirror {}: {}", name,
+                            (root / name).string(), std::strerror(errno)));
+  }
+  return fd;
+}
+
+}  // namespace
+
+void S3Mirror::write_file(std::string name, std::string rel, std::string body,
+                          files::Conditions when,
+                          std::function<void(Result<files::Written>, std::string)> done) {
+  auto job = [this, name, rel, body = std::move(body), when, done](bool run) {
+    if (!run) return done(fail(Errc::unavailable, "the mirror of " + url() + " stopped first"), "");
+    std::unique_lock pass(pass_mu_);  // never beside a pass (run_pass from another thread)
+    auto dir = open_workspace_dir(root(), name);
+    if (dir.has_error()) return done(dir.error(), "");
+    const std::string key = sync::workspace_prefix(opts_.prefix, name) + rel;
+    auto upload = [&]() -> Result<void> {
+      auto put =
+          client_.put_object(opts_.bucket, key, body, std::string(content_type_for_name(rel)));
+      if (put.has_error()) {
+        return fail(put.error().code,
+                    fmt::format("cannot upload '{}' to {}/{}: {}; nothing was changed", rel, url(),
+                                key, put.error().message));
+      }
+      return outcome::success();
+    };
+    std::string current;
+    auto written = files::write(dir.value(), rel, body, when, upload, &current);
+    ::close(dir.value());
+    pass.unlock();
+    if (written.has_value()) logger()->info("[ws={}] {} written through to {}", name, rel, url());
+    done(std::move(written), std::move(current));
+  };
+  if (!queue_job(job)) job(false);
+}
+
+void S3Mirror::delete_file(std::string name, std::string rel, files::Conditions when,
+                           std::function<void(Result<void>, std::string)> done) {
+  auto job = [this, name, rel, when, done](bool run) {
+    if (!run) return done(fail(Errc::unavailable, "the mirror of " + url() + " stopped first"), "");
+    std::unique_lock pass(pass_mu_);  // never beside a pass (run_pass from another thread)
+    auto dir = open_workspace_dir(root(), name);
+    if (dir.has_error()) return done(dir.error(), "");
+    const std::string key = sync::workspace_prefix(opts_.prefix, name) + rel;
+    auto erase = [&](bool folder) -> Result<void> {
+      if (folder) return outcome::success();  // S3 has no folders; an empty one has no object
+      if (auto r = client_.delete_object(opts_.bucket, key); r.has_error()) {
+        return fail(r.error().code, fmt::format("cannot delete {}/{}: {}; nothing was changed",
+                                                url(), key, r.error().message));
+      }
+      return outcome::success();
+    };
+    std::string current;
+    auto removed = files::remove(dir.value(), rel, when, erase, &current);
+    ::close(dir.value());
+    pass.unlock();
+    if (removed.has_value()) logger()->info("[ws={}] {} deleted from {}", name, rel, url());
+    done(std::move(removed), std::move(current));
   };
   if (!queue_job(job)) job(false);
 }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "storage/files.h"
 #include "storage/s3/client.h"
 
 namespace ck {
@@ -87,6 +88,18 @@ class S3Mirror {
   /// Deletes workspace `name`'s objects and manifest from the bucket, then runs a pass (which
   /// takes it out of the mirror). `done` gets the number of objects deleted.
   void remove(std::string name, std::function<void(Result<std::size_t>)> done);
+  /// The files API's write-through (issue 16): writes `body` to `rel` (a checked relative path)
+  /// in workspace `name`'s mirror with files::write(), whose commit step PUTs the object
+  /// PREFIX/NAME/rel first, so the bucket has the change before the mirror and the next pass
+  /// finds them equal (nothing is lost or undone). Runs on the mirror's thread between passes;
+  /// `done` is called there (or at once when stopping) with the result and, for
+  /// precondition_failed, the file's current ETag.
+  void write_file(std::string name, std::string rel, std::string body, files::Conditions when,
+                  std::function<void(Result<files::Written>, std::string current_etag)> done);
+  /// The same for a delete: DeleteObject of PREFIX/NAME/rel (nothing for an empty folder), then
+  /// files::remove() in the mirror.
+  void delete_file(std::string name, std::string rel, files::Conditions when,
+                   std::function<void(Result<void>, std::string current_etag)> done);
   /// A bucket notification arrived (keys as "bucket/key", possibly none for a test event):
   /// logs them at debug level and pokes.
   void notify(const std::vector<std::string>& keys);

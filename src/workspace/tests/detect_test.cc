@@ -54,6 +54,34 @@ TEST_F(Detect, EveryTypeByItsFile) {
   }
 }
 
+// A compose file that cannot run makes the workspace invalid when it is detected (with file,
+// line and key), as a broken package.json does, instead of failing at every start attempt.
+TEST_F(Detect, ComposeFileProblemsAreFoundAtDetection) {
+  const std::string ok =
+      "services:\n  web:\n    image: node\n    ports: [\"3000\"]\n";
+  write("docker-compose.yml", ok);
+  EXPECT_EQ(detect().error, "");
+  write("docker-compose.yml", ok + "    privileged: true\n");
+  auto s = detect();
+  EXPECT_EQ(s.type, WorkspaceType::compose);
+  EXPECT_NE(s.error.find("docker-compose.yml:5"), std::string::npos) << s.error;
+  EXPECT_NE(s.error.find("privileged"), std::string::npos) << s.error;
+  write("docker-compose.yml", "services:\n  web: [unclosed\n");
+  EXPECT_NE(detect().error.find("docker-compose.yml"), std::string::npos) << detect().error;
+  // Two services with ports and no route label: the candidates are named.
+  write("docker-compose.yml", ok + "  api:\n    image: node\n    ports: [\"4000\"]\n");
+  s = detect();
+  EXPECT_NE(s.error.find("web"), std::string::npos) << s.error;
+  EXPECT_NE(s.error.find("api"), std::string::npos) << s.error;
+  // A bind outside the folder, and a cycle in depends_on.
+  write("docker-compose.yml", ok + "    volumes: [\"/etc:/x\"]\n");
+  EXPECT_NE(detect().error.find("volumes"), std::string::npos) << detect().error;
+  write("docker-compose.yml", ok +
+                                  "    depends_on: [db]\n  db:\n    image: x\n"
+                                  "    depends_on: [web]\n");
+  EXPECT_NE(detect().error.find("db"), std::string::npos) << detect().error;
+}
+
 TEST_F(Detect, FirstMatchWins) {
   write("index.html");
   write("package.json", R"({"scripts":{"start":"node server.js"}})");
