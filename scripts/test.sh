@@ -22,6 +22,8 @@ export CK_PLAYWRIGHT
 build -DCK_WERROR=${CK_WERROR:-OFF}
 # The docker runtime's tests run against a real engine with the images the examples use.
 ensure_docker
+# Debian's docker-compose (1.29): the oracle test_compose_compat runs the same files with.
+ensure_packages docker-compose
 ensure_images node python
 say "running the test suite (release build)"
 (cd "$CK_BUILD" && ctest --output-on-failure --timeout 900 -j 2 "$@")
