@@ -180,11 +180,26 @@ void service(YAML::Emitter& out, const Service& s) {
   for (const auto& [key, value] :
        {std::pair<const char*, const std::string*>{"restart", &s.restart},
         {"working_dir", &s.working_dir},
-        {"user", &s.user}}) {
+        {"user", &s.user},
+        {"hostname", &s.hostname},
+        {"stop_signal", &s.stop_signal}}) {
     if (!value->empty()) {
       out << YAML::Key << key << YAML::Value;
       str(out, *value);
     }
+  }
+  if (s.stop_grace_period) {
+    out << YAML::Key << "stop_grace_period" << YAML::Value << duration(*s.stop_grace_period);
+  }
+  for (const auto& [key, value] : {std::pair<const char*, const std::optional<bool>*>{"tty", &s.tty},
+                                   {"stdin_open", &s.stdin_open}}) {
+    if (*value) {
+      out << YAML::Key << key << YAML::Value << **value;
+    }
+  }
+  if (!s.extra_hosts.empty()) {
+    out << YAML::Key << "extra_hosts" << YAML::Value;
+    list(out, s.extra_hosts);
   }
   if (!s.labels.empty()) {
     out << YAML::Key << "labels" << YAML::Value;

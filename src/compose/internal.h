@@ -2,6 +2,7 @@
 // Pieces shared by the files of ck_compose; not part of its interface.
 
 #include <filesystem>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,5 +44,16 @@ void parse_port_spec(std::string spec, const Location& where, std::vector<Port>&
 std::chrono::milliseconds parse_duration(const std::string& s, const Location& where);
 std::uint64_t parse_memory(const std::string& s, const Location& where);
 double parse_cpus(const std::string& s, const Location& where);
+
+// Keys and names (keys.cc).
+/// The keys the Compose specification defines at the top level / for a service.
+const std::set<std::string>& top_level_keys();
+const std::set<std::string>& service_keys();
+/// The key of `keys` within two edits of `key` (a typo's likely meaning), else "".
+std::string closest_key(const std::string& key, const std::set<std::string>& keys);
+/// A container hostname: dot-separated labels of letters, digits and '-', each 1-63 long.
+bool valid_hostname(const std::string& host);
+/// A stop signal: SIGNAME / NAME (upper case) or a number 1-99.
+bool valid_signal(const std::string& sig);
 
 }  // namespace ck::compose::detail

@@ -331,9 +331,23 @@ void merge_service(Service& b, const Service& o) {
     b.healthcheck = o.healthcheck;
   }
   for (std::string Service::*field :
-       {&Service::restart, &Service::working_dir, &Service::user, &Service::network_mode}) {
+       {&Service::restart, &Service::working_dir, &Service::user, &Service::network_mode,
+        &Service::hostname, &Service::stop_signal}) {
     if (!(o.*field).empty()) {
       b.*field = o.*field;
+    }
+  }
+  if (o.stop_grace_period) {
+    b.stop_grace_period = o.stop_grace_period;
+  }
+  for (std::optional<bool> Service::*field : {&Service::tty, &Service::stdin_open}) {
+    if (o.*field) {
+      b.*field = o.*field;
+    }
+  }
+  for (const auto& h : o.extra_hosts) {
+    if (std::find(b.extra_hosts.begin(), b.extra_hosts.end(), h) == b.extra_hosts.end()) {
+      b.extra_hosts.push_back(h);
     }
   }
   if (!o.profiles.empty()) {

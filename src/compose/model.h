@@ -93,6 +93,12 @@ struct Service {
   std::string restart;  // "", "no", "always", "on-failure[:N]", "unless-stopped"
   std::string working_dir;
   std::string user;
+  std::string hostname;
+  std::string stop_signal;                               // "SIGINT", ...
+  std::optional<std::chrono::milliseconds> stop_grace_period;
+  std::optional<bool> tty;
+  std::optional<bool> stdin_open;
+  std::vector<std::string> extra_hosts;  // "name:address", as the engine takes them
   std::map<std::string, std::string> labels;
   std::vector<std::string> profiles;
   std::uint64_t memory = 0;  // bytes: deploy.resources.limits.memory or mem_limit; 0 = unset

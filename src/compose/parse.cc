@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <fmt/format.h>
 #include <set>
 #include <string>
 
@@ -54,7 +55,7 @@ class Parser {
       } else if (key == "networks") {
         top_networks(value);
       } else if (!starts_with(key, "x-")) {
-        warn(line, key);
+        unknown_key(key, line, key, top_level_keys(), "the top level");
       }
     }
     if (const Node* services = root.find("services")) {
@@ -71,6 +72,47 @@ class Parser {
 
   [[noreturn]] void fail(const Node& n, const std::string& key, const std::string& msg) const {
     throw Error(at(n, key), msg);
+  }
+
+  // A key of the Compose specification CloudyKnight does not apply is warned about; one that
+  // is not Compose at all (a typo such as `enviroment`) is an error, as docker-compose makes
+  // it: running without what the author meant is worse.
+  void unknown_key(const std::string& k, int line, const std::string& key,
+                   const std::set<std::string>& keys, const char* where) {
+    if (keys.count(k) != 0) {
+      warn(line, key);
+      return;
+    }
+    std::string near = closest_key(k, keys);
+    throw Error({file_, line, key},
+                fmt::format("`{}` is not a key of {} in the Compose specification{}", k, where,
+                            near.empty() ? "; remove it, or name it x-... to keep it as an extension"
+                                         : "; did you mean `" + near + "`?"));
+  }
+
+  // extra_hosts: a list of "name:address" / "name=address", or a mapping name → address.
+  void extra_hosts(const Node& n, const std::string& key, std::vector<std::string>& out) {
+    auto add = [&](std::string host, std::string addr) {
+      if (!valid_hostname(host) || addr.empty() || addr.size() > 64 ||
+          addr.find_first_not_of("0123456789abcdefABCDEF.:[]-") != std::string::npos) {
+        fail(n, key, "expected host:address entries such as \"db.local:10.0.0.5\"");
+      }
+      if (addr.size() > 2 && addr.front() == '[' && addr.back() == ']') {
+        addr = addr.substr(1, addr.size() - 2);
+      }
+      out.push_back(host + ":" + addr);
+    };
+    if (n.kind == Kind::mapping) {
+      for (const auto& [host, v] : n.entries) add(host, scalar(v, key + "." + host));
+      return;
+    }
+    for (const auto& e : string_list(n, key)) {
+      auto sep = e.find_first_of("=:");
+      if (sep == std::string::npos) {
+        fail(n, key, "expected host:address entries such as \"db.local:10.0.0.5\"");
+      }
+      add(e.substr(0, sep), e.substr(sep + 1));
+    }
   }
 
   void warn(int line, const std::string& key) {
@@ -378,6 +420,24 @@ class Parser {
         }
       } else if (k == "user") {
         s.user = scalar(v, key);
+      } else if (k == "hostname") {
+        s.hostname = scalar(v, key);
+        if (!valid_hostname(s.hostname)) {
+          fail(v, key, "a hostname is letters, digits, '-' and '.', at most 63 characters");
+        }
+      } else if (k == "stop_signal") {
+        s.stop_signal = scalar(v, key);
+        if (!valid_signal(s.stop_signal)) {
+          fail(v, key, "expected a signal such as SIGINT, SIGTERM, SIGQUIT or a number");
+        }
+      } else if (k == "stop_grace_period") {
+        s.stop_grace_period = duration(v, key);
+      } else if (k == "tty") {
+        s.tty = boolean(v, key);
+      } else if (k == "stdin_open") {
+        s.stdin_open = boolean(v, key);
+      } else if (k == "extra_hosts") {
+        extra_hosts(v, key, s.extra_hosts);
       } else if (k == "labels") {
         s.labels = dict(v, key, false);
       } else if (k == "profiles") {
@@ -418,7 +478,7 @@ class Parser {
           s.refused[k] = {file_, kline, key};
         }
       } else if (!starts_with(k, "x-")) {
-        warn(kline, key);
+        unknown_key(k, kline, key, service_keys(), "a service");
       }
     }
     s.environment = std::move(from_files);

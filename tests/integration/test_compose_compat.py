@@ -33,14 +33,13 @@ Cases:
   interp    interpolation from .env (${V:?e}, ${V:-d}, ${V-d}, $$), env_file (quotes,
             export, comments), profiles (COMPOSE_PROFILES in .env: one active, one not) and
             docker-compose.override.yml (environment, labels, healthcheck, a read-write bind).
-  extras    hostname, stop_signal, stop_grace_period, tty, stdin_open, extra_hosts: keys
-            CloudyKnight warns about and ignores. FAILS ON PURPOSE until it applies them.
+  extras    hostname, stop_signal, stop_grace_period, tty, stdin_open, extra_hosts.
 The case that builds (redis) starts under docker-compose once CloudyKnight has built it, so
 the second build reuses the first one's layers (the args are part of their cache key).
 
 TestComposeFileAgreement: files that each tool accepts or refuses (`docker-compose config`
 against `cloudyknight workspace compose`, nothing runs), the known differences asserted both
-ways; a misspelt key (`enviroment:`) that CloudyKnight only warns about FAILS ON PURPOSE.
+ways; a misspelt key (`enviroment:`) is refused by both.
 
 Needs the images cloudyknight/node:bookworm and cloudyknight/python:bookworm, and Debian's
 docker-compose (`apt-get install docker-compose`; scripts/test.sh installs it).
@@ -849,10 +848,8 @@ class TestComposeCompat(DockerCase):
         self.assertEqual(rw(dc["app"]), [True])
 
     def test_extras_keys_cloudyknight_ignores(self):
-        """FAILS ON PURPOSE until CloudyKnight applies these keys (today compose/parse.cc warns
-        "not supported by CloudyKnight; ignored" and runs the service without them, where
-        docker-compose applies them): hostname, stop_signal, stop_grace_period, tty,
-        stdin_open, extra_hosts."""
+        """hostname, stop_signal, stop_grace_period, tty, stdin_open and extra_hosts reach the
+        engine as docker-compose sets them (they were once warned about and ignored)."""
         ck, dc = self.compare("extras", route="app", route_port=8000)
         a, b = ck["app"], dc["app"]
         self.assertEqual((b["Config"]["Hostname"], b["Config"]["StopSignal"],
@@ -937,16 +934,16 @@ class TestComposeFileAgreement(unittest.TestCase):
                     self.assertIn("docker-compose.yml:", ck[1], "CloudyKnight names file and line")
 
     def test_misspelt_key_is_refused(self):
-        """FAILS ON PURPOSE until CloudyKnight refuses keys outside the Compose Specification:
-        a misspelt `enviroment:` runs the service without its environment (one warning in the
-        log), where docker-compose refuses the file ("Unsupported config option"). Keys of the
-        specification that CloudyKnight does not model may stay warnings."""
+        """A key outside the Compose Specification (a misspelt `enviroment:`) is refused by both
+        tools, CloudyKnight naming the key it probably meant; keys of the specification that
+        CloudyKnight does not apply stay warnings."""
         text = FILE_HEAD + "    enviroment:\n      DATABASE_URL: postgres://db/app\n"
         ck, dc = self.verdicts("misspelt", text)
         self.assertNotEqual(dc[0], 0, f"docker-compose accepted it: {dc}")
         self.assertIn("enviroment", dc[1])
         self.assertNotEqual(ck[0], 0, f"CloudyKnight accepted a misspelt key: {ck}")
         self.assertIn("services.app.enviroment", ck[1])
+        self.assertIn("did you mean `environment`?", ck[1])
 
 
 if __name__ == "__main__":

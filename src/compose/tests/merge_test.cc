@@ -106,5 +106,32 @@ services:
   EXPECT_EQ(a.profiles, std::vector<std::string>{"dev"});
 }
 
+TEST(ComposeMerge, RunSettingsOverrideAndExtraHostsAppend) {
+  Project base = parse_text(R"(
+services:
+  a:
+    image: x
+    hostname: one
+    tty: true
+    stop_grace_period: 5s
+    extra_hosts: ["h1:10.0.0.1"]
+)");
+  Project over = parse_text(R"(
+services:
+  a:
+    image: x
+    hostname: two
+    stop_signal: SIGQUIT
+    extra_hosts: ["h2:10.0.0.2", "h1:10.0.0.1"]
+)");
+  Project m = merge(base, over);
+  const Service& a = m.services.at("a");
+  EXPECT_EQ(a.hostname, "two");
+  EXPECT_EQ(a.stop_signal, "SIGQUIT");
+  EXPECT_EQ(a.tty, true);  // not named by the override: kept
+  EXPECT_EQ(a.stop_grace_period, std::chrono::seconds(5));
+  EXPECT_EQ(a.extra_hosts, (std::vector<std::string>{"h1:10.0.0.1", "h2:10.0.0.2"}));
+}
+
 }  // namespace
 }  // namespace ck::compose

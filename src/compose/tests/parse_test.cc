@@ -616,13 +616,66 @@ services:
 secrets:
   s: {file: ./s}
 )");
-  ASSERT_EQ(p.warnings.size(), 4u);
+  ASSERT_EQ(p.warnings.size(), 3u);
   EXPECT_EQ(p.warnings[0],
             "docker-compose.yml:13: secrets: not supported by CloudyKnight; ignored");
   EXPECT_EQ(p.warnings[1],
             "docker-compose.yml:7: services.a.container_name: not supported by CloudyKnight; "
             "ignored");
-  EXPECT_NE(p.warnings[3].find("services.a.healthcheck.start_interval"), std::string::npos);
+  EXPECT_NE(p.warnings[2].find("services.a.healthcheck.start_interval"), std::string::npos);
+}
+
+// A key that is not Compose at all is a typo until shown otherwise: refused, as docker-compose
+// refuses it, with the key it probably meant; running without the environment is worse.
+TEST(ComposeParse, KeysOutsideTheSpecAreRefused) {
+  std::string e = error_of([] {
+    parse_text("services:\n  a:\n    image: x\n    enviroment:\n      A: b\n");
+  });
+  EXPECT_NE(e.find("docker-compose.yml:4: services.a.enviroment"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean `environment`?"), std::string::npos) << e;
+  e = error_of([] { parse_text("services:\n  a: {image: x}\nvolumez:\n  d:\n"); });
+  EXPECT_NE(e.find("did you mean `volumes`?"), std::string::npos) << e;
+  e = error_of([] { parse_text("services:\n  a:\n    image: x\n    frobnicate: 1\n"); });
+  EXPECT_NE(e.find("name it x-"), std::string::npos) << e;
+  // A key of the spec CloudyKnight does not apply stays a warning.
+  Project p = parse_text("services:\n  a:\n    image: x\n    dns: [1.1.1.1]\n");
+  ASSERT_EQ(p.warnings.size(), 1u);
+  EXPECT_NE(p.warnings[0].find("services.a.dns"), std::string::npos);
+}
+
+TEST(ComposeParse, HostnameStopTtyExtraHosts) {
+  Project p = parse_text(R"(
+services:
+  a:
+    image: x
+    hostname: db-main.local
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    tty: true
+    stdin_open: false
+    extra_hosts:
+      - "somehost:162.242.195.82"
+      - "v6host=[::1]"
+  b:
+    image: x
+    extra_hosts: {other: 10.0.0.5}
+)");
+  EXPECT_TRUE(p.warnings.empty()) << p.warnings.front();
+  const Service& a = p.services.at("a");
+  EXPECT_EQ(a.hostname, "db-main.local");
+  EXPECT_EQ(a.stop_signal, "SIGINT");
+  EXPECT_EQ(a.stop_grace_period, std::chrono::seconds(90));
+  EXPECT_EQ(a.tty, true);
+  EXPECT_EQ(a.stdin_open, false);
+  EXPECT_EQ(a.extra_hosts, (std::vector<std::string>{"somehost:162.242.195.82", "v6host:::1"}));
+  EXPECT_EQ(p.services.at("b").extra_hosts, std::vector<std::string>{"other:10.0.0.5"});
+  for (const char* bad : {"    hostname: -bad\n", "    hostname: a_b\n", "    stop_signal: kill me\n",
+                          "    stop_signal: 0\n", "    extra_hosts: [nohost]\n",
+                          "    extra_hosts: [\"h:1.2.3.4; rm\"]\n", "    tty: maybe\n"}) {
+    EXPECT_FALSE(error_of([&] { parse_text(std::string("services:\n  a:\n    image: x\n") + bad); })
+                     .empty())
+        << bad;
+  }
 }
 
 TEST(ComposeParse, TopLevelNameVolumesNetworks) {

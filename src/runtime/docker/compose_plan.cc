@@ -173,6 +173,17 @@ ComposeContainer plan_service(const compose::Project& project, const compose::Se
   if (s.entrypoint) body["Entrypoint"] = *s.entrypoint;
   if (!s.working_dir.empty()) body["WorkingDir"] = s.working_dir;
   if (!s.user.empty()) body["User"] = s.user;
+  if (!s.hostname.empty()) body["Hostname"] = s.hostname;
+  if (!s.stop_signal.empty()) body["StopSignal"] = s.stop_signal;
+  if (s.stop_grace_period) {
+    c.stop_seconds = static_cast<int>(std::max<std::int64_t>(
+        1, std::chrono::duration_cast<std::chrono::seconds>(*s.stop_grace_period).count()));
+    body["StopTimeout"] = c.stop_seconds;
+  }
+  if (s.tty) body["Tty"] = *s.tty;
+  c.tty = s.tty.value_or(false);
+  if (s.stdin_open) body["OpenStdin"] = *s.stdin_open;
+  if (!s.extra_hosts.empty()) body["HostConfig"]["ExtraHosts"] = s.extra_hosts;
   if (!exposed.empty()) body["ExposedPorts"] = exposed;
   if (s.healthcheck) body["Healthcheck"] = healthcheck_body(*s.healthcheck);
 

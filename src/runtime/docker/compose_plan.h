@@ -40,6 +40,8 @@ struct ComposeContainer {
   /// the runner connects the others (with the service name as alias) before starting it.
   /// Empty for network_mode none.
   std::vector<std::string> networks;
+  int stop_seconds = 0;  // stop_grace_period; 0: the workspace's grace
+  bool tty = false;      // tty: true (its logs come raw)
   nlohmann::json body;  // POST /containers/create, cloudyknight.spec label included
   std::string hash;     // that label's value
 };

@@ -233,7 +233,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
   if (adoptable) {
     for (const auto& c : plan.containers) {
       std::string id = found[c.service].value("Id", "");
-      slot->members.push_back({c.service, id});
+      slot->members.push_back({c.service, id, c.stop_seconds, c.tty});
       if (c.route) slot->container = id;
     }
     if (internal) {
@@ -258,7 +258,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
         fmt::format("control plane restarted; adopted compose project {}", plan.project));
     long now = static_cast<long>(std::time(nullptr));
     for (const auto& m : slot->members) {
-      spawn(io_, follow_service(slot, m.id, m.service, now), "logs " + spec.name + "/" + m.service);
+      spawn(io_, follow_service(slot, m.id, m.tty, m.service, now), "logs " + spec.name + "/" + m.service);
     }
     spawn(io_, watch_exit(slot, slot->container), "watch " + spec.name);
     auto ready = co_await wait_ready(slot, slot->container, std::chrono::seconds(10));
@@ -353,7 +353,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
       failed = fail(id.error().code, fmt::format("service {}: {}", c.service, id.error().message));
       break;
     }
-    slot->members.push_back({c.service, id.value()});
+    slot->members.push_back({c.service, id.value(), c.stop_seconds, c.tty});
     if (c.route) slot->container = id.value();
     for (std::size_t i = 1; i < c.networks.size() && !failed.has_error(); ++i) {
       std::vector<std::string> aliases = {c.service};
@@ -370,7 +370,7 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start_compose(RunSpec spec,
                     fmt::format("service {}: {}", c.service, started.error().message));
       break;
     }
-    spawn(io_, follow_service(slot, id.value(), c.service, 0),
+    spawn(io_, follow_service(slot, id.value(), c.tty, c.service, 0),
           "logs " + spec.name + "/" + c.service);
     slot->log_line(
         fmt::format("started {} ({}) as {}", c.service, c.image, id.value().substr(0, 12)));
@@ -482,7 +482,7 @@ net::awaitable<Result<void>> DockerRuntime::wait_dependency(std::shared_ptr<Slot
 
 // One service's output into the workspace log, "<service> | line" as `docker-compose logs`
 // prints it.
-net::awaitable<void> DockerRuntime::follow_service(std::shared_ptr<Slot> slot, std::string id,
+net::awaitable<void> DockerRuntime::follow_service(std::shared_ptr<Slot> slot, std::string id, bool tty,
                                                    std::string service, long since) {
   auto carry = std::make_shared<std::string>();
   std::string prefix = service + " | ";
@@ -507,7 +507,7 @@ net::awaitable<void> DockerRuntime::follow_service(std::shared_ptr<Slot> slot, s
       carry->clear();
     }
   };
-  auto r = co_await engine_->logs(id, true, since, std::move(sink));
+  auto r = co_await engine_->logs(id, true, since, std::move(sink), tty);
   if (!carry->empty()) write_line(*carry);
   if (r.has_error() && r.error().code != Errc::not_found) {
     logger()->debug("[ws={}] log stream of {} ended: {}", slot->name, service, r.error().message);
@@ -523,7 +523,7 @@ net::awaitable<void> DockerRuntime::stop_compose(std::shared_ptr<Slot> slot, Dur
     slot->frozen = false;
   }
   for (auto it = members.rbegin(); it != members.rend(); ++it) {
-    auto r = co_await engine_->stop_container(it->id, secs);
+    auto r = co_await engine_->stop_container(it->id, it->stop_seconds > 0 ? it->stop_seconds : secs);
     if (r.has_error() && r.error().code != Errc::not_found) {
       logger()->warn("[ws={}] stopping service {}: {}", slot->name, it->service, r.error().message);
     }

@@ -102,7 +102,7 @@ class DockerRuntime final : public Runtime {
                                               std::map<std::string, std::string>& ids);
   net::awaitable<Result<void>> wait_dependency(std::shared_ptr<Slot> slot, std::string service,
                                                compose::Dependency dep, Duration timeout);
-  net::awaitable<void> follow_service(std::shared_ptr<Slot> slot, std::string id,
+  net::awaitable<void> follow_service(std::shared_ptr<Slot> slot, std::string id, bool tty,
                                       std::string prefix, long since);
   net::awaitable<void> stop_compose(std::shared_ptr<Slot> slot, Duration grace);
   std::set<std::string> subnets_in_flight_;  // picked for networks being created now

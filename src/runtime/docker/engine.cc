@@ -211,15 +211,20 @@ net::awaitable<Result<void>> DockerEngine::unpause_container(std::string id) {
 }
 
 net::awaitable<Result<void>> DockerEngine::logs(std::string id, bool follow, long since,
-                                                std::function<void(const LogChunk&)> sink) {
+                                                std::function<void(const LogChunk&)> sink,
+                                                bool tty) {
   HttpClientRequest req;
   req.target = url(fmt::format("/containers/{}/logs?stdout=1&stderr=1&follow={}&since={}", id,
                                follow ? 1 : 0, since));
   req.timeout = follow ? Duration::zero() : std::chrono::seconds(30);
   auto demux = std::make_shared<LogDemuxer>();
   // Named: GCC 12 destroys a temporary passed to a coroutine in a co_await twice.
-  BodySink on_body = [demux, sink](std::string_view bytes) {
-    demux->feed(bytes, sink);
+  BodySink on_body = [demux, sink, tty](std::string_view bytes) {
+    if (tty) {
+      sink(LogChunk{1, bytes});
+    } else {
+      demux->feed(bytes, sink);
+    }
     return true;
   };
   auto r = co_await http_.stream(std::move(req), std::move(on_body));

@@ -103,9 +103,10 @@ class DockerEngine {
   net::awaitable<Result<void>> pause_container(std::string id);
   net::awaitable<Result<void>> unpause_container(std::string id);
   /// Streams the container's output (demultiplexed) until it stops (follow) or ends.
-  /// `since`: unix seconds, 0 for all.
+  /// `since`: unix seconds, 0 for all. `tty`: the container has a terminal, so the engine
+  /// sends its output raw (one stream, no frame headers).
   net::awaitable<Result<void>> logs(std::string id, bool follow, long since,
-                                    std::function<void(const LogChunk&)> sink);
+                                    std::function<void(const LogChunk&)> sink, bool tty = false);
   /// Streams engine events matching `filters` (e.g. {"label": ["cloudyknight.managed=true"]})
   /// until `sink` returns false or the engine goes away.
   net::awaitable<Result<void>> events(json filters, std::function<bool(const json&)> sink);

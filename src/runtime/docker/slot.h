@@ -31,6 +31,8 @@ struct DockerRuntime::Slot {
   // one's), and the project's networks.
   struct Member {
     std::string service, id;
+    int stop_seconds = 0;  // its stop_grace_period; 0: the workspace's grace
+    bool tty = false;      // its output comes raw (no stream frames)
   };
   bool compose = false;
   std::vector<Member> members;

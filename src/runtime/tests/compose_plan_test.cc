@@ -244,6 +244,32 @@ TEST(ComposePlan, DeclaredNetworksStaySeparate) {
   EXPECT_EQ(compose_network_body("ck-shop_back", "shop", "inst1", false)["Name"], "ck-shop_back");
 }
 
+TEST(ComposePlan, HostnameStopTtyAndExtraHostsReachTheEngine) {
+  auto p = two_services();
+  compose::Service& web = p.services["web"];
+  web.hostname = "front";
+  web.stop_signal = "SIGINT";
+  web.stop_grace_period = std::chrono::milliseconds(2500);
+  web.tty = true;
+  web.stdin_open = true;
+  web.extra_hosts = {"db.local:10.0.0.5"};
+  auto plan = plan_compose(p, options());
+  const auto& c = plan.containers[1];
+  EXPECT_EQ(c.body["Hostname"], "front");
+  EXPECT_EQ(c.body["StopSignal"], "SIGINT");
+  EXPECT_EQ(c.body["StopTimeout"], 2);
+  EXPECT_EQ(c.stop_seconds, 2);
+  EXPECT_EQ(c.body["Tty"], true);
+  EXPECT_TRUE(c.tty);
+  EXPECT_EQ(c.body["OpenStdin"], true);
+  EXPECT_EQ(c.body["HostConfig"]["ExtraHosts"], json::array({"db.local:10.0.0.5"}));
+  const auto& redis = plan.containers[0];
+  for (const char* k : {"Hostname", "StopSignal", "StopTimeout", "Tty", "OpenStdin"}) {
+    EXPECT_FALSE(redis.body.contains(k)) << k;
+  }
+  EXPECT_FALSE(redis.tty);
+}
+
 TEST(ComposePlan, RunSettingsComeFromTheService) {
   auto plan = plan_compose(two_services(), options());
   const json& web = plan.containers[1].body;
