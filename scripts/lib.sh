@@ -36,7 +36,7 @@ ensure_build_deps() {
   ensure_packages g++ cmake ninja-build ccache pkg-config libboost-dev libboost-system-dev \
     nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev zlib1g-dev \
     libgtest-dev libarchive-dev libsqlite3-dev libssl-dev ca-certificates curl libcurl4-openssl-dev \
-    libargon2-dev libseccomp-dev
+    libargon2-dev libseccomp-dev libgit2-dev
 }
 
 # The runtimes the bundled examples use (node + npm for hello-node, python3 for hello-python).

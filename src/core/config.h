@@ -119,6 +119,17 @@ struct LimitsConfig {
   Duration build_timeout = std::chrono::minutes(30);
 };
 
+/// git-backed workspaces (issue 16).
+struct GitConfig {
+  Duration poll = std::chrono::seconds(60);  // fetch and fast-forward every workspace; 0: never
+  std::string autocommit = "on-save";        // off | on-save | interval
+  Duration autocommit_interval = std::chrono::minutes(5);
+  std::string webhook_secret;  // POST /git/hook: HMAC key (GitHub, Gitea) or token (GitLab)
+  std::string username;        // https remotes: the user name sent with the token ("git")
+  std::string token;           // https remotes: the password/token when a workspace has none
+  bool allow_local_remotes = false;  // file:// and /path remotes (the operator's own)
+};
+
 struct Config {
   GatewayConfig gateway;
   StorageConfig storage;
@@ -132,6 +143,7 @@ struct Config {
                                                 {"ruby", "ruby:3.3-slim"}};
   LimitsConfig limits;
   JobsConfig jobs;
+  GitConfig git;
   std::string admin_token;
   std::string templates;  // the workspace templates folder; empty: next to the binary
   std::string log_format = "text";
