@@ -244,6 +244,8 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
     return r;
   };
 
+  // git push to deploy (git_api.cc): its own credentials (Basic) and text answers for git.
+  if (path.starts_with("/monitor/git/")) return git_request(req, *snap);
   if (auto secured = handle_secured(req, *snap)) return std::move(*secured);
   if (path == "/monitor/healthz") {
     if (!read) return method_not_allowed("GET");

@@ -39,6 +39,8 @@ enum class Decision;  // auth/authorize.h
 namespace api {
 class Poller;
 std::shared_ptr<Poller> make_poller();  // exec_api.cc
+class GitPushes;
+std::shared_ptr<GitPushes> make_git_pushes();  // git_api.cc
 }
 
 struct ApiInfo {
@@ -138,6 +140,25 @@ struct ApiServices {
   /// S3 storage: the mirror's state for a workspace (thread-safe, never blocks for long).
   /// Unset for folder storage.
   std::function<SyncState(const std::string& name)> sync_state;
+
+  // ---- git push to deploy (git_api.cc; issue 16, part 3) ----
+  /// /monitor/git/<name>.git: the bare repositories (DATA/git/repos; empty: 503), an empty
+  /// folder that is git's HOME and working directory (DATA/git/home), the program the hooks run
+  /// (this binary, `git-hook post-receive`) and git itself.
+  struct GitPush {
+    std::filesystem::path repos;
+    std::filesystem::path home;
+    std::string hook_exe;
+    std::string git = "/usr/bin/git";
+    /// Brings a workspace that already follows its push repository up to date, on the worker
+    /// that owns its working copy (GitWorkspaces::pull); `done` on any thread. Unset: the
+    /// deploy fast-forwards it itself (git::pull).
+    std::function<void(const std::string& name, std::function<void(Result<void>)> done)> pull;
+    /// How long a push may take, receiving and deploying together.
+    Duration timeout = std::chrono::minutes(15);
+    /// How long the deploy follows the workspace until it runs (or failed).
+    Duration follow_timeout = std::chrono::minutes(10);
+  } git_push;
 };
 
 class ControlApi {
@@ -152,7 +173,8 @@ class ControlApi {
         storage_events_(std::move(storage_events)),
         services_(std::move(services)),
         poller_(api::make_poller()),
-        worker_(api::make_poller()) {
+        worker_(api::make_poller()),
+        git_pushes_(api::make_git_pushes()) {
     set_workspace_urls(info_);
   }
   /// The front door (routes.cc): the routing table's 404/405, then dispatch(), then the ETag
@@ -203,6 +225,13 @@ class ControlApi {
   ApiServices services_;
   std::shared_ptr<api::Poller> poller_;  // the follow streams' thread
   std::shared_ptr<api::Poller> worker_;  // slow one-off work off the gateway (argon2id logins)
+
+  // ---- git push to deploy (git_api.cc) ----
+  /// /monitor/git/<name>.git/info/refs and .../git-upload-pack|git-receive-pack: authenticates
+  /// (an API token as the Basic password, or Bearer), authorizes, and runs git http-backend on
+  /// a thread of its own; a receive-pack also deploys what was pushed.
+  http::Response git_request(const http::Request& req, const Snapshot& snap) const;
+  std::shared_ptr<api::GitPushes> git_pushes_;  // the running git requests; joined last
 };
 
 /// The principal behind a request's headers, by the API's rules: the Authorization header's

@@ -47,6 +47,10 @@ constexpr Route kRoutes[] = {
     {"DELETE", "/monitor/api/v1/tokens/{id}"},
     {"GET", "/monitor/api/v1/audit"},
     {"GET", "/monitor/api/v1/logs"},
+    // git's smart HTTP protocol (git_api.cc): {repo} is "<name>.git".
+    {"GET", "/monitor/git/{repo}/info/refs"},
+    {"POST", "/monitor/git/{repo}/git-upload-pack"},
+    {"POST", "/monitor/git/{repo}/git-receive-pack"},
 };
 
 // The next '/'-separated segment of `s`, removed from it.

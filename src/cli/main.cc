@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "daemon/daemon.h"
+#include "git/push_repos.h"
 #include "runtime/process/init.h"
 
 #ifndef CK_VERSION
@@ -83,6 +84,8 @@ struct StorageFlags {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "__init") == 0) return ck::run_init(argc, argv);
+  // Hidden: the hook git runs in a push-to-deploy repository (git/push_repos.h).
+  if (argc > 1 && std::strcmp(argv[1], "git-hook") == 0) return ck::git::run_git_hook(argc, argv);
 
   CLI::App app{"CloudyKnight: self-hosted workspaces, each in its own container, behind one gateway"};
   app.require_subcommand(1);

@@ -523,6 +523,21 @@ int run_daemon(const Config& config, const std::string& self_exe) {
       done(SyncOutcome{"s3", p.pulled, p.removed, p.failed, p.files});
     });
   };
+  // ---- git push to deploy (issue 16, part 3): /monitor/git/<name>.git through git http-backend.
+  // Bare repositories in DATA/git/repos; their hook runs this binary. A workspace that already
+  // follows its push repository is fast-forwarded by the deploy itself unless
+  // services.git_push.pull is set (to GitWorkspaces::pull, so its worker owns the working copy).
+  if (!s3) {
+    if (::access(services.git_push.git.c_str(), X_OK) == 0) {
+      services.git_push.repos = data / "git" / "repos";
+      services.git_push.home = data / "git" / "home";
+      services.git_push.hook_exe = self_exe;
+      fs::create_directories(services.git_push.repos, ec);
+      fs::create_directories(services.git_push.home, ec);
+    } else {
+      log->info("git push to deploy is off: {} is not installed (apt-get install git)", services.git_push.git);
+    }
+  }
   ApiInfo info;
   info.version = CK_VERSION;
   info.listen_url = base;

@@ -306,6 +306,11 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
           break;
         }
         parser.body_limit(opts.max_file_body);
+      } else if (taker == BodyTaker::control &&
+                 is_git_upload(std::string_view(head.method_string().data(), head.method_string().size()),
+                               std::string_view(head.target().data(), head.target().size()))) {
+        // A git push's pack (or a fetch's negotiation): up to gateway.max_body, checked above.
+        parser.body_limit(opts.max_body);
       } else if (taker == BodyTaker::control) {
         if (auto len = parser.content_length(); len && *len > kControlMaxBody) {
           auto res = closing_page(413, "Payload Too Large",

@@ -147,4 +147,15 @@ bool is_files_upload(std::string_view method, std::string_view target) {
   return target.substr(slash + 1).starts_with("files/");
 }
 
+bool is_git_upload(std::string_view method, std::string_view target) {
+  constexpr std::string_view kPrefix = "/monitor/git/";
+  if (method != "POST" || !target.starts_with(kPrefix)) return false;
+  target.remove_prefix(kPrefix.size());
+  if (target.find('?') != std::string_view::npos) return false;
+  auto slash = target.find('/');
+  if (slash == 0 || slash == std::string_view::npos) return false;
+  auto service = target.substr(slash + 1);
+  return service == "git-receive-pack" || service == "git-upload-pack";
+}
+
 }  // namespace ck

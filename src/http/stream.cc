@@ -45,6 +45,11 @@ bool ResponseStream::cancelled() const {
   return cancelled_;
 }
 
+std::size_t ResponseStream::pending_bytes() const {
+  std::lock_guard lock(mu_);
+  return pending_.size();
+}
+
 ResponseStream::Chunk ResponseStream::take() {
   std::lock_guard lock(mu_);
   Chunk out;

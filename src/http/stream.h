@@ -38,6 +38,9 @@ class ResponseStream {
   void respond(int status, std::string content_type, std::string_view body, Headers headers = {});
   void respond(const Response& r) { respond(r.status, r.content_type, r.body, r.headers); }
   bool cancelled() const;
+  /// Bytes written but not yet taken by the gateway (a producer of a large body waits while
+  /// this is high instead of failing at kMaxPending).
+  std::size_t pending_bytes() const;
 
   // ---- the consumer (the gateway) ----
 

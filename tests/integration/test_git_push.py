@@ -1,0 +1,290 @@
+"""git push to deploy (issue 16, part 3): the real git CLI against a real daemon's
+/monitor/git/<name>.git (git's smart HTTP protocol through git http-backend).
+
+The attacks first: no token (401 with WWW-Authenticate: Basic, git says "Authentication
+failed"), a wrong token, a read-only token pushing (403), a member pushing to another member's
+private workspace, a push to a workspace that follows another remote, a name that cannot be a
+workspace, paths of the dumb protocol and other files of the repository (404). Then what a user
+does: a push of a static site creates the workspace (owned by the pusher), streams "remote:"
+lines and ends with its URL, and the site answers at /<name>/; a second push updates it; a push
+of another branch is kept without deploying; `git clone` through the gateway; a push to a plain
+folder workspace moves its old files to DATA/trash; and a Node.js app pushed with the process
+runtime is installed, started and answers.
+
+Run: cd tests/integration && CK_BINARY=../../build/cloudyknight python3 -m unittest -v test_git_push
+"""
+
+import base64
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from harness import CONTROL, ControlHostDaemon, wait_until
+from test_auth import PASSWORD, admin_token, call
+
+GIT = shutil.which("git")
+
+
+def git_env():
+    home = tempfile.mkdtemp(prefix="ck-git-home-")
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "Pusher",
+        "GIT_AUTHOR_EMAIL": "pusher@example.test",
+        "GIT_COMMITTER_NAME": "Pusher",
+        "GIT_COMMITTER_EMAIL": "pusher@example.test",
+        "LANG": "C",
+    }
+
+
+@unittest.skipUnless(GIT, "the git CLI is not installed (apt-get install git)")
+class GitPushTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = d = ControlHostDaemon(
+            fixtures=["static", ("static", "follower")],
+            config={"gateway": {"control_host": CONTROL}},
+            env={"AWS_SECRET_ACCESS_KEY": "leak-7c1e", "CK_SECRET_PROBE": "leak-7c1e"})
+        d.prepare()
+        # "follower" follows a git remote elsewhere: a push to it is refused.
+        with open(os.path.join(d.ws, "follower", "workspace.json"), "w") as f:
+            f.write('{"git": {"url": "https://git.example.test/team/site.git", "branch": "main"}}\n')
+        cls.tmp = tempfile.mkdtemp(prefix="ck-git-push-")
+        cls.env = git_env()
+        try:
+            d.start()
+            cls.admin = admin_token(d)
+            cls.tokens = {}
+            for user in ("ann", "ben"):
+                r = call(d, "POST", "/users", cls.admin, {"name": user, "password": PASSWORD, "role": "member"})
+                assert r.status == 201, r.text()
+                r = call(d, "POST", "/auth/login", body={"name": user, "password": PASSWORD})
+                assert r.status == 200, r.text()
+                cookie = r.header("Set-Cookie").split(";")[0].split("=", 1)[1]
+                csrf = r.json()["csrf"]
+                for scope in ("deploy", "read"):
+                    r = call(d, "POST", "/tokens", cookie=cookie, csrf=csrf,
+                             body={"name": f"{user}-{scope}", "scopes": [scope]})
+                    assert r.status == 201, r.text()
+                    cls.tokens[(user, scope)] = r.json()["token"]
+        except BaseException:
+            print(d.diagnostics())
+            d.stop()
+            d.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        res = cls.d.stop()
+        cls.d.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        shutil.rmtree(cls.env["HOME"], ignore_errors=True)
+        assert res.returncode == 0, res
+
+    def run(self, result=None):
+        super().run(result)
+        if result and (result.failures or result.errors):
+            last = (result.failures + result.errors)[-1][0]
+            if last is self:
+                print(self.d.diagnostics())
+
+    # -- helpers ---------------------------------------------------------------
+    def remote(self, name, token=None):
+        cred = f"x:{token}@" if token else ""
+        return f"http://{cred}{CONTROL}:{self.d.port}/monitor/git/{name}.git"
+
+    def git(self, *args, cwd=None, check=False, timeout=180):
+        # The control plane lives on its own host name: git resolves it to the daemon.
+        cmd = [GIT, "-c", f"http.curloptResolve={CONTROL}:{self.d.port}:127.0.0.1", *args]
+        p = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout)
+        out = p.stdout + p.stderr
+        if check and p.returncode != 0:
+            self.fail(f"git {' '.join(args)} failed ({p.returncode}):\n{out}")
+        return p.returncode, out
+
+    def repo(self, name, files, branch="main"):
+        path = os.path.join(self.tmp, name)
+        if not os.path.isdir(path):
+            os.makedirs(path)
+            self.git("init", "-q", "-b", branch, cwd=path, check=True)
+        for rel, text in files.items():
+            full = os.path.join(path, rel)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w") as f:
+                f.write(text)
+        self.git("add", "-A", cwd=path, check=True)
+        self.git("commit", "-q", "-m", "change", cwd=path, check=True)
+        return path
+
+    def page(self, name):
+        r = self.d.request("GET", f"/{name}/")
+        return r.status, r.text()
+
+    def raw(self, method, path, token=None, basic=None, body=None, headers=None):
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        if basic:
+            h["Authorization"] = "Basic " + base64.b64encode(basic.encode()).decode()
+        return self.d.request(method, path, headers=h, body=body)
+
+    # -- the attacks -------------------------------------------------------------
+    def test_no_token_is_401_with_basic_challenge(self):
+        r = self.raw("GET", "/monitor/git/static.git/info/refs?service=git-receive-pack")
+        self.assertEqual(r.status, 401, r.text())
+        self.assertEqual(r.header("WWW-Authenticate").split(",")[0], 'Basic realm="CloudyKnight"')
+        self.assertIn("API token", r.text())
+        src = self.repo("noauth", {"index.html": "<h1>no</h1>\n"})
+        rc, out = self.git("push", self.remote("noauth"), "main", cwd=src)
+        self.assertNotEqual(rc, 0, out)
+        self.assertTrue("Authentication failed" in out or "could not read Username" in out, out)
+        self.assertEqual(self.page("noauth")[0], 404)
+
+    def test_wrong_token_is_authentication_failed(self):
+        src = self.repo("wrongtok", {"index.html": "<h1>no</h1>\n"})
+        rc, out = self.git("push", self.remote("wrongtok", "ck_not_a_real_token"), "main", cwd=src)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("Authentication failed", out)
+        self.assertFalse(os.path.exists(os.path.join(self.d.ws, "wrongtok")))
+
+    def test_read_only_token_cannot_push(self):
+        src = self.repo("readonly", {"index.html": "<h1>no</h1>\n"})
+        rc, out = self.git("push", self.remote("readonly", self.tokens[("ann", "read")]), "main", cwd=src)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("403", out)
+        self.assertIn("remote: ", out)
+        self.assertIn("needs the 'deploy' scope", out)
+        self.assertFalse(os.path.exists(os.path.join(self.d.ws, "readonly")))
+        r = self.raw("GET", "/monitor/git/readonly.git/info/refs?service=git-receive-pack",
+                     basic="x:" + self.tokens[("ann", "read")])
+        self.assertEqual(r.status, 403)
+
+    def test_invalid_name_is_refused_clearly(self):
+        src = self.repo("badname", {"index.html": "<h1>no</h1>\n"})
+        rc, out = self.git("push", self.remote("Bad_Name", self.admin), "main", cwd=src)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("remote: 'Bad_Name' cannot be a workspace", out)
+        self.assertFalse(os.path.exists(os.path.join(self.d.data, "git", "repos", "Bad_Name.git")))
+
+    def test_other_paths_are_404(self):
+        for path in ("/monitor/git/static.git/HEAD", "/monitor/git/static.git/config",
+                     "/monitor/git/static.git/objects/info/packs",
+                     "/monitor/git/static.git/info/refs", "/monitor/git/static.git/info/refs?service=other",
+                     "/monitor/git/static/info/refs?service=git-upload-pack",
+                     "/monitor/git/../../etc/passwd"):
+            r = self.raw("GET", path, token=self.admin)
+            self.assertEqual(r.status, 404, f"{path}: {r.text()}")
+
+    def test_workspace_following_another_remote_refuses_the_push(self):
+        src = self.repo("follow", {"index.html": "<h1>mine</h1>\n"})
+        rc, out = self.git("push", self.remote("follower", self.admin), "main", cwd=src)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("follows https://git.example.test/team/site.git", out)
+        self.assertTrue(os.path.exists(os.path.join(self.d.ws, "follower", "index.html")))
+
+    def test_member_cannot_push_to_another_members_private_workspace(self):
+        src = self.repo("annpriv", {"index.html": "<h1>ann's private</h1>\n",
+                                    "workspace.json": '{"public": false}\n'})
+        rc, out = self.git("push", self.remote("annpriv", self.tokens[("ann", "deploy")]), "main", cwd=src)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("annpriv is running at", out)
+        # ben may not push over it, nor clone it.
+        evil = self.repo("benevil", {"index.html": "<h1>ben was here</h1>\n"})
+        rc, out = self.git("push", "--force", self.remote("annpriv", self.tokens[("ben", "deploy")]), "main", cwd=evil)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("already exists", out)
+        rc, out = self.git("clone", self.remote("annpriv", self.tokens[("ben", "read")]),
+                           os.path.join(self.tmp, "ben-clone"))
+        self.assertNotEqual(rc, 0, out)
+        with open(os.path.join(self.d.ws, "annpriv", "index.html")) as f:
+            self.assertIn("ann's private", f.read())
+        # ann (the owner) clones it.
+        rc, out = self.git("clone", self.remote("annpriv", self.tokens[("ann", "read")]),
+                           os.path.join(self.tmp, "ann-clone"))
+        self.assertEqual(rc, 0, out)
+
+    # -- what a user does ----------------------------------------------------------
+    def test_push_creates_then_updates_a_static_workspace(self):
+        src = self.repo("blog", {"index.html": "<h1>blog v1</h1>\n"})
+        rc, out = self.git("push", self.remote("blog", self.tokens[("ann", "deploy")]), "main", cwd=src)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("remote: -----> Deploying blog (main at", out)
+        self.assertIn("remote: -----> Created workspace blog from main", out)
+        self.assertIn(f"remote: =====> blog is running at http://127.0.0.1:{self.d.port}/blog/", out)
+        self.assertEqual(self.page("blog"), (200, "<h1>blog v1</h1>\n"))
+        # ann's user owns it: the audit log names the push.
+        r = call(self.d, "GET", "/audit?limit=100", self.admin)
+        pushes = [e for e in r.json()["entries"] if e["action"] == "workspace.push" and e["target"] == "blog"]
+        self.assertTrue(pushes, r.text())
+        # A second push updates it.
+        self.repo("blog", {"index.html": "<h1>blog v2</h1>\n"})
+        rc, out = self.git("push", self.remote("blog", self.tokens[("ann", "deploy")]), "main", cwd=src)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("remote: =====> blog is running at", out)
+        wait_until(lambda: self.page("blog") == (200, "<h1>blog v2</h1>\n"), 20, "the new version served")
+        # Another branch is kept, not deployed.
+        self.git("checkout", "-q", "-b", "redesign", cwd=src, check=True)
+        self.repo("blog", {"index.html": "<h1>redesign</h1>\n"})
+        rc, out = self.git("push", self.remote("blog", self.tokens[("ann", "deploy")]), "redesign", cwd=src)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("branch redesign received: kept in the repository (blog deploys main)", out)
+        self.assertEqual(self.page("blog"), (200, "<h1>blog v2</h1>\n"))
+        # git clone through the gateway, with a read token.
+        dest = os.path.join(self.tmp, "blog-clone")
+        rc, out = self.git("clone", "-q", self.remote("blog", self.tokens[("ann", "read")]), dest)
+        self.assertEqual(rc, 0, out)
+        with open(os.path.join(dest, "index.html")) as f:
+            self.assertEqual(f.read(), "<h1>blog v2</h1>\n")
+        # A Bearer token works as well (git's http.extraHeader).
+        rc, out = self.git("-c", f"http.extraHeader=Authorization: Bearer {self.tokens[('ann', 'read')]}",
+                           "ls-remote", self.remote("blog"))
+        self.assertEqual(rc, 0, out)
+        self.assertIn("refs/heads/redesign", out)
+
+    def test_push_to_a_plain_folder_keeps_its_old_files_in_the_trash(self):
+        with open(os.path.join(self.d.ws, "static", "index.html")) as f:
+            old = f.read()
+        src = self.repo("replace", {"index.html": "<h1>replaced</h1>\n"})
+        rc, out = self.git("push", self.remote("static", self.admin), "main", cwd=src)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("was a plain folder: its previous files were moved to", out)
+        self.assertIn("remote: =====> static is running at", out)
+        trashed = glob.glob(os.path.join(self.d.data, "trash", "static-*", "index.html"))
+        self.assertEqual(len(trashed), 1, os.listdir(os.path.join(self.d.data, "trash")))
+        with open(trashed[0]) as f:
+            self.assertEqual(f.read(), old)
+        wait_until(lambda: self.page("static") == (200, "<h1>replaced</h1>\n"), 20, "the pushed page served")
+
+    def test_node_app_is_installed_started_and_answers(self):
+        if not shutil.which("node"):
+            self.skipTest("node is not installed")
+        src = self.repo("nodeapp", {
+            "package.json": '{"name": "nodeapp", "version": "1.0.0", "scripts": {"start": "node server.js"}}\n',
+            "server.js": ("const http = require('http');\n"
+                          "console.log('nodeapp starting');\n"
+                          "http.createServer((req, res) => res.end('hello from node v1\\n'))"
+                          ".listen(process.env.PORT);\n"),
+        })
+        rc, out = self.git("push", self.remote("nodeapp", self.admin), "main", cwd=src, timeout=300)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("remote: =====> nodeapp is running at", out)
+        self.assertIn("nodeapp starting", out)
+        self.assertEqual(self.page("nodeapp"), (200, "hello from node v1\n"))
+        # A second push restarts it on the new code.
+        self.repo("nodeapp", {"server.js": ("const http = require('http');\n"
+                                            "http.createServer((req, res) => res.end('hello from node v2\\n'))"
+                                            ".listen(process.env.PORT);\n")})
+        rc, out = self.git("push", self.remote("nodeapp", self.admin), "main", cwd=src, timeout=300)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("remote: =====> nodeapp is running at", out)
+        self.assertEqual(self.page("nodeapp"), (200, "hello from node v2\n"))
+
+
+if __name__ == "__main__":
+    unittest.main()
