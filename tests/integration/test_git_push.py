@@ -43,6 +43,25 @@ def git_env():
     }
 
 
+def push_environments():
+    """{argv: environ} of the processes of a push running now (git http-backend, receive-pack
+    and the post-receive hook: the ones given CK_GIT_HOOK_FD)."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read()
+        except OSError:
+            continue
+        if b"CK_GIT_HOOK_FD=" in env or b"git-hook\0post-receive" in argv:
+            out[argv] = env
+    return out
+
+
 @unittest.skipUnless(GIT, "the git CLI is not installed (apt-get install git)")
 class GitPushTest(unittest.TestCase):
     @classmethod
@@ -218,6 +237,9 @@ class GitPushTest(unittest.TestCase):
         self.assertIn("remote: -----> Created workspace blog from main", out)
         self.assertIn(f"remote: =====> blog is running at http://127.0.0.1:{self.d.port}/blog/", out)
         self.assertEqual(self.page("blog"), (200, "<h1>blog v1</h1>\n"))
+        # The checkout's repository is not served.
+        for path in ("/blog/.git/config", "/blog/.git/HEAD"):
+            self.assertEqual(self.d.request("GET", path).status, 404, path)
         # ann's user owns it: the audit log names the push.
         r = call(self.d, "GET", "/audit?limit=100", self.admin)
         pushes = [e for e in r.json()["entries"] if e["action"] == "workspace.push" and e["target"] == "blog"]
@@ -271,10 +293,26 @@ class GitPushTest(unittest.TestCase):
                           "http.createServer((req, res) => res.end('hello from node v1\\n'))"
                           ".listen(process.env.PORT);\n"),
         })
-        rc, out = self.git("push", self.remote("nodeapp", self.admin), "main", cwd=src, timeout=300)
-        self.assertEqual(rc, 0, out)
+        # While it deploys, the hook (and the git programs above it) run with an environment
+        # built from nothing: none of the daemon's (AWS_SECRET_ACCESS_KEY, CK_* ...).
+        cmd = [GIT, "-c", f"http.curloptResolve={CONTROL}:{self.d.port}:127.0.0.1", "push",
+               self.remote("nodeapp", self.admin), "main"]
+        proc = subprocess.Popen(cmd, cwd=src, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        seen = {}
+        while proc.poll() is None:
+            seen.update(push_environments())
+        out = proc.communicate(timeout=300)[0]
+        self.assertEqual(proc.returncode, 0, out)
         self.assertIn("remote: =====> nodeapp is running at", out)
         self.assertIn("nodeapp starting", out)
+        hooks = [env for argv, env in seen.items() if b"git-hook" in argv]
+        self.assertTrue(hooks, f"the hook was never seen running: {list(seen)}")
+        for argv, env in seen.items():
+            self.assertNotIn(b"leak-7c1e", env, argv)
+            self.assertNotIn(b"AWS_", env, argv)
+            self.assertIn(b"CK_GIT_HOOK_FD=3", env, argv)
+            self.assertIn(b"GIT_CONFIG_NOSYSTEM=1", env, argv)
         self.assertEqual(self.page("nodeapp"), (200, "hello from node v1\n"))
         # A second push restarts it on the new code.
         self.repo("nodeapp", {"server.js": ("const http = require('http');\n"

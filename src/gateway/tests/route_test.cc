@@ -243,3 +243,15 @@ TEST(FilesUpload, OnlyPutsToAWorkspacesFiles) {
   EXPECT_FALSE(ck::is_files_upload("PUT", "/monitor/api/v1/workspaces/files/x"));
   EXPECT_FALSE(ck::is_files_upload("PUT", "/blog/monitor/api/v1/workspaces/blog/files/x"));
 }
+
+TEST(GitUpload, OnlyPostsOfASmartHttpService) {
+  EXPECT_TRUE(ck::is_git_upload("POST", "/monitor/git/blog.git/git-receive-pack"));
+  EXPECT_TRUE(ck::is_git_upload("POST", "/monitor/git/blog.git/git-upload-pack"));
+  EXPECT_FALSE(ck::is_git_upload("GET", "/monitor/git/blog.git/git-receive-pack"));
+  EXPECT_FALSE(ck::is_git_upload("POST", "/monitor/git/blog.git/git-receive-pack?x=1"));
+  EXPECT_FALSE(ck::is_git_upload("POST", "/monitor/git/blog.git/info/refs"));
+  EXPECT_FALSE(ck::is_git_upload("POST", "/monitor/git//git-receive-pack"));
+  EXPECT_FALSE(ck::is_git_upload("POST", "/monitor/git/git-receive-pack"));
+  EXPECT_FALSE(ck::is_git_upload("POST", "/monitor/api/v1/workspaces"));
+  EXPECT_FALSE(ck::is_git_upload("POST", "/blog/monitor/git/blog.git/git-receive-pack"));
+}
