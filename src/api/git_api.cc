@@ -103,6 +103,10 @@ class GitPushes {
     std::lock_guard lock(mu_);
     pushing_.erase(name);
   }
+  bool pushing(const std::string& name) {
+    std::lock_guard lock(mu_);
+    return pushing_.count(name) > 0;
+  }
   const std::atomic<bool>& stopping() const { return stopping_; }
 
  private:
@@ -610,6 +614,7 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
                                           push ? "push" : "fetch", auth::scope_name(scope), p.scopes.str()));
   }
   const fs::path repo = gp.repos / (name + ".git");
+  const fs::path trash = services_.trash_dir.empty() ? gp.repos.parent_path() / "trash" : services_.trash_dir;
   const fs::path folder = services_.workspaces_root / name;
   std::error_code ec;
   const WorkspaceView* w = snap.find(name);
@@ -644,6 +649,22 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
                                               "(POST /monitor/api/v1/workspaces/{}/sync, or a push webhook)",
                                               name, other, name));
       }
+    }
+    if (!folder_exists && what->advertisement && fs::exists(repo / "HEAD", ec) && git::has_refs(repo) &&
+        !git_pushes_->pushing(name)) {
+      // The repository of a workspace that was deleted: whoever takes the name next must not
+      // be able to fetch its history. It goes to the trash with the workspace.
+      fs::create_directories(trash, ec);
+      fs::path dest = trash / fmt::format("{}-{}.git", name, utc_stamp());
+      for (int n = 2; fs::exists(fs::symlink_status(dest, ec)); ++n) {
+        dest = trash / fmt::format("{}-{}-{}.git", name, utc_stamp(), n);
+      }
+      if (auto moved = move_folder(repo, dest); moved.has_error()) {
+        logger()->error("[ws={}] {}", name, moved.error().message);
+        return text_response(500, "cannot set the previous repository of '" + name + "' aside: " +
+                                      moved.error().message);
+      }
+      logger()->info("[ws={}] its workspace is gone: moved the old push repository to {}", name, dest.string());
     }
     if (auto made = git::ensure_push_repo(repo, gp.hook_exe); made.has_error()) {
       logger()->error("[ws={}] {}", name, made.error().message);
@@ -693,7 +714,7 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
     job->name = name;
     job->repo = repo;
     job->root = services_.workspaces_root;
-    job->trash = services_.trash_dir;
+    job->trash = trash;
     job->owner = p.user_id;
     job->principal = p.label();
     std::string host = req.header("Host");

@@ -190,6 +190,18 @@ Result<std::string> head_branch(const fs::path& repo) {
   return target.starts_with(kHeads) ? target.substr(kHeads.size()) : std::string();
 }
 
+bool has_refs(const fs::path& repo) {
+  auto r = open_bare(repo);
+  if (r.has_error()) return false;
+  git_reference_iterator* it = nullptr;
+  if (git_reference_iterator_new(&it, r.value().get()) < 0) return false;
+  git_reference* ref = nullptr;
+  bool any = git_reference_next(&ref, it) == 0;
+  if (ref) git_reference_free(ref);
+  git_reference_iterator_free(it);
+  return any;
+}
+
 bool has_branch(const fs::path& repo, const std::string& branch) {
   auto r = open_bare(repo);
   if (r.has_error()) return false;

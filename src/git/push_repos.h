@@ -48,6 +48,9 @@ std::vector<RefUpdate> parse_ref_updates(std::string_view text);
 /// The branch HEAD names ("main" for refs/heads/main), whether or not it exists yet.
 Result<std::string> head_branch(const std::filesystem::path& repo);
 
+/// True if the repository has any reference (a branch or a tag) besides HEAD.
+bool has_refs(const std::filesystem::path& repo);
+
 /// True if refs/heads/<branch> exists.
 bool has_branch(const std::filesystem::path& repo, const std::string& branch);
 

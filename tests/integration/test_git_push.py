@@ -283,6 +283,29 @@ class GitPushTest(unittest.TestCase):
             self.assertEqual(f.read(), old)
         wait_until(lambda: self.page("static") == (200, "<h1>replaced</h1>\n"), 20, "the pushed page served")
 
+    def test_a_deleted_workspaces_history_is_not_inherited(self):
+        src = self.repo("inherit-ann", {"index.html": "<h1>ann</h1>\n", "secret.txt": "ann-secret-4d2\n"})
+        rc, out = self.git("push", self.remote("inherit", self.tokens[("ann", "deploy")]), "main", cwd=src)
+        self.assertEqual(rc, 0, out)
+        wait_until(lambda: call(self.d, "GET", "/workspaces/inherit", self.admin).status == 200, 20, "inherit listed")
+        r = call(self.d, "DELETE", "/workspaces/inherit", self.admin)
+        self.assertEqual(r.status, 200, r.text())
+        wait_until(lambda: call(self.d, "GET", "/workspaces/inherit", self.admin).status == 404, 20, "inherit gone")
+        # ben takes the name: a new workspace, a new repository.
+        mine = self.repo("inherit-ben", {"index.html": "<h1>ben</h1>\n"})
+        rc, out = self.git("push", self.remote("inherit", self.tokens[("ben", "deploy")]), "main", cwd=mine)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("Created workspace inherit", out)
+        dest = os.path.join(self.tmp, "inherit-clone")
+        rc, out = self.git("clone", "-q", "--mirror", self.remote("inherit", self.tokens[("ben", "read")]), dest)
+        self.assertEqual(rc, 0, out)
+        rc, out = self.git("log", "--all", "--oneline", cwd=dest)
+        self.assertEqual(len(out.strip().splitlines()), 1, out)
+        rc, out = self.git("log", "--all", "-p", cwd=dest)
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("ann-secret", out)
+        self.assertTrue(glob.glob(os.path.join(self.d.data, "trash", "inherit-*.git", "HEAD")))
+
     def test_node_app_is_installed_started_and_answers(self):
         if not shutil.which("node"):
             self.skipTest("node is not installed")
