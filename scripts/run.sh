@@ -6,6 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_build_deps
 ensure_example_runtimes
+# git push to deploy (/monitor/git/NAME.git) runs Debian's `git http-backend`.
+ensure_command git git
 build
 # Each example in its own container when a Docker engine runs (installed and started here if
 # need be); otherwise the embedded process runtime serves them.

@@ -8,6 +8,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_build_deps
 ensure_example_runtimes
+# git: `git http-backend` behind /monitor/git (push to deploy), and the git CLI the git tests
+# drive (the oracle for libgit2 and the real client of the push endpoint).
+ensure_command git git
 # botocore: an independent SigV4 signer; awscli (v2, /usr/bin/aws) and rclone: the real S3 clients
 # the interop tests and bench/s3 compare against.
 ensure_packages python3 python3-botocore awscli rclone
