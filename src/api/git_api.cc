@@ -323,12 +323,15 @@ class LogTail {
     }
     offset_ += nl + 1;
     buf.resize(nl);
+    relayed_ = true;
     return buf;
   }
+  bool relayed() const { return relayed_; }
 
  private:
   fs::path path_;
   std::uintmax_t offset_ = 0;
+  bool relayed_ = false;
 };
 
 // Waits for `done` to be called through `start` (a callback API), up to `limit`.
@@ -476,12 +479,16 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
     saw_change = true;
   }
   const std::string url = job.url.starts_with("/") ? job.base_url + job.url : job.url;
+  // A workspace that had failed before the push counts as failed again only once it was seen
+  // doing something else (or failed anew): its old failure is not this push's.
+  bool left_failed = !before || before->status != "failed";
   std::string last_status;
   while (true) {
     if (*job.stopping) {
       out.problem("the daemon is stopping; the workspace starts again with it");
       return;
     }
+    if (!out.listening()) return;  // the client went away: the deploy itself is done
     if (std::string lines = log.read_lines(); !lines.empty()) out.indented(lines);
     auto snap = job.snapshots->load();
     const WorkspaceView* w = snap->find(job.name);
@@ -496,6 +503,9 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
         out.step(fmt::format("{}: {}", w->status, w->phase));
       }
       last_status = w->status;
+      if (!left_failed && (w->status != "failed" || w->restarts != before->restarts || w->error != before->error)) {
+        left_failed = true;
+      }
       if (!saw_change && (w->status != "running" || (before && before->pid != 0 && w->pid != before->pid) ||
                           w->type != before->type)) {
         saw_change = true;
@@ -511,11 +521,12 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
         out.done(fmt::format("{} is running at {}", job.name, url));
         return;
       }
-      if (right_kind && w->status == "failed" && (saw_change || !w->runs)) {
+      if (right_kind && w->status == "failed" && left_failed && (saw_change || !w->runs)) {
         if (std::string lines = log.read_lines(); !lines.empty()) out.indented(lines);
         std::string why = !w->error.empty() ? w->error : !w->reason.empty() ? w->reason : "see its log";
+        if (!w->error.empty() && !w->reason.empty()) why += " (" + w->reason + ")";
         out.problem(fmt::format("{} failed: {}", job.name, why));
-        if (!w->log_tail.empty()) {
+        if (!log.relayed() && !w->log_tail.empty()) {  // what the log said is above otherwise
           out.problem("the last lines of its log:");
           out.indented(w->log_tail);
         }

@@ -283,6 +283,26 @@ class GitPushTest(unittest.TestCase):
             self.assertEqual(f.read(), old)
         wait_until(lambda: self.page("static") == (200, "<h1>replaced</h1>\n"), 20, "the pushed page served")
 
+    def test_a_crashing_app_reports_the_failure_then_a_fix_deploys(self):
+        if not shutil.which("node"):
+            self.skipTest("node is not installed")
+        src = self.repo("crashy", {
+            "package.json": '{"name": "crashy", "version": "1.0.0", "scripts": {"start": "node server.js"}}\n',
+            "server.js": "console.log('about to fail');\nthrow new Error('boom-5e1');\n",
+        })
+        rc, out = self.git("push", self.remote("crashy", self.admin), "main", cwd=src, timeout=300)
+        self.assertEqual(rc, 0, out)  # the push itself is in: the deploy failed
+        self.assertIn("remote: !!!    crashy failed:", out)
+        self.assertIn("boom-5e1", out)
+        self.assertNotIn("is running at", out)
+        self.repo("crashy", {"server.js": ("require('http').createServer((q, s) => s.end('fixed\\n'))"
+                                           ".listen(process.env.PORT);\n")})
+        rc, out = self.git("push", self.remote("crashy", self.admin), "main", cwd=src, timeout=300)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("remote: =====> crashy is running at", out)
+        self.assertNotIn("crashy failed", out)
+        self.assertEqual(self.page("crashy"), (200, "fixed\n"))
+
     def test_a_deleted_workspaces_history_is_not_inherited(self):
         src = self.repo("inherit-ann", {"index.html": "<h1>ann</h1>\n", "secret.txt": "ann-secret-4d2\n"})
         rc, out = self.git("push", self.remote("inherit", self.tokens[("ann", "deploy")]), "main", cwd=src)
