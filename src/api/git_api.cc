@@ -692,6 +692,7 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
   cgi.content_type = req.header("Content-Type");
   cgi.content_encoding = req.header("Content-Encoding");
   cgi.content_length = req.body.size();
+  cgi.git_protocol = req.header("Git-Protocol");
   cgi.remote_user = p.label();
   cgi.remote_addr = req.client_ip;
 

@@ -93,6 +93,11 @@ std::vector<std::string> cgi_env(const CgiRequest& req, const fs::path& project_
   if (!req.content_type.empty()) vars.emplace_back("CONTENT_TYPE", req.content_type);
   if (req.method == "POST") vars.emplace_back("CONTENT_LENGTH", std::to_string(req.content_length));
   if (!req.content_encoding.empty()) vars.emplace_back("HTTP_CONTENT_ENCODING", req.content_encoding);
+  // git's wire protocol v2 (git http-backend reads it from here); only its plain "k=v:k=v" form.
+  if (!req.git_protocol.empty() && req.git_protocol.size() <= 256 &&
+      req.git_protocol.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789=:.,-_") == std::string::npos) {
+    vars.emplace_back("HTTP_GIT_PROTOCOL", req.git_protocol);
+  }
   for (const auto& kv : extra) vars.push_back(kv);
   std::vector<std::string> out;
   out.reserve(vars.size());

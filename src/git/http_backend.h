@@ -32,6 +32,7 @@ struct CgiRequest {
   std::string content_type;      // "application/x-git-receive-pack-request"
   std::string content_encoding;  // "gzip" (git compresses upload-pack requests) or ""
   std::size_t content_length = 0;
+  std::string git_protocol;      // the Git-Protocol header ("version=2"), passed on when plain
   std::string remote_user;  // who is pushing (the audit label), never a credential
   std::string remote_addr;
 };

@@ -68,7 +68,7 @@ class GitPushTest(unittest.TestCase):
     def setUpClass(cls):
         cls.d = d = ControlHostDaemon(
             fixtures=["static", ("static", "follower")],
-            config={"gateway": {"control_host": CONTROL}},
+            config={"gateway": {"control_host": CONTROL, "max_body": "8m"}},
             env={"AWS_SECRET_ACCESS_KEY": "leak-7c1e", "CK_SECRET_PROBE": "leak-7c1e"})
         d.prepare()
         # "follower" follows a git remote elsewhere: a push to it is refused.
@@ -302,6 +302,34 @@ class GitPushTest(unittest.TestCase):
         self.assertIn("remote: =====> crashy is running at", out)
         self.assertNotIn("crashy failed", out)
         self.assertEqual(self.page("crashy"), (200, "fixed\n"))
+
+    def test_a_pack_larger_than_the_post_buffer_and_the_body_limit(self):
+        # 3 MiB of noise: git sends it chunked (over http.postBuffer), after a probe request.
+        blob = os.urandom(3 << 20)
+        src = self.repo("big", {"index.html": "<h1>big</h1>\n"})
+        with open(os.path.join(src, "noise.bin"), "wb") as f:
+            f.write(blob)
+        self.git("add", "-A", cwd=src, check=True)
+        self.git("commit", "-q", "-m", "noise", cwd=src, check=True)
+        rc, out = self.git("push", self.remote("big", self.admin), "main", cwd=src)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("big is running at", out)
+        with open(os.path.join(self.d.ws, "big", "noise.bin"), "rb") as f:
+            self.assertEqual(f.read(), blob)
+        dest = os.path.join(self.tmp, "big-clone")
+        rc, out = self.git("clone", "-q", self.remote("big", self.admin), dest)
+        self.assertEqual(rc, 0, out)
+        with open(os.path.join(dest, "noise.bin"), "rb") as f:
+            self.assertEqual(f.read(), blob)
+        # Past gateway.max_body (8m here): refused, nothing of it lands.
+        with open(os.path.join(src, "more.bin"), "wb") as f:
+            f.write(os.urandom(9 << 20))
+        self.git("add", "-A", cwd=src, check=True)
+        self.git("commit", "-q", "-m", "too much", cwd=src, check=True)
+        rc, out = self.git("push", self.remote("big", self.admin), "main", cwd=src)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("413", out)
+        self.assertFalse(os.path.exists(os.path.join(self.d.ws, "big", "more.bin")))
 
     def test_a_deleted_workspaces_history_is_not_inherited(self):
         src = self.repo("inherit-ann", {"index.html": "<h1>ann</h1>\n", "secret.txt": "ann-secret-4d2\n"})

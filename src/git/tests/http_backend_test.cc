@@ -71,6 +71,11 @@ TEST(CgiEnv, GetHasNoLengthAndGzipIsPassedOn) {
   r.content_encoding = "gzip";
   env = cgi_env(r, "/r", "/h");
   EXPECT_TRUE(has(env, "HTTP_CONTENT_ENCODING=gzip"));
+  r.git_protocol = "version=2";
+  EXPECT_TRUE(has(cgi_env(r, "/r", "/h"), "HTTP_GIT_PROTOCOL=version=2"));
+  r.git_protocol = "version=2 $(reboot)";
+  env = cgi_env(r, "/r", "/h");
+  EXPECT_TRUE(std::none_of(env.begin(), env.end(), [](const std::string& e) { return e.starts_with("HTTP_GIT_PROTOCOL"); }));
   EXPECT_TRUE(has(env, "CONTENT_LENGTH=0"));
 }
 
