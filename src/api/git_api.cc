@@ -388,6 +388,7 @@ bool update_folder(const DeployJob& job, const std::string& branch, Report& out)
   std::error_code ec;
   const bool exists = fs::exists(fs::symlink_status(dir, ec));
   const git::Remote remote{job.repo.string(), branch};
+  bool replacing = false;
   if (exists && git::is_repository(dir)) {
     // It follows this repository already (anything else was refused before the push).
     Result<void> pulled = outcome::success();
@@ -405,12 +406,15 @@ bool update_folder(const DeployJob& job, const std::string& branch, Report& out)
         out.step(fmt::format("Updated the workspace folder: {} file(s) changed", r.value().changed.size()));
       }
     }
-    if (pulled.has_error()) {
+    if (!pulled.has_error()) return true;
+    if (pulled.error().code != Errc::conflict) {
       out.problem(fmt::format("cannot bring {} up to date: {}", job.name, pulled.error().message));
       out.problem("the push is kept in the repository; fix the folder (or move it away) and push again");
       return false;
     }
-    return true;
+    // Not a fast-forward (a forced push, or the folder has commits or edits of its own): the
+    // push wins, and the folder as it was goes to the trash, repository and edits included.
+    replacing = true;
   }
   // A fresh clone beside the folder (a dot folder: the monitor ignores it), renamed into place.
   static std::atomic<unsigned> counter{0};
@@ -434,8 +438,14 @@ bool update_folder(const DeployJob& job, const std::string& branch, Report& out)
       out.problem(fmt::format("cannot move the folder's current files aside: {}; nothing was changed", moved.error().message));
       return false;
     }
-    out.step(fmt::format("{} was a plain folder: its previous files were moved to {} (nothing was deleted)",
-                         job.name, trashed.string()));
+    if (replacing) {
+      out.step(fmt::format("The push does not fast-forward {}'s folder (a forced push, or changes made there): "
+                           "the folder as it was, its commits and edits included, was moved to {}",
+                           job.name, trashed.string()));
+    } else {
+      out.step(fmt::format("{} was a plain folder: its previous files were moved to {} (nothing was deleted)",
+                           job.name, trashed.string()));
+    }
   } else {
     // A new workspace: its pusher's user owns it from the start (a private one opens for them).
     WorkspaceSpec spec = detect_workspace(job.name, tmp);

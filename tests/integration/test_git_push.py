@@ -331,6 +331,35 @@ class GitPushTest(unittest.TestCase):
         self.assertIn("413", out)
         self.assertFalse(os.path.exists(os.path.join(self.d.ws, "big", "more.bin")))
 
+    def test_first_branch_pushed_is_deployed_and_a_forced_push_loses_nothing(self):
+        src = self.repo("trunky", {"index.html": "<h1>trunk 1</h1>\n"}, branch="trunk")
+        rc, out = self.git("push", self.remote("trunky", self.admin), "trunk", cwd=src)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("Created workspace trunky from trunk", out)
+        first = self.git("rev-parse", "HEAD", cwd=src, check=True)[1].strip()
+        # An unrelated history is refused without --force (git's own rule)...
+        other = self.repo("trunky-other", {"index.html": "<h1>rewritten</h1>\n"}, branch="trunk")
+        rc, out = self.git("push", self.remote("trunky", self.admin), "trunk", cwd=other)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("rejected", out)
+        self.assertEqual(self.page("trunky"), (200, "<h1>trunk 1</h1>\n"))
+        # ...and deployed with it; the replaced commit stays in the repository's reflog.
+        rc, out = self.git("push", "--force", self.remote("trunky", self.admin), "trunk", cwd=other)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("trunky is running at", out)
+        self.assertIn("does not fast-forward trunky's folder", out)
+        wait_until(lambda: self.page("trunky") == (200, "<h1>rewritten</h1>\n"), 20, "the forced push served")
+        kept = glob.glob(os.path.join(self.d.data, "trash", "trunky-*", "index.html"))
+        self.assertEqual(len(kept), 1, kept)
+        with open(kept[0]) as f:
+            self.assertEqual(f.read(), "<h1>trunk 1</h1>\n")
+        repo = os.path.join(self.d.data, "git", "repos", "trunky.git")
+        rc, out = self.git("--git-dir", repo, "reflog", "show", "refs/heads/trunk")
+        self.assertEqual(rc, 0, out)
+        self.assertIn(first[:7], out)
+        rc, out = self.git("--git-dir", repo, "cat-file", "-t", first)
+        self.assertEqual(out.strip(), "commit")
+
     def test_a_deleted_workspaces_history_is_not_inherited(self):
         src = self.repo("inherit-ann", {"index.html": "<h1>ann</h1>\n", "secret.txt": "ann-secret-4d2\n"})
         rc, out = self.git("push", self.remote("inherit", self.tokens[("ann", "deploy")]), "main", cwd=src)
