@@ -759,7 +759,8 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
   }
 
   auto st = std::make_shared<http::ResponseStream>();
-  auto pushes = git_pushes_;
+  // Not a shared_ptr: ~GitPushes joins this thread, so it must not be the one that ends it.
+  api::GitPushes* pushes = git_pushes_.get();
   const int deploy_fd = sock[0];
   auto work = [st, pushes, run = std::move(run), job = std::move(job), deploy_fd, name]() mutable {
     std::thread deployer;

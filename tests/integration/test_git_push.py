@@ -424,5 +424,54 @@ class GitPushTest(unittest.TestCase):
         self.assertEqual(self.page("nodeapp"), (200, "hello from node v2\n"))
 
 
+@unittest.skipUnless(GIT and shutil.which("node"), "needs the git CLI and node")
+class GitPushShutdownTest(unittest.TestCase):
+    """The daemon stops cleanly (exit 0, every process gone) while a push is deploying: the
+    push's programs are killed and its threads joined."""
+
+    def test_stop_during_a_deploy(self):
+        from harness import Daemon
+        d = Daemon()
+        d.prepare()
+        tmp = tempfile.mkdtemp(prefix="ck-git-stop-")
+        env = git_env()
+        try:
+            d.start()
+            token = admin_token(d)
+            src = os.path.join(tmp, "slow")
+            os.makedirs(src)
+            with open(os.path.join(src, "package.json"), "w") as f:
+                f.write('{"name": "slow", "version": "1.0.0", "scripts": {"start": "node server.js"}}\n')
+            with open(os.path.join(src, "server.js"), "w") as f:
+                f.write("console.log('slow-start-begins');\n"
+                        "setTimeout(() => require('http').createServer((q, s) => s.end('late')).listen(process.env.PORT), 60000);\n")
+            for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "slow"]):
+                subprocess.run([GIT, *args], cwd=src, env=env, check=True, capture_output=True)
+            url = f"http://x:{token}@127.0.0.1:{d.port}/monitor/git/slow.git"
+            push = subprocess.Popen([GIT, "push", url, "main"], cwd=src, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            log = os.path.join(d.data, "logs", "slow.log")
+            def started():
+                try:
+                    with open(log) as f:
+                        return "slow-start-begins" in f.read()
+                except OSError:
+                    return False
+            wait_until(started, 60, "the app starting")
+            wait_until(lambda: push_environments(), 10, "the push's hook running")
+            res = d.stop(timeout=30)
+            self.assertEqual(res.returncode, 0, res)
+            out = push.communicate(timeout=30)[0]
+            self.assertIn("remote: -----> Deploying slow", out)
+            self.assertNotIn("is running at", out)
+            self.assertEqual(push_environments(), {}, "a process of the push outlived the daemon")
+        finally:
+            if d.proc and d.proc.poll() is None:
+                d.kill()
+            d.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(env["HOME"], ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()
