@@ -191,10 +191,8 @@ std::string follows_elsewhere(const fs::path& dir, const fs::path& ours) {
   auto declared = declared_git(dir);
   if (!declared.url.empty() && normalize_git_url(declared.url) != mine) return git::redact_url(declared.url);
   if (git::is_repository(dir)) {
-    auto st = git::status(dir);
-    if (st.has_value() && !st.value().url.empty() && normalize_git_url(st.value().url) != mine) {
-      return st.value().url;
-    }
+    std::string origin = git::origin_url(dir);
+    if (!origin.empty() && normalize_git_url(origin) != mine) return git::redact_url(origin);
   }
   return "";
 }

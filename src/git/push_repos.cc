@@ -190,6 +190,19 @@ Result<std::string> head_branch(const fs::path& repo) {
   return target.starts_with(kHeads) ? target.substr(kHeads.size()) : std::string();
 }
 
+std::string origin_url(const fs::path& dir) {
+  init_library();
+  git_repository* raw = nullptr;
+  if (git_repository_open_ext(&raw, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) < 0) return "";
+  RepoPtr r(raw);
+  git_remote* remote = nullptr;
+  if (git_remote_lookup(&remote, r.get(), "origin") < 0) return "";
+  const char* url = git_remote_url(remote);
+  std::string out = url ? url : "";
+  git_remote_free(remote);
+  return out;
+}
+
 bool has_refs(const fs::path& repo) {
   auto r = open_bare(repo);
   if (r.has_error()) return false;
