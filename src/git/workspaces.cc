@@ -153,11 +153,20 @@ GitWorkspaces::GitWorkspaces(fs::path root, StateDb* db, EventBus& events, GitCo
 GitWorkspaces::~GitWorkspaces() { stop(); }
 
 void GitWorkspaces::start() {
-  std::lock_guard lock(mutex_);
-  if (worker_.joinable()) return;
-  stopping_ = false;
-  worker_ = std::thread([this] { worker_loop(); });
-  scheduler_ = std::thread([this] { schedule_loop(); });
+  {
+    std::lock_guard lock(mutex_);
+    if (worker_.joinable()) return;
+    stopping_ = false;
+    worker_ = std::thread([this] { worker_loop(); });
+    scheduler_ = std::thread([this] { schedule_loop(); });
+  }
+  // Folders whose workspace.json names a remote but hold no repository yet: clone them now
+  // (they have nothing to run until then).
+  post([this] {
+    for (const auto& name : bound_names()) {
+      if (!git::is_repository(root_ / name)) (void)pull_now(name, "bind");
+    }
+  });
 }
 
 void GitWorkspaces::stop() {
@@ -359,6 +368,12 @@ Result<git::PullResult> GitWorkspaces::clone_new(const std::string& name, const 
   states_[name].last_pull_ms = now_ms();
   states_[name].error.clear();
   return r;
+}
+
+void GitWorkspaces::clone(const std::string& name, fs::path dir, git::Remote remote, std::string token,
+                          std::function<void(Result<git::PullResult>)> done) {
+  post([this, name, dir = std::move(dir), remote = std::move(remote), token = std::move(token),
+        done = std::move(done)] { done(clone_new(name, dir, remote, token)); });
 }
 
 void GitWorkspaces::saved(const std::string& name, git::Author author, std::string what) {

@@ -86,6 +86,10 @@ class GitWorkspaces {
   Result<git::PullResult> clone_new(const std::string& name, const std::filesystem::path& dir,
                                     const git::Remote& remote, const std::string& token);
 
+  /// clone_new() on the worker; `done` runs there.
+  void clone(const std::string& name, std::filesystem::path dir, git::Remote remote, std::string token,
+             std::function<void(Result<git::PullResult>)> done);
+
   /// A file of `name` was written or deleted through CloudyKnight by `author`: with
   /// git.autocommit on-save, commits and pushes it shortly (edits within a second are one
   /// commit); with interval, at the next tick; with off, nothing.

@@ -543,6 +543,31 @@ void Monitor::job_event(const Job& job) {
   events_.publish("job", job.workspace, std::move(j));
 }
 
+net::awaitable<void> Monitor::source_ready(std::shared_ptr<Record> rec) {
+  // The hook answers from another thread: its `done` posts the cancel of a timer waited on
+  // here, so the wait ends at the answer or at the timeout, whichever comes first.
+  auto signal = std::make_shared<net::steady_timer>(io_);
+  auto answered = std::make_shared<bool>(false);
+  signal->expires_after(opts_.before_start_timeout);
+  opts_.before_start(rec->name, [&io = io_, signal, answered] {
+    net::post(io, [signal, answered] {
+      *answered = true;
+      signal->cancel();
+    });
+  });
+  boost::system::error_code ec;
+  co_await signal->async_wait(net::redirect_error(net::use_awaitable, ec));
+  if (!*answered) {
+    logger()->warn("[ws={}] its source was not up to date after {}; starting with what the folder holds",
+                   rec->name, format_duration(opts_.before_start_timeout));
+  }
+  // What the hook changed (a pull) is what this start runs: the watcher's batch for it later
+  // finds the same tree and restarts nothing.
+  rec->tree_sig = tree_signature(rec->path, skip_dirs());
+  WorkspaceSpec spec = detect_workspace(rec->name, rec->path);
+  if (spec.fingerprint() != rec->spec.fingerprint() && spec.error.empty()) rec->spec = std::move(spec);
+}
+
 net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
   auto log = logger();
   auto done = [&] { return rec->removed || shutting_down_; };
@@ -591,6 +616,16 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
     if (done() || rec->restart_requested || rec->asleep) {
       release_start_slot();
       continue;
+    }
+    if (opts_.before_start) {
+      rec->status = "initializing";
+      rec->phase = "bringing the source up to date";
+      publish();
+      co_await source_ready(rec);
+      if (done() || rec->restart_requested || rec->asleep) {
+        release_start_slot();
+        continue;
+      }
     }
     rec->status = "initializing";
     rec->phase = "copying the source";
