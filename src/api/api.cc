@@ -116,6 +116,20 @@ json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
   if (w.frozen) j["frozen"] = true;
   if (w.held) j["held"] = true;
   if (!w.log_tail.empty()) j["log_tail"] = w.log_tail;
+  if (!w.preview_of.empty()) {
+    j["preview_of"] = w.preview_of;
+    j["branch"] = w.preview_branch;
+  } else {
+    // Its branch previews are named "<name>--<branch>": they sort right after it.
+    const std::string prefix = w.name + "--";
+    auto it = std::lower_bound(snap.workspaces.begin(), snap.workspaces.end(), prefix,
+                               [](const WorkspaceView& v, const std::string& p) { return v.name < p; });
+    json previews = json::array();
+    for (; it != snap.workspaces.end() && it->name.compare(0, prefix.size(), prefix) == 0; ++it) {
+      if (it->preview_of == w.name) previews.push_back({{"name", it->name}, {"branch", it->preview_branch}});
+    }
+    if (!previews.empty()) j["previews"] = std::move(previews);
+  }
   return j;
 }
 

@@ -385,6 +385,15 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   MonitorOptions mopts = monitor_options(config);
   if (!s3) {
     git = std::make_unique<GitWorkspaces>(ws_root, db.get(), events, config.git);
+    // A branch preview belongs to whoever owns its workspace (and is private when it is).
+    git->on_preview = [&auth_service](const std::string& preview, const std::string& workspace, bool added) {
+      auto owner = auth_service.workspace_owner(workspace);
+      std::string who = added && owner.has_value() ? owner.value().owner : "";
+      bool is_public = !added || !owner.has_value() || owner.value().is_public;
+      if (auto r = auth_service.set_workspace_owner(preview, who, is_public); r.has_error()) {
+        log::get("git")->warn("[ws={}] cannot record its owner: {}", preview, r.error().message);
+      }
+    };
     mopts.before_start = [g = git.get()](const std::string& name, std::function<void()> done) {
       if (!g->binding(name)) return done();
       g->pull(name, "start", [done = std::move(done)](Result<git::PullResult>) { done(); });

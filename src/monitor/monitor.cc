@@ -360,6 +360,14 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
         rec->level = ActivityLevel::stop;
         logger()->info("[ws={}] held stopped (it was stopped from the API; start it from there)",
                        e.folder);
+      } else if (runnable(spec, runtime_) && !spec.preview_of.empty() && saved == saved_activity_.end()) {
+        // A new branch preview waits for its first visitor: most are never opened.
+        rec->asleep = true;
+        rec->status = "stopped";
+        rec->reason = "idle";
+        rec->level = ActivityLevel::stop;
+        logger()->info("[ws={}] preview of {} (branch {}): starts on its first request", e.folder,
+                       spec.preview_of, spec.preview_branch);
       } else if (runnable(spec, runtime_) &&
                  activity_level(rec->activity->sample(), rec->policy, now) == ActivityLevel::stop) {
         rec->asleep = true;
@@ -376,6 +384,7 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
       changed = true;
     } else if (auto& rec = it->second; rec->spec.fingerprint() != spec.fingerprint() ||
                                         rec->spec.description != spec.description ||
+                                        rec->spec.preview_of != spec.preview_of ||
                                         rec->spec.icon != spec.icon || rec->spec.is_public != spec.is_public ||
                                         rec->policy != effective_policy(opts_.idle, spec)) {
       logger()->info("[ws={}] its configuration changed", e.folder);
@@ -1038,6 +1047,8 @@ void Monitor::publish() {
     v.description = rec->spec.description;
     v.icon = rec->spec.icon;
     v.is_public = rec->spec.is_public;
+    v.preview_of = rec->spec.preview_of;
+    v.preview_branch = rec->spec.preview_branch;
     v.is_static = rec->spec.type == WorkspaceType::static_site && rec->spec.error.empty();
     if (v.is_static) v.static_root = rec->path / rec->spec.static_root;
     v.keep_prefix = rec->spec.prefix == PrefixMode::keep && !v.is_static;

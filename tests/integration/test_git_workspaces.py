@@ -143,8 +143,10 @@ class GitWorkspacesTest(unittest.TestCase):
         self.assertEqual(r.status, 202, r.text())
         self.assertEqual(r.json()["pulling"], ["blog"])
         wait_until(lambda: "v2" in self.page("/blog/"), 20, "blog serves v2 after the webhook")
-        # Another branch's push pulls nothing.
-        other = json.dumps({"ref": "refs/heads/other", "repository": {"clone_url": self.blog.bare}})
+        # A tag's push pulls nothing; another repository's neither.
+        tag = json.dumps({"ref": "refs/tags/v1", "repository": {"clone_url": self.blog.bare}})
+        self.assertEqual(self.api("POST", "/git/hook", tag, signed(tag), token=None).json()["pulling"], [])
+        other = json.dumps({"ref": "refs/heads/main", "repository": {"clone_url": "https://git.test/x/y.git"}})
         self.assertEqual(self.api("POST", "/git/hook", other, signed(other), token=None).json()["pulling"], [])
         bad_json = "{not json"
         self.assertEqual(self.api("POST", "/git/hook", bad_json, signed(bad_json), token=None).status, 400)
@@ -260,7 +262,40 @@ class GitWorkspacesTest(unittest.TestCase):
         wait_until(lambda: "app v2" in self.page("/app/"), 60, "app answers v2 after a start")
         self.assertEqual(self.git_status("app")["head"], self.app.head())
 
-    # -- 7. a git:// remote over the network (git daemon on loopback) ------------------------
+    # -- 7. branch previews ---------------------------------------------------------------
+    def test_h_a_branch_gets_a_preview_that_starts_on_request_and_goes_with_the_branch(self):
+        files = {k: git(self.app.dev, "show", f"HEAD:{k}") + "\n" for k in ("app.py",)}
+        remote = Remote(self.tmp, "pv", dict(files, **{"version.txt": "pv main\n"}))
+        self.create("pv", remote.bare)
+        wait_until(lambda: "pv main" in self.page("/pv/"), 60, "pv answers main")
+        git(remote.dev, "checkout", "-q", "-b", "feature/New_UI")
+        remote.commit({"version.txt": "pv new ui\n"}, "new ui")
+        body = json.dumps({"ref": "refs/heads/feature/New_UI", "repository": {"clone_url": remote.bare}})
+        r = self.api("POST", "/git/hook", body, signed(body), token=None)
+        self.assertEqual(r.json()["pulling"], ["pv"])
+        preview = "pv--feature-new-ui"
+        w = wait_until(lambda: (lambda r: r.json() if r.status == 200 else None)(
+            self.api("GET", f"/workspaces/{preview}")), 30, "the preview listed")
+        self.assertEqual((w["preview_of"], w["branch"], w["status"]), ("pv", "feature/New_UI", "stopped"))
+        self.assertEqual(self.api("GET", "/workspaces/pv").json()["previews"],
+                         [{"name": preview, "branch": "feature/New_UI"}])
+        # The first request starts it (and is held until it answers).
+        wait_until(lambda: "pv new ui" in self.page(f"/{preview}/"), 60, "the preview answers")
+        self.assertIn("pv main", self.page("/pv/"))
+        # A new commit on the branch reaches the preview.
+        remote.commit({"version.txt": "pv new ui 2\n"}, "new ui 2")
+        self.assertEqual(self.api("POST", "/git/hook", body, signed(body), token=None).status, 202)
+        wait_until(lambda: "pv new ui 2" in self.page(f"/{preview}/"), 60, "the preview updated")
+        # Deleting the branch removes the preview.
+        git(remote.dev, "push", "-q", "origin", "--delete", "feature/New_UI")
+        gone = json.dumps({"ref": "refs/heads/feature/New_UI", "after": "0" * 40, "deleted": True,
+                           "repository": {"clone_url": remote.bare}})
+        self.assertEqual(self.api("POST", "/git/hook", gone, signed(gone), token=None).status, 202)
+        wait_until(lambda: self.api("GET", f"/workspaces/{preview}").status == 404, 30, "the preview gone")
+        self.assertFalse(os.path.exists(os.path.join(self.d.ws, preview)))
+        self.assertNotIn("previews", self.api("GET", "/workspaces/pv").json())
+
+    # -- 8. a git:// remote over the network (git daemon on loopback) ------------------------
     def test_g_a_git_protocol_remote(self):
         port = free_port()
         base = os.path.join(self.tmp, "served")
