@@ -307,6 +307,20 @@ Result<git::PullResult> GitWorkspaces::pull_now(const std::string& name, const s
       return ok.error();
     }
   }
+  if (why == "sync" && git::is_repository(dir)) {
+    // The dashboard's "Pull & push": edits not pushed yet go first; a conflict reported
+    // earlier counts as seen (its branch stays on the remote).
+    bool pending = false;
+    {
+      std::lock_guard lock(mutex_);
+      pending = states_[name].pending_commit;
+    }
+    auto st = git::status(dir);
+    if (opts_.autocommit != "off" && (pending || (st.has_value() && (st.value().ahead > 0 || st.value().dirty)))) {
+      commit_and_push(name);
+    }
+    if (db_) (void)db_->set_setting("git.conflict." + name, "");
+  }
   {
     std::lock_guard lock(mutex_);
     states_[name].busy = "pulling";
@@ -581,6 +595,8 @@ void GitWorkspaces::commit_and_push(const std::string& name) {
     event(name, {{"action", "conflict"}, {"branch", st.conflict_branch}, {"head", p.value().head}});
     return;
   }
+  if (db_ && !st.conflict_branch.empty()) (void)db_->set_setting("git.conflict." + name, "");
+  st.conflict_branch.clear();
   log->info("[ws={}] git push: {}{} by {}", name, p.value().head.substr(0, 12),
             p.value().rebased ? " (rebased on the remote's new commits)" : "", author.name);
   event(name, {{"action", "push"}, {"head", p.value().head}, {"rebased", p.value().rebased}});
