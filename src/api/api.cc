@@ -116,6 +116,20 @@ json workspace_json(const WorkspaceView& w, const Snapshot& snap) {
   if (w.frozen) j["frozen"] = true;
   if (w.held) j["held"] = true;
   if (!w.log_tail.empty()) j["log_tail"] = w.log_tail;
+  if (!w.preview_of.empty()) {
+    j["preview_of"] = w.preview_of;
+    j["branch"] = w.preview_branch;
+  } else {
+    // Its branch previews are named "<name>--<branch>": they sort right after it.
+    const std::string prefix = w.name + "--";
+    auto it = std::lower_bound(snap.workspaces.begin(), snap.workspaces.end(), prefix,
+                               [](const WorkspaceView& v, const std::string& p) { return v.name < p; });
+    json previews = json::array();
+    for (; it != snap.workspaces.end() && it->name.compare(0, prefix.size(), prefix) == 0; ++it) {
+      if (it->preview_of == w.name) previews.push_back({{"name", it->name}, {"branch", it->preview_branch}});
+    }
+    if (!previews.empty()) j["previews"] = std::move(previews);
+  }
   return j;
 }
 
@@ -309,7 +323,8 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
                                  {"frozen", w->frozen}, {"reason", w->reason},
                                  {"error", w->error}, {"restarts", w->restarts},
                                  {"runtime", snap->runtime_kind}, {"container", container},
-                                 {"sync", sync}});
+                                 {"sync", sync},
+                                 {"git", services_.git_status ? services_.git_status(w->name) : json(nullptr)}});
     }
     if (sub == "history") {
       if (!read) return method_not_allowed("GET");
@@ -335,6 +350,10 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
   if (path == std::string(kApi) + "/storage/events") {
     if (req.method != "POST") return method_not_allowed("POST");
     return storage_events(req);
+  }
+  if (path == std::string(kApi) + "/git/hook") {
+    if (req.method != "POST") return method_not_allowed("POST");
+    return git_hook(req);
   }
   if (path == std::string(kApi) + "/status") {
     if (!read) return method_not_allowed("GET");
@@ -365,6 +384,19 @@ http::Response ControlApi::dispatch(const http::Request& req) const {
   }
   return error_response(Errc::not_found, "no such endpoint: " + req.method + " " + path +
                                              " (the API lives under " + std::string(kApi) + ")");
+}
+
+// POST /git/hook: a git host's push webhook (GitHub, Gitea, GitLab). The signature is the
+// authentication (git.webhook_secret); the answer names the workspaces whose pull it queued.
+http::Response ControlApi::git_hook(const http::Request& req) const {
+  if (!services_.git_hook) {
+    return error_response(Errc::unavailable, "git workspaces need folder storage (storage.kind: dir)");
+  }
+  auto header = [&](std::string_view name) { return std::string(req.header(name)); };
+  auto r = services_.git_hook(req.body, header("X-Hub-Signature-256"), header("X-Gitea-Signature"),
+                              header("X-Gitlab-Token"));
+  if (r.has_error()) return error_response(r.error().code, r.error().message);
+  return json_response(202, {{"pulling", r.value()}});
 }
 
 // POST /storage/events: MinIO's webhook target (bucket notifications). A notification only

@@ -78,6 +78,11 @@ struct SyncOutcome {
   std::size_t removed = 0;  // workspaces removed from the mirror (s3)
   std::size_t failed = 0;   // workspaces whose pull failed (s3)
   std::size_t files = 0;    // files downloaded or deleted (s3)
+  /// A workspace that follows a git remote: the pull this sync made.
+  bool git = false;
+  bool git_updated = false;
+  std::string git_head;
+  std::size_t git_changed = 0;
 };
 
 /// Where a workspace's source stands against its storage (GET /workspaces/{name}/status).
@@ -140,6 +145,22 @@ struct ApiServices {
   /// S3 storage: the mirror's state for a workspace (thread-safe, never blocks for long).
   /// Unset for folder storage.
   std::function<SyncState(const std::string& name)> sync_state;
+  /// git workspaces (folder storage; unset otherwise). git_status: the `git` object of
+  /// GET /workspaces/{name}/status, null for one that follows no remote (any thread; reads the
+  /// working tree). git_clone: POST /workspaces {"git": {"url", "branch"?, "token"?}} clones into
+  /// `dir` (a new folder) off the gateway; `done` once, on any thread. git_hook: POST /git/hook
+  /// (verifies the signature, queues the pulls; the names queued). file_changed: a file was
+  /// written or deleted through the files API by `author` (autocommit).
+  std::function<nlohmann::json(const std::string& name)> git_status;
+  std::function<void(const std::string& name, std::filesystem::path dir, std::string url, std::string branch,
+                     std::string token, std::function<void(Result<void>)> done)>
+      git_clone;
+  std::function<Result<std::vector<std::string>>(std::string_view body, std::string_view hub_sig256,
+                                                 std::string_view gitea_sig, std::string_view gitlab_token)>
+      git_hook;
+  std::function<void(const std::string& name, const std::string& path, const std::string& verb,
+                     const std::string& author)>
+      file_changed;
 
   // ---- git push to deploy (git_api.cc; issue 16, part 3) ----
   /// /monitor/git/<name>.git: the bare repositories (DATA/git/repos; empty: 503), an empty
@@ -213,9 +234,12 @@ class ControlApi {
   /// files_api.cc: GET|PUT|DELETE /workspaces/{name}/files/{path} for a caller already checked
   /// (read scope and `see` for GET, deploy and `act` otherwise). `raw_path` is the part after
   /// "files/", still percent-encoded; `audit` records a mutation (action, detail).
+  /// `author`: who acts (a name for the commit when the workspace follows git).
   http::Response files_request(
-      const http::Request& req, const WorkspaceView& w, std::string_view raw_path,
+      const http::Request& req, const WorkspaceView& w, std::string_view raw_path, const std::string& author,
       const std::function<void(const std::string&, nlohmann::json)>& audit) const;
+  /// POST /git/hook (signed by the git host; no bearer token).
+  http::Response git_hook(const http::Request& req) const;
   http::Response follow_log(const http::Request& req, const WorkspaceView& w) const;
   http::Response monitor_logs(const http::Request& req) const;
   const SnapshotHolder& snapshots_;

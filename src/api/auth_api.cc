@@ -464,6 +464,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
              rest == "users" || rest == "tokens" || rest.starts_with("tokens/") ||
              rest == "audit" || rest == "logs" || action || logs || run || sync || files;
   if (!own && read) return std::nullopt;
+  if (rest == "git/hook") return std::nullopt;  // signed by the git host (HMAC), not a token
   if (rest == "storage/events") {
     // A bucket notification only asks for a listing, but like every mutation it needs a token
     // that may deploy (MinIO sends one with `auth_token`). It is not audited: a bulk upload
@@ -573,7 +574,8 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
                                          "/workspaces lists them");
   }
   if (files) {
-    return files_request(req, *w, file_path, [&](const std::string& verb, json detail) {
+    const std::string author = caller ? caller->principal.name : std::string();
+    return files_request(req, *w, file_path, author, [&](const std::string& verb, json detail) {
       s.audit(*caller, verb, w->name, std::move(detail));
     });
   }

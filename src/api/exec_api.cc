@@ -268,6 +268,9 @@ http::Response ControlApi::sync_workspace(const WorkspaceView& w) const {
     } else {
       body["direction"] = "rescan";
     }
+    if (o.git) {
+      body["git"] = {{"updated", o.git_updated}, {"head", o.git_head}, {"changed", o.git_changed}};
+    }
     st->respond(api::json_response(200, body));
   });
   http::Response res;

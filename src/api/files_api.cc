@@ -55,13 +55,25 @@ Result<std::string> relative_path(std::string_view raw) {
   std::string rel;
   switch (check_relative_path(*decoded, true, rel)) {
     case PathRefusal::none:
-      return rel;
+      break;
     case PathRefusal::bad_bytes:
       return fail(Errc::invalid_argument, "the file path contains a NUL byte or a backslash");
     case PathRefusal::dot_dot:
       return fail(Errc::invalid_argument, "the file path tries to leave the workspace (..)");
     case PathRefusal::hidden:
       break;  // allowed here
+  }
+  // A repository's internals are not workspace files: writing .git/config or a hook would
+  // change what the daemon's git operations do.
+  for (std::string_view rest = rel; !rest.empty();) {
+    auto slash = rest.find('/');
+    std::string_view seg = rest.substr(0, slash);
+    if (seg.size() == 4 && (seg[0] == '.') && (seg[1] | 0x20) == 'g' && (seg[2] | 0x20) == 'i' &&
+        (seg[3] | 0x20) == 't') {
+      return fail(Errc::forbidden, "the files API does not reach into .git: the repository is "
+                                   "CloudyKnight's to manage (commit and pull through the API)");
+    }
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
   }
   return rel;
 }
@@ -101,7 +113,7 @@ http::Response written_response(const std::string& rel, std::size_t size, const 
 }  // namespace
 
 http::Response ControlApi::files_request(
-    const http::Request& req, const WorkspaceView& w, std::string_view raw_path,
+    const http::Request& req, const WorkspaceView& w, std::string_view raw_path, const std::string& author,
     const std::function<void(const std::string&, json)>& audit) const {
   auto rel = relative_path(raw_path);
   if (rel.has_error()) return file_error(rel.error());
@@ -169,7 +181,7 @@ http::Response ControlApi::files_request(
       return later;
     }
     worker_->add([answer, root = services_.workspaces_root, name, path = rel.value(),
-                  body = std::make_shared<std::string>(req.body), when] {
+                  body = std::make_shared<std::string>(req.body), when, changed = services_.file_changed, author] {
       auto fd = open_workspace(root, name);
       if (fd.has_error()) {
         answer(fd.error(), "");
@@ -178,6 +190,7 @@ http::Response ControlApi::files_request(
       std::string current;
       auto r = files::write(fd.value(), path, *body, when, {}, &current);
       ::close(fd.value());
+      if (r.has_value() && changed) changed(name, path, "write", author);
       answer(std::move(r), std::move(current));
       return false;  // once
     });
@@ -193,7 +206,8 @@ http::Response ControlApi::files_request(
     services_.delete_file(name, rel.value(), when, answer);
     return later;
   }
-  worker_->add([answer, root = services_.workspaces_root, name, path = rel.value(), when] {
+  worker_->add([answer, root = services_.workspaces_root, name, path = rel.value(), when,
+                changed = services_.file_changed, author] {
     auto fd = open_workspace(root, name);
     if (fd.has_error()) {
       answer(fd.error(), "");
@@ -202,6 +216,7 @@ http::Response ControlApi::files_request(
     std::string current;
     auto r = files::remove(fd.value(), path, when, {}, &current);
     ::close(fd.value());
+    if (r.has_value() && changed) changed(name, path, "delete", author);
     answer(std::move(r), std::move(current));
     return false;
   });

@@ -332,9 +332,11 @@ class LogTail {
   bool relayed_ = false;
 };
 
-// Waits for `done` to be called through `start` (a callback API), up to `limit`.
+// Waits for `done` to be called through `start` (a callback API), up to `limit` or until
+// `stopping` (a stopped worker never calls back).
 template <class T>
-std::optional<T> wait_for(const std::function<void(std::function<void(T)>)>& start, Duration limit) {
+std::optional<T> wait_for(const std::function<void(std::function<void(T)>)>& start, Duration limit,
+                          const std::atomic<bool>& stopping) {
   struct Shared {
     std::mutex mu;
     std::condition_variable cv;
@@ -347,7 +349,10 @@ std::optional<T> wait_for(const std::function<void(std::function<void(T)>)>& sta
     sh->cv.notify_all();
   });
   std::unique_lock lock(sh->mu);
-  sh->cv.wait_for(lock, limit, [&] { return sh->value.has_value(); });
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!sh->value && !stopping && std::chrono::steady_clock::now() < deadline) {
+    sh->cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return sh->value.has_value(); });
+  }
   return std::move(sh->value);
 }
 
@@ -381,20 +386,25 @@ std::string followed_branch(const DeployJob& job, const std::vector<git::RefUpda
 
 // Brings the workspace folder to `branch` of the push repository. False (after saying why)
 // when it could not.
-bool update_folder(const DeployJob& job, const std::string& branch, Report& out) {
+// `forced`: the push replaced the branch's history (no fast-forward of what it had): the
+// workspace is then replaced rather than pulled, since a pull would rebase and push back the
+// very commits the push removed.
+bool update_folder(const DeployJob& job, const std::string& branch, bool forced, Report& out) {
   fs::path dir = job.root / job.name;
   std::error_code ec;
   const bool exists = fs::exists(fs::symlink_status(dir, ec));
   const git::Remote remote{job.repo.string(), branch};
   bool replacing = false;
-  if (exists && git::is_repository(dir)) {
+  if (exists && git::is_repository(dir) && forced) {
+    replacing = true;
+  } else if (exists && git::is_repository(dir)) {
     // It follows this repository already (anything else was refused before the push).
     Result<void> pulled = outcome::success();
     if (job.pull) {
       std::function<void(std::function<void(Result<void>)>)> start = [&](std::function<void(Result<void>)> done) {
         job.pull(job.name, std::move(done));
       };
-      auto r = wait_for<Result<void>>(start, std::chrono::minutes(5));
+      auto r = wait_for<Result<void>>(start, std::chrono::minutes(5), *job.stopping);
       pulled = r ? std::move(*r) : Result<void>(fail(Errc::timeout, "the pull did not finish within 5 min"));
     } else {
       auto r = git::pull(dir, remote, git::Credentials{});
@@ -587,7 +597,8 @@ void deploy(const DeployJob& job, int fd) {
   std::optional<WorkspaceView> before;
   if (const auto* w = job.snapshots->load()->find(job.name)) before = *w;
   LogTail log(job.log_path ? job.log_path(job.name) : fs::path());
-  if (!update_folder(job, branch, out)) {
+  const bool forced = mine->created() || !git::fast_forwards(job.repo, mine->old_id, mine->new_id);
+  if (!update_folder(job, branch, forced, out)) {
     logger()->warn("[ws={}] git push by {}: the deploy failed", job.name, job.principal);
     ::close(fd);
     return;

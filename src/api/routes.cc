@@ -37,6 +37,7 @@ constexpr Route kRoutes[] = {
     {"GET", "/monitor/api/v1/jobs"},
     {"GET", "/monitor/api/v1/jobs/{id}"},
     {"POST", "/monitor/api/v1/storage/events"},
+    {"POST", "/monitor/api/v1/git/hook"},
     {"POST", "/monitor/api/v1/auth/login"},
     {"POST", "/monitor/api/v1/auth/logout"},
     {"GET", "/monitor/api/v1/auth/me"},

@@ -36,6 +36,7 @@
 #include "auth/authorize.h"
 #include "core/log.h"
 #include "core/names.h"
+#include "git/repo.h"
 #include "http/stream.h"
 #include "http/url.h"
 #include "storage/ignore.h"
@@ -123,6 +124,47 @@ Result<void> mark_private(const fs::path& dir) {
   }
   doc["public"] = false;
   return write_file(file, doc.dump(2) + "\n");
+}
+
+// A new workspace as POST /workspaces answers it (201).
+json new_workspace_json(const std::string& name, const WorkspaceSpec& spec, const std::string& url) {
+  json out = {{"name", name},
+              {"type", std::string(type_name(spec.type))},
+              {"matched", spec.matched},
+              {"status", "creating"},
+              {"activity", "idle"},
+              {"url", url},
+              {"public", spec.is_public},
+              {"prefix", spec.prefix == PrefixMode::keep && spec.type != WorkspaceType::static_site ? "keep" : "strip"},
+              {"description", spec.description},
+              {"icon", spec.icon},
+              {"restarts", 0}};
+  if (!spec.error.empty()) out["error"] = spec.error;
+  return out;
+}
+
+// Its creator owns it (a user; tokens and the admin token own nothing): a private workspace
+// then opens for them and for admins only. Then the audit record.
+void record_creation(auth::Auth* auth, const std::string& name, const std::string& owner, bool is_public,
+                     const std::string& principal, const std::string& ip, json what) {
+  if (!auth) return;
+  if (!owner.empty()) {
+    if (auto o = auth->set_workspace_owner(name, owner, is_public); o.has_error()) {
+      log::get("api")->warn("[ws={}] cannot record its owner: {}", name, o.error().message);
+    } else {
+      what["owner"] = owner;
+    }
+  }
+  (void)auth->audit(principal, "workspace.create", name, what.dump(), ip);
+}
+
+// Keeps `file` (which CloudyKnight wrote into a clone) out of the repository's commits when
+// the repository does not track it.
+void exclude_untracked(const fs::path& repo, const std::string& file) {
+  std::error_code ec;
+  if (!fs::is_directory(repo / ".git", ec)) return;
+  fs::create_directories(repo / ".git" / "info", ec);
+  std::ofstream(repo / ".git" / "info" / "exclude", std::ios::app) << "/" << file << "\n";
 }
 
 std::string unique_suffix() {
@@ -272,6 +314,30 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     return error_response(Errc::invalid_argument,
                           "give either \"template\" or \"clone_of\", not both");
   }
+  // "git": {"url", "branch"?, "token"?}: a clone of a remote the workspace then follows.
+  std::string git_url, git_branch, git_token;
+  if (auto it = doc.find("git"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      return error_response(Errc::invalid_argument,
+                            "\"git\" must be an object: {\"url\", \"branch\"?, \"token\"?}");
+    }
+    for (auto [key, out] : {std::pair<const char*, std::string*>{"url", &git_url},
+                            std::pair<const char*, std::string*>{"branch", &git_branch},
+                            std::pair<const char*, std::string*>{"token", &git_token}}) {
+      auto f = it->find(key);
+      if (f == it->end() || f->is_null()) continue;
+      if (!f->is_string()) return error_response(Errc::invalid_argument, fmt::format("\"git.{}\" must be a string", key));
+      *out = f->get<std::string>();
+    }
+    if (git_url.empty()) return error_response(Errc::invalid_argument, "\"git.url\" is required: the remote to clone");
+    if (!tmpl.empty() || !clone_of.empty()) {
+      return error_response(Errc::invalid_argument, "give one of \"template\", \"clone_of\" and \"git\"");
+    }
+    if (!services_.git_clone) {
+      return error_response(Errc::conflict, "git workspaces need folder storage (storage.kind: dir); this "
+                                            "control plane keeps its workspaces in a bucket");
+    }
+  }
   if (!services_.dir_storage && !services_.publish) return unsupported();
   if (root.empty()) return error_response(Errc::unavailable, "this control plane cannot create workspaces");
   std::error_code ec;
@@ -312,6 +378,46 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     std::error_code ignored;
     fs::remove_all(tmp, ignored);  // only the folder this request made
   };
+  if (!git_url.empty()) {
+    // The clone runs off the gateway; the answer comes when it is in place (or failed, and
+    // nothing is left behind: no folder, no token).
+    fs::remove(tmp, ec);  // the clone makes it
+    auto st = std::make_shared<http::ResponseStream>();
+    services_.git_clone(
+        name, tmp, git_url, git_branch, git_token,
+        [st, tmp, folder, name, is_public, url = workspace_url(name, info_), auth = services_.auth, owner,
+         principal, ip = req.client_ip, redacted = git::redact_url(git_url)](Result<void> r) {
+          std::error_code ignored;
+          if (r.has_error()) {
+            fs::remove_all(tmp, ignored);
+            return st->respond(error_response(r.error().code, r.error().message));
+          }
+          if (!is_public) {
+            if (auto m = mark_private(tmp); m.has_error()) {
+              fs::remove_all(tmp, ignored);
+              return st->respond(error_response(m.error().code, m.error().message));
+            }
+            exclude_untracked(tmp, "workspace.json");
+          }
+          WorkspaceSpec spec = detect_workspace(name, tmp);
+          if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, folder.c_str(), RENAME_NOREPLACE) != 0) {
+            int err = errno;
+            fs::remove_all(tmp, ignored);
+            return st->respond(err == EEXIST || err == ENOTEMPTY
+                                   ? error_response(Errc::already_exists, "a workspace named '" + name + "' already exists")
+                                   : error_response(Errc::io, fmt::format("cannot move the new workspace into {}: {}",
+                                                                          folder.string(), std::strerror(err))));
+          }
+          json out = new_workspace_json(name, spec, url);
+          out["git"] = {{"url", redacted}};
+          json what = {{"git", redacted}, {"public", spec.is_public}};
+          record_creation(auth, name, owner, spec.is_public, principal, ip, what);
+          st->respond(json_response(201, out));
+        });
+    http::Response res;
+    res.stream = st;
+    return res;
+  }
   std::size_t files = 1;
   if (!source.empty()) {
     auto copied = copy_source(source, tmp);
@@ -334,32 +440,14 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
   json detail = {{"files", files}, {"public", spec.is_public}};
   if (!tmpl.empty()) detail["template"] = tmpl;
   if (!clone_of.empty()) detail["clone_of"] = clone_of;
-  json out = {{"name", name},
-              {"type", std::string(type_name(spec.type))},
-              {"matched", spec.matched},
-              {"status", "creating"},
-              {"activity", "idle"},
-              {"url", workspace_url(name, info_)},
-              {"public", spec.is_public},
-              {"prefix", spec.prefix == PrefixMode::keep && spec.type != WorkspaceType::static_site ? "keep" : "strip"},
-              {"description", spec.description},
-              {"icon", spec.icon},
-              {"restarts", 0}};
-  if (!spec.error.empty()) out["error"] = spec.error;
+  json out = new_workspace_json(name, spec, workspace_url(name, info_));
   if (!tmpl.empty()) out["template"] = tmpl;
   if (!clone_of.empty()) out["clone_of"] = clone_of;
   // What happens once it is in storage. Its creator owns it (a user; tokens and the admin
   // token own nothing): a private workspace then opens for them and for admins only.
   auto created = [auth = services_.auth, name, owner, is_public = spec.is_public, principal,
                   ip = req.client_ip, out](json what) {
-    if (!owner.empty() && auth) {
-      if (auto o = auth->set_workspace_owner(name, owner, is_public); o.has_error()) {
-        log::get("api")->warn("[ws={}] cannot record its owner: {}", name, o.error().message);
-      } else {
-        what["owner"] = owner;
-      }
-    }
-    if (auth) (void)auth->audit(principal, "workspace.create", name, what.dump(), ip);
+    record_creation(auth, name, owner, is_public, principal, ip, what);
     return json_response(201, out);
   };
   if (services_.dir_storage) {

@@ -127,6 +127,14 @@ int main(int argc, char** argv) {
   compose->add_option("--config", ws_config, "YAML configuration file");
   compose->add_option("--workspaces", storage.workspaces, "Folder whose subfolders are workspaces");
 
+  auto* git_init = ws->add_subcommand("git-init", "Make a new workspace a clone of a git remote it then follows");
+  std::string git_url, git_branch;
+  git_init->add_option("name", ws_name, "Workspace name")->required();
+  git_init->add_option("url", git_url, "Remote URL (https://, ssh://, git://, user@host:path)")->required();
+  git_init->add_option("--branch", git_branch, "Branch to follow (default: the remote's default branch)");
+  git_init->add_option("--config", ws_config, "YAML configuration file");
+  git_init->add_option("--workspaces", storage.workspaces, "Folder whose subfolders are workspaces");
+
   // upload / sync / download / list / delete: source to and from S3.
   std::string ws_dir;
   ck::cli::TransferFlags transfer;
@@ -197,6 +205,11 @@ int main(int argc, char** argv) {
     auto config = load(ws_config, ws_flags);
     if (!config) return 2;
     return ck::compose_command(*config, ws_name);
+  }
+  if (git_init->parsed()) {
+    auto config = load(ws_config, ws_flags);
+    if (!config) return 2;
+    return ck::git_init_command(*config, ws_name, git_url, git_branch);
   }
   if (upload->parsed() || sync_cmd->parsed() || download->parsed() || list->parsed() || del->parsed()) {
     auto config = load(ws_config, ws_flags);

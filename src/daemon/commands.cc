@@ -1,10 +1,16 @@
-// The CLI commands that need the runtime's object graph but no daemon: `images build` and
-// `workspace compose`.
+// The CLI commands that need the runtime's object graph but no daemon: `images build`,
+// `workspace compose` and `workspace git-init`.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <iostream>
 
+#include <unistd.h>
+
+#include <cstring>
+
 #include "compose/model.h"
+#include "events/events.h"
+#include "git/workspaces.h"
 #include "core/names.h"
 #include "daemon/daemon.h"
 #include "runtime/docker/compose_plan.h"
@@ -147,6 +153,46 @@ int compose_command(const Config& config, const std::string& name) {
             << "# `docker compose up` runs it the same way (the dependency volumes are created by "
                "CloudyKnight, or by `docker volume create`).\n"
             << compose_yaml(plan);
+  return 0;
+}
+
+}  // namespace ck
+
+namespace ck {
+
+int git_init_command(const Config& config, const std::string& name, const std::string& url,
+                     const std::string& branch) {
+  auto fail_with = [](const std::string& message) {
+    std::cerr << "cloudyknight: " << message << "\n";
+    return 1;
+  };
+  if (config.storage.kind != "dir") {
+    return fail_with("git workspaces need folder storage (storage.kind: dir, or --workspaces DIR)");
+  }
+  if (auto v = validate_workspace_name(name); v.has_error()) return fail_with(v.error().message);
+  std::error_code ec;
+  fs::path root = fs::absolute(config.storage.path, ec);
+  fs::path folder = root / name;
+  if (fs::exists(fs::symlink_status(folder, ec))) {
+    return fail_with("a workspace named '" + name + "' already exists in " + root.string() +
+                     "; pick another name, or add \"git\": {\"url\": ...} to its workspace.json");
+  }
+  fs::create_directories(root, ec);
+  // Cloned beside its place and renamed in, so the daemon never sees half a clone.
+  fs::path tmp = root / fmt::format(".ck-create-{}-git-{}", name, ::getpid());
+  EventBus events;
+  GitWorkspaces g(root, nullptr, events, config.git);
+  auto r = g.clone_new(name, tmp, git::Remote{url, branch}, "");
+  if (r.has_error()) return fail_with(r.error().message);
+  if (::rename(tmp.c_str(), folder.c_str()) != 0) {
+    fs::remove_all(tmp, ec);
+    return fail_with(fmt::format("cannot move the clone into {}: {}", folder.string(), std::strerror(errno)));
+  }
+  auto st = git::status(folder);
+  std::cout << fmt::format("cloned {} into {} (branch {}, {}); a running daemon starts it and pulls it "
+                           "before every start, every {} and on POST /monitor/api/v1/git/hook\n",
+                           git::redact_url(url), folder.string(), st.has_value() ? st.value().branch : branch,
+                           r.value().new_head.substr(0, 12), format_duration(config.git.poll));
   return 0;
 }
 

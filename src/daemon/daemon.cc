@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "gateway/gateway.h"
 #include "http/asio.h"
+#include "git/workspaces.h"
 #include "monitor/monitor.h"
 #include "runtime/docker/docker_runtime.h"
 #include "runtime/process/process_runtime.h"
@@ -378,13 +379,40 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   }
   SnapshotHolder snapshots;
   EventBus events;
-  Monitor monitor(io, storage, runtime, snapshots, events, *db, monitor_options(config));
+  // git workspaces (folder storage): pulls, autocommits and webhooks run on a worker of their
+  // own; a start waits for its pull (MonitorOptions::before_start).
+  std::unique_ptr<GitWorkspaces> git;
+  MonitorOptions mopts = monitor_options(config);
+  if (!s3) {
+    git = std::make_unique<GitWorkspaces>(ws_root, db.get(), events, config.git);
+    // A branch preview belongs to whoever owns its workspace (and is private when it is).
+    git->on_preview = [&auth_service](const std::string& preview, const std::string& workspace, bool added) {
+      auto owner = auth_service.workspace_owner(workspace);
+      std::string who = added && owner.has_value() ? owner.value().owner : "";
+      bool is_public = !added || !owner.has_value() || owner.value().is_public;
+      if (auto r = auth_service.set_workspace_owner(preview, who, is_public); r.has_error()) {
+        log::get("git")->warn("[ws={}] cannot record its owner: {}", preview, r.error().message);
+      }
+    };
+    mopts.before_start = [g = git.get()](const std::string& name, std::function<void()> done) {
+      if (!g->binding(name)) return done();
+      g->pull(name, "start", [done = std::move(done)](Result<git::PullResult>) { done(); });
+    };
+  }
+  Monitor monitor(io, storage, runtime, snapshots, events, *db, mopts);
   WatcherOptions wo;
   wo.debounce = std::chrono::duration_cast<std::chrono::milliseconds>(config.storage.debounce);
   DirWatcher* watcher_ptr = nullptr;
-  DirWatcher watcher(io, ws_root, wo, [&monitor, &watcher_ptr](WatchBatch batch) {
+  DirWatcher watcher(io, ws_root, wo, [&monitor, &watcher_ptr, g = git.get(), &ws_root](WatchBatch batch) {
     monitor.set_polling(watcher_ptr->degraded());
     monitor.on_changes(batch);
+    if (!g) return;
+    // A workspace.json that now names a remote, in a folder with no repository yet: clone it.
+    for (const auto& name : batch.workspaces) {
+      auto f = batch.files.find(name);
+      if (f == batch.files.end() || !f->second.count("workspace.json") || git::is_repository(ws_root / name)) continue;
+      if (g->binding(name)) g->pull(name, "bind", [](Result<git::PullResult>) {});
+    }
   });
   watcher_ptr = &watcher;
   if (auto w = watcher.start(); w.has_error()) {
@@ -508,25 +536,67 @@ int run_daemon(const Config& config, const std::string& self_exe) {
       return SyncState{st.error, st.last_pass_ms};
     };
   }
-  services.sync = [&io, &monitor, m = mirror.get()](const std::string& name,
-                                                     std::function<void(Result<SyncOutcome>)> done) {
+  services.sync = [&io, &monitor, m = mirror.get(), g = git.get()](const std::string& name,
+                                                                    std::function<void(Result<SyncOutcome>)> done) {
+    if (g && g->binding(name)) {  // a git workspace: pull it, then rescan
+      g->pull(name, "sync", [&io, &monitor, done = std::move(done)](Result<git::PullResult> r) {
+        if (r.has_error()) return done(r.error());
+        SyncOutcome o;
+        o.storage = "dir";
+        o.git = true;
+        o.git_updated = r.value().updated;
+        o.git_head = r.value().new_head;
+        o.git_changed = r.value().changed.size();
+        net::post(io, [&monitor, done, o] {
+          monitor.scan_now();
+          done(o);
+        });
+      });
+      return;
+    }
     if (!m) {  // a folder: rescan it now
       net::post(io, [&monitor, done = std::move(done)] {
         monitor.scan_now();
-        done(SyncOutcome{"dir"});
+        SyncOutcome o;
+        o.storage = "dir";
+        done(o);
       });
       return;
     }
     m->pass_now([done = std::move(done), name](Result<MirrorPass> pass) {
       if (pass.has_error()) return done(pass.error());
       const auto& p = pass.value();
-      done(SyncOutcome{"s3", p.pulled, p.removed, p.failed, p.files});
+      SyncOutcome o;
+      o.storage = "s3";
+      o.pulled = p.pulled;
+      o.removed = p.removed;
+      o.failed = p.failed;
+      o.files = p.files;
+      done(o);
     });
   };
+  if (git) {
+    GitWorkspaces* g = git.get();
+    services.git_status = [g](const std::string& name) { return g->status(name); };
+    services.git_clone = [g](const std::string& name, fs::path dir, std::string url, std::string branch,
+                             std::string token, std::function<void(Result<void>)> done) {
+      g->clone(name, std::move(dir), git::Remote{std::move(url), std::move(branch)}, std::move(token),
+               [done = std::move(done)](Result<git::PullResult> r) {
+                 if (r.has_error()) return done(r.error());
+                 done(outcome::success());
+               });
+    };
+    services.git_hook = [g](std::string_view body, std::string_view hub, std::string_view gitea,
+                            std::string_view gitlab) { return g->webhook(body, hub, gitea, gitlab); };
+    services.file_changed = [g](const std::string& name, const std::string& path, const std::string& verb,
+                                const std::string& author) {
+      g->saved(name, git::Author{author, author + "@cloudyknight"}, (verb == "delete" ? "delete " : "") + path);
+    };
+  }
   // ---- git push to deploy (issue 16, part 3): /monitor/git/<name>.git through git http-backend.
   // Bare repositories in DATA/git/repos; their hook runs this binary. A workspace that already
-  // follows its push repository is fast-forwarded by the deploy itself unless
-  // services.git_push.pull is set (to GitWorkspaces::pull, so its worker owns the working copy).
+  // follows its push repository is pulled on the GitWorkspaces worker, which owns its working
+  // copy (and updates its branch previews).
   if (!s3) {
     if (::access(services.git_push.git.c_str(), X_OK) == 0) {
       services.git_push.repos = data / "git" / "repos";
@@ -536,6 +606,14 @@ int run_daemon(const Config& config, const std::string& self_exe) {
       fs::create_directories(services.git_push.home, ec);
     } else {
       log->info("git push to deploy is off: {} is not installed (apt-get install git)", services.git_push.git);
+    }
+    if (git) {
+      services.git_push.pull = [g = git.get()](const std::string& name, std::function<void(Result<void>)> done) {
+        g->pull(name, "push", [done = std::move(done)](Result<git::PullResult> r) {
+          if (r.has_error()) return done(r.error());
+          done(outcome::success());
+        });
+      };
     }
   }
   ApiInfo info;
@@ -549,6 +627,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   api = std::make_unique<ControlApi>(snapshots, std::move(info),
                                      db.get(), std::move(storage_events), std::move(services));
   gateway.start();
+  if (git) git->start();
   log->info("CloudyKnight {} is serving {} workspaces from {} at {}", CK_VERSION,
             snapshots.load()->workspaces.size(), storage.location(), base);
   for (const auto& w : snapshots.load()->workspaces) {
@@ -581,6 +660,8 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     });
   });
   io.run();
+  // The git worker's callbacks post to the monitor's loop: stop it while the monitor exists.
+  if (git) git->stop();
   // Coroutines still suspended here (a start in the middle of an install) are destroyed with
   // the io_context's pending work; their destructors reach into the runtime, the monitor and
   // the gateway, so that happens now, while those exist (it used to happen in ~io_context,

@@ -27,4 +27,9 @@ int build_images_command(const Config& config, const std::vector<std::string>& t
 /// runs the workspace with.
 int compose_command(const Config& config, const std::string& name);
 
+/// `cloudyknight workspace git-init NAME URL [--branch B]`: clones URL as the new workspace NAME
+/// (folder storage), which then follows it. Exit code; one clear line on stderr on failure.
+int git_init_command(const Config& config, const std::string& name, const std::string& url,
+                     const std::string& branch);
+
 }  // namespace ck

@@ -133,6 +133,8 @@ export const run = (name, command, timeout, signal) =>
   openStream("POST", "/workspaces/" + encodeURIComponent(name) + "/run?stream=1", { command, timeout }, signal);
 export const workspace = (name) => call("GET", "/workspaces/" + encodeURIComponent(name));
 export const status = () => call("GET", "/status");
+export const workspaceStatus = (name) => call("GET", "/workspaces/" + encodeURIComponent(name) + "/status");
+export const sync = (name) => call("POST", "/workspaces/" + encodeURIComponent(name) + "/sync", {});
 export const action = (name, verb) =>
   call("POST", "/workspaces/" + encodeURIComponent(name) + "/" + verb, {});
 export const logs = (name, tail = 500) =>

@@ -326,6 +326,10 @@ function onEvent(e) {
     case "job":
       refreshHealthSoon();
       break;
+    case "git":
+      if (state.selected === e.workspace) loadGit(e.workspace);
+      if (e.action === "preview") fetchOne(e.workspace);
+      break;
     default:
       break;
   }
@@ -380,6 +384,7 @@ function route() {
   $("detail").hidden = false;
   renderDetail();
   fetchOne(name);
+  loadGit(name);
   loadLogs(name);
   if (!$("panel-preview").hidden) preview.show(name, (list.get(name) || {}).url);
   $("detail-title").focus({ preventScroll: false });
@@ -420,7 +425,83 @@ function renderDetail() {
   document.querySelector('[data-action="restart"]').disabled = pending;
   $("delete-open").disabled = pending;
   $("delete-open").setAttribute("aria-label", `Delete ${name}…`);
+  renderPreviews(w);
 }
+
+// ---- git: the branch a workspace follows, its previews, pull & push ------------------------
+
+function shortHead(h) {
+  return h ? h.slice(0, 8) : "no commit yet";
+}
+
+function renderGit(name, g) {
+  const box = $("detail-git");
+  if (state.selected !== name) return;
+  box.hidden = !g;
+  if (!g) return;
+  const parts = [`git: ${g.branch || "(detached)"} @ ${shortHead(g.head)}`];
+  if (g.ahead || g.behind) parts.push(`${g.ahead} ahead, ${g.behind} behind`);
+  if (g.dirty) parts.push("uncommitted changes");
+  if (g.sync === "conflict") {
+    parts.push(`conflict: your edits are kept on the branch ${g.conflict_branch}; merge it on the remote`);
+  } else if (g.sync !== "ok") {
+    parts.push(g.sync);
+  }
+  if (g.error) parts.push(g.error);
+  parts.push(g.url);
+  $("git-summary").textContent = parts.join(" · ");
+  box.dataset.sync = g.sync;
+}
+
+async function loadGit(name) {
+  try {
+    const st = await api.workspaceStatus(name);
+    renderGit(name, st.git || null);
+  } catch (e) {
+    if (state.selected === name) $("detail-git").hidden = true;
+  }
+}
+
+function renderPreviews(w) {
+  const p = $("detail-previews");
+  p.textContent = "";
+  const link = (n, text) => {
+    const a = document.createElement("a");
+    a.href = "#/w/" + encodeURIComponent(n);
+    a.textContent = text;
+    return a;
+  };
+  if (w.preview_of) {
+    p.append(`Preview of the branch ${w.branch} of `, link(w.preview_of, w.preview_of));
+  } else if (w.previews && w.previews.length) {
+    p.append("Branch previews: ");
+    w.previews.forEach((v, i) => {
+      if (i) p.append(", ");
+      p.append(link(v.name, `${v.branch} (${v.name})`));
+    });
+  }
+  p.hidden = !p.textContent;
+}
+
+$("git-sync").addEventListener("click", async () => {
+  const name = state.selected;
+  if (!name) return;
+  const button = $("git-sync");
+  button.disabled = true;
+  $("action-result").textContent = `Pulling ${name}…`;
+  try {
+    const r = await api.sync(name);
+    const g = r.git || {};
+    $("action-result").textContent = g.updated
+      ? `${name}: pulled ${g.changed} changed file(s), now at ${shortHead(g.head)}`
+      : `${name}: already up to date`;
+  } catch (e) {
+    handleApiError(e, `Pulling ${name} failed`);
+  } finally {
+    button.disabled = false;
+    loadGit(name);
+  }
+});
 
 for (const button of document.querySelectorAll("[data-action]")) {
   button.addEventListener("click", async () => {

@@ -215,6 +215,15 @@ bool has_refs(const fs::path& repo) {
   return any;
 }
 
+bool fast_forwards(const fs::path& repo, const std::string& ancestor, const std::string& descendant) {
+  if (ancestor == descendant) return !ancestor.empty();
+  auto r = open_bare(repo);
+  if (r.has_error()) return false;
+  git_oid a, d;
+  if (git_oid_fromstr(&a, ancestor.c_str()) < 0 || git_oid_fromstr(&d, descendant.c_str()) < 0) return false;
+  return git_graph_descendant_of(r.value().get(), &d, &a) == 1;
+}
+
 bool has_branch(const fs::path& repo, const std::string& branch) {
   auto r = open_bare(repo);
   if (r.has_error()) return false;

@@ -429,6 +429,13 @@ Result<PullResult> pull(const fs::path& dir, const Remote& remote, const Credent
     BOOST_OUTCOME_TRY(check_branch(remote.branch));
   }
   std::string doing = "pulling " + redact_url(remote.url);
+  if (std::string_view local = remote.url; local.front() == '/' || local.rfind("file://", 0) == 0) {
+    if (local.front() != '/') local.remove_prefix(7);
+    std::error_code ec;
+    if (!fs::exists(fs::path(std::string(local)), ec)) {
+      return fail(Errc::not_found, doing + ": there is no repository at " + std::string(local));
+    }
+  }
   if (!is_repository(dir)) {
     std::error_code ec;
     fs::create_directories(dir, ec);

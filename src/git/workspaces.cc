@@ -11,6 +11,7 @@
 #include "auth/crypto.h"
 #include "core/log.h"
 #include "core/names.h"
+#include "workspace/workspace.h"
 
 namespace ck {
 namespace fs = std::filesystem;
@@ -153,11 +154,20 @@ GitWorkspaces::GitWorkspaces(fs::path root, StateDb* db, EventBus& events, GitCo
 GitWorkspaces::~GitWorkspaces() { stop(); }
 
 void GitWorkspaces::start() {
-  std::lock_guard lock(mutex_);
-  if (worker_.joinable()) return;
-  stopping_ = false;
-  worker_ = std::thread([this] { worker_loop(); });
-  scheduler_ = std::thread([this] { schedule_loop(); });
+  {
+    std::lock_guard lock(mutex_);
+    if (worker_.joinable()) return;
+    stopping_ = false;
+    worker_ = std::thread([this] { worker_loop(); });
+    scheduler_ = std::thread([this] { schedule_loop(); });
+  }
+  // Folders whose workspace.json names a remote but hold no repository yet: clone them now
+  // (they have nothing to run until then).
+  post([this] {
+    for (const auto& name : bound_names()) {
+      if (!git::is_repository(root_ / name)) (void)pull_now(name, "bind");
+    }
+  });
 }
 
 void GitWorkspaces::stop() {
@@ -211,6 +221,7 @@ void GitWorkspaces::schedule_loop() {
     lock.unlock();
     if (opts_.poll.count() > 0 && now >= next_poll) {
       next_poll = now + opts_.poll;
+      post([this] { prune_orphan_previews(); });
       for (const auto& name : bound_names()) {
         pull(name, "poll", [](Result<git::PullResult>) {});
       }
@@ -245,6 +256,7 @@ std::vector<std::string> GitWorkspaces::bound_names() const {
 std::optional<git::Remote> GitWorkspaces::binding(const std::string& name) const {
   if (!is_valid_workspace_name(name)) return std::nullopt;
   fs::path dir = root_ / name;
+  if (preview_of(dir)) return std::nullopt;  // its workspace pulls for it (sync_previews)
   auto declared = declared_remote(dir);
   if (git::is_repository(dir)) {
     git::Remote r;
@@ -295,6 +307,20 @@ Result<git::PullResult> GitWorkspaces::pull_now(const std::string& name, const s
       return ok.error();
     }
   }
+  if (why == "sync" && git::is_repository(dir)) {
+    // The dashboard's "Pull & push": edits not pushed yet go first; a conflict reported
+    // earlier counts as seen (its branch stays on the remote).
+    bool pending = false;
+    {
+      std::lock_guard lock(mutex_);
+      pending = states_[name].pending_commit;
+    }
+    auto st = git::status(dir);
+    if (opts_.autocommit != "off" && (pending || (st.has_value() && (st.value().ahead > 0 || st.value().dirty)))) {
+      commit_and_push(name);
+    }
+    if (db_) (void)db_->set_setting("git.conflict." + name, "");
+  }
   {
     std::lock_guard lock(mutex_);
     states_[name].busy = "pulling";
@@ -308,17 +334,22 @@ Result<git::PullResult> GitWorkspaces::pull_now(const std::string& name, const s
       r = git::pull(dir, *remote, credentials(name));
     }
   }
-  std::lock_guard lock(mutex_);
-  State& st = states_[name];
-  st.busy.clear();
+  {
+    std::lock_guard lock(mutex_);
+    State& st = states_[name];
+    st.busy.clear();
+    if (r.has_error()) {
+      st.error = r.error().message;
+    } else {
+      st.error.clear();
+      st.last_pull_ms = now_ms();
+    }
+  }
   if (r.has_error()) {
-    st.error = r.error().message;
     log->warn("[ws={}] git pull ({}): {}", name, why, r.error().message);
     event(name, {{"action", "pull"}, {"why", why}, {"error", r.error().message}});
     return r;
   }
-  st.error.clear();
-  st.last_pull_ms = now_ms();
   const auto& p = r.value();
   if (p.updated || p.cloned) {
     log->info("[ws={}] git pull ({}): {} -> {} ({} file(s) changed)", name, why,
@@ -329,7 +360,130 @@ Result<git::PullResult> GitWorkspaces::pull_now(const std::string& name, const s
                {"updated", p.updated},
                {"head", p.new_head},
                {"changed", p.changed.size()}});
+  sync_previews(name);
   return r;
+}
+
+namespace {
+
+// "feature/New_UI" -> "feature-new-ui": what a branch adds to its preview's name.
+std::string safe_branch_part(const std::string& branch) {
+  std::string out;
+  for (char c : branch) {
+    char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    bool ok = (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9');
+    if (ok) {
+      out += l;
+    } else if (!out.empty() && out.back() != '-') {
+      out += '-';
+    }
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
+
+}  // namespace
+
+void GitWorkspaces::sync_previews(const std::string& name) {
+  fs::path dir = root_ / name;
+  if (git::is_repository(dir) && preview_of(dir)) return;  // a preview has no previews
+  auto st = git::status(dir);
+  auto branches = git::remote_branches(dir);
+  if (st.has_error() || branches.has_error()) return;
+  auto log = logger();
+  // What should exist: a preview per branch but the followed one.
+  std::map<std::string, std::string> want;  // preview name -> branch
+  std::vector<std::string> refused;
+  for (const auto& b : branches.value()) {
+    if (b == st.value().branch) continue;
+    std::string preview = name + "--" + safe_branch_part(b);
+    if (safe_branch_part(b).empty() || !is_valid_workspace_name(preview)) {
+      refused.push_back(fmt::format("branch '{}': '{}' is not a workspace name (at most 63 characters, "
+                                    "a-z 0-9 -); rename the branch to preview it", b, preview));
+      continue;
+    }
+    if (auto [it, fresh] = want.emplace(preview, b); !fresh) {
+      refused.push_back(fmt::format("branches '{}' and '{}' both map to the preview '{}'; rename one to "
+                                    "preview both", it->second, b, preview));
+      want.erase(it);
+    }
+  }
+  // What exists: worktrees of this repository beside it.
+  std::map<std::string, std::string> have;  // preview name -> branch
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    std::string folder = entry.path().filename().string();
+    if (folder.rfind(name + "--", 0) != 0) continue;
+    auto p = preview_of(entry.path());
+    if (p && p->workspace == name) have[folder] = p->branch;
+  }
+  for (const auto& [preview, branch] : have) {
+    auto w = want.find(preview);
+    if (w != want.end() && w->second == branch) {
+      auto up = git::update_worktree(root_ / preview);
+      if (up.has_error()) {
+        log->warn("[ws={}] preview of '{}': {}", preview, branch, up.error().message);
+      } else if (up.value().updated) {
+        log->info("[ws={}] preview of '{}' updated to {}", preview, branch, up.value().new_head.substr(0, 12));
+        event(name, {{"action", "preview"}, {"preview", preview}, {"branch", branch}, {"head", up.value().new_head}});
+      }
+      want.erase(w);
+      continue;
+    }
+    auto removed = git::remove_worktree(dir, preview);
+    if (removed.has_error()) {
+      log->warn("[ws={}] cannot remove the preview of '{}': {}", preview, branch, removed.error().message);
+      continue;
+    }
+    log->info("[ws={}] the branch '{}' is gone from the remote: its preview is removed", preview, branch);
+    event(name, {{"action", "preview"}, {"preview", preview}, {"branch", branch}, {"removed", true}});
+    if (on_preview) on_preview(preview, name, false);
+  }
+  for (const auto& [preview, branch] : want) {
+    if (fs::exists(fs::symlink_status(root_ / preview, ec))) {
+      refused.push_back(fmt::format("branch '{}': a folder named '{}' already exists and is not its preview",
+                                    branch, preview));
+      continue;
+    }
+    auto added = git::add_worktree(dir, preview, root_ / preview, branch);
+    if (added.has_error()) {
+      refused.push_back(fmt::format("branch '{}': {}", branch, added.error().message));
+      continue;
+    }
+    if (on_preview) on_preview(preview, name, true);
+    log->info("[ws={}] preview of the branch '{}' made (it starts on its first request)", preview, branch);
+    event(name, {{"action", "preview"}, {"preview", preview}, {"branch", branch}, {"added", true}});
+  }
+  std::lock_guard lock(mutex_);
+  auto& state = states_[name];
+  state.previews_refused = std::move(refused);
+  for (const auto& r : state.previews_refused) log->warn("[ws={}] no preview for {}", name, r);
+}
+
+void GitWorkspaces::prune_orphan_previews() {
+  // A preview whose workspace is gone (deleted, its repository with it): remove the folder;
+  // its commits are on the remote.
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root_, ec)) {
+    std::string folder = entry.path().filename().string();
+    auto pos = folder.find("--");
+    if (pos == std::string::npos || !is_valid_workspace_name(folder)) continue;
+    fs::path marker = entry.path() / ".git";
+    if (!fs::is_regular_file(marker, ec) || preview_of(entry.path())) continue;
+    std::ifstream in(marker);
+    std::string line;
+    std::getline(in, line);
+    // Only what GitWorkspaces made: gitdir into <root>/<workspace>/.git/worktrees/<folder>.
+    if (line.rfind("gitdir: ", 0) != 0) continue;
+    std::string target = line.substr(8);
+    while (target.size() > 1 && target.back() == '/') target.pop_back();
+    fs::path gitdir = target;
+    fs::path expect = fs::weakly_canonical(root_, ec) / folder.substr(0, pos) / ".git" / "worktrees" / folder;
+    if (fs::weakly_canonical(gitdir, ec) != expect || fs::exists(gitdir, ec)) continue;
+    fs::remove_all(entry.path(), ec);
+    logger()->info("[ws={}] removed: a preview of '{}', which is gone", folder, folder.substr(0, pos));
+    if (on_preview) on_preview(folder, folder.substr(0, pos), false);
+  }
 }
 
 Result<git::PullResult> GitWorkspaces::clone_new(const std::string& name, const fs::path& dir,
@@ -361,9 +515,15 @@ Result<git::PullResult> GitWorkspaces::clone_new(const std::string& name, const 
   return r;
 }
 
+void GitWorkspaces::clone(const std::string& name, fs::path dir, git::Remote remote, std::string token,
+                          std::function<void(Result<git::PullResult>)> done) {
+  post([this, name, dir = std::move(dir), remote = std::move(remote), token = std::move(token),
+        done = std::move(done)] { done(clone_new(name, dir, remote, token)); });
+}
+
 void GitWorkspaces::saved(const std::string& name, git::Author author, std::string what) {
   if (opts_.autocommit == "off") return;
-  if (!git::is_repository(root_ / name)) return;
+  if (!git::is_repository(root_ / name) || preview_of(root_ / name)) return;
   bool first = false;
   {
     std::lock_guard lock(mutex_);
@@ -435,6 +595,8 @@ void GitWorkspaces::commit_and_push(const std::string& name) {
     event(name, {{"action", "conflict"}, {"branch", st.conflict_branch}, {"head", p.value().head}});
     return;
   }
+  if (db_ && !st.conflict_branch.empty()) (void)db_->set_setting("git.conflict." + name, "");
+  st.conflict_branch.clear();
   log->info("[ws={}] git push: {}{} by {}", name, p.value().head.substr(0, 12),
             p.value().rebased ? " (rebased on the remote's new commits)" : "", author.name);
   event(name, {{"action", "push"}, {"head", p.value().head}, {"rebased", p.value().rebased}});
@@ -471,6 +633,7 @@ json GitWorkspaces::status(const std::string& name) {
   out["last_pull"] = st.last_pull_ms ? json(st.last_pull_ms) : json(nullptr);
   out["last_push"] = st.last_push_ms ? json(st.last_push_ms) : json(nullptr);
   out["error"] = st.error.empty() ? json(nullptr) : json(st.error);
+  if (!st.previews_refused.empty()) out["previews_refused"] = st.previews_refused;
   if (!conflict.empty()) {
     out["sync"] = "conflict";
     out["conflict_branch"] = conflict;
@@ -490,18 +653,13 @@ Result<std::vector<std::string>> GitWorkspaces::webhook(std::string_view body, s
   BOOST_OUTCOME_TRY(push, parse_git_hook(body));
   std::vector<std::string> queued;
   if (push.ref.rfind("refs/heads/", 0) != 0) return queued;  // a tag: nothing follows tags
-  std::string branch = push.ref.substr(11);
   std::set<std::string> urls;
   for (const auto& u : push.urls) urls.insert(normalize_git_url(u));
   for (const auto& name : bound_names()) {
     auto remote = binding(name);
     if (!remote || !urls.count(normalize_git_url(remote->url))) continue;
-    std::string follows = remote->branch;
-    if (follows.empty() && git::is_repository(root_ / name)) {
-      auto st = git::status(root_ / name);
-      if (st.has_value()) follows = st.value().branch;
-    }
-    if (!follows.empty() && follows != branch) continue;
+    // A push to the followed branch updates the workspace; to another one, its preview (the
+    // pull fetches every branch, then brings the previews in step).
     queued.push_back(name);
     pull(name, "webhook", [](Result<git::PullResult>) {});
   }

@@ -86,6 +86,10 @@ class GitWorkspaces {
   Result<git::PullResult> clone_new(const std::string& name, const std::filesystem::path& dir,
                                     const git::Remote& remote, const std::string& token);
 
+  /// clone_new() on the worker; `done` runs there.
+  void clone(const std::string& name, std::filesystem::path dir, git::Remote remote, std::string token,
+             std::function<void(Result<git::PullResult>)> done);
+
   /// A file of `name` was written or deleted through CloudyKnight by `author`: with
   /// git.autocommit on-save, commits and pushes it shortly (edits within a second are one
   /// commit); with interval, at the next tick; with off, nothing.
@@ -106,6 +110,15 @@ class GitWorkspaces {
 
   const GitConfig& options() const { return opts_; }
 
+  /// Told (on the worker) when a branch preview `preview` of `workspace` was made (true) or
+  /// removed (false): the daemon gives it its workspace's owner. Set before start().
+  std::function<void(const std::string& preview, const std::string& workspace, bool added)> on_preview;
+
+  /// Brings `name`'s branch previews in step with its remote's branches (after a fetch): a
+  /// worktree `<name>--<branch>` beside it per branch other than the one it follows, updated
+  /// by fast-forward, removed with the branch. Worker thread (pull_now calls it).
+  void sync_previews(const std::string& name);
+
  private:
   struct State {
     std::int64_t last_pull_ms = 0;
@@ -116,12 +129,14 @@ class GitWorkspaces {
     bool pending_commit = false;
     std::vector<std::string> pending_what;
     std::string pending_author_name, pending_author_email;
+    std::vector<std::string> previews_refused;
   };
   void post(std::function<void()> fn);
   void worker_loop();
   void schedule_loop();
   void commit_and_push(const std::string& name);
   std::vector<std::string> bound_names() const;
+  void prune_orphan_previews();
   void event(const std::string& name, nlohmann::json data);
 
   std::filesystem::path root_;

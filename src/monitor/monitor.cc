@@ -360,6 +360,14 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
         rec->level = ActivityLevel::stop;
         logger()->info("[ws={}] held stopped (it was stopped from the API; start it from there)",
                        e.folder);
+      } else if (runnable(spec, runtime_) && !spec.preview_of.empty() && saved == saved_activity_.end()) {
+        // A new branch preview waits for its first visitor: most are never opened.
+        rec->asleep = true;
+        rec->status = "stopped";
+        rec->reason = "idle";
+        rec->level = ActivityLevel::stop;
+        logger()->info("[ws={}] preview of {} (branch {}): starts on its first request", e.folder,
+                       spec.preview_of, spec.preview_branch);
       } else if (runnable(spec, runtime_) &&
                  activity_level(rec->activity->sample(), rec->policy, now) == ActivityLevel::stop) {
         rec->asleep = true;
@@ -376,6 +384,7 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
       changed = true;
     } else if (auto& rec = it->second; rec->spec.fingerprint() != spec.fingerprint() ||
                                         rec->spec.description != spec.description ||
+                                        rec->spec.preview_of != spec.preview_of ||
                                         rec->spec.icon != spec.icon || rec->spec.is_public != spec.is_public ||
                                         rec->policy != effective_policy(opts_.idle, spec)) {
       logger()->info("[ws={}] its configuration changed", e.folder);
@@ -543,6 +552,31 @@ void Monitor::job_event(const Job& job) {
   events_.publish("job", job.workspace, std::move(j));
 }
 
+net::awaitable<void> Monitor::source_ready(std::shared_ptr<Record> rec) {
+  // The hook answers from another thread: its `done` posts the cancel of a timer waited on
+  // here, so the wait ends at the answer or at the timeout, whichever comes first.
+  auto signal = std::make_shared<net::steady_timer>(io_);
+  auto answered = std::make_shared<bool>(false);
+  signal->expires_after(opts_.before_start_timeout);
+  opts_.before_start(rec->name, [&io = io_, signal, answered] {
+    net::post(io, [signal, answered] {
+      *answered = true;
+      signal->cancel();
+    });
+  });
+  boost::system::error_code ec;
+  co_await signal->async_wait(net::redirect_error(net::use_awaitable, ec));
+  if (!*answered) {
+    logger()->warn("[ws={}] its source was not up to date after {}; starting with what the folder holds",
+                   rec->name, format_duration(opts_.before_start_timeout));
+  }
+  // What the hook changed (a pull) is what this start runs: the watcher's batch for it later
+  // finds the same tree and restarts nothing.
+  rec->tree_sig = tree_signature(rec->path, skip_dirs());
+  WorkspaceSpec spec = detect_workspace(rec->name, rec->path);
+  if (spec.fingerprint() != rec->spec.fingerprint() && spec.error.empty()) rec->spec = std::move(spec);
+}
+
 net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
   auto log = logger();
   auto done = [&] { return rec->removed || shutting_down_; };
@@ -591,6 +625,16 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
     if (done() || rec->restart_requested || rec->asleep) {
       release_start_slot();
       continue;
+    }
+    if (opts_.before_start) {
+      rec->status = "initializing";
+      rec->phase = "bringing the source up to date";
+      publish();
+      co_await source_ready(rec);
+      if (done() || rec->restart_requested || rec->asleep) {
+        release_start_slot();
+        continue;
+      }
     }
     rec->status = "initializing";
     rec->phase = "copying the source";
@@ -1003,6 +1047,8 @@ void Monitor::publish() {
     v.description = rec->spec.description;
     v.icon = rec->spec.icon;
     v.is_public = rec->spec.is_public;
+    v.preview_of = rec->spec.preview_of;
+    v.preview_branch = rec->spec.preview_branch;
     v.is_static = rec->spec.type == WorkspaceType::static_site && rec->spec.error.empty();
     if (v.is_static) v.static_root = rec->path / rec->spec.static_root;
     v.keep_prefix = rec->spec.prefix == PrefixMode::keep && !v.is_static;

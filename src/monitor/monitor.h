@@ -10,6 +10,7 @@
 // (for /monitor/ws). Runs on the control-plane io_context (one thread); wake() and
 // on_changes() must be called on it too (post to it).
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -43,6 +44,12 @@ struct MonitorOptions {
   std::uint64_t max_memory = 0;
   double max_cpus = 0;
   int max_pids = 0;
+  /// Called on the monitor's thread before every start of a workspace that runs an app (a git
+  /// workspace pulls here); must not block. `done` (callable from any thread, once) says the
+  /// source is ready. The start waits for it at most `before_start_timeout`, then goes on with
+  /// what the folder holds. Unset: starts do not wait.
+  std::function<void(const std::string& name, std::function<void()> done)> before_start;
+  Duration before_start_timeout = std::chrono::seconds(30);
   /// Where the gateway is reached: each app's BASE_URL, and gateway.domain for the Traefik
   /// Host rule.
   PublicAddress address;
@@ -94,6 +101,7 @@ class Monitor {
   net::awaitable<void> job_loop();
   net::awaitable<void> log_loop();
   net::awaitable<void> supervise(std::shared_ptr<Record> rec);
+  net::awaitable<void> source_ready(std::shared_ptr<Record> rec);
   net::awaitable<void> freeze(std::shared_ptr<Record> rec, bool frozen);
   void stop_async(const std::shared_ptr<Record>& rec, const char* what);
   net::awaitable<void> stop_tracked(std::shared_ptr<Record> rec);

@@ -71,6 +71,8 @@ struct WorkspaceView {
   std::string description;
   std::string icon;
   bool is_public = true;
+  std::string preview_of;      // a branch preview: its workspace (and the branch it follows)
+  std::string preview_branch;
   bool is_static = false;
   std::filesystem::path static_root;  // static: the folder served
   bool keep_prefix = false;           // workspace.json "prefix": "keep" (route.h keep_prefix)

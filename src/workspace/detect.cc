@@ -297,7 +297,9 @@ std::string WorkspaceSpec::fingerprint() const {
                      prefix_name(prefix), error);
 }
 
-WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
+namespace {
+
+WorkspaceSpec detect_folder(const std::string& name, const fs::path& dir) {
   WorkspaceSpec spec;
   spec.name = name;
 
@@ -433,6 +435,71 @@ WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
   }
   default_commands(dir, package ? &*package : nullptr, prefix_given, spec);
   if (spec.type == WorkspaceType::compose) spec.error = compose_problem(name, dir);
+  return spec;
+}
+
+}  // namespace
+
+std::optional<PreviewOf> preview_of(const fs::path& dir) {
+  // A worktree's .git is a file "gitdir: <root>/<parent>/.git/worktrees/<folder>\n".
+  std::error_code ec;
+  fs::path marker = dir / ".git";
+  if (fs::is_symlink(marker, ec) || !fs::is_regular_file(marker, ec) || fs::file_size(marker, ec) > 4096) {
+    return std::nullopt;
+  }
+  std::ifstream in(marker);
+  std::string line;
+  std::getline(in, line);
+  if (line.rfind("gitdir: ", 0) != 0) return std::nullopt;
+  std::string target = line.substr(8);
+  while (target.size() > 1 && (target.back() == '/' || target.back() == '\r')) target.pop_back();
+  fs::path gitdir = target;
+  fs::path worktrees = gitdir.parent_path();
+  if (worktrees.filename() != "worktrees" || worktrees.parent_path().filename() != ".git") return std::nullopt;
+  fs::path parent = worktrees.parent_path().parent_path();
+  std::error_code canon;
+  if (fs::weakly_canonical(parent.parent_path(), canon) != fs::weakly_canonical(dir.parent_path(), canon) ||
+      parent.filename() == dir.filename() || gitdir.filename() != dir.filename()) {
+    return std::nullopt;
+  }
+  // Its branch ck/preview/<folder> follows refs/heads/<branch> (.git/config of the workspace,
+  // written before the worktree was made, so the first look at the folder finds it).
+  std::ifstream config(parent / ".git" / "config");
+  const std::string section = "[branch \"ck/preview/" + dir.filename().string() + "\"]";
+  PreviewOf out;
+  out.workspace = parent.filename().string();
+  bool in_section = false;
+  for (std::string l; std::getline(config, l);) {
+    auto b = l.find_first_not_of(" \t");
+    if (b == std::string::npos) continue;
+    l = l.substr(b);
+    if (l.front() == '[') {
+      in_section = l == section;
+      continue;
+    }
+    if (in_section && l.rfind("merge", 0) == 0) {
+      auto ref = l.find("refs/heads/");
+      if (ref != std::string::npos) out.branch = l.substr(ref + 11);
+      while (!out.branch.empty() && (out.branch.back() == ' ' || out.branch.back() == '\r')) out.branch.pop_back();
+    }
+  }
+  if (out.branch.empty()) return std::nullopt;
+  return out;
+}
+
+WorkspaceSpec detect_workspace(const std::string& name, const fs::path& dir) {
+  WorkspaceSpec spec = detect_folder(name, dir);
+  if (auto p = preview_of(dir)) {
+    spec.preview_of = p->workspace;
+    spec.preview_branch = p->branch;
+    // A preview is never more public than its workspace.
+    fs::path parent_manifest = dir.parent_path() / p->workspace / "workspace.json";
+    if (is_file(parent_manifest)) {
+      std::string ignored;
+      auto m = parse_manifest(parent_manifest, "workspace.json", ignored);
+      if (m && m->is_object() && m->contains("public") && (*m)["public"] == false) spec.is_public = false;
+    }
+  }
   return spec;
 }
 

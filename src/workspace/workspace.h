@@ -50,12 +50,26 @@ struct WorkspaceSpec {
   std::string prefix_note;
   std::optional<std::uint64_t> memory;
   std::optional<double> cpus;
+  /// A branch preview (a git worktree GitWorkspaces made beside its workspace): the workspace
+  /// and the remote branch. Empty for every other folder.
+  std::string preview_of;
+  std::string preview_branch;
 
   std::string error;
 
   /// Changes whenever something that decides how the workspace runs changes.
   std::string fingerprint() const;
 };
+
+/// What preview_of() finds.
+struct PreviewOf {
+  std::string workspace;  // the folder whose repository it is a worktree of
+  std::string branch;     // the remote branch it follows
+};
+
+/// `dir` is a branch preview: a git worktree of a sibling folder's repository that
+/// GitWorkspaces marked with the branch it follows. Blocking reads; nullopt otherwise.
+std::optional<PreviewOf> preview_of(const std::filesystem::path& dir);
 
 /// Reads a workspace folder and decides its type (DESIGN.md "Type detection", first match
 /// wins, workspace.json overrides). Never throws; problems end up in `error`.

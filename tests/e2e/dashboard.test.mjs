@@ -622,6 +622,26 @@ test("a failing, timed-out or refused command says so", async (t) => {
   await page.getByRole("tab", { name: "Logs" }).click();
 });
 
+test("a git workspace shows its branch and head, and pulls a new commit with a click", async (t) => {
+  if (!AUTH) {
+    t.skip("needs a signed-in user to sync");
+    return;
+  }
+  const first = await control("git", { name: "gitsite" });
+  await row("gitsite").waitFor({ timeout: 20000 });
+  await select("gitsite");
+  const summary = page.locator("#git-summary");
+  await summary.filter({ hasText: `git: main @ ${first.slice(0, 8)}` }).waitFor({ timeout: 15000 });
+  const second = await control("git", { name: "gitsite", text: "second" });
+  await page.locator("#git-sync").click();
+  await page.locator("#action-result").filter({ hasText: "pulled 1 changed file(s)" }).waitFor({ timeout: 15000 });
+  await summary.filter({ hasText: `@ ${second.slice(0, 8)}` }).waitFor({ timeout: 15000 });
+  await answers("/gitsite/", 15000);
+  const text = await (await page.request.get(BASE + "/gitsite/")).text();
+  assert.match(text, /second/);
+  await shot("git-sync");
+});
+
 test("system health shows workspaces, jobs and memory", async () => {
   await page.getByRole("button", { name: "Refresh" }).click();
   for (const k of ["Workspaces", "Jobs", "Memory (RSS)", "Runtime"]) {

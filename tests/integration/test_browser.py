@@ -69,6 +69,8 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
             if url.path == "/restart":
                 self.server.owner.restart()
                 body = "restarted"
+            elif url.path == "/git":
+                body = self.server.owner.git(q["name"], q.get("text", ""))
             elif url.path == "/add":
                 d = self.server.owner.daemon
                 d.add_folder(os.path.join(harness.EXAMPLES, q.get("from", "site")), q["name"])
@@ -103,6 +105,35 @@ class DashboardInChromium(unittest.TestCase):
             if d.proc and d.proc.poll() is None:
                 d.stop()
         self.daemon.cleanup(keep=os.environ.get("CK_KEEP_TMP") == "1")
+
+    def git(self, name, text):
+        """A workspace following a bare repository of the test's (`ws git-init`), or, when it
+        exists, a new commit of index.html on that repository (the dashboard then pulls it)."""
+        env = dict(os.environ, GIT_AUTHOR_NAME="dev", GIT_AUTHOR_EMAIL="dev@test", GIT_COMMITTER_NAME="dev",
+                   GIT_COMMITTER_EMAIL="dev@test", GIT_CONFIG_NOSYSTEM="1")
+        base = os.path.join(self.daemon.tmp, "git-" + name)
+        bare, dev = base + ".git", base + "-dev"
+
+        def git(cwd, *args):
+            subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, timeout=60)
+
+        first = not os.path.exists(bare)
+        if first:
+            git(self.daemon.tmp, "init", "-q", "--bare", "-b", "main", bare)
+            git(self.daemon.tmp, "clone", "-q", bare, dev)
+        with open(os.path.join(dev, "index.html"), "w") as f:
+            f.write(f"<h1>{text or 'first'}</h1>\n")
+        git(dev, "add", "-A")
+        git(dev, "commit", "-q", "-m", text or "first")
+        git(dev, "push", "-q", "origin", "HEAD")
+        if first:
+            cfg = base + ".yaml"
+            with open(cfg, "w") as f:
+                f.write("git:\n  allow_local_remotes: true\n")
+            subprocess.run([harness.binary(), "ws", "git-init", name, bare, "--workspaces", self.daemon.ws,
+                            "--config", cfg], check=True, capture_output=True, timeout=60)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=dev, capture_output=True, text=True,
+                              check=True).stdout.strip()
 
     def restart(self):
         old = self.daemon

@@ -228,6 +228,32 @@ TEST(PushRepo, MadeBareWithTheDaemonsHookOnly) {
     EXPECT_EQ(origin_url(tmp / "wc"), "https://u:secret@example.test/team/site.git");
     EXPECT_EQ(origin_url(tmp / "wc" / "sub"), "");  // no search upwards
   }
+  if (::access("/usr/bin/git", X_OK) == 0) {
+    // Two commits in a row and one beside them.
+    std::string wc = (tmp / "hist").string();
+    std::string cmd = "git init -q -b main " + wc + " && cd " + wc +
+                      " && git -c user.name=a -c user.email=a@b commit -q --allow-empty -m one"
+                      " && git -c user.name=a -c user.email=a@b commit -q --allow-empty -m two"
+                      " && git checkout -q --orphan other && git -c user.name=a -c user.email=a@b commit -q "
+                      "--allow-empty -m three && git push -q " + repo.string() + " main other";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    auto rev = [&](const std::string& what) {
+      std::string out;
+      FILE* p = ::popen(("git -C " + wc + " rev-parse " + what).c_str(), "r");
+      char buf[128];
+      while (p && std::fgets(buf, sizeof buf, p)) out += buf;
+      if (p) ::pclose(p);
+      while (!out.empty() && out.back() == '\n') out.pop_back();
+      return out;
+    };
+    std::string one = rev("main~1"), two = rev("main"), three = rev("other");
+    EXPECT_TRUE(fast_forwards(repo, one, two));
+    EXPECT_TRUE(fast_forwards(repo, two, two));
+    EXPECT_FALSE(fast_forwards(repo, two, one));
+    EXPECT_FALSE(fast_forwards(repo, two, three));
+    EXPECT_FALSE(fast_forwards(repo, std::string(40, 'f'), two));
+    EXPECT_FALSE(fast_forwards(repo, "", two));
+  }
   ASSERT_TRUE(set_head_branch(repo, "trunk").has_value());
   EXPECT_EQ(head_branch(repo).value(), "trunk");
 }

@@ -14,6 +14,7 @@
 
 #include "auth/crypto.h"
 #include "core/testing/temp_dir.h"
+#include "workspace/workspace.h"
 
 namespace ck {
 namespace {
@@ -163,7 +164,7 @@ TEST_F(GitWorkspacesTest, EditsAreCommittedAsTheirAuthorAndPushed) {
   g.stop();
 }
 
-TEST_F(GitWorkspacesTest, AWebhookPullsTheWorkspacesThatFollowThatBranch) {
+TEST_F(GitWorkspacesTest, AWebhookPullsTheWorkspacesThatFollowThatRepository) {
   GitWorkspaces g(root_, nullptr, events_, cfg_);
   ASSERT_TRUE(g.clone_new("blog", root_ / "blog", {remote_.string(), ""}, "").has_value());
   ASSERT_TRUE(g.clone_new("other", root_ / "other", {remote_.string(), ""}, "").has_value());
@@ -176,12 +177,41 @@ TEST_F(GitWorkspacesTest, AWebhookPullsTheWorkspacesThatFollowThatBranch) {
   EXPECT_EQ(bad.error().code, Errc::unauthenticated);
   auto r = g.webhook(body, "sha256=" + hex(auth::hmac_sha256("hook-secret", body)), "", "");
   ASSERT_TRUE(r.has_value()) << r.error().message;
-  EXPECT_EQ(r.value(), std::vector<std::string>{"blog"});
+  // Both follow that repository: blog's branch moved; other's pull fetches for its previews.
+  EXPECT_EQ(r.value(), (std::vector<std::string>{"blog", "other"}));
   for (int i = 0; i < 100 && read(root_ / "blog" / "index.html") != "v2\n"; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_EQ(read(root_ / "blog" / "index.html"), "v2\n");
   g.stop();
+}
+
+TEST_F(GitWorkspacesTest, EveryOtherBranchGetsAPreviewBesideItsWorkspace) {
+  GitWorkspaces g(root_, nullptr, events_, cfg_);
+  ASSERT_TRUE(g.clone_new("blog", root_ / "blog", {remote_.string(), ""}, "").has_value());
+  sh(dev_, "git checkout -q -b feature/New_UI");
+  write(dev_ / "index.html", "new ui\n");
+  sh(dev_, "git commit -qam ui && git push -q origin feature/New_UI");
+  std::vector<std::pair<std::string, bool>> told;
+  g.on_preview = [&](const std::string& p, const std::string& w, bool added) {
+    EXPECT_EQ(w, "blog");
+    told.emplace_back(p, added);
+  };
+  ASSERT_TRUE(g.pull_now("blog", "test").has_value());
+  fs::path preview = root_ / "blog--feature-new-ui";
+  ASSERT_TRUE(fs::exists(preview / "index.html"));
+  EXPECT_EQ(read(preview / "index.html"), "new ui\n");
+  auto p = preview_of(preview);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->workspace, "blog");
+  EXPECT_EQ(p->branch, "feature/New_UI");
+  EXPECT_FALSE(g.binding("blog--feature-new-ui").has_value());
+  EXPECT_FALSE(preview_of(root_ / "blog").has_value());
+  sh(dev_, "git push -q origin --delete feature/New_UI");
+  ASSERT_TRUE(g.pull_now("blog", "test").has_value());
+  EXPECT_FALSE(fs::exists(preview));
+  EXPECT_EQ(told, (std::vector<std::pair<std::string, bool>>{{"blog--feature-new-ui", true},
+                                                             {"blog--feature-new-ui", false}}));
 }
 
 }  // namespace
