@@ -25,7 +25,8 @@
 // and renamed into place (a plain folder's previous contents go to DATA/trash first). The
 // monitor notices the change by itself (inotify) and restarts the app; the deploy follows the
 // workspace's log and status until it runs or fails, and ends with its URL. Other branches are
-// kept in the repository.
+// kept in the repository and, for a workspace that follows it, pulled by GitWorkspaces, which
+// runs each as a branch preview <name>--<branch> (the report gives its URL).
 
 #include <fcntl.h>
 #include <fmt/chrono.h>
@@ -233,6 +234,7 @@ struct DeployJob {
   std::string principal;  // for the log
   std::string base_url;   // "http://host:port" the push came to (for a relative workspace URL)
   std::string url;        // workspace_url()
+  std::function<std::string(const std::string&)> url_of;  // workspace_url() of another name
   const SnapshotHolder* snapshots = nullptr;
   auth::Auth* auth = nullptr;
   std::function<void(const std::string&, WorkspaceAction)> act;
@@ -563,6 +565,50 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
 
 // The deploy thread of one push: reads the pushed references from the hook, deploys the
 // workspace's branch and reports on `fd`, then closes it (the hook ends, and with it the push).
+// The branches of the push other than the deployed one. A workspace that follows this
+// repository is pulled once more on the GitWorkspaces worker, which keeps a branch preview
+// `<name>--<branch>` beside it per branch; each preview the monitor then lists is named with
+// its URL. Without that worker, or for a branch that gets no preview, the branch is only kept.
+void report_other_branches(const DeployJob& job, const std::vector<const git::RefUpdate*>& others,
+                           const std::string& branch, bool deployed, Report& out) {
+  if (others.empty()) return;
+  const fs::path dir = job.root / job.name;
+  bool previews = false;
+  if (job.pull && git::is_repository(dir)) {
+    std::function<void(std::function<void(Result<void>)>)> start = [&](std::function<void(Result<void>)> done) {
+      job.pull(job.name, std::move(done));
+    };
+    auto r = wait_for<Result<void>>(start, std::chrono::minutes(2), *job.stopping);
+    previews = r && r->has_value();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (const auto* u : others) {
+    std::string what = u->branch().empty() ? u->ref : "branch " + u->branch();
+    if (u->deleted()) {
+      out.step(fmt::format("{} deleted", what));
+      continue;
+    }
+    std::string preview;
+    while (previews && !u->branch().empty() && preview.empty() && !*job.stopping) {
+      for (const auto& w : job.snapshots->load()->workspaces) {
+        if (w.preview_of == job.name && w.preview_branch == u->branch()) preview = w.name;
+      }
+      if (!preview.empty() || std::chrono::steady_clock::now() > deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (!preview.empty() && job.url_of) {
+      std::string url = job.url_of(preview);
+      if (url.starts_with("/")) url = job.base_url + url;
+      out.step(fmt::format("{}: preview at {} (started on its first request)", what, url));
+    } else {
+      out.step(fmt::format("{} received: kept in the repository ({} deploys {}){}", what, job.name, branch,
+                           deployed || git::is_repository(dir) ? "" : "; push " + branch + " to deploy"));
+    }
+  }
+}
+
+// The deploy thread of one push: reads the pushed references from the hook, deploys the
+// workspace's branch and reports on `fd`, then closes it (the hook ends, and with it the push).
 void deploy(const DeployJob& job, int fd) {
   std::string text = read_refs(fd, *job.stopping);
   auto updates = git::parse_ref_updates(text);
@@ -573,23 +619,24 @@ void deploy(const DeployJob& job, int fd) {
   Report out(fd);
   const std::string branch = followed_branch(job, updates, out);
   const git::RefUpdate* mine = nullptr;
+  std::vector<const git::RefUpdate*> others;
   for (const auto& u : updates) {
     if (u.branch() == branch) {
       mine = &u;
-      continue;
+    } else {
+      others.push_back(&u);
     }
-    std::string what = u.branch().empty() ? u.ref : "branch " + u.branch();
-    out.step(fmt::format("{} {}: kept in the repository ({} deploys {})", what,
-                         u.deleted() ? "deleted" : "received", job.name, branch));
   }
   if (!mine) {
     out.step(fmt::format("Nothing to deploy: {} deploys the branch {}, which this push did not change", job.name, branch));
+    report_other_branches(job, others, branch, false, out);
     ::close(fd);
     return;
   }
   if (mine->deleted()) {
     out.problem(fmt::format("the branch {} that {} deploys was deleted; {} keeps running what it has", branch,
                             job.name, job.name));
+    report_other_branches(job, others, branch, false, out);
     ::close(fd);
     return;
   }
@@ -606,6 +653,7 @@ void deploy(const DeployJob& job, int fd) {
   logger()->info("[ws={}] git push by {}: deploying {} at {}", job.name, job.principal, branch,
                  mine->new_id.substr(0, 12));
   follow(job, before, log, out);
+  report_other_branches(job, others, branch, true, out);
   ::close(fd);
 }
 
@@ -757,6 +805,7 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
                         ? std::string(req.tls ? "https://" : "http://") + host
                         : info_.listen_url.substr(0, info_.listen_url.size() - 1);
     job->url = workspace_url(name, info_);
+    job->url_of = [info = info_](const std::string& n) { return workspace_url(n, info); };
     job->snapshots = &snapshots_;
     job->auth = services_.auth;
     job->act = services_.act;

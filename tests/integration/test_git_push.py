@@ -250,13 +250,15 @@ class GitPushTest(unittest.TestCase):
         self.assertEqual(rc, 0, out)
         self.assertIn("remote: =====> blog is running at", out)
         wait_until(lambda: self.page("blog") == (200, "<h1>blog v2</h1>\n"), 20, "the new version served")
-        # Another branch is kept, not deployed.
+        # Another branch is not deployed: it gets a branch preview (GitWorkspaces) beside it.
         self.git("checkout", "-q", "-b", "redesign", cwd=src, check=True)
         self.repo("blog", {"index.html": "<h1>redesign</h1>\n"})
         rc, out = self.git("push", self.remote("blog", self.tokens[("ann", "deploy")]), "redesign", cwd=src)
         self.assertEqual(rc, 0, out)
-        self.assertIn("branch redesign received: kept in the repository (blog deploys main)", out)
+        self.assertIn("Nothing to deploy: blog deploys the branch main, which this push did not change", out)
+        self.assertIn(f"remote: -----> branch redesign: preview at http://127.0.0.1:{self.d.port}/blog--redesign/", out)
         self.assertEqual(self.page("blog"), (200, "<h1>blog v2</h1>\n"))
+        wait_until(lambda: self.page("blog--redesign") == (200, "<h1>redesign</h1>\n"), 30, "the preview served")
         # git clone through the gateway, with a read token.
         dest = os.path.join(self.tmp, "blog-clone")
         rc, out = self.git("clone", "-q", self.remote("blog", self.tokens[("ann", "read")]), dest)
@@ -268,6 +270,13 @@ class GitPushTest(unittest.TestCase):
                            "ls-remote", self.remote("blog"))
         self.assertEqual(rc, 0, out)
         self.assertIn("refs/heads/redesign", out)
+        # Deleting the branch takes its preview away.
+        rc, out = self.git("push", self.remote("blog", self.tokens[("ann", "deploy")]), "--delete", "redesign",
+                           cwd=src)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("remote: -----> branch redesign deleted", out)
+        wait_until(lambda: self.page("blog--redesign")[0] == 404, 30, "the preview gone")
+        self.assertEqual(self.page("blog"), (200, "<h1>blog v2</h1>\n"))
 
     def test_push_to_a_plain_folder_keeps_its_old_files_in_the_trash(self):
         with open(os.path.join(self.d.ws, "static", "index.html")) as f:
