@@ -711,6 +711,11 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
   } else if (!push) {
     return text_response(404, fmt::format("there is no workspace named '{}'", name));
   }
+  if (w && !w->preview_of.empty()) {
+    return text_response(409, fmt::format("'{}' is the branch preview of {}'s branch {}: use "
+                                          "http(s)://HOST/monitor/git/{}.git and that branch",
+                                          name, w->preview_of, w->preview_branch, w->preview_of));
+  }
   if (!push && !fs::exists(repo / "HEAD", ec)) {
     return text_response(404, fmt::format("'{}' has no git repository here yet: it is made by the first push "
                                           "(git push http(s)://HOST/monitor/git/{}.git main)",

@@ -259,6 +259,10 @@ class GitPushTest(unittest.TestCase):
         self.assertIn(f"remote: -----> branch redesign: preview at http://127.0.0.1:{self.d.port}/blog--redesign/", out)
         self.assertEqual(self.page("blog"), (200, "<h1>blog v2</h1>\n"))
         wait_until(lambda: self.page("blog--redesign") == (200, "<h1>redesign</h1>\n"), 30, "the preview served")
+        # The preview is not a repository of its own: pushing to it says where to push.
+        rc, out = self.git("push", self.remote("blog--redesign", self.tokens[("ann", "deploy")]), "redesign", cwd=src)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("remote: 'blog--redesign' is the branch preview of blog's branch redesign", out)
         # git clone through the gateway, with a read token.
         dest = os.path.join(self.tmp, "blog-clone")
         rc, out = self.git("clone", "-q", self.remote("blog", self.tokens[("ann", "read")]), dest)
