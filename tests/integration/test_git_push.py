@@ -437,6 +437,51 @@ class GitPushTest(unittest.TestCase):
         self.assertEqual(self.page("nodeapp"), (200, "hello from node v2\n"))
 
 
+@unittest.skipUnless(GIT and shutil.which("openssl"), "needs the git CLI and openssl")
+class GitPushTlsTest(unittest.TestCase):
+    """The same push through the gateway's TLS listener: the deploy channel does not go
+    through the network, so nothing changes but the scheme of the URL reported."""
+
+    def test_push_over_https(self):
+        from tlsutil import TestCA, TlsDaemon
+        ca = TestCA()
+        tmp = tempfile.mkdtemp(prefix="ck-git-tls-")
+        env = git_env()
+        cert, key, _ = ca.issue("example", "example.test", ["example.test"])
+        d = TlsDaemon(ca, config={"gateway": {"tls": {"cert": cert, "key": key}}})
+        try:
+            d.prepare()
+            d.start()
+            token = admin_token(d)
+            src = os.path.join(tmp, "site")
+            os.makedirs(src)
+            with open(os.path.join(src, "index.html"), "w") as f:
+                f.write("<h1>over tls</h1>\n")
+            for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "tls"]):
+                subprocess.run([GIT, *args], cwd=src, env=env, check=True, capture_output=True)
+            p = subprocess.run([GIT, "-c", f"http.sslCAInfo={ca.cert}",
+                                "-c", f"http.curloptResolve=example.test:{d.port}:127.0.0.1",
+                                "push", f"https://x:{token}@example.test:{d.port}/monitor/git/site.git", "main"],
+                               cwd=src, env=env, capture_output=True, text=True, timeout=120)
+            out = p.stdout + p.stderr
+            self.assertEqual(p.returncode, 0, out)
+            self.assertIn(f"remote: =====> site is running at https://example.test:{d.port}/site/", out)
+            r = d.request("GET", "/site/")
+            self.assertEqual((r.status, r.text()), (200, "<h1>over tls</h1>\n"))
+            res = d.stop()
+            self.assertEqual(res.returncode, 0, res)
+        except BaseException:
+            print(d.diagnostics())
+            raise
+        finally:
+            if d.proc and d.proc.poll() is None:
+                d.kill()
+            d.cleanup()
+            ca.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(env["HOME"], ignore_errors=True)
+
+
 @unittest.skipUnless(GIT and shutil.which("node"), "needs the git CLI and node")
 class GitPushShutdownTest(unittest.TestCase):
     """The daemon stops cleanly (exit 0, every process gone) while a push is deploying: the
