@@ -317,6 +317,8 @@ Result<git::PullResult> GitWorkspaces::pull_now(const std::string& name, const s
       states_[name].error = ok.error().message;
       return ok.error();
     }
+    // A new binding: a token kept for an earlier workspace of this name is not its own.
+    if (db_) (void)db_->set_setting("git.token." + name, "");
   }
   if (why == "sync" && git::is_repository(dir)) {
     // The dashboard's "Pull & push": edits not pushed yet go first; a conflict reported
@@ -517,6 +519,8 @@ Result<git::PullResult> GitWorkspaces::clone_new(const std::string& name, const 
     std::getline(in, was);
     if (fs::exists(dir_keys, ec) && was != owner) fs::remove_all(dir_keys, ec);
   }
+  // A token kept for an earlier workspace of this name is not this one's.
+  if (db_) (void)db_->set_setting("git.token." + name, "");
   git::Credentials creds = credentials(name, remote.url);
   if (!creds.ssh_key.empty()) std::ofstream(keys_dir_ / name / "owner") << owner << "\n";
   if (!token.empty()) creds.token = token;
