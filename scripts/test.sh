@@ -8,12 +8,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_build_deps
 ensure_example_runtimes
-# git: `git http-backend` behind /monitor/git (push to deploy), and the git CLI the git tests
-# drive (the oracle for libgit2 and the real client of the push endpoint).
-ensure_command git git
 # botocore: an independent SigV4 signer; awscli (v2, /usr/bin/aws) and rclone: the real S3 clients
 # the interop tests and bench/s3 compare against.
 ensure_packages python3 python3-botocore awscli rclone
+# git workspaces: the git CLI plays the remote and the other developer (git daemon, bare
+# repositories) and pushes to /monitor/git, which runs `git http-backend`; sshd serves a remote
+# over ssh for the deploy-key test.
+ensure_packages git openssh-server
 # A local S3 stand-in (npm) for the S3 client's tests; a failed install stops the run.
 CK_S3RVER="$(bash "$CK_ROOT/scripts/s3rver.sh")"
 export CK_S3RVER

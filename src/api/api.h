@@ -153,7 +153,7 @@ struct ApiServices {
   /// written or deleted through the files API by `author` (autocommit).
   std::function<nlohmann::json(const std::string& name)> git_status;
   std::function<void(const std::string& name, std::filesystem::path dir, std::string url, std::string branch,
-                     std::string token, std::function<void(Result<void>)> done)>
+                     std::string token, std::string owner, std::function<void(Result<void>)> done)>
       git_clone;
   std::function<Result<std::vector<std::string>>(std::string_view body, std::string_view hub_sig256,
                                                  std::string_view gitea_sig, std::string_view gitlab_token)>

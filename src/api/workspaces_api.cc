@@ -384,7 +384,7 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     fs::remove(tmp, ec);  // the clone makes it
     auto st = std::make_shared<http::ResponseStream>();
     services_.git_clone(
-        name, tmp, git_url, git_branch, git_token,
+        name, tmp, git_url, git_branch, git_token, owner.empty() ? principal : owner,
         [st, tmp, folder, name, is_public, url = workspace_url(name, info_), auth = services_.auth, owner,
          principal, ip = req.client_ip, redacted = git::redact_url(git_url)](Result<void> r) {
           std::error_code ignored;

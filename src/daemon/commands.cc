@@ -182,6 +182,7 @@ int git_init_command(const Config& config, const std::string& name, const std::s
   fs::path tmp = root / fmt::format(".ck-create-{}-git-{}", name, ::getpid());
   EventBus events;
   GitWorkspaces g(root, nullptr, events, config.git);
+  g.set_keys_dir(fs::absolute(config.data, ec) / "git" / "keys");
   auto r = g.clone_new(name, tmp, git::Remote{url, branch}, "");
   if (r.has_error()) return fail_with(r.error().message);
   if (::rename(tmp.c_str(), folder.c_str()) != 0) {

@@ -385,6 +385,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   MonitorOptions mopts = monitor_options(config);
   if (!s3) {
     git = std::make_unique<GitWorkspaces>(ws_root, db.get(), events, config.git);
+    git->set_keys_dir(data / "git" / "keys");
     // A branch preview belongs to whoever owns its workspace (and is private when it is).
     git->on_preview = [&auth_service](const std::string& preview, const std::string& workspace, bool added) {
       auto owner = auth_service.workspace_owner(workspace);
@@ -579,8 +580,9 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     GitWorkspaces* g = git.get();
     services.git_status = [g](const std::string& name) { return g->status(name); };
     services.git_clone = [g](const std::string& name, fs::path dir, std::string url, std::string branch,
-                             std::string token, std::function<void(Result<void>)> done) {
+                             std::string token, std::string owner, std::function<void(Result<void>)> done) {
       g->clone(name, std::move(dir), git::Remote{std::move(url), std::move(branch)}, std::move(token),
+               std::move(owner),
                [done = std::move(done)](Result<git::PullResult> r) {
                  if (r.has_error()) return done(r.error());
                  done(outcome::success());

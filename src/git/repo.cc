@@ -1,5 +1,7 @@
 #include "git/repo.h"
 
+#include "git/keys.h"
+
 #include <git2.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <system_error>
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
 
 namespace ck::git {
 namespace fs = std::filesystem;
@@ -76,9 +79,11 @@ struct Context {
   const Credentials* creds = nullptr;
   bool auth_refused = false;
   std::string rejected;  // a push: the remote's reason for refusing the reference
+  std::string host_key_error;  // ssh: the host key is not the pinned one
 };
 
 Error git_failure(int rc, const Context& ctx) {
+  if (!ctx.host_key_error.empty()) return make_error(Errc::forbidden, ctx.doing + ": " + ctx.host_key_error);
   const git_error* e = git_error_last();
   std::string detail = e && e->message ? e->message : fmt::format("libgit2 error {}", rc);
   if (!ctx.url.empty()) replace_all(detail, ctx.url, redact_url(ctx.url));
@@ -135,9 +140,34 @@ int credential_cb(git_credential** out, const char* /*url*/, const char* user_fr
   return GIT_PASSTHROUGH;
 }
 
+// ssh: the host key must be the one pinned for that host (pinned on first contact); TLS
+// certificates are left to libgit2's own verification.
+int certificate_cb(git_cert* cert, int /*valid*/, const char* host, void* payload) {
+  auto* ctx = static_cast<Context*>(payload);
+  if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2 || !ctx->creds || ctx->creds->known_hosts.empty()) {
+    return GIT_PASSTHROUGH;
+  }
+  auto* key = reinterpret_cast<git_cert_hostkey*>(cert);
+  if (!(key->type & GIT_CERT_SSH_SHA256)) {
+    ctx->host_key_error = "the ssh server gave no SHA-256 host key fingerprint to check";
+    return GIT_ECERTIFICATE;
+  }
+  unsigned char b64[64];
+  int n = EVP_EncodeBlock(b64, key->hash_sha256, 32);
+  std::string fp = "SHA256:" + std::string(reinterpret_cast<char*>(b64), static_cast<std::size_t>(n));
+  while (!fp.empty() && fp.back() == '=') fp.pop_back();
+  auto ok = check_host_key(ctx->creds->known_hosts, host ? host : "", fp);
+  if (ok.has_error()) {
+    ctx->host_key_error = ok.error().message;
+    return GIT_ECERTIFICATE;
+  }
+  return 0;
+}
+
 git_remote_callbacks callbacks_for(Context& ctx) {
   git_remote_callbacks cb = GIT_REMOTE_CALLBACKS_INIT;
   cb.credentials = credential_cb;
+  cb.certificate_check = certificate_cb;
   cb.payload = &ctx;
   return cb;
 }
@@ -355,8 +385,24 @@ std::string redact_url(std::string_view url) {
   auto at = authority.rfind('@');
   if (at == std::string_view::npos) return std::string(url);
   std::string out(url.substr(0, host_start));
+  // ssh logs in as the URL's user, which is no secret (git@host); a password never stays.
+  // Elsewhere the user part is often the token itself (https://<token>@host): it goes.
+  std::string_view scheme_name = url.substr(0, scheme);
+  if (scheme_name == "ssh" || scheme_name == "ssh+git" || scheme_name == "git+ssh") {
+    auto user = authority.substr(0, at);
+    out += user.substr(0, user.find(':'));
+    out += '@';
+  }
   out += url.substr(host_start + at + 1);
   return out;
+}
+
+std::string remote_url(const fs::path& dir) {
+  auto repo = open_repo(dir);
+  if (repo.has_error()) return "";
+  std::string url;
+  if (origin(repo.value().get(), &url).has_error()) return "";
+  return url;
 }
 
 Result<void> check_url(std::string_view url, bool allow_local) {

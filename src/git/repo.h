@@ -25,6 +25,9 @@ struct Credentials {
   std::string username;
   std::string token;
   std::filesystem::path ssh_key;
+  /// ssh: where the server's host key is pinned on first contact (git/keys.h); empty: not
+  /// checked (libgit2 1.5 checks none by itself).
+  std::filesystem::path known_hosts;
 };
 
 /// What a workspace follows: workspace.json "git": {"url", "branch"}. An empty branch means
@@ -34,9 +37,13 @@ struct Remote {
   std::string branch;
 };
 
-/// The URL without a user name, password or token ("https://tok@host/x" -> "https://host/x").
-/// Pure.
+/// The URL without a password or token ("https://tok@host/x" -> "https://host/x"; an ssh URL
+/// keeps its user: "ssh://git:pw@host/x" -> "ssh://git@host/x"). Pure.
 std::string redact_url(std::string_view url);
+
+/// The URL of `dir`'s remote "origin" as configured ("" when there is none). Never log it
+/// without redact_url().
+std::string remote_url(const std::filesystem::path& dir);
 
 /// Refuses a remote URL CloudyKnight must not follow: empty, over 2 KiB, control characters,
 /// a scheme other than https, http, ssh, git or file (and scp-like "user@host:path"), or

@@ -11,6 +11,7 @@
 #include "auth/crypto.h"
 #include "core/log.h"
 #include "core/names.h"
+#include "git/keys.h"
 #include "workspace/workspace.h"
 
 namespace ck {
@@ -264,9 +265,8 @@ std::optional<git::Remote> GitWorkspaces::binding(const std::string& name) const
       r = *declared;
     } else {
       // The origin the repository has (credentials never stored in it by CloudyKnight).
-      auto repo_status = git::status(dir);
-      if (repo_status.has_error() || repo_status.value().url.empty()) return std::nullopt;
-      r.url = repo_status.value().url;
+      r.url = git::remote_url(dir);
+      if (r.url.empty()) return std::nullopt;
       if (declared) r.branch = declared->branch;
     }
     return r;
@@ -275,10 +275,21 @@ std::optional<git::Remote> GitWorkspaces::binding(const std::string& name) const
   return std::nullopt;
 }
 
-git::Credentials GitWorkspaces::credentials(const std::string& name) const {
+git::Credentials GitWorkspaces::credentials(const std::string& name, const std::string& url) const {
   git::Credentials c;
   c.username = opts_.username;
   c.token = opts_.token;
+  if (!keys_dir_.empty() && git::is_ssh_url(url)) {
+    fs::path dir = keys_dir_ / name;
+    auto key = git::ensure_deploy_key(dir, "cloudyknight-" + name);
+    if (key.has_value()) {
+      c.ssh_key = dir / "id_ecdsa";
+      c.known_hosts = dir / "known_hosts";
+      c.username.clear();  // the URL's user (git@...) is the one ssh logs in as
+    } else {
+      logger()->warn("[ws={}] no deploy key: {}", name, key.error().message);
+    }
+  }
   if (db_) {
     auto t = db_->setting("git.token." + name);
     if (t.has_value() && t.value() && !t.value()->empty()) c.token = *t.value();
@@ -306,6 +317,8 @@ Result<git::PullResult> GitWorkspaces::pull_now(const std::string& name, const s
       states_[name].error = ok.error().message;
       return ok.error();
     }
+    // A new binding: a token kept for an earlier workspace of this name is not its own.
+    if (db_) (void)db_->set_setting("git.token." + name, "");
   }
   if (why == "sync" && git::is_repository(dir)) {
     // The dashboard's "Pull & push": edits not pushed yet go first; a conflict reported
@@ -325,13 +338,13 @@ Result<git::PullResult> GitWorkspaces::pull_now(const std::string& name, const s
     std::lock_guard lock(mutex_);
     states_[name].busy = "pulling";
   }
-  auto r = git::pull(dir, *remote, credentials(name));
+  auto r = git::pull(dir, *remote, credentials(name, remote->url));
   if (r.has_error() && r.error().code == Errc::conflict) {
     // Local commits the remote lacks (an earlier push failed): pushing rebases them.
     auto st = git::status(dir);
     if (st.has_value() && st.value().ahead > 0) {
       commit_and_push(name);
-      r = git::pull(dir, *remote, credentials(name));
+      r = git::pull(dir, *remote, credentials(name, remote->url));
     }
   }
   {
@@ -487,7 +500,8 @@ void GitWorkspaces::prune_orphan_previews() {
 }
 
 Result<git::PullResult> GitWorkspaces::clone_new(const std::string& name, const fs::path& dir,
-                                                  const git::Remote& remote, const std::string& token) {
+                                                  const git::Remote& remote, const std::string& token,
+                                                  const std::string& owner) {
   BOOST_OUTCOME_TRY(git::check_url(remote.url, opts_.allow_local_remotes));
   if (!remote.branch.empty()) {
     BOOST_OUTCOME_TRY(git::check_branch(remote.branch));
@@ -496,11 +510,29 @@ Result<git::PullResult> GitWorkspaces::clone_new(const std::string& name, const 
   if (fs::exists(dir, ec) && !fs::is_empty(dir, ec)) {
     return fail(Errc::already_exists, dir.string() + " already holds files");
   }
-  git::Credentials creds = credentials(name);
+  if (!keys_dir_.empty() && git::is_ssh_url(remote.url)) {
+    // A key pair left by someone else's attempt at this name is theirs (it may be on their
+    // repository): start afresh.
+    fs::path dir_keys = keys_dir_ / name;
+    std::ifstream in(dir_keys / "owner");
+    std::string was;
+    std::getline(in, was);
+    if (fs::exists(dir_keys, ec) && was != owner) fs::remove_all(dir_keys, ec);
+  }
+  // A token kept for an earlier workspace of this name is not this one's.
+  if (db_) (void)db_->set_setting("git.token." + name, "");
+  git::Credentials creds = credentials(name, remote.url);
+  if (!creds.ssh_key.empty()) std::ofstream(keys_dir_ / name / "owner") << owner << "\n";
   if (!token.empty()) creds.token = token;
   auto r = git::pull(dir, remote, creds);
   if (r.has_error()) {
     fs::remove_all(dir, ec);
+    if (r.error().code == Errc::unauthenticated && !creds.ssh_key.empty()) {
+      // The first clone of a private ssh repository: say which key to add.
+      return fail(Errc::unauthenticated, r.error().message + ". Add this deploy key to the repository (read "
+                                         "access; write access for pushes of edits), then try again: " +
+                                         git::deploy_key(creds.ssh_key.parent_path()));
+    }
     return r.error();
   }
   if (!token.empty() && db_) {
@@ -516,9 +548,9 @@ Result<git::PullResult> GitWorkspaces::clone_new(const std::string& name, const 
 }
 
 void GitWorkspaces::clone(const std::string& name, fs::path dir, git::Remote remote, std::string token,
-                          std::function<void(Result<git::PullResult>)> done) {
+                          std::string owner, std::function<void(Result<git::PullResult>)> done) {
   post([this, name, dir = std::move(dir), remote = std::move(remote), token = std::move(token),
-        done = std::move(done)] { done(clone_new(name, dir, remote, token)); });
+        owner = std::move(owner), done = std::move(done)] { done(clone_new(name, dir, remote, token, owner)); });
 }
 
 void GitWorkspaces::saved(const std::string& name, git::Author author, std::string what) {
@@ -572,7 +604,10 @@ void GitWorkspaces::commit_and_push(const std::string& name) {
   Result<git::PushResult> p = git::PushResult{};
   if (c.has_value()) {
     auto st = git::status(dir);
-    if (c.value() || (st.has_value() && st.value().ahead > 0)) p = git::push(dir, credentials(name));
+    if (c.value() || (st.has_value() && st.value().ahead > 0)) {
+      auto remote = binding(name);
+      p = git::push(dir, credentials(name, remote ? remote->url : ""));
+    }
   }
   std::lock_guard lock(mutex_);
   State& st = states_[name];
@@ -634,6 +669,7 @@ json GitWorkspaces::status(const std::string& name) {
   out["last_push"] = st.last_push_ms ? json(st.last_push_ms) : json(nullptr);
   out["error"] = st.error.empty() ? json(nullptr) : json(st.error);
   if (!st.previews_refused.empty()) out["previews_refused"] = st.previews_refused;
+  if (!keys_dir_.empty() && git::is_ssh_url(remote->url)) out["deploy_key"] = git::deploy_key(keys_dir_ / name);
   if (!conflict.empty()) {
     out["sync"] = "conflict";
     out["conflict_branch"] = conflict;

@@ -83,12 +83,15 @@ class GitWorkspaces {
   /// POST /workspaces {"git"} and `ws git-init`: checks the URL (local ones only with
   /// git.allow_local_remotes), stores `token` for the workspace (when given) and clones.
   /// Blocking; on failure nothing is left at `dir` and no token is kept.
+  /// `owner`: who creates it; an ssh deploy key made for the same name by someone else (an
+  /// earlier attempt) is never handed on: a new one is made.
   Result<git::PullResult> clone_new(const std::string& name, const std::filesystem::path& dir,
-                                    const git::Remote& remote, const std::string& token);
+                                    const git::Remote& remote, const std::string& token,
+                                    const std::string& owner = "operator");
 
   /// clone_new() on the worker; `done` runs there.
   void clone(const std::string& name, std::filesystem::path dir, git::Remote remote, std::string token,
-             std::function<void(Result<git::PullResult>)> done);
+             std::string owner, std::function<void(Result<git::PullResult>)> done);
 
   /// A file of `name` was written or deleted through CloudyKnight by `author`: with
   /// git.autocommit on-save, commits and pushes it shortly (edits within a second are one
@@ -105,10 +108,15 @@ class GitWorkspaces {
   Result<std::vector<std::string>> webhook(std::string_view body, std::string_view hub_sig256,
                                            std::string_view gitea_sig, std::string_view gitlab_token);
 
-  /// Credentials for `name`'s remote.
-  git::Credentials credentials(const std::string& name) const;
+  /// Credentials for `name`'s remote (`url`: the remote's, to tell an ssh one; its deploy key
+  /// is made on first use).
+  git::Credentials credentials(const std::string& name, const std::string& url = "") const;
 
   const GitConfig& options() const { return opts_; }
+
+  /// Where each workspace's deploy key and pinned host keys live (DATA/git/keys/<name>);
+  /// empty: ssh remotes get no key. Set before start().
+  void set_keys_dir(std::filesystem::path dir) { keys_dir_ = std::move(dir); }
 
   /// Told (on the worker) when a branch preview `preview` of `workspace` was made (true) or
   /// removed (false): the daemon gives it its workspace's owner. Set before start().
@@ -140,6 +148,7 @@ class GitWorkspaces {
   void event(const std::string& name, nlohmann::json data);
 
   std::filesystem::path root_;
+  std::filesystem::path keys_dir_;
   StateDb* db_;
   EventBus& events_;
   GitConfig opts_;

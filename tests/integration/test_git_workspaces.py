@@ -295,7 +295,73 @@ class GitWorkspacesTest(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.d.ws, preview)))
         self.assertNotIn("previews", self.api("GET", "/workspaces/pv").json())
 
-    # -- 8. a git:// remote over the network (git daemon on loopback) ------------------------
+    # -- 8. an ssh remote: a deploy key of the workspace's own, the host key pinned -------------
+    def test_i_an_ssh_remote_with_a_deploy_key_and_a_pinned_host_key(self):
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        if not os.path.exists(sshd):
+            self.fail("sshd is missing: scripts/test.sh installs openssh-server")
+        base = os.path.join(self.tmp, "ssh")
+        os.makedirs(base)
+        remote = Remote(base, "viassh", {"index.html": "over ssh\n"})
+        authorized = os.path.join(base, "authorized_keys")
+        open(authorized, "w").close()
+        os.chmod(authorized, 0o600)
+        os.makedirs("/run/sshd", exist_ok=True)
+
+        def start_sshd(port, host_key):
+            if not os.path.exists(host_key):
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key], check=True)
+            cfg = os.path.join(base, f"sshd-{port}.conf")
+            with open(cfg, "w") as f:
+                f.write(f"ListenAddress 127.0.0.1\nPort {port}\nHostKey {host_key}\n"
+                        f"AuthorizedKeysFile {authorized}\nPermitRootLogin prohibit-password\n"
+                        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+                        f"StrictModes no\nPidFile {base}/sshd-{port}.pid\n")
+            with open(os.path.join(base, f"sshd-{port}.log"), "wb") as log:
+                proc = subprocess.Popen([sshd, "-D", "-e", "-f", cfg], stdout=subprocess.DEVNULL, stderr=log)
+            wait_until(lambda: subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"],
+                                              capture_output=True).returncode == 0, 10, "sshd listens")
+            return proc
+
+        port = free_port()
+        proc = start_sshd(port, os.path.join(base, "host_key"))
+        try:
+            url = f"ssh://root@127.0.0.1:{port}{remote.bare}"
+            # Not authorized yet: refused, and the answer names the key to add.
+            r = self.api("POST", "/workspaces", {"name": "viassh", "git": {"url": url}})
+            self.assertEqual(r.status, 401, r.text())
+            msg = r.json()["error"]["message"]
+            self.assertIn("deploy key", msg)
+            key = msg[msg.index("ecdsa-sha2-nistp256"):].strip()
+            self.assertFalse(os.path.exists(os.path.join(self.d.ws, "viassh")))
+            with open(authorized, "w") as f:
+                f.write(key + "\n")
+            # The same key on the retry, and now it clones.
+            self.create("viassh", url)
+            wait_until(lambda: "over ssh" in self.page("/viassh/"), 20, "viassh serves its page")
+            st = self.git_status("viassh")
+            self.assertEqual(st["deploy_key"], key)
+            remote.commit({"index.html": "over ssh 2\n"})
+            self.assertEqual(self.api("POST", "/workspaces/viassh/sync").status, 200)
+            wait_until(lambda: "over ssh 2" in self.page("/viassh/"), 20, "viassh pulled over ssh")
+            keydir = os.path.join(self.d.data, "git", "keys", "viassh")
+            self.assertEqual(os.stat(os.path.join(keydir, "id_ecdsa")).st_mode & 0o777, 0o600)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+        # The same address with another host key: a man in the middle, as far as we can tell.
+        proc = start_sshd(port, os.path.join(base, "other_host_key"))
+        try:
+            remote.commit({"index.html": "over ssh 3\n"})
+            r = self.api("POST", "/workspaces/viassh/sync")
+            self.assertEqual(r.status, 403, r.text())
+            self.assertIn("host key", r.json()["error"]["message"])
+            self.assertIn("over ssh 2", self.page("/viassh/"))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    # -- 9. a git:// remote over the network (git daemon on loopback) ------------------------
     def test_g_a_git_protocol_remote(self):
         port = free_port()
         base = os.path.join(self.tmp, "served")

@@ -266,6 +266,9 @@ TEST(GitUrl, RedactsCredentials) {
   EXPECT_EQ(redact_url("https://tok:secret@host.test/a/b.git"), "https://host.test/a/b.git");
   EXPECT_EQ(redact_url("https://host.test/a@b.git"), "https://host.test/a@b.git");
   EXPECT_EQ(redact_url("git@host.test:a/b.git"), "git@host.test:a/b.git");
+  EXPECT_EQ(redact_url("ssh://git:pw@host.test:22/a.git"), "ssh://git@host.test:22/a.git");
+  EXPECT_EQ(redact_url("ssh://git@host.test/a.git"), "ssh://git@host.test/a.git");
+  EXPECT_EQ(redact_url("http://user:tok@host.test/a.git"), "http://host.test/a.git");
 }
 
 TEST(GitUrl, ChecksSchemesAndRefusesOptionsInDisguise) {

@@ -164,6 +164,37 @@ TEST_F(GitWorkspacesTest, EditsAreCommittedAsTheirAuthorAndPushed) {
   g.stop();
 }
 
+TEST_F(GitWorkspacesTest, IntervalAutocommitGathersEditsUntilTheNextTickAndOffCommitsNothing) {
+  cfg_.autocommit = "interval";
+  cfg_.autocommit_interval = std::chrono::milliseconds(700);
+  {
+    GitWorkspaces g(root_, nullptr, events_, cfg_);
+    ASSERT_TRUE(g.clone_new("blog", root_ / "blog", {remote_.string(), ""}, "").has_value());
+    g.start();
+    for (int i = 0; i < 3; ++i) {
+      write(root_ / "blog" / ("f" + std::to_string(i) + ".txt"), "x\n");
+      g.saved("blog", {"Ann", "ann@test"}, "f" + std::to_string(i) + ".txt");
+    }
+    std::string log;
+    for (int i = 0; i < 100 && log.rfind("Ann:", 0) != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      log = sh(remote_, "git log -1 --format=%an:%s main");
+    }
+    EXPECT_EQ(log, "Ann:Edit f0.txt and 2 more through CloudyKnight");
+    EXPECT_EQ(sh(remote_, "git rev-list --count main"), "2") << "three saves, one commit";
+    g.stop();
+  }
+  cfg_.autocommit = "off";
+  GitWorkspaces off(root_, nullptr, events_, cfg_);
+  off.start();
+  write(root_ / "blog" / "late.txt", "x\n");
+  off.saved("blog", {"Ann", "ann@test"}, "late.txt");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(sh(remote_, "git rev-list --count main"), "2");
+  EXPECT_TRUE(off.status("blog")["dirty"].get<bool>());
+  off.stop();
+}
+
 TEST_F(GitWorkspacesTest, AWebhookPullsTheWorkspacesThatFollowThatRepository) {
   GitWorkspaces g(root_, nullptr, events_, cfg_);
   ASSERT_TRUE(g.clone_new("blog", root_ / "blog", {remote_.string(), ""}, "").has_value());
