@@ -150,38 +150,48 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
   rest.remove_prefix(kGitPrefix.size());
   auto what = git::classify_git_path(req.method, rest, req.query);
   if (!what) {
-    return text_response(404, "CloudyKnight serves git's smart HTTP protocol here only: clone or push "
-                               "http(s)://HOST/monitor/git/NAME.git");
+    return text_response(404,
+                         "CloudyKnight serves git's smart HTTP protocol here only: clone or push "
+                         "http(s)://HOST/monitor/git/NAME.git");
   }
   const std::string& name = what->name;
   if (auto v = validate_workspace_name(name); v.has_error()) {
-    return text_response(400, fmt::format("'{}' cannot be a workspace: {}", name, v.error().message));
+    return text_response(400,
+                         fmt::format("'{}' cannot be a workspace: {}", name, v.error().message));
   }
   if (gp.repos.empty() || !services_.auth) {
-    return text_response(503, "this control plane does not serve git repositories (it needs folder storage "
-                              "and Debian's git package: apt-get install git, then restart it)");
+    return text_response(
+        503,
+        "this control plane does not serve git repositories (it needs folder storage "
+        "and Debian's git package: apt-get install git, then restart it)");
   }
   const bool push = what->service == git::GitService::receive_pack;
   // Credentials: a token (Basic password or Bearer). git asks for them after the 401.
   auto token = git::token_of_authorization(req.header("Authorization"));
   if (!token) {
-    return unauthorized("CloudyKnight needs an API token: give it as the password (any user name), e.g. "
-                        "with a credential helper or https://x:TOKEN@HOST/monitor/git/" + name + ".git");
+    return unauthorized(
+        "CloudyKnight needs an API token: give it as the password (any user name), e.g. "
+        "with a credential helper or https://x:TOKEN@HOST/monitor/git/" +
+        name + ".git");
   }
   auto who = services_.auth->verify_token(*token);
-  if (who.has_error()) return unauthorized("that API token is not valid (expired, revoked or mistyped)");
+  if (who.has_error())
+    return unauthorized("that API token is not valid (expired, revoked or mistyped)");
   const auth::Principal& p = who.value();
   const auth::Scope scope = push ? auth::Scope::deploy : auth::Scope::read;
   if (!p.scopes.has(scope)) {
-    return text_response(403, fmt::format("{} may not {}: it needs the '{}' scope (it has {})", p.label(),
-                                          push ? "push" : "fetch", auth::scope_name(scope), p.scopes.str()));
+    return text_response(
+        403, fmt::format("{} may not {}: it needs the '{}' scope (it has {})", p.label(),
+                         push ? "push" : "fetch", auth::scope_name(scope), p.scopes.str()));
   }
   const fs::path repo = gp.repos / (name + ".git");
-  const fs::path trash = services_.trash_dir.empty() ? gp.repos.parent_path() / "trash" : services_.trash_dir;
+  const fs::path trash =
+      services_.trash_dir.empty() ? gp.repos.parent_path() / "trash" : services_.trash_dir;
   const fs::path folder = services_.workspaces_root / name;
   std::error_code ec;
   const WorkspaceView* w = snap.find(name);
-  const bool folder_exists = !services_.workspaces_root.empty() && fs::exists(fs::symlink_status(folder, ec));
+  const bool folder_exists =
+      !services_.workspaces_root.empty() && fs::exists(fs::symlink_status(folder, ec));
   if (w || folder_exists) {
     auto d = decide(&p, name, w, push ? auth::Access::act : auth::Access::see);
     if (d == auth::Decision::forbidden) {
@@ -189,9 +199,10 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
     }
     if (d != auth::Decision::allowed) {
       if (!push) return text_response(404, fmt::format("there is no workspace named '{}'", name));
-      return text_response(409, fmt::format("a workspace named '{}' already exists and {} may not push to it; "
-                                            "push to another name",
-                                            name, p.label()));
+      return text_response(
+          409, fmt::format("a workspace named '{}' already exists and {} may not push to it; "
+                           "push to another name",
+                           name, p.label()));
     }
   } else if (!push) {
     return text_response(404, fmt::format("there is no workspace named '{}'", name));
@@ -202,24 +213,28 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
                                           name, w->preview_of, w->preview_branch, w->preview_of));
   }
   if (!push && !fs::exists(repo / "HEAD", ec)) {
-    return text_response(404, fmt::format("'{}' has no git repository here yet: it is made by the first push "
-                                          "(git push http(s)://HOST/monitor/git/{}.git main)",
-                                          name, name));
+    return text_response(
+        404, fmt::format("'{}' has no git repository here yet: it is made by the first push "
+                         "(git push http(s)://HOST/monitor/git/{}.git main)",
+                         name, name));
   }
   if (push) {
     if (!services_.dir_storage || services_.workspaces_root.empty()) {
-      return text_response(409, "git push to deploy needs folder storage (storage.kind: dir); with S3 storage, "
-                                "upload with `cloudyknight workspace upload`");
+      return text_response(
+          409,
+          "git push to deploy needs folder storage (storage.kind: dir); with S3 storage, "
+          "upload with `cloudyknight workspace upload`");
     }
     if (folder_exists) {
       if (auto other = api::follows_elsewhere(folder, repo); !other.empty()) {
-        return text_response(409, fmt::format("'{}' follows {}: push there instead, and CloudyKnight pulls it "
-                                              "(POST /monitor/api/v1/workspaces/{}/sync, or a push webhook)",
-                                              name, other, name));
+        return text_response(
+            409, fmt::format("'{}' follows {}: push there instead, and CloudyKnight pulls it "
+                             "(POST /monitor/api/v1/workspaces/{}/sync, or a push webhook)",
+                             name, other, name));
       }
     }
-    if (!folder_exists && what->advertisement && fs::exists(repo / "HEAD", ec) && git::has_refs(repo) &&
-        !git_pushes_->pushing(name)) {
+    if (!folder_exists && what->advertisement && fs::exists(repo / "HEAD", ec) &&
+        git::has_refs(repo) && !git_pushes_->pushing(name)) {
       // The repository of a workspace that was deleted: whoever takes the name next must not
       // be able to fetch its history. It goes to the trash with the workspace.
       fs::create_directories(trash, ec);
@@ -229,10 +244,11 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
       }
       if (auto moved = api::move_folder(repo, dest); moved.has_error()) {
         logger()->error("[ws={}] {}", name, moved.error().message);
-        return text_response(500, "cannot set the previous repository of '" + name + "' aside: " +
-                                      moved.error().message);
+        return text_response(500, "cannot set the previous repository of '" + name +
+                                      "' aside: " + moved.error().message);
       }
-      logger()->info("[ws={}] its workspace is gone: moved the old push repository to {}", name, dest.string());
+      logger()->info("[ws={}] its workspace is gone: moved the old push repository to {}", name,
+                     dest.string());
     }
     if (auto made = git::ensure_push_repo(repo, gp.hook_exe); made.has_error()) {
       logger()->error("[ws={}] {}", name, made.error().message);
@@ -258,16 +274,19 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
   git::EnvPairs extra;
   if (deploys) {
     if (!git_pushes_->lock_name(name)) {
-      return text_response(409, fmt::format("a push to '{}' is deploying now; push again when it has finished", name));
+      return text_response(
+          409,
+          fmt::format("a push to '{}' is deploying now; push again when it has finished", name));
     }
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sock) != 0) {
       git_pushes_->unlock_name(name);
-      return text_response(500, fmt::format("cannot make the deploy channel: {}", std::strerror(errno)));
+      return text_response(500,
+                           fmt::format("cannot make the deploy channel: {}", std::strerror(errno)));
     }
     extra.emplace_back(std::string(git::kHookFdVar), std::to_string(git::kHookFd));
-    (void)services_.auth->audit(p.label(), "workspace.push", name,
-                                json{{"created", !folder_exists}, {"bytes", req.body.size()}}.dump(),
-                                req.client_ip);
+    (void)services_.auth->audit(
+        p.label(), "workspace.push", name,
+        json{{"created", !folder_exists}, {"bytes", req.body.size()}}.dump(), req.client_ip);
   }
   git::CgiRun run;
   run.argv = {gp.git, "http-backend"};
@@ -314,13 +333,17 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
     std::thread deployer;
     if (job) deployer = std::thread([job = *job, deploy_fd] { api::deploy_push(job, deploy_fd); });
     git::CgiSink sink;
-    sink.head = [&](git::CgiHead h) { st->begin(h.status, std::move(h.content_type), std::move(h.headers)); };
+    sink.head = [&](git::CgiHead h) {
+      st->begin(h.status, std::move(h.content_type), std::move(h.headers));
+    };
     sink.body = [&](std::string_view bytes) { return st->write(bytes); };
     sink.ready = [&] { return st->pending_bytes() < kMaxPendingOut; };
     sink.cancelled = [&] { return st->cancelled() || pushes->stopping(); };
     auto outcome = git::run_cgi(std::move(run), sink);
     if (!outcome.head_sent) {
-      std::string why = !outcome.error.empty() ? outcome.error : outcome.timed_out ? "it took too long" : "no answer";
+      std::string why = !outcome.error.empty() ? outcome.error
+                        : outcome.timed_out    ? "it took too long"
+                                               : "no answer";
       logger()->warn("[ws={}] git http-backend: {}{}", name, why,
                      outcome.stderr_tail.empty() ? "" : " (stderr: " + outcome.stderr_tail + ")");
       st->respond(502, "text/plain; charset=utf-8", "git http-backend failed: " + why + "\n");

@@ -56,7 +56,9 @@ git::Remote declared_git(const fs::path& dir) {
   git::Remote r;
   std::error_code ec;
   fs::path file = dir / "workspace.json";
-  if (fs::is_symlink(file, ec) || !fs::is_regular_file(file, ec) || fs::file_size(file, ec) > (1u << 20)) return r;
+  if (fs::is_symlink(file, ec) || !fs::is_regular_file(file, ec) ||
+      fs::file_size(file, ec) > (1u << 20))
+    return r;
   std::ifstream in(file, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
@@ -78,7 +80,6 @@ bool send_all(int fd, std::string_view bytes) {
   return true;
 }
 
-
 // Writes a deploy's report to the hook (Dokku's style: "-----> " steps, indented log lines,
 // "!!!    " problems). Stops writing once the hook is gone; the deploy itself goes on.
 class Report {
@@ -92,7 +93,8 @@ class Report {
     std::size_t start = 0;
     while (start < text.size()) {
       auto nl = text.find('\n', start);
-      std::string_view l = text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
+      std::string_view l =
+          text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
       out += "       ";
       out += l;
       out += '\n';
@@ -193,7 +195,8 @@ std::optional<T> wait_for(const std::function<void(std::function<void(T)>)>& sta
 }
 
 // The branch the workspace deploys, and whether the repository's HEAD was just set to it.
-std::string followed_branch(const DeployJob& job, const std::vector<git::RefUpdate>& updates, Report& out) {
+std::string followed_branch(const DeployJob& job, const std::vector<git::RefUpdate>& updates,
+                            Report& out) {
   fs::path dir = job.root / job.name;
   auto declared = declared_git(dir);
   if (!declared.branch.empty()) return declared.branch;
@@ -202,7 +205,8 @@ std::string followed_branch(const DeployJob& job, const std::vector<git::RefUpda
     if (st.has_value() && !st.value().branch.empty()) return st.value().branch;
   }
   auto head = git::head_branch(job.repo);
-  if (head.has_value() && !head.value().empty() && git::has_branch(job.repo, head.value())) return head.value();
+  if (head.has_value() && !head.value().empty() && git::has_branch(job.repo, head.value()))
+    return head.value();
   // The repository's first branch: main when it was pushed, else master, else the first one.
   std::string pick;
   for (const char* preferred : {"main", "master"}) {
@@ -237,23 +241,25 @@ bool update_folder(const DeployJob& job, const std::string& branch, bool forced,
     // It follows this repository already (anything else was refused before the push).
     Result<void> pulled = outcome::success();
     if (job.pull) {
-      std::function<void(std::function<void(Result<void>)>)> start = [&](std::function<void(Result<void>)> done) {
-        job.pull(job.name, std::move(done));
-      };
+      std::function<void(std::function<void(Result<void>)>)> start =
+          [&](std::function<void(Result<void>)> done) { job.pull(job.name, std::move(done)); };
       auto r = wait_for<Result<void>>(start, std::chrono::minutes(5), *job.stopping);
-      pulled = r ? std::move(*r) : Result<void>(fail(Errc::timeout, "the pull did not finish within 5 min"));
+      pulled = r ? std::move(*r)
+                 : Result<void>(fail(Errc::timeout, "the pull did not finish within 5 min"));
     } else {
       auto r = git::pull(dir, remote, git::Credentials{});
       if (r.has_error()) {
         pulled = r.error();
       } else if (r.value().updated) {
-        out.step(fmt::format("Updated the workspace folder: {} file(s) changed", r.value().changed.size()));
+        out.step(fmt::format("Updated the workspace folder: {} file(s) changed",
+                             r.value().changed.size()));
       }
     }
     if (!pulled.has_error()) return true;
     if (pulled.error().code != Errc::conflict) {
       out.problem(fmt::format("cannot bring {} up to date: {}", job.name, pulled.error().message));
-      out.problem("the push is kept in the repository; fix the folder (or move it away) and push again");
+      out.problem(
+          "the push is kept in the repository; fix the folder (or move it away) and push again");
       return false;
     }
     // Not a fast-forward (a forced push, or the folder has commits or edits of its own): the
@@ -262,7 +268,8 @@ bool update_folder(const DeployJob& job, const std::string& branch, bool forced,
   }
   // A fresh clone beside the folder (a dot folder: the monitor ignores it), renamed into place.
   static std::atomic<unsigned> counter{0};
-  fs::path tmp = job.root / fmt::format(".ck-push-{}-{}-{}", job.name, ::getpid(), counter.fetch_add(1));
+  fs::path tmp =
+      job.root / fmt::format(".ck-push-{}-{}-{}", job.name, ::getpid(), counter.fetch_add(1));
   fs::remove_all(tmp, ec);
   auto cloned = git::pull(tmp, remote, git::Credentials{});
   if (cloned.has_error()) {
@@ -279,22 +286,27 @@ bool update_folder(const DeployJob& job, const std::string& branch, bool forced,
     }
     if (auto moved = move_folder(dir, trashed); moved.has_error()) {
       fs::remove_all(tmp, ec);
-      out.problem(fmt::format("cannot move the folder's current files aside: {}; nothing was changed", moved.error().message));
+      out.problem(
+          fmt::format("cannot move the folder's current files aside: {}; nothing was changed",
+                      moved.error().message));
       return false;
     }
     if (replacing) {
-      out.step(fmt::format("The push does not fast-forward {}'s folder (a forced push, or changes made there): "
-                           "the folder as it was, its commits and edits included, was moved to {}",
-                           job.name, trashed.string()));
+      out.step(fmt::format(
+          "The push does not fast-forward {}'s folder (a forced push, or changes made there): "
+          "the folder as it was, its commits and edits included, was moved to {}",
+          job.name, trashed.string()));
     } else {
-      out.step(fmt::format("{} was a plain folder: its previous files were moved to {} (nothing was deleted)",
-                           job.name, trashed.string()));
+      out.step(fmt::format(
+          "{} was a plain folder: its previous files were moved to {} (nothing was deleted)",
+          job.name, trashed.string()));
     }
   } else {
     // A new workspace: its pusher's user owns it from the start (a private one opens for them).
     WorkspaceSpec spec = detect_workspace(job.name, tmp);
     if (job.auth && !job.owner.empty()) {
-      if (auto o = job.auth->set_workspace_owner(job.name, job.owner, spec.is_public); o.has_error()) {
+      if (auto o = job.auth->set_workspace_owner(job.name, job.owner, spec.is_public);
+          o.has_error()) {
         logger()->warn("[ws={}] cannot record its owner: {}", job.name, o.error().message);
       }
     }
@@ -303,7 +315,8 @@ bool update_folder(const DeployJob& job, const std::string& branch, bool forced,
     int err = errno;
     fs::remove_all(tmp, ec);
     if (!trashed.empty()) (void)move_folder(trashed, dir);
-    out.problem(fmt::format("cannot move the checkout into {}: {}", dir.string(), std::strerror(err)));
+    out.problem(
+        fmt::format("cannot move the checkout into {}: {}", dir.string(), std::strerror(err)));
     return false;
   }
   out.step(exists ? fmt::format("Replaced {} with {}", job.name, branch)
@@ -313,7 +326,8 @@ bool update_folder(const DeployJob& job, const std::string& branch, bool forced,
 
 // Follows the workspace until it runs (or is served, for static files) after the change, or
 // fails, relaying its log. `before`: its status and pid before the folder changed.
-void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, LogTail& log, Report& out) {
+void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, LogTail& log,
+            Report& out) {
   using clock = std::chrono::steady_clock;
   const fs::path dir = job.root / job.name;
   const WorkspaceSpec spec = detect_workspace(job.name, dir);
@@ -357,11 +371,13 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
         out.step(fmt::format("{}: {}", w->status, w->phase));
       }
       last_status = w->status;
-      if (!left_failed && (w->status != "failed" || w->restarts != before->restarts || w->error != before->error)) {
+      if (!left_failed &&
+          (w->status != "failed" || w->restarts != before->restarts || w->error != before->error)) {
         left_failed = true;
       }
-      if (!saw_change && (w->status != "running" || (before && before->pid != 0 && w->pid != before->pid) ||
-                          w->type != before->type)) {
+      if (!saw_change &&
+          (w->status != "running" || (before && before->pid != 0 && w->pid != before->pid) ||
+           w->type != before->type)) {
         saw_change = true;
       }
       if (!saw_change && !nudged && waited > std::chrono::seconds(8) && job.act) {
@@ -377,7 +393,9 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
       }
       if (right_kind && w->status == "failed" && left_failed && (saw_change || !w->runs)) {
         if (std::string lines = log.read_lines(); !lines.empty()) out.indented(lines);
-        std::string why = !w->error.empty() ? w->error : !w->reason.empty() ? w->reason : "see its log";
+        std::string why = !w->error.empty()    ? w->error
+                          : !w->reason.empty() ? w->reason
+                                               : "see its log";
         if (!w->error.empty() && !w->reason.empty()) why += " (" + w->reason + ")";
         out.problem(fmt::format("{} failed: {}", job.name, why));
         if (!log.relayed() && !w->log_tail.empty()) {  // what the log said is above otherwise
@@ -388,9 +406,10 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
       }
     }
     if (clock::now() > deadline) {
-      out.problem(fmt::format("{} is not running after {} (status: {}); follow it with `cloudyknight ws logs {} -f` "
-                              "or on the dashboard",
-                              job.name, format_duration(job.follow_timeout), w ? w->status : "not seen yet", job.name));
+      out.problem(fmt::format(
+          "{} is not running after {} (status: {}); follow it with `cloudyknight ws logs {} -f` "
+          "or on the dashboard",
+          job.name, format_duration(job.follow_timeout), w ? w->status : "not seen yet", job.name));
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -409,9 +428,8 @@ void report_other_branches(const DeployJob& job, const std::vector<const git::Re
   const fs::path dir = job.root / job.name;
   bool previews = false;
   if (job.pull && git::is_repository(dir)) {
-    std::function<void(std::function<void(Result<void>)>)> start = [&](std::function<void(Result<void>)> done) {
-      job.pull(job.name, std::move(done));
-    };
+    std::function<void(std::function<void(Result<void>)>)> start =
+        [&](std::function<void(Result<void>)> done) { job.pull(job.name, std::move(done)); };
     auto r = wait_for<Result<void>>(start, std::chrono::minutes(2), *job.stopping);
     previews = r && r->has_value();
   }
@@ -435,8 +453,9 @@ void report_other_branches(const DeployJob& job, const std::vector<const git::Re
       if (url.starts_with("/")) url = job.base_url + url;
       out.step(fmt::format("{}: preview at {} (started on its first request)", what, url));
     } else {
-      out.step(fmt::format("{} received: kept in the repository ({} deploys {}){}", what, job.name, branch,
-                           deployed || git::is_repository(dir) ? "" : "; push " + branch + " to deploy"));
+      out.step(fmt::format(
+          "{} received: kept in the repository ({} deploys {}){}", what, job.name, branch,
+          deployed || git::is_repository(dir) ? "" : "; push " + branch + " to deploy"));
     }
   }
 }
@@ -462,14 +481,17 @@ void deploy_impl(const DeployJob& job, int fd) {
     }
   }
   if (!mine) {
-    out.step(fmt::format("Nothing to deploy: {} deploys the branch {}, which this push did not change", job.name, branch));
+    out.step(
+        fmt::format("Nothing to deploy: {} deploys the branch {}, which this push did not change",
+                    job.name, branch));
     report_other_branches(job, others, branch, false, out);
     ::close(fd);
     return;
   }
   if (mine->deleted()) {
-    out.problem(fmt::format("the branch {} that {} deploys was deleted; {} keeps running what it has", branch,
-                            job.name, job.name));
+    out.problem(
+        fmt::format("the branch {} that {} deploys was deleted; {} keeps running what it has",
+                    branch, job.name, job.name));
     report_other_branches(job, others, branch, false, out);
     ::close(fd);
     return;
@@ -507,7 +529,8 @@ std::string utc_stamp() {
 std::string follows_elsewhere(const fs::path& dir, const fs::path& ours) {
   const std::string mine = normalize_git_url(ours.string());
   auto declared = declared_git(dir);
-  if (!declared.url.empty() && normalize_git_url(declared.url) != mine) return git::redact_url(declared.url);
+  if (!declared.url.empty() && normalize_git_url(declared.url) != mine)
+    return git::redact_url(declared.url);
   if (git::is_repository(dir)) {
     std::string origin = git::origin_url(dir);
     if (!origin.empty() && normalize_git_url(origin) != mine) return git::redact_url(origin);
@@ -521,12 +544,17 @@ Result<void> move_folder(const fs::path& from, const fs::path& to) {
   fs::rename(from, to, ec);
   if (!ec) return outcome::success();
   if (ec != std::errc::cross_device_link) {
-    return fail(Errc::io, fmt::format("cannot move {} to {}: {}", from.string(), to.string(), ec.message()));
+    return fail(Errc::io,
+                fmt::format("cannot move {} to {}: {}", from.string(), to.string(), ec.message()));
   }
   fs::copy(from, to, fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
-  if (ec) return fail(Errc::io, fmt::format("cannot copy {} to {}: {}", from.string(), to.string(), ec.message()));
+  if (ec)
+    return fail(Errc::io,
+                fmt::format("cannot copy {} to {}: {}", from.string(), to.string(), ec.message()));
   fs::remove_all(from, ec);
-  if (ec) return fail(Errc::io, fmt::format("copied to {} but cannot remove {}: {}", to.string(), from.string(), ec.message()));
+  if (ec)
+    return fail(Errc::io, fmt::format("copied to {} but cannot remove {}: {}", to.string(),
+                                      from.string(), ec.message()));
   return outcome::success();
 }
 

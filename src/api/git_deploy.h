@@ -25,8 +25,8 @@ struct DeployJob {
   std::filesystem::path trash;  // DATA/trash
   std::string owner;            // the pusher's user id ("" for tokens that belong to nobody)
   std::string principal;        // for the log
-  std::string base_url;         // "http://host:port" the push came to (for a relative workspace URL)
-  std::string url;              // workspace_url()
+  std::string base_url;  // "http://host:port" the push came to (for a relative workspace URL)
+  std::string url;       // workspace_url()
   std::function<std::string(const std::string&)> url_of;  // workspace_url() of another name
   const SnapshotHolder* snapshots = nullptr;
   auth::Auth* auth = nullptr;

@@ -1,6 +1,7 @@
 #include "git/http_backend.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -11,8 +12,6 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
-
-#include <fmt/format.h>
 
 namespace ck::git {
 namespace fs = std::filesystem;
@@ -92,10 +91,12 @@ std::vector<std::string> cgi_env(const CgiRequest& req, const fs::path& project_
   };
   if (!req.content_type.empty()) vars.emplace_back("CONTENT_TYPE", req.content_type);
   if (req.method == "POST") vars.emplace_back("CONTENT_LENGTH", std::to_string(req.content_length));
-  if (!req.content_encoding.empty()) vars.emplace_back("HTTP_CONTENT_ENCODING", req.content_encoding);
+  if (!req.content_encoding.empty())
+    vars.emplace_back("HTTP_CONTENT_ENCODING", req.content_encoding);
   // git's wire protocol v2 (git http-backend reads it from here); only its plain "k=v:k=v" form.
   if (!req.git_protocol.empty() && req.git_protocol.size() <= 256 &&
-      req.git_protocol.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789=:.,-_") == std::string::npos) {
+      req.git_protocol.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789=:.,-_") ==
+          std::string::npos) {
     vars.emplace_back("HTTP_GIT_PROTOCOL", req.git_protocol);
   }
   for (const auto& kv : extra) vars.push_back(kv);
@@ -129,17 +130,20 @@ Result<std::optional<CgiHeadParse>> parse_cgi_head(std::string_view out) {
     if (line.empty()) break;
     auto colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) {
-      return fail(Errc::invalid_argument, "a CGI header line has no name: '" + std::string(line.substr(0, 80)) + "'");
+      return fail(Errc::invalid_argument,
+                  "a CGI header line has no name: '" + std::string(line.substr(0, 80)) + "'");
     }
     std::string_view name = line.substr(0, colon);
     std::string_view value = trim(line.substr(colon + 1));
     if (!std::all_of(name.begin(), name.end(), token_char)) {
-      return fail(Errc::invalid_argument, "a CGI header name is not a token: '" + std::string(name.substr(0, 80)) + "'");
+      return fail(Errc::invalid_argument,
+                  "a CGI header name is not a token: '" + std::string(name.substr(0, 80)) + "'");
     }
     if (std::any_of(value.begin(), value.end(), [](char c) {
           return (static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f;
         })) {
-      return fail(Errc::invalid_argument, "the CGI header " + std::string(name) + " has control characters");
+      return fail(Errc::invalid_argument,
+                  "the CGI header " + std::string(name) + " has control characters");
     }
     if (iequals(name, "Status")) {
       int status = 0;
@@ -149,7 +153,8 @@ Result<std::optional<CgiHeadParse>> parse_cgi_head(std::string_view out) {
         ++i;
       }
       if (i != 3 || (i < value.size() && value[i] != ' ') || status < 100 || status > 599) {
-        return fail(Errc::invalid_argument, "the CGI's Status is not a status code: '" + std::string(value.substr(0, 80)) + "'");
+        return fail(Errc::invalid_argument, "the CGI's Status is not a status code: '" +
+                                                std::string(value.substr(0, 80)) + "'");
       }
       parsed.head.status = status;
     } else if (iequals(name, "Content-Type")) {
@@ -271,7 +276,8 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
 
   pid_t pid = ::fork();
   if (pid < 0) {
-    outcome.error = fmt::format("cannot start {}: {}", run.argv.empty() ? "" : run.argv[0], std::strerror(errno));
+    outcome.error = fmt::format("cannot start {}: {}", run.argv.empty() ? "" : run.argv[0],
+                                std::strerror(errno));
     return outcome;
   }
   if (pid == 0) {
@@ -353,14 +359,16 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
       } else {
         ssize_t w = ::write(in_w.fd, run.body.data() + written, run.body.size() - written);
         if (w > 0) written += static_cast<std::size_t>(w);
-        if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == run.body.size()) in_w.reset();
+        if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == run.body.size())
+          in_w.reset();
       }
     }
     if (err_i >= 0 && fds[err_i].revents) {
       ssize_t got = ::read(err_r.fd, buf, sizeof buf);
       if (got > 0) {
         outcome.stderr_tail.append(buf, static_cast<std::size_t>(got));
-        if (outcome.stderr_tail.size() > 8192) outcome.stderr_tail.erase(0, outcome.stderr_tail.size() - 8192);
+        if (outcome.stderr_tail.size() > 8192)
+          outcome.stderr_tail.erase(0, outcome.stderr_tail.size() - 8192);
       } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
         err_r.reset();
       }
@@ -396,7 +404,8 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
     }
   }
   if (!head_done && outcome.error.empty() && !outcome.timed_out && !outcome.cancelled) {
-    outcome.error = head_buf.empty() ? "the CGI program wrote no answer" : "the CGI program's answer ended inside its header block";
+    outcome.error = head_buf.empty() ? "the CGI program wrote no answer"
+                                     : "the CGI program's answer ended inside its header block";
   }
   // Reap it; a program that closed its output but lingers gets until the deadline.
   int status = 0;

@@ -32,8 +32,8 @@ struct CgiRequest {
   std::string content_type;      // "application/x-git-receive-pack-request"
   std::string content_encoding;  // "gzip" (git compresses upload-pack requests) or ""
   std::size_t content_length = 0;
-  std::string git_protocol;      // the Git-Protocol header ("version=2"), passed on when plain
-  std::string remote_user;  // who is pushing (the audit label), never a credential
+  std::string git_protocol;  // the Git-Protocol header ("version=2"), passed on when plain
+  std::string remote_user;   // who is pushing (the audit label), never a credential
   std::string remote_addr;
 };
 
@@ -74,8 +74,8 @@ std::optional<std::string> token_of_authorization(std::string_view authorization
 /// Which smart-HTTP request a path under /monitor/git/ is.
 enum class GitService { upload_pack, receive_pack };
 struct GitPath {
-  std::string name;         // "blog" (not yet validated as a workspace name)
-  GitService service{};     // which program the request is for
+  std::string name;            // "blog" (not yet validated as a workspace name)
+  GitService service{};        // which program the request is for
   bool advertisement = false;  // GET .../info/refs?service=... (else POST .../git-*-pack)
 };
 
@@ -100,16 +100,16 @@ struct CgiRun {
 
 /// Where a CGI's answer goes (called on the runner's thread).
 struct CgiSink {
-  std::function<void(CgiHead)> head;               // once, before any body
-  std::function<bool(std::string_view)> body;      // false: the client is gone, stop
-  std::function<bool()> ready;                     // false: the client has not taken what was
-                                                   // sent yet (hold reading); may be empty
-  std::function<bool()> cancelled;                 // true: stop now; may be empty
+  std::function<void(CgiHead)> head;           // once, before any body
+  std::function<bool(std::string_view)> body;  // false: the client is gone, stop
+  std::function<bool()> ready;                 // false: the client has not taken what was
+                                               // sent yet (hold reading); may be empty
+  std::function<bool()> cancelled;             // true: stop now; may be empty
 };
 
 /// What became of a run.
 struct CgiOutcome {
-  int exit_code = -1;       // -1 when killed
+  int exit_code = -1;  // -1 when killed
   bool timed_out = false;
   bool cancelled = false;   // the sink said stop
   bool head_sent = false;   // sink.head was called

@@ -1,5 +1,6 @@
 #include "git/push_repos.h"
 
+#include <fmt/format.h>
 #include <git2.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -13,8 +14,6 @@
 #include <memory>
 #include <mutex>
 #include <sstream>
-
-#include <fmt/format.h>
 
 namespace ck::git {
 namespace fs = std::filesystem;
@@ -105,7 +104,8 @@ bool write_all(int fd, std::string_view bytes) {
 std::string post_receive_script(const std::string& hook_exe) {
   return "#!/bin/sh\n"
          "# Written by CloudyKnight (git push to deploy); rewritten on every push, do not edit.\n"
-         "exec " + shell_quote(hook_exe) + " git-hook post-receive\n";
+         "exec " +
+         shell_quote(hook_exe) + " git-hook post-receive\n";
 }
 
 Result<void> ensure_push_repo(const fs::path& repo, const std::string& hook_exe) {
@@ -114,7 +114,8 @@ Result<void> ensure_push_repo(const fs::path& repo, const std::string& hook_exe)
   RepoPtr r;
   if (!fs::exists(repo / "HEAD", ec)) {
     git_repository_init_options opts = GIT_REPOSITORY_INIT_OPTIONS_INIT;
-    opts.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
+    opts.flags =
+        GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
     opts.initial_head = "main";
     git_repository* raw = nullptr;
     if (git_repository_init_ext(&raw, repo.c_str(), &opts) < 0) {
@@ -126,7 +127,8 @@ Result<void> ensure_push_repo(const fs::path& repo, const std::string& hook_exe)
     r = std::move(opened);
   }
   git_config* raw_cfg = nullptr;
-  if (git_repository_config(&raw_cfg, r.get()) < 0) return libgit2_error("cannot read " + repo.string() + "/config");
+  if (git_repository_config(&raw_cfg, r.get()) < 0)
+    return libgit2_error("cannot read " + repo.string() + "/config");
   std::unique_ptr<git_config, ConfigFree> cfg(raw_cfg);
   // Reflogs in a bare repository: a forced push never loses the commits it replaced.
   if (git_config_set_bool(cfg.get(), "core.logAllRefUpdates", 1) < 0 ||
@@ -134,7 +136,8 @@ Result<void> ensure_push_repo(const fs::path& repo, const std::string& hook_exe)
     return libgit2_error("cannot configure " + repo.string());
   }
   fs::create_directories(repo / "hooks", ec);
-  if (ec) return fail(Errc::io, fmt::format("cannot create {}/hooks: {}", repo.string(), ec.message()));
+  if (ec)
+    return fail(Errc::io, fmt::format("cannot create {}/hooks: {}", repo.string(), ec.message()));
   const std::string script = post_receive_script(hook_exe);
   fs::path hook = repo / "hooks" / "post-receive";
   std::ifstream in(hook, std::ios::binary);
@@ -182,7 +185,8 @@ std::vector<RefUpdate> parse_ref_updates(std::string_view text) {
 Result<std::string> head_branch(const fs::path& repo) {
   BOOST_OUTCOME_TRY(r, open_bare(repo));
   git_reference* raw = nullptr;
-  if (git_reference_lookup(&raw, r.get(), "HEAD") < 0) return libgit2_error("cannot read HEAD of " + repo.string());
+  if (git_reference_lookup(&raw, r.get(), "HEAD") < 0)
+    return libgit2_error("cannot read HEAD of " + repo.string());
   std::unique_ptr<git_reference, RefFree> head(raw);
   if (git_reference_type(head.get()) != GIT_REFERENCE_SYMBOLIC) return std::string();
   std::string target = git_reference_symbolic_target(head.get());
@@ -193,7 +197,8 @@ Result<std::string> head_branch(const fs::path& repo) {
 std::string origin_url(const fs::path& dir) {
   init_library();
   git_repository* raw = nullptr;
-  if (git_repository_open_ext(&raw, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) < 0) return "";
+  if (git_repository_open_ext(&raw, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) < 0)
+    return "";
   RepoPtr r(raw);
   git_remote* remote = nullptr;
   if (git_remote_lookup(&remote, r.get(), "origin") < 0) return "";
@@ -215,12 +220,14 @@ bool has_refs(const fs::path& repo) {
   return any;
 }
 
-bool fast_forwards(const fs::path& repo, const std::string& ancestor, const std::string& descendant) {
+bool fast_forwards(const fs::path& repo, const std::string& ancestor,
+                   const std::string& descendant) {
   if (ancestor == descendant) return !ancestor.empty();
   auto r = open_bare(repo);
   if (r.has_error()) return false;
   git_oid a, d;
-  if (git_oid_fromstr(&a, ancestor.c_str()) < 0 || git_oid_fromstr(&d, descendant.c_str()) < 0) return false;
+  if (git_oid_fromstr(&a, ancestor.c_str()) < 0 || git_oid_fromstr(&d, descendant.c_str()) < 0)
+    return false;
   return git_graph_descendant_of(r.value().get(), &d, &a) == 1;
 }
 
@@ -228,7 +235,8 @@ bool has_branch(const fs::path& repo, const std::string& branch) {
   auto r = open_bare(repo);
   if (r.has_error()) return false;
   git_reference* raw = nullptr;
-  if (git_reference_lookup(&raw, r.value().get(), ("refs/heads/" + branch).c_str()) < 0) return false;
+  if (git_reference_lookup(&raw, r.value().get(), ("refs/heads/" + branch).c_str()) < 0)
+    return false;
   git_reference_free(raw);
   return true;
 }
@@ -243,7 +251,8 @@ Result<void> set_head_branch(const fs::path& repo, const std::string& branch) {
 
 int run_git_hook(int argc, char** argv) {
   if (argc < 3 || std::strcmp(argv[2], "post-receive") != 0) {
-    std::fprintf(stderr, "cloudyknight git-hook: only `git-hook post-receive` exists (git runs it)\n");
+    std::fprintf(stderr,
+                 "cloudyknight git-hook: only `git-hook post-receive` exists (git runs it)\n");
     return 2;
   }
   std::string refs;

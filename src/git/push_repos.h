@@ -57,7 +57,8 @@ bool has_refs(const std::filesystem::path& repo);
 
 /// True if commit `descendant` is `ancestor` or has it in its history (both 40/64 hex ids, in
 /// `repo`); false when either is unknown there.
-bool fast_forwards(const std::filesystem::path& repo, const std::string& ancestor, const std::string& descendant);
+bool fast_forwards(const std::filesystem::path& repo, const std::string& ancestor,
+                   const std::string& descendant);
 
 /// True if refs/heads/<branch> exists.
 bool has_branch(const std::filesystem::path& repo, const std::string& branch);

@@ -41,16 +41,18 @@ CgiRequest receive_pack() {
 TEST(CgiEnv, HoldsTheCgiVariablesAndNothingOfTheDaemons) {
   ::setenv("AWS_SECRET_ACCESS_KEY", "leak", 1);
   ::setenv("CK_AUTH_ADMIN_TOKEN", "leak", 1);
-  auto env = cgi_env(receive_pack(), "/data/git/repos", "/data/git/home", {{"CK_GIT_HOOK_FD", "3"}});
+  auto env =
+      cgi_env(receive_pack(), "/data/git/repos", "/data/git/home", {{"CK_GIT_HOOK_FD", "3"}});
   for (const auto& e : env) {
     EXPECT_EQ(e.find("leak"), std::string::npos) << e;
     EXPECT_FALSE(e.starts_with("AWS_")) << e;
   }
-  for (const char* want : {"REQUEST_METHOD=POST", "PATH_INFO=/blog.git/git-receive-pack", "QUERY_STRING=",
-                           "CONTENT_TYPE=application/x-git-receive-pack-request", "CONTENT_LENGTH=1234",
-                           "REMOTE_USER=user:ann", "REMOTE_ADDR=127.0.0.1",
-                           "GIT_PROJECT_ROOT=/data/git/repos", "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1",
-                           "HOME=/data/git/home", "PATH=/usr/bin:/bin", "CK_GIT_HOOK_FD=3"}) {
+  for (const char* want :
+       {"REQUEST_METHOD=POST", "PATH_INFO=/blog.git/git-receive-pack",
+        "QUERY_STRING=", "CONTENT_TYPE=application/x-git-receive-pack-request",
+        "CONTENT_LENGTH=1234", "REMOTE_USER=user:ann", "REMOTE_ADDR=127.0.0.1",
+        "GIT_PROJECT_ROOT=/data/git/repos", "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1",
+        "HOME=/data/git/home", "PATH=/usr/bin:/bin", "CK_GIT_HOOK_FD=3"}) {
     EXPECT_TRUE(has(env, want)) << want;
   }
   // Everything there is listed above or is a fixed CGI/locale variable.
@@ -66,7 +68,8 @@ TEST(CgiEnv, GetHasNoLengthAndGzipIsPassedOn) {
   r.query = "service=git-upload-pack";
   auto env = cgi_env(r, "/r", "/h");
   EXPECT_TRUE(has(env, "QUERY_STRING=service=git-upload-pack"));
-  EXPECT_TRUE(std::none_of(env.begin(), env.end(), [](const std::string& e) { return e.starts_with("CONTENT_LENGTH="); }));
+  EXPECT_TRUE(std::none_of(env.begin(), env.end(),
+                           [](const std::string& e) { return e.starts_with("CONTENT_LENGTH="); }));
   r.method = "POST";
   r.content_encoding = "gzip";
   env = cgi_env(r, "/r", "/h");
@@ -75,7 +78,9 @@ TEST(CgiEnv, GetHasNoLengthAndGzipIsPassedOn) {
   EXPECT_TRUE(has(cgi_env(r, "/r", "/h"), "HTTP_GIT_PROTOCOL=version=2"));
   r.git_protocol = "version=2 $(reboot)";
   env = cgi_env(r, "/r", "/h");
-  EXPECT_TRUE(std::none_of(env.begin(), env.end(), [](const std::string& e) { return e.starts_with("HTTP_GIT_PROTOCOL"); }));
+  EXPECT_TRUE(std::none_of(env.begin(), env.end(), [](const std::string& e) {
+    return e.starts_with("HTTP_GIT_PROTOCOL");
+  }));
   EXPECT_TRUE(has(env, "CONTENT_LENGTH=0"));
 }
 
@@ -94,8 +99,10 @@ TEST(CgiEnv, DropsValuesThatCouldSmuggleAVariable) {
 }
 
 TEST(CgiHead, ParsesStatusTypeAndHeaders) {
-  std::string out = "Status: 404 Not Found\r\nContent-Type: text/plain\r\nExpires: Fri, 01 Jan 1980 00:00:00 GMT\r\n"
-                    "Content-Length: 9\r\nConnection: close\r\n\r\nnot found";
+  std::string out =
+      "Status: 404 Not Found\r\nContent-Type: text/plain\r\nExpires: Fri, 01 Jan 1980 00:00:00 "
+      "GMT\r\n"
+      "Content-Length: 9\r\nConnection: close\r\n\r\nnot found";
   auto r = parse_cgi_head(out);
   ASSERT_TRUE(r.has_value());
   ASSERT_TRUE(r.value());
@@ -116,7 +123,8 @@ TEST(CgiHead, LfOnlyAndDefaults) {
 }
 
 TEST(CgiHead, IncompleteUntilTheBlankLine) {
-  for (std::string_view partial : {"", "Status: 200", "Status: 200 OK\r\n", "Content-Type: a/b\r\nX: y\r\n"}) {
+  for (std::string_view partial :
+       {"", "Status: 200", "Status: 200 OK\r\n", "Content-Type: a/b\r\nX: y\r\n"}) {
     auto r = parse_cgi_head(partial);
     ASSERT_TRUE(r.has_value()) << partial;
     EXPECT_FALSE(r.value()) << partial;
@@ -124,9 +132,12 @@ TEST(CgiHead, IncompleteUntilTheBlankLine) {
 }
 
 TEST(CgiHead, RefusesMalformedBlocks) {
-  for (const std::string& bad : std::vector<std::string>{"no colon here\r\n\r\n", ": empty name\r\n\r\n", "Bad Name: x\r\n\r\n",
-                          "Status: 99 Low\r\n\r\n", "Status: 600 High\r\n\r\n", "Status: 2000\r\n\r\n",
-                          "Status: abc\r\n\r\n", "X: a\x01" "b\r\n\r\n"}) {
+  for (const std::string& bad : std::vector<std::string>{
+           "no colon here\r\n\r\n", ": empty name\r\n\r\n", "Bad Name: x\r\n\r\n",
+           "Status: 99 Low\r\n\r\n", "Status: 600 High\r\n\r\n", "Status: 2000\r\n\r\n",
+           "Status: abc\r\n\r\n",
+           "X: a\x01"
+           "b\r\n\r\n"}) {
     EXPECT_TRUE(parse_cgi_head(bad).has_error()) << bad;
   }
   std::string huge = "X: " + std::string(kMaxCgiHead, 'a');
@@ -140,11 +151,11 @@ TEST(Credentials, BasicPasswordOrBearer) {
   EXPECT_EQ(token_of_authorization("basic Z2l0OmNrX3Rva2Vu"), "ck_token");
   EXPECT_EQ(token_of_authorization("Bearer ck_abc"), "ck_abc");
   EXPECT_EQ(token_of_authorization("Basic OmNrX3Rva2Vu"), "ck_token");  // ":ck_token"
-  EXPECT_EQ(token_of_authorization("Basic eDphOmI="), "a:b");            // "x:a:b": the rest
+  EXPECT_EQ(token_of_authorization("Basic eDphOmI="), "a:b");           // "x:a:b": the rest
   EXPECT_FALSE(token_of_authorization(""));
   EXPECT_FALSE(token_of_authorization("Basic"));
-  EXPECT_FALSE(token_of_authorization("Basic eA=="));      // "x": no password
-  EXPECT_FALSE(token_of_authorization("Basic eDo="));      // "x:": empty
+  EXPECT_FALSE(token_of_authorization("Basic eA=="));  // "x": no password
+  EXPECT_FALSE(token_of_authorization("Basic eDo="));  // "x:": empty
   EXPECT_FALSE(token_of_authorization("Basic !!!!"));
   EXPECT_FALSE(token_of_authorization("Digest abc"));
   EXPECT_FALSE(token_of_authorization("Bearer " + std::string(5000, 'a')));
@@ -161,7 +172,8 @@ TEST(GitPaths, OnlyTheSmartProtocol) {
   EXPECT_EQ(b->service, GitService::receive_pack);
   EXPECT_FALSE(b->advertisement);
   EXPECT_TRUE(classify_git_path("HEAD", "/blog.git/info/refs", "service=git-receive-pack"));
-  EXPECT_EQ(classify_git_path("GET", "/Bad_Name.git/info/refs", "service=git-upload-pack")->name, "Bad_Name");
+  EXPECT_EQ(classify_git_path("GET", "/Bad_Name.git/info/refs", "service=git-upload-pack")->name,
+            "Bad_Name");
   for (auto [m, p, q] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"GET", "/blog.git/info/refs", ""},
            {"GET", "/blog.git/info/refs", "service=git-upload-archive"},
@@ -183,9 +195,10 @@ TEST(GitPaths, OnlyTheSmartProtocol) {
 
 TEST(RefUpdates, ParsesTheHookLines) {
   std::string zeros(40, '0'), a(40, 'a'), b(40, 'b');
-  auto u = parse_ref_updates(zeros + " " + a + " refs/heads/main\n" + a + " " + zeros + " refs/heads/old\n" +
-                             b + " " + a + " refs/tags/v1\n" + "garbage line\n" + "zz " + a +
-                             " refs/heads/x\n" + a + " " + b + " refs/heads/feature/one");
+  auto u =
+      parse_ref_updates(zeros + " " + a + " refs/heads/main\n" + a + " " + zeros +
+                        " refs/heads/old\n" + b + " " + a + " refs/tags/v1\n" + "garbage line\n" +
+                        "zz " + a + " refs/heads/x\n" + a + " " + b + " refs/heads/feature/one");
   ASSERT_EQ(u.size(), 4u);
   EXPECT_TRUE(u[0].created());
   EXPECT_FALSE(u[0].deleted());
@@ -211,7 +224,8 @@ TEST(PushRepo, MadeBareWithTheDaemonsHookOnly) {
     return ss.str();
   };
   EXPECT_EQ(read(), post_receive_script("/opt/ck's/cloudyknight"));
-  EXPECT_NE(read().find("exec '/opt/ck'\\''s/cloudyknight' git-hook post-receive"), std::string::npos);
+  EXPECT_NE(read().find("exec '/opt/ck'\\''s/cloudyknight' git-hook post-receive"),
+            std::string::npos);
   struct stat st {};
   ASSERT_EQ(::stat(hook.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0755u);
@@ -222,7 +236,8 @@ TEST(PushRepo, MadeBareWithTheDaemonsHookOnly) {
   EXPECT_EQ(origin_url(repo), "");  // a bare repository has no origin
   EXPECT_EQ(origin_url(tmp / "nothing-here"), "");
   if (::access("/usr/bin/git", X_OK) == 0) {
-    std::string cmd = "git init -q " + (tmp / "wc").string() + " && git -C " + (tmp / "wc").string() +
+    std::string cmd = "git init -q " + (tmp / "wc").string() + " && git -C " +
+                      (tmp / "wc").string() +
                       " remote add origin https://u:secret@example.test/team/site.git";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
     EXPECT_EQ(origin_url(tmp / "wc"), "https://u:secret@example.test/team/site.git");
@@ -231,11 +246,13 @@ TEST(PushRepo, MadeBareWithTheDaemonsHookOnly) {
   if (::access("/usr/bin/git", X_OK) == 0) {
     // Two commits in a row and one beside them.
     std::string wc = (tmp / "hist").string();
-    std::string cmd = "git init -q -b main " + wc + " && cd " + wc +
-                      " && git -c user.name=a -c user.email=a@b commit -q --allow-empty -m one"
-                      " && git -c user.name=a -c user.email=a@b commit -q --allow-empty -m two"
-                      " && git checkout -q --orphan other && git -c user.name=a -c user.email=a@b commit -q "
-                      "--allow-empty -m three && git push -q " + repo.string() + " main other";
+    std::string cmd =
+        "git init -q -b main " + wc + " && cd " + wc +
+        " && git -c user.name=a -c user.email=a@b commit -q --allow-empty -m one"
+        " && git -c user.name=a -c user.email=a@b commit -q --allow-empty -m two"
+        " && git checkout -q --orphan other && git -c user.name=a -c user.email=a@b commit -q "
+        "--allow-empty -m three && git push -q " +
+        repo.string() + " main other";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
     auto rev = [&](const std::string& what) {
       std::string out;
@@ -289,7 +306,8 @@ CgiRun shell(const std::string& script) {
 
 TEST(RunCgi, StreamsHeadAndBodyAndFeedsStdin) {
   Captured c;
-  CgiRun r = shell("printf 'Status: 201 Created\\r\\nContent-Type: text/x-test\\r\\n\\r\\n'; cat; env | sort");
+  CgiRun r = shell(
+      "printf 'Status: 201 Created\\r\\nContent-Type: text/x-test\\r\\n\\r\\n'; cat; env | sort");
   r.body = std::string(300000, 'z');  // more than a pipe holds: written while output is read
   auto out = run_cgi(r, sink_for(c));
   EXPECT_TRUE(out.error.empty()) << out.error;
@@ -308,7 +326,9 @@ TEST(RunCgi, PassesTheDescriptorAsThree) {
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   Captured c;
-  CgiRun r = shell("printf 'Content-Type: text/plain\\n\\n'; echo hello >&3; ls /proc/self/fd | sort -n | tr '\\n' ' '");
+  CgiRun r = shell(
+      "printf 'Content-Type: text/plain\\n\\n'; echo hello >&3; ls /proc/self/fd | sort -n | tr "
+      "'\\n' ' '");
   r.pass_fd = sv[1];
   auto out = run_cgi(r, sink_for(c));
   EXPECT_EQ(out.exit_code, 0) << out.error << out.stderr_tail;
