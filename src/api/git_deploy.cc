@@ -363,7 +363,7 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
     const auto waited = clock::now() - started;
     if (!w) {
       if (!rescanned && waited > std::chrono::seconds(5) && job.sync) {
-        job.sync(job.name, [](Result<SyncOutcome>) {});  // a rescan, in case the watcher missed it
+        job.sync(job.name, [](const Result<SyncOutcome>&) {});  // a rescan, in case the watcher missed it
         rescanned = true;
       }
     } else {
@@ -450,7 +450,7 @@ void report_other_branches(const DeployJob& job, const std::vector<const git::Re
     }
     if (!preview.empty() && job.url_of) {
       std::string url = job.url_of(preview);
-      if (url.starts_with("/")) url = job.base_url + url;
+      if (url.starts_with("/")) url.insert(0, job.base_url);
       out.step(fmt::format("{}: preview at {} (started on its first request)", what, url));
     } else {
       out.step(fmt::format(

@@ -104,7 +104,10 @@ std::vector<std::string> cgi_env(const CgiRequest& req, const fs::path& project_
   out.reserve(vars.size());
   for (const auto& [k, v] : vars) {
     if (k.empty() || !env_safe(k) || k.find('=') != std::string::npos || !env_safe(v)) continue;
-    out.push_back(k + "=" + v);
+    std::string entry = k;
+    entry += '=';
+    entry += v;
+    out.push_back(std::move(entry));
   }
   return out;
 }
