@@ -340,6 +340,93 @@ Result<PullResult> fast_forward(git_repository* repo, const std::string& branch,
   return out;
 }
 
+// The object folder of the repository a local remote URL (an absolute path or file://, what
+// check_url() admits as local) names; nullopt for any other URL, for a folder that is no
+// repository, and for a shallow one or one that borrows objects from another (alternates),
+// whose object files alone are not a complete history.
+std::optional<fs::path> local_objects_dir(const std::string& url) {
+  std::string path = url;
+  if (path.rfind("file://", 0) == 0) path = path.substr(7);
+  // Percent-escapes and relative paths: leave those to libgit2's own transport.
+  if (path.empty() || path.front() != '/' || path.find('%') != std::string::npos) return std::nullopt;
+  git_repository* raw = nullptr;
+  if (git_repository_open_ext(&raw, path.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) != 0) {
+    return std::nullopt;
+  }
+  RepoPtr src(raw);
+  fs::path objects = fs::path(git_repository_commondir(src.get())) / "objects";
+  std::error_code ec;
+  if (git_repository_is_shallow(src.get()) != 0 || fs::exists(objects / "info" / "alternates", ec)) {
+    return std::nullopt;
+  }
+  return objects;
+}
+
+bool all_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+// Hard-links `from` as `to` (a copy when the two are on different filesystems or the kernel
+// refuses the link), through a temporary name so `to` never exists half-written.
+bool link_or_copy(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::create_hard_link(from, to, ec);
+  if (!ec) return true;
+  fs::path tmp = to;
+  tmp += ".tmp";
+  if (!fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec)) return false;
+  fs::rename(tmp, to, ec);
+  if (ec) fs::remove(tmp, ec);
+  return !ec;
+}
+
+// A first clone from a local remote starts from the remote's object files, as `git clone
+// /path` does: its loose objects and packs are hard-linked (or copied) into the new
+// repository's empty `objects`, so the fetch that follows finds every object it wants already
+// there and transfers nothing. Without this, libgit2's local transport builds a new pack in
+// process (a delta search and a deflate of every object) and indexes it again (an inflate and
+// a hash of every object): for 5,000 files and 1,000 commits, 8.8 s where git's file:// clone
+// takes ~2.5 s (bench/git). Object and pack files are immutable once named, so sharing them is
+// safe; a pack goes in before its index (libgit2 finds packs by their .idx), and temporary
+// files of a push in progress (not named by an object id) are skipped. All or nothing: when
+// any file cannot be linked or copied, what was seeded is removed and the fetch transfers
+// everything, since a present tip with a missing ancestor would make the fetch skip objects
+// the clone needs.
+void seed_objects_from_local(const std::string& url, const fs::path& objects) {
+  auto src = local_objects_dir(url);
+  if (!src) return;
+  std::vector<fs::path> seeded;
+  auto seed = [&](const fs::path& from, const fs::path& to) {
+    if (!link_or_copy(from, to)) return false;
+    seeded.push_back(to);
+    return true;
+  };
+  bool ok = true;
+  std::error_code ec;
+  for (fs::directory_iterator it(*src, ec), end; ok && !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.size() != 2 || !all_hex(name)) continue;
+    std::error_code ec2;
+    fs::create_directories(objects / name, ec2);
+    for (fs::directory_iterator f(it->path(), ec2), fend; ok && !ec2 && f != fend; f.increment(ec2)) {
+      std::string file = f->path().filename().string();
+      if (file.size() == GIT_OID_HEXSZ - 2 && all_hex(file)) ok = seed(f->path(), objects / name / file);
+    }
+    if (ec2) ok = false;
+  }
+  if (ec) ok = false;
+  ec.clear();
+  for (fs::directory_iterator it(*src / "pack", ec), end; ok && !ec && it != end; it.increment(ec)) {
+    fs::path idx = it->path();
+    if (idx.extension() != ".idx") continue;
+    fs::path pack = idx;
+    pack.replace_extension(".pack");
+    ok = seed(pack, objects / "pack" / pack.filename()) && seed(idx, objects / "pack" / idx.filename());
+  }
+  if (ok) return;
+  for (const auto& p : seeded) fs::remove(p, ec);
+}
+
 bool valid_scheme_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
 }
@@ -439,6 +526,7 @@ Result<PullResult> pull(const fs::path& dir, const Remote& remote, const Credent
     git_remote* r = nullptr;
     CK_GIT(git_remote_create(&r, repo.get(), "origin", remote.url.c_str()), ctx);
     git_remote_free(r);
+    seed_objects_from_local(remote.url, dir / ".git" / "objects");
     std::string default_branch;
     auto fetched = fetch_origin(repo.get(), creds, &default_branch);
     if (fetched.has_error()) {
