@@ -5,7 +5,7 @@
       Creates the bare repository BARE (branch main) through `git fast-import`: the first
       commits add the files (100 per commit), the rest each edit 1-5 files (a few lines of a
       source file, now and then a whole asset). Sources are 1-20 KiB of code-like text in
-      nested folders (src/<module>/<package>/...), assets ~100 KiB of incompressible bytes
+      nested folders (src/<module>/<package>/<package>/..., 40 modules, ~520 folders), assets ~100 KiB of incompressible bytes
       (assets/...). Then `git repack -a -d -b` as a served repository would be (one pack,
       reachability bitmap). The same arguments always give the same commit ids.
   make_repo.py extend BARE [--commits 20] [--touch 100] [--seed N]
@@ -69,8 +69,10 @@ def layout(rng, files, assets):
     modules = [b"mod%02d" % i for i in range(40)]
     for i in range(files - assets):
         m = modules[i % len(modules)]
-        depth = rng.randint(0, 3)
-        sub = b"".join(b"/pkg%d" % rng.randint(0, 5) for _ in range(depth))
+        # Up to two package levels of three each: ~520 folders, ~10 files a folder, as source
+        # trees have.
+        depth = rng.randint(0, 2)
+        sub = b"".join(b"/pkg%d" % rng.randint(0, 2) for _ in range(depth))
         paths.append(b"src/" + m + sub + b"/file%04d" % i + rng.choice(EXTS))
     for i in range(assets):
         paths.append(b"assets/%s/asset%03d.bin" % (rng.choice([b"img", b"fonts", b"media"]), i))
