@@ -78,7 +78,8 @@ double timed_child(const std::function<int()>& child, int timeout_s, const std::
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       sigprocmask(SIG_SETMASK, &old, nullptr);
-      std::fprintf(stderr, "git_bench: %s: killed after %d s (--op-timeout)\n", what.c_str(), timeout_s);
+      std::fprintf(stderr, "git_bench: %s: killed after %d s (--op-timeout)\n", what.c_str(),
+                   timeout_s);
       return -1;
     }
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
@@ -109,12 +110,14 @@ double run_git(std::vector<std::string> args, int timeout_s) {
   return timed_child([&] { return exec_argv(args); }, timeout_s, what);
 }
 
-double run_ours(const fs::path& dir, const std::string& url, const std::string& branch, int timeout_s) {
+double run_ours(const fs::path& dir, const std::string& url, const std::string& branch,
+                int timeout_s) {
   return timed_child(
       [&] {
         auto r = ck::git::pull(dir, ck::git::Remote{url, branch}, ck::git::Credentials{});
         if (r.has_error()) {
-          std::fprintf(stderr, "git_bench: ck::git::pull(%s): %s\n", dir.c_str(), r.error().message.c_str());
+          std::fprintf(stderr, "git_bench: ck::git::pull(%s): %s\n", dir.c_str(),
+                       r.error().message.c_str());
           return 1;
         }
         return 0;
@@ -140,7 +143,9 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-std::string head_of(const fs::path& dir) { return capture("git -C " + quote(dir.string()) + " rev-parse HEAD"); }
+std::string head_of(const fs::path& dir) {
+  return capture("git -C " + quote(dir.string()) + " rev-parse HEAD");
+}
 
 std::string remote_head(const std::string& url, const std::string& branch) {
   std::string line = capture("git ls-remote " + quote(url) + " " + quote("refs/heads/" + branch));
@@ -170,7 +175,8 @@ void error(const std::string& msg) {
 bool verify(const fs::path& ours, const fs::path& git, const std::string& want, bool full) {
   std::string a = head_of(ours), b = head_of(git);
   if (a != want || b != want) {
-    error("after the operation HEAD is " + a + " (ours) and " + b + " (git), the remote's is " + want);
+    error("after the operation HEAD is " + a + " (ours) and " + b + " (git), the remote's is " +
+          want);
     return false;
   }
   if (!full) return true;
@@ -181,7 +187,8 @@ bool verify(const fs::path& ours, const fs::path& git, const std::string& want, 
       return false;
     }
   }
-  std::string diff = capture("diff -rq -x .git " + quote(ours.string()) + " " + quote(git.string()) + " | head -5");
+  std::string diff = capture("diff -rq -x .git " + quote(ours.string()) + " " +
+                             quote(git.string()) + " | head -5");
   if (!diff.empty()) {
     error("ours and git's working copies differ: " + diff);
     return false;
@@ -191,26 +198,34 @@ bool verify(const fs::path& ours, const fs::path& git, const std::string& want, 
 
 int g_cases = 0, g_met = 0;
 
+// The ratio is the median of the per-round ratios: the two sides of a round run back to back,
+// so a load change on the (shared) machine between rounds cancels out of it.
 void print_row(const Row& r) {
   double o = median(r.ours), g = median(r.git);
-  ++g_cases;
-  if (g > 0 && o <= 1.5 * g) ++g_met;
+  std::vector<double> ratios;
   std::string rounds;
-  for (std::size_t i = 0; i < r.ours.size(); ++i) {
+  for (std::size_t i = 0; i < r.ours.size() && i < r.git.size(); ++i) {
+    if (r.git[i] > 0) ratios.push_back(r.ours[i] / r.git[i]);
     char buf[48];
-    std::snprintf(buf, sizeof buf, "%s%.0f/%.0f", i ? " " : "", r.ours[i], i < r.git.size() ? r.git[i] : 0.0);
+    std::snprintf(buf, sizeof buf, "%s%.0f/%.0f", i ? " " : "", r.ours[i], r.git[i]);
     rounds += buf;
   }
-  std::printf("%-7s %-10s %9.1f %9.1f %8.2f   %-4s  %s\n", r.kase.c_str(), r.transport.c_str(), o, g,
-              g > 0 ? o / g : 0.0, g > 0 && o <= 1.5 * g ? "yes" : "no", rounds.c_str());
+  double ratio = median(ratios);
+  bool met = !ratios.empty() && ratio <= 1.5;
+  ++g_cases;
+  if (met) ++g_met;
+  std::printf("%-7s %-10s %9.1f %9.1f %8.2f   %-4s  %s\n", r.kase.c_str(), r.transport.c_str(), o,
+              g, ratio, met ? "yes" : "no", rounds.c_str());
   std::fflush(stdout);
 }
 
 int usage() {
   std::fprintf(stderr,
-               "usage: git_bench --work DIR --extend CMD --transport NAME=URL [--transport ...] [--rounds N]\n"
+               "usage: git_bench --work DIR --extend CMD --transport NAME=URL [--transport ...] "
+               "[--rounds N]\n"
                "                 [--op-timeout SECONDS] [--branch NAME]\n"
-               "  CMD is run through sh with \" --seed N\" appended; it must add commits to the remote's branch\n");
+               "  CMD is run through sh with \" --seed N\" appended; it must add commits to the "
+               "remote's branch\n");
   return 2;
 }
 
@@ -225,7 +240,10 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::printf("%s: %s, %zu path(s) changed\n", r.value().new_head.c_str(),
-                r.value().cloned ? "cloned" : r.value().updated ? "updated" : "up to date", r.value().changed.size());
+                r.value().cloned    ? "cloned"
+                : r.value().updated ? "updated"
+                                    : "up to date",
+                r.value().changed.size());
     return 0;
   }
   for (int i = 1; i < argc; ++i) {
@@ -250,8 +268,8 @@ int main(int argc, char** argv) {
       return usage();
     }
   }
-  if (opt.work.empty() || opt.extend.empty() || opt.transports.empty() || opt.rounds < 1 || opt.rounds > 100 ||
-      opt.op_timeout_s < 1) {
+  if (opt.work.empty() || opt.extend.empty() || opt.transports.empty() || opt.rounds < 1 ||
+      opt.rounds > 100 || opt.op_timeout_s < 1) {
     return usage();
   }
   std::printf("case    transport  ours ms    git ms  ours/git  <=1.5x  rounds ours/git ms\n");
@@ -279,7 +297,9 @@ int main(int argc, char** argv) {
       git_dir = base / ("git-" + std::to_string(r));
       double o = 0, g = 0;
       auto do_ours = [&] { o = run_ours(ours_dir, url, opt.branch, t); };
-      auto do_git = [&] { g = run_git({"git", "clone", "-q", "-b", opt.branch, url, git_dir.string()}, t); };
+      auto do_git = [&] {
+        g = run_git({"git", "clone", "-q", "-b", opt.branch, url, git_dir.string()}, t);
+      };
       if (r % 2 == 0) {
         do_ours();
         do_git();
@@ -313,7 +333,9 @@ int main(int argc, char** argv) {
       want = remote_head(url, opt.branch);
       double o = 0, g = 0;
       auto do_ours = [&] { o = run_ours(ours_dir, url, opt.branch, t); };
-      auto do_git = [&] { g = run_git({"git", "-C", git_dir.string(), "pull", "-q", "--ff-only"}, t); };
+      auto do_git = [&] {
+        g = run_git({"git", "-C", git_dir.string(), "pull", "-q", "--ff-only"}, t);
+      };
       if (r % 2 == 0) {
         do_ours();
         do_git();
@@ -335,7 +357,9 @@ int main(int argc, char** argv) {
     for (int r = 0; r < opt.rounds && ok; ++r) {
       double o = 0, g = 0;
       auto do_ours = [&] { o = run_ours(ours_dir, url, opt.branch, t); };
-      auto do_git = [&] { g = run_git({"git", "-C", git_dir.string(), "pull", "-q", "--ff-only"}, t); };
+      auto do_git = [&] {
+        g = run_git({"git", "-C", git_dir.string(), "pull", "-q", "--ff-only"}, t);
+      };
       if (r % 2 == 0) {
         do_ours();
         do_git();
@@ -355,8 +379,9 @@ int main(int argc, char** argv) {
     print_row(noop);
     fs::remove_all(base, ec);
   }
-  std::printf("\nissue 16 goal (ours within 1.5x of git's median wall time): met in %d of %d case(s)\n", g_met,
-              g_cases);
+  std::printf(
+      "\nissue 16 goal (ours within 1.5x of git's wall time): met in %d of %d case(s)\n",
+      g_met, g_cases);
   std::printf("measurement errors: %s\n", g_errors ? "yes (see stderr)" : "none");
   return g_errors ? 1 : 0;
 }

@@ -112,7 +112,7 @@ fs_type=$(df -T "$TMP" | awk 'NR == 2 {print $2}')
 echo "CloudyKnight git pull benchmark  ($(nproc) cores, load avg at start $(cut -d' ' -f1 /proc/loadavg), median of $ROUNDS interleaved rounds)"
 echo "repository: $nfiles files ($tree_mb MiB checked out), $ncommits commits, $pack_mb MiB of objects; generated in ${gen_s%.*} s"
 echo "ours: ck::git::pull (libgit2 $(pkg-config --modversion libgit2 2>/dev/null || echo '?')); git: $(git --version | cut -d' ' -f3); work dir on $fs_type ($PARENT)"
-echo "pull case: 20 new commits touching 100 files per round; ratio = median ours / median git"
+echo "pull case: 20 new commits touching 100 files per round; ours/git = median of the per-round ratios"
 echo
 # The whole run is bounded: generation by its own timeout above, the measurements by what is
 # left of BENCH_TIMEOUT (every single clone or pull by BENCH_OP_TIMEOUT too).
