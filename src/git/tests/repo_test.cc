@@ -118,6 +118,29 @@ TEST_F(GitRepoTest, AFirstCloneFromALocalRemoteSharesItsObjectFiles) {
   EXPECT_EQ(read(ws_ / "lib/a.txt"), "a2\n");
 }
 
+// A first clone skips the checkout's filter lookups only when no attribute or setting could
+// make a filter act: line endings a .gitattributes asks for are still applied, whether it is
+// in the branch or already in the folder.
+TEST_F(GitRepoTest, AFirstCloneStillAppliesTheLineEndingsAttributesAskFor) {
+  dev_commit(".gitattributes", "*.txt text eol=crlf\n");
+  auto r = pull(ws_, remote(), none_);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(read(ws_ / "lib/a.txt"), "a\r\n");
+  EXPECT_EQ(read(ws_ / "index.js"), "console.log(1)\n");
+
+  fs::path other = tmp_.path / "other";
+  run(dev_, "git rm -q .gitattributes && git commit -q -m plain && git push -q origin HEAD");
+  write(other / "lib" / ".gitattributes", "*.txt text eol=crlf\n");
+  auto r2 = pull(other, remote(), none_);
+  ASSERT_TRUE(r2.has_value()) << r2.error().message;
+  EXPECT_EQ(read(other / "lib/a.txt"), "a\r\n");
+
+  fs::path plain = tmp_.path / "plain";
+  auto r3 = pull(plain, remote(), none_);
+  ASSERT_TRUE(r3.has_value()) << r3.error().message;
+  EXPECT_EQ(read(plain / "lib/a.txt"), "a\n");
+}
+
 TEST_F(GitRepoTest, KeepsFilesTheFolderHeldAndLeavesThemOutOfCommits) {
   write(ws_ / "workspace.json", R"({"git": {"url": "x"}})");
   auto r = pull(ws_, remote("main"), none_);
