@@ -90,6 +90,57 @@ TEST_F(GitRepoTest, ClonesIntoAFolderAndFollowsTheDefaultBranch) {
   EXPECT_FALSE(st.value().dirty);
 }
 
+// A first clone from a local remote shares the remote's object files (packs and loose
+// objects, hard-linked on the same filesystem) instead of having libgit2 repack them, and
+// is a complete repository: fsck finds nothing missing, and later pulls fetch normally.
+TEST_F(GitRepoTest, AFirstCloneFromALocalRemoteSharesItsObjectFiles) {
+  run(remote_, "git repack -q -a -d");
+  dev_commit("index.js", "console.log(2)\n");  // a loose object or three beside the pack
+  auto r = pull(ws_, Remote{"file://" + remote_.string(), "main"}, none_);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(read(ws_ / "index.js"), "console.log(2)\n");
+  int packs = 0;
+  for (const auto& e : fs::directory_iterator(ws_ / ".git" / "objects" / "pack")) {
+    if (e.path().extension() != ".pack") continue;
+    ++packs;
+    EXPECT_TRUE(fs::equivalent(e.path(), remote_ / "objects" / "pack" / e.path().filename()))
+        << e.path() << " is the remote's pack file, linked";
+  }
+  EXPECT_EQ(packs, 1);
+  std::string head = run(dev_, "git rev-parse HEAD");
+  std::string loose = head.substr(0, 2) + "/" + head.substr(2);
+  EXPECT_TRUE(fs::equivalent(ws_ / ".git" / "objects" / loose, remote_ / "objects" / loose));
+  run(ws_, "git fsck --strict --no-dangling --no-progress");
+  dev_commit("lib/a.txt", "a2\n");
+  auto again = pull(ws_, Remote{"file://" + remote_.string(), "main"}, none_);
+  ASSERT_TRUE(again.has_value()) << again.error().message;
+  EXPECT_EQ(again.value().changed, std::vector<std::string>{"lib/a.txt"});
+  EXPECT_EQ(read(ws_ / "lib/a.txt"), "a2\n");
+}
+
+// A first clone skips the checkout's filter lookups only when no attribute or setting could
+// make a filter act: line endings a .gitattributes asks for are still applied, whether it is
+// in the branch or already in the folder.
+TEST_F(GitRepoTest, AFirstCloneStillAppliesTheLineEndingsAttributesAskFor) {
+  dev_commit(".gitattributes", "*.txt text eol=crlf\n");
+  auto r = pull(ws_, remote(), none_);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(read(ws_ / "lib/a.txt"), "a\r\n");
+  EXPECT_EQ(read(ws_ / "index.js"), "console.log(1)\n");
+
+  fs::path other = tmp_.path / "other";
+  run(dev_, "git rm -q .gitattributes && git commit -q -m plain && git push -q origin HEAD");
+  write(other / "lib" / ".gitattributes", "*.txt text eol=crlf\n");
+  auto r2 = pull(other, remote(), none_);
+  ASSERT_TRUE(r2.has_value()) << r2.error().message;
+  EXPECT_EQ(read(other / "lib/a.txt"), "a\r\n");
+
+  fs::path plain = tmp_.path / "plain";
+  auto r3 = pull(plain, remote(), none_);
+  ASSERT_TRUE(r3.has_value()) << r3.error().message;
+  EXPECT_EQ(read(plain / "lib/a.txt"), "a\n");
+}
+
 TEST_F(GitRepoTest, KeepsFilesTheFolderHeldAndLeavesThemOutOfCommits) {
   write(ws_ / "workspace.json", R"({"git": {"url": "x"}})");
   auto r = pull(ws_, remote("main"), none_);
