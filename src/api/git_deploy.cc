@@ -532,7 +532,7 @@ std::string follows_elsewhere(const fs::path& dir, const fs::path& ours) {
   if (!declared.url.empty() && normalize_git_url(declared.url) != mine)
     return git::redact_url(declared.url);
   if (git::is_repository(dir)) {
-    std::string origin = git::origin_url(dir);
+    std::string origin = git::remote_url(dir);
     if (!origin.empty() && normalize_git_url(origin) != mine) return git::redact_url(origin);
   }
   return "";

@@ -1,5 +1,7 @@
 #include "git/push_repos.h"
 
+#include "git/pcre2_sweep.h"
+
 #include <fmt/format.h>
 #include <git2.h>
 #include <sys/socket.h>
@@ -109,6 +111,7 @@ std::string post_receive_script(const std::string& hook_exe) {
 }
 
 Result<void> ensure_push_repo(const fs::path& repo, const std::string& hook_exe) {
+  RegexSweep sweep;  // pcre2_sweep.h
   init_library();
   std::error_code ec;
   RepoPtr r;
@@ -183,6 +186,7 @@ std::vector<RefUpdate> parse_ref_updates(std::string_view text) {
 }
 
 Result<std::string> head_branch(const fs::path& repo) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(r, open_bare(repo));
   git_reference* raw = nullptr;
   if (git_reference_lookup(&raw, r.get(), "HEAD") < 0)
@@ -194,21 +198,8 @@ Result<std::string> head_branch(const fs::path& repo) {
   return target.starts_with(kHeads) ? target.substr(kHeads.size()) : std::string();
 }
 
-std::string origin_url(const fs::path& dir) {
-  init_library();
-  git_repository* raw = nullptr;
-  if (git_repository_open_ext(&raw, dir.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) < 0)
-    return "";
-  RepoPtr r(raw);
-  git_remote* remote = nullptr;
-  if (git_remote_lookup(&remote, r.get(), "origin") < 0) return "";
-  const char* url = git_remote_url(remote);
-  std::string out = url ? url : "";
-  git_remote_free(remote);
-  return out;
-}
-
 bool has_refs(const fs::path& repo) {
+  RegexSweep sweep;  // pcre2_sweep.h
   auto r = open_bare(repo);
   if (r.has_error()) return false;
   git_reference_iterator* it = nullptr;
@@ -232,6 +223,7 @@ bool fast_forwards(const fs::path& repo, const std::string& ancestor,
 }
 
 bool has_branch(const fs::path& repo, const std::string& branch) {
+  RegexSweep sweep;  // pcre2_sweep.h
   auto r = open_bare(repo);
   if (r.has_error()) return false;
   git_reference* raw = nullptr;
@@ -242,6 +234,7 @@ bool has_branch(const fs::path& repo, const std::string& branch) {
 }
 
 Result<void> set_head_branch(const fs::path& repo, const std::string& branch) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(r, open_bare(repo));
   if (git_repository_set_head(r.get(), ("refs/heads/" + branch).c_str()) < 0) {
     return libgit2_error("cannot point HEAD of " + repo.string() + " at " + branch);

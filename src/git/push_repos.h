@@ -48,9 +48,6 @@ std::vector<RefUpdate> parse_ref_updates(std::string_view text);
 /// The branch HEAD names ("main" for refs/heads/main), whether or not it exists yet.
 Result<std::string> head_branch(const std::filesystem::path& repo);
 
-/// The URL of the "origin" remote of the working copy at `dir` ("" when it has none or is no
-/// repository); reads the configuration only, never the working tree. Not redacted.
-std::string origin_url(const std::filesystem::path& dir);
 
 /// True if the repository has any reference (a branch or a tag) besides HEAD.
 bool has_refs(const std::filesystem::path& repo);

@@ -1,6 +1,7 @@
 #include "git/repo.h"
 
 #include "git/keys.h"
+#include "git/pcre2_sweep.h"
 
 #include <git2.h>
 
@@ -186,11 +187,36 @@ Result<RepoPtr> open_repo(const fs::path& dir) {
   return RepoPtr(raw);
 }
 
-Result<RemotePtr> origin(git_repository* repo, std::string* url = nullptr) {
-  git_remote* raw = nullptr;
+// What fetches bring: every branch, as refs/remotes/origin/<branch>.
+constexpr const char* kFetchSpec = "+refs/heads/*:refs/remotes/origin/*";
+
+// The remote "origin" as an anonymous remote of its URL (read from the config), with the
+// refspecs passed to each call. Not git_remote_lookup(): Debian's libgit2 1.5 leaks a PCRE2
+// match block (about 20 KiB) on every lookup, which a daemon that looks remotes up for every
+// status, start and poll cannot afford.
+// remote.origin.url from the configuration.
+Result<std::string> origin_url_of(git_repository* repo) {
   Context ctx{"looking up the remote 'origin'", "", nullptr};
-  CK_GIT(git_remote_lookup(&raw, repo, "origin"), ctx);
-  if (url) *url = git_remote_url(raw) ? git_remote_url(raw) : "";
+  git_config* cfg_raw = nullptr;
+  CK_GIT(git_repository_config_snapshot(&cfg_raw, repo), ctx);
+  Ptr<git_config, git_config_free> cfg(cfg_raw);
+  git_buf buf = GIT_BUF_INIT;
+  int rc = git_config_get_string_buf(&buf, cfg.get(), "remote.origin.url");
+  std::string value = rc == 0 && buf.ptr ? std::string(buf.ptr, buf.size) : "";
+  git_buf_dispose(&buf);
+  if (rc == GIT_ENOTFOUND || (rc == 0 && value.empty())) {
+    return fail(Errc::not_found, "the repository has no remote 'origin'");
+  }
+  CK_GIT(rc, ctx);
+  return value;
+}
+
+Result<RemotePtr> origin(git_repository* repo, std::string* url = nullptr) {
+  Context ctx{"looking up the remote 'origin'", "", nullptr};
+  BOOST_OUTCOME_TRY(value, origin_url_of(repo));
+  git_remote* raw = nullptr;
+  CK_GIT(git_remote_create_anonymous(&raw, repo, value.c_str()), ctx);
+  if (url) *url = value;
   return RemotePtr(raw);
 }
 
@@ -215,7 +241,9 @@ Result<void> fetch_origin(git_repository* repo, const Credentials& creds, std::s
   opts.callbacks = cb;
   opts.prune = GIT_FETCH_PRUNE;
   opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-  CK_GIT(git_remote_download(remote.get(), nullptr, &opts), ctx);
+  char* fetch_specs[] = {const_cast<char*>(kFetchSpec)};
+  git_strarray refspecs{fetch_specs, 1};
+  CK_GIT(git_remote_download(remote.get(), &refspecs, &opts), ctx);
   CK_GIT(git_remote_update_tips(remote.get(), &cb, 1, GIT_REMOTE_DOWNLOAD_TAGS_NONE, "fetch"), ctx);
   // update_tips does not prune: drop the tracking refs of branches the remote no longer has.
   CK_GIT(git_remote_prune(remote.get(), &cb), ctx);
@@ -555,11 +583,11 @@ std::string redact_url(std::string_view url) {
 }
 
 std::string remote_url(const fs::path& dir) {
+  RegexSweep sweep;  // pcre2_sweep.h
   auto repo = open_repo(dir);
   if (repo.has_error()) return "";
-  std::string url;
-  if (origin(repo.value().get(), &url).has_error()) return "";
-  return url;
+  auto url = origin_url_of(repo.value().get());
+  return url.has_value() ? url.value() : "";
 }
 
 Result<void> check_url(std::string_view url, bool allow_local) {
@@ -626,6 +654,7 @@ bool is_repository(const fs::path& dir) {
 }
 
 Result<PullResult> pull(const fs::path& dir, const Remote& remote, const Credentials& creds) {
+  RegexSweep sweep;  // pcre2_sweep.h
   init_library();
   BOOST_OUTCOME_TRY(check_url(remote.url, true));
   if (!remote.branch.empty()) {
@@ -720,17 +749,16 @@ Result<PullResult> pull(const fs::path& dir, const Remote& remote, const Credent
 }
 
 Result<void> fetch(const fs::path& dir, const Credentials& creds) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(repo, open_repo(dir));
   return fetch_origin(repo.get(), creds, nullptr);
 }
 
 Result<Status> status(const fs::path& dir) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(repo, open_repo(dir));
   Status out;
-  {
-    std::string url;
-    if (auto r = origin(repo.get(), &url); r.has_value()) out.url = redact_url(url);
-  }
+  if (auto r = origin_url_of(repo.get()); r.has_value()) out.url = redact_url(r.value());
   out.branch = head_branch(repo.get());
   git_oid head;
   if (git_reference_name_to_id(&head, repo.get(), "HEAD") == 0) {
@@ -758,6 +786,7 @@ Result<Status> status(const fs::path& dir) {
 
 Result<std::optional<std::string>> commit_all(const fs::path& dir, const Author& author,
                                               const std::string& message) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(repo, open_repo(dir));
   Context ctx{"committing in " + dir.string(), "", nullptr};
   git_index* raw_index = nullptr;
@@ -890,6 +919,7 @@ std::string utc_stamp() {
 }  // namespace
 
 Result<PushResult> push(const fs::path& dir, const Credentials& creds) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(repo, open_repo(dir));
   std::string branch = head_branch(repo.get());
   if (branch.empty()) return fail(Errc::conflict, "pushing from " + dir.string() + ": HEAD is detached");
@@ -942,6 +972,7 @@ Result<PushResult> push(const fs::path& dir, const Credentials& creds) {
 }
 
 Result<std::vector<std::string>> remote_branches(const fs::path& dir) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(repo, open_repo(dir));
   git_branch_iterator* it = nullptr;
   Context ctx{"listing the remote's branches", "", nullptr};
@@ -964,6 +995,7 @@ Result<std::vector<std::string>> remote_branches(const fs::path& dir) {
 
 Result<void> add_worktree(const fs::path& repo_dir, const std::string& id, const fs::path& path,
                           const std::string& branch) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(check_branch(branch));
   BOOST_OUTCOME_TRY(repo, open_repo(repo_dir));
   (void)remove_worktree(repo_dir, id);
@@ -990,6 +1022,7 @@ Result<void> add_worktree(const fs::path& repo_dir, const std::string& id, const
 }
 
 Result<void> remove_worktree(const fs::path& repo_dir, const std::string& id) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(repo, open_repo(repo_dir));
   git_worktree* raw = nullptr;
   if (git_worktree_lookup(&raw, repo.get(), id.c_str()) == 0) {
@@ -1011,6 +1044,7 @@ Result<void> remove_worktree(const fs::path& repo_dir, const std::string& id) {
 }
 
 Result<PullResult> update_worktree(const fs::path& path) {
+  RegexSweep sweep;  // pcre2_sweep.h
   BOOST_OUTCOME_TRY(repo, open_repo(path));
   std::string local = head_branch(repo.get());
   if (local.empty()) return fail(Errc::conflict, "updating " + path.string() + ": HEAD is detached");

@@ -41,7 +41,8 @@ struct Remote {
 /// keeps its user: "ssh://git:pw@host/x" -> "ssh://git@host/x"). Pure.
 std::string redact_url(std::string_view url);
 
-/// The URL of `dir`'s remote "origin" as configured ("" when there is none). Never log it
+/// The URL of `dir`'s remote "origin" as configured ("" when it has none or is no repository;
+/// no search upwards); reads the configuration only, never the working tree. Never log it
 /// without redact_url().
 std::string remote_url(const std::filesystem::path& dir);
 

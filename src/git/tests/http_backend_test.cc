@@ -18,6 +18,7 @@
 
 #include "core/testing/temp_dir.h"
 #include "git/push_repos.h"
+#include "git/repo.h"
 
 namespace ck::git {
 namespace {
@@ -233,15 +234,15 @@ TEST(PushRepo, MadeBareWithTheDaemonsHookOnly) {
   { std::ofstream(hook) << "#!/bin/sh\ncurl evil\n"; }
   ASSERT_TRUE(ensure_push_repo(repo, "/usr/bin/cloudyknight").has_value());
   EXPECT_EQ(read(), post_receive_script("/usr/bin/cloudyknight"));
-  EXPECT_EQ(origin_url(repo), "");  // a bare repository has no origin
-  EXPECT_EQ(origin_url(tmp / "nothing-here"), "");
+  EXPECT_EQ(remote_url(repo), "");  // a bare repository has no origin
+  EXPECT_EQ(remote_url(tmp / "nothing-here"), "");
   if (::access("/usr/bin/git", X_OK) == 0) {
     std::string cmd = "git init -q " + (tmp / "wc").string() + " && git -C " +
                       (tmp / "wc").string() +
                       " remote add origin https://u:secret@example.test/team/site.git";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
-    EXPECT_EQ(origin_url(tmp / "wc"), "https://u:secret@example.test/team/site.git");
-    EXPECT_EQ(origin_url(tmp / "wc" / "sub"), "");  // no search upwards
+    EXPECT_EQ(remote_url(tmp / "wc"), "https://u:secret@example.test/team/site.git");
+    EXPECT_EQ(remote_url(tmp / "wc" / "sub"), "");  // no search upwards
   }
   if (::access("/usr/bin/git", X_OK) == 0) {
     // Two commits in a row and one beside them.

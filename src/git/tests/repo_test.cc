@@ -4,6 +4,8 @@
 
 #include "git/repo.h"
 
+#include "git/pcre2_sweep.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -311,6 +313,17 @@ TEST_F(GitRepoTest, AMissingRemoteIsNotFoundAndLeavesNothingBehind) {
   auto r = pull(ws_, Remote{(tmp_.path / "nope.git").string(), ""}, none_);
   ASSERT_TRUE(r.has_error());
   EXPECT_FALSE(is_repository(ws_));
+}
+
+// Debian's libgit2 1.5 leaks a PCRE2 match block per configuration entry a glob iterates
+// (pcre2_sweep.cc); none may outlive the call (the sanitizer build's leak check is the proof).
+TEST_F(GitRepoTest, NoRegexMatchBlockOutlivesACall) {
+  ASSERT_TRUE(pull(ws_, remote(), none_).has_value());
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(git::status(ws_).has_value());
+    ASSERT_TRUE(fetch(ws_, none_).has_value());
+  }
+  EXPECT_EQ(sweep_regex_leaks(), 0u) << "every call swept what it leaked";
 }
 
 TEST(GitUrl, RedactsCredentials) {
