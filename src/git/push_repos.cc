@@ -1,5 +1,6 @@
 #include "git/push_repos.h"
 
+#include "git/internal.h"
 #include "git/pcre2_sweep.h"
 
 #include <fmt/format.h>
@@ -21,14 +22,6 @@ namespace ck::git {
 namespace fs = std::filesystem;
 
 namespace {
-
-void init_library() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    git_libgit2_init();
-    git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
-  });
-}
 
 struct RepoFree {
   void operator()(git_repository* r) const { git_repository_free(r); }

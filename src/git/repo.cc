@@ -1,5 +1,6 @@
 #include "git/repo.h"
 
+#include "git/internal.h"
 #include "git/keys.h"
 #include "git/pcre2_sweep.h"
 
@@ -21,8 +22,6 @@
 namespace ck::git {
 namespace fs = std::filesystem;
 
-namespace {
-
 // libgit2 is initialised once per process and never shut down (its global state is cheap).
 // Owner validation (safe.directory) is off: the daemon owns the folders it works in, whoever
 // owns the files, and it never runs anything from a repository.
@@ -39,6 +38,8 @@ void init_library() {
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
   });
 }
+
+namespace {
 
 template <class T, void (*Free)(T*)>
 struct Deleter {
