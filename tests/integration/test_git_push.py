@@ -281,6 +281,19 @@ class GitPushTest(unittest.TestCase):
         self.assertIn("remote: -----> branch redesign deleted", out)
         wait_until(lambda: self.page("blog--redesign")[0] == 404, 30, "the preview gone")
         self.assertEqual(self.page("blog"), (200, "<h1>blog v2</h1>\n"))
+        # An edit through the API becomes a commit the developer pulls.
+        self.git("checkout", "-q", "main", cwd=src, check=True)
+        r = call(self.d, "PUT", "/workspaces/blog/files/index.html", self.tokens[("ann", "deploy")],
+                 "<h1>edited in the browser</h1>\n")
+        self.assertIn(r.status, (200, 201), r.text())
+
+        def pulled():
+            self.git("pull", "-q", "--ff-only", self.remote("blog", self.tokens[("ann", "read")]), "main", cwd=src)
+            with open(os.path.join(src, "index.html")) as f:
+                return f.read() == "<h1>edited in the browser</h1>\n"
+        wait_until(pulled, 30, "the API edit in the pushed repository")
+        rc, out = self.git("log", "-1", "--format=%s", cwd=src)
+        self.assertIn("Edit index.html through CloudyKnight", out)
 
     def test_push_to_a_plain_folder_keeps_its_old_files_in_the_trash(self):
         with open(os.path.join(self.d.ws, "static", "index.html")) as f:

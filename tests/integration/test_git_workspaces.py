@@ -361,7 +361,29 @@ class GitWorkspacesTest(unittest.TestCase):
             proc.terminate()
             proc.wait(timeout=10)
 
-    # -- 9. a git:// remote over the network (git daemon on loopback) ------------------------
+    # -- 9. an http remote that wants a token: CloudyKnight's own git push endpoint -------------
+    def test_j_an_http_remote_with_a_token(self):
+        src = os.path.join(self.tmp, "httpsrc")
+        os.makedirs(src)
+        git(src, "init", "-q", "-b", "main")
+        with open(os.path.join(src, "index.html"), "w") as f:
+            f.write("over http with a token\n")
+        git(src, "add", "-A")
+        git(src, "commit", "-q", "-m", "first")
+        base = f"127.0.0.1:{self.d.port}/monitor/git/httpsrc.git"
+        git(src, "push", "-q", f"http://x:{self.admin}@{base}", "main")
+        wait_until(lambda: "over http" in self.page("/httpsrc/"), 30, "the pushed workspace")
+        # Without the token the remote says 401; with it, libgit2 clones over HTTP.
+        r = self.api("POST", "/workspaces", {"name": "viahttp", "git": {"url": f"http://{base}"}})
+        self.assertEqual(r.status, 401, r.text())
+        self.assertFalse(os.path.exists(os.path.join(self.d.ws, "viahttp")))
+        out = self.create("viahttp", f"http://{base}", token=self.admin)
+        self.assertNotIn(self.admin, json.dumps(out))
+        wait_until(lambda: "over http with a token" in self.page("/viahttp/"), 20, "viahttp served")
+        self.assertNotIn(self.admin, json.dumps(self.git_status("viahttp")))
+        self.assertNotIn(self.admin, self.d.stderr_text().split("admin token", 1)[-1].split("\n", 1)[-1])
+
+    # -- 10. a git:// remote over the network (git daemon on loopback) ------------------------
     def test_g_a_git_protocol_remote(self):
         port = free_port()
         base = os.path.join(self.tmp, "served")
