@@ -39,5 +39,6 @@ if [ -z "${CK_SKIP_SANITIZERS:-}" ]; then
   say "running the test suite (sanitizer build)"
   cd "$CK_ROOT/build-debug"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    LSAN_OPTIONS=suppressions=$CK_ROOT/scripts/lsan.supp \
     ctest --output-on-failure --timeout 900 -j 2 "$@"
 fi
