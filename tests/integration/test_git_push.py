@@ -43,9 +43,11 @@ def git_env():
     }
 
 
-def push_environments():
+def push_environments(data=None):
     """{argv: environ} of the processes of a push running now (git http-backend, receive-pack
-    and the post-receive hook: the ones given CK_GIT_HOOK_FD)."""
+    and the post-receive hook: the ones given CK_GIT_HOOK_FD); with `data`, only those of the
+    daemon whose data folder that is (GIT_PROJECT_ROOT lies in it): other tests may push to
+    daemons of their own at the same time."""
     out = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -58,7 +60,8 @@ def push_environments():
         except OSError:
             continue
         if b"CK_GIT_HOOK_FD=" in env or b"git-hook\0post-receive" in argv:
-            out[argv] = env
+            if data is None or os.fsencode(data) in env:
+                out[argv] = env
     return out
 
 
@@ -433,7 +436,7 @@ class GitPushTest(unittest.TestCase):
                                 text=True)
         seen = {}
         while proc.poll() is None:
-            seen.update(push_environments())
+            seen.update(push_environments(self.d.data))
         out = proc.communicate(timeout=300)[0]
         self.assertEqual(proc.returncode, 0, out)
         self.assertIn("remote: =====> nodeapp is running at", out)
@@ -535,13 +538,13 @@ class GitPushShutdownTest(unittest.TestCase):
                 except OSError:
                     return False
             wait_until(started, 60, "the app starting")
-            wait_until(lambda: push_environments(), 10, "the push's hook running")
+            wait_until(lambda: push_environments(d.data), 10, "the push's hook running")
             res = d.stop(timeout=30)
             self.assertEqual(res.returncode, 0, res)
             out = push.communicate(timeout=30)[0]
             self.assertIn("remote: -----> Deploying slow", out)
             self.assertNotIn("is running at", out)
-            self.assertEqual(push_environments(), {}, "a process of the push outlived the daemon")
+            self.assertEqual(push_environments(d.data), {}, "a process of the push outlived the daemon")
         finally:
             if d.proc and d.proc.poll() is None:
                 d.kill()
