@@ -1,5 +1,6 @@
 #include "git/push_repos.h"
 
+#include "core/shell.h"
 #include "git/internal.h"
 #include "git/pcre2_sweep.h"
 
@@ -69,18 +70,6 @@ Result<void> write_file_atomic(const fs::path& path, const std::string& text, mo
     return fail(Errc::io, fmt::format("cannot install {}: {}", path.string(), std::strerror(err)));
   }
   return outcome::success();
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
 }
 
 bool write_all(int fd, std::string_view bytes) {

@@ -16,6 +16,7 @@
 
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/shell.h"
 #include "runtime/process/cgroup.h"
 #include "runtime/process/child.h"
 #include "runtime/process/confine.h"
@@ -92,18 +93,6 @@ void write_small(const fs::path& p, const std::string& s) {
   if (r.has_error()) logger()->warn("{}", r.error().message);
 }
 
-// One shell word: 'it', with each ' written as '\''.
-std::string shell_quote(const std::string& word) {
-  std::string out = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
 
 // Kills an init (child.h) and its command's process group, which the host sees as the init's
 // children.
