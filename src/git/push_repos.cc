@@ -24,16 +24,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct RepoFree {
-  void operator()(git_repository* r) const { git_repository_free(r); }
-};
-struct ConfigFree {
-  void operator()(git_config* c) const { git_config_free(c); }
-};
-struct RefFree {
-  void operator()(git_reference* r) const { git_reference_free(r); }
-};
-using RepoPtr = std::unique_ptr<git_repository, RepoFree>;
 
 Error libgit2_error(const std::string& doing) {
   const git_error* e = git_error_last();
@@ -114,7 +104,7 @@ Result<void> ensure_push_repo(const fs::path& repo, const std::string& hook_exe)
   git_config* raw_cfg = nullptr;
   if (git_repository_config(&raw_cfg, r.get()) < 0)
     return libgit2_error("cannot read " + repo.string() + "/config");
-  std::unique_ptr<git_config, ConfigFree> cfg(raw_cfg);
+  ConfigPtr cfg(raw_cfg);
   // Reflogs in a bare repository: a forced push never loses the commits it replaced.
   if (git_config_set_bool(cfg.get(), "core.logAllRefUpdates", 1) < 0 ||
       git_config_set_bool(cfg.get(), "http.receivepack", 1) < 0) {
@@ -173,7 +163,7 @@ Result<std::string> head_branch(const fs::path& repo) {
   git_reference* raw = nullptr;
   if (git_reference_lookup(&raw, r.get(), "HEAD") < 0)
     return libgit2_error("cannot read HEAD of " + repo.string());
-  std::unique_ptr<git_reference, RefFree> head(raw);
+  RefPtr head(raw);
   if (git_reference_type(head.get()) != GIT_REFERENCE_SYMBOLIC) return std::string();
   std::string target = git_reference_symbolic_target(head.get());
   constexpr std::string_view kHeads = "refs/heads/";

@@ -41,18 +41,7 @@ void init_library() {
 
 namespace {
 
-template <class T, void (*Free)(T*)>
-struct Deleter {
-  void operator()(T* p) const {
-    if (p) Free(p);
-  }
-};
-template <class T, void (*Free)(T*)>
-using Ptr = std::unique_ptr<T, Deleter<T, Free>>;
-
-using RepoPtr = Ptr<git_repository, git_repository_free>;
 using RemotePtr = Ptr<git_remote, git_remote_free>;
-using RefPtr = Ptr<git_reference, git_reference_free>;
 using CommitPtr = Ptr<git_commit, git_commit_free>;
 using TreePtr = Ptr<git_tree, git_tree_free>;
 using IndexPtr = Ptr<git_index, git_index_free>;
@@ -62,7 +51,6 @@ using DiffPtr = Ptr<git_diff, git_diff_free>;
 using RebasePtr = Ptr<git_rebase, git_rebase_free>;
 using AnnotatedPtr = Ptr<git_annotated_commit, git_annotated_commit_free>;
 using WorktreePtr = Ptr<git_worktree, git_worktree_free>;
-using ObjectPtr = Ptr<git_object, git_object_free>;
 
 std::string oid_hex(const git_oid& id) {
   char buf[GIT_OID_HEXSZ + 1];
@@ -200,7 +188,7 @@ Result<std::string> origin_url_of(git_repository* repo) {
   Context ctx{"looking up the remote 'origin'", "", nullptr};
   git_config* cfg_raw = nullptr;
   CK_GIT(git_repository_config_snapshot(&cfg_raw, repo), ctx);
-  Ptr<git_config, git_config_free> cfg(cfg_raw);
+  ConfigPtr cfg(cfg_raw);
   git_buf buf = GIT_BUF_INIT;
   int rc = git_config_get_string_buf(&buf, cfg.get(), "remote.origin.url");
   std::string value = rc == 0 && buf.ptr ? std::string(buf.ptr, buf.size) : "";
@@ -330,7 +318,7 @@ bool filters_are_inert(git_repository* repo, git_tree* tree) {
   if (fs::exists(fs::path(git_repository_commondir(repo)) / "info" / "attributes", ec) || ec) return false;
   git_config* cfg_raw = nullptr;
   if (git_repository_config_snapshot(&cfg_raw, repo) != 0) return false;
-  Ptr<git_config, git_config_free> cfg(cfg_raw);
+  ConfigPtr cfg(cfg_raw);
   for (const char* key : {"core.autocrlf", "core.eol", "core.attributesfile"}) {
     git_config_entry* e = nullptr;
     if (git_config_get_entry(&e, cfg.get(), key) == 0) {
