@@ -158,15 +158,6 @@ void record_creation(auth::Auth* auth, const std::string& name, const std::strin
   (void)auth->audit(principal, "workspace.create", name, what.dump(), ip);
 }
 
-// Keeps `file` (which CloudyKnight wrote into a clone) out of the repository's commits when
-// the repository does not track it.
-void exclude_untracked(const fs::path& repo, const std::string& file) {
-  std::error_code ec;
-  if (!fs::is_directory(repo / ".git", ec)) return;
-  fs::create_directories(repo / ".git" / "info", ec);
-  std::ofstream(repo / ".git" / "info" / "exclude", std::ios::app) << "/" << file << "\n";
-}
-
 std::string unique_suffix() {
   static std::atomic<unsigned> counter{0};
   auto now = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -397,7 +388,7 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
               fs::remove_all(tmp, ignored);
               return st->respond(error_response(m.error().code, m.error().message));
             }
-            exclude_untracked(tmp, "workspace.json");
+            git::keep_out_of_commits(tmp, {"workspace.json"});
           }
           WorkspaceSpec spec = detect_workspace(name, tmp);
           if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, folder.c_str(), RENAME_NOREPLACE) != 0) {

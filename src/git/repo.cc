@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -637,6 +638,15 @@ Result<void> check_branch(std::string_view branch) {
   return outcome::success();
 }
 
+void keep_out_of_commits(const fs::path& dir, const std::vector<std::string>& names) {
+  std::error_code ec;
+  if (names.empty() || !fs::is_directory(dir / ".git", ec)) return;
+  fs::create_directories(dir / ".git" / "info", ec);
+  std::ofstream out(dir / ".git" / "info" / "exclude", std::ios::app);
+  out << "# files CloudyKnight keeps out of commits\n";
+  for (const auto& name : names) out << "/" << name << "\n";
+}
+
 bool is_repository(const fs::path& dir) {
   std::error_code ec;
   return fs::exists(dir / ".git", ec);
@@ -695,23 +705,15 @@ Result<PullResult> pull(const fs::path& dir, const Remote& remote, const Credent
     }
     if (!local_only.empty()) {
       std::set<std::string> tracked(result.value().changed.begin(), result.value().changed.end());
-      std::string exclude;
+      std::vector<std::string> untracked;
       for (const auto& name : local_only) {
         bool is_tracked = false;
         for (const auto& t : tracked) {
           if (t == name || t.rfind(name + "/", 0) == 0) is_tracked = true;
         }
-        if (!is_tracked) exclude += "/" + name + "\n";
+        if (!is_tracked) untracked.push_back(name);
       }
-      if (!exclude.empty()) {
-        fs::create_directories(dir / ".git" / "info", ec);
-        FILE* f = std::fopen((dir / ".git" / "info" / "exclude").c_str(), "a");
-        if (f) {
-          std::fputs("# files the folder held before it followed the remote (cloudyknight)\n", f);
-          std::fputs(exclude.c_str(), f);
-          std::fclose(f);
-        }
-      }
+      keep_out_of_commits(dir, untracked);
     }
     PullResult out = std::move(result).value();
     out.cloned = true;

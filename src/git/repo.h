@@ -75,6 +75,11 @@ struct PullResult {
   std::vector<std::string> changed;  // paths the checkout wrote or removed, relative
 };
 
+/// Keeps the top-level files or folders `names` of the working copy `dir` out of its commits
+/// (.git/info/exclude; a file the repository tracks stays tracked): what CloudyKnight or the
+/// folder had before the clone, such as a workspace.json naming the remote.
+void keep_out_of_commits(const std::filesystem::path& dir, const std::vector<std::string>& names);
+
 /// True if `dir` holds a repository of its own (a .git folder or file).
 bool is_repository(const std::filesystem::path& dir);
 
