@@ -11,50 +11,15 @@
 #include <malloc.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "core/testing/temp_dir.h"
+#include "git/tests/git_testing.h"
 
 namespace ck::git {
 namespace {
 namespace fs = std::filesystem;
 
-std::string sh_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
-
-// Runs a shell command in `dir`; returns its stdout (trimmed), fails the test on a non-zero exit.
-std::string run(const fs::path& dir, const std::string& cmd) {
-  std::string full = "cd " + sh_quote(dir.string()) +
-                     " && GIT_AUTHOR_NAME=dev GIT_AUTHOR_EMAIL=dev@test GIT_COMMITTER_NAME=dev "
-                     "GIT_COMMITTER_EMAIL=dev@test " + cmd + " 2>&1";
-  FILE* p = popen(full.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  int rc = p ? pclose(p) : -1;
-  EXPECT_EQ(rc, 0) << cmd << "\n" << out;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
-void write(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
-
-std::string read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using namespace git::testing;
 
 class GitRepoTest : public ::testing::Test {
  protected:
@@ -70,7 +35,7 @@ class GitRepoTest : public ::testing::Test {
   }
   void dev_commit(const std::string& file, const std::string& text, const std::string& msg = "change") {
     write(dev_ / file, text);
-    run(dev_, "git add -A && git commit -q -m " + sh_quote(msg) + " && git push -q origin HEAD");
+    run(dev_, "git add -A && git commit -q -m " + shell_quote(msg) + " && git push -q origin HEAD");
   }
   Remote remote(const std::string& branch = "") { return Remote{remote_.string(), branch}; }
 

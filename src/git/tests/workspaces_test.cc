@@ -5,8 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -14,6 +12,7 @@
 
 #include "auth/crypto.h"
 #include "core/testing/temp_dir.h"
+#include "git/tests/git_testing.h"
 #include "workspace/workspace.h"
 
 namespace ck {
@@ -21,31 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string sh(const fs::path& dir, const std::string& cmd) {
-  std::string full = "cd '" + dir.string() +
-                     "' && GIT_AUTHOR_NAME=dev GIT_AUTHOR_EMAIL=dev@test GIT_COMMITTER_NAME=dev "
-                     "GIT_COMMITTER_EMAIL=dev@test " + cmd + " 2>&1";
-  FILE* p = popen(full.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  int rc = p ? pclose(p) : -1;
-  EXPECT_EQ(rc, 0) << cmd << "\n" << out;
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out;
-}
-
-void write(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
-
-std::string read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using namespace git::testing;
 
 std::string hex(std::string_view raw) {
   std::string out;
@@ -104,9 +79,9 @@ class GitWorkspacesTest : public ::testing::Test {
     fs::create_directories(root_);
     remote_ = tmp_.path / "remote.git";
     dev_ = tmp_.path / "dev";
-    sh(tmp_.path, "git init -q --bare -b main remote.git && git clone -q remote.git dev");
+    run(tmp_.path, "git init -q --bare -b main remote.git && git clone -q remote.git dev");
     write(dev_ / "index.html", "v1\n");
-    sh(dev_, "git add -A && git commit -q -m first && git push -q origin main");
+    run(dev_, "git add -A && git commit -q -m first && git push -q origin main");
     cfg_.allow_local_remotes = true;
     cfg_.poll = std::chrono::seconds(0);
     cfg_.webhook_secret = "hook-secret";
@@ -155,12 +130,12 @@ TEST_F(GitWorkspacesTest, EditsAreCommittedAsTheirAuthorAndPushed) {
   g.saved("blog", {"Ann", "ann@test"}, "about.html");
   std::string log;
   for (int i = 0; i < 100; ++i) {
-    log = sh(remote_, "git log -1 --format=%an:%s main");
+    log = run(remote_, "git log -1 --format=%an:%s main");
     if (log.rfind("Ann:", 0) == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(log, "Ann:Edit index.html and 1 more through CloudyKnight");
-  EXPECT_EQ(sh(remote_, "git show main:about.html"), "about");
+  EXPECT_EQ(run(remote_, "git show main:about.html"), "about");
   g.stop();
 }
 
@@ -178,10 +153,10 @@ TEST_F(GitWorkspacesTest, IntervalAutocommitGathersEditsUntilTheNextTickAndOffCo
     std::string log;
     for (int i = 0; i < 100 && log.rfind("Ann:", 0) != 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      log = sh(remote_, "git log -1 --format=%an:%s main");
+      log = run(remote_, "git log -1 --format=%an:%s main");
     }
     EXPECT_EQ(log, "Ann:Edit f0.txt and 2 more through CloudyKnight");
-    EXPECT_EQ(sh(remote_, "git rev-list --count main"), "2") << "three saves, one commit";
+    EXPECT_EQ(run(remote_, "git rev-list --count main"), "2") << "three saves, one commit";
     g.stop();
   }
   cfg_.autocommit = "off";
@@ -190,7 +165,7 @@ TEST_F(GitWorkspacesTest, IntervalAutocommitGathersEditsUntilTheNextTickAndOffCo
   write(root_ / "blog" / "late.txt", "x\n");
   off.saved("blog", {"Ann", "ann@test"}, "late.txt");
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  EXPECT_EQ(sh(remote_, "git rev-list --count main"), "2");
+  EXPECT_EQ(run(remote_, "git rev-list --count main"), "2");
   EXPECT_TRUE(off.status("blog")["dirty"].get<bool>());
   off.stop();
 }
@@ -199,10 +174,10 @@ TEST_F(GitWorkspacesTest, AWebhookPullsTheWorkspacesThatFollowThatRepository) {
   GitWorkspaces g(root_, nullptr, events_, cfg_);
   ASSERT_TRUE(g.clone_new("blog", root_ / "blog", {remote_.string(), ""}, "").has_value());
   ASSERT_TRUE(g.clone_new("other", root_ / "other", {remote_.string(), ""}, "").has_value());
-  sh(root_ / "other", "git checkout -q -b side");
+  run(root_ / "other", "git checkout -q -b side");
   g.start();
   write(dev_ / "index.html", "v2\n");
-  sh(dev_, "git commit -qam second && git push -q origin main");
+  run(dev_, "git commit -qam second && git push -q origin main");
   std::string body = json{{"ref", "refs/heads/main"}, {"repository", {{"clone_url", "file://" + remote_.string()}}}}.dump();
   auto bad = g.webhook(body, "sha256=00", "", "");
   EXPECT_EQ(bad.error().code, Errc::unauthenticated);
@@ -220,9 +195,9 @@ TEST_F(GitWorkspacesTest, AWebhookPullsTheWorkspacesThatFollowThatRepository) {
 TEST_F(GitWorkspacesTest, EveryOtherBranchGetsAPreviewBesideItsWorkspace) {
   GitWorkspaces g(root_, nullptr, events_, cfg_);
   ASSERT_TRUE(g.clone_new("blog", root_ / "blog", {remote_.string(), ""}, "").has_value());
-  sh(dev_, "git checkout -q -b feature/New_UI");
+  run(dev_, "git checkout -q -b feature/New_UI");
   write(dev_ / "index.html", "new ui\n");
-  sh(dev_, "git commit -qam ui && git push -q origin feature/New_UI");
+  run(dev_, "git commit -qam ui && git push -q origin feature/New_UI");
   std::vector<std::pair<std::string, bool>> told;
   g.on_preview = [&](const std::string& p, const std::string& w, bool added) {
     EXPECT_EQ(w, "blog");
@@ -238,7 +213,7 @@ TEST_F(GitWorkspacesTest, EveryOtherBranchGetsAPreviewBesideItsWorkspace) {
   EXPECT_EQ(p->branch, "feature/New_UI");
   EXPECT_FALSE(g.binding("blog--feature-new-ui").has_value());
   EXPECT_FALSE(preview_of(root_ / "blog").has_value());
-  sh(dev_, "git push -q origin --delete feature/New_UI");
+  run(dev_, "git push -q origin --delete feature/New_UI");
   ASSERT_TRUE(g.pull_now("blog", "test").has_value());
   EXPECT_FALSE(fs::exists(preview));
   EXPECT_EQ(told, (std::vector<std::pair<std::string, bool>>{{"blog--feature-new-ui", true},
