@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "auth/crypto.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/names.h"
 #include "git/keys.h"
@@ -25,7 +24,6 @@ auto logger() {
   return l;
 }
 
-constexpr std::size_t kMaxHookBody = 1u << 20;
 constexpr std::size_t kMaxWorkspaceJson = 1u << 20;
 
 std::int64_t now_ms() {
@@ -34,21 +32,13 @@ std::int64_t now_ms() {
       .count();
 }
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
-}
-
 // workspace.json "git": {"url", "branch"} of a folder, when it has one.
 std::optional<git::Remote> declared_remote(const fs::path& dir) {
   std::error_code ec;
   fs::path file = dir / "workspace.json";
   if (fs::is_symlink(file, ec) || !fs::is_regular_file(file, ec)) return std::nullopt;
   if (fs::file_size(file, ec) > kMaxWorkspaceJson || ec) return std::nullopt;
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
+  json j = json::parse(read_file(file).value_or(""), nullptr, false);
   if (!j.is_object() || !j.contains("git") || !j["git"].is_object()) return std::nullopt;
   const json& g = j["git"];
   git::Remote r;
@@ -58,96 +48,7 @@ std::optional<git::Remote> declared_remote(const fs::path& dir) {
   return r;
 }
 
-std::string hex_lower(std::string_view bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
-
 }  // namespace
-
-std::string normalize_git_url(std::string_view in) {
-  std::string url(in);
-  while (!url.empty() && (url.back() == '/' || url.back() == ' ')) url.pop_back();
-  if (url.size() > 4 && url.compare(url.size() - 4, 4, ".git") == 0) url.resize(url.size() - 4);
-  auto scheme = url.find("://");
-  std::string rest;
-  if (scheme != std::string::npos) {
-    std::string s = lower(url.substr(0, scheme));
-    rest = url.substr(scheme + 3);
-    if (s == "file") return rest;
-  } else if (!url.empty() && url.front() == '/') {
-    return url;
-  } else {
-    // scp-like user@host:path
-    auto colon = url.find(':');
-    if (colon == std::string::npos) return url;
-    rest = url.substr(0, colon) + "/" + url.substr(colon + 1);
-  }
-  auto slash = rest.find('/');
-  std::string authority = rest.substr(0, slash);
-  std::string path = slash == std::string::npos ? "" : rest.substr(slash);
-  if (auto at = authority.rfind('@'); at != std::string::npos) authority = authority.substr(at + 1);
-  if (auto colon = authority.rfind(':'); colon != std::string::npos && authority.find(']') == std::string::npos) {
-    authority = authority.substr(0, colon);
-  }
-  while (path.size() > 1 && path[1] == '/') path.erase(0, 1);
-  return lower(authority) + path;
-}
-
-Result<GitHookPush> parse_git_hook(std::string_view body) {
-  if (body.size() > kMaxHookBody) return fail(Errc::too_large, "the webhook payload is over 1 MiB");
-  json j = json::parse(body, nullptr, false);
-  if (!j.is_object()) return fail(Errc::invalid_argument, "the webhook payload is not a JSON object");
-  GitHookPush out;
-  if (!j.contains("ref") || !j["ref"].is_string()) {
-    return fail(Errc::invalid_argument, "the webhook payload has no \"ref\": only push events are handled");
-  }
-  out.ref = j["ref"].get<std::string>();
-  if (j.contains("deleted") && j["deleted"].is_boolean()) out.deleted = j["deleted"].get<bool>();
-  if (j.contains("after") && j["after"].is_string() &&
-      j["after"].get<std::string>() == "0000000000000000000000000000000000000000") {
-    out.deleted = true;
-  }
-  for (const char* holder : {"repository", "project"}) {
-    if (!j.contains(holder) || !j[holder].is_object()) continue;
-    for (const char* key : {"clone_url", "ssh_url", "git_url", "html_url", "git_http_url", "git_ssh_url",
-                            "web_url", "url"}) {
-      const json& r = j[holder];
-      if (r.contains(key) && r[key].is_string() && !r[key].get<std::string>().empty()) {
-        out.urls.push_back(r[key].get<std::string>());
-      }
-    }
-  }
-  if (out.urls.empty()) {
-    return fail(Errc::invalid_argument, "the webhook payload names no repository URL (repository.clone_url "
-                                        "or project.git_http_url)");
-  }
-  return out;
-}
-
-Result<void> verify_git_hook(std::string_view secret, std::string_view body, std::string_view hub_sig256,
-                             std::string_view gitea_sig, std::string_view gitlab_token) {
-  const std::string expected = hex_lower(auth::hmac_sha256(secret, body));
-  if (!hub_sig256.empty()) {
-    if (hub_sig256.rfind("sha256=", 0) == 0 && auth::constant_time_equal(hub_sig256.substr(7), expected)) {
-      return outcome::success();
-    }
-  } else if (!gitea_sig.empty()) {
-    if (auth::constant_time_equal(gitea_sig, expected)) return outcome::success();
-  } else if (!gitlab_token.empty()) {
-    if (auth::constant_time_equal(gitlab_token, secret)) return outcome::success();
-  } else {
-    return fail(Errc::unauthenticated, "the webhook is not signed: send X-Hub-Signature-256 (GitHub, Gitea) "
-                                       "or X-Gitlab-Token with the secret set as git.webhook_secret");
-  }
-  return fail(Errc::unauthenticated, "the webhook's signature does not match git.webhook_secret");
-}
 
 GitWorkspaces::GitWorkspaces(fs::path root, StateDb* db, EventBus& events, GitConfig opts)
     : root_(std::move(root)), db_(db), events_(events), opts_(std::move(opts)) {}
@@ -375,128 +276,6 @@ Result<git::PullResult> GitWorkspaces::pull_now(const std::string& name, const s
                {"changed", p.changed.size()}});
   sync_previews(name);
   return r;
-}
-
-namespace {
-
-// "feature/New_UI" -> "feature-new-ui": what a branch adds to its preview's name.
-std::string safe_branch_part(const std::string& branch) {
-  std::string out;
-  for (char c : branch) {
-    char l = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    bool ok = (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9');
-    if (ok) {
-      out += l;
-    } else if (!out.empty() && out.back() != '-') {
-      out += '-';
-    }
-  }
-  while (!out.empty() && out.back() == '-') out.pop_back();
-  return out;
-}
-
-}  // namespace
-
-void GitWorkspaces::sync_previews(const std::string& name) {
-  fs::path dir = root_ / name;
-  if (git::is_repository(dir) && preview_of(dir)) return;  // a preview has no previews
-  auto st = git::status(dir);
-  auto branches = git::remote_branches(dir);
-  if (st.has_error() || branches.has_error()) return;
-  auto log = logger();
-  // What should exist: a preview per branch but the followed one.
-  std::map<std::string, std::string> want;  // preview name -> branch
-  std::vector<std::string> refused;
-  for (const auto& b : branches.value()) {
-    if (b == st.value().branch) continue;
-    std::string preview = name + "--" + safe_branch_part(b);
-    if (safe_branch_part(b).empty() || !is_valid_workspace_name(preview)) {
-      refused.push_back(fmt::format("branch '{}': '{}' is not a workspace name (at most 63 characters, "
-                                    "a-z 0-9 -); rename the branch to preview it", b, preview));
-      continue;
-    }
-    if (auto [it, fresh] = want.emplace(preview, b); !fresh) {
-      refused.push_back(fmt::format("branches '{}' and '{}' both map to the preview '{}'; rename one to "
-                                    "preview both", it->second, b, preview));
-      want.erase(it);
-    }
-  }
-  // What exists: worktrees of this repository beside it.
-  std::map<std::string, std::string> have;  // preview name -> branch
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(root_, ec)) {
-    std::string folder = entry.path().filename().string();
-    if (folder.rfind(name + "--", 0) != 0) continue;
-    auto p = preview_of(entry.path());
-    if (p && p->workspace == name) have[folder] = p->branch;
-  }
-  for (const auto& [preview, branch] : have) {
-    auto w = want.find(preview);
-    if (w != want.end() && w->second == branch) {
-      auto up = git::update_worktree(root_ / preview);
-      if (up.has_error()) {
-        log->warn("[ws={}] preview of '{}': {}", preview, branch, up.error().message);
-      } else if (up.value().updated) {
-        log->info("[ws={}] preview of '{}' updated to {}", preview, branch, up.value().new_head.substr(0, 12));
-        event(name, {{"action", "preview"}, {"preview", preview}, {"branch", branch}, {"head", up.value().new_head}});
-      }
-      want.erase(w);
-      continue;
-    }
-    auto removed = git::remove_worktree(dir, preview);
-    if (removed.has_error()) {
-      log->warn("[ws={}] cannot remove the preview of '{}': {}", preview, branch, removed.error().message);
-      continue;
-    }
-    log->info("[ws={}] the branch '{}' is gone from the remote: its preview is removed", preview, branch);
-    event(name, {{"action", "preview"}, {"preview", preview}, {"branch", branch}, {"removed", true}});
-    if (on_preview) on_preview(preview, name, false);
-  }
-  for (const auto& [preview, branch] : want) {
-    if (fs::exists(fs::symlink_status(root_ / preview, ec))) {
-      refused.push_back(fmt::format("branch '{}': a folder named '{}' already exists and is not its preview",
-                                    branch, preview));
-      continue;
-    }
-    auto added = git::add_worktree(dir, preview, root_ / preview, branch);
-    if (added.has_error()) {
-      refused.push_back(fmt::format("branch '{}': {}", branch, added.error().message));
-      continue;
-    }
-    if (on_preview) on_preview(preview, name, true);
-    log->info("[ws={}] preview of the branch '{}' made (it starts on its first request)", preview, branch);
-    event(name, {{"action", "preview"}, {"preview", preview}, {"branch", branch}, {"added", true}});
-  }
-  std::lock_guard lock(mutex_);
-  auto& state = states_[name];
-  state.previews_refused = std::move(refused);
-  for (const auto& r : state.previews_refused) log->warn("[ws={}] no preview for {}", name, r);
-}
-
-void GitWorkspaces::prune_orphan_previews() {
-  // A preview whose workspace is gone (deleted, its repository with it): remove the folder;
-  // its commits are on the remote.
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(root_, ec)) {
-    std::string folder = entry.path().filename().string();
-    auto pos = folder.find("--");
-    if (pos == std::string::npos || !is_valid_workspace_name(folder)) continue;
-    fs::path marker = entry.path() / ".git";
-    if (!fs::is_regular_file(marker, ec) || preview_of(entry.path())) continue;
-    std::ifstream in(marker);
-    std::string line;
-    std::getline(in, line);
-    // Only what GitWorkspaces made: gitdir into <root>/<workspace>/.git/worktrees/<folder>.
-    if (line.rfind("gitdir: ", 0) != 0) continue;
-    std::string target = line.substr(8);
-    while (target.size() > 1 && target.back() == '/') target.pop_back();
-    fs::path gitdir = target;
-    fs::path expect = fs::weakly_canonical(root_, ec) / folder.substr(0, pos) / ".git" / "worktrees" / folder;
-    if (fs::weakly_canonical(gitdir, ec) != expect || fs::exists(gitdir, ec)) continue;
-    fs::remove_all(entry.path(), ec);
-    logger()->info("[ws={}] removed: a preview of '{}', which is gone", folder, folder.substr(0, pos));
-    if (on_preview) on_preview(folder, folder.substr(0, pos), false);
-  }
 }
 
 Result<git::PullResult> GitWorkspaces::clone_new(const std::string& name, const fs::path& dir,
