@@ -40,19 +40,6 @@ void init_library() {
   });
 }
 
-namespace {
-
-using RemotePtr = Ptr<git_remote, git_remote_free>;
-using CommitPtr = Ptr<git_commit, git_commit_free>;
-using TreePtr = Ptr<git_tree, git_tree_free>;
-using IndexPtr = Ptr<git_index, git_index_free>;
-using SigPtr = Ptr<git_signature, git_signature_free>;
-using StatusPtr = Ptr<git_status_list, git_status_list_free>;
-using DiffPtr = Ptr<git_diff, git_diff_free>;
-using RebasePtr = Ptr<git_rebase, git_rebase_free>;
-using AnnotatedPtr = Ptr<git_annotated_commit, git_annotated_commit_free>;
-using WorktreePtr = Ptr<git_worktree, git_worktree_free>;
-
 std::string oid_hex(const git_oid& id) {
   char buf[GIT_OID_HEXSZ + 1];
   git_oid_tostr(buf, sizeof buf, &id);
@@ -60,24 +47,12 @@ std::string oid_hex(const git_oid& id) {
 }
 
 // Replaces every occurrence of `what` in `s` by `with`.
-void replace_all(std::string& s, std::string_view what, std::string_view with) {
+static void replace_all(std::string& s, std::string_view what, std::string_view with) {
   if (what.empty()) return;
   for (auto pos = s.find(what); pos != std::string::npos; pos = s.find(what, pos + with.size())) {
     s.replace(pos, what.size(), with);
   }
 }
-
-// What the caller is doing, so a libgit2 error becomes one sentence that says what failed,
-// with the URL redacted and no secret in it.
-struct Context {
-  Context(std::string d, std::string u, const Credentials* c) : doing(std::move(d)), url(std::move(u)), creds(c) {}
-  std::string doing;  // "fetching from https://host/x"
-  std::string url;    // the raw URL (scrubbed from messages)
-  const Credentials* creds = nullptr;
-  bool auth_refused = false;
-  std::string rejected;  // a push: the remote's reason for refusing the reference
-  std::string host_key_error;  // ssh: the host key is not the pinned one
-};
 
 Error git_failure(int rc, const Context& ctx) {
   if (!ctx.host_key_error.empty()) return make_error(Errc::forbidden, ctx.doing + ": " + ctx.host_key_error);
@@ -111,13 +86,7 @@ Error git_failure(int rc, const Context& ctx) {
   return make_error(code, ctx.doing + ": " + detail + hint);
 }
 
-#define CK_GIT(expr, ctx)                             \
-  do {                                                \
-    int ck_git_rc_ = (expr);                          \
-    if (ck_git_rc_ < 0) return outcome::failure(git_failure(ck_git_rc_, (ctx))); \
-  } while (0)
-
-int credential_cb(git_credential** out, const char* /*url*/, const char* user_from_url,
+static int credential_cb(git_credential** out, const char* /*url*/, const char* user_from_url,
                   unsigned int allowed, void* payload) {
   auto* ctx = static_cast<Context*>(payload);
   // libgit2 asks again after a refusal: one try per kind of credential, then give up.
@@ -139,7 +108,7 @@ int credential_cb(git_credential** out, const char* /*url*/, const char* user_fr
 
 // ssh: the host key must be the one pinned for that host (pinned on first contact); TLS
 // certificates are left to libgit2's own verification.
-int certificate_cb(git_cert* cert, int /*valid*/, const char* host, void* payload) {
+static int certificate_cb(git_cert* cert, int /*valid*/, const char* host, void* payload) {
   auto* ctx = static_cast<Context*>(payload);
   if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2 || !ctx->creds || ctx->creds->known_hosts.empty()) {
     return GIT_PASSTHROUGH;
@@ -185,7 +154,7 @@ constexpr const char* kFetchSpec = "+refs/heads/*:refs/remotes/origin/*";
 // match block (about 20 KiB) on every lookup, which a daemon that looks remotes up for every
 // status, start and poll cannot afford.
 // remote.origin.url from the configuration.
-Result<std::string> origin_url_of(git_repository* repo) {
+static Result<std::string> origin_url_of(git_repository* repo) {
   Context ctx{"looking up the remote 'origin'", "", nullptr};
   git_config* cfg_raw = nullptr;
   CK_GIT(git_repository_config_snapshot(&cfg_raw, repo), ctx);
@@ -201,7 +170,7 @@ Result<std::string> origin_url_of(git_repository* repo) {
   return value;
 }
 
-Result<RemotePtr> origin(git_repository* repo, std::string* url = nullptr) {
+Result<RemotePtr> origin(git_repository* repo, std::string* url) {
   Context ctx{"looking up the remote 'origin'", "", nullptr};
   BOOST_OUTCOME_TRY(value, origin_url_of(repo));
   git_remote* raw = nullptr;
@@ -277,70 +246,11 @@ struct CheckoutConflicts {
   std::vector<std::string> paths;
 };
 
-int notify_conflict(git_checkout_notify_t, const char* path, const git_diff_file*, const git_diff_file*,
+static int notify_conflict(git_checkout_notify_t, const char* path, const git_diff_file*, const git_diff_file*,
                     const git_diff_file*, void* payload) {
   auto* c = static_cast<CheckoutConflicts*>(payload);
   if (path && c->paths.size() < 20) c->paths.emplace_back(path);
   return 0;
-}
-
-int find_gitattributes(const char*, const git_tree_entry* entry, void* payload) {
-  if (std::string_view(git_tree_entry_name(entry)) != ".gitattributes") return 0;
-  *static_cast<bool*>(payload) = true;
-  return -1;  // stop the walk
-}
-
-// True when no checkout filter can change a file written from `tree` into the working copy of
-// a repository that was just initialised, so the checkout may skip looking filters up. The
-// only filters libgit2 has are crlf and ident (CloudyKnight registers none, and runs no filter
-// driver): ident is driven by attributes alone, crlf by attributes and core.autocrlf /
-// core.eol. So: no .gitattributes in the tree or among the files the folder already holds
-// (the new index is empty), no info/attributes, no core.attributesFile, no attributes file in
-// the XDG or system folders libgit2 reads, and none of the three config keys set. The lookup
-// is what it saves: for every file written, libgit2 resolves its folder with realpath() (a
-// readlink per path component) and stats each level's .gitattributes; for 5,000 files that
-// was 80,000 readlink and 10,000 stat calls, a quarter of a local clone's time (bench/git).
-bool filters_are_inert(git_repository* repo, git_tree* tree) {
-  bool found = false;
-  if (git_tree_walk(tree, GIT_TREEWALK_PRE, find_gitattributes, &found) < 0 && !found) return false;
-  if (found) return false;
-  const char* workdir = git_repository_workdir(repo);
-  if (!workdir) return false;
-  std::error_code ec;
-  fs::recursive_directory_iterator it(workdir, fs::directory_options::skip_permission_denied, ec), end;
-  for (; !ec && it != end; it.increment(ec)) {
-    if (it->path().filename() == ".git") {
-      it.disable_recursion_pending();
-    } else if (it->path().filename() == ".gitattributes") {
-      return false;
-    }
-  }
-  if (ec) return false;
-  if (fs::exists(fs::path(git_repository_commondir(repo)) / "info" / "attributes", ec) || ec) return false;
-  git_config* cfg_raw = nullptr;
-  if (git_repository_config_snapshot(&cfg_raw, repo) != 0) return false;
-  ConfigPtr cfg(cfg_raw);
-  for (const char* key : {"core.autocrlf", "core.eol", "core.attributesfile"}) {
-    git_config_entry* e = nullptr;
-    if (git_config_get_entry(&e, cfg.get(), key) == 0) {
-      git_config_entry_free(e);
-      return false;
-    }
-  }
-  for (auto [level, name] : {std::pair{GIT_CONFIG_LEVEL_XDG, "attributes"}, std::pair{GIT_CONFIG_LEVEL_SYSTEM, "gitattributes"}}) {
-    git_buf buf = GIT_BUF_INIT;
-    if (git_libgit2_opts(GIT_OPT_GET_SEARCH_PATH, level, &buf) != 0) return false;
-    std::string dirs(buf.ptr ? buf.ptr : "", buf.size);
-    git_buf_dispose(&buf);
-    for (std::size_t pos = 0; pos <= dirs.size();) {
-      std::size_t colon = dirs.find(GIT_PATH_LIST_SEPARATOR, pos);
-      if (colon == std::string::npos) colon = dirs.size();
-      std::string d = dirs.substr(pos, colon - pos);
-      if (!d.empty() && (fs::exists(fs::path(d) / name, ec) || ec)) return false;
-      pos = colon + 1;
-    }
-  }
-  return true;
 }
 
 // Checks `target`'s tree out over the working tree, from HEAD's (SAFE: a local change the
@@ -348,7 +258,7 @@ bool filters_are_inert(git_repository* repo, git_tree* tree) {
 // initialised in the folder (a first clone), so filters_are_inert() may let the checkout skip
 // the filter lookups.
 Result<void> checkout_safe(git_repository* repo, git_commit* target, const std::string& doing,
-                           bool fresh = false) {
+                           bool fresh) {
   BOOST_OUTCOME_TRY(tree, tree_of(target));
   git_checkout_options opts = GIT_CHECKOUT_OPTIONS_INIT;
   opts.checkout_strategy = GIT_CHECKOUT_SAFE | GIT_CHECKOUT_RECREATE_MISSING;
@@ -405,8 +315,8 @@ Result<void> set_branch(git_repository* repo, const std::string& branch, const g
 
 // Moves `branch` (checked out in `repo`'s working tree) to origin/<branch> when that is a
 // fast-forward. Shared by pull() and update_worktree(). `fresh`: see checkout_safe().
-Result<PullResult> fast_forward(git_repository* repo, const std::string& branch, const std::string& doing,
-                                bool fresh = false) {
+static Result<PullResult> fast_forward(git_repository* repo, const std::string& branch, const std::string& doing,
+                                bool fresh) {
   PullResult out;
   BOOST_OUTCOME_TRY(upstream, commit_of(repo, tracking_ref(branch),
                                         doing + ": the remote has no branch '" + branch + "'"));
@@ -458,98 +368,9 @@ Result<PullResult> fast_forward(git_repository* repo, const std::string& branch,
   return out;
 }
 
-// The object folder of the repository a local remote URL (an absolute path or file://, what
-// check_url() admits as local) names; nullopt for any other URL, for a folder that is no
-// repository, and for a shallow one or one that borrows objects from another (alternates),
-// whose object files alone are not a complete history.
-std::optional<fs::path> local_objects_dir(const std::string& url) {
-  std::string path = url;
-  if (path.rfind("file://", 0) == 0) path = path.substr(7);
-  // Percent-escapes and relative paths: leave those to libgit2's own transport.
-  if (path.empty() || path.front() != '/' || path.find('%') != std::string::npos) return std::nullopt;
-  git_repository* raw = nullptr;
-  if (git_repository_open_ext(&raw, path.c_str(), GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) != 0) {
-    return std::nullopt;
-  }
-  RepoPtr src(raw);
-  fs::path objects = fs::path(git_repository_commondir(src.get())) / "objects";
-  std::error_code ec;
-  if (git_repository_is_shallow(src.get()) != 0 || fs::exists(objects / "info" / "alternates", ec)) {
-    return std::nullopt;
-  }
-  return objects;
-}
-
-bool all_hex(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
-}
-
-// Hard-links `from` as `to` (a copy when the two are on different filesystems or the kernel
-// refuses the link), through a temporary name so `to` never exists half-written.
-bool link_or_copy(const fs::path& from, const fs::path& to) {
-  std::error_code ec;
-  fs::create_hard_link(from, to, ec);
-  if (!ec) return true;
-  fs::path tmp = to;
-  tmp += ".tmp";
-  if (!fs::copy_file(from, tmp, fs::copy_options::overwrite_existing, ec)) return false;
-  fs::rename(tmp, to, ec);
-  if (ec) fs::remove(tmp, ec);
-  return !ec;
-}
-
-// A first clone from a local remote starts from the remote's object files, as `git clone
-// /path` does: its loose objects and packs are hard-linked (or copied) into the new
-// repository's empty `objects`, so the fetch that follows finds every object it wants already
-// there and transfers nothing. Without this, libgit2's local transport builds a new pack in
-// process (a delta search and a deflate of every object) and indexes it again (an inflate and
-// a hash of every object): for 5,000 files and 1,000 commits, 8.8 s where git's file:// clone
-// takes ~2.5 s (bench/git). Object and pack files are immutable once named, so sharing them is
-// safe; a pack goes in before its index (libgit2 finds packs by their .idx), and temporary
-// files of a push in progress (not named by an object id) are skipped. All or nothing: when
-// any file cannot be linked or copied, what was seeded is removed and the fetch transfers
-// everything, since a present tip with a missing ancestor would make the fetch skip objects
-// the clone needs.
-void seed_objects_from_local(const std::string& url, const fs::path& objects) {
-  auto src = local_objects_dir(url);
-  if (!src) return;
-  std::vector<fs::path> seeded;
-  auto seed = [&](const fs::path& from, const fs::path& to) {
-    if (!link_or_copy(from, to)) return false;
-    seeded.push_back(to);
-    return true;
-  };
-  bool ok = true;
-  std::error_code ec;
-  for (fs::directory_iterator it(*src, ec), end; ok && !ec && it != end; it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (name.size() != 2 || !all_hex(name)) continue;
-    std::error_code ec2;
-    fs::create_directories(objects / name, ec2);
-    for (fs::directory_iterator f(it->path(), ec2), fend; ok && !ec2 && f != fend; f.increment(ec2)) {
-      std::string file = f->path().filename().string();
-      if (file.size() == GIT_OID_HEXSZ - 2 && all_hex(file)) ok = seed(f->path(), objects / name / file);
-    }
-    if (ec2) ok = false;
-  }
-  if (ec) ok = false;
-  ec.clear();
-  for (fs::directory_iterator it(*src / "pack", ec), end; ok && !ec && it != end; it.increment(ec)) {
-    fs::path idx = it->path();
-    if (idx.extension() != ".idx") continue;
-    fs::path pack = idx;
-    pack.replace_extension(".pack");
-    ok = seed(pack, objects / "pack" / pack.filename()) && seed(idx, objects / "pack" / idx.filename());
-  }
-  if (ok) return;
-  for (const auto& p : seeded) fs::remove(p, ec);
-}
-
-bool valid_scheme_char(char c) {
+static bool valid_scheme_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
 }
-
-}  // namespace
 
 std::string redact_url(std::string_view url) {
   auto scheme = url.find("://");
@@ -736,7 +557,7 @@ Result<PullResult> pull(const fs::path& dir, const Remote& remote, const Credent
   if (branch.empty()) branch = head_branch(repo.get());
   if (branch.empty()) branch = default_branch;
   if (branch.empty()) return fail(Errc::conflict, doing + ": HEAD is detached; name the branch to follow");
-  return fast_forward(repo.get(), branch, doing);
+  return fast_forward(repo.get(), branch, doing, false);
 }
 
 Result<void> fetch(const fs::path& dir, const Credentials& creds) {
@@ -813,263 +634,6 @@ Result<std::optional<std::string>> commit_all(const fs::path& dir, const Author&
                            parent ? 1 : 0, parents),
          ctx);
   return std::optional<std::string>(oid_hex(id));
-}
-
-namespace {
-
-int push_update_cb(const char* /*refname*/, const char* status, void* data) {
-  auto* ctx = static_cast<Context*>(data);
-  if (status) ctx->rejected = status;
-  return 0;
-}
-
-bool looks_rejected(const git_error* e) {
-  if (!e || !e->message) return false;
-  std::string_view m = e->message;
-  return m.find("fast-forward") != m.npos || m.find("rejected") != m.npos || m.find("fetch first") != m.npos;
-}
-
-// Pushes refs/heads/<branch> to the same name on origin. Rejected because the remote moved:
-// false; other failures: an error.
-Result<bool> push_branch(git_repository* repo, const std::string& branch, const Credentials& creds) {
-  std::string url;
-  BOOST_OUTCOME_TRY(remote, origin(repo, &url));
-  Context ctx{"pushing '" + branch + "' to " + redact_url(url), url, &creds};
-  git_push_options opts = GIT_PUSH_OPTIONS_INIT;
-  opts.callbacks = callbacks_for(ctx);
-  opts.callbacks.push_update_reference = push_update_cb;
-  std::string spec = branch_ref(branch) + ":" + branch_ref(branch);
-  char* specs[] = {spec.data()};
-  git_strarray refspecs{specs, 1};
-  int rc = git_remote_push(remote.get(), &refspecs, &opts);
-  if (rc == GIT_ENONFASTFORWARD || (rc < 0 && looks_rejected(git_error_last()))) return false;
-  CK_GIT(rc, ctx);
-  if (!ctx.rejected.empty()) {
-    if (ctx.rejected.find("fast-forward") != std::string::npos || ctx.rejected.find("fetch first") != std::string::npos ||
-        ctx.rejected.find("rejected") != std::string::npos) {
-      return false;
-    }
-    return fail(Errc::conflict, ctx.doing + ": the remote refused it: " + ctx.rejected);
-  }
-  return true;
-}
-
-// Replays the commits of `branch` not on origin/<branch> onto it, in memory. The new head, or
-// nullopt when a commit does not apply cleanly.
-Result<std::optional<git_oid>> rebase_in_memory(git_repository* repo, const std::string& branch) {
-  Context ctx{"replaying the local commits of '" + branch + "' on the remote's", "", nullptr};
-  git_annotated_commit *local_raw = nullptr, *up_raw = nullptr;
-  git_reference* ref_raw = nullptr;
-  CK_GIT(git_reference_lookup(&ref_raw, repo, branch_ref(branch).c_str()), ctx);
-  RefPtr local_ref(ref_raw);
-  CK_GIT(git_annotated_commit_from_ref(&local_raw, repo, local_ref.get()), ctx);
-  AnnotatedPtr local(local_raw);
-  CK_GIT(git_reference_lookup(&ref_raw, repo, tracking_ref(branch).c_str()), ctx);
-  RefPtr up_ref(ref_raw);
-  CK_GIT(git_annotated_commit_from_ref(&up_raw, repo, up_ref.get()), ctx);
-  AnnotatedPtr up(up_raw);
-  git_rebase_options opts = GIT_REBASE_OPTIONS_INIT;
-  opts.inmemory = 1;
-  git_rebase* rebase_raw = nullptr;
-  CK_GIT(git_rebase_init(&rebase_raw, repo, local.get(), up.get(), nullptr, &opts), ctx);
-  RebasePtr rebase(rebase_raw);
-  git_oid last = *git_annotated_commit_id(up.get());
-  git_rebase_operation* op = nullptr;
-  int rc = 0;
-  while ((rc = git_rebase_next(&op, rebase.get())) == 0) {
-    git_index* idx_raw = nullptr;
-    CK_GIT(git_rebase_inmemory_index(&idx_raw, rebase.get()), ctx);
-    IndexPtr idx(idx_raw);
-    if (git_index_has_conflicts(idx.get())) {
-      git_rebase_abort(rebase.get());
-      return std::optional<git_oid>{};
-    }
-    git_commit* orig_raw = nullptr;
-    CK_GIT(git_commit_lookup(&orig_raw, repo, &op->id), ctx);
-    CommitPtr orig(orig_raw);
-    git_oid id;
-    rc = git_rebase_commit(&id, rebase.get(), nullptr, git_commit_committer(orig.get()), nullptr, nullptr);
-    if (rc == GIT_EAPPLIED) continue;  // already on the remote: nothing to replay
-    CK_GIT(rc, ctx);
-    last = id;
-  }
-  if (rc != GIT_ITEROVER) CK_GIT(rc, ctx);
-  CK_GIT(git_rebase_finish(rebase.get(), nullptr), ctx);
-  return std::optional<git_oid>(last);
-}
-
-std::string utc_stamp() {
-  std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-  return buf;
-}
-
-}  // namespace
-
-Result<PushResult> push(const fs::path& dir, const Credentials& creds) {
-  RegexSweep sweep;  // pcre2_sweep.h
-  BOOST_OUTCOME_TRY(repo, open_repo(dir));
-  std::string branch = head_branch(repo.get());
-  if (branch.empty()) return fail(Errc::conflict, "pushing from " + dir.string() + ": HEAD is detached");
-  PushResult out;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    BOOST_OUTCOME_TRY(pushed, push_branch(repo.get(), branch, creds));
-    if (pushed) {
-      out.pushed = true;
-      git_oid head;
-      if (git_reference_name_to_id(&head, repo.get(), "HEAD") == 0) out.head = oid_hex(head);
-      // Record that origin/<branch> is now where we pushed (the push updated it already on
-      // most transports; the fetch keeps ahead/behind right on all of them).
-      (void)fetch_origin(repo.get(), creds, nullptr);
-      return out;
-    }
-    BOOST_OUTCOME_TRY(fetch_origin(repo.get(), creds, nullptr));
-    BOOST_OUTCOME_TRY(rebased, rebase_in_memory(repo.get(), branch));
-    std::string doing = "updating " + dir.string() + " after the remote moved";
-    if (rebased) {
-      git_commit* raw = nullptr;
-      Context ctx{doing, "", nullptr};
-      CK_GIT(git_commit_lookup(&raw, repo.get(), &*rebased), ctx);
-      CommitPtr target(raw);
-      BOOST_OUTCOME_TRY(checkout_safe(repo.get(), target.get(), doing));
-      BOOST_OUTCOME_TRY(set_branch(repo.get(), branch, *rebased, doing));
-      out.rebased = true;
-      continue;
-    }
-    // The local commits do not apply on the remote's: keep them on a branch of their own,
-    // there and on the remote, and follow the remote's branch again.
-    Context ctx{doing, "", nullptr};
-    git_oid local;
-    CK_GIT(git_reference_name_to_id(&local, repo.get(), branch_ref(branch).c_str()), ctx);
-    std::string keep = "ck/conflict-" + utc_stamp();
-    git_reference* ref_raw = nullptr;
-    CK_GIT(git_reference_create(&ref_raw, repo.get(), branch_ref(keep).c_str(), &local, 0,
-                                "cloudyknight: local commits the remote did not take"),
-           ctx);
-    git_reference_free(ref_raw);
-    out.conflict_branch = keep;
-    (void)push_branch(repo.get(), keep, creds);  // best effort: the local branch already keeps them
-    BOOST_OUTCOME_TRY(up, commit_of(repo.get(), tracking_ref(branch), doing));
-    git_checkout_options co = GIT_CHECKOUT_OPTIONS_INIT;
-    co.checkout_strategy = GIT_CHECKOUT_FORCE;
-    CK_GIT(git_reset(repo.get(), reinterpret_cast<git_object*>(up.get()), GIT_RESET_HARD, &co), ctx);
-    out.head = oid_hex(*git_commit_id(up.get()));
-    return out;
-  }
-  return fail(Errc::conflict, "pushing from " + dir.string() + ": the remote kept moving; try again");
-}
-
-Result<std::vector<std::string>> remote_branches(const fs::path& dir) {
-  RegexSweep sweep;  // pcre2_sweep.h
-  BOOST_OUTCOME_TRY(repo, open_repo(dir));
-  git_branch_iterator* it = nullptr;
-  Context ctx{"listing the remote's branches", "", nullptr};
-  CK_GIT(git_branch_iterator_new(&it, repo.get(), GIT_BRANCH_REMOTE), ctx);
-  std::vector<std::string> out;
-  git_reference* ref = nullptr;
-  git_branch_t type;
-  while (git_branch_next(&ref, &type, it) == 0) {
-    std::string name = git_reference_shorthand(ref);
-    git_reference_free(ref);
-    if (name.rfind("origin/", 0) != 0) continue;
-    name = name.substr(7);
-    if (name == "HEAD") continue;
-    out.push_back(std::move(name));
-  }
-  git_branch_iterator_free(it);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-Result<void> add_worktree(const fs::path& repo_dir, const std::string& id, const fs::path& path,
-                          const std::string& branch) {
-  RegexSweep sweep;  // pcre2_sweep.h
-  BOOST_OUTCOME_TRY(check_branch(branch));
-  BOOST_OUTCOME_TRY(repo, open_repo(repo_dir));
-  (void)remove_worktree(repo_dir, id);
-  std::string doing = "making a working copy of '" + branch + "' at " + path.string();
-  Context ctx{doing, "", nullptr};
-  // The worktree's own branch, named after the id so it never clashes with the main
-  // checkout's: ck/preview/<id>, at origin/<branch>.
-  BOOST_OUTCOME_TRY(up, commit_of(repo.get(), tracking_ref(branch), doing + ": the remote has no such branch"));
-  std::string local = "ck/preview/" + id;
-  git_reference* ref_raw = nullptr;
-  CK_GIT(git_reference_create(&ref_raw, repo.get(), branch_ref(local).c_str(), git_commit_id(up.get()), 1,
-                              "cloudyknight: preview"),
-         ctx);
-  RefPtr ref(ref_raw);
-  (void)git_branch_set_upstream(ref.get(), ("origin/" + branch).c_str());
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  git_worktree_add_options opts = GIT_WORKTREE_ADD_OPTIONS_INIT;
-  opts.ref = ref.get();
-  git_worktree* wt = nullptr;
-  CK_GIT(git_worktree_add(&wt, repo.get(), id.c_str(), path.c_str(), &opts), ctx);
-  git_worktree_free(wt);
-  return outcome::success();
-}
-
-Result<void> remove_worktree(const fs::path& repo_dir, const std::string& id) {
-  RegexSweep sweep;  // pcre2_sweep.h
-  BOOST_OUTCOME_TRY(repo, open_repo(repo_dir));
-  git_worktree* raw = nullptr;
-  if (git_worktree_lookup(&raw, repo.get(), id.c_str()) == 0) {
-    WorktreePtr wt(raw);
-    std::error_code ec;
-    fs::path path = git_worktree_path(wt.get());
-    git_worktree_prune_options opts = GIT_WORKTREE_PRUNE_OPTIONS_INIT;
-    opts.flags = GIT_WORKTREE_PRUNE_VALID | GIT_WORKTREE_PRUNE_LOCKED | GIT_WORKTREE_PRUNE_WORKING_TREE;
-    Context ctx{"removing the working copy '" + id + "'", "", nullptr};
-    CK_GIT(git_worktree_prune(wt.get(), &opts), ctx);
-    fs::remove_all(path, ec);
-  }
-  git_reference* ref = nullptr;
-  if (git_reference_lookup(&ref, repo.get(), branch_ref("ck/preview/" + id).c_str()) == 0) {
-    git_reference_delete(ref);
-    git_reference_free(ref);
-  }
-  return outcome::success();
-}
-
-Result<PullResult> update_worktree(const fs::path& path) {
-  RegexSweep sweep;  // pcre2_sweep.h
-  BOOST_OUTCOME_TRY(repo, open_repo(path));
-  std::string local = head_branch(repo.get());
-  if (local.empty()) return fail(Errc::conflict, "updating " + path.string() + ": HEAD is detached");
-  // The preview branch follows its upstream (origin/<branch>): fast-forward to it.
-  git_buf buf = GIT_BUF_INIT;
-  std::string upstream;
-  if (git_branch_upstream_name(&buf, repo.get(), branch_ref(local).c_str()) == 0) {
-    upstream.assign(buf.ptr, buf.size);
-  }
-  git_buf_dispose(&buf);
-  if (upstream.rfind("refs/remotes/origin/", 0) != 0) {
-    return fail(Errc::conflict, "updating " + path.string() + ": the branch '" + local + "' follows nothing");
-  }
-  std::string remote_branch = upstream.substr(20);
-  std::string doing = "updating the preview of '" + remote_branch + "'";
-  BOOST_OUTCOME_TRY(up, commit_of(repo.get(), upstream, doing + ": the remote has no such branch"));
-  BOOST_OUTCOME_TRY(cur, commit_of(repo.get(), branch_ref(local), doing));
-  PullResult out;
-  out.old_head = oid_hex(*git_commit_id(cur.get()));
-  out.new_head = oid_hex(*git_commit_id(up.get()));
-  if (out.old_head == out.new_head) return out;
-  BOOST_OUTCOME_TRY(checkout_safe(repo.get(), up.get(), doing));
-  Context ctx{doing, "", nullptr};
-  git_reference* ref_raw = nullptr;
-  CK_GIT(git_reference_create(&ref_raw, repo.get(), branch_ref(local).c_str(), git_commit_id(up.get()), 1,
-                              "cloudyknight: preview update"),
-         ctx);
-  git_reference_free(ref_raw);
-  BOOST_OUTCOME_TRY(from, tree_of(cur.get()));
-  BOOST_OUTCOME_TRY(to, tree_of(up.get()));
-  BOOST_OUTCOME_TRY(changed, changed_paths(repo.get(), from.get(), to.get()));
-  out.changed = std::move(changed);
-  out.updated = true;
-  return out;
 }
 
 }  // namespace ck::git
