@@ -576,48 +576,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
       done(o);
     });
   };
-  if (git) {
-    GitWorkspaces* g = git.get();
-    services.git_status = [g](const std::string& name) { return g->status(name); };
-    services.git_clone = [g](const std::string& name, fs::path dir, std::string url, std::string branch,
-                             std::string token, std::string owner, std::function<void(Result<void>)> done) {
-      g->clone(name, std::move(dir), git::Remote{std::move(url), std::move(branch)}, std::move(token),
-               std::move(owner),
-               [done = std::move(done)](Result<git::PullResult> r) {
-                 if (r.has_error()) return done(r.error());
-                 done(outcome::success());
-               });
-    };
-    services.git_hook = [g](std::string_view body, std::string_view hub, std::string_view gitea,
-                            std::string_view gitlab) { return g->webhook(body, hub, gitea, gitlab); };
-    services.file_changed = [g](const std::string& name, const std::string& path, const std::string& verb,
-                                const std::string& author) {
-      g->saved(name, git::Author{author, author + "@cloudyknight"}, (verb == "delete" ? "delete " : "") + path);
-    };
-  }
-  // ---- git push to deploy (issue 16, part 3): /monitor/git/<name>.git through git http-backend.
-  // Bare repositories in DATA/git/repos; their hook runs this binary. A workspace that already
-  // follows its push repository is pulled on the GitWorkspaces worker, which owns its working
-  // copy (and updates its branch previews).
-  if (!s3) {
-    if (::access(services.git_push.git.c_str(), X_OK) == 0) {
-      services.git_push.repos = data / "git" / "repos";
-      services.git_push.home = data / "git" / "home";
-      services.git_push.hook_exe = self_exe;
-      fs::create_directories(services.git_push.repos, ec);
-      fs::create_directories(services.git_push.home, ec);
-    } else {
-      log->info("git push to deploy is off: {} is not installed (apt-get install git)", services.git_push.git);
-    }
-    if (git) {
-      services.git_push.pull = [g = git.get()](const std::string& name, std::function<void(Result<void>)> done) {
-        g->pull(name, "push", [done = std::move(done)](Result<git::PullResult> r) {
-          if (r.has_error()) return done(r.error());
-          done(outcome::success());
-        });
-      };
-    }
-  }
+  if (git) add_git_services(services, *git, data, self_exe);
   ApiInfo info;
   info.version = CK_VERSION;
   info.listen_url = base;

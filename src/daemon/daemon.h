@@ -23,6 +23,14 @@ MonitorOptions monitor_options(const Config& config);
 int build_images_command(const Config& config, const std::vector<std::string>& types, bool force,
                          bool pull);
 
+class GitWorkspaces;
+struct ApiServices;
+
+/// git_services.cc: the API's git services (status, clones, webhooks, autocommit, git push to
+/// deploy under DATA/git) through `git`, for folder storage.
+void add_git_services(ApiServices& services, GitWorkspaces& git, const std::filesystem::path& data,
+                      const std::string& self_exe);
+
 /// `cloudyknight workspace compose NAME`: prints the docker-compose.yml the docker runtime
 /// runs the workspace with.
 int compose_command(const Config& config, const std::string& name);
