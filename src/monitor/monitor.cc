@@ -924,6 +924,8 @@ net::awaitable<void> Monitor::job_loop() {
         job_event(claimed.value());
         if (job.kind == "cleanup") {
           co_await run_cleanup(claimed.value());
+        } else if (auto h = opts_.job_handlers.find(job.kind); h != opts_.job_handlers.end()) {
+          run_handled(h->second, claimed.value());
         } else {
           auto f = db_.fail(job.id, "unknown job kind '" + job.kind + "' (written by a newer version?)");
           if (f.has_value()) job_event(f.value());
@@ -932,6 +934,19 @@ net::awaitable<void> Monitor::job_loop() {
     }
     co_await wait_on(job_wake_, std::chrono::seconds(1));
   }
+}
+
+void Monitor::run_handled(const MonitorOptions::JobHandler& handler, const Job& job) {
+  // `done` may come from any thread: the outcome is recorded on the monitor's.
+  auto finish = [this, &handler, id = job.id](Result<void> r) {
+    net::post(io_, [this, &handler, id, r = std::move(r)] {
+      auto next = r.has_value() ? db_.complete(id) : db_.fail(id, r.error().message);
+      if (next.has_error()) return;  // cancelled meanwhile: the result is dropped
+      job_event(next.value());
+      if (handler.after) handler.after(next.value());
+    });
+  };
+  handler.run(job, std::move(finish));
 }
 
 net::awaitable<void> Monitor::run_cleanup(Job job) {

@@ -50,6 +50,17 @@ struct MonitorOptions {
   /// what the folder holds. Unset: starts do not wait.
   std::function<void(const std::string& name, std::function<void()> done)> before_start;
   Duration before_start_timeout = std::chrono::seconds(30);
+  /// Job kinds run by someone else (a backup's "backup" and "restore"): the monitor's job
+  /// runner claims a due job of such a kind, publishes it, and hands it over; the handler is
+  /// called on the monitor's thread, must not block, and calls `done` once (from any thread)
+  /// with the outcome: success completes the job, an error fails it (state.db retries it with
+  /// the job's backoff, or marks it dead after its last attempt). Either way `after` (if set)
+  /// runs on the monitor's thread with the job's new record.
+  struct JobHandler {
+    std::function<void(const Job& job, std::function<void(Result<void>)> done)> run;
+    std::function<void(const Job& job)> after;
+  };
+  std::map<std::string, JobHandler> job_handlers;
   /// Where the gateway is reached: each app's BASE_URL, and gateway.domain for the Traefik
   /// Host rule.
   PublicAddress address;
@@ -107,6 +118,7 @@ class Monitor {
   net::awaitable<void> stop_tracked(std::shared_ptr<Record> rec);
   net::awaitable<void> hot_update(std::shared_ptr<Record> rec, std::vector<std::string> paths);
   net::awaitable<void> run_cleanup(Job job);
+  void run_handled(const MonitorOptions::JobHandler& handler, const Job& job);
   net::awaitable<void> acquire_start_slot();
   void release_start_slot();
   void reconcile(const std::vector<StorageEntry>& entries, const std::set<std::string>* only);
