@@ -180,6 +180,26 @@ struct ApiServices {
     /// How long the deploy follows the workspace until it runs (or failed).
     Duration follow_timeout = std::chrono::minutes(10);
   } git_push;
+
+  // ---- backups (issue 17; backup_api.cc) ----
+  /// The daemon's backup service (absent: the backup endpoints answer 503). `done` callbacks
+  /// may come on any thread; the hooks themselves never block.
+  struct Backups {
+    /// GET /backups: the schedule, the destinations and their last runs, and the last snapshot
+    /// of each workspace `visible` lets through.
+    std::function<nlohmann::json(const std::function<bool(const std::string&)>& visible)> status;
+    /// GET /backups?workspace=W: W's snapshots on every destination (or `destination`).
+    std::function<void(const std::string& workspace, const std::string& destination,
+                       std::function<void(Result<nlohmann::json>)> done)>
+        snapshots;
+    /// POST /backups: runs now on `destination` ("" = all) for `workspace` ("" = all); the jobs.
+    std::function<Result<nlohmann::json>(const std::string& destination, const std::string& workspace)> start;
+    /// POST /workspaces/{name}/restore with the request's body (an object, fields checked by
+    /// the service): a dry run answers the plan, else the queued restore job.
+    std::function<void(const std::string& workspace, const nlohmann::json& request,
+                       std::function<void(Result<nlohmann::json>)> done)>
+        restore;
+  } backups;
 };
 
 class ControlApi {
@@ -241,6 +261,14 @@ class ControlApi {
   /// POST /git/hook (signed by the git host; no bearer token).
   http::Response git_hook(const http::Request& req) const;
   http::Response follow_log(const http::Request& req, const WorkspaceView& w) const;
+  /// backup_api.cc: GET /backups for a caller with the read scope (`who`), POST /backups for one
+  /// with deploy (a workspace it may act on, or every workspace for an admin), POST
+  /// /workspaces/{name}/restore for one already allowed to act on `w`.
+  http::Response backups_status(const http::Request& req, const Snapshot& snap, const auth::Principal& who) const;
+  http::Response start_backup(const http::Request& req, const Snapshot& snap, const auth::Principal& who,
+                              const std::function<void(const std::string&, nlohmann::json)>& audit) const;
+  http::Response restore_workspace(const http::Request& req, const WorkspaceView& w,
+                                   const std::function<void(nlohmann::json)>& audit) const;
   http::Response monitor_logs(const http::Request& req) const;
   const SnapshotHolder& snapshots_;
   ApiInfo info_;

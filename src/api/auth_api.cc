@@ -442,7 +442,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
 
   // A workspace's actions and logs: /workspaces/{name}/{start|stop|restart|logs}.
   std::optional<WorkspaceAction> action;
-  bool logs = false, run = false, sync = false, files = false;
+  bool logs = false, run = false, sync = false, files = false, restore = false;
   std::string ws_name, file_path;
   if (rest.starts_with("workspaces/")) {
     std::string tail = rest.substr(std::string_view("workspaces/").size());
@@ -456,13 +456,15 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
       logs = sub == "logs";
       run = sub == "run";
       sync = sub == "sync";
+      restore = sub == "restore";
       files = sub.starts_with("files/");
       if (files) file_path = sub.substr(std::string_view("files/").size());
     }
   }
   bool own = rest == "auth/login" || rest == "auth/logout" || rest == "auth/me" ||
              rest == "users" || rest == "tokens" || rest.starts_with("tokens/") ||
-             rest == "audit" || rest == "logs" || action || logs || run || sync || files;
+             rest == "audit" || rest == "logs" || rest == "backups" || action || logs || run || sync ||
+             files || restore;
   if (!own && read) return std::nullopt;
   if (rest == "git/hook") return std::nullopt;  // signed by the git host (HMAC), not a token
   if (rest == "storage/events") {
@@ -530,12 +532,20 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     if (caller.has_error()) return error_of(caller.error());
     return monitor_logs(req);
   }
+  if (rest == "backups") {  // bucket names and snapshot lists: not for anonymous callers
+    auto c = s.require(read ? auth::Scope::read : auth::Scope::deploy);
+    if (c.has_error()) return error_of(c.error());
+    if (read) return backups_status(req, snap, c.value().principal);
+    if (req.method != "POST") return method_not_allowed(req, "GET, POST");
+    return start_backup(req, snap, c.value().principal,
+                        [&](const std::string& target, json detail) { s.audit(c.value(), "backup.start", target, std::move(detail)); });
+  }
 
   // Workspace actions (deploy) and logs (seen like the workspace itself). Credentials and scope
   // first (their answer does not depend on the name), then authorize() on the workspace.
   std::optional<Caller> caller;
   std::optional<auth::Principal> reader;
-  if (action || run || sync) {
+  if (action || run || sync || restore) {
     if (req.method != "POST") return method_not_allowed(req, "POST");
     auto c = s.require(auth::Scope::deploy);
     if (c.has_error()) return error_of(c.error());
@@ -587,6 +597,9 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   if (sync) {
     s.audit(*caller, "workspace.sync", w->name, json::object());
     return sync_workspace(*w);
+  }
+  if (restore) {
+    return restore_workspace(req, *w, [&](json detail) { s.audit(*caller, "workspace.restore", w->name, std::move(detail)); });
   }
   // ?service=NAME: a compose workspace's service only (its lines are "NAME | ..." in the log).
   const std::string service = logs ? query_param(req.query, "service") : std::string();

@@ -30,6 +30,7 @@ constexpr Route kRoutes[] = {
     {"POST", "/monitor/api/v1/workspaces/{name}/restart"},
     {"POST", "/monitor/api/v1/workspaces/{name}/run"},
     {"POST", "/monitor/api/v1/workspaces/{name}/sync"},
+    {"POST", "/monitor/api/v1/workspaces/{name}/restore"},
     {"GET", "/monitor/api/v1/workspaces/{name}/files/{path}"},
     {"PUT", "/monitor/api/v1/workspaces/{name}/files/{path}"},
     {"DELETE", "/monitor/api/v1/workspaces/{name}/files/{path}"},
@@ -48,6 +49,8 @@ constexpr Route kRoutes[] = {
     {"DELETE", "/monitor/api/v1/tokens/{id}"},
     {"GET", "/monitor/api/v1/audit"},
     {"GET", "/monitor/api/v1/logs"},
+    {"GET", "/monitor/api/v1/backups"},
+    {"POST", "/monitor/api/v1/backups"},
     // git's smart HTTP protocol (git_api.cc): {repo} is "<name>.git".
     {"GET", "/monitor/git/{repo}/info/refs"},
     {"POST", "/monitor/git/{repo}/git-upload-pack"},

@@ -85,6 +85,10 @@ struct RepoOptions {
   std::filesystem::path cache_dir;  // "" = default_cache_dir()
   ProgressFn progress;             // may be empty
   int concurrency = 8;             // transfers in flight
+  /// Polled between files and transfers; true makes the call stop and fail with "cancelled"
+  /// (nothing half-written: a backup leaves no snapshot, a restore leaves the target as it was
+  /// or with whole files only). May be empty.
+  std::function<bool()> cancelled;
 };
 
 /// $XDG_CACHE_HOME (or ~/.cache)/cloudyknight/backup; the daemon passes DATA/backup-cache.

@@ -16,6 +16,7 @@
 #include "api/auth_http.h"
 #include "auth/auth.h"
 #include "auth/authorize.h"
+#include "daemon/backups.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "gateway/gateway.h"
@@ -400,6 +401,22 @@ int run_daemon(const Config& config, const std::string& self_exe) {
       g->pull(name, "start", [done = std::move(done)](Result<git::PullResult>) { done(); });
     };
   }
+  // Backups (issue 17): the schedule and restores run as jobs of the monitor's queue.
+  auto backup_config = backup::backup_config(config, process_env);
+  if (backup_config.has_error()) {
+    log->error("{}", backup_config.error().message);
+    return 1;
+  }
+  BackupService::PutBack put_back;
+  if (mirror) {
+    put_back = [m = mirror.get()](const std::string& name, fs::path folder, bool exact,
+                                  std::function<void(Result<void>)> done) {
+      m->put_back(name, std::move(folder), exact, std::move(done));
+    };
+  }
+  BackupService backups(std::move(backup_config.value()), ws_root, data, *db, events, std::move(put_back));
+  backups.add_job_handlers(mopts);
+  backups.schedule();
   Monitor monitor(io, storage, runtime, snapshots, events, *db, mopts);
   WatcherOptions wo;
   wo.debounce = std::chrono::duration_cast<std::chrono::milliseconds>(config.storage.debounce);
@@ -577,6 +594,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     });
   };
   if (git) add_git_services(services, *git, data, self_exe);
+  if (backups.configured()) add_backup_services(services, backups);
   ApiInfo info;
   info.version = CK_VERSION;
   info.listen_url = base;
@@ -623,6 +641,8 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   io.run();
   // The git worker's callbacks post to the monitor's loop: stop it while the monitor exists.
   if (git) git->stop();
+  // The same for backup and restore jobs (they stop between files).
+  backups.stop();
   // Coroutines still suspended here (a start in the middle of an install) are destroyed with
   // the io_context's pending work; their destructors reach into the runtime, the monitor and
   // the gateway, so that happens now, while those exist (it used to happen in ~io_context,

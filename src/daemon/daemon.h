@@ -31,6 +31,10 @@ struct ApiServices;
 void add_git_services(ApiServices& services, GitWorkspaces& git, const std::filesystem::path& data,
                       const std::string& self_exe);
 
+class BackupService;
+/// backups.cc: the API's backup services (GET|POST /backups, POST /workspaces/{name}/restore).
+void add_backup_services(ApiServices& services, BackupService& backups);
+
 /// `cloudyknight workspace compose NAME`: prints the docker-compose.yml the docker runtime
 /// runs the workspace with.
 int compose_command(const Config& config, const std::string& name);

@@ -137,6 +137,12 @@ export const workspaceStatus = (name) => call("GET", "/workspaces/" + encodeURIC
 export const sync = (name) => call("POST", "/workspaces/" + encodeURIComponent(name) + "/sync", {});
 export const action = (name, verb) =>
   call("POST", "/workspaces/" + encodeURIComponent(name) + "/" + verb, {});
+/** Backups: the destinations and each workspace's last snapshot; one workspace's snapshots. */
+export const backups = () => call("GET", "/backups");
+export const snapshots = (name) => call("GET", "/backups?workspace=" + encodeURIComponent(name));
+export const startBackup = (workspace) => call("POST", "/backups", { workspace });
+/** {"destination", "snapshot", "mode", "dry_run"?}: the plan (dry run) or the queued job. */
+export const restore = (name, body) => call("POST", "/workspaces/" + encodeURIComponent(name) + "/restore", body);
 export const logs = (name, tail = 500) =>
   call("GET", "/workspaces/" + encodeURIComponent(name) + "/logs?tail=" + tail);
 

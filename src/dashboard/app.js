@@ -2,6 +2,7 @@
 // workspaces, the selected workspace's actions, logs, preview and run box, and system health.
 // Plain ES modules, no build step.
 import * as api from "./api.js";
+import { Backups } from "./backups.js";
 import { CreateForm } from "./create.js";
 import { EventStream } from "./events.js";
 import { loadHealth } from "./health.js";
@@ -36,6 +37,10 @@ const preview = new Preview({
   radios: document.querySelectorAll('input[name="device"]'),
   reload: $("preview-reload"),
   label: $("preview-size"),
+});
+const backups = new Backups({
+  report: (text) => ($("action-result").textContent = text),
+  failed: (e, what) => handleApiError(e, what),
 });
 const create = new CreateForm(
   {
@@ -326,6 +331,9 @@ function onEvent(e) {
     case "job":
       refreshHealthSoon();
       break;
+    case "backup":
+      backups.onEvent(e);
+      break;
     case "git":
       if (state.selected === e.workspace) loadGit(e.workspace);
       if (e.action === "preview") fetchOne(e.workspace);
@@ -385,6 +393,7 @@ function route() {
   renderDetail();
   fetchOne(name);
   loadGit(name);
+  backups.show(name);
   loadLogs(name);
   if (!$("panel-preview").hidden) preview.show(name, (list.get(name) || {}).url);
   $("detail-title").focus({ preventScroll: false });
