@@ -1,0 +1,237 @@
+"""Backups in the daemon (issue 17, part 5), against two real s3rver destinations: the schedule
+runs as one job per destination at start (a destination never backed up is due at once), one
+destination down fails its own job (retried with backoff, reported) while the other succeeds,
+GET /backups shows each destination's last run and each workspace's last snapshot, POST /backups
+runs now, POST /workspaces/{name}/restore brings a deleted file back through the storage (the
+workspace restarts), a dry run answers the plan, point_in_time picks the older snapshot, events
+and metrics say what happened, and members only see and act on their own workspaces.
+
+Run: cd tests/integration && CK_BINARY=../../build/cloudyknight python3 -m unittest -v test_backup_daemon
+"""
+
+import json
+import os
+import time
+import unittest
+import urllib.parse
+
+from harness import Daemon, EventStream, free_service_port_range, wait_until
+from s3util import S3Server, s3rver_path
+from test_auth import PASSWORD, admin_token, call, set_cookie_parts
+
+HAVE_S3RVER = os.access(s3rver_path(), os.X_OK)
+NO_S3RVER = f"s3rver not found at {s3rver_path()} (run scripts/s3rver.sh or set CK_S3RVER)"
+
+
+def aws_env(s3):
+    return {k: v for k, v in s3.client_env({}).items() if k.startswith("AWS_")}
+
+
+def objects(s3, bucket, prefix=""):
+    r = s3.aws("s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix, check=False)
+    if r.returncode != 0 or not r.stdout.strip():
+        return []
+    return [o["Key"] for o in json.loads(r.stdout).get("Contents", [])]
+
+
+@unittest.skipUnless(HAVE_S3RVER, NO_S3RVER)
+class BackupDaemonTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s3a = S3Server()
+        cls.s3a.start()
+        cls.s3b = S3Server()
+        cls.s3b.start()
+        cls.s3a.make_bucket("bka")
+        # s3b's bucket is made only later: until then its destination fails.
+        lo, hi = free_service_port_range()
+        cls.config = {
+            "runtime": {"ports": f"{lo}-{hi}"},
+            "jobs": {"backoff": "1s"},
+            "backup": {
+                "schedule": "1h",
+                "destinations": [
+                    {"name": "near", "url": "s3://bka/ck", "endpoint": cls.s3a.endpoint},
+                    {"name": "far", "url": "s3://bkb/ck", "endpoint": cls.s3b.endpoint},
+                ],
+            },
+        }
+        cls.d = Daemon(fixtures=["static", ("static", "notes"), ("static", "secret")], config=cls.config,
+                       env=aws_env(cls.s3a))
+        cls.d.prepare()
+        with open(os.path.join(cls.d.ws, "notes", "keep.txt"), "w") as f:
+            f.write("version one\n")
+        with open(os.path.join(cls.d.ws, "secret", "workspace.json"), "w") as f:
+            json.dump({"public": False}, f)
+        try:
+            cls.d.start()
+            cls.admin = admin_token(cls.d)
+            r = call(cls.d, "POST", "/users", cls.admin, {"name": "mia", "password": PASSWORD, "role": "member"})
+            assert r.status == 201, r.text()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for attr in ("d",):
+            obj = getattr(cls, attr, None)
+            if obj:
+                obj.stop()
+        for s in ("s3a", "s3b"):
+            srv = getattr(cls, s, None)
+            if srv:
+                srv.stop()
+
+    def api(self, method, path, body=None, token=None):
+        return call(self.d, method, path, token or self.admin, body)
+
+    def backups(self):
+        r = self.api("GET", "/backups")
+        self.assertEqual(r.status, 200, r.text())
+        return r.json()
+
+    def dest(self, name):
+        return next(d for d in self.backups()["destinations"] if d["name"] == name)
+
+    def jobs(self, kind="backup"):
+        r = self.api("GET", "/jobs?limit=200")
+        self.assertEqual(r.status, 200, r.text())
+        return [j for j in r.json()["jobs"] if j["kind"] == kind]
+
+    def test_1_schedule_runs_at_start_one_destination_down(self):
+        # near: backed up at start; far (no bucket yet): its job fails and waits to retry.
+        wait_until(lambda: (self.dest("near").get("last") or {}).get("ok"), 60, "the first backup to near")
+        near = self.dest("near")
+        self.assertEqual(near["mode"], "incremental")
+        self.assertEqual(near["url"], "s3://bka/ck")
+        self.assertGreaterEqual(near["last"]["workspaces"], 3, near)
+        snaps = objects(self.s3a, "bka", "ck/snapshots/")
+        self.assertTrue(any("/notes/" in k for k in snaps), snaps)
+        wait_until(lambda: (self.dest("far").get("last") or {}).get("ok") is False, 60, "far's failed run")
+        self.assertTrue(any(j["state"] in ("queued", "running") and j["attempts"] >= 1 for j in self.jobs()),
+                        self.jobs())
+        # The error is shown to admins.
+        self.assertTrue(self.dest("far")["last"]["error"], self.dest("far"))
+        # Now the bucket exists: the retry succeeds without a restart.
+        self.s3b.make_bucket("bkb")
+        wait_until(lambda: (self.dest("far").get("last") or {}).get("ok"), 90, "far's retry to succeed")
+        self.assertTrue(objects(self.s3b, "bkb", "ck/snapshots/notes/"))
+        # Each workspace records its last snapshot per destination.
+        ws = self.backups()["workspaces"]["notes"]
+        self.assertIn("near", ws)
+        self.assertIn("far", ws)
+        # Metrics.
+        r = self.d.request("GET", "/monitor/metrics")
+        text = r.text()
+        self.assertIn('cloudyknight_backup_runs_total{destination="near",result="ok"}', text)
+        self.assertIn('cloudyknight_backup_runs_total{destination="far",result="failed"}', text)
+        self.assertRegex(text, r'cloudyknight_backup_last_success_timestamp_seconds\{destination="far"\} [1-9]')
+
+    def test_2_backup_now_and_restore_a_deleted_file(self):
+        wait_until(lambda: (self.dest("near").get("last") or {}).get("ok"), 60, "the first backup to near")
+        events = EventStream(self.d.port, extra_headers=[f"Authorization: Bearer {self.admin}"])
+        try:
+            mark = events.mark()
+            r = self.api("POST", "/backups", {"workspace": "notes", "destination": "near"})
+            self.assertEqual(r.status, 202, r.text())
+            job = r.json()["jobs"][0]
+            self.assertEqual((job["kind"], job["workspace"]), ("backup", "notes"))
+            events.wait_for(lambda e: e.get("type") == "backup" and e.get("workspace") == "notes"
+                            and e.get("destination") == "near", 60, since=mark, what="the backup event")
+            r = self.api("GET", "/backups?workspace=notes&destination=near")
+            self.assertEqual(r.status, 200, r.text())
+            snaps = r.json()["snapshots"]
+            self.assertGreaterEqual(len(snaps), 2, snaps)
+            first = snaps[0]
+            # Change and delete, then restore the older snapshot by point in time.
+            time.sleep(1.1)
+            path = os.path.join(self.d.ws, "notes", "keep.txt")
+            with open(path, "w") as f:
+                f.write("version two\n")
+            r = self.api("POST", "/backups", {"workspace": "notes", "destination": "near"})
+            self.assertEqual(r.status, 202, r.text())
+            wait_until(lambda: len(self.api("GET", "/backups?workspace=notes&destination=near").json()["snapshots"])
+                       > len(snaps), 60, "the third snapshot")
+            os.remove(path)
+            # A dry run says what would change, and changes nothing.
+            r = self.api("POST", "/workspaces/notes/restore", {"destination": "near", "dry_run": True})
+            self.assertEqual(r.status, 200, r.text())
+            plan = r.json()
+            self.assertIn({"op": "write", "path": "keep.txt", "size": len("version two\n")},
+                          plan["changes"], plan)
+            self.assertFalse(os.path.exists(path))
+            # The latest snapshot brings version two back.
+            mark = events.mark()
+            r = self.api("POST", "/workspaces/notes/restore", {"destination": "near", "mode": "merge"})
+            self.assertEqual(r.status, 202, r.text())
+            self.assertEqual(r.json()["job"]["kind"], "restore")
+            _, ev = events.wait_for(lambda e: e.get("type") == "backup" and e.get("action") == "restore"
+                                    and e.get("workspace") == "notes", 60, since=mark, what="the restore event")
+            self.assertTrue(ev.get("ok"), ev)
+            self.assertGreaterEqual(ev.get("changed", 0), 1, ev)
+            with open(path) as f:
+                self.assertEqual(f.read(), "version two\n")
+            # point_in_time between the first and the later snapshots: version one.
+            t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(first["time"]))
+            mark = events.mark()
+            r = self.api("POST", "/workspaces/notes/restore", {"destination": "near", "point_in_time": t})
+            self.assertEqual(r.status, 202, r.text())
+            _, ev = events.wait_for(lambda e: e.get("type") == "backup" and e.get("action") == "restore"
+                                    and e.get("workspace") == "notes", 60, since=mark, what="the second restore")
+            self.assertTrue(ev.get("ok"), ev)
+            with open(path) as f:
+                self.assertEqual(f.read(), "version one\n")
+        finally:
+            events.close()
+
+    def test_3_bad_requests(self):
+        cases = [
+            ("/workspaces/notes/restore", {"mode": "sideways"}, 400, "mode"),
+            ("/workspaces/notes/restore", {"point_in_time": "yesterday-ish"}, 400, ""),
+            ("/workspaces/notes/restore", {"destination": "nowhere", "dry_run": True}, 404, "nowhere"),
+            ("/workspaces/notes/restore", {"snapshot": "x", "point_in_time": "2026-01-01 00:00:00"}, 400, "either"),
+            ("/workspaces/notes/restore", {"dry_run": "yes"}, 400, "dry_run"),
+            ("/workspaces/notes/restore", {"surprise": 1}, 400, "unknown field"),
+            ("/workspaces/nothere/restore", {}, 404, "nothere"),
+            ("/backups", {"workspace": "../etc"}, 400, ""),
+            ("/backups", {"destination": "nowhere"}, 404, "nowhere"),
+            ("/backups", {"workspace": 5}, 400, "string"),
+        ]
+        for path, body, status, needle in cases:
+            with self.subTest(path=path, body=body):
+                r = self.api("POST", path, body)
+                self.assertEqual(r.status, status, r.text())
+                self.assertIn(needle, r.json()["error"]["message"])
+        r = self.api("POST", "/workspaces/notes/restore", "{not json")
+        self.assertEqual(r.status, 400, r.text())
+        r = self.api("POST", "/workspaces/notes/restore", {"snapshot": "x" * 9000})
+        self.assertEqual(r.status, 413, r.text())
+
+    def test_4_members_see_and_act_on_their_own(self):
+        # Anonymous callers read nothing of the backups.
+        r = call(self.d, "GET", "/backups")
+        self.assertEqual(r.status, 401, r.text())
+        r = call(self.d, "POST", "/auth/login", body={"name": "mia", "password": PASSWORD})
+        self.assertEqual(r.status, 200, r.text())
+        cookie = set_cookie_parts(r)[1]
+        csrf = r.json()["csrf"]
+        r = call(self.d, "POST", "/tokens", cookie=cookie, csrf=csrf, body={"name": "t", "scopes": ["deploy"]})
+        self.assertEqual(r.status, 201, r.text())
+        mia = r.json()["token"]
+        st = call(self.d, "GET", "/backups", mia)
+        self.assertEqual(st.status, 200, st.text())
+        self.assertNotIn("secret", st.json()["workspaces"])  # private, not hers
+        # Backing up everything is for admins; someone else's private workspace does not exist.
+        r = call(self.d, "POST", "/backups", mia, {})
+        self.assertEqual(r.status, 403, r.text())
+        r = call(self.d, "POST", "/backups", mia, {"workspace": "secret"})
+        self.assertEqual(r.status, 404, r.text())
+        r = call(self.d, "POST", "/workspaces/secret/restore", mia, {"dry_run": True})
+        self.assertEqual(r.status, 404, r.text())
+        r = call(self.d, "GET", "/backups?workspace=secret", mia)
+        self.assertEqual(r.status, 404, r.text())
+
+
+if __name__ == "__main__":
+    unittest.main()
