@@ -235,3 +235,50 @@ class BackupDaemonTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(HAVE_S3RVER, NO_S3RVER)
+class BackupDashboardInChromium(unittest.TestCase):
+    """tests/e2e/backup.test.mjs against a daemon with one destination and one admin user."""
+
+    def test_dashboard_backup_and_restore(self):
+        import shutil
+        import subprocess
+        import sys
+        from test_browser import DEFAULT_PLAYWRIGHT, screenshots_dir
+        import harness
+
+        node = shutil.which("node")
+        self.assertIsNotNone(node, "node is not installed (Debian package nodejs)")
+        pw = os.environ.get("CK_PLAYWRIGHT", DEFAULT_PLAYWRIGHT)
+        self.assertTrue(os.path.isfile(os.path.join(pw, "package.json")),
+                        f"playwright-core is not installed at {pw} (run scripts/playwright.sh)")
+        with S3Server() as s3:
+            s3.make_bucket("bkd")
+            lo, hi = free_service_port_range()
+            config = {"runtime": {"ports": f"{lo}-{hi}"},
+                      "backup": {"destinations": [{"name": "near", "url": "s3://bkd/x", "endpoint": s3.endpoint}]}}
+            d = Daemon(fixtures=[("static", "notes")], config=config, env=aws_env(s3))
+            d.prepare()
+            keep = os.path.join(d.ws, "notes", "keep.txt")
+            with open(keep, "w") as f:
+                f.write("kept\n")
+            d.start()
+            try:
+                admin = admin_token(d)
+                r = call(d, "POST", "/users", admin, {"name": "root", "password": PASSWORD, "role": "admin"})
+                self.assertEqual(r.status, 201, r.text())
+                wait_until(lambda: (call(d, "GET", "/backups", admin).json()["destinations"][0].get("last") or {})
+                           .get("ok"), 60, "the first backup")
+                os.remove(keep)
+                env = dict(os.environ, CK_URL=f"http://127.0.0.1:{d.port}", CK_USER="root", CK_PASSWORD=PASSWORD,
+                           CK_WS=d.ws, CK_SCREENSHOTS=screenshots_dir(), CK_PLAYWRIGHT=pw,
+                           CK_CHROMIUM=os.environ.get("CK_CHROMIUM", "/usr/bin/chromium"))
+                script = os.path.join(harness.REPO, "tests", "e2e", "backup.test.mjs")
+                proc = subprocess.run([node, "--test-reporter=spec", script], env=env, cwd=os.path.dirname(script),
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
+                out = proc.stdout.decode("utf-8", "replace")
+                print(out, file=sys.stderr)
+                self.assertEqual(proc.returncode, 0, out[-4000:])
+            finally:
+                d.stop()
