@@ -282,3 +282,47 @@ class BackupDashboardInChromium(unittest.TestCase):
                 self.assertEqual(proc.returncode, 0, out[-4000:])
             finally:
                 d.stop()
+
+
+@unittest.skipUnless(HAVE_S3RVER, NO_S3RVER)
+class BackupWithS3Storage(unittest.TestCase):
+    """S3 storage: a restore goes back through the bucket (S3Mirror::put_back), so the mirror and
+    the monitor get it from there like any other change."""
+
+    def test_restore_puts_the_file_back_in_the_bucket(self):
+        import tempfile
+        with S3Server() as s3:
+            s3.make_bucket("src")
+            s3.make_bucket("bkp")
+            with tempfile.TemporaryDirectory() as tmp:
+                site = os.path.join(tmp, "site")
+                os.makedirs(site)
+                with open(os.path.join(site, "index.html"), "w") as f:
+                    f.write("<h1>site</h1>\n")
+                with open(os.path.join(site, "page.txt"), "w") as f:
+                    f.write("from the bucket\n")
+                s3.aws("s3", "sync", site, "s3://src/ws/site/")
+            lo, hi = free_service_port_range()
+            config = {"runtime": {"ports": f"{lo}-{hi}"}, "storage": {"list_interval": "500ms"},
+                      "backup": {"destinations": [{"name": "bk", "url": "s3://bkp/b", "endpoint": s3.endpoint}]}}
+            d = Daemon(workspaces=False, args=s3.storage_args("src", "ws"), env=aws_env(s3), config=config)
+            d.start()
+            try:
+                admin = admin_token(d)
+                wait_until(lambda: (call(d, "GET", "/backups", admin).json()["destinations"][0].get("last") or {})
+                           .get("ok"), 60, "the first backup")
+                self.assertIn("site", call(d, "GET", "/backups", admin).json()["workspaces"])
+                s3.aws("s3", "rm", "s3://src/ws/site/page.txt")
+                mirror = os.path.join(d.data, "mirror", "site", "page.txt")
+                wait_until(lambda: not os.path.exists(mirror), 30, "the mirror to drop page.txt")
+                r = call(d, "POST", "/workspaces/site/restore", admin, {"mode": "mirror"})
+                self.assertEqual(r.status, 202, r.text())
+                wait_until(lambda: "ws/site/page.txt" in objects(s3, "src", "ws/site/"), 60,
+                           "page.txt back in the bucket")
+                wait_until(lambda: os.path.exists(mirror), 30, "page.txt back in the mirror")
+                with open(mirror) as f:
+                    self.assertEqual(f.read(), "from the bucket\n")
+                r = d.request("GET", "/site/page.txt")
+                self.assertEqual((r.status, r.text()), (200, "from the bucket\n"))
+            finally:
+                d.stop()
