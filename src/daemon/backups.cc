@@ -175,7 +175,8 @@ void BackupService::run_backup(const Job& job, std::function<void(Result<void>)>
   std::string dest_name = p.is_object() ? p.value("dest", "") : "";
   auto dest = destination(dest_name);
   if (dest.has_error()) return done(dest.error());
-  launch([this, d = *dest.value(), ws = job.workspace, done = std::move(done)] {
+  const bool scheduled = p.is_object() && p.value("scheduled", false);
+  launch([this, d = *dest.value(), ws = job.workspace, scheduled, done = std::move(done)] {
     {
       std::lock_guard lock(mu_);
       busy_.push_back(d.name);
@@ -204,6 +205,7 @@ void BackupService::run_backup(const Job& job, std::function<void(Result<void>)>
     }
     auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     record(d.name, reports, error.empty(), error, took);
+    if (scheduled && error.empty() && !stopping_) prune_daily(d);
     {
       std::lock_guard lock(mu_);
       busy_.erase(std::find(busy_.begin(), busy_.end(), d.name));
@@ -211,6 +213,30 @@ void BackupService::run_backup(const Job& job, std::function<void(Result<void>)>
     if (!error.empty()) return done(fail(Errc::io, fmt::format("backup to {}: {}", d.name, error)));
     done(outcome::success());
   });
+}
+
+void BackupService::prune_daily(const backup::Destination& d) {
+  // backup.keep is applied by the schedule once a day (and by `cloudyknight backup prune`).
+  const backup::Keep& k = config_.keep;
+  if (k.last == 0 && k.hourly == 0 && k.daily == 0 && k.weekly == 0 && k.monthly == 0) return;
+  auto last = setting_json(db_, dest_key(d.name)).value("last_prune_ms", std::int64_t{0});
+  if (now_ms() - last < 24 * 3600 * 1000) return;
+  backup::PruneOptions o;
+  static_cast<backup::RepoOptions&>(o) = repo_options();
+  auto pruned = backup::prune(d, k, o);
+  std::lock_guard lock(mu_);
+  json rec = setting_json(db_, dest_key(d.name));
+  rec["last_prune_ms"] = now_ms();
+  if (pruned.has_error()) {
+    rec["prune_error"] = pruned.error().message;
+    logger()->warn("pruning {} failed (next try in a day): {}", d.name, pruned.error().message);
+  } else {
+    rec["prune_error"] = "";
+    rec["pruned_snapshots"] = pruned.value().removed.size();
+    logger()->info("pruned {}: {} snapshots removed, {} kept, {} freed", d.name, pruned.value().removed.size(),
+                   pruned.value().kept.size(), format_size(pruned.value().bytes_freed));
+  }
+  (void)db_.set_setting(dest_key(d.name), rec.dump());
 }
 
 void BackupService::record(const std::string& dest, const std::vector<backup::BackupReport>& reports, bool ok,

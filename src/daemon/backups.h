@@ -79,6 +79,8 @@ class BackupService {
   void run_backup(const Job& job, std::function<void(Result<void>)> done);
   void run_restore(const Job& job, std::function<void(Result<void>)> done);
   void after_backup(const Job& job);
+  /// After a scheduled run: backup.keep applied to the destination, at most once a day.
+  void prune_daily(const backup::Destination& d);
   /// Runs `work` on a thread of its own, counted so stop() can wait for it.
   void launch(std::function<void()> work);
   Result<const backup::Destination*> destination(const std::string& name) const;
