@@ -77,6 +77,7 @@ BackupService::BackupService(backup::BackupConfig config, fs::path workspaces_ro
       events_(events),
       put_back_(std::move(put_back)) {
   for (const auto& d : config_.destinations) {
+    dest_locks_[d.name] = std::make_unique<std::mutex>();
     auto last = setting_json(db_, dest_key(d.name));
     backup_metrics().last_success.with({d.name}).set(last.value("last_ok_ms", std::int64_t{0}) / 1000);
   }
@@ -177,6 +178,9 @@ void BackupService::run_backup(const Job& job, std::function<void(Result<void>)>
   if (dest.has_error()) return done(dest.error());
   const bool scheduled = p.is_object() && p.value("scheduled", false);
   launch([this, d = *dest.value(), ws = job.workspace, scheduled, done = std::move(done)] {
+    // One run at a time per destination: a prune after a scheduled run must not delete a pack
+    // that another run (POST /backups) is about to reference.
+    std::lock_guard one_run(*dest_locks_.at(d.name));
     {
       std::lock_guard lock(mu_);
       busy_.push_back(d.name);

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -100,6 +102,7 @@ class BackupService {
   std::condition_variable idle_;
   int running_ = 0;
   std::vector<std::string> busy_;  // destinations with a backup running now
+  std::map<std::string, std::unique_ptr<std::mutex>> dest_locks_;  // one run per destination
   std::atomic<bool> stopping_{false};
 };
 
