@@ -278,8 +278,14 @@ std::vector<DestinationResult> backup_all(const std::vector<Destination>& destin
         if (!one) {
           if (r.ok) r.error = fmt::format("workspace {}: {}", ws.name, one.error().message);
           r.ok = false;
-          // An unreachable or locked destination fails the same way for every workspace.
-          if (one.error().code == Errc::unauthenticated || one.error().code == Errc::conflict) break;
+          // A destination that refuses the key, or cannot be reached for the first workspace,
+          // fails the same way for every other one: do not wait for each to time out.
+          auto code = one.error().code;
+          if (code == Errc::unauthenticated || code == Errc::conflict ||
+              (r.reports.empty() && is_retryable(code))) {
+            if (&ws != &workspaces.back()) r.error += " (the other workspaces were not tried)";
+            break;
+          }
           continue;
         }
         r.reports.push_back(std::move(one.value()));
