@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 #include <thread>
 
 #include "backup/backup.h"
@@ -131,9 +133,31 @@ Result<void> check_no_symlink(const fs::path& target, const std::string& rel) {
   return outcome::success();
 }
 
-// Downloads every blob the plan needs into `stage` (named by blob id), verifying each id.
+// Verified blob contents kept in memory (small blobs from packs, up to a budget) so a restore of
+// many small files does not create each one twice; the rest waits in the staging folder.
+struct MemoryStage {
+  static constexpr std::uint64_t kBudget = 256ull << 20;
+  std::mutex mu;
+  std::uint64_t used = 0;
+  std::unordered_map<std::string, std::string> blobs;
+
+  bool keep(const std::string& id, std::string&& data) {
+    std::lock_guard lock(mu);
+    if (used + data.size() > kBudget) return false;
+    used += data.size();
+    blobs.emplace(id, std::move(data));
+    return true;
+  }
+  const std::string* find(const std::string& id) const {
+    auto it = blobs.find(id);
+    return it == blobs.end() ? nullptr : &it->second;
+  }
+};
+
+// Downloads every blob the plan needs into `mem` or `stage` (named by blob id), verifying each.
 Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const fs::path& stage,
-                         const RestoreOptions& opts, const std::string& workspace) {
+                         MemoryStage& mem, const RestoreOptions& opts,
+                         const std::string& workspace) {
   std::map<std::string, std::vector<std::pair<std::string, BlobLocation>>> packs;
   std::vector<std::pair<std::string, BlobLocation>> standalone;
   std::set<std::string> seen;
@@ -199,7 +223,15 @@ Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const
       if (loc.offset > data.size() || loc.length > data.size() - loc.offset) return tampered(id);
       auto plain = repo.unseal_if(std::string_view(data).substr(loc.offset, loc.length), id);
       if (!plain || blob_id(keys, plain.value()) != id) return tampered(id);
-      BOOST_OUTCOME_TRY(write_file_atomic(stage / id, plain.value()));
+      if (mem.keep(id, std::move(plain.value()))) continue;
+      // The staging folder is private to this call: a plain write is enough.
+      std::ofstream os(stage / id, std::ios::binary | std::ios::trunc);
+      os.write(plain.value().data(), static_cast<std::streamsize>(plain.value().size()));
+      if (!os.flush()) {
+        return fail(Errc::io, fmt::format("cannot write {} in the staging folder: {} (is the "
+                                          "cache's disk full?)",
+                                          (stage / id).string(), std::strerror(errno)));
+      }
     }
     return outcome::success();
   };
@@ -228,21 +260,43 @@ Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const
 
 // Moves the verified content into the target and deletes what mirror mode removes.
 Result<void> apply(const std::vector<PlannedFile>& writes, const std::vector<std::string>& removes,
-                   const fs::path& target, RestoreReport& report) {
+                   const fs::path& target, const MemoryStage* mem, RestoreReport& report) {
   // Checked for every file before the first is written, so a refusal changes nothing.
   for (const auto& f : writes) {
     BOOST_OUTCOME_TRY(check_no_symlink(target, f.path));
   }
+  // A staged file used once is moved into place (when on the same file system), else copied.
+  std::map<fs::path, int> uses;
+  for (const auto& f : writes) ++uses[f.staged];
+  fs::path made;  // the last folder created
   for (const auto& f : writes) {
     fs::path dst = target / f.path;
     std::error_code ec;
-    fs::create_directories(dst.parent_path(), ec);
-    if (ec) {
-      return fail(Errc::io, fmt::format("cannot create the folder {}: {}",
-                                        dst.parent_path().string(), ec.message()));
+    if (dst.parent_path() != made) {
+      fs::create_directories(dst.parent_path(), ec);
+      if (ec) {
+        return fail(Errc::io, fmt::format("cannot create the folder {}: {}",
+                                          dst.parent_path().string(), ec.message()));
+      }
+      made = dst.parent_path();
     }
     fs::path tmp = dst.parent_path() / (".ck-restore-" + dst.filename().string() + ".tmp");
-    fs::copy_file(f.staged, tmp, fs::copy_options::overwrite_existing, ec);
+    bool moved = false;
+    if (const std::string* data = mem != nullptr ? mem->find(f.blob) : nullptr) {
+      std::ofstream os(tmp, std::ios::binary | std::ios::trunc);
+      os.write(data->data(), static_cast<std::streamsize>(data->size()));
+      if (!os.flush()) {
+        os.close();
+        fs::remove(tmp, ec);
+        return fail(Errc::io, fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
+      }
+      moved = true;
+    } else if (--uses[f.staged] == 0) {
+      fs::rename(f.staged, tmp, ec);
+      moved = !ec;
+      ec.clear();
+    }
+    if (!moved) fs::copy_file(f.staged, tmp, fs::copy_options::overwrite_existing, ec);
     if (ec) {
       return fail(Errc::io, fmt::format("cannot write {}: {}", tmp.string(), ec.message()));
     }
@@ -350,7 +404,7 @@ Result<RestoreReport> restore_mirror_dest(const Destination& dest, const std::st
   BOOST_OUTCOME_TRY(plan_changes(files, opts, nullptr, writes, removes, report));
   if (!opts.dry_run) {
     fs::create_directories(opts.target, ec);
-    BOOST_OUTCOME_TRY(apply(writes, removes, opts.target, report));
+    BOOST_OUTCOME_TRY(apply(writes, removes, opts.target, nullptr, report));
   }
   report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   return report;
@@ -453,10 +507,11 @@ Result<RestoreReport> restore(const Destination& dest, const std::string& worksp
     report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
     return report;
   }
-  BOOST_OUTCOME_TRY(stage_blobs(*repo, writes, stage.path, opts, workspace));
+  MemoryStage mem;
+  BOOST_OUTCOME_TRY(stage_blobs(*repo, writes, stage.path, mem, opts, workspace));
   std::error_code ec;
   fs::create_directories(opts.target, ec);
-  BOOST_OUTCOME_TRY(apply(writes, removes, opts.target, report));
+  BOOST_OUTCOME_TRY(apply(writes, removes, opts.target, &mem, report));
   report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   return report;
 }
