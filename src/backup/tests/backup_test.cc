@@ -559,3 +559,32 @@ TEST_F(BackupTest, MirrorDestination) {
 
 }  // namespace
 }  // namespace ck::backup
+
+namespace ck::backup {
+namespace {
+
+TEST_F(BackupTest, ListingGetsEachSnapshotOnce) {
+  Destination direct = make_dest(server().port, "listing");
+  for (int i = 0; i < 3; ++i) {
+    write(ws.path / "v.txt", std::to_string(i));
+    ASSERT_TRUE(backup_workspace(direct, "app", ws.path, opts));
+  }
+  s3test::FaultProxy proxy(server().port, std::vector<s3test::Rule>{});
+  Destination d = direct;
+  d.client = s3test::client_options(proxy.port(), 1);
+  std::string snapshot_get = "get /" + d.bucket + "/backups/snapshots/";
+  ASSERT_EQ(list_snapshots(d, "", ropts).value().size(), 3u);
+  EXPECT_EQ(proxy.requests_with({snapshot_get}).size(), 3u);
+  ASSERT_EQ(list_snapshots(d, "app", ropts).value().size(), 3u);
+  EXPECT_EQ(proxy.requests_with({snapshot_get}).size(), 3u);  // from the cache
+  // After a prune the listing shows what is left, not the cache's memory.
+  PruneOptions po;
+  po.cache_dir = cache.path;
+  ASSERT_TRUE(prune(direct, Keep{1, 0, 0, 0, 0}, po));
+  auto left = list_snapshots(d, "", ropts).value();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].files, 1u);
+}
+
+}  // namespace
+}  // namespace ck::backup
