@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <deque>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_set>
@@ -70,41 +72,83 @@ std::string host_name(const BackupOptions& opts) {
   return buf;
 }
 
-// Collects new small blobs into packs and uploads each when it reaches kPackTarget.
+// Collects new small blobs into packs; each full pack is uploaded on its own thread (up to
+// kPacksInFlight at once) while the scan goes on. finish() waits for every upload; a pack enters
+// the index only once its PUT succeeded.
 class PackWriter {
  public:
+  static constexpr std::size_t kPacksInFlight = 3;
+
   PackWriter(Repo& repo, Index& index, BackupReport& report)
       : repo_(repo), index_(index), report_(report) {}
+  ~PackWriter() { (void)wait_until(0); }
 
   Result<void> add(const std::string& id, std::string_view plain) {
     std::string stored = repo_.seal_if(plain);
     current_.blobs.push_back(IndexBlob{id, data_.size(), stored.size(), plain.size()});
     data_ += stored;
-    if (data_.size() >= kPackTarget) return flush();
+    if (data_.size() >= kPackTarget) return start_upload();
     return outcome::success();
   }
 
-  Result<void> flush() {
+  /// Uploads the last, partial pack and waits for every upload.
+  Result<void> finish() {
+    BOOST_OUTCOME_TRY(start_upload());
+    return wait_until(0);
+  }
+
+ private:
+  struct Upload {
+    IndexPack pack;
+    std::future<Result<std::string>> done;
+  };
+
+  Result<void> start_upload() {
     if (current_.blobs.empty()) return outcome::success();
+    BOOST_OUTCOME_TRY(wait_until(kPacksInFlight - 1));
     current_.pack = sha256_hex(data_);
-    auto put = repo_.client().put_object(repo_.dest().bucket, repo_.pack_key(current_.pack), data_);
-    if (!put) {
-      return fail(put.error().code, fmt::format("uploading a pack to destination {} failed: {}",
-                                                repo_.dest().name, put.error().message));
-    }
-    ++report_.objects_written;
-    index_.packs.push_back(std::move(current_));
+    std::string key = repo_.pack_key(current_.pack);
+    s3::Client* client = &repo_.client();
+    const std::string* bucket = &repo_.dest().bucket;
+    Upload u{std::move(current_), {}};
+    u.done = std::async(std::launch::async, [client, bucket, key, data = std::move(data_)] {
+      return client->put_object(*bucket, key, data);
+    });
+    uploads_.push_back(std::move(u));
     current_ = IndexPack{};
     data_.clear();
     return outcome::success();
   }
 
- private:
+  // Waits until at most `n` uploads are running; the first failure is returned (after the
+  // others it waited for finished).
+  Result<void> wait_until(std::size_t n) {
+    std::optional<Error> err;
+    while (uploads_.size() > n) {
+      Upload u = std::move(uploads_.front());
+      uploads_.pop_front();
+      auto put = u.done.get();
+      if (!put) {
+        if (!err) {
+          err = Error{put.error().code, fmt::format("uploading a pack to destination {} failed: {}",
+                                                    repo_.dest().name, put.error().message)};
+        }
+        n = 0;  // no new upload starts after a failure: drain them all
+        continue;
+      }
+      ++report_.objects_written;
+      index_.packs.push_back(std::move(u.pack));
+    }
+    if (err) return *err;
+    return outcome::success();
+  }
+
   Repo& repo_;
   Index& index_;
   BackupReport& report_;
   IndexPack current_;
   std::string data_;
+  std::deque<Upload> uploads_;
 };
 
 Result<BackupReport> backup_incremental(const Destination& dest, const std::string& workspace,
@@ -228,7 +272,7 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
     report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
     return report;
   }
-  BOOST_OUTCOME_TRY(packs.flush());
+  BOOST_OUTCOME_TRY(packs.finish());
   if (!index.packs.empty() || !index.blobs.empty()) {
     progress.phase = "index";
     report_progress(opts, progress);
