@@ -26,8 +26,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::uint64_t kSmallBlob = 1 << 20;     // below: packed
-constexpr std::size_t kPackTarget = 16 << 20;      // a pack is uploaded once this big
+constexpr std::uint64_t kSmallBlob = 1 << 20;  // below: packed
+constexpr std::size_t kPackTarget = 16 << 20;  // a pack is uploaded once this big
 
 struct CachedFile {
   std::uint64_t size = 0;
@@ -53,8 +53,8 @@ std::unordered_map<std::string, CachedFile> load_files_cache(const fs::path& fil
         !v[2].is_string()) {
       continue;
     }
-    out[path] = CachedFile{v[0].get<std::uint64_t>(), v[1].get<std::int64_t>(),
-                           v[2].get<std::string>()};
+    out[path] =
+        CachedFile{v[0].get<std::uint64_t>(), v[1].get<std::int64_t>(), v[2].get<std::string>()};
   }
   return out;
 }
@@ -169,8 +169,8 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
   }
   BOOST_OUTCOME_TRY(tree, list_source_files(dir, opts.ignore));
   for (const auto& s : tree.skipped) {
-    report.warnings.push_back(fmt::format("{}: folder {} could not be read and was skipped",
-                                          workspace, s));
+    report.warnings.push_back(
+        fmt::format("{}: folder {} could not be read and was skipped", workspace, s));
   }
   report.files = tree.files.size();
   for (const auto& f : tree.files) report.bytes += f.size;
@@ -190,10 +190,10 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
   auto now = std::chrono::system_clock::now();
   snap.time = std::chrono::system_clock::to_time_t(now);
   snap.id = make_snapshot_id(
-      snap.time, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      now.time_since_epoch())
-                                      .count() %
-                                  1000));
+      snap.time,
+      static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+          1000));
   snap.host = host_name(opts);
   Index index;
   PackWriter packs(repo, index, report);
@@ -207,7 +207,8 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
     fs::path full = dir / f.path;
     struct stat st {};
     if (::stat(full.c_str(), &st) != 0) {
-      report.warnings.push_back(fmt::format("{}: {} vanished during the backup", workspace, f.path));
+      report.warnings.push_back(
+          fmt::format("{}: {} vanished during the backup", workspace, f.path));
       continue;
     }
     SnapshotFile sf{f.path, f.size, static_cast<std::uint32_t>(st.st_mode & 07777), f.mtime_ns, ""};
@@ -218,8 +219,15 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
     } else if (f.size < kSmallBlob) {
       auto content = read_file(full);
       if (!content) {
-        return fail(Errc::io, fmt::format("cannot read {} of workspace {}: {}", f.path, workspace,
-                                          std::strerror(errno)));
+        std::error_code ec;
+        if (!fs::exists(full, ec)) {  // deleted since the walk (an editor's temporary file)
+          report.warnings.push_back(
+              fmt::format("{}: {} vanished during the backup", workspace, f.path));
+          continue;
+        }
+        return fail(Errc::io, fmt::format("cannot read {} of workspace {}: {} (check its "
+                                          "permissions)",
+                                          f.path, workspace, std::strerror(errno)));
       }
       sf.size = content->size();
       sf.blob = blob_id(keys, *content);
@@ -238,7 +246,8 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
         report.added_files++;
         report.added_bytes += f.size;
         if (!opts.dry_run) {
-          fs::path tmp = repo.cache() / fmt::format("upload-{}-{}", ::getpid(), to_hex(random_bytes(4)));
+          fs::path tmp =
+              repo.cache() / fmt::format("upload-{}-{}", ::getpid(), to_hex(random_bytes(4)));
           auto staged = stage_file(keys, full, tmp);
           if (!staged) {
             std::error_code ec;
@@ -287,7 +296,8 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
   report_progress(opts, progress);
   snap.added_bytes = report.added_bytes;
   snap.added_objects = report.objects_written + 1;
-  auto put = repo.put_doc(repo.snapshots_prefix(workspace) + snap.id + ".json", snapshot_json(snap));
+  auto put =
+      repo.put_doc(repo.snapshots_prefix(workspace) + snap.id + ".json", snapshot_json(snap));
   if (!put) {
     return fail(put.error().code, fmt::format("writing the snapshot to destination {} failed: {}",
                                               dest.name, put.error().message));

@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
-#include <map>
 #include <numeric>
 #include <set>
+#include <thread>
 
 #include "backup/backup.h"
 #include "backup/mirror_mode.h"
@@ -32,8 +32,8 @@ std::string snapshot_workspace(const Repo& repo, const std::string& key) {
 }
 
 SnapshotInfo info_of(const Destination& d, const Snapshot& s) {
-  return SnapshotInfo{d.name, s.workspace, s.id, s.time, s.host, s.files.size(), s.bytes,
-                      s.added_bytes};
+  return SnapshotInfo{d.name, s.workspace,    s.id,    s.time,
+                      s.host, s.files.size(), s.bytes, s.added_bytes};
 }
 
 std::string bucket_key(std::time_t t, const char* fmt) {
@@ -69,8 +69,12 @@ std::map<std::string, SnapshotInfo> load_summaries(const fs::path& file, const s
 void save_summaries(const fs::path& file, const std::map<std::string, SnapshotInfo>& all) {
   json j = json::object();
   for (const auto& [key, s] : all) {
-    j[key] = {{"workspace", s.workspace}, {"id", s.id}, {"time", static_cast<std::int64_t>(s.time)},
-              {"host", s.host}, {"files", s.files}, {"bytes", s.bytes},
+    j[key] = {{"workspace", s.workspace},
+              {"id", s.id},
+              {"time", static_cast<std::int64_t>(s.time)},
+              {"host", s.host},
+              {"files", s.files},
+              {"bytes", s.bytes},
               {"added_bytes", s.added_bytes}};
   }
   (void)write_file_atomic(file, j.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -155,7 +159,8 @@ Result<std::vector<SnapshotInfo>> list_snapshots(const Destination& dest,
     }
   };
   std::vector<std::thread> threads;
-  for (int i = 0; i < std::min<int>(8, static_cast<int>(missing.size())); ++i) threads.emplace_back(worker);
+  for (int i = 0; i < std::min<int>(8, static_cast<int>(missing.size())); ++i)
+    threads.emplace_back(worker);
   for (auto& t : threads) t.join();
   if (first_error) return *first_error;
   std::vector<SnapshotInfo> out;
@@ -192,7 +197,7 @@ Result<CheckReport> check(const Destination& dest, const CheckOptions& opts) {
   for (const auto& o : blob_objects) blobs_present.insert(fs::path(o.key).filename().string());
 
   BOOST_OUTCOME_TRY(keys, repo->snapshot_keys(""));
-  std::vector<std::pair<Snapshot, std::size_t>> snaps;  // snapshot, its report row
+  std::vector<std::pair<Snapshot, std::size_t>> snaps;        // snapshot, its report row
   std::map<std::string, std::set<std::string>> needed_packs;  // pack -> blob ids
   std::set<std::string> needed_standalone;
   std::map<std::string, std::string> bad_blobs;  // id -> why
@@ -227,19 +232,22 @@ Result<CheckReport> check(const Destination& dest, const CheckOptions& opts) {
     snaps.emplace_back(std::move(s.value()), report.snapshots.size() - 1);
   }
   if (opts.read_data) {
-    Progress progress{dest.name, "", "check", 0, needed_packs.size() + needed_standalone.size(), 0,
-                      0};
+    Progress progress{dest.name, "", "check", 0, needed_packs.size() + needed_standalone.size(),
+                      0,         0};
     const Keys* k = repo->keys();
     for (const auto& [pack, ids] : needed_packs) {
       if (!packs_present.contains(pack)) continue;
       auto data = repo->client().get_object(bucket, repo->pack_key(pack));
       if (!data) {
-        for (const auto& id : ids) bad_blobs[id] = "its pack cannot be read: " + data.error().message;
+        for (const auto& id : ids)
+          bad_blobs[id] = "its pack cannot be read: " + data.error().message;
         continue;
       }
       report.bytes_read += data.value().size();
       bool pack_ok = sha256_hex(data.value()) == pack;
-      if (!pack_ok) report.problems.push_back(fmt::format("pack {} does not match its name: it was modified", pack));
+      if (!pack_ok)
+        report.problems.push_back(
+            fmt::format("pack {} does not match its name: it was modified", pack));
       for (const auto& id : ids) {
         const auto& loc = repo->blobs().at(id);
         ++report.blobs_checked;
@@ -249,7 +257,8 @@ Result<CheckReport> check(const Destination& dest, const CheckOptions& opts) {
           continue;
         }
         auto plain = repo->unseal_if(std::string_view(d).substr(loc.offset, loc.length), id);
-        if (!plain || blob_id(k, plain.value()) != id) bad_blobs[id] = "its content does not match its id (tampered or damaged)";
+        if (!plain || blob_id(k, plain.value()) != id)
+          bad_blobs[id] = "its content does not match its id (tampered or damaged)";
       }
       progress.files_done++;
       report_progress(opts, progress);
@@ -266,7 +275,8 @@ Result<CheckReport> check(const Destination& dest, const CheckOptions& opts) {
       } else {
         report.bytes_read += got.value().size;
         auto h = k != nullptr ? unseal_file(*k, tmp, plain_tmp, id) : file_blob_id(nullptr, tmp);
-        if (!h || h.value() != id) bad_blobs[id] = "its content does not match its id (tampered or damaged)";
+        if (!h || h.value() != id)
+          bad_blobs[id] = "its content does not match its id (tampered or damaged)";
       }
       std::error_code ec;
       fs::remove(tmp, ec);
@@ -338,7 +348,8 @@ Result<PruneReport> prune(const Destination& dest, const Keep& keep, const Prune
     }
     for (const auto& b : idx.blobs) {
       indexed_blobs.insert(b.id);
-      if (referenced.contains(b.id) && kept_blobs.insert(b.id).second) kept_index.blobs.push_back(b);
+      if (referenced.contains(b.id) && kept_blobs.insert(b.id).second)
+        kept_index.blobs.push_back(b);
     }
   }
   BOOST_OUTCOME_TRY(pack_objects, repo.client().list_objects(bucket, repo.key("packs/")));

@@ -92,7 +92,8 @@ Result<std::unique_ptr<Repo>> Repo::open(const Destination& dest, const RepoOpti
       c.check = seal(keys, kCheckPlain);
       r->keys_ = keys;
     }
-    auto put = r->client_->put_object(dest.bucket, cfg_key, repo_config_json(c), "application/json");
+    auto put =
+        r->client_->put_object(dest.bucket, cfg_key, repo_config_json(c), "application/json");
     if (!put) {
       return fail(put.error().code,
                   fmt::format("backup destination {} ({}): cannot create the repository: {}",

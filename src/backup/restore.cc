@@ -6,13 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
-#include <unordered_map>
 #include <thread>
+#include <unordered_map>
 
 #include "backup/backup.h"
 #include "backup/mirror_mode.h"
@@ -32,8 +32,8 @@ struct PlannedFile {
   std::uint64_t size = 0;
   std::uint32_t mode = 0644;
   std::int64_t mtime_ns = 0;
-  std::string blob;   // incremental: the blob id ("" for mirror destinations)
-  fs::path staged;    // where its verified content waits
+  std::string blob;  // incremental: the blob id ("" for mirror destinations)
+  fs::path staged;   // where its verified content waits
 };
 
 // Removes the staging folder when the restore ends, whatever happens.
@@ -84,7 +84,8 @@ Result<void> check_paths(const std::vector<SnapshotFile>& files, const std::stri
     }
   }
   for (const auto& p : paths) {
-    for (auto slash = p.find('/'); slash != std::string_view::npos; slash = p.find('/', slash + 1)) {
+    for (auto slash = p.find('/'); slash != std::string_view::npos;
+         slash = p.find('/', slash + 1)) {
       if (paths.contains(p.substr(0, slash))) {
         return fail(Errc::invalid_argument,
                     fmt::format("{} holds both the file '{}' and '{}' below it: refusing to "
@@ -258,6 +259,52 @@ Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const
   return outcome::success();
 }
 
+// Creates `file` (which must not exist) with `data`, or a copy of `source`'s content.
+Result<void> write_new_file(const fs::path& file, const std::string* data, const fs::path& source) {
+  auto io_error = [&](const fs::path& which) {
+    return fail(Errc::io, fmt::format("cannot write {}: {} (is the disk full, or the folder not "
+                                      "writable?)",
+                                      which.string(), std::strerror(errno)));
+  };
+  int out = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (out < 0) return io_error(file);
+  auto write_all = [&](const char* p, std::size_t n) {
+    while (n > 0) {
+      ssize_t w = ::write(out, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      p += w;
+      n -= static_cast<std::size_t>(w);
+    }
+    return true;
+  };
+  bool ok = true;
+  if (data != nullptr) {
+    ok = write_all(data->data(), data->size());
+  } else {
+    int in = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
+    ok = in >= 0;
+    std::vector<char> buf(1 << 20);
+    while (ok) {
+      ssize_t r = ::read(in, buf.data(), buf.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        ok = r == 0;
+        break;
+      }
+      ok = write_all(buf.data(), static_cast<std::size_t>(r));
+    }
+    if (in >= 0) ::close(in);
+  }
+  if (::close(out) != 0) ok = false;
+  if (!ok) {
+    auto err = io_error(file);
+    ::unlink(file.c_str());
+    return err;
+  }
+  return outcome::success();
+}
+
 // Moves the verified content into the target and deletes what mirror mode removes.
 Result<void> apply(const std::vector<PlannedFile>& writes, const std::vector<std::string>& removes,
                    const fs::path& target, const MemoryStage* mem, RestoreReport& report) {
@@ -281,22 +328,21 @@ Result<void> apply(const std::vector<PlannedFile>& writes, const std::vector<std
       made = dst.parent_path();
     }
     fs::path tmp = dst.parent_path() / (".ck-restore-" + dst.filename().string() + ".tmp");
+    // Never through a link planted at the temporary name: removed first, then created with
+    // O_EXCL|O_NOFOLLOW (or replaced by rename, which does not follow links either).
+    ::unlink(tmp.c_str());
     bool moved = false;
     if (const std::string* data = mem != nullptr ? mem->find(f.blob) : nullptr) {
-      std::ofstream os(tmp, std::ios::binary | std::ios::trunc);
-      os.write(data->data(), static_cast<std::streamsize>(data->size()));
-      if (!os.flush()) {
-        os.close();
-        fs::remove(tmp, ec);
-        return fail(Errc::io, fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
-      }
+      BOOST_OUTCOME_TRY(write_new_file(tmp, data, {}));
       moved = true;
     } else if (--uses[f.staged] == 0) {
       fs::rename(f.staged, tmp, ec);
       moved = !ec;
       ec.clear();
     }
-    if (!moved) fs::copy_file(f.staged, tmp, fs::copy_options::overwrite_existing, ec);
+    if (!moved) {
+      BOOST_OUTCOME_TRY(write_new_file(tmp, nullptr, f.staged));
+    }
     if (ec) {
       return fail(Errc::io, fmt::format("cannot write {}: {}", tmp.string(), ec.message()));
     }
@@ -318,8 +364,8 @@ Result<void> apply(const std::vector<PlannedFile>& writes, const std::vector<std
     std::error_code ec;
     fs::remove(target / rel, ec);
     // Folders left empty by the deletion go too (up to the target itself).
-    for (fs::path dir = (target / rel).parent_path(); dir != target && dir.string().size() > target.string().size();
-         dir = dir.parent_path()) {
+    for (fs::path dir = (target / rel).parent_path();
+         dir != target && dir.string().size() > target.string().size(); dir = dir.parent_path()) {
       if (!fs::is_empty(dir, ec) || ec) break;
       fs::remove(dir, ec);
     }
@@ -485,10 +531,11 @@ Result<RestoreReport> restore(const Destination& dest, const std::string& worksp
   BOOST_OUTCOME_TRY(snap, repo->load_snapshot(chosen));
   if (snap.workspace != workspace) {
     return fail(Errc::invalid_argument,
-                fmt::format("snapshot {} claims workspace {}, not {}: it was tampered with", snap.id,
-                            snap.workspace, workspace));
+                fmt::format("snapshot {} claims workspace {}, not {}: it was tampered with",
+                            snap.id, snap.workspace, workspace));
   }
-  BOOST_OUTCOME_TRY(check_paths(snap.files, fmt::format("snapshot {} of workspace {}", snap.id, workspace)));
+  BOOST_OUTCOME_TRY(
+      check_paths(snap.files, fmt::format("snapshot {} of workspace {}", snap.id, workspace)));
   BOOST_OUTCOME_TRY(repo->load_index());
   fs::path cache = repo->cache();
   BOOST_OUTCOME_TRY(stage_path, make_stage(cache));

@@ -1,6 +1,8 @@
 // The backup module against real s3rver instances (storage/tests/s3rver_fixture.h): parallel
 // destinations, a destination that is down, incremental cost, restore modes, point in time,
 // encryption, tampering, a killed backup, prune and path traversal.
+#include "backup/backup.h"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,12 +10,11 @@
 #include <fstream>
 #include <thread>
 
-#include "backup/backup.h"
 #include "backup/format.h"
 #include "core/files.h"
 #include "core/testing/temp_dir.h"
-#include "storage/tests/s3rver_fixture.h"
 #include "storage/tests/fault_proxy.h"
+#include "storage/tests/s3rver_fixture.h"
 
 namespace ck::backup {
 namespace {
@@ -177,7 +178,7 @@ TEST_F(BackupTest, MirrorAndMergeRestoreAndADeletedFileComesBack) {
   ropts.mode = RestoreMode::mirror;
   auto mirrored = restore(d, "app", ropts);
   ASSERT_TRUE(mirrored) << mirrored.error().message;
-  EXPECT_FALSE(fs::exists(ws.path / "c.txt"));  // mirror: exactly the snapshot
+  EXPECT_FALSE(fs::exists(ws.path / "c.txt"));            // mirror: exactly the snapshot
   EXPECT_EQ(read(ws.path / "node_modules/m.js"), "dep");  // ignored files are not source
   EXPECT_EQ(mirrored.value().changes.size(), 1u);
   EXPECT_EQ(mirrored.value().unchanged, 2u);
@@ -344,6 +345,14 @@ TEST_F(BackupTest, TraversalPathsInASnapshotAreRefused) {
   ASSERT_FALSE(res);
   EXPECT_NE(res.error().message.find("symbolic link"), std::string::npos) << res.error().message;
   EXPECT_FALSE(fs::exists(outer.path / "a.txt"));
+  // A link planted at the temporary name a restore writes first is removed, not followed.
+  ASSERT_TRUE(c.put_object(d.bucket, key, snapshot_json(snap)));
+  fs::remove(target / "link");
+  fs::create_symlink(outer.path / "evil", target / ".ck-restore-a.txt.tmp");
+  auto ok = restore(d, "app", ropts);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(read(target / "a.txt"), "x");
+  EXPECT_FALSE(fs::exists(outer.path / "evil"));
 }
 
 // Runs backup_workspace in a child process that SIGKILLs itself when the backup reaches `phase`
@@ -462,14 +471,16 @@ TEST_F(BackupTest, DestinationFailingHalfwayIsReportedAndLeavesNoSnapshot) {
   // go through, the data never does.
   s3test::FaultProxy proxy(
       server().port,
-      std::vector<s3test::Rule>{{{"put /" + direct.bucket + "/backups/packs/"}, s3test::Fault::kClose, -1, {}}});
+      std::vector<s3test::Rule>{
+          {{"put /" + direct.bucket + "/backups/packs/"}, s3test::Fault::kClose, -1, {}}});
   Destination flaky = direct;
   flaky.client = s3test::client_options(proxy.port(), 1);
   write(ws.path / "a.txt", "alpha");
   auto results = backup_all({flaky, good}, {{"app", ws.path}}, opts);
   ASSERT_EQ(results.size(), 2u);
   EXPECT_FALSE(results[0].ok);
-  EXPECT_NE(results[0].error.find("uploading a pack to destination flaky failed"), std::string::npos)
+  EXPECT_NE(results[0].error.find("uploading a pack to destination flaky failed"),
+            std::string::npos)
       << results[0].error;
   EXPECT_TRUE(results[1].ok) << results[1].error;
   EXPECT_EQ(list_snapshots(good, "", ropts).value().size(), 1u);
