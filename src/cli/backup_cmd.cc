@@ -396,13 +396,20 @@ int restore_run(const Config& config, const BackupFlags& f) {
         o.target = tmp;
         r = backup::restore(*dest, name, o);
         if (r && !f.dry_run) {
-          so.delete_extra = true;
+          // Upload what the restore wrote, then delete exactly the objects it removed (mirror):
+          // objects the ignore rules skip (a dist/ another tool uploaded) are never touched.
           auto pushed = sync::push(loc, tmp, so);
-          if (!pushed) {
-            r = fail(pushed.error().code,
-                     "writing the restored source to the storage bucket "
-                     "failed: " +
-                         pushed.error().message);
+          std::vector<std::string> gone;
+          for (const auto& c : r.value().changes) {
+            if (c.op == backup::RestoreChange::Op::remove) gone.push_back(loc.key_prefix + c.path);
+          }
+          Result<void> deleted = outcome::success();
+          if (pushed && !gone.empty()) deleted = client.delete_objects(loc.bucket, gone);
+          if (!pushed || !deleted) {
+            r = fail(Errc::unavailable,
+                     "writing the restored source to the storage bucket failed: " +
+                         (!pushed ? pushed.error().message : deleted.error().message) +
+                         " (run the restore again)");
           }
         }
       }
