@@ -345,14 +345,18 @@ TEST_F(BackupTest, TraversalPathsInASnapshotAreRefused) {
   ASSERT_FALSE(res);
   EXPECT_NE(res.error().message.find("symbolic link"), std::string::npos) << res.error().message;
   EXPECT_FALSE(fs::exists(outer.path / "a.txt"));
-  // A link planted at the temporary name a restore writes first is removed, not followed.
-  ASSERT_TRUE(c.put_object(d.bucket, key, snapshot_json(snap)));
+  // A link planted at the temporary name a restore writes first is removed, not followed; a
+  // setuid mode in the snapshot becomes plain permission bits.
+  Snapshot setuid = snap;
+  setuid.files[0].mode = 04755;
+  ASSERT_TRUE(c.put_object(d.bucket, key, snapshot_json(setuid)));
   fs::remove(target / "link");
   fs::create_symlink(outer.path / "evil", target / ".ck-restore-a.txt.tmp");
   auto ok = restore(d, "app", ropts);
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_EQ(read(target / "a.txt"), "x");
   EXPECT_FALSE(fs::exists(outer.path / "evil"));
+  EXPECT_EQ(fs::status(target / "a.txt").permissions(), fs::perms(0755));
 }
 
 // Runs backup_workspace in a child process that SIGKILLs itself when the backup reaches `phase`
