@@ -39,7 +39,7 @@ struct Destination {
   bool encrypt = false;
   s3::ClientOptions client;
   std::string bucket;
-  std::string prefix;  // without leading/trailing '/'; may be empty
+  std::string prefix;       // without leading/trailing '/'; may be empty
   std::string url() const;  // "s3://bucket/prefix"
 };
 
@@ -69,7 +69,8 @@ Result<BackupConfig> backup_config(const Config& config, const s3::EnvFn& env);
 /// The destination called `name`; an unknown name fails with the configured names listed.
 Result<const Destination*> find_destination(const BackupConfig& config, std::string_view name);
 
-/// Progress of one call, reported from the calling thread or a worker (one at a time per call).
+/// Progress of one call, reported from the calling thread or a worker, one at a time per call;
+/// backup_all() runs one call per destination, so its callback must be thread-safe.
 struct Progress {
   std::string destination;
   std::string workspace;
@@ -81,13 +82,13 @@ using ProgressFn = std::function<void(const Progress&)>;
 
 /// Options shared by every call that reads a destination.
 struct RepoOptions {
-  std::string key;                 // passphrase of encrypted destinations
+  std::string key;                  // passphrase of encrypted destinations
   std::filesystem::path cache_dir;  // "" = default_cache_dir()
-  ProgressFn progress;             // may be empty
-  int concurrency = 8;             // transfers in flight
-  /// Polled between files and transfers; true makes the call stop and fail with "cancelled"
-  /// (nothing half-written: a backup leaves no snapshot, a restore leaves the target as it was
-  /// or with whole files only). May be empty.
+  ProgressFn progress;              // may be empty
+  int concurrency = 8;              // transfers in flight
+  /// Polled between files and between transfers; true makes the call stop and fail with
+  /// Errc::unavailable "cancelled" (nothing half-written: a backup leaves no snapshot, a
+  /// restore stops before it changes the target or between whole files). May be empty.
   std::function<bool()> cancelled;
 };
 
@@ -105,9 +106,9 @@ struct BackupReport {
   std::string workspace;
   std::string snapshot_id;  // "" for a dry run; mirror destinations: "latest"
   std::uint64_t files = 0;
-  std::uint64_t bytes = 0;           // sum of the files' sizes
-  std::uint64_t added_files = 0;     // files whose content the destination did not have
-  std::uint64_t added_bytes = 0;     // bytes of those (before encryption)
+  std::uint64_t bytes = 0;            // sum of the files' sizes
+  std::uint64_t added_files = 0;      // files whose content the destination did not have
+  std::uint64_t added_bytes = 0;      // bytes of those (before encryption)
   std::uint64_t objects_written = 0;  // PUTs (packs, blobs, index, snapshot, marker)
   std::vector<std::string> warnings;  // unreadable folders skipped
   std::chrono::milliseconds elapsed{0};
@@ -128,7 +129,7 @@ struct WorkspaceSource {
 struct DestinationResult {
   std::string destination;
   bool ok = true;
-  std::string error;  // the first failure, naming the workspace ("" when ok)
+  std::string error;                  // the first failure, naming the workspace ("" when ok)
   std::vector<BackupReport> reports;  // one per workspace backed up
 };
 
@@ -141,7 +142,7 @@ std::vector<DestinationResult> backup_all(const std::vector<Destination>& destin
 struct SnapshotInfo {
   std::string destination;
   std::string workspace;
-  std::string id;      // mirror destinations: "latest"
+  std::string id;        // mirror destinations: "latest"
   std::time_t time = 0;  // UTC seconds
   std::string host;
   std::uint64_t files = 0, bytes = 0, added_bytes = 0;
@@ -225,7 +226,8 @@ struct PruneOptions : RepoOptions {
 /// and rewrites the index as one object. Mirror destinations: nothing to prune (an empty report).
 Result<PruneReport> prune(const Destination& dest, const Keep& keep, const PruneOptions& opts);
 
-/// Which snapshots `keep` retains, given their UTC times (any order). Pure; exposed for tests.
+/// Which snapshots `keep` retains, given their UTC times in id order (equal times: the later
+/// one is the newer). Buckets are UTC hours, days, ISO weeks and months. Pure; exposed for tests.
 std::vector<bool> keep_mask(const std::vector<std::time_t>& times, const Keep& keep);
 
 }  // namespace ck::backup

@@ -19,13 +19,16 @@ inline constexpr std::size_t kMaxRepoConfig = 64 << 10;
 inline constexpr std::size_t kMaxIndex = 256ull << 20;
 inline constexpr std::size_t kMaxSnapshot = 256ull << 20;
 inline constexpr std::size_t kMaxFilesPerSnapshot = 2'000'000;
+/// No packed blob reaches past this offset (packs are written at ~16 MiB plus one blob < 1 MiB),
+/// so what a restore or check reads from one pack is bounded whatever the object's size.
+inline constexpr std::uint64_t kMaxPackBytes = 64ull << 20;
 
 struct RepoConfig {
   int version = 1;
   std::string id;  // 16 hex digits
   bool encrypted = false;
-  KdfParams kdf;        // encrypted only
-  std::string check;    // encrypted only: seal() of 32 zero bytes... (raw sealed bytes)
+  KdfParams kdf;      // encrypted only
+  std::string check;  // encrypted only: seal() of 32 zero bytes... (raw sealed bytes)
 };
 
 Result<RepoConfig> parse_repo_config(std::string_view json);
@@ -73,7 +76,10 @@ std::string index_json(const Index& index);
 bool is_hex_id(std::string_view s, std::size_t len = 64);
 /// "<UTC YYYYmmddTHHMMSSZ>-<hex8>".
 bool valid_snapshot_id(std::string_view s);
-std::string make_snapshot_id(std::time_t t);
+/// The id of a snapshot taken at `t` (UTC seconds) and `ms` milliseconds: the hex8 part starts
+/// with the milliseconds as 3 hex digits (then 5 random ones), so ids sort by time even within
+/// one second.
+std::string make_snapshot_id(std::time_t t, int ms = 0);
 /// "2026-01-15T10:30:00Z" and back.
 std::string rfc3339(std::time_t t);
 std::optional<std::time_t> parse_rfc3339(std::string_view s);
