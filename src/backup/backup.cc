@@ -204,6 +204,7 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
   const Keys* keys = repo.keys();
 
   for (const auto& f : tree.files) {
+    if (is_cancelled(opts)) return cancelled_error(dest.name, workspace);
     fs::path full = dir / f.path;
     struct stat st {};
     if (::stat(full.c_str(), &st) != 0) {
@@ -282,6 +283,8 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
     return report;
   }
   BOOST_OUTCOME_TRY(packs.finish());
+  // The last point to stop: what was uploaded is reused by the next backup.
+  if (is_cancelled(opts)) return cancelled_error(dest.name, workspace);
   if (!index.packs.empty() || !index.blobs.empty()) {
     progress.phase = "index";
     report_progress(opts, progress);

@@ -43,6 +43,12 @@ void report_progress(const RepoOptions& opts, Progress p) {
   if (opts.progress) opts.progress(p);
 }
 
+Error cancelled_error(const std::string& destination, const std::string& workspace) {
+  return Error{Errc::unavailable, fmt::format("the work on workspace {} with destination {} was cancelled (the "
+                                              "daemon is stopping); it runs again at its next start",
+                                              workspace, destination)};
+}
+
 Result<void> write_file_atomic(const fs::path& file, std::string_view data) {
   std::error_code ec;
   fs::create_directories(file.parent_path(), ec);

@@ -82,5 +82,9 @@ Result<void> write_file_atomic(const std::filesystem::path& file, std::string_vi
 
 /// Emits progress when the options have a callback.
 void report_progress(const RepoOptions& opts, Progress p);
+/// RepoOptions::cancelled, polled between files and transfers.
+inline bool is_cancelled(const RepoOptions& opts) { return opts.cancelled && opts.cancelled(); }
+/// The error a cancelled call fails with.
+Error cancelled_error(const std::string& destination, const std::string& workspace);
 
 }  // namespace ck::backup

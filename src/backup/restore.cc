@@ -251,6 +251,12 @@ Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const
     for (;;) {
       std::size_t i = next.fetch_add(1);
       if (i >= jobs.size() || failed.load()) return;
+      if (is_cancelled(opts)) {
+        std::lock_guard lock(mu);
+        failed = true;
+        if (!first_error) first_error = cancelled_error(repo.dest().name, workspace);
+        return;
+      }
       auto r = run_job(jobs[i]);
       std::lock_guard lock(mu);
       if (!r) {
@@ -568,6 +574,7 @@ Result<RestoreReport> restore(const Destination& dest, const std::string& worksp
   }
   MemoryStage mem;
   BOOST_OUTCOME_TRY(stage_blobs(*repo, writes, stage.path, mem, opts, workspace));
+  if (is_cancelled(opts)) return cancelled_error(dest.name, workspace);  // the target is untouched
   std::error_code ec;
   fs::create_directories(opts.target, ec);
   BOOST_OUTCOME_TRY(apply(writes, removes, opts.target, &mem, report));

@@ -192,6 +192,38 @@ TEST_F(BackupTest, MirrorAndMergeRestoreAndADeletedFileComesBack) {
   EXPECT_EQ(mirrored.value().unchanged, 2u);
 }
 
+TEST_F(BackupTest, CancelledCallsStopWithoutASnapshotOrAChange) {
+  Destination d = make_dest(server().port, "cancel");
+  for (int i = 0; i < 50; ++i) write(ws.path / ("f" + std::to_string(i) + ".txt"), "v1-" + std::to_string(i));
+  ASSERT_TRUE(backup_workspace(d, "app", ws.path, opts));
+  // A backup cancelled after some files: it fails saying so, and leaves no second snapshot.
+  write(ws.path / "f1.txt", "v2");
+  int polls = 0;
+  BackupOptions cancelling = opts;
+  cancelling.cancelled = [&polls] { return ++polls > 10; };
+  auto stopped = backup_workspace(d, "app", ws.path, cancelling);
+  ASSERT_FALSE(stopped);
+  EXPECT_NE(stopped.error().message.find("cancelled"), std::string::npos) << stopped.error().message;
+  EXPECT_EQ(list_snapshots(d, "app", ropts).value().size(), 1u);
+  // A restore cancelled while it downloads leaves the target as it was.
+  ropts.target = ws.path;
+  ropts.mode = RestoreMode::mirror;
+  ropts.cancelled = [] { return true; };
+  auto r = restore(d, "app", ropts);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("cancelled"), std::string::npos) << r.error().message;
+  EXPECT_EQ(read(ws.path / "f1.txt"), "v2");
+  // Not cancelled: both work, and the check passes.
+  ropts.cancelled = nullptr;
+  ASSERT_TRUE(restore(d, "app", ropts));
+  EXPECT_EQ(read(ws.path / "f1.txt"), "v1-1");
+  CheckOptions c;
+  c.cache_dir = cache.path;
+  auto checked = check(d, c);
+  ASSERT_TRUE(checked) << checked.error().message;
+  EXPECT_TRUE(checked.value().ok());
+}
+
 TEST_F(BackupTest, PointInTimePicksTheLastSnapshotAtOrBefore) {
   Destination d = make_dest(server().port, "pit");
   write(ws.path / "v.txt", "one");
