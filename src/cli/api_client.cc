@@ -147,10 +147,11 @@ Result<ApiResponse> ApiClient::perform(const ApiRequest& r, const std::function<
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
   }
   if (!endpoint_.cacert.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, endpoint_.cacert.c_str());
+  static const std::string kNoBody;
+  const std::string& body = r.json_body ? *r.json_body : kNoBody;  // alive until perform ends
   if (r.method == "GET") {
     curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
   } else {
-    const std::string& body = r.json_body ? *r.json_body : std::string();
     curl_easy_setopt(h, CURLOPT_POST, 1L);
     // Never a null pointer: curl would then read the body from stdin.
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.empty() ? "" : body.data());

@@ -339,7 +339,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 prints the message; every usage error is exit code 2 (help and --version: 0).
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   if (serve->parsed()) {

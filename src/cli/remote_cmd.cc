@@ -54,15 +54,16 @@ Result<void> check_name(const std::string& name) { return validate_workspace_nam
 /// Reads one line from stdin; without echo when `hide` and stdin is a terminal.
 Result<std::string> read_line(const std::string& prompt, bool hide) {
   bool tty = ::isatty(STDIN_FILENO) == 1;
-  if (!prompt.empty()) std::cerr << prompt << std::flush;
   termios old {};
   bool restore = false;
+  // Echo goes off before the prompt shows, so nothing typed after it is ever echoed.
   if (hide && tty && ::tcgetattr(STDIN_FILENO, &old) == 0) {
     termios quiet = old;
     quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
     quiet.c_lflag |= ECHONL;
     restore = ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
   }
+  if (!prompt.empty()) std::cerr << prompt << std::flush;
   std::string line;
   bool too_long = false, got = false;
   for (;;) {
