@@ -15,7 +15,8 @@ namespace {
 constexpr const char* kApi = "/monitor/api/v1";
 
 std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
 }
 
@@ -63,7 +64,8 @@ size_t header_cb(char* data, size_t size, size_t n, void* user) {
   }
   auto colon = line.find(':');
   if (colon != std::string_view::npos && resp->headers.size() < 200) {
-    resp->headers.emplace_back(lower(std::string(line.substr(0, colon))), trim(line.substr(colon + 1)));
+    resp->headers.emplace_back(lower(std::string(line.substr(0, colon))),
+                               trim(line.substr(colon + 1)));
   }
   return len;
 }
@@ -77,18 +79,22 @@ std::string hint_for(CURLcode rc, const Endpoint& e) {
 #if LIBCURL_VERSION_NUM < 0x073e00
     case CURLE_SSL_CACERT:
 #endif
-      return e.cacert.empty()
-                 ? "the server's certificate is not trusted: pass the CA that signed it with --cacert FILE "
-                   "(or CK_CACERT)"
-                 : fmt::format("the server's certificate is not signed by {} or does not name this host: check "
-                               "--cacert and the URL's host",
-                               e.cacert);
+      return e.cacert.empty() ? "the server's certificate is not trusted: pass the CA that signed "
+                                "it with --cacert FILE "
+                                "(or CK_CACERT)"
+                              : fmt::format(
+                                    "the server's certificate is not signed by {} or does not name "
+                                    "this host: check "
+                                    "--cacert and the URL's host",
+                                    e.cacert);
     case CURLE_SSL_CACERT_BADFILE:
-      return fmt::format("the CA bundle {} cannot be read: check the --cacert (or CK_CACERT) path", e.cacert);
+      return fmt::format("the CA bundle {} cannot be read: check the --cacert (or CK_CACERT) path",
+                         e.cacert);
     case CURLE_OPERATION_TIMEDOUT:
       return "the server did not answer in time: try again, or check the server's load";
     case CURLE_SSL_CONNECT_ERROR:
-      return "the TLS handshake failed: is it an https server (or an http one, if the URL says https)?";
+      return "the TLS handshake failed: is it an https server (or an http one, if the URL says "
+             "https)?";
     default:
       return "check the URL and the network";
   }
@@ -116,11 +122,13 @@ ApiClient::~ApiClient() {
 
 Result<ApiResponse> ApiClient::call(const ApiRequest& r) { return perform(r, nullptr); }
 
-Result<ApiResponse> ApiClient::stream(const ApiRequest& r, const std::function<bool(std::string_view)>& on_data) {
+Result<ApiResponse> ApiClient::stream(const ApiRequest& r,
+                                      const std::function<bool(std::string_view)>& on_data) {
   return perform(r, &on_data);
 }
 
-Result<ApiResponse> ApiClient::perform(const ApiRequest& r, const std::function<bool(std::string_view)>* on_data) {
+Result<ApiResponse> ApiClient::perform(const ApiRequest& r,
+                                       const std::function<bool(std::string_view)>* on_data) {
   auto* h = static_cast<CURL*>(handle_);
   if (h == nullptr) return fail(Errc::internal, "libcurl could not be initialised");
   curl_easy_reset(h);  // keeps the connection cache
@@ -170,14 +178,15 @@ Result<ApiResponse> ApiClient::perform(const ApiRequest& r, const std::function<
   curl_slist_free_all(hdrs);
   if (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && sink.stopped)) return resp;
   if (sink.too_large) {
-    return fail(Errc::too_large, fmt::format("{} {}: the answer is over {} MiB, more than the CLI takes", r.method,
-                                             url, kMaxAnswer >> 20));
+    return fail(Errc::too_large,
+                fmt::format("{} {}: the answer is over {} MiB, more than the CLI takes", r.method,
+                            url, kMaxAnswer >> 20));
   }
   std::string detail = errbuf[0] != 0 ? std::string(errbuf) : curl_easy_strerror(rc);
   Errc code = rc == CURLE_OPERATION_TIMEDOUT ? Errc::timeout : Errc::unavailable;
   if (resp.status != 0 && on_data != nullptr) {
-    return fail(code, fmt::format("the connection to {} ended: {} (the server may have restarted)", endpoint_.url,
-                                  detail));
+    return fail(code, fmt::format("the connection to {} ended: {} (the server may have restarted)",
+                                  endpoint_.url, detail));
   }
   return fail(code, fmt::format("{} {}: {}: {}", r.method, url, detail, hint_for(rc, endpoint_)));
 }
@@ -186,8 +195,10 @@ std::string describe_failure(const ApiResponse& r) {
   auto doc = nlohmann::json::parse(r.body, nullptr, false);
   if (doc.is_object() && doc.contains("error") && doc["error"].is_object()) {
     const auto& e = doc["error"];
-    std::string message = e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
-    std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "error";
+    std::string message =
+        e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
+    std::string code =
+        e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "error";
     if (message.empty()) message = "the server refused the request";
     return fmt::format("{} ({}, HTTP {})", message, code, r.status);
   }

@@ -35,16 +35,19 @@ struct ApiResponse {
 struct ApiRequest {
   using Headers = std::vector<std::pair<std::string, std::string>>;
   ApiRequest() = default;
-  ApiRequest(std::string m, std::string p, std::optional<std::string> body = std::nullopt, Headers h = {},
-             bool with_bearer = true)
-      : method(std::move(m)), path(std::move(p)), json_body(std::move(body)), headers(std::move(h)),
+  ApiRequest(std::string m, std::string p, std::optional<std::string> body = std::nullopt,
+             Headers h = {}, bool with_bearer = true)
+      : method(std::move(m)),
+        path(std::move(p)),
+        json_body(std::move(body)),
+        headers(std::move(h)),
         bearer(with_bearer) {}
 
   std::string method = "GET";
   std::string path;  // under /monitor/api/v1, e.g. "/workspaces?limit=100"
   std::optional<std::string> json_body;
   Headers headers;
-  bool bearer = true;  // send the endpoint's token
+  bool bearer = true;       // send the endpoint's token
   long timeout_ms = 60000;  // 0: none (streams followed until the user stops them)
 };
 
@@ -63,10 +66,12 @@ class ApiClient {
   Result<ApiResponse> call(const ApiRequest& r);
   /// Like call(), but a 2xx answer's body goes to `on_data` as it arrives (the response's body
   /// stays empty); `on_data` returning false ends the transfer. Other answers are collected.
-  Result<ApiResponse> stream(const ApiRequest& r, const std::function<bool(std::string_view)>& on_data);
+  Result<ApiResponse> stream(const ApiRequest& r,
+                             const std::function<bool(std::string_view)>& on_data);
 
  private:
-  Result<ApiResponse> perform(const ApiRequest& r, const std::function<bool(std::string_view)>* on_data);
+  Result<ApiResponse> perform(const ApiRequest& r,
+                              const std::function<bool(std::string_view)>* on_data);
 
   Endpoint endpoint_;
   void* handle_ = nullptr;  // CURL*

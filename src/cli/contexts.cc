@@ -51,8 +51,8 @@ bool Contexts::remove(const std::string& name) {
 bool is_valid_context_name(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == ':' || c == '@' || c == '-';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
     if (!ok) return false;
   }
   return true;
@@ -66,15 +66,20 @@ Result<std::string> normalize_url(const std::string& url) {
   } else if (u.starts_with("http://")) {
     rest = u.substr(7);
   } else {
-    return fail(Errc::invalid_argument,
-                fmt::format("'{}' is not a control plane URL: give http://HOST[:PORT] or https://HOST[:PORT]",
-                            url));
+    return fail(
+        Errc::invalid_argument,
+        fmt::format(
+            "'{}' is not a control plane URL: give http://HOST[:PORT] or https://HOST[:PORT]",
+            url));
   }
-  if (rest.empty() || rest[0] == '/' || u.find_first_of("?# \t\r\n") != std::string::npos || u.size() > 2048) {
-    return fail(Errc::invalid_argument,
-                fmt::format("'{}' is not a control plane URL: give http://HOST[:PORT] or https://HOST[:PORT] "
-                            "(no query, no spaces)",
-                            url));
+  if (rest.empty() || rest[0] == '/' || u.find_first_of("?# \t\r\n") != std::string::npos ||
+      u.size() > 2048) {
+    return fail(
+        Errc::invalid_argument,
+        fmt::format(
+            "'{}' is not a control plane URL: give http://HOST[:PORT] or https://HOST[:PORT] "
+            "(no query, no spaces)",
+            url));
   }
   while (u.ends_with("/")) u.pop_back();
   // The API lives under /monitor: a URL given as the dashboard's is the same control plane.
@@ -89,8 +94,8 @@ std::string context_name_for_url(const std::string& url) {
   if (at != std::string::npos) rest = rest.substr(at + 1);
   std::string out;
   for (char c : rest) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == ':' || c == '-';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-';
     if (ok) out += c;
   }
   if (out.size() > 64) out.resize(64);
@@ -109,7 +114,8 @@ Error bad(const std::string& origin, const YAML::Mark& mark, const std::string& 
 Result<std::string> scalar(const YAML::Node& node, const char* key, const std::string& origin) {
   YAML::Node v = node[key];
   if (!v || v.IsNull()) return std::string();
-  if (!v.IsScalar()) return outcome::failure(bad(origin, v.Mark(), fmt::format("'{}' must be a string", key)));
+  if (!v.IsScalar())
+    return outcome::failure(bad(origin, v.Mark(), fmt::format("'{}' must be a string", key)));
   return v.as<std::string>();
 }
 
@@ -117,9 +123,10 @@ Result<std::string> scalar(const YAML::Node& node, const char* key, const std::s
 
 Result<Contexts> parse_contexts(const std::string& text, const std::string& origin) {
   if (text.size() > kMaxContextsFile) {
-    return fail(Errc::invalid_argument,
-                fmt::format("{}: over {} bytes, which no contexts file needs: remove it and log in again", origin,
-                            kMaxContextsFile));
+    return fail(
+        Errc::invalid_argument,
+        fmt::format("{}: over {} bytes, which no contexts file needs: remove it and log in again",
+                    origin, kMaxContextsFile));
   }
   YAML::Node root;
   try {
@@ -130,14 +137,18 @@ Result<Contexts> parse_contexts(const std::string& text, const std::string& orig
   Contexts out;
   if (root.IsNull()) return out;
   try {
-    if (!root.IsMap()) return outcome::failure(bad(origin, root.Mark(), "expected a mapping with 'current' and 'contexts'"));
+    if (!root.IsMap())
+      return outcome::failure(
+          bad(origin, root.Mark(), "expected a mapping with 'current' and 'contexts'"));
     BOOST_OUTCOME_TRY(current, scalar(root, "current", origin));
     out.current = current;
     YAML::Node list = root["contexts"];
     if (list && !list.IsNull()) {
-      if (!list.IsSequence()) return outcome::failure(bad(origin, list.Mark(), "'contexts' must be a list"));
+      if (!list.IsSequence())
+        return outcome::failure(bad(origin, list.Mark(), "'contexts' must be a list"));
       for (const auto& item : list) {
-        if (!item.IsMap()) return outcome::failure(bad(origin, item.Mark(), "each context must be a mapping"));
+        if (!item.IsMap())
+          return outcome::failure(bad(origin, item.Mark(), "each context must be a mapping"));
         Context c;
         BOOST_OUTCOME_TRY(name, scalar(item, "name", origin));
         BOOST_OUTCOME_TRY(url, scalar(item, "url", origin));
@@ -146,12 +157,16 @@ Result<Contexts> parse_contexts(const std::string& text, const std::string& orig
         BOOST_OUTCOME_TRY(user, scalar(item, "user", origin));
         BOOST_OUTCOME_TRY(cacert, scalar(item, "cacert", origin));
         if (!is_valid_context_name(name)) {
-          return outcome::failure(bad(origin, item.Mark(), fmt::format("'{}' is not a valid context name", name)));
+          return outcome::failure(
+              bad(origin, item.Mark(), fmt::format("'{}' is not a valid context name", name)));
         }
         if (out.find(name)) {
-          return outcome::failure(bad(origin, item.Mark(), fmt::format("context '{}' appears twice", name)));
+          return outcome::failure(
+              bad(origin, item.Mark(), fmt::format("context '{}' appears twice", name)));
         }
-        if (url.empty()) return outcome::failure(bad(origin, item.Mark(), fmt::format("context '{}' has no url", name)));
+        if (url.empty())
+          return outcome::failure(
+              bad(origin, item.Mark(), fmt::format("context '{}' has no url", name)));
         c.name = std::move(name);
         c.url = std::move(url);
         c.token = std::move(token);
@@ -165,17 +180,20 @@ Result<Contexts> parse_contexts(const std::string& text, const std::string& orig
     return outcome::failure(bad(origin, e.mark, e.msg));
   }
   if (!out.current.empty() && !out.find(out.current)) {
-    return fail(Errc::invalid_argument,
-                fmt::format("{}: 'current' names '{}', which is not among the contexts (pick one with "
-                            "`cloudyknight context use NAME`, after fixing the file)",
-                            origin, out.current));
+    return fail(
+        Errc::invalid_argument,
+        fmt::format("{}: 'current' names '{}', which is not among the contexts (pick one with "
+                    "`cloudyknight context use NAME`, after fixing the file)",
+                    origin, out.current));
   }
   return out;
 }
 
 std::string format_contexts(const Contexts& c) {
   YAML::Emitter e;
-  e << YAML::Comment("CloudyKnight CLI contexts (cloudyknight login / context use). Holds API tokens: keep it 0600.");
+  e << YAML::Comment(
+      "CloudyKnight CLI contexts (cloudyknight login / context use). Holds API tokens: keep it "
+      "0600.");
   e << YAML::BeginMap;
   e << YAML::Key << "current" << YAML::Value << c.current;
   e << YAML::Key << "contexts" << YAML::Value << YAML::BeginSeq;
@@ -201,7 +219,8 @@ Result<fs::path> contexts_path(const EnvFn& env) {
     return fs::path(*h) / ".config" / "cloudyknight" / "contexts.yaml";
   }
   return fail(Errc::invalid_argument,
-              "neither XDG_CONFIG_HOME nor HOME is set, so there is no place for the contexts file: set one, "
+              "neither XDG_CONFIG_HOME nor HOME is set, so there is no place for the contexts "
+              "file: set one, "
               "or use CK_URL and CK_TOKEN");
 }
 
@@ -213,12 +232,14 @@ Result<Contexts> load_contexts(const fs::path& path) {
     return fail(Errc::io, fmt::format("cannot read {}: {}", path.string(), ec.message()));
   }
   if (size > kMaxContextsFile) {
-    return fail(Errc::invalid_argument,
-                fmt::format("{}: over {} bytes, which no contexts file needs: remove it and log in again",
-                            path.string(), kMaxContextsFile));
+    return fail(
+        Errc::invalid_argument,
+        fmt::format("{}: over {} bytes, which no contexts file needs: remove it and log in again",
+                    path.string(), kMaxContextsFile));
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(Errc::io, fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
+  if (!in)
+    return fail(Errc::io, fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
   std::ostringstream text;
   text << in.rdbuf();
   return parse_contexts(text.str(), path.string());
@@ -235,7 +256,8 @@ Result<void> save_contexts(const fs::path& path, const Contexts& c) {
   std::string text = format_contexts(c);
   fs::path tmp = dir / fmt::format(".contexts.yaml.{}.tmp", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return fail(Errc::io, fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
+  if (fd < 0)
+    return fail(Errc::io, fmt::format("cannot write {}: {}", tmp.string(), std::strerror(errno)));
   ::fchmod(fd, 0600);  // whatever the umask
   std::size_t done = 0;
   while (done < text.size()) {
@@ -249,8 +271,10 @@ Result<void> save_contexts(const fs::path& path, const Contexts& c) {
     }
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int err = errno;
+  int synced = ::fsync(fd);
+  int sync_errno = errno;
+  if (::close(fd) != 0 || synced != 0) {
+    int err = synced != 0 ? sync_errno : errno;
     ::unlink(tmp.c_str());
     return fail(Errc::io, fmt::format("cannot write {}: {}", tmp.string(), std::strerror(err)));
   }

@@ -22,7 +22,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr std::size_t kMaxSecret = 4096;     // a token or a password typed or piped in
+constexpr std::size_t kMaxSecret = 4096;       // a token or a password typed or piped in
 constexpr std::size_t kMaxRunLine = 8u << 20;  // one JSON line of a streamed run
 
 int say_error(const std::string& message, int code = kExitFailure) {
@@ -31,7 +31,9 @@ int say_error(const std::string& message, int code = kExitFailure) {
 }
 
 /// A non-2xx answer: its one line, and the exit code that goes with its status.
-int refused(const ApiResponse& r) { return say_error(describe_failure(r), exit_code_for(r.status)); }
+int refused(const ApiResponse& r) {
+  return say_error(describe_failure(r), exit_code_for(r.status));
+}
 
 json parse_object(const std::string& body) {
   auto doc = json::parse(body, nullptr, false);
@@ -54,7 +56,7 @@ Result<void> check_name(const std::string& name) { return validate_workspace_nam
 /// Reads one line from stdin; without echo when `hide` and stdin is a terminal.
 Result<std::string> read_line(const std::string& prompt, bool hide) {
   bool tty = ::isatty(STDIN_FILENO) == 1;
-  termios old {};
+  termios old{};
   bool restore = false;
   // Echo goes off before the prompt shows, so nothing typed after it is ever echoed.
   if (hide && tty && ::tcgetattr(STDIN_FILENO, &old) == 0) {
@@ -80,9 +82,11 @@ Result<std::string> read_line(const std::string& prompt, bool hide) {
     line += c;
   }
   if (restore) ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
-  if (too_long) return fail(Errc::invalid_argument, fmt::format("the input is over {} bytes", kMaxSecret));
+  if (too_long)
+    return fail(Errc::invalid_argument, fmt::format("the input is over {} bytes", kMaxSecret));
   if (!got) return fail(Errc::invalid_argument, "nothing was read from stdin");
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
+    line.pop_back();
   return line;
 }
 
@@ -127,9 +131,10 @@ Result<Session> session_of(const ApiResponse& r) {
   s.csrf = str(doc, "csrf");
   if (doc.contains("user") && doc["user"].is_object()) s.role = str(doc["user"], "role");
   if (s.cookie.find('=') == std::string::npos || s.csrf.empty()) {
-    return fail(Errc::internal,
-                "the server's login answer has no session cookie or CSRF token: is the URL a CloudyKnight "
-                "control plane?");
+    return fail(
+        Errc::internal,
+        "the server's login answer has no session cookie or CSRF token: is the URL a CloudyKnight "
+        "control plane?");
   }
   return s;
 }
@@ -168,9 +173,11 @@ int login_command(const LoginOptions& o, const EnvFn& env) {
   if (url.has_error()) return say_error(url.error().message, kExitUsage);
   std::string name = o.name.empty() ? context_name_for_url(url.value()) : o.name;
   if (!is_valid_context_name(name)) {
-    return say_error(fmt::format("'{}' is not a valid context name: use letters, digits and . _ : @ - (at most 64)",
-                                 name),
-                     kExitUsage);
+    return say_error(
+        fmt::format(
+            "'{}' is not a valid context name: use letters, digits and . _ : @ - (at most 64)",
+            name),
+        kExitUsage);
   }
   std::string cacert = o.cacert;
   if (cacert.empty()) {
@@ -180,10 +187,11 @@ int login_command(const LoginOptions& o, const EnvFn& env) {
     std::error_code ec;
     fs::path abs = fs::absolute(cacert, ec);
     if (ec || !fs::is_regular_file(abs, ec)) {
-      return say_error(fmt::format("--cacert {}: no such file: give the PEM file of the CA that signed the "
-                                   "server's certificate",
-                                   cacert),
-                       kExitUsage);
+      return say_error(
+          fmt::format("--cacert {}: no such file: give the PEM file of the CA that signed the "
+                      "server's certificate",
+                      cacert),
+          kExitUsage);
     }
     cacert = abs.string();
   }
@@ -196,13 +204,19 @@ int login_command(const LoginOptions& o, const EnvFn& env) {
   if (!o.user.empty()) {
     if (!tty) {
       return say_error(
-          "cannot read a password: stdin is not a terminal. Log in with a token instead: --token TOKEN, or "
+          "cannot read a password: stdin is not a terminal. Log in with a token instead: --token "
+          "TOKEN, or "
           "--token - to read it from stdin (make one on the dashboard's Tokens page)",
           kExitUsage);
     }
     auto password = read_line(fmt::format("Password for {} at {}: ", o.user, url.value()), true);
-    if (password.has_error()) return say_error("no password read: " + password.error().message, kExitUsage);
-    ApiRequest login{"POST", "/auth/login", json{{"name", o.user}, {"password", password.value()}}.dump(), {}, false};
+    if (password.has_error())
+      return say_error("no password read: " + password.error().message, kExitUsage);
+    ApiRequest login{"POST",
+                     "/auth/login",
+                     json{{"name", o.user}, {"password", password.value()}}.dump(),
+                     {},
+                     false};
     auto r = client.call(login);
     if (r.has_error()) return say_error(r.error().message);
     if (!r.value().ok()) return refused(r.value());
@@ -211,11 +225,17 @@ int login_command(const LoginOptions& o, const EnvFn& env) {
     const Session& s = session.value();
     json scopes = s.role == "admin" ? json{"read", "deploy", "admin"} : json{"read", "deploy"};
     std::string token_name = "cli@" + hostname();
-    ApiRequest make{"POST", "/tokens", json{{"name", token_name}, {"scopes", scopes}}.dump(),
-                    {{"Cookie", s.cookie}, {"X-CSRF-Token", s.csrf}}, false};
+    ApiRequest make{"POST",
+                    "/tokens",
+                    json{{"name", token_name}, {"scopes", scopes}}.dump(),
+                    {{"Cookie", s.cookie}, {"X-CSRF-Token", s.csrf}},
+                    false};
     auto made = client.call(make);
     // The session was only the way to the token: end it whatever happened.
-    ApiRequest logout{"POST", "/auth/logout", std::string("{}"), {{"Cookie", s.cookie}, {"X-CSRF-Token", s.csrf}},
+    ApiRequest logout{"POST",
+                      "/auth/logout",
+                      std::string("{}"),
+                      {{"Cookie", s.cookie}, {"X-CSRF-Token", s.csrf}},
                       false};
     (void)client.call(logout);
     if (made.has_error()) return say_error(made.error().message);
@@ -232,8 +252,9 @@ int login_command(const LoginOptions& o, const EnvFn& env) {
     } else if (o.token || !tty) {
       auto line = read_line("", false);
       if (line.has_error()) {
-        return say_error("--token -: no token on stdin (" + line.error().message + "): pipe one in, e.g. "
-                         "`echo $TOKEN | cloudyknight login URL --token -`",
+        return say_error("--token -: no token on stdin (" + line.error().message +
+                             "): pipe one in, e.g. "
+                             "`echo $TOKEN | cloudyknight login URL --token -`",
                          kExitUsage);
       }
       token = line.value();
@@ -243,9 +264,10 @@ int login_command(const LoginOptions& o, const EnvFn& env) {
       token = line.value();
     }
     if (token.empty()) {
-      return say_error("the token is empty: give one with --token TOKEN (or --token - and stdin), or log in "
-                       "with --user NAME",
-                       kExitUsage);
+      return say_error(
+          "the token is empty: give one with --token TOKEN (or --token - and stdin), or log in "
+          "with --user NAME",
+          kExitUsage);
     }
     ctx.token = token;
   }
@@ -254,21 +276,25 @@ int login_command(const LoginOptions& o, const EnvFn& env) {
   auto me = check.call(ApiRequest{"GET", "/auth/me"});
   if (me.has_error()) return say_error(me.error().message);
   if (!me.value().ok()) {
-    return say_error(describe_failure(me.value()) + ": nothing was saved", exit_code_for(me.value().status));
+    return say_error(describe_failure(me.value()) + ": nothing was saved",
+                     exit_code_for(me.value().status));
   }
   json who = parse_object(me.value().body);
   std::string described;
   if (who.contains("token") && who["token"].is_object()) {
-    described = fmt::format("token '{}' ({})", str(who["token"], "name"), join_scopes(who["token"]["scopes"]));
+    described = fmt::format("token '{}' ({})", str(who["token"], "name"),
+                            join_scopes(who["token"]["scopes"]));
   } else if (who.contains("user") && who["user"].is_object()) {
     described = fmt::format("user {}", str(who["user"], "name"));
   }
   Stored& st = stored.value();
   st.contexts.put(ctx);
   st.contexts.current = name;
-  if (auto w = save_contexts(st.path, st.contexts); w.has_error()) return say_error(w.error().message);
+  if (auto w = save_contexts(st.path, st.contexts); w.has_error())
+    return say_error(w.error().message);
   std::cout << fmt::format("logged in to {}{} with {}; context '{}' is current ({})", url.value(),
-                           ctx.user.empty() ? "" : " as " + ctx.user, described, name, st.path.string())
+                           ctx.user.empty() ? "" : " as " + ctx.user, described, name,
+                           st.path.string())
             << std::endl;
   return kExitOk;
 }
@@ -278,10 +304,13 @@ int logout_command(const std::string& context, const EnvFn& env) {
   if (stored.has_error()) return say_error(stored.error().message);
   Stored& st = stored.value();
   std::string name = context.empty() ? st.contexts.current : context;
-  if (name.empty()) return say_error("no context is current: name one (see `cloudyknight context list`)", kExitUsage);
+  if (name.empty())
+    return say_error("no context is current: name one (see `cloudyknight context list`)",
+                     kExitUsage);
   Context* c = st.contexts.find(name);
   if (c == nullptr) {
-    return say_error(fmt::format("no context named '{}' (see `cloudyknight context list`)", name), kExitNotFound);
+    return say_error(fmt::format("no context named '{}' (see `cloudyknight context list`)", name),
+                     kExitNotFound);
   }
   if (c->token.empty()) {
     std::cout << fmt::format("context '{}' holds no token: already logged out", name) << std::endl;
@@ -298,14 +327,17 @@ int logout_command(const std::string& context, const EnvFn& env) {
       if (who.contains("token") && who["token"].is_object()) id = str(who["token"], "id", id);
     }
     if (me.has_value() && me.value().status == 401) {
-      std::cout << fmt::format("the token of '{}' was already revoked or expired on the server", name) << std::endl;
+      std::cout << fmt::format("the token of '{}' was already revoked or expired on the server",
+                               name)
+                << std::endl;
     } else {
       auto r = client.call(ApiRequest{"DELETE", "/tokens/" + url_encode(id)});
       if (r.has_error() || !r.value().ok()) {
         std::string why = r.has_error() ? r.error().message : describe_failure(r.value());
-        say_error(fmt::format("the token could not be revoked on the server: {}; it is forgotten here, so revoke "
-                              "it on the dashboard's Tokens page (id {})",
-                              why, id));
+        say_error(fmt::format(
+            "the token could not be revoked on the server: {}; it is forgotten here, so revoke "
+            "it on the dashboard's Tokens page (id {})",
+            why, id));
         code = r.has_error() ? kExitFailure : exit_code_for(r.value().status);
       } else {
         std::cout << fmt::format("revoked the token {} on {}", id, c->url) << std::endl;
@@ -314,8 +346,10 @@ int logout_command(const std::string& context, const EnvFn& env) {
   }
   c->token.clear();
   c->token_id.clear();
-  if (auto w = save_contexts(st.path, st.contexts); w.has_error()) return say_error(w.error().message);
-  std::cout << fmt::format("logged out of '{}' ({}): log in again with `cloudyknight login {}`", name, c->url, c->url)
+  if (auto w = save_contexts(st.path, st.contexts); w.has_error())
+    return say_error(w.error().message);
+  std::cout << fmt::format("logged out of '{}' ({}): log in again with `cloudyknight login {}`",
+                           name, c->url, c->url)
             << std::endl;
   return code;
 }
@@ -344,7 +378,8 @@ int context_list(bool as_json, const EnvFn& env) {
   std::cout << fmt::format("  {:<24} {:<40} {}\n", "NAME", "URL", "USER");
   for (const auto& c : cs.all) {
     std::string who = c.token.empty() ? "(logged out)" : (c.user.empty() ? "(token)" : c.user);
-    std::cout << fmt::format("{} {:<24} {:<40} {}\n", c.name == cs.current ? '*' : ' ', c.name, c.url, who);
+    std::cout << fmt::format("{} {:<24} {:<40} {}\n", c.name == cs.current ? '*' : ' ', c.name,
+                             c.url, who);
   }
   std::cout << std::flush;
   return kExitOk;
@@ -355,11 +390,14 @@ int context_use(const std::string& name, const EnvFn& env) {
   if (stored.has_error()) return say_error(stored.error().message);
   Stored& st = stored.value();
   if (!st.contexts.find(name)) {
-    return say_error(fmt::format("no context named '{}' (see `cloudyknight context list`)", name), kExitNotFound);
+    return say_error(fmt::format("no context named '{}' (see `cloudyknight context list`)", name),
+                     kExitNotFound);
   }
   st.contexts.current = name;
-  if (auto w = save_contexts(st.path, st.contexts); w.has_error()) return say_error(w.error().message);
-  std::cout << fmt::format("context '{}' is current ({})", name, st.contexts.find(name)->url) << std::endl;
+  if (auto w = save_contexts(st.path, st.contexts); w.has_error())
+    return say_error(w.error().message);
+  std::cout << fmt::format("context '{}' is current ({})", name, st.contexts.find(name)->url)
+            << std::endl;
   return kExitOk;
 }
 
@@ -369,13 +407,17 @@ int context_remove(const std::string& name, const EnvFn& env) {
   Stored& st = stored.value();
   bool was_current = st.contexts.current == name;
   if (!st.contexts.remove(name)) {
-    return say_error(fmt::format("no context named '{}' (see `cloudyknight context list`)", name), kExitNotFound);
+    return say_error(fmt::format("no context named '{}' (see `cloudyknight context list`)", name),
+                     kExitNotFound);
   }
-  if (auto w = save_contexts(st.path, st.contexts); w.has_error()) return say_error(w.error().message);
-  std::cout << fmt::format("removed context '{}'{} (its token stays valid on the server; `cloudyknight logout` "
-                           "revokes one that login made)",
-                           name, was_current ? "; no context is current now" : "")
-            << std::endl;
+  if (auto w = save_contexts(st.path, st.contexts); w.has_error())
+    return say_error(w.error().message);
+  std::cout
+      << fmt::format(
+             "removed context '{}'{} (its token stays valid on the server; `cloudyknight logout` "
+             "revokes one that login made)",
+             name, was_current ? "; no context is current now" : "")
+      << std::endl;
   return kExitOk;
 }
 
@@ -393,7 +435,8 @@ int remote_list(const Endpoint& e, bool as_json) {
     if (!r.value().ok()) return refused(r.value());
     json doc = parse_object(r.value().body);
     if (!doc.contains("workspaces") || !doc["workspaces"].is_array()) {
-      return say_error(fmt::format("{} answered GET /workspaces without a list: is it a CloudyKnight server?", e.url));
+      return say_error(fmt::format(
+          "{} answered GET /workspaces without a list: is it a CloudyKnight server?", e.url));
     }
     for (auto& w : doc["workspaces"]) all.push_back(std::move(w));
     std::string next = str(doc, "next");
@@ -405,18 +448,20 @@ int remote_list(const Endpoint& e, bool as_json) {
     return kExitOk;
   }
   if (all.empty()) {
-    std::cout << fmt::format("no workspaces on {} yet: create one with `cloudyknight ws create NAME`", e.url)
+    std::cout << fmt::format(
+                     "no workspaces on {} yet: create one with `cloudyknight ws create NAME`",
+                     e.url)
               << std::endl;
     return kExitOk;
   }
-  std::cout << fmt::format("{:<24} {:<13} {:<10} {:<12} {:<8} {}\n", "NAME", "STATUS", "TYPE", "ACTIVITY", "PUBLIC",
-                           "URL");
+  std::cout << fmt::format("{:<24} {:<13} {:<10} {:<12} {:<8} {}\n", "NAME", "STATUS", "TYPE",
+                           "ACTIVITY", "PUBLIC", "URL");
   for (const auto& w : all) {
     if (!w.is_object()) continue;
     bool pub = !w.contains("public") || !w["public"].is_boolean() || w["public"].get<bool>();
-    std::cout << fmt::format("{:<24} {:<13} {:<10} {:<12} {:<8} {}\n", str(w, "name"), str(w, "status", "-"),
-                             str(w, "type", "-"), str(w, "activity", "-"), pub ? "yes" : "no",
-                             absolute_url(e, str(w, "url")));
+    std::cout << fmt::format("{:<24} {:<13} {:<10} {:<12} {:<8} {}\n", str(w, "name"),
+                             str(w, "status", "-"), str(w, "type", "-"), str(w, "activity", "-"),
+                             pub ? "yes" : "no", absolute_url(e, str(w, "url")));
   }
   std::cout << std::flush;
   return kExitOk;
@@ -427,11 +472,13 @@ int remote_status(const Endpoint& e, const std::string& name, bool as_json) {
     if (auto v = check_name(name); v.has_error()) return say_error(v.error().message, kExitUsage);
   }
   ApiClient client(e);
-  auto r = client.call(ApiRequest{"GET", name.empty() ? "/status" : "/workspaces/" + name + "/status"});
+  auto r =
+      client.call(ApiRequest{"GET", name.empty() ? "/status" : "/workspaces/" + name + "/status"});
   if (r.has_error()) return say_error(r.error().message);
   if (!r.value().ok()) return refused(r.value());
   json doc = json::parse(r.value().body, nullptr, false);
-  if (doc.is_discarded()) return say_error(fmt::format("{} answered with something that is not JSON", e.url));
+  if (doc.is_discarded())
+    return say_error(fmt::format("{} answered with something that is not JSON", e.url));
   if (as_json || name.empty()) {
     std::cout << doc.dump(2) << std::endl;
     return kExitOk;
@@ -450,17 +497,20 @@ int remote_status(const Endpoint& e, const std::string& name, bool as_json) {
   if (doc.contains("container") && doc["container"].is_object()) {
     const json& c = doc["container"];
     std::string runs = str(c, "runtime");
-    if (c.contains("pid") && c["pid"].is_number_integer()) runs += fmt::format(", pid {}", c["pid"].get<long long>());
+    if (c.contains("pid") && c["pid"].is_number_integer())
+      runs += fmt::format(", pid {}", c["pid"].get<long long>());
     if (c.contains("port") && c["port"].is_number_integer()) {
       runs += fmt::format(", port {}", c["port"].get<long long>());
     }
-    if (c.contains("held") && c["held"].is_boolean() && c["held"].get<bool>()) runs += ", held stopped";
+    if (c.contains("held") && c["held"].is_boolean() && c["held"].get<bool>())
+      runs += ", held stopped";
     line("runs", runs);
   }
   if (doc.contains("sync") && doc["sync"].is_object()) {
     const json& s = doc["sync"];
     std::string err = str(s, "error");
-    line("storage", fmt::format("{} {}{}", str(s, "storage"), str(s, "location"), err.empty() ? "" : " (" + err + ")"));
+    line("storage", fmt::format("{} {}{}", str(s, "storage"), str(s, "location"),
+                                err.empty() ? "" : " (" + err + ")"));
   }
   std::cout << std::flush;
   return kExitOk;
@@ -484,8 +534,9 @@ int remote_create(const Endpoint& e, const CreateOptions& o) {
     std::cout << w.dump(2) << std::endl;
     return kExitOk;
   }
-  std::cout << fmt::format("created {} ({}, {}{}): {}", o.name, str(w, "type", "?"), str(w, "status", "?"),
-                           o.private_ws ? ", private" : "", absolute_url(e, str(w, "url")))
+  std::cout << fmt::format("created {} ({}, {}{}): {}", o.name, str(w, "type", "?"),
+                           str(w, "status", "?"), o.private_ws ? ", private" : "",
+                           absolute_url(e, str(w, "url")))
             << std::endl;
   return kExitOk;
 }
@@ -494,16 +545,20 @@ int remote_delete(const Endpoint& e, const std::string& name, bool yes) {
   if (auto v = check_name(name); v.has_error()) return say_error(v.error().message, kExitUsage);
   if (!yes) {
     if (::isatty(STDIN_FILENO) != 1) {
-      return say_error(fmt::format("not deleting '{}' without a confirmation: stdin is not a terminal, so pass --yes",
-                                   name),
-                       kExitUsage);
+      return say_error(
+          fmt::format(
+              "not deleting '{}' without a confirmation: stdin is not a terminal, so pass --yes",
+              name),
+          kExitUsage);
     }
-    auto answer =
-        read_line(fmt::format("Delete workspace '{}' on {}? Its app stops and its folder goes to the server's "
-                              "trash. [y/N] ",
-                              name, e.url),
-                  false);
-    if (answer.has_error() || (answer.value() != "y" && answer.value() != "Y" && answer.value() != "yes")) {
+    auto answer = read_line(
+        fmt::format(
+            "Delete workspace '{}' on {}? Its app stops and its folder goes to the server's "
+            "trash. [y/N] ",
+            name, e.url),
+        false);
+    if (answer.has_error() ||
+        (answer.value() != "y" && answer.value() != "Y" && answer.value() != "yes")) {
       std::cerr << "cloudyknight: not deleted" << std::endl;
       return kExitFailure;
     }
@@ -524,15 +579,17 @@ int remote_action(const Endpoint& e, const std::string& name, const std::string&
   if (!r.value().ok()) return refused(r.value());
   json doc = parse_object(r.value().body);
   json w = doc.contains("workspace") && doc["workspace"].is_object() ? doc["workspace"] : doc;
-  std::cout << fmt::format("{}: {} requested (now {}); follow it with `cloudyknight ws status {}`", name, action,
-                           str(w, "status", "?"), name)
+  std::cout << fmt::format("{}: {} requested (now {}); follow it with `cloudyknight ws status {}`",
+                           name, action, str(w, "status", "?"), name)
             << std::endl;
   return kExitOk;
 }
 
-int remote_logs(const Endpoint& e, const std::string& name, bool follow, int tail, const std::string& service) {
+int remote_logs(const Endpoint& e, const std::string& name, bool follow, int tail,
+                const std::string& service) {
   if (auto v = check_name(name); v.has_error()) return say_error(v.error().message, kExitUsage);
-  if (tail != -1 && (tail < 1 || tail > 5000)) return say_error("--tail must be from 1 to 5000", kExitUsage);
+  if (tail != -1 && (tail < 1 || tail > 5000))
+    return say_error("--tail must be from 1 to 5000", kExitUsage);
   std::string path = "/workspaces/" + name + "/logs";
   std::string query;
   auto add = [&](const std::string& kv) { query += (query.empty() ? "?" : "&") + kv; };
@@ -574,8 +631,10 @@ int remote_run(const Endpoint& e, const std::string& name, const std::string& ti
                const std::vector<std::string>& argv) {
   if (auto v = check_name(name); v.has_error()) return say_error(v.error().message, kExitUsage);
   if (argv.empty()) {
-    return say_error(fmt::format("no command: give it after --, e.g. `cloudyknight ws run {} -- npm test`", name),
-                     kExitUsage);
+    return say_error(
+        fmt::format("no command: give it after --, e.g. `cloudyknight ws run {} -- npm test`",
+                    name),
+        kExitUsage);
   }
   auto limit = parse_duration(timeout);
   if (limit.has_error()) return say_error("--timeout: " + limit.error().message, kExitUsage);
@@ -599,8 +658,10 @@ int remote_run(const Endpoint& e, const std::string& name, const std::string& ti
       std::fwrite(out.data(), 1, out.size(), stdout);
       std::fflush(stdout);
     }
-    if (doc.contains("exit_code") && doc["exit_code"].is_number_integer()) exit_code = doc["exit_code"].get<int>();
-    if (doc.contains("timed_out") && doc["timed_out"].is_boolean()) timed_out = doc["timed_out"].get<bool>();
+    if (doc.contains("exit_code") && doc["exit_code"].is_number_integer())
+      exit_code = doc["exit_code"].get<int>();
+    if (doc.contains("timed_out") && doc["timed_out"].is_boolean())
+      timed_out = doc["timed_out"].get<bool>();
     if (doc.contains("error") && doc["error"].is_object()) {
       ApiResponse as{409, doc.dump(), {}};
       stream_error = describe_failure(as);
@@ -629,11 +690,16 @@ int remote_run(const Endpoint& e, const std::string& name, const std::string& ti
   if (r.has_error()) return say_error(r.error().message);
   if (!r.value().ok()) return refused(r.value());
   if (!carry.empty() && !broken) on_line(carry);
-  if (broken) return say_error(fmt::format("{} sent a line of the run's stream that is not JSON", e.url));
+  if (broken)
+    return say_error(fmt::format("{} sent a line of the run's stream that is not JSON", e.url));
   if (!stream_error.empty()) return say_error(stream_error);
-  if (!exit_code) return say_error("the stream ended before the command's exit code came (the server may have stopped)");
+  if (!exit_code)
+    return say_error(
+        "the stream ended before the command's exit code came (the server may have stopped)");
   if (timed_out) {
-    std::cerr << fmt::format("cloudyknight: the command was killed after {} (raise --timeout, up to 10m)", timeout)
+    std::cerr << fmt::format(
+                     "cloudyknight: the command was killed after {} (raise --timeout, up to 10m)",
+                     timeout)
               << std::endl;
   }
   return *exit_code < 0 ? kExitFailure : (*exit_code > 255 ? 255 : *exit_code);
@@ -659,7 +725,8 @@ int remote_open(const Endpoint& e, const std::string& name, bool browser) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     return say_error(WIFEXITED(status) && WEXITSTATUS(status) == 127
-                         ? "xdg-open is not installed (Debian: apt install xdg-utils): open the URL above yourself"
+                         ? "xdg-open is not installed (Debian: apt install xdg-utils): open the "
+                           "URL above yourself"
                          : "xdg-open could not open the URL: open it yourself");
   }
   return kExitOk;
@@ -678,11 +745,13 @@ int remote_sync(const Endpoint& e, const std::string& name) {
     return doc.contains(k) && doc[k].is_number_integer() ? doc[k].get<long long>() : 0LL;
   };
   if (str(doc, "direction") == "pull") {
-    std::cout << fmt::format("{}: pulled {} files, removed {}, {} failed (s3)", name, num("pulled"), num("removed"),
-                             num("failed"))
+    std::cout << fmt::format("{}: pulled {} files, removed {}, {} failed (s3)", name, num("pulled"),
+                             num("removed"), num("failed"))
               << std::endl;
   } else {
-    std::cout << fmt::format("{}: rescanned its folder ({} storage)", name, str(doc, "storage", "dir")) << std::endl;
+    std::cout << fmt::format("{}: rescanned its folder ({} storage)", name,
+                             str(doc, "storage", "dir"))
+              << std::endl;
   }
   return num("failed") > 0 ? kExitFailure : kExitOk;
 }

@@ -45,7 +45,8 @@ int remote_create(const Endpoint& e, const CreateOptions& o);
 int remote_delete(const Endpoint& e, const std::string& name, bool yes);
 /// start, stop or restart.
 int remote_action(const Endpoint& e, const std::string& name, const std::string& action);
-int remote_logs(const Endpoint& e, const std::string& name, bool follow, int tail, const std::string& service);
+int remote_logs(const Endpoint& e, const std::string& name, bool follow, int tail,
+                const std::string& service);
 int remote_run(const Endpoint& e, const std::string& name, const std::string& timeout,
                const std::vector<std::string>& argv);
 int remote_open(const Endpoint& e, const std::string& name, bool browser);

@@ -51,10 +51,12 @@ TEST(Contexts, EmptyTextIsNoContexts) {
 }
 
 TEST(Contexts, BadYamlIsOneClearError) {
-  auto c = parse_contexts("current: [unclosed\ncontexts: {", "/home/u/.config/cloudyknight/contexts.yaml");
+  auto c = parse_contexts("current: [unclosed\ncontexts: {",
+                          "/home/u/.config/cloudyknight/contexts.yaml");
   ASSERT_TRUE(c.has_error());
   EXPECT_EQ(c.error().code, Errc::invalid_argument);
-  EXPECT_NE(c.error().message.find("/home/u/.config/cloudyknight/contexts.yaml: line "), std::string::npos)
+  EXPECT_NE(c.error().message.find("/home/u/.config/cloudyknight/contexts.yaml: line "),
+            std::string::npos)
       << c.error().message;
   EXPECT_NE(c.error().message.find("invalid YAML"), std::string::npos) << c.error().message;
   EXPECT_EQ(c.error().message.find('\n'), std::string::npos);
@@ -65,16 +67,18 @@ TEST(Contexts, WrongShapesAreRefused) {
     const char* text;
     const char* says;
   };
-  for (const Case& t : {Case{"- a\n- b\n", "expected a mapping"},
-                        Case{"contexts: 3\n", "'contexts' must be a list"},
-                        Case{"contexts:\n  - name: a\n", "has no url"},
-                        Case{"contexts:\n  - name: 'bad name'\n    url: http://x\n", "not a valid context name"},
-                        Case{"contexts:\n  - {name: a, url: http://x}\n  - {name: a, url: http://y}\n", "twice"},
-                        Case{"contexts:\n  - {name: a, url: http://x, token: [1]}\n", "'token' must be a string"},
-                        Case{"current: b\ncontexts:\n  - {name: a, url: http://x}\n", "not among the contexts"}}) {
+  for (const Case& t :
+       {Case{"- a\n- b\n", "expected a mapping"},
+        Case{"contexts: 3\n", "'contexts' must be a list"},
+        Case{"contexts:\n  - name: a\n", "has no url"},
+        Case{"contexts:\n  - name: 'bad name'\n    url: http://x\n", "not a valid context name"},
+        Case{"contexts:\n  - {name: a, url: http://x}\n  - {name: a, url: http://y}\n", "twice"},
+        Case{"contexts:\n  - {name: a, url: http://x, token: [1]}\n", "'token' must be a string"},
+        Case{"current: b\ncontexts:\n  - {name: a, url: http://x}\n", "not among the contexts"}}) {
     auto c = parse_contexts(t.text, "f");
     ASSERT_TRUE(c.has_error()) << t.text;
-    EXPECT_NE(c.error().message.find(t.says), std::string::npos) << t.text << " -> " << c.error().message;
+    EXPECT_NE(c.error().message.find(t.says), std::string::npos)
+        << t.text << " -> " << c.error().message;
   }
 }
 
@@ -109,7 +113,8 @@ TEST(Contexts, PathFollowsXdgThenHome) {
   };
   EXPECT_EQ(contexts_path(env({{"XDG_CONFIG_HOME", "/x"}, {"HOME", "/h"}})).value(),
             fs::path("/x/cloudyknight/contexts.yaml"));
-  EXPECT_EQ(contexts_path(env({{"HOME", "/h"}})).value(), fs::path("/h/.config/cloudyknight/contexts.yaml"));
+  EXPECT_EQ(contexts_path(env({{"HOME", "/h"}})).value(),
+            fs::path("/h/.config/cloudyknight/contexts.yaml"));
   EXPECT_TRUE(contexts_path(env({})).has_error());
 }
 
