@@ -107,6 +107,10 @@ constexpr const char* kRemoteRule =
     "and no storage flag (--storage, --workspaces, --s3-*, --config) is given; otherwise works on the "
     "storage directly.";
 
+constexpr const char* kApiOnly =
+    "\nTalks to a server: CK_URL (with CK_TOKEN) when set, else the current context (cloudyknight "
+    "login).";
+
 std::string examples(std::initializer_list<const char*> lines) {
   std::string out = "\nExamples:";
   for (const char* l : lines) out += std::string("\n  ") + l;
@@ -286,11 +290,11 @@ int main(int argc, char** argv) {
   // Over the API only.
   auto* ls = ws->add_subcommand("ls", "List the server's workspaces as a table (API)");
   ls->add_flag("--json", ws_json, "Print JSON");
-  ls->footer(examples({"cloudyknight ws ls", "cloudyknight ws ls --json"}));
+  ls->footer(kApiOnly + examples({"cloudyknight ws ls", "cloudyknight ws ls --json"}));
   auto* status = ws->add_subcommand("status", "A workspace's state, or the server's without NAME (API)");
   status->add_option("name", ws_name, "Workspace name");
   status->add_flag("--json", ws_json, "Print JSON");
-  status->footer(examples({"cloudyknight ws status", "cloudyknight ws status shop --json"}));
+  status->footer(kApiOnly + examples({"cloudyknight ws status", "cloudyknight ws status shop --json"}));
   ck::cli::CreateOptions create_opts;
   auto* create = ws->add_subcommand("create", "Create a workspace: empty, from a template, a clone or a git remote (API)");
   create->add_option("name", create_opts.name, "Workspace name")->required();
@@ -301,7 +305,7 @@ int main(int argc, char** argv) {
   c_opt->excludes(g_opt);
   create->add_flag("--private", create_opts.private_ws, "Only its owner (and admins) may see and open it");
   create->add_flag("--json", create_opts.json, "Print the workspace as JSON");
-  create->footer(examples({"cloudyknight ws create blog --template node", "cloudyknight ws create blog2 --clone-of blog",
+  create->footer(kApiOnly + examples({"cloudyknight ws create blog --template node", "cloudyknight ws create blog2 --clone-of blog",
                            "cloudyknight ws create site --git https://github.com/me/site.git --private"}));
   std::map<std::string, CLI::App*> actions;
   for (const char* action : {"start", "stop", "restart"}) {
@@ -310,7 +314,7 @@ int main(int argc, char** argv) {
                                                        : action == std::string("stop") ? "Stop (and hold stopped)"
                                                                                        : "Restart"));
     cmd->add_option("name", ws_name, "Workspace name")->required();
-    cmd->footer(examples({fmt::format("cloudyknight ws {} shop", action).c_str()}));
+    cmd->footer(kApiOnly + examples({fmt::format("cloudyknight ws {} shop", action).c_str()}));
     actions[action] = cmd;
   }
   bool follow = false;
@@ -321,7 +325,7 @@ int main(int argc, char** argv) {
   logs->add_flag("-f,--follow", follow, "Keep printing what is appended");
   logs->add_option("--tail", tail, "Lines from the end (1-5000; default 200)");
   logs->add_option("--service", service, "A compose workspace's service");
-  logs->footer(examples({"cloudyknight ws logs shop", "cloudyknight ws logs shop -f --tail 20",
+  logs->footer(kApiOnly + examples({"cloudyknight ws logs shop", "cloudyknight ws logs shop -f --tail 20",
                          "cloudyknight ws logs stack --service db"}));
   std::string run_timeout = "30s";
   std::vector<std::string> run_argv;
@@ -329,12 +333,12 @@ int main(int argc, char** argv) {
   run->add_option("name", ws_name, "Workspace name")->required();
   run->add_option("--timeout", run_timeout, "Kill it after this long (1s to 10m; default 30s)");
   run->add_option("command", run_argv, "The command and its arguments, after --")->required();
-  run->footer(examples({"cloudyknight ws run shop -- npm test", "cloudyknight ws run shop --timeout 5m -- sh -c 'ls -la'"}));
+  run->footer(kApiOnly + examples({"cloudyknight ws run shop -- npm test", "cloudyknight ws run shop --timeout 5m -- sh -c 'ls -la'"}));
   bool browser = false;
   auto* open = ws->add_subcommand("open", "Print a workspace's URL; --browser opens it (API)");
   open->add_option("name", ws_name, "Workspace name")->required();
   open->add_flag("--browser", browser, "Open it with xdg-open");
-  open->footer(examples({"cloudyknight ws open shop", "cloudyknight ws open shop --browser"}));
+  open->footer(kApiOnly + examples({"cloudyknight ws open shop", "cloudyknight ws open shop --browser"}));
 
   try {
     app.parse(argc, argv);

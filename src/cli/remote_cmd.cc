@@ -479,20 +479,50 @@ int remote_status(const Endpoint& e, const std::string& name, bool as_json) {
   json doc = json::parse(r.value().body, nullptr, false);
   if (doc.is_discarded())
     return say_error(fmt::format("{} answered with something that is not JSON", e.url));
-  if (as_json || name.empty()) {
+  if (as_json) {
     std::cout << doc.dump(2) << std::endl;
     return kExitOk;
   }
   auto line = [](const std::string& k, const std::string& v) {
     if (!v.empty()) std::cout << fmt::format("{:<10} {}\n", k + ":", v);
   };
+  auto integer = [&](const char* k) {
+    return doc.contains(k) && doc[k].is_number_integer() ? doc[k].get<long long>() : 0LL;
+  };
+  if (name.empty()) {  // the server's own status
+    line("server", fmt::format("{} (version {})", e.url, str(doc, "version", "?")));
+    line("runtime",
+         str(doc, "runtime") + (str(doc, "isolation").empty() ? "" : ", " + str(doc, "isolation")));
+    line("storage",
+         str(doc, "storage") +
+             (str(doc, "storage_error").empty() ? "" : " (" + str(doc, "storage_error") + ")"));
+    std::string counts;
+    if (doc.contains("by_status") && doc["by_status"].is_object()) {
+      for (const auto& [state, n] : doc["by_status"].items()) {
+        if (n.is_number_integer() && n.get<long long>() > 0) {
+          counts += fmt::format("{}{} {}", counts.empty() ? "" : ", ", n.get<long long>(), state);
+        }
+      }
+    }
+    line("workspaces",
+         fmt::format("{}{}", integer("workspaces"), counts.empty() ? "" : " (" + counts + ")"));
+    if (doc.contains("invalid") && doc["invalid"].is_array()) {
+      for (const auto& bad : doc["invalid"]) {
+        if (bad.is_object()) line("invalid", str(bad, "folder") + ": " + str(bad, "error"));
+      }
+    }
+    long long up = integer("uptime_seconds");
+    line("uptime", fmt::format("{}h{:02}m{:02}s", up / 3600, (up / 60) % 60, up % 60));
+    std::cout << std::flush;
+    return kExitOk;
+  }
   line("name", str(doc, "name"));
   line("status", str(doc, "status"));
   line("activity", str(doc, "activity"));
   line("reason", str(doc, "reason"));
   line("error", str(doc, "error"));
   if (doc.contains("restarts") && doc["restarts"].is_number_integer()) {
-    line("restarts", std::to_string(doc["restarts"].get<long long>()));
+    line("restarts", std::to_string(integer("restarts")));
   }
   if (doc.contains("container") && doc["container"].is_object()) {
     const json& c = doc["container"];

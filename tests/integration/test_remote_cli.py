@@ -310,7 +310,8 @@ class RemoteCliTest(CliCase):
         p = self.ck("ws", "status", "echo")
         self.assertRegex(p.out, r"(?m)^status: +running$")
         self.assertEqual(json.loads(self.ck("ws", "status", "echo", "--json").out)["status"], "running")
-        self.assertIn("workspaces", json.loads(self.ck("ws", "status").out))
+        self.assertIn("workspaces", json.loads(self.ck("ws", "status", "--json").out))
+        self.assertRegex(self.ck("ws", "status").out, r"(?m)^workspaces: +\d+ \(\d+ running")
         p = self.ck("ws", "status", "nope", code=3)
         self.assertOneLine(p.err, "(not_found, HTTP 404)")
         p = self.ck("ws", "status", "Bad_Name", code=2)
@@ -475,6 +476,8 @@ class RemoteCliTest(CliCase):
             out = self.ck(*args, "--help").out
             self.assertIn("Examples:", out, args)
         self.assertIn("no storage flag", self.ck("ws", "list", "--help").out)
+        for api_only in ("ls", "status", "create", "start", "stop", "restart", "logs", "run", "open"):
+            self.assertIn("Talks to a server", self.ck("ws", api_only, "--help").out, api_only)
 
 
 class RemoteCliTlsTest(CliCase):
