@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from harness import Daemon, binary, wait_until
+from harness import REPO, Daemon, binary, wait_until
 from test_auth import PASSWORD, admin_token, call, set_cookie_parts
 from tlsutil import TestCA, TlsDaemon
 
@@ -36,7 +36,8 @@ class LocalhostControlDaemon(Daemon):
     """The control plane on gateway.control_host = localhost, which the CLI can resolve."""
 
     def __init__(self, *a, **kw):
-        kw.setdefault("config", {"gateway": {"control_host": "localhost"}})
+        kw.setdefault("config", {"gateway": {"control_host": "localhost"},
+                                 "templates": os.path.join(REPO, "templates")})
         super().__init__(*a, **kw)
 
     def request(self, method, path, headers=None, body=None, timeout=10, port=None):
@@ -318,6 +319,19 @@ class RemoteCliTest(CliCase):
 
         self.assertEqual(self.ck("ws", "open", "echo").out.strip(), f"{self.url}/echo/")
         self.assertEqual(self.ck("ws", "open", "nope", code=3).out, "")
+        # --browser hands the URL to xdg-open (a stand-in here that records its arguments).
+        bin_dir = os.path.join(self.cfg, "bin")
+        os.makedirs(bin_dir)
+        opener = os.path.join(bin_dir, "xdg-open")
+        with open(opener, "w") as f:
+            f.write(f'#!/bin/sh\necho "$@" > {self.cfg}/opened\n')
+        os.chmod(opener, 0o755)
+        path = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        self.ck("ws", "open", "echo", "--browser", env={"PATH": path})
+        with open(os.path.join(self.cfg, "opened")) as f:
+            self.assertEqual(f.read().strip(), f"{self.url}/echo/")
+        p = self.ck("ws", "open", "echo", "--browser", env={"PATH": "/nonexistent"}, code=1)
+        self.assertOneLine(p.err, "xdg-open is not installed")
         p = self.ck("ws", "sync", "echo")
         self.assertIn("echo: rescanned", p.out)
 
@@ -334,6 +348,12 @@ class RemoteCliTest(CliCase):
         p = self.ck("ws", "create", "copy-of-static", "--clone-of", "static", "--json")
         self.assertEqual(json.loads(p.out)["name"], "copy-of-static")
         self.seen("copy-of-static")
+        self.addCleanup(call, self.d, "DELETE", "/workspaces/from-template", self.admin)
+        p = self.ck("ws", "create", "from-template", "--template", "static")
+        self.assertIn("created from-template (static", p.out)
+        self.seen("from-template")
+        p = self.ck("ws", "create", "x", "--template", "no-such-template", code=3)
+        self.assertOneLine(p.err, "no template named 'no-such-template'")
         p = self.ck("ws", "create", "x", "--template", "a", "--clone-of", "b", code=2)
 
         # Without a terminal and without --yes: refused, nothing deleted.
