@@ -288,13 +288,27 @@ int login_command(const LoginOptions& o, const EnvFn& env) {
     described = fmt::format("user {}", str(who["user"], "name"));
   }
   Stored& st = stored.value();
+  std::string replaced;
+  if (const Context* old = st.contexts.find(name);
+      old != nullptr && !old->token_id.empty() && old->token != ctx.token) {
+    // The token an earlier login made for this context would be orphaned: revoke it (best
+    // effort; a token may revoke itself).
+    ApiClient previous(Endpoint{old->url, old->token, old->cacert});
+    auto r = previous.call(ApiRequest{"DELETE", "/tokens/" + url_encode(old->token_id)});
+    replaced = r.has_value() && r.value().ok()
+                   ? fmt::format(" (the token {} of the earlier login was revoked)", old->token_id)
+                   : fmt::format(
+                         " (the token {} of the earlier login could not be revoked: revoke it on "
+                         "the dashboard's Tokens page)",
+                         old->token_id);
+  }
   st.contexts.put(ctx);
   st.contexts.current = name;
   if (auto w = save_contexts(st.path, st.contexts); w.has_error())
     return say_error(w.error().message);
-  std::cout << fmt::format("logged in to {}{} with {}; context '{}' is current ({})", url.value(),
+  std::cout << fmt::format("logged in to {}{} with {}; context '{}' is current ({}){}", url.value(),
                            ctx.user.empty() ? "" : " as " + ctx.user, described, name,
-                           st.path.string())
+                           st.path.string(), replaced)
             << std::endl;
   return kExitOk;
 }

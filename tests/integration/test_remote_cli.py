@@ -204,6 +204,11 @@ class RemoteCliTest(CliCase):
         self.assertOneLine(p.err, "stdin is not a terminal")
         p = self.ck("login", "localhost:8080", "--token", "x", code=2)
         self.assertOneLine(p.err, "not a control plane URL")
+        # Neither --token nor --user on a terminal: the token is asked for, without echo.
+        code, shown = self.ck_pty("login", self.url, "--name", "typed", answers=[("API token for", self.admin)])
+        self.assertEqual(code, 0, shown)
+        self.assertNotIn(self.admin, shown, "the token was echoed")
+        self.assertEqual([c["name"] for c in self.contexts() if c["current"]], ["typed"])
 
     def test_login_with_a_password_through_a_terminal_then_logout_revokes(self):
         code, shown = self.ck_pty("login", self.url, "--user", "ann", "--name", "ann",
@@ -224,6 +229,15 @@ class RemoteCliTest(CliCase):
         self.assertEqual(set(r.json()["token"]["scopes"]), {"read", "deploy"})
         # The login session was only the way to the token: the member works with the token.
         self.ck("ws", "ls")
+        # Logging in again under the same name revokes the token the first login made.
+        code, shown = self.ck_pty("login", self.url, "--user", "ann", "--name", "ann",
+                                  answers=[("Password for ann", PASSWORD)])
+        self.assertEqual(code, 0, shown)
+        self.assertIn("of the earlier login was revoked", shown)
+        self.assertEqual(call(self.d, "GET", "/auth/me", token).status, 401)
+        text = self.read_contexts()
+        token = [l.split(":", 1)[1].strip() for l in text.splitlines() if l.strip().startswith("token:")][0]
+        self.assertEqual(call(self.d, "GET", "/auth/me", token).status, 200)
 
         p = self.ck("logout")
         self.assertIn("revoked the token", p.out)
