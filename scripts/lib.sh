@@ -78,12 +78,14 @@ ensure_images() {
   "$CK_BUILD/cloudyknight" images build --data "$CK_BUILD/image-scratch" "$@"
 }
 
+# build [CMAKE ARGS...]: configures and builds into $CK_BUILD; $CK_BUILD_TARGET (e.g. cloudyknight)
+# limits the build to one target and what it links, skipping the tests, fuzzers and benchmarks.
 build() {
-  say "building into $CK_BUILD"
+  say "building ${CK_BUILD_TARGET:-everything} into $CK_BUILD"
   export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
   # Paths relative to the checkout, so a fresh clone elsewhere (CI) reuses what another
   # checkout of the same tree compiled.
   export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$CK_ROOT} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
   cmake -S "$CK_ROOT" -B "$CK_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-  cmake --build "$CK_BUILD" -j "$(nproc)"
+  cmake --build "$CK_BUILD" -j "$(nproc)" ${CK_BUILD_TARGET:+--target "$CK_BUILD_TARGET"}
 }

@@ -8,7 +8,8 @@ ensure_build_deps
 ensure_example_runtimes
 # git push to deploy (/monitor/git/NAME.git) runs Debian's `git http-backend`.
 ensure_command git git
-build
+# Serving needs only the binary: the tests, fuzzers and benchmarks are built by scripts/test.sh.
+CK_BUILD_TARGET=cloudyknight build
 # Each example in its own container when a Docker engine runs (installed and started here if
 # need be); otherwise the embedded process runtime serves them.
 if ensure_docker && ensure_images node python; then

@@ -255,7 +255,8 @@ http::Response me(Secured& s) {
                           {"csrf", auth::Auth::csrf_token(c.session)}});
   }
   return json_response(
-      200, {{"token", {{"name", c.principal.name}, {"scopes", scopes_json(c.principal.scopes)}}}});
+      200, {{"token",
+             {{"id", c.principal.id}, {"name", c.principal.name}, {"scopes", scopes_json(c.principal.scopes)}}}});
 }
 
 http::Response users(Secured& s, const http::Request& req) {
@@ -294,13 +295,17 @@ http::Response tokens(Secured& s, const http::Request& req, const std::string& i
   if (caller.has_error()) return error_of(caller.error());
   const auth::Principal& who = caller.value().principal;
   const bool admin = who.scopes.has(auth::Scope::admin);
-  if (!admin && who.kind != auth::PrincipalKind::user) {
+  // Any token may revoke itself (`cloudyknight logout`): it only gives up its own power.
+  const bool self_revoke = req.method == "DELETE" && !id.empty() && id == who.id &&
+                           who.kind == auth::PrincipalKind::token;
+  if (!admin && who.kind != auth::PrincipalKind::user && !self_revoke) {
     return error_of(Errc::forbidden,
                     fmt::format("{} may not manage tokens: it needs the 'admin' scope, or a "
                                 "dashboard login to manage its user's own tokens",
                                 who.label()));
   }
-  const std::string only = admin ? std::string() : who.user_id;  // whose tokens it manages
+  // Whose tokens it manages ("" = all; a token revoking itself is named by its own id).
+  const std::string only = admin || self_revoke ? std::string() : who.user_id;
   if (!id.empty()) {
     if (req.method != "DELETE") return method_not_allowed(req, "DELETE");
     auto r = s.service().revoke_token(id, only);
