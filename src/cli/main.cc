@@ -369,6 +369,15 @@ int main(int argc, char** argv) {
   restore->add_option("--snapshot", bk.snapshot, "A snapshot id (see backup list)")->excludes(pit);
   restore->add_option("--to", bk.to, "Restore into this folder instead of the live workspace");
   restore->add_flag("--dry-run", bk.dry_run, "Show what would change; change nothing");
+  backup->footer(examples({"cloudyknight backup", "cloudyknight backup --dest offsite --workspace shop",
+                           "cloudyknight backup --dry-run"}));
+  backup_list->footer(examples({"cloudyknight backup list", "cloudyknight backup list --workspace shop --json"}));
+  backup_check->footer(examples({"cloudyknight backup check", "cloudyknight backup check --dest offsite"}));
+  backup_prune->footer(examples({"cloudyknight backup prune --dry-run", "cloudyknight backup prune"}));
+  restore->footer(examples({"cloudyknight restore --workspace shop",
+                            "cloudyknight restore --workspace shop --point-in-time \"2026-12-01 10:30:00\"",
+                            "cloudyknight restore --workspace shop --mode mirror --snapshot 20261201T103000Z-1a2b3c4d",
+                            "cloudyknight restore --workspace shop --to /tmp/shop-old --dry-run"}));
 
   try {
     app.parse(argc, argv);
