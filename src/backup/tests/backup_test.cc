@@ -108,17 +108,15 @@ TEST_F(BackupTest, ManySmallFilesMakeFewPuts) {
   EXPECT_EQ(r.value().objects_written, 3u);  // one pack (~1 MiB), the index, the snapshot
   EXPECT_EQ(proxy.requests_with({"put "}).size(), 4u);  // and ck-backup.json, once
   EXPECT_EQ(objects(direct, "packs/").size(), 1u);
-  // The unchanged hourly backup: one PUT, well under a second.
+  // The unchanged hourly backup: one PUT and three reads (its time is bench/backup's figure,
+  // not a timed assertion here).
   auto puts_before = proxy.requests_with({"put "}).size();
   auto requests_before = proxy.requests().size();
-  auto started = std::chrono::steady_clock::now();
   auto again = backup_workspace(d, "many", ws.path, opts);
-  auto took = std::chrono::steady_clock::now() - started;
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ(again.value().objects_written, 1u);
   EXPECT_EQ(proxy.requests_with({"put "}).size(), puts_before + 1);
   EXPECT_LE(proxy.requests().size(), requests_before + 4);  // HEAD, GET config, list, PUT
-  EXPECT_LT(took, std::chrono::seconds(1));
   // A full restore brings back every file.
   TempDir to{"bk-to"};
   ropts.target = to.path;
