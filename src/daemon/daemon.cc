@@ -594,7 +594,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     });
   };
   if (git) add_git_services(services, *git, data, self_exe);
-  if (backups.configured()) add_backup_services(services, backups);
+  add_backup_services(services, backups);  // none configured: GET /backups lists no destination
   ApiInfo info;
   info.version = CK_VERSION;
   info.listen_url = base;

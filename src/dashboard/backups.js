@@ -47,13 +47,17 @@ export class Backups {
     this.dialog.addEventListener("close", () => this.closed());
   }
 
-  /** Shows the row for workspace `name` (hidden when the server runs no backups). */
+  /** Shows the row for workspace `name` (hidden when the server has no backup destination). */
   async show(name) {
     this.name = name;
     const row = $("detail-backup");
     try {
       const st = await api.backups();
       if (this.name !== name) return;
+      if (!(st.destinations || []).length) {
+        row.hidden = true; // this server has no backup destination configured
+        return;
+      }
       const mine = (st.workspaces && st.workspaces[name]) || {};
       const parts = [];
       for (const d of st.destinations || []) {

@@ -326,3 +326,23 @@ class BackupWithS3Storage(unittest.TestCase):
                 self.assertEqual((r.status, r.text()), (200, "from the bucket\n"))
             finally:
                 d.stop()
+
+
+class NoBackupDestination(unittest.TestCase):
+    """A daemon without backup.destinations: GET /backups lists none (the dashboard hides its
+    row), and asking for a backup or a restore says what to configure."""
+
+    def test_without_destinations(self):
+        d = Daemon(fixtures=[("static", "notes")])
+        d.start()
+        try:
+            admin = admin_token(d)
+            r = call(d, "GET", "/backups", admin)
+            self.assertEqual(r.status, 200, r.text())
+            self.assertEqual(r.json()["destinations"], [])
+            for path, body in (("/backups", {}), ("/workspaces/notes/restore", {"dry_run": True})):
+                r = call(d, "POST", path, admin, body)
+                self.assertEqual(r.status, 503, r.text())
+                self.assertIn("backup.destinations", r.json()["error"]["message"])
+        finally:
+            d.stop()
