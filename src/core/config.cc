@@ -161,6 +161,25 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
          c.gateway.tls_certs = std::move(pairs);
          return outcome::success();
        }},
+      {"backup.destinations",
+       [](Config& c, const std::string& v) -> Result<void> {
+         BOOST_OUTCOME_TRY(list, parse_backup_destinations(v));
+         c.backup.destinations = std::move(list);
+         return outcome::success();
+       }},
+      {"backup.schedule",
+       [](Config& c, const std::string& v) { return set_duration(c.backup.schedule, v); }},
+      {"backup.keep.last",
+       [](Config& c, const std::string& v) { return set_int(c.backup.keep_last, v, 0, 100000); }},
+      {"backup.keep.hourly",
+       [](Config& c, const std::string& v) { return set_int(c.backup.keep_hourly, v, 0, 100000); }},
+      {"backup.keep.daily",
+       [](Config& c, const std::string& v) { return set_int(c.backup.keep_daily, v, 0, 100000); }},
+      {"backup.keep.weekly",
+       [](Config& c, const std::string& v) { return set_int(c.backup.keep_weekly, v, 0, 100000); }},
+      {"backup.keep.monthly",
+       [](Config& c, const std::string& v) { return set_int(c.backup.keep_monthly, v, 0, 100000); }},
+      {"backup.key", [](Config& c, const std::string& v) { return set_string(c.backup.key, v); }},
       {"gateway.tls_reload",
        [](Config& c, const std::string& v) { return set_duration(c.gateway.tls_reload, v); }},
       {"gateway.redirect_http",
@@ -380,6 +399,11 @@ Result<void> flatten(const YAML::Node& node, const std::string& prefix, const st
     } else if (value.IsSequence() && path == "gateway.tls.certs") {
       BOOST_OUTCOME_TRY(text, tls_pairs_text(value, where));
       out.push_back(Setting{path, std::move(text), where});
+    } else if (value.IsSequence() && path == "backup.destinations") {
+      // Kept as its flow text (what CK_BACKUP_DESTINATIONS holds); the setter parses it.
+      YAML::Emitter e;
+      e << YAML::Flow << YAML::DoubleQuoted << value;
+      out.push_back(Setting{path, e.c_str(), where});
     } else {
       return fail(Errc::invalid_argument,
                   fmt::format("{}: '{}' must be a single value, not a list", where, path));
@@ -478,6 +502,72 @@ std::vector<TlsFiles> GatewayConfig::tls_pairs() const {
   std::vector<TlsFiles> out;
   if (!tls.cert.empty() || !tls.key.empty()) out.push_back(tls);
   out.insert(out.end(), tls_certs.begin(), tls_certs.end());
+  return out;
+}
+
+Result<std::vector<BackupDestinationConfig>> parse_backup_destinations(const std::string& text) {
+  std::vector<BackupDestinationConfig> out;
+  constexpr std::size_t kMaxText = 64 << 10, kMaxItems = 100;
+  auto bad = [](std::string_view why) {
+    return fail(Errc::invalid_argument,
+                fmt::format("backup.destinations: {} (write a list of {{name, url: s3://BUCKET/PREFIX, "
+                            "endpoint, region, profile, addressing, encrypt, mode}} maps)",
+                            why));
+  };
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return out;
+  if (text.size() > kMaxText) return bad("the list is longer than 64 KiB");
+  YAML::Node list;
+  try {
+    list = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return bad("not a YAML/JSON list: " + e.msg);
+  }
+  if (list.IsNull()) return out;
+  if (!list.IsSequence()) return bad("not a list");
+  if (list.size() > kMaxItems) return bad("more than 100 destinations");
+  try {
+    for (const auto& item : list) {
+      if (!item.IsMap()) return bad("an item is not a map");
+      BackupDestinationConfig d;
+      for (auto it = item.begin(); it != item.end(); ++it) {
+        YAML::Node k = it->first;
+        YAML::Node v = it->second;
+        std::string name = k.as<std::string>();
+        if (!v.IsScalar() && !v.IsNull()) return bad("'" + name + "' must be a single value");
+        std::string value = v.IsNull() ? "" : v.Scalar();
+        if (name == "name") {
+          d.name = value;
+        } else if (name == "url") {
+          d.url = value;
+        } else if (name == "endpoint") {
+          d.endpoint = value;
+        } else if (name == "region") {
+          d.region = value;
+        } else if (name == "profile") {
+          d.profile = value;
+        } else if (name == "access_key") {
+          d.access_key = value;
+        } else if (name == "secret_key") {
+          d.secret_key = value;
+        } else if (name == "addressing") {
+          BOOST_OUTCOME_TRY(set_one_of(d.addressing, value, {"auto", "path", "virtual"}));
+        } else if (name == "mode") {
+          BOOST_OUTCOME_TRY(set_one_of(d.mode, value, {"incremental", "mirror"}));
+        } else if (name == "encrypt") {
+          BOOST_OUTCOME_TRY(set_bool(d.encrypt, value));
+        } else {
+          return bad("unknown key '" + name + "'");
+        }
+      }
+      if (d.name.empty() || d.url.empty()) return bad("an item lacks its name or url");
+      for (const auto& other : out) {
+        if (other.name == d.name) return bad("the name '" + d.name + "' is used twice");
+      }
+      out.push_back(std::move(d));
+    }
+  } catch (const YAML::Exception& e) {
+    return bad(e.msg);
+  }
   return out;
 }
 

@@ -130,6 +130,26 @@ struct GitConfig {
   bool allow_local_remotes = false;  // file:// and /path remotes (the operator's own)
 };
 
+/// One backup.destinations item (issue 17); src/backup resolves credentials and checks the URL.
+struct BackupDestinationConfig {
+  std::string name;
+  std::string url;  // s3://BUCKET/PREFIX
+  std::string endpoint, region, profile;
+  std::string addressing = "auto";  // path, virtual or auto (as storage.addressing)
+  std::string access_key, secret_key;  // explicit keys (else the environment, else the profile)
+  bool encrypt = false;
+  std::string mode = "incremental";  // incremental | mirror
+  bool operator==(const BackupDestinationConfig&) const = default;
+};
+
+/// backup: destinations, schedule, keep (prune's policy) and the encryption passphrase.
+struct BackupSettings {
+  std::vector<BackupDestinationConfig> destinations;
+  Duration schedule = std::chrono::hours(1);
+  int keep_last = 0, keep_hourly = 24, keep_daily = 7, keep_weekly = 4, keep_monthly = 12;
+  std::string key;  // backup.key / CK_BACKUP_KEY; never logged
+};
+
 struct Config {
   GatewayConfig gateway;
   StorageConfig storage;
@@ -144,6 +164,7 @@ struct Config {
   LimitsConfig limits;
   JobsConfig jobs;
   GitConfig git;
+  BackupSettings backup;
   std::string admin_token;
   std::string templates;  // the workspace templates folder; empty: next to the binary
   std::string log_format = "text";
@@ -180,6 +201,11 @@ std::vector<std::string> config_keys();
 /// Parses gateway.tls.certs' text form: "CERT:KEY[,CERT:KEY...]" (what CK_GATEWAY_TLS_CERTS
 /// holds; a YAML list of {cert, key} maps is turned into it). Empty: no pairs.
 Result<std::vector<TlsFiles>> parse_tls_pairs(const std::string& text);
+
+/// Parses backup.destinations' text form: a YAML or JSON flow list of maps
+/// (`[{name: a, url: "s3://b/p", endpoint: "http://..."}]`, what CK_BACKUP_DESTINATIONS holds; a
+/// YAML list in the file is turned into it). Empty: none. At most 64 KiB and 100 items.
+Result<std::vector<BackupDestinationConfig>> parse_backup_destinations(const std::string& text);
 
 /// Parses "ADDR:PORT" ("127.0.0.1:8080", "[::1]:80", ":8080" = all interfaces).
 Result<std::pair<std::string, std::uint16_t>> parse_listen(const std::string& listen);
