@@ -258,13 +258,21 @@ class BackupCase(ClassSetUp):
         """`backup list --json` as a list of snapshot entries (checks the shape)."""
         run = self.ok("backup", "list", "--json", *args, key=key)
         doc = json.loads(run.stdout)
-        entries = doc["snapshots"] if isinstance(doc, dict) else doc
+        # {"snapshots": [{destination, workspace, id, time (RFC 3339 UTC), host, files, bytes,
+        #  added_bytes}], "errors": [{destination, error}]}
+        self.assertIsInstance(doc, dict, run.stdout)
+        self.assertEqual(sorted(doc), ["errors", "snapshots"], run.stdout)
+        self.assertEqual(doc["errors"], [], run.stdout)
+        entries = doc["snapshots"]
         self.assertIsInstance(entries, list, run.stdout)
         for e in entries:
-            for k, t in (("destination", str), ("workspace", str), ("id", str), ("time", str),
+            for k, t in (("destination", str), ("workspace", str), ("id", str), ("time", str), ("host", str),
                          ("files", int), ("bytes", int), ("added_bytes", int)):
                 self.assertIsInstance(e.get(k), t, f"{k} in {e}")
-            self.assertRegex(e["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", e)
+            self.assertRegex(e["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", e)
+            if e["id"] != "latest":  # a mirror destination's only copy
+                self.assertRegex(e["id"], r"^\d{8}T\d{6}Z-[0-9a-f]{8}$", e)
+                self.assertEqual(e["id"][:16], e["time"].replace("-", "").replace(":", "")[:16], e)
         return entries
 
     def objects(self, server, prefix):
