@@ -143,8 +143,13 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
   auto cached = load_files_cache(cache_file);
   Snapshot snap;
   snap.workspace = workspace;
-  snap.time = std::time(nullptr);
-  snap.id = make_snapshot_id(snap.time);
+  auto now = std::chrono::system_clock::now();
+  snap.time = std::chrono::system_clock::to_time_t(now);
+  snap.id = make_snapshot_id(
+      snap.time, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      now.time_since_epoch())
+                                      .count() %
+                                  1000));
   snap.host = host_name(opts);
   Index index;
   PackWriter packs(repo, index, report);

@@ -221,7 +221,8 @@ struct PruneOptions : RepoOptions {
 /// and rewrites the index as one object. Mirror destinations: nothing to prune (an empty report).
 Result<PruneReport> prune(const Destination& dest, const Keep& keep, const PruneOptions& opts);
 
-/// Which snapshots `keep` retains, given their UTC times (any order). Pure; exposed for tests.
+/// Which snapshots `keep` retains, given their UTC times in id order (equal times: the later
+/// one is the newer). Buckets are UTC hours, days, ISO weeks and months. Pure; exposed for tests.
 std::vector<bool> keep_mask(const std::vector<std::time_t>& times, const Keep& keep);
 
 }  // namespace ck::backup

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace ck::backup {
@@ -84,12 +86,12 @@ bool valid_snapshot_id(std::string_view s) {
   return is_hex_id(s.substr(17), 8);
 }
 
-std::string make_snapshot_id(std::time_t t) {
+std::string make_snapshot_id(std::time_t t, int ms) {
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return std::string(buf) + "-" + to_hex(random_bytes(4));
+  return fmt::format("{}-{:03x}{}", buf, std::clamp(ms, 0, 999), to_hex(random_bytes(3)).substr(0, 5));
 }
 
 std::string rfc3339(std::time_t t) {

@@ -73,7 +73,10 @@ std::string index_json(const Index& index);
 bool is_hex_id(std::string_view s, std::size_t len = 64);
 /// "<UTC YYYYmmddTHHMMSSZ>-<hex8>".
 bool valid_snapshot_id(std::string_view s);
-std::string make_snapshot_id(std::time_t t);
+/// The id of a snapshot taken at `t` (UTC seconds) and `ms` milliseconds: the hex8 part starts
+/// with the milliseconds as 3 hex digits (then 5 random ones), so ids sort by time even within
+/// one second.
+std::string make_snapshot_id(std::time_t t, int ms = 0);
 /// "2026-01-15T10:30:00Z" and back.
 std::string rfc3339(std::time_t t);
 std::optional<std::time_t> parse_rfc3339(std::string_view s);

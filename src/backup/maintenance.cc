@@ -55,8 +55,11 @@ std::vector<bool> keep_mask(const std::vector<std::time_t>& times, const Keep& k
   }
   std::vector<std::size_t> order(times.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t a, std::size_t b) { return times[a] > times[b]; });
+  // Newest first; equal times: the later in the input is the newer (callers pass snapshots in
+  // id order, and ids sort by time to the millisecond).
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    return times[a] != times[b] ? times[a] > times[b] : a > b;
+  });
   kept[order[0]] = true;  // the newest, always
   for (int i = 0; i < keep.last && i < static_cast<int>(order.size()); ++i) kept[order[i]] = true;
   auto policy = [&](int n, const char* fmt) {

@@ -229,8 +229,11 @@ Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const
 // Moves the verified content into the target and deletes what mirror mode removes.
 Result<void> apply(const std::vector<PlannedFile>& writes, const std::vector<std::string>& removes,
                    const fs::path& target, RestoreReport& report) {
+  // Checked for every file before the first is written, so a refusal changes nothing.
   for (const auto& f : writes) {
     BOOST_OUTCOME_TRY(check_no_symlink(target, f.path));
+  }
+  for (const auto& f : writes) {
     fs::path dst = target / f.path;
     std::error_code ec;
     fs::create_directories(dst.parent_path(), ec);

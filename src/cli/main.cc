@@ -5,6 +5,7 @@
 #include <iostream>
 #include <unistd.h>
 
+#include "cli/backup_cmd.h"
 #include "cli/workspace_cmd.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -169,6 +170,35 @@ int main(int argc, char** argv) {
   del->add_option("--config", ws_config, "YAML configuration file");
   storage.add_to(del, false);
 
+  // backup [list|check|prune] and restore (issue 17).
+  ck::cli::BackupFlags bk;
+  std::string bk_config;
+  auto backup_options = [&](CLI::App* cmd, bool with_workspace) {
+    cmd->add_option("--dest", bk.dest, "Only this destination (a backup.destinations name)");
+    if (with_workspace) cmd->add_option("--workspace", bk.workspace, "Only this workspace");
+    cmd->add_option("--config", bk_config, "YAML configuration file");
+    storage.add_to(cmd, true);
+  };
+  auto* backup = app.add_subcommand("backup", "Back up every workspace to the configured destinations");
+  backup_options(backup, true);
+  backup->add_flag("--dry-run", bk.dry_run, "Show what would be uploaded; write nothing");
+  auto* backup_list = backup->add_subcommand("list", "List the snapshots per destination and workspace");
+  backup_options(backup_list, true);
+  backup_list->add_flag("--json", bk.json, "Print JSON");
+  auto* backup_check = backup->add_subcommand("check", "Verify every blob each snapshot needs");
+  backup_options(backup_check, false);
+  auto* backup_prune = backup->add_subcommand("prune", "Drop the snapshots backup.keep does not keep, and their data");
+  backup_options(backup_prune, false);
+  backup_prune->add_flag("--dry-run", bk.dry_run, "Show what would be removed");
+  auto* restore = app.add_subcommand("restore", "Restore workspaces from a backup destination");
+  backup_options(restore, true);
+  restore->add_option("--mode", bk.mode, "mirror (exactly the snapshot) or merge (add and overwrite; default)");
+  auto* pit = restore->add_option("--point-in-time", bk.point_in_time,
+                                  "The last snapshot at or before \"YYYY-MM-DD HH:MM:SS\" (local time)");
+  restore->add_option("--snapshot", bk.snapshot, "A snapshot id (see backup list)")->excludes(pit);
+  restore->add_option("--to", bk.to, "Restore into this folder instead of the live workspace");
+  restore->add_flag("--dry-run", bk.dry_run, "Show what would change; change nothing");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -201,6 +231,15 @@ int main(int argc, char** argv) {
   }
   std::vector<ck::Setting> ws_flags;
   storage.append(ws_flags);
+  if (backup->parsed() || restore->parsed()) {
+    auto config = load(bk_config, ws_flags);
+    if (!config) return 2;
+    if (restore->parsed()) return ck::cli::restore_run(*config, bk);
+    if (backup_list->parsed()) return ck::cli::backup_list(*config, bk);
+    if (backup_check->parsed()) return ck::cli::backup_check(*config, bk);
+    if (backup_prune->parsed()) return ck::cli::backup_prune(*config, bk);
+    return ck::cli::backup_run(*config, bk);
+  }
   if (compose->parsed()) {
     auto config = load(ws_config, ws_flags);
     if (!config) return 2;

@@ -233,5 +233,59 @@ TEST(Config, EmptyFileIsFine) {
   EXPECT_TRUE(load_config(f.path, env_of({}), {}).has_value());
 }
 
+
+TEST(Config, BackupFromTheFileAndTheEnvironment) {
+  TempFile f(
+      "backup:\n"
+      "  destinations:\n"
+      "    - {name: nas, url: \"s3://backups/ck\", endpoint: \"http://nas:9000\", encrypt: true}\n"
+      "    - name: r2\n"
+      "      url: s3://offsite\n"
+      "      region: auto\n"
+      "      mode: mirror\n"
+      "  schedule: 30m\n"
+      "  keep: {hourly: 12, daily: 3}\n"
+      "  key: from-file\n");
+  auto r = load_config(f.path, env_of({{"CK_BACKUP_KEY", "from-env"}}), {});
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  const auto& b = r.value().backup;
+  ASSERT_EQ(b.destinations.size(), 2u);
+  EXPECT_EQ(b.destinations[0].name, "nas");
+  EXPECT_EQ(b.destinations[0].url, "s3://backups/ck");
+  EXPECT_EQ(b.destinations[0].endpoint, "http://nas:9000");
+  EXPECT_TRUE(b.destinations[0].encrypt);
+  EXPECT_EQ(b.destinations[1].mode, "mirror");
+  EXPECT_EQ(b.destinations[1].region, "auto");
+  EXPECT_EQ(b.schedule, std::chrono::minutes(30));
+  EXPECT_EQ(b.keep_hourly, 12);
+  EXPECT_EQ(b.keep_daily, 3);
+  EXPECT_EQ(b.keep_weekly, 4);
+  EXPECT_EQ(b.key, "from-env");
+  // The environment carries the list as a YAML or JSON flow list.
+  auto e = load_config(std::nullopt,
+                       env_of({{"CK_BACKUP_DESTINATIONS",
+                                R"([{"name": "a", "url": "s3://b1/p"}, {name: c, url: "s3://b2"}])"}}),
+                       {});
+  ASSERT_TRUE(e.has_value()) << e.error().message;
+  ASSERT_EQ(e.value().backup.destinations.size(), 2u);
+  EXPECT_EQ(e.value().backup.destinations[1].url, "s3://b2");
+}
+
+TEST(Config, BackupMistakesAreClear) {
+  auto msg = [](const std::string& text) {
+    auto r = parse_backup_destinations(text);
+    return r.has_error() ? r.error().message : std::string();
+  };
+  EXPECT_NE(msg("[{name: a}]").find("lacks its name or url"), std::string::npos);
+  EXPECT_NE(msg("[{name: a, url: s3://b, colour: red}]").find("unknown key 'colour'"),
+            std::string::npos);
+  EXPECT_NE(msg("[{name: a, url: s3://b}, {name: a, url: s3://c}]").find("used twice"),
+            std::string::npos);
+  EXPECT_NE(msg("[{name: a, url: s3://b, mode: sometimes}]").find("not one of"), std::string::npos);
+  EXPECT_NE(msg("{name: a}").find("not a list"), std::string::npos);
+  EXPECT_NE(msg(std::string(70000, ' ') + "x").find("64 KiB"), std::string::npos);
+  EXPECT_TRUE(parse_backup_destinations("").value().empty());
+}
+
 }  // namespace
 }  // namespace ck
