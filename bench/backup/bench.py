@@ -242,6 +242,7 @@ def main():
     if "restic" in TOOLS and not os.access(RESTIC, os.X_OK):
         raise SystemExit(f"[bench] ERROR: restic not found at {RESTIC}: apt-get install restic (run.sh does)")
 
+    tempfile.tempdir = PARENT  # s3rver's data folder (S3Server) goes there too
     tmp = tempfile.mkdtemp(prefix="ck-backup-bench.", dir=PARENT)
     s3 = None
     failed = []

@@ -20,7 +20,8 @@
 #   BENCH_BACKUPS      backups before the unchanged one     (default 10)
 #   BENCH_OP_TIMEOUT   limit per backup/restore, seconds    (default 300)
 #   BENCH_TIMEOUT      limit for the whole run, seconds     (default 2400)
-#   BENCH_DIR          where the temp dir goes              (default $TMPDIR or /tmp)
+#   BENCH_DIR          where the temp dir and s3rver's data go (default $TMPDIR or /tmp;
+#                      /dev/shm takes the disk out of the comparison)
 #   BENCH_KEEP         1 = keep the temp dir
 #   CK_BINARY          cloudyknight binary (default build/cloudyknight of this checkout)
 # Exit code: 0 when every step of every round was measured and every restore verified (a goal

@@ -509,14 +509,33 @@ class TestIntegrity(BackupCase):
         run = self.ck("backup", "check")
         self.assertEqual(run.returncode, 1, run.describe())
         out = run.stdout + run.stderr
-        self.assertTrue(blob["id"] in out or snap_id in out, f"names neither blob {blob['id']} nor snapshot "
-                                                            f"{snap_id}:\n{run.describe()}")
+        self.assertIn(blob["id"], out, f"the damaged blob is not named:\n{run.describe()}")
+        self.assertIn(snap_id, out, f"the damaged snapshot is not named:\n{run.describe()}")
         target = os.path.join(self.dir, "target")
         write_tree(target, {"keep.txt": b"was here before\n"})
         run = self.ck("restore", "--workspace", WS, "--to", target)
         self.assertEqual(run.returncode, 1, run.describe())
-        self.assertTrue(run.err_lines, run.describe())
+        self.assertEqual(len(run.err_lines), 1, run.describe())
+        self.assertIn(blob["id"], run.err_lines[0], run.describe())
         self.assertEqual(read_tree(target), {"keep.txt": b"was here before\n"}, "a failed restore changed the target")
+
+    def test_tampered_encrypted_blob_is_detected(self):
+        prefix = self.add_dest("sealed", self.s3a.endpoint, encrypt=True)
+        self.ok("backup", key=KEY)
+        blobs = [k for k in self.objects(self.s3a, prefix) if k.startswith(f"{prefix}blobs/")]
+        self.assertEqual(len(blobs), 1, blobs)  # assets/big.bin, the only file >= 1 MiB
+        data = bytearray(self.s3a.get_object(BUCKET, blobs[0]))
+        data[len(data) // 2] ^= 0x01
+        self.s3a.put_object(BUCKET, blobs[0], bytes(data))
+        blob_id = blobs[0].rsplit("/", 1)[1]
+        snap_id = self.snapshots("--dest", "sealed", key=KEY)[0]["id"]
+        run = self.ck("backup", "check", key=KEY)
+        self.assertEqual(run.returncode, 1, run.describe())
+        self.assertTrue(blob_id in run.stdout + run.stderr or snap_id in run.stdout + run.stderr, run.describe())
+        out = os.path.join(self.dir, "out")
+        run = self.ck("restore", "--workspace", WS, "--to", out, key=KEY)
+        self.assertEqual(run.returncode, 1, run.describe())
+        self.assertEqual(read_tree(out) if os.path.isdir(out) else {}, {}, "a failed restore wrote files")
 
     def test_kill_9_during_backup_leaves_a_consistent_repository(self):
         # 24 standalone blobs (>= 1 MiB each); the proxy stores the first 3 data uploads and holds
