@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <deque>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_set>
@@ -24,8 +26,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::uint64_t kSmallBlob = 1 << 20;     // below: packed
-constexpr std::size_t kPackTarget = 16 << 20;      // a pack is uploaded once this big
+constexpr std::uint64_t kSmallBlob = 1 << 20;  // below: packed
+constexpr std::size_t kPackTarget = 16 << 20;  // a pack is uploaded once this big
 
 struct CachedFile {
   std::uint64_t size = 0;
@@ -51,8 +53,8 @@ std::unordered_map<std::string, CachedFile> load_files_cache(const fs::path& fil
         !v[2].is_string()) {
       continue;
     }
-    out[path] = CachedFile{v[0].get<std::uint64_t>(), v[1].get<std::int64_t>(),
-                           v[2].get<std::string>()};
+    out[path] =
+        CachedFile{v[0].get<std::uint64_t>(), v[1].get<std::int64_t>(), v[2].get<std::string>()};
   }
   return out;
 }
@@ -70,41 +72,83 @@ std::string host_name(const BackupOptions& opts) {
   return buf;
 }
 
-// Collects new small blobs into packs and uploads each when it reaches kPackTarget.
+// Collects new small blobs into packs; each full pack is uploaded on its own thread (up to
+// kPacksInFlight at once) while the scan goes on. finish() waits for every upload; a pack enters
+// the index only once its PUT succeeded.
 class PackWriter {
  public:
+  static constexpr std::size_t kPacksInFlight = 3;
+
   PackWriter(Repo& repo, Index& index, BackupReport& report)
       : repo_(repo), index_(index), report_(report) {}
+  ~PackWriter() { (void)wait_until(0); }
 
   Result<void> add(const std::string& id, std::string_view plain) {
     std::string stored = repo_.seal_if(plain);
     current_.blobs.push_back(IndexBlob{id, data_.size(), stored.size(), plain.size()});
     data_ += stored;
-    if (data_.size() >= kPackTarget) return flush();
+    if (data_.size() >= kPackTarget) return start_upload();
     return outcome::success();
   }
 
-  Result<void> flush() {
+  /// Uploads the last, partial pack and waits for every upload.
+  Result<void> finish() {
+    BOOST_OUTCOME_TRY(start_upload());
+    return wait_until(0);
+  }
+
+ private:
+  struct Upload {
+    IndexPack pack;
+    std::future<Result<std::string>> done;
+  };
+
+  Result<void> start_upload() {
     if (current_.blobs.empty()) return outcome::success();
+    BOOST_OUTCOME_TRY(wait_until(kPacksInFlight - 1));
     current_.pack = sha256_hex(data_);
-    auto put = repo_.client().put_object(repo_.dest().bucket, repo_.pack_key(current_.pack), data_);
-    if (!put) {
-      return fail(put.error().code, fmt::format("uploading a pack to destination {} failed: {}",
-                                                repo_.dest().name, put.error().message));
-    }
-    ++report_.objects_written;
-    index_.packs.push_back(std::move(current_));
+    std::string key = repo_.pack_key(current_.pack);
+    s3::Client* client = &repo_.client();
+    const std::string* bucket = &repo_.dest().bucket;
+    Upload u{std::move(current_), {}};
+    u.done = std::async(std::launch::async, [client, bucket, key, data = std::move(data_)] {
+      return client->put_object(*bucket, key, data);
+    });
+    uploads_.push_back(std::move(u));
     current_ = IndexPack{};
     data_.clear();
     return outcome::success();
   }
 
- private:
+  // Waits until at most `n` uploads are running; the first failure is returned (after the
+  // others it waited for finished).
+  Result<void> wait_until(std::size_t n) {
+    std::optional<Error> err;
+    while (uploads_.size() > n) {
+      Upload u = std::move(uploads_.front());
+      uploads_.pop_front();
+      auto put = u.done.get();
+      if (!put) {
+        if (!err) {
+          err = Error{put.error().code, fmt::format("uploading a pack to destination {} failed: {}",
+                                                    repo_.dest().name, put.error().message)};
+        }
+        n = 0;  // no new upload starts after a failure: drain them all
+        continue;
+      }
+      ++report_.objects_written;
+      index_.packs.push_back(std::move(u.pack));
+    }
+    if (err) return *err;
+    return outcome::success();
+  }
+
   Repo& repo_;
   Index& index_;
   BackupReport& report_;
   IndexPack current_;
   std::string data_;
+  std::deque<Upload> uploads_;
 };
 
 Result<BackupReport> backup_incremental(const Destination& dest, const std::string& workspace,
@@ -125,8 +169,8 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
   }
   BOOST_OUTCOME_TRY(tree, list_source_files(dir, opts.ignore));
   for (const auto& s : tree.skipped) {
-    report.warnings.push_back(fmt::format("{}: folder {} could not be read and was skipped",
-                                          workspace, s));
+    report.warnings.push_back(
+        fmt::format("{}: folder {} could not be read and was skipped", workspace, s));
   }
   report.files = tree.files.size();
   for (const auto& f : tree.files) report.bytes += f.size;
@@ -146,10 +190,10 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
   auto now = std::chrono::system_clock::now();
   snap.time = std::chrono::system_clock::to_time_t(now);
   snap.id = make_snapshot_id(
-      snap.time, static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      now.time_since_epoch())
-                                      .count() %
-                                  1000));
+      snap.time,
+      static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+          1000));
   snap.host = host_name(opts);
   Index index;
   PackWriter packs(repo, index, report);
@@ -163,7 +207,8 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
     fs::path full = dir / f.path;
     struct stat st {};
     if (::stat(full.c_str(), &st) != 0) {
-      report.warnings.push_back(fmt::format("{}: {} vanished during the backup", workspace, f.path));
+      report.warnings.push_back(
+          fmt::format("{}: {} vanished during the backup", workspace, f.path));
       continue;
     }
     SnapshotFile sf{f.path, f.size, static_cast<std::uint32_t>(st.st_mode & 07777), f.mtime_ns, ""};
@@ -174,8 +219,15 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
     } else if (f.size < kSmallBlob) {
       auto content = read_file(full);
       if (!content) {
-        return fail(Errc::io, fmt::format("cannot read {} of workspace {}: {}", f.path, workspace,
-                                          std::strerror(errno)));
+        std::error_code ec;
+        if (!fs::exists(full, ec)) {  // deleted since the walk (an editor's temporary file)
+          report.warnings.push_back(
+              fmt::format("{}: {} vanished during the backup", workspace, f.path));
+          continue;
+        }
+        return fail(Errc::io, fmt::format("cannot read {} of workspace {}: {} (check its "
+                                          "permissions)",
+                                          f.path, workspace, std::strerror(errno)));
       }
       sf.size = content->size();
       sf.blob = blob_id(keys, *content);
@@ -194,7 +246,8 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
         report.added_files++;
         report.added_bytes += f.size;
         if (!opts.dry_run) {
-          fs::path tmp = repo.cache() / fmt::format("upload-{}-{}", ::getpid(), to_hex(random_bytes(4)));
+          fs::path tmp =
+              repo.cache() / fmt::format("upload-{}-{}", ::getpid(), to_hex(random_bytes(4)));
           auto staged = stage_file(keys, full, tmp);
           if (!staged) {
             std::error_code ec;
@@ -228,7 +281,7 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
     report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
     return report;
   }
-  BOOST_OUTCOME_TRY(packs.flush());
+  BOOST_OUTCOME_TRY(packs.finish());
   if (!index.packs.empty() || !index.blobs.empty()) {
     progress.phase = "index";
     report_progress(opts, progress);
@@ -243,7 +296,8 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
   report_progress(opts, progress);
   snap.added_bytes = report.added_bytes;
   snap.added_objects = report.objects_written + 1;
-  auto put = repo.put_doc(repo.snapshots_prefix(workspace) + snap.id + ".json", snapshot_json(snap));
+  auto put =
+      repo.put_doc(repo.snapshots_prefix(workspace) + snap.id + ".json", snapshot_json(snap));
   if (!put) {
     return fail(put.error().code, fmt::format("writing the snapshot to destination {} failed: {}",
                                               dest.name, put.error().message));
@@ -278,8 +332,14 @@ std::vector<DestinationResult> backup_all(const std::vector<Destination>& destin
         if (!one) {
           if (r.ok) r.error = fmt::format("workspace {}: {}", ws.name, one.error().message);
           r.ok = false;
-          // An unreachable or locked destination fails the same way for every workspace.
-          if (one.error().code == Errc::unauthenticated || one.error().code == Errc::conflict) break;
+          // A destination that refuses the key, or cannot be reached for the first workspace,
+          // fails the same way for every other one: do not wait for each to time out.
+          auto code = one.error().code;
+          if (code == Errc::unauthenticated || code == Errc::conflict ||
+              (r.reports.empty() && is_retryable(code))) {
+            if (&ws != &workspaces.back()) r.error += " (the other workspaces were not tried)";
+            break;
+          }
           continue;
         }
         r.reports.push_back(std::move(one.value()));

@@ -39,7 +39,7 @@ struct Destination {
   bool encrypt = false;
   s3::ClientOptions client;
   std::string bucket;
-  std::string prefix;  // without leading/trailing '/'; may be empty
+  std::string prefix;       // without leading/trailing '/'; may be empty
   std::string url() const;  // "s3://bucket/prefix"
 };
 
@@ -81,10 +81,10 @@ using ProgressFn = std::function<void(const Progress&)>;
 
 /// Options shared by every call that reads a destination.
 struct RepoOptions {
-  std::string key;                 // passphrase of encrypted destinations
+  std::string key;                  // passphrase of encrypted destinations
   std::filesystem::path cache_dir;  // "" = default_cache_dir()
-  ProgressFn progress;             // may be empty
-  int concurrency = 8;             // transfers in flight
+  ProgressFn progress;              // may be empty
+  int concurrency = 8;              // transfers in flight
 };
 
 /// $XDG_CACHE_HOME (or ~/.cache)/cloudyknight/backup; the daemon passes DATA/backup-cache.
@@ -101,9 +101,9 @@ struct BackupReport {
   std::string workspace;
   std::string snapshot_id;  // "" for a dry run; mirror destinations: "latest"
   std::uint64_t files = 0;
-  std::uint64_t bytes = 0;           // sum of the files' sizes
-  std::uint64_t added_files = 0;     // files whose content the destination did not have
-  std::uint64_t added_bytes = 0;     // bytes of those (before encryption)
+  std::uint64_t bytes = 0;            // sum of the files' sizes
+  std::uint64_t added_files = 0;      // files whose content the destination did not have
+  std::uint64_t added_bytes = 0;      // bytes of those (before encryption)
   std::uint64_t objects_written = 0;  // PUTs (packs, blobs, index, snapshot, marker)
   std::vector<std::string> warnings;  // unreadable folders skipped
   std::chrono::milliseconds elapsed{0};
@@ -124,7 +124,7 @@ struct WorkspaceSource {
 struct DestinationResult {
   std::string destination;
   bool ok = true;
-  std::string error;  // the first failure, naming the workspace ("" when ok)
+  std::string error;                  // the first failure, naming the workspace ("" when ok)
   std::vector<BackupReport> reports;  // one per workspace backed up
 };
 
@@ -137,7 +137,7 @@ std::vector<DestinationResult> backup_all(const std::vector<Destination>& destin
 struct SnapshotInfo {
   std::string destination;
   std::string workspace;
-  std::string id;      // mirror destinations: "latest"
+  std::string id;        // mirror destinations: "latest"
   std::time_t time = 0;  // UTC seconds
   std::string host;
   std::uint64_t files = 0, bytes = 0, added_bytes = 0;

@@ -71,8 +71,8 @@ Result<const Destination*> find_destination(const BackupConfig& config, std::str
                             "backup.destinations to the config)",
                             name));
   }
-  return fail(Errc::not_found, fmt::format("no backup destination named '{}' (configured: {})",
-                                           name, names));
+  return fail(Errc::not_found,
+              fmt::format("no backup destination named '{}' (configured: {})", name, names));
 }
 
 }  // namespace ck::backup

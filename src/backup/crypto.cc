@@ -1,10 +1,10 @@
 #include "backup/crypto.h"
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
 #include <openssl/core_names.h>
-#include <openssl/params.h>
+#include <openssl/evp.h>
 #include <openssl/kdf.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -103,8 +103,8 @@ Result<Keys> derive_keys(std::string_view passphrase, const KdfParams& k) {
   unsigned char out[64];
   std::uint64_t maxmem = 128 * k.r * k.n * (k.p + 1) + (1u << 20);
   if (EVP_PBE_scrypt(passphrase.data(), passphrase.size(),
-                     reinterpret_cast<const unsigned char*>(k.salt.data()), k.salt.size(), k.n,
-                     k.r, k.p, maxmem, out, sizeof out) != 1) {
+                     reinterpret_cast<const unsigned char*>(k.salt.data()), k.salt.size(), k.n, k.r,
+                     k.p, maxmem, out, sizeof out) != 1) {
     return fail(Errc::internal, "scrypt key derivation failed (out of memory?)");
   }
   Keys keys;
@@ -227,7 +227,8 @@ Result<std::string> unseal_file(const Keys& keys, const std::filesystem::path& i
   std::uint64_t at = 0;
   std::uint32_t i = 0;
   while (at < total) {
-    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kSegment + kFrameOverhead, total - at));
+    std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(kSegment + kFrameOverhead, total - at));
     is.read(frame.data(), static_cast<std::streamsize>(n));
     if (static_cast<std::size_t>(is.gcount()) != n) {
       return fail(Errc::io, fmt::format("reading {} failed", in.string()));

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 namespace ck::backup {
@@ -13,13 +12,14 @@ using json = nlohmann::json;
 
 Result<json> parse_object(std::string_view text, std::size_t limit, std::string_view what) {
   if (text.size() > limit) {
-    return fail(Errc::too_large, fmt::format("{} is larger than {} bytes: refusing to read it",
-                                             what, limit));
+    return fail(Errc::too_large,
+                fmt::format("{} is larger than {} bytes: refusing to read it", what, limit));
   }
   json j = json::parse(text.begin(), text.end(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
-    return fail(Errc::invalid_argument,
-                fmt::format("{} is not valid JSON (damaged? run `cloudyknight backup check`)", what));
+    return fail(
+        Errc::invalid_argument,
+        fmt::format("{} is not valid JSON (damaged? run `cloudyknight backup check`)", what));
   }
   return j;
 }
@@ -41,9 +41,9 @@ bool get_u64(const json& j, const char* k, std::uint64_t& out) {
 }
 
 auto bad(std::string_view what, std::string_view why) {
-  return fail(Errc::invalid_argument,
-              fmt::format("{} is malformed: {} (damaged? run `cloudyknight backup check`)", what,
-                          why));
+  return fail(
+      Errc::invalid_argument,
+      fmt::format("{} is malformed: {} (damaged? run `cloudyknight backup check`)", what, why));
 }
 
 Result<std::vector<IndexBlob>> parse_blobs(const json& arr, bool in_pack) {
@@ -91,7 +91,8 @@ std::string make_snapshot_id(std::time_t t, int ms) {
   gmtime_r(&t, &tm);
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return fmt::format("{}-{:03x}{}", buf, std::clamp(ms, 0, 999), to_hex(random_bytes(3)).substr(0, 5));
+  return fmt::format("{}-{:03x}{}", buf, std::clamp(ms, 0, 999),
+                     to_hex(random_bytes(3)).substr(0, 5));
 }
 
 std::string rfc3339(std::time_t t) {
@@ -166,9 +167,12 @@ Result<RepoConfig> parse_repo_config(std::string_view text) {
 std::string repo_config_json(const RepoConfig& c) {
   json j = {{"version", c.version}, {"id", c.id}, {"encryption", nullptr}};
   if (c.encrypted) {
-    j["encryption"] = {{"cipher", "aes-256-gcm"}, {"kdf", "scrypt"},
-                       {"n", c.kdf.n},             {"r", c.kdf.r},
-                       {"p", c.kdf.p},             {"salt", base64_encode(c.kdf.salt)},
+    j["encryption"] = {{"cipher", "aes-256-gcm"},
+                       {"kdf", "scrypt"},
+                       {"n", c.kdf.n},
+                       {"r", c.kdf.r},
+                       {"p", c.kdf.p},
+                       {"salt", base64_encode(c.kdf.salt)},
                        {"check", base64_encode(c.check)}};
   }
   return j.dump();
@@ -213,18 +217,15 @@ Result<Snapshot> parse_snapshot(std::string_view text) {
 std::string snapshot_json(const Snapshot& s) {
   json files = json::array();
   for (const auto& f : s.files) {
-    files.push_back({{"path", f.path}, {"size", f.size}, {"mode", f.mode}, {"mtime", f.mtime_ns},
+    files.push_back({{"path", f.path},
+                     {"size", f.size},
+                     {"mode", f.mode},
+                     {"mtime", f.mtime_ns},
                      {"blob", f.blob}});
   }
-  json j = {{"id", s.id},
-            {"workspace", s.workspace},
-            {"time", rfc3339(s.time)},
-            {"host", s.host},
-            {"files", std::move(files)},
-            {"files_count", s.files.size()},
-            {"bytes", s.bytes},
-            {"added_bytes", s.added_bytes},
-            {"added_objects", s.added_objects}};
+  json j = {{"id", s.id},       {"workspace", s.workspace},     {"time", rfc3339(s.time)},
+            {"host", s.host},   {"files", std::move(files)},    {"files_count", s.files.size()},
+            {"bytes", s.bytes}, {"added_bytes", s.added_bytes}, {"added_objects", s.added_objects}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

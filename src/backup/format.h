@@ -24,8 +24,8 @@ struct RepoConfig {
   int version = 1;
   std::string id;  // 16 hex digits
   bool encrypted = false;
-  KdfParams kdf;        // encrypted only
-  std::string check;    // encrypted only: seal() of 32 zero bytes... (raw sealed bytes)
+  KdfParams kdf;      // encrypted only
+  std::string check;  // encrypted only: seal() of 32 zero bytes... (raw sealed bytes)
 };
 
 Result<RepoConfig> parse_repo_config(std::string_view json);

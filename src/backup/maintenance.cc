@@ -3,19 +3,25 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
+#include <thread>
 
 #include "backup/backup.h"
 #include "backup/mirror_mode.h"
 #include "backup/repo.h"
+#include "core/files.h"
 #include "core/names.h"
 #include "storage/sync.h"
 
 namespace ck::backup {
 
 namespace fs = std::filesystem;
+using json = nlohmann::json;
 
 namespace {
 
@@ -26,8 +32,8 @@ std::string snapshot_workspace(const Repo& repo, const std::string& key) {
 }
 
 SnapshotInfo info_of(const Destination& d, const Snapshot& s) {
-  return SnapshotInfo{d.name, s.workspace, s.id, s.time, s.host, s.files.size(), s.bytes,
-                      s.added_bytes};
+  return SnapshotInfo{d.name, s.workspace,    s.id,    s.time,
+                      s.host, s.files.size(), s.bytes, s.added_bytes};
 }
 
 std::string bucket_key(std::time_t t, const char* fmt) {
@@ -36,6 +42,42 @@ std::string bucket_key(std::time_t t, const char* fmt) {
   char buf[32];
   std::strftime(buf, sizeof buf, fmt, &tm);
   return buf;
+}
+
+std::map<std::string, SnapshotInfo> load_summaries(const fs::path& file, const std::string& dest) {
+  std::map<std::string, SnapshotInfo> out;
+  auto text = read_file(file);
+  if (!text) return out;
+  json j = json::parse(*text, nullptr, false);
+  if (!j.is_object()) return out;
+  for (const auto& [key, v] : j.items()) {
+    if (!v.is_object()) continue;
+    SnapshotInfo s;
+    s.destination = dest;
+    s.workspace = v.value("workspace", "");
+    s.id = v.value("id", "");
+    s.time = v.value("time", std::int64_t{0});
+    s.host = v.value("host", "");
+    s.files = v.value("files", std::uint64_t{0});
+    s.bytes = v.value("bytes", std::uint64_t{0});
+    s.added_bytes = v.value("added_bytes", std::uint64_t{0});
+    if (valid_snapshot_id(s.id)) out[key] = std::move(s);
+  }
+  return out;
+}
+
+void save_summaries(const fs::path& file, const std::map<std::string, SnapshotInfo>& all) {
+  json j = json::object();
+  for (const auto& [key, s] : all) {
+    j[key] = {{"workspace", s.workspace},
+              {"id", s.id},
+              {"time", static_cast<std::int64_t>(s.time)},
+              {"host", s.host},
+              {"files", s.files},
+              {"bytes", s.bytes},
+              {"added_bytes", s.added_bytes}};
+  }
+  (void)write_file_atomic(file, j.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 }  // namespace
@@ -94,10 +136,43 @@ Result<std::vector<SnapshotInfo>> list_snapshots(const Destination& dest,
   if (!opened) return opened.error();
   Repo& repo = *opened.value();
   BOOST_OUTCOME_TRY(keys, repo.snapshot_keys(workspace));
-  std::vector<SnapshotInfo> out;
+  // Snapshots never change once written: their summaries are cached by object key, so a listing
+  // GETs only the snapshots it has not seen before (8 at a time).
+  fs::path cache_file = repo.cache() / "snapshots.json";
+  std::map<std::string, SnapshotInfo> known = load_summaries(cache_file, dest.name);
+  std::vector<std::string> missing;
   for (const auto& k : keys) {
-    BOOST_OUTCOME_TRY(s, repo.load_snapshot(k));
-    out.push_back(info_of(dest, s));
+    if (!known.contains(k)) missing.push_back(k);
+  }
+  std::mutex mu;
+  std::optional<Error> first_error;
+  std::atomic<std::size_t> next{0};
+  auto worker = [&] {
+    for (std::size_t i = next++; i < missing.size(); i = next++) {
+      auto s = repo.load_snapshot(missing[i]);
+      std::lock_guard lock(mu);
+      if (!s) {
+        if (!first_error) first_error = s.error();
+        return;
+      }
+      known[missing[i]] = info_of(dest, s.value());
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < std::min<int>(8, static_cast<int>(missing.size())); ++i)
+    threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+  if (first_error) return *first_error;
+  std::vector<SnapshotInfo> out;
+  for (const auto& k : keys) out.push_back(known.at(k));
+  if (!missing.empty() || workspace.empty()) {
+    // Keep the summaries of other workspaces when listing one; drop deleted snapshots otherwise.
+    std::set<std::string> listed(keys.begin(), keys.end());
+    std::string under = repo.snapshots_prefix(workspace);
+    std::erase_if(known, [&](const auto& kv) {
+      return kv.first.starts_with(under) && !listed.contains(kv.first);
+    });
+    save_summaries(cache_file, known);
   }
   std::stable_sort(out.begin(), out.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
     return a.time != b.time ? a.time < b.time : a.id < b.id;
@@ -122,7 +197,7 @@ Result<CheckReport> check(const Destination& dest, const CheckOptions& opts) {
   for (const auto& o : blob_objects) blobs_present.insert(fs::path(o.key).filename().string());
 
   BOOST_OUTCOME_TRY(keys, repo->snapshot_keys(""));
-  std::vector<std::pair<Snapshot, std::size_t>> snaps;  // snapshot, its report row
+  std::vector<std::pair<Snapshot, std::size_t>> snaps;        // snapshot, its report row
   std::map<std::string, std::set<std::string>> needed_packs;  // pack -> blob ids
   std::set<std::string> needed_standalone;
   std::map<std::string, std::string> bad_blobs;  // id -> why
@@ -157,19 +232,22 @@ Result<CheckReport> check(const Destination& dest, const CheckOptions& opts) {
     snaps.emplace_back(std::move(s.value()), report.snapshots.size() - 1);
   }
   if (opts.read_data) {
-    Progress progress{dest.name, "", "check", 0, needed_packs.size() + needed_standalone.size(), 0,
-                      0};
+    Progress progress{dest.name, "", "check", 0, needed_packs.size() + needed_standalone.size(),
+                      0,         0};
     const Keys* k = repo->keys();
     for (const auto& [pack, ids] : needed_packs) {
       if (!packs_present.contains(pack)) continue;
       auto data = repo->client().get_object(bucket, repo->pack_key(pack));
       if (!data) {
-        for (const auto& id : ids) bad_blobs[id] = "its pack cannot be read: " + data.error().message;
+        for (const auto& id : ids)
+          bad_blobs[id] = "its pack cannot be read: " + data.error().message;
         continue;
       }
       report.bytes_read += data.value().size();
       bool pack_ok = sha256_hex(data.value()) == pack;
-      if (!pack_ok) report.problems.push_back(fmt::format("pack {} does not match its name: it was modified", pack));
+      if (!pack_ok)
+        report.problems.push_back(
+            fmt::format("pack {} does not match its name: it was modified", pack));
       for (const auto& id : ids) {
         const auto& loc = repo->blobs().at(id);
         ++report.blobs_checked;
@@ -179,7 +257,8 @@ Result<CheckReport> check(const Destination& dest, const CheckOptions& opts) {
           continue;
         }
         auto plain = repo->unseal_if(std::string_view(d).substr(loc.offset, loc.length), id);
-        if (!plain || blob_id(k, plain.value()) != id) bad_blobs[id] = "its content does not match its id (tampered or damaged)";
+        if (!plain || blob_id(k, plain.value()) != id)
+          bad_blobs[id] = "its content does not match its id (tampered or damaged)";
       }
       progress.files_done++;
       report_progress(opts, progress);
@@ -196,7 +275,8 @@ Result<CheckReport> check(const Destination& dest, const CheckOptions& opts) {
       } else {
         report.bytes_read += got.value().size;
         auto h = k != nullptr ? unseal_file(*k, tmp, plain_tmp, id) : file_blob_id(nullptr, tmp);
-        if (!h || h.value() != id) bad_blobs[id] = "its content does not match its id (tampered or damaged)";
+        if (!h || h.value() != id)
+          bad_blobs[id] = "its content does not match its id (tampered or damaged)";
       }
       std::error_code ec;
       fs::remove(tmp, ec);
@@ -268,7 +348,8 @@ Result<PruneReport> prune(const Destination& dest, const Keep& keep, const Prune
     }
     for (const auto& b : idx.blobs) {
       indexed_blobs.insert(b.id);
-      if (referenced.contains(b.id) && kept_blobs.insert(b.id).second) kept_index.blobs.push_back(b);
+      if (referenced.contains(b.id) && kept_blobs.insert(b.id).second)
+        kept_index.blobs.push_back(b);
     }
   }
   BOOST_OUTCOME_TRY(pack_objects, repo.client().list_objects(bucket, repo.key("packs/")));

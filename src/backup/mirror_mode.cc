@@ -37,10 +37,10 @@ Result<BackupReport> mirror_backup(const Destination& dest, const std::string& w
   so.delete_extra = true;
   so.ignore = opts.ignore;
   fs::path base = opts.cache_dir.empty() ? default_cache_dir() : opts.cache_dir;
-  so.index = base / "mirror" /
-             (stable_hash(fmt::format("{}\n{}\n{}", dest.client.endpoint, dest.bucket,
-                                      where.key_prefix)) +
-              "-" + workspace + ".json");
+  so.index =
+      base / "mirror" /
+      (stable_hash(fmt::format("{}\n{}\n{}", dest.client.endpoint, dest.bucket, where.key_prefix)) +
+       "-" + workspace + ".json");
   std::error_code ec;
   fs::create_directories(so.index.parent_path(), ec);
   if (opts.progress) {
@@ -51,8 +51,9 @@ Result<BackupReport> mirror_backup(const Destination& dest, const std::string& w
   }
   auto pushed = sync::push(where, dir, so);
   if (!pushed) {
-    return fail(pushed.error().code, fmt::format("mirroring workspace {} to destination {} failed: {}",
-                                                 workspace, dest.name, pushed.error().message));
+    return fail(pushed.error().code,
+                fmt::format("mirroring workspace {} to destination {} failed: {}", workspace,
+                            dest.name, pushed.error().message));
   }
   for (const auto& a : pushed.value().actions) {
     if (a.op == sync::Op::upload) {
@@ -62,8 +63,10 @@ Result<BackupReport> mirror_backup(const Destination& dest, const std::string& w
     }
   }
   if (!opts.dry_run) {
-    json marker = {{"workspace", workspace}, {"time", rfc3339(std::time(nullptr))},
-                   {"files", report.files},  {"bytes", report.bytes},
+    json marker = {{"workspace", workspace},
+                   {"time", rfc3339(std::time(nullptr))},
+                   {"files", report.files},
+                   {"bytes", report.bytes},
                    {"added_bytes", report.added_bytes}};
     auto put = client.put_object(dest.bucket, marker_prefix(dest) + workspace + ".json",
                                  marker.dump(), "application/json");
@@ -80,7 +83,8 @@ Result<BackupReport> mirror_backup(const Destination& dest, const std::string& w
   return report;
 }
 
-Result<std::vector<SnapshotInfo>> mirror_list(const Destination& dest, const std::string& workspace) {
+Result<std::vector<SnapshotInfo>> mirror_list(const Destination& dest,
+                                              const std::string& workspace) {
   s3::Client client(dest.client);
   std::string prefix = marker_prefix(dest);
   BOOST_OUTCOME_TRY(objects, client.list_objects(dest.bucket, prefix + workspace));
@@ -115,9 +119,10 @@ Result<void> mirror_pull(const Destination& dest, const std::string& workspace, 
   auto head = client.head_object(dest.bucket, marker_prefix(dest) + workspace + ".json");
   if (!head) return head.error();
   if (!head.value()) {
-    return fail(Errc::not_found, fmt::format("backup destination {} ({}) holds no copy of workspace "
-                                             "{} (run `cloudyknight backup` first)",
-                                             dest.name, dest.url(), workspace));
+    return fail(Errc::not_found,
+                fmt::format("backup destination {} ({}) holds no copy of workspace "
+                            "{} (run `cloudyknight backup` first)",
+                            dest.name, dest.url(), workspace));
   }
   sync::Location where{&client, dest.bucket, sync::workspace_prefix(dest.prefix, workspace)};
   sync::Options so;

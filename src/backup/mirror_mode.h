@@ -13,7 +13,8 @@ namespace ck::backup {
 
 Result<BackupReport> mirror_backup(const Destination& dest, const std::string& workspace,
                                    const std::filesystem::path& dir, const BackupOptions& opts);
-Result<std::vector<SnapshotInfo>> mirror_list(const Destination& dest, const std::string& workspace);
+Result<std::vector<SnapshotInfo>> mirror_list(const Destination& dest,
+                                              const std::string& workspace);
 /// Downloads the workspace's copy into `dir` (an empty staging folder).
 Result<void> mirror_pull(const Destination& dest, const std::string& workspace,
                          const std::filesystem::path& dir, const RepoOptions& opts);

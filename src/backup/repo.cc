@@ -92,7 +92,8 @@ Result<std::unique_ptr<Repo>> Repo::open(const Destination& dest, const RepoOpti
       c.check = seal(keys, kCheckPlain);
       r->keys_ = keys;
     }
-    auto put = r->client_->put_object(dest.bucket, cfg_key, repo_config_json(c), "application/json");
+    auto put =
+        r->client_->put_object(dest.bucket, cfg_key, repo_config_json(c), "application/json");
     if (!put) {
       return fail(put.error().code,
                   fmt::format("backup destination {} ({}): cannot create the repository: {}",
@@ -177,20 +178,21 @@ Result<void> Repo::load_index() {
     }
     listed.insert(name);
     fs::path cached = cache_ / "index" / name;
-    std::string text;
+    // The cached copy when it parses (a damaged cache file is fetched again), else the object.
+    std::optional<Index> from_cache;
     if (auto c = read_file(cached)) {
-      text = std::move(*c);
-    } else {
-      BOOST_OUTCOME_TRY(plain, get_doc(o.key));
-      text = std::move(plain);
-      BOOST_OUTCOME_TRY(write_file_atomic(cached, text));
+      if (auto parsed = parse_index(*c)) from_cache = std::move(parsed.value());
     }
-    auto idx = parse_index(text);
-    if (!idx) {
-      std::error_code ec;
-      fs::remove(cached, ec);
-      return fail(idx.error().code, fmt::format("index object {} on destination {}: {}", o.key,
-                                                dest_.name, idx.error().message));
+    Result<Index> idx = from_cache ? Result<Index>(std::move(*from_cache))
+                                   : Result<Index>(fail(Errc::internal, ""));
+    if (!from_cache) {
+      BOOST_OUTCOME_TRY(text, get_doc(o.key));
+      idx = parse_index(text);
+      if (!idx) {
+        return fail(idx.error().code, fmt::format("index object {} on destination {}: {}", o.key,
+                                                  dest_.name, idx.error().message));
+      }
+      (void)write_file_atomic(cached, text);
     }
     for (const auto& p : idx.value().packs) {
       for (const auto& b : p.blobs) blobs_[b.id] = BlobLocation{p.pack, b.offset, b.length, b.size};

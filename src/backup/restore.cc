@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 
 #include "backup/backup.h"
 #include "backup/mirror_mode.h"
@@ -30,8 +32,8 @@ struct PlannedFile {
   std::uint64_t size = 0;
   std::uint32_t mode = 0644;
   std::int64_t mtime_ns = 0;
-  std::string blob;   // incremental: the blob id ("" for mirror destinations)
-  fs::path staged;    // where its verified content waits
+  std::string blob;  // incremental: the blob id ("" for mirror destinations)
+  fs::path staged;   // where its verified content waits
 };
 
 // Removes the staging folder when the restore ends, whatever happens.
@@ -82,7 +84,8 @@ Result<void> check_paths(const std::vector<SnapshotFile>& files, const std::stri
     }
   }
   for (const auto& p : paths) {
-    for (auto slash = p.find('/'); slash != std::string_view::npos; slash = p.find('/', slash + 1)) {
+    for (auto slash = p.find('/'); slash != std::string_view::npos;
+         slash = p.find('/', slash + 1)) {
       if (paths.contains(p.substr(0, slash))) {
         return fail(Errc::invalid_argument,
                     fmt::format("{} holds both the file '{}' and '{}' below it: refusing to "
@@ -131,9 +134,31 @@ Result<void> check_no_symlink(const fs::path& target, const std::string& rel) {
   return outcome::success();
 }
 
-// Downloads every blob the plan needs into `stage` (named by blob id), verifying each id.
+// Verified blob contents kept in memory (small blobs from packs, up to a budget) so a restore of
+// many small files does not create each one twice; the rest waits in the staging folder.
+struct MemoryStage {
+  static constexpr std::uint64_t kBudget = 256ull << 20;
+  std::mutex mu;
+  std::uint64_t used = 0;
+  std::unordered_map<std::string, std::string> blobs;
+
+  bool keep(const std::string& id, std::string&& data) {
+    std::lock_guard lock(mu);
+    if (used + data.size() > kBudget) return false;
+    used += data.size();
+    blobs.emplace(id, std::move(data));
+    return true;
+  }
+  const std::string* find(const std::string& id) const {
+    auto it = blobs.find(id);
+    return it == blobs.end() ? nullptr : &it->second;
+  }
+};
+
+// Downloads every blob the plan needs into `mem` or `stage` (named by blob id), verifying each.
 Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const fs::path& stage,
-                         const RestoreOptions& opts, const std::string& workspace) {
+                         MemoryStage& mem, const RestoreOptions& opts,
+                         const std::string& workspace) {
   std::map<std::string, std::vector<std::pair<std::string, BlobLocation>>> packs;
   std::vector<std::pair<std::string, BlobLocation>> standalone;
   std::set<std::string> seen;
@@ -199,7 +224,15 @@ Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const
       if (loc.offset > data.size() || loc.length > data.size() - loc.offset) return tampered(id);
       auto plain = repo.unseal_if(std::string_view(data).substr(loc.offset, loc.length), id);
       if (!plain || blob_id(keys, plain.value()) != id) return tampered(id);
-      BOOST_OUTCOME_TRY(write_file_atomic(stage / id, plain.value()));
+      if (mem.keep(id, std::move(plain.value()))) continue;
+      // The staging folder is private to this call: a plain write is enough.
+      std::ofstream os(stage / id, std::ios::binary | std::ios::trunc);
+      os.write(plain.value().data(), static_cast<std::streamsize>(plain.value().size()));
+      if (!os.flush()) {
+        return fail(Errc::io, fmt::format("cannot write {} in the staging folder: {} (is the "
+                                          "cache's disk full?)",
+                                          (stage / id).string(), std::strerror(errno)));
+      }
     }
     return outcome::success();
   };
@@ -226,23 +259,90 @@ Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const
   return outcome::success();
 }
 
+// Creates `file` (which must not exist) with `data`, or a copy of `source`'s content.
+Result<void> write_new_file(const fs::path& file, const std::string* data, const fs::path& source) {
+  auto io_error = [&](const fs::path& which) {
+    return fail(Errc::io, fmt::format("cannot write {}: {} (is the disk full, or the folder not "
+                                      "writable?)",
+                                      which.string(), std::strerror(errno)));
+  };
+  int out = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (out < 0) return io_error(file);
+  auto write_all = [&](const char* p, std::size_t n) {
+    while (n > 0) {
+      ssize_t w = ::write(out, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return false;
+      p += w;
+      n -= static_cast<std::size_t>(w);
+    }
+    return true;
+  };
+  bool ok = true;
+  if (data != nullptr) {
+    ok = write_all(data->data(), data->size());
+  } else {
+    int in = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
+    ok = in >= 0;
+    std::vector<char> buf(1 << 20);
+    while (ok) {
+      ssize_t r = ::read(in, buf.data(), buf.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        ok = r == 0;
+        break;
+      }
+      ok = write_all(buf.data(), static_cast<std::size_t>(r));
+    }
+    if (in >= 0) ::close(in);
+  }
+  if (::close(out) != 0) ok = false;
+  if (!ok) {
+    auto err = io_error(file);
+    ::unlink(file.c_str());
+    return err;
+  }
+  return outcome::success();
+}
+
 // Moves the verified content into the target and deletes what mirror mode removes.
 Result<void> apply(const std::vector<PlannedFile>& writes, const std::vector<std::string>& removes,
-                   const fs::path& target, RestoreReport& report) {
+                   const fs::path& target, const MemoryStage* mem, RestoreReport& report) {
   // Checked for every file before the first is written, so a refusal changes nothing.
   for (const auto& f : writes) {
     BOOST_OUTCOME_TRY(check_no_symlink(target, f.path));
   }
+  // A staged file used once is moved into place (when on the same file system), else copied.
+  std::map<fs::path, int> uses;
+  for (const auto& f : writes) ++uses[f.staged];
+  fs::path made;  // the last folder created
   for (const auto& f : writes) {
     fs::path dst = target / f.path;
     std::error_code ec;
-    fs::create_directories(dst.parent_path(), ec);
-    if (ec) {
-      return fail(Errc::io, fmt::format("cannot create the folder {}: {}",
-                                        dst.parent_path().string(), ec.message()));
+    if (dst.parent_path() != made) {
+      fs::create_directories(dst.parent_path(), ec);
+      if (ec) {
+        return fail(Errc::io, fmt::format("cannot create the folder {}: {}",
+                                          dst.parent_path().string(), ec.message()));
+      }
+      made = dst.parent_path();
     }
     fs::path tmp = dst.parent_path() / (".ck-restore-" + dst.filename().string() + ".tmp");
-    fs::copy_file(f.staged, tmp, fs::copy_options::overwrite_existing, ec);
+    // Never through a link planted at the temporary name: removed first, then created with
+    // O_EXCL|O_NOFOLLOW (or replaced by rename, which does not follow links either).
+    ::unlink(tmp.c_str());
+    bool moved = false;
+    if (const std::string* data = mem != nullptr ? mem->find(f.blob) : nullptr) {
+      BOOST_OUTCOME_TRY(write_new_file(tmp, data, {}));
+      moved = true;
+    } else if (--uses[f.staged] == 0) {
+      fs::rename(f.staged, tmp, ec);
+      moved = !ec;
+      ec.clear();
+    }
+    if (!moved) {
+      BOOST_OUTCOME_TRY(write_new_file(tmp, nullptr, f.staged));
+    }
     if (ec) {
       return fail(Errc::io, fmt::format("cannot write {}: {}", tmp.string(), ec.message()));
     }
@@ -264,8 +364,8 @@ Result<void> apply(const std::vector<PlannedFile>& writes, const std::vector<std
     std::error_code ec;
     fs::remove(target / rel, ec);
     // Folders left empty by the deletion go too (up to the target itself).
-    for (fs::path dir = (target / rel).parent_path(); dir != target && dir.string().size() > target.string().size();
-         dir = dir.parent_path()) {
+    for (fs::path dir = (target / rel).parent_path();
+         dir != target && dir.string().size() > target.string().size(); dir = dir.parent_path()) {
       if (!fs::is_empty(dir, ec) || ec) break;
       fs::remove(dir, ec);
     }
@@ -350,7 +450,7 @@ Result<RestoreReport> restore_mirror_dest(const Destination& dest, const std::st
   BOOST_OUTCOME_TRY(plan_changes(files, opts, nullptr, writes, removes, report));
   if (!opts.dry_run) {
     fs::create_directories(opts.target, ec);
-    BOOST_OUTCOME_TRY(apply(writes, removes, opts.target, report));
+    BOOST_OUTCOME_TRY(apply(writes, removes, opts.target, nullptr, report));
   }
   report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   return report;
@@ -431,10 +531,11 @@ Result<RestoreReport> restore(const Destination& dest, const std::string& worksp
   BOOST_OUTCOME_TRY(snap, repo->load_snapshot(chosen));
   if (snap.workspace != workspace) {
     return fail(Errc::invalid_argument,
-                fmt::format("snapshot {} claims workspace {}, not {}: it was tampered with", snap.id,
-                            snap.workspace, workspace));
+                fmt::format("snapshot {} claims workspace {}, not {}: it was tampered with",
+                            snap.id, snap.workspace, workspace));
   }
-  BOOST_OUTCOME_TRY(check_paths(snap.files, fmt::format("snapshot {} of workspace {}", snap.id, workspace)));
+  BOOST_OUTCOME_TRY(
+      check_paths(snap.files, fmt::format("snapshot {} of workspace {}", snap.id, workspace)));
   BOOST_OUTCOME_TRY(repo->load_index());
   fs::path cache = repo->cache();
   BOOST_OUTCOME_TRY(stage_path, make_stage(cache));
@@ -453,10 +554,11 @@ Result<RestoreReport> restore(const Destination& dest, const std::string& worksp
     report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
     return report;
   }
-  BOOST_OUTCOME_TRY(stage_blobs(*repo, writes, stage.path, opts, workspace));
+  MemoryStage mem;
+  BOOST_OUTCOME_TRY(stage_blobs(*repo, writes, stage.path, mem, opts, workspace));
   std::error_code ec;
   fs::create_directories(opts.target, ec);
-  BOOST_OUTCOME_TRY(apply(writes, removes, opts.target, report));
+  BOOST_OUTCOME_TRY(apply(writes, removes, opts.target, &mem, report));
   report.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   return report;
 }

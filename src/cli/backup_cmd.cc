@@ -133,8 +133,7 @@ Result<std::vector<backup::WorkspaceSource>> workspace_sources(const Config& con
       if (!only.empty() && name != only) continue;
       out.push_back({name, e.path()});
     }
-    std::sort(out.begin(), out.end(),
-              [](const auto& a, const auto& b) { return a.name < b.name; });
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   } else {
     BOOST_OUTCOME_TRY(target, s3::make_target(config.storage, env));
     s3::Client client(target.options);
@@ -227,9 +226,13 @@ int backup_list(const Config& config, const BackupFlags& f) {
   if (f.json) {
     json out = {{"snapshots", json::array()}, {"errors", json::array()}};
     for (const auto& s : all) {
-      out["snapshots"].push_back({{"destination", s.destination}, {"workspace", s.workspace},
-                                  {"id", s.id}, {"time", utc_time(s.time)}, {"host", s.host},
-                                  {"files", s.files}, {"bytes", s.bytes},
+      out["snapshots"].push_back({{"destination", s.destination},
+                                  {"workspace", s.workspace},
+                                  {"id", s.id},
+                                  {"time", utc_time(s.time)},
+                                  {"host", s.host},
+                                  {"files", s.files},
+                                  {"bytes", s.bytes},
                                   {"added_bytes", s.added_bytes}});
     }
     for (const auto& [d, e] : errors) out["errors"].push_back({{"destination", d}, {"error", e}});
@@ -239,8 +242,8 @@ int backup_list(const Config& config, const BackupFlags& f) {
                              "WORKSPACE", "SNAPSHOT", "TIME", "FILES", "BYTES", "ADDED");
     for (const auto& s : all) {
       std::cout << fmt::format("{:<14} {:<20} {:<26} {:<19} {:>7} {:>10} {:>10}\n", s.destination,
-                               s.workspace, s.id, local_time(s.time), s.files,
-                               human_bytes(s.bytes), human_bytes(s.added_bytes));
+                               s.workspace, s.id, local_time(s.time), s.files, human_bytes(s.bytes),
+                               human_bytes(s.added_bytes));
     }
   }
   for (const auto& [d, e] : errors) error(fmt::format("destination {}: {}", d, e));
@@ -277,9 +280,10 @@ int backup_check(const Config& config, const BackupFlags& f) {
                              human_bytes(r.value().bytes_read));
     if (!r.value().ok()) {
       rc = 1;
-      error(fmt::format("destination {} has damaged snapshots (listed above): restore them from "
-                        "another destination, or prune them",
-                        d.name));
+      error(
+          fmt::format("destination {} has damaged snapshots (listed above): restore them from "
+                      "another destination, or prune them",
+                      d.name));
     }
   }
   return rc;
@@ -330,9 +334,10 @@ int restore_run(const Config& config, const BackupFlags& f) {
   if (f.mode == "mirror") {
     o.mode = backup::RestoreMode::mirror;
   } else if (f.mode != "merge") {
-    return error(fmt::format("--mode {}: write --mode mirror (the workspace becomes exactly the "
-                             "snapshot) or --mode merge (add and overwrite only)",
-                             f.mode));
+    return error(
+        fmt::format("--mode {}: write --mode mirror (the workspace becomes exactly the "
+                    "snapshot) or --mode merge (add and overwrite only)",
+                    f.mode));
   }
   if (!f.point_in_time.empty()) {
     if (!f.snapshot.empty()) return error("give --point-in-time or --snapshot, not both");
@@ -385,17 +390,26 @@ int restore_run(const Config& config, const BackupFlags& f) {
       sync::Options so;
       auto pulled = sync::pull(loc, tmp, so);
       if (!pulled) {
-        r = fail(pulled.error().code, "reading the workspace from the storage bucket failed: " +
-                                          pulled.error().message);
+        r = fail(pulled.error().code,
+                 "reading the workspace from the storage bucket failed: " + pulled.error().message);
       } else {
         o.target = tmp;
         r = backup::restore(*dest, name, o);
         if (r && !f.dry_run) {
-          so.delete_extra = true;
+          // Upload what the restore wrote, then delete exactly the objects it removed (mirror):
+          // objects the ignore rules skip (a dist/ another tool uploaded) are never touched.
           auto pushed = sync::push(loc, tmp, so);
-          if (!pushed) {
-            r = fail(pushed.error().code, "writing the restored source to the storage bucket "
-                                          "failed: " + pushed.error().message);
+          std::vector<std::string> gone;
+          for (const auto& c : r.value().changes) {
+            if (c.op == backup::RestoreChange::Op::remove) gone.push_back(loc.key_prefix + c.path);
+          }
+          Result<void> deleted = outcome::success();
+          if (pushed && !gone.empty()) deleted = client.delete_objects(loc.bucket, gone);
+          if (!pushed || !deleted) {
+            r = fail(Errc::unavailable,
+                     "writing the restored source to the storage bucket failed: " +
+                         (!pushed ? pushed.error().message : deleted.error().message) +
+                         " (run the restore again)");
           }
         }
       }

@@ -215,12 +215,22 @@ class BackupCli(unittest.TestCase):
         listed = json.loads(self.ck("backup", "list", "--json", "--config", cfg, env=env,
                                     check=0).stdout)
         self.assertEqual([s["workspace"] for s in listed["snapshots"]], ["site"])
-        # The stored workspace breaks; a mirror restore goes back to the bucket.
-        self.a.aws("s3", "rm", f"s3://storage/{self.prefix}/site/index.html")
+        # The stored workspace breaks: a file deleted, junk added; next to it an object the
+        # ignore rules skip (another tool's build output). A mirror restore fixes the bucket.
+        base = f"s3://storage/{self.prefix}/site"
+        self.a.aws("s3", "rm", f"{base}/index.html")
+        junk = os.path.join(self.tmp, "junk.txt")
+        with open(junk, "w") as f:
+            f.write("junk")
+        self.a.aws("s3", "cp", junk, f"{base}/junk.txt")
+        self.a.aws("s3", "cp", junk, f"{base}/dist/bundle.js")
         self.ck("restore", "--config", cfg, "--workspace", "site", "--mode", "mirror", env=env,
                 check=0)
-        got = self.a.aws("s3", "cp", f"s3://storage/{self.prefix}/site/index.html", "-").stdout
+        got = self.a.aws("s3", "cp", f"{base}/index.html", "-").stdout
         self.assertEqual(got, "<h1>v1</h1>")
+        keys = self.a.aws("s3", "ls", "--recursive", f"{base}/").stdout
+        self.assertNotIn("junk.txt", keys)
+        self.assertIn("dist/bundle.js", keys)  # not source: a mirror restore leaves it alone
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 // The backup module against real s3rver instances (storage/tests/s3rver_fixture.h): parallel
 // destinations, a destination that is down, incremental cost, restore modes, point in time,
 // encryption, tampering, a killed backup, prune and path traversal.
+#include "backup/backup.h"
+
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,10 +10,10 @@
 #include <fstream>
 #include <thread>
 
-#include "backup/backup.h"
 #include "backup/format.h"
 #include "core/files.h"
 #include "core/testing/temp_dir.h"
+#include "storage/tests/fault_proxy.h"
 #include "storage/tests/s3rver_fixture.h"
 
 namespace ck::backup {
@@ -176,7 +178,7 @@ TEST_F(BackupTest, MirrorAndMergeRestoreAndADeletedFileComesBack) {
   ropts.mode = RestoreMode::mirror;
   auto mirrored = restore(d, "app", ropts);
   ASSERT_TRUE(mirrored) << mirrored.error().message;
-  EXPECT_FALSE(fs::exists(ws.path / "c.txt"));  // mirror: exactly the snapshot
+  EXPECT_FALSE(fs::exists(ws.path / "c.txt"));            // mirror: exactly the snapshot
   EXPECT_EQ(read(ws.path / "node_modules/m.js"), "dep");  // ignored files are not source
   EXPECT_EQ(mirrored.value().changes.size(), 1u);
   EXPECT_EQ(mirrored.value().unchanged, 2u);
@@ -343,67 +345,148 @@ TEST_F(BackupTest, TraversalPathsInASnapshotAreRefused) {
   ASSERT_FALSE(res);
   EXPECT_NE(res.error().message.find("symbolic link"), std::string::npos) << res.error().message;
   EXPECT_FALSE(fs::exists(outer.path / "a.txt"));
+  // A link planted at the temporary name a restore writes first is removed, not followed.
+  ASSERT_TRUE(c.put_object(d.bucket, key, snapshot_json(snap)));
+  fs::remove(target / "link");
+  fs::create_symlink(outer.path / "evil", target / ".ck-restore-a.txt.tmp");
+  auto ok = restore(d, "app", ropts);
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(read(target / "a.txt"), "x");
+  EXPECT_FALSE(fs::exists(outer.path / "evil"));
 }
 
-// Runs backup_workspace in a child process killed with SIGKILL at `phase` (or, phase "", as
-// soon as the first pack object exists on s3rver), and returns once the child is gone.
-void backup_killed(const Destination& d, const fs::path& dir, const BackupOptions& base,
-                   const std::string& phase) {
+// Runs backup_workspace in a child process that SIGKILLs itself when the backup reaches `phase`
+// ("index": every pack written, no index yet; "snapshot": index written, no snapshot yet).
+void backup_killed_at(const Destination& d, const fs::path& dir, const BackupOptions& base,
+                      const std::string& phase) {
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     BackupOptions o = base;
     o.progress = [phase](const Progress& p) {
-      if (!phase.empty() && p.phase == phase) ::raise(SIGKILL);
+      if (p.phase == phase) ::raise(SIGKILL);
     };
     auto r = backup_workspace(d, "app", dir, o);
     ::_exit(r ? 0 : 1);
-  }
-  if (phase.empty()) {
-    s3::Client c(d.client);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto packs = c.list_objects(d.bucket, d.prefix + "/packs/");
-      if (packs && !packs.value().empty()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    ::kill(pid, SIGKILL);
   }
   int status = 0;
   ::waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
 }
 
+// Runs backup_workspace in a child process talking to s3rver through a FaultProxy that stalls
+// the child's `stall_at`-th request; once it stalls, the child gets SIGKILL (kill -9 in the
+// middle of a transfer), then the proxy goes on (the stalled request may still reach s3rver, as
+// a request in flight does when a client dies).
+void backup_killed_by_stall(const Destination& direct, const fs::path& dir,
+                            const BackupOptions& base, int stall_at) {
+  s3test::FaultProxy proxy(server().port, std::vector<s3test::Rule>{});
+  std::atomic<int> seen{0};
+  std::atomic<bool> stalled{false}, release{false};
+  proxy.on_request([&](const std::string&) {
+    if (++seen == stall_at) {
+      stalled = true;
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  Destination d = direct;
+  d.client = s3test::client_options(proxy.port(), 0);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto r = backup_workspace(d, "app", dir, base);
+    ::_exit(r ? 0 : 1);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!stalled && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  release = true;
+  EXPECT_TRUE(stalled.load()) << "the backup made fewer than " << stall_at << " requests";
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+}
+
+// Every snapshot on the destination is complete: check finds every blob of every snapshot.
+void expect_consistent(const Destination& d, const fs::path& cache) {
+  CheckOptions co;
+  co.cache_dir = cache;
+  auto checked = check(d, co);
+  if (!checked) {
+    // Killed before the repository config existed: nothing to check, nothing pointing anywhere.
+    EXPECT_EQ(checked.error().code, Errc::not_found) << checked.error().message;
+    return;
+  }
+  EXPECT_TRUE(checked.value().problems.empty());
+  for (const auto& s : checked.value().snapshots) {
+    EXPECT_TRUE(s.problems.empty()) << s.id << ": " << s.problems.front();
+  }
+}
+
 TEST_F(BackupTest, KilledBackupLeavesNoSnapshotWithMissingBlobs) {
   Destination d = make_dest(server().port, "killed");
-  // ~40 MiB in files below 1 MiB: three packs, so a kill after the first is mid-way.
-  for (int i = 0; i < 60; ++i) {
-    std::string content(700 << 10, static_cast<char>('a' + i % 26));
-    content += std::to_string(i);
-    write(ws.path / ("f" + std::to_string(i)), content);
-  }
-  CheckOptions co;
-  co.cache_dir = cache.path;
-  for (std::string phase : {"", "index", "snapshot"}) {
-    SCOPED_TRACE("killed at " + (phase.empty() ? std::string("first pack") : phase));
-    write(ws.path / "changing.txt", "run " + phase);
-    backup_killed(d, ws.path, opts, phase);
-    auto checked = check(d, co);
-    if (checked) {
-      EXPECT_TRUE(checked.value().ok());
-      for (const auto& s : checked.value().snapshots) EXPECT_TRUE(s.problems.empty());
-    } else {
-      // Killed before the repository config existed: nothing to check, nothing pointing anywhere.
-      EXPECT_EQ(checked.error().code, Errc::not_found) << checked.error().message;
+  // ~40 MiB in files below 1 MiB: three packs, so there is a "mid-way" to be killed in.
+  auto fill = [&](int round) {
+    for (int i = 0; i < 60; ++i) {
+      std::string content(700 << 10, static_cast<char>('a' + i % 26));
+      content += std::to_string(i) + "/" + std::to_string(round);
+      write(ws.path / ("f" + std::to_string(i)), content);
     }
+  };
+  // Requests of a first backup: HEAD and PUT ck-backup.json, list index/, 3 packs, index,
+  // snapshot. Stall (and kill) at each of them in turn, new content every round.
+  int round = 0;
+  for (int stall_at : {1, 2, 3, 4, 5, 6, 7, 8}) {
+    SCOPED_TRACE("killed while request " + std::to_string(stall_at) + " was in flight");
+    fill(++round);
+    backup_killed_by_stall(d, ws.path, opts, stall_at);
+    expect_consistent(d, cache.path);
   }
-  EXPECT_TRUE(objects(d, "snapshots/").empty());
+  for (std::string phase : {"index", "snapshot"}) {
+    SCOPED_TRACE("killed at " + phase);
+    fill(++round);
+    backup_killed_at(d, ws.path, opts, phase);
+    expect_consistent(d, cache.path);
+  }
   auto r = backup_workspace(d, "app", ws.path, opts);
   ASSERT_TRUE(r) << r.error().message;
+  CheckOptions co;
+  co.cache_dir = cache.path;
   auto checked = check(d, co);
   ASSERT_TRUE(checked);
   EXPECT_TRUE(checked.value().ok());
-  EXPECT_EQ(checked.value().snapshots.size(), 1u);
+  EXPECT_GE(checked.value().snapshots.size(), 1u);
+  TempDir to{"bk-to"};
+  ropts.target = to.path;
+  ASSERT_TRUE(restore(d, "app", ropts));
+  EXPECT_EQ(read(to.path / "f7"), read(ws.path / "f7"));
+}
+
+TEST_F(BackupTest, DestinationFailingHalfwayIsReportedAndLeavesNoSnapshot) {
+  Destination direct = make_dest(server().port, "flaky");
+  Destination good = make_dest(server().port, "good");
+  // Every pack upload is cut off (the connection closes): the listing and the repository config
+  // go through, the data never does.
+  s3test::FaultProxy proxy(
+      server().port,
+      std::vector<s3test::Rule>{
+          {{"put /" + direct.bucket + "/backups/packs/"}, s3test::Fault::kClose, -1, {}}});
+  Destination flaky = direct;
+  flaky.client = s3test::client_options(proxy.port(), 1);
+  write(ws.path / "a.txt", "alpha");
+  auto results = backup_all({flaky, good}, {{"app", ws.path}}, opts);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_FALSE(results[0].ok);
+  EXPECT_NE(results[0].error.find("uploading a pack to destination flaky failed"),
+            std::string::npos)
+      << results[0].error;
+  EXPECT_TRUE(results[1].ok) << results[1].error;
+  EXPECT_EQ(list_snapshots(good, "", ropts).value().size(), 1u);
+  EXPECT_TRUE(objects(direct, "snapshots/").empty());
+  EXPECT_TRUE(objects(direct, "index/").empty());
+  expect_consistent(direct, cache.path);
 }
 
 TEST_F(BackupTest, PruneKeepsWhatKeepSaysAndCheckPasses) {
@@ -483,6 +566,35 @@ TEST_F(BackupTest, MirrorDestination) {
   auto pit = restore(d, "app", ropts);
   ASSERT_FALSE(pit);
   EXPECT_NE(pit.error().message.find("keep only the latest copy"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ck::backup
+
+namespace ck::backup {
+namespace {
+
+TEST_F(BackupTest, ListingGetsEachSnapshotOnce) {
+  Destination direct = make_dest(server().port, "listing");
+  for (int i = 0; i < 3; ++i) {
+    write(ws.path / "v.txt", std::to_string(i));
+    ASSERT_TRUE(backup_workspace(direct, "app", ws.path, opts));
+  }
+  s3test::FaultProxy proxy(server().port, std::vector<s3test::Rule>{});
+  Destination d = direct;
+  d.client = s3test::client_options(proxy.port(), 1);
+  std::string snapshot_get = "get /" + d.bucket + "/backups/snapshots/";
+  ASSERT_EQ(list_snapshots(d, "", ropts).value().size(), 3u);
+  EXPECT_EQ(proxy.requests_with({snapshot_get}).size(), 3u);
+  ASSERT_EQ(list_snapshots(d, "app", ropts).value().size(), 3u);
+  EXPECT_EQ(proxy.requests_with({snapshot_get}).size(), 3u);  // from the cache
+  // After a prune the listing shows what is left, not the cache's memory.
+  PruneOptions po;
+  po.cache_dir = cache.path;
+  ASSERT_TRUE(prune(direct, Keep{1, 0, 0, 0, 0}, po));
+  auto left = list_snapshots(d, "", ropts).value();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].files, 1u);
 }
 
 }  // namespace

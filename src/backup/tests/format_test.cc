@@ -1,9 +1,10 @@
 // Pure pieces of the backup module: sealing, key derivation, the JSON documents, keep_mask.
+#include "backup/format.h"
+
 #include <gtest/gtest.h>
 
 #include "backup/backup.h"
 #include "backup/crypto.h"
-#include "backup/format.h"
 
 namespace ck::backup {
 namespace {
@@ -17,12 +18,13 @@ Keys test_keys() {
 
 TEST(BackupCrypto, SealRoundTripsAcrossSegments) {
   Keys keys = test_keys();
-  for (std::size_t n : {std::size_t{0}, std::size_t{1}, kSegment - 1, kSegment, kSegment + 7,
-                        2 * kSegment}) {
+  for (std::size_t n :
+       {std::size_t{0}, std::size_t{1}, kSegment - 1, kSegment, kSegment + 7, 2 * kSegment}) {
     std::string plain(n, 'x');
     for (std::size_t i = 0; i < n; ++i) plain[i] = static_cast<char>(i * 31);
     std::string sealed = seal(keys, plain);
-    EXPECT_EQ(sealed.size(), n + kFrameOverhead * (n / kSegment + (n % kSegment || n == 0 ? 1 : 0)));
+    EXPECT_EQ(sealed.size(),
+              n + kFrameOverhead * (n / kSegment + (n % kSegment || n == 0 ? 1 : 0)));
     auto back = unseal(keys, sealed, "x");
     ASSERT_TRUE(back) << n;
     EXPECT_EQ(back.value(), plain);
