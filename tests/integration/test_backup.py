@@ -331,8 +331,11 @@ class TestDestinations(BackupCase):
         self.assertEqual(len(beta), 1, beta)
 
     def test_one_destination_fails_halfway(self):
+        # Six more standalone blobs: the repository config (HEAD + PUT), the index listing and two
+        # data uploads get through, then every connection is reset.
+        write_tree(self.ws, {f"assets/clip-{i}.bin": det_bytes(200 + i, MiB + i) for i in range(6)})
         pa = self.add_dest("good", self.s3a.endpoint)
-        flaky = S3Proxy(self.s3b.port, faults=[Fault(AfterN(3), "drop", times=None, name="halfway")])
+        flaky = S3Proxy(self.s3b.port, faults=[Fault(AfterN(5), "drop", times=None, name="halfway")])
         self.proxies.append(flaky)
         pb = self.add_dest("flaky", flaky.endpoint)
         run = self.ck("backup", timeout=300)
@@ -343,7 +346,10 @@ class TestDestinations(BackupCase):
         self.assertGreater(len(flaky.requests()), 3, "the flaky destination was never tried")
         keys = self.objects(self.s3a, pa)
         self.assertEqual(len([k for k in keys if k.startswith(f"{pa}snapshots/{WS}/")]), 1, keys)
-        self.assertEqual([k for k in self.objects(self.s3b, pb) if "/snapshots/" in k], [])
+        flaky_keys = self.objects(self.s3b, pb)
+        self.assertTrue([k for k in flaky_keys if "/blobs/" in k or "/packs/" in k],
+                        f"the flaky destination failed before any data was written: {flaky.tail()}")
+        self.assertEqual([k for k in flaky_keys if "/snapshots/" in k], [])
         good = self.snapshots("--dest", "good")
         self.assertEqual([(e["destination"], e["workspace"]) for e in good], [("good", WS)])
 
