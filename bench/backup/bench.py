@@ -233,7 +233,8 @@ def main():
         raise SystemExit(f"[bench] ERROR: BENCH_TOOLS is empty (known: {' '.join(KNOWN_TOOLS)})")
     if any(t.startswith("ours") for t in TOOLS):
         if not os.access(CK_BINARY, os.X_OK):
-            raise SystemExit(f"[bench] ERROR: {CK_BINARY} does not exist: build it (cmake --build build) or set CK_BINARY")
+            raise SystemExit(f"[bench] ERROR: {CK_BINARY} does not exist: build it (cmake --build build) "
+                             "or set CK_BINARY")
         ok, why = ck_has_backup()
         if not ok:
             raise SystemExit(f"[bench] ERROR: {CK_BINARY} has no `backup` command ({why}); "
