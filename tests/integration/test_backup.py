@@ -15,6 +15,8 @@ front of one of them where a destination has to fail halfway or be slow.
   leaves the target as it was.
 - kill -9 of `cloudyknight backup` in the middle of its uploads (a proxy that holds uploads): `backup check`
   passes (no snapshot points at a missing blob), a new backup works and restores.
+- Config sources: destinations from CK_BACKUP_DESTINATIONS (JSON flow list) with backup.key
+  from the file, CK_BACKUP_KEY overriding it; a malformed list is one clear line.
 - Invalid input: unknown --dest, a bad --point-in-time, an --snapshot that does not exist,
   --snapshot with --point-in-time: non-zero exit, one clear line on stderr.
 
@@ -590,6 +592,45 @@ class TestIntegrity(BackupCase):
         out = os.path.join(self.dir, "out")
         self.ok("restore", "--workspace", WS, "--to", out)
         self.assertEqual(read_tree(out), self.source_tree())
+
+
+class TestConfigSources(BackupCase):
+    def test_destinations_from_the_environment_and_key_from_the_file(self):
+        # No backup: section in the file: CK_BACKUP_DESTINATIONS carries the list (JSON flow).
+        prefix = f"{self.prefix}-env"
+        dests = [{"name": "from-env", "url": f"s3://{BUCKET}/{prefix}", "endpoint": self.s3a.endpoint,
+                  "encrypt": True}]
+        with open(self.config, "w") as f:
+            f.write(f"storage: {{kind: dir, path: {json.dumps(self.ws_root)}}}\n"
+                    f"backup: {{key: {json.dumps(KEY)}}}\n")
+        env = self.env()
+        env["CK_BACKUP_DESTINATIONS"] = json.dumps(dests)
+        cmd = [binary(), "backup", "--config", self.config]
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        self.runs.append(Run(cmd, p.returncode, p.stdout, p.stderr, 0))
+        self.assertEqual(p.returncode, 0, self.runs[-1].describe())
+        keys = self.objects(self.s3a, prefix + "/")
+        self.assertEqual(len([k for k in keys if "/snapshots/" in k]), 1, keys)
+        cfg = json.loads(self.s3a.get_object(BUCKET, f"{prefix}/ck-backup.json"))
+        self.assertEqual(cfg["encryption"]["cipher"], "aes-256-gcm", cfg)
+        # The key from the file opens it; CK_BACKUP_KEY overrides the file (a wrong one fails).
+        out = os.path.join(self.dir, "out")
+        cmd = [binary(), "restore", "--workspace", WS, "--to", out, "--config", self.config]
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(read_tree(out), self.source_tree())
+        env["CK_BACKUP_KEY"] = "wrong"
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertIn("from-env", p.stderr)
+        # A malformed list is one clear line naming the setting.
+        env["CK_BACKUP_DESTINATIONS"] = "[{name: x"
+        p = subprocess.run([binary(), "backup", "--config", self.config], env=env, capture_output=True,
+                           text=True, timeout=CLI_TIMEOUT)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        lines = [line for line in p.stderr.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertIn("backup.destinations", lines[0].lower().replace("ck_backup_destinations", "backup.destinations"))
 
 
 class TestInvalidInput(BackupCase):
