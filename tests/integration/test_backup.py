@@ -303,6 +303,11 @@ class TestDestinations(BackupCase):
     def test_two_destinations_in_one_command(self):
         pa = self.add_dest("alpha", self.s3a.endpoint)
         pb = self.add_dest("beta", self.s3b.endpoint)
+        dry = self.ok("backup", "--dry-run")
+        self.assertEqual((self.objects(self.s3a, pa), self.objects(self.s3b, pb)), ({}, {}),
+                         f"--dry-run wrote objects:\n{dry.describe()}")
+        self.assertIn("alpha", dry.stdout, dry.describe())
+        self.assertIn("beta", dry.stdout, dry.describe())
         self.ok("backup")
         for server, prefix in ((self.s3a, pa), (self.s3b, pb)):
             keys = self.objects(server, prefix)
