@@ -211,7 +211,7 @@ Result<BackupReport> backup_incremental(const Destination& dest, const std::stri
           fmt::format("{}: {} vanished during the backup", workspace, f.path));
       continue;
     }
-    SnapshotFile sf{f.path, f.size, static_cast<std::uint32_t>(st.st_mode & 07777), f.mtime_ns, ""};
+    SnapshotFile sf{f.path, f.size, static_cast<std::uint32_t>(st.st_mode & 0777), f.mtime_ns, ""};
     auto c = cached.find(f.path);
     if (c != cached.end() && c->second.size == f.size && c->second.mtime_ns == f.mtime_ns &&
         repo.blobs().contains(c->second.blob)) {

@@ -69,7 +69,8 @@ Result<BackupConfig> backup_config(const Config& config, const s3::EnvFn& env);
 /// The destination called `name`; an unknown name fails with the configured names listed.
 Result<const Destination*> find_destination(const BackupConfig& config, std::string_view name);
 
-/// Progress of one call, reported from the calling thread or a worker (one at a time per call).
+/// Progress of one call, reported from the calling thread or a worker, one at a time per call;
+/// backup_all() runs one call per destination, so its callback must be thread-safe.
 struct Progress {
   std::string destination;
   std::string workspace;

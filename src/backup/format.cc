@@ -59,7 +59,8 @@ Result<std::vector<IndexBlob>> parse_blobs(const json& arr, bool in_pack) {
     if (in_pack && !get_u64(b, "offset", ib.offset)) {
       return bad("an index", "a packed blob lacks its offset");
     }
-    if (ib.offset > (1ull << 40) || ib.length > (1ull << 40)) {
+    if (ib.offset > (1ull << 40) || ib.length > (1ull << 40) ||
+        (in_pack && ib.offset + ib.length > kMaxPackBytes)) {
       return bad("an index", "a blob's offset or length is out of range");
     }
     out.push_back(std::move(ib));

@@ -19,6 +19,9 @@ inline constexpr std::size_t kMaxRepoConfig = 64 << 10;
 inline constexpr std::size_t kMaxIndex = 256ull << 20;
 inline constexpr std::size_t kMaxSnapshot = 256ull << 20;
 inline constexpr std::size_t kMaxFilesPerSnapshot = 2'000'000;
+/// No packed blob reaches past this offset (packs are written at ~16 MiB plus one blob < 1 MiB),
+/// so what a restore or check reads from one pack is bounded whatever the object's size.
+inline constexpr std::uint64_t kMaxPackBytes = 64ull << 20;
 
 struct RepoConfig {
   int version = 1;

@@ -193,7 +193,16 @@ Result<CheckReport> check(const Destination& dest, const CheckOptions& opts) {
   BOOST_OUTCOME_TRY(pack_objects, repo->client().list_objects(bucket, repo->key("packs/")));
   BOOST_OUTCOME_TRY(blob_objects, repo->client().list_objects(bucket, repo->key("blobs/")));
   std::set<std::string> packs_present, blobs_present;
-  for (const auto& o : pack_objects) packs_present.insert(fs::path(o.key).filename().string());
+  for (const auto& o : pack_objects) {
+    std::string name = fs::path(o.key).filename().string();
+    if (o.size > kMaxPackBytes) {
+      // Never written by a backup: not downloaded (its blobs are reported as missing).
+      report.problems.push_back(fmt::format(
+          "pack {} is {} bytes, more than any backup writes: it was replaced", name, o.size));
+      continue;
+    }
+    packs_present.insert(name);
+  }
   for (const auto& o : blob_objects) blobs_present.insert(fs::path(o.key).filename().string());
 
   BOOST_OUTCOME_TRY(keys, repo->snapshot_keys(""));

@@ -219,10 +219,21 @@ Result<void> stage_blobs(Repo& repo, const std::vector<PlannedFile>& plan, const
       if (got != id) return tampered(id);
       return outcome::success();
     }
-    BOOST_OUTCOME_TRY(data, repo.client().get_object(bucket, repo.pack_key(job.pack)));
+    // One ranged GET of the span the needed blobs cover (bounded by the index: kMaxPackBytes).
+    std::uint64_t begin = UINT64_MAX, end = 0;
     for (const auto& [id, loc] : job.blobs) {
-      if (loc.offset > data.size() || loc.length > data.size() - loc.offset) return tampered(id);
-      auto plain = repo.unseal_if(std::string_view(data).substr(loc.offset, loc.length), id);
+      begin = std::min(begin, loc.offset);
+      end = std::max(end, loc.offset + loc.length);
+    }
+    auto got = repo.client().get_object_range(bucket, repo.pack_key(job.pack), begin, end - begin);
+    if (!got) {
+      if (got.error().code == Errc::invalid_argument) return tampered(job.blobs.front().first);
+      return got.error();
+    }
+    const std::string& data = got.value();
+    for (const auto& [id, loc] : job.blobs) {
+      auto plain =
+          repo.unseal_if(std::string_view(data).substr(loc.offset - begin, loc.length), id);
       if (!plain || blob_id(keys, plain.value()) != id) return tampered(id);
       if (mem.keep(id, std::move(plain.value()))) continue;
       // The staging folder is private to this call: a plain write is enough.
@@ -346,7 +357,8 @@ Result<void> apply(const std::vector<PlannedFile>& writes, const std::vector<std
     if (ec) {
       return fail(Errc::io, fmt::format("cannot write {}: {}", tmp.string(), ec.message()));
     }
-    ::chmod(tmp.c_str(), f.mode & 07777);
+    // Permission bits only: a snapshot never makes a setuid, setgid or sticky file.
+    ::chmod(tmp.c_str(), f.mode & 0777);
     timespec ts[2];
     ts[0].tv_sec = ts[1].tv_sec = static_cast<time_t>(f.mtime_ns / 1000000000);
     ts[0].tv_nsec = ts[1].tv_nsec = static_cast<long>(f.mtime_ns % 1000000000);
@@ -438,7 +450,7 @@ Result<RestoreReport> restore_mirror_dest(const Destination& dest, const std::st
     f.size = it->file_size();
     struct stat st {};
     ::stat(it->path().c_str(), &st);
-    f.mode = st.st_mode & 07777;
+    f.mode = st.st_mode & 0777;
     f.mtime_ns = std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     f.staged = it->path();
     files.push_back(std::move(f));

@@ -93,28 +93,36 @@ TEST_F(BackupTest, UnchangedSecondBackupWritesOneObject) {
 }
 
 TEST_F(BackupTest, ManySmallFilesMakeFewPuts) {
-  Destination d = make_dest(server().port, "many");
+  Destination direct = make_dest(server().port, "many");
   for (int i = 0; i < 5000; ++i) {
     write(ws.path / ("d" + std::to_string(i % 50)) / ("f" + std::to_string(i) + ".txt"),
           "file number " + std::to_string(i) + std::string(200, 'x'));
   }
-  auto started = std::chrono::steady_clock::now();
+  // Through a proxy that records every request, to count the PUTs themselves.
+  s3test::FaultProxy proxy(server().port, std::vector<s3test::Rule>{});
+  Destination d = direct;
+  d.client = s3test::client_options(proxy.port(), 1);
   auto r = backup_workspace(d, "many", ws.path, opts);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r.value().files, 5000u);
-  EXPECT_LE(r.value().objects_written, 4u);
-  EXPECT_LE(objects(d, "packs/").size(), 2u);
-  // The unchanged hourly backup: one object, well under a second.
-  started = std::chrono::steady_clock::now();
+  EXPECT_EQ(r.value().objects_written, 3u);  // one pack (~1 MiB), the index, the snapshot
+  EXPECT_EQ(proxy.requests_with({"put "}).size(), 4u);  // and ck-backup.json, once
+  EXPECT_EQ(objects(direct, "packs/").size(), 1u);
+  // The unchanged hourly backup: one PUT, well under a second.
+  auto puts_before = proxy.requests_with({"put "}).size();
+  auto requests_before = proxy.requests().size();
+  auto started = std::chrono::steady_clock::now();
   auto again = backup_workspace(d, "many", ws.path, opts);
-  ASSERT_TRUE(again) << again.error().message;
   auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ(again.value().objects_written, 1u);
+  EXPECT_EQ(proxy.requests_with({"put "}).size(), puts_before + 1);
+  EXPECT_LE(proxy.requests().size(), requests_before + 4);  // HEAD, GET config, list, PUT
   EXPECT_LT(took, std::chrono::seconds(1));
   // A full restore brings back every file.
   TempDir to{"bk-to"};
   ropts.target = to.path;
-  auto rr = restore(d, "many", ropts);
+  auto rr = restore(direct, "many", ropts);
   ASSERT_TRUE(rr) << rr.error().message;
   EXPECT_EQ(rr.value().changes.size(), 5000u);
   EXPECT_EQ(read(to.path / "d7/f4507.txt"), "file number 4507" + std::string(200, 'x'));
@@ -345,14 +353,18 @@ TEST_F(BackupTest, TraversalPathsInASnapshotAreRefused) {
   ASSERT_FALSE(res);
   EXPECT_NE(res.error().message.find("symbolic link"), std::string::npos) << res.error().message;
   EXPECT_FALSE(fs::exists(outer.path / "a.txt"));
-  // A link planted at the temporary name a restore writes first is removed, not followed.
-  ASSERT_TRUE(c.put_object(d.bucket, key, snapshot_json(snap)));
+  // A link planted at the temporary name a restore writes first is removed, not followed; a
+  // setuid mode in the snapshot becomes plain permission bits.
+  Snapshot setuid = snap;
+  setuid.files[0].mode = 04755;
+  ASSERT_TRUE(c.put_object(d.bucket, key, snapshot_json(setuid)));
   fs::remove(target / "link");
   fs::create_symlink(outer.path / "evil", target / ".ck-restore-a.txt.tmp");
   auto ok = restore(d, "app", ropts);
   ASSERT_TRUE(ok) << ok.error().message;
   EXPECT_EQ(read(target / "a.txt"), "x");
   EXPECT_FALSE(fs::exists(outer.path / "evil"));
+  EXPECT_EQ(fs::status(target / "a.txt").permissions(), fs::perms(0755));
 }
 
 // Runs backup_workspace in a child process that SIGKILLs itself when the backup reaches `phase`

@@ -1,6 +1,7 @@
 #include "storage/s3/client.h"
 
 #include <curl/curl.h>
+#include <fmt/format.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
@@ -804,6 +805,32 @@ Result<std::string> Client::get_object(const std::string& bucket, const std::str
     return impl_->to_error(r, resp);
   }
   return std::move(resp.body);
+}
+
+Result<std::string> Client::get_object_range(const std::string& bucket, const std::string& key,
+                                             std::uint64_t offset, std::uint64_t length) {
+  if (key.empty()) {
+    return fail(Errc::invalid_argument, "S3 get_object_range: the object key is empty");
+  }
+  if (length == 0) return std::string();
+  Request r("GET", bucket, key);
+  r.headers.emplace_back("Range", fmt::format("bytes={}-{}", offset, offset + length - 1));
+  BOOST_OUTCOME_TRY(resp, impl_->send(r));
+  if (resp.status / 100 != 2) {
+    return impl_->to_error(r, resp);
+  }
+  std::string body = std::move(resp.body);
+  if (resp.status == 200) {  // Range ignored: the whole object
+    if (body.size() < offset) body.clear();
+    body = body.substr(std::min<std::uint64_t>(offset, body.size()), length);
+  }
+  if (body.size() != length) {
+    return fail(Errc::invalid_argument,
+                fmt::format("s3://{}/{} holds fewer bytes than asked for (bytes {}-{}, got {}): "
+                            "the object is shorter than expected",
+                            bucket, key, offset, offset + length - 1, body.size()));
+  }
+  return body;
 }
 
 Result<std::optional<ObjectInfo>> Client::head_object(const std::string& bucket,

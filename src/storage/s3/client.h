@@ -74,6 +74,11 @@ class Client {
   Result<std::string> put_object(const std::string& bucket, const std::string& key,
                                  std::string_view body, const std::string& content_type = "");
   Result<std::string> get_object(const std::string& bucket, const std::string& key);
+  /// `length` bytes from `offset` (GET with Range: bytes=offset-(offset+length-1)). A server that
+  /// ignores Range (200 with the whole object) is handled by slicing; an object too short for the
+  /// range is an error. length 0 returns "" without a request.
+  Result<std::string> get_object_range(const std::string& bucket, const std::string& key,
+                                       std::uint64_t offset, std::uint64_t length);
   /// nullopt on 404.
   Result<std::optional<ObjectInfo>> head_object(const std::string& bucket, const std::string& key);
   Result<void> delete_object(const std::string& bucket, const std::string& key);

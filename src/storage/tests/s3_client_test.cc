@@ -79,6 +79,33 @@ std::string binary_body(std::size_t n, unsigned seed) {
   return s;
 }
 
+TEST(S3Client, RangedGet) {
+  REQUIRE_S3RVER();
+  Client c(options(server().port));
+  ASSERT_TRUE(c.create_bucket("ranged"));
+  std::string body = binary_body(100000, 7);
+  ASSERT_TRUE(c.put_object("ranged", "obj", body));
+  auto mid = c.get_object_range("ranged", "obj", 1234, 5678);
+  ASSERT_TRUE(mid) << mid.error().message;
+  EXPECT_EQ(mid.value(), body.substr(1234, 5678));
+  auto tail = c.get_object_range("ranged", "obj", body.size() - 10, 10);
+  ASSERT_TRUE(tail) << tail.error().message;
+  EXPECT_EQ(tail.value(), body.substr(body.size() - 10));
+  EXPECT_EQ(c.get_object_range("ranged", "obj", 5, 0).value(), "");
+  // Past the end: an error, never fewer bytes passed off as the range.
+  EXPECT_FALSE(c.get_object_range("ranged", "obj", body.size() - 10, 20));
+  EXPECT_FALSE(c.get_object_range("ranged", "obj", body.size() + 10, 20));
+  // A server that ignores Range (FaultProxy answers the whole object with 200): sliced.
+  std::string whole = "0123456789abcdef";
+  FaultProxy proxy(server().port, {Rule{{"range:"}, Fault::kCanned, -1,
+                                        "HTTP/1.1 200 OK\r\nContent-Length: 16\r\n"
+                                        "Connection: close\r\n\r\n" + whole}});
+  Client via(options(proxy.port()));
+  auto sliced = via.get_object_range("ranged", "obj", 3, 4);
+  ASSERT_TRUE(sliced) << sliced.error().message;
+  EXPECT_EQ(sliced.value(), "3456");
+}
+
 TEST(S3Client, RoundTripOfAwkwardKeysAndBodies) {
   REQUIRE_S3RVER();
   Client c(options(server().port));
