@@ -1,5 +1,7 @@
 #include "backup/format.h"
 
+#include "core/units.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -94,14 +96,6 @@ std::string make_snapshot_id(std::time_t t, int ms) {
   std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
   return fmt::format("{}-{:03x}{}", buf, std::clamp(ms, 0, 999),
                      to_hex(random_bytes(3)).substr(0, 5));
-}
-
-std::string rfc3339(std::time_t t) {
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::optional<std::time_t> parse_rfc3339(std::string_view s) {
@@ -224,7 +218,7 @@ std::string snapshot_json(const Snapshot& s) {
                      {"mtime", f.mtime_ns},
                      {"blob", f.blob}});
   }
-  json j = {{"id", s.id},       {"workspace", s.workspace},     {"time", rfc3339(s.time)},
+  json j = {{"id", s.id},       {"workspace", s.workspace},     {"time", format_utc(s.time)},
             {"host", s.host},   {"files", std::move(files)},    {"files_count", s.files.size()},
             {"bytes", s.bytes}, {"added_bytes", s.added_bytes}, {"added_objects", s.added_objects}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace);

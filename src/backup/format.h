@@ -81,7 +81,6 @@ bool valid_snapshot_id(std::string_view s);
 /// one second.
 std::string make_snapshot_id(std::time_t t, int ms = 0);
 /// "2026-01-15T10:30:00Z" and back.
-std::string rfc3339(std::time_t t);
 std::optional<std::time_t> parse_rfc3339(std::string_view s);
 
 }  // namespace ck::backup

@@ -1,5 +1,7 @@
 #include "backup/mirror_mode.h"
 
+#include "core/units.h"
+
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -64,7 +66,7 @@ Result<BackupReport> mirror_backup(const Destination& dest, const std::string& w
   }
   if (!opts.dry_run) {
     json marker = {{"workspace", workspace},
-                   {"time", rfc3339(std::time(nullptr))},
+                   {"time", format_utc(std::time(nullptr))},
                    {"files", report.files},
                    {"bytes", report.bytes},
                    {"added_bytes", report.added_bytes}};

@@ -18,6 +18,7 @@
 #include "backup/mirror_mode.h"
 #include "backup/repo.h"
 #include "core/names.h"
+#include "core/units.h"
 #include "storage/sync.h"
 
 namespace ck::backup {
@@ -54,14 +55,6 @@ Result<fs::path> make_stage(const fs::path& cache) {
                                       std::strerror(errno)));
   }
   return fs::path(tmpl);
-}
-
-std::string local_time(std::time_t t) {
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %Z", &tm);
-  return buf;
 }
 
 std::optional<std::time_t> id_time(std::string_view id) {
@@ -540,8 +533,8 @@ Result<RestoreReport> restore(const Destination& dest, const std::string& worksp
       return fail(Errc::not_found,
                   fmt::format("no snapshot of workspace {} on destination {} is as old as {}: the "
                               "oldest is from {}",
-                              workspace, dest.name, local_time(*opts.point_in_time),
-                              local_time(snaps.front().second)));
+                              workspace, dest.name, format_local(*opts.point_in_time, true),
+                              format_local(snaps.front().second, true)));
     }
   } else {
     chosen = snaps.back().first;

@@ -12,6 +12,8 @@
 
 #include "backup/backup.h"
 #include "core/hash.h"
+#include "cli/common.h"
+#include "core/units.h"
 #include "core/names.h"
 #include "storage/s3/target.h"
 #include "storage/sync.h"
@@ -23,44 +25,6 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::optional<std::string> env(const std::string& name) {
-  const char* v = std::getenv(name.c_str());
-  return v ? std::optional<std::string>(v) : std::nullopt;
-}
-
-int error(const std::string& message, int code = 1) {
-  std::cerr << "cloudyknight: " << message << "\n";
-  return code;
-}
-
-std::string human_bytes(std::uint64_t b) {
-  if (b < 1024) return fmt::format("{} B", b);
-  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b) / 1024;
-  int u = 0;
-  while (v >= 1024 && u < 3) {
-    v /= 1024;
-    ++u;
-  }
-  return fmt::format("{:.1f} {}", v, units[u]);
-}
-
-std::string local_time(std::time_t t) {
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
-}
-
-std::string utc_time(std::time_t t) {
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // One status line on stderr, redrawn in place, only on a terminal.
 class ProgressLine {
@@ -75,7 +39,7 @@ class ProgressLine {
       if (now - last_ < std::chrono::milliseconds(100)) return;
       last_ = now;
       std::cerr << fmt::format("\r\033[K{} {} {}: {}/{} files, {}", p.destination, p.workspace,
-                               p.phase, p.files_done, p.files_total, human_bytes(p.bytes_done))
+                               p.phase, p.files_done, p.files_total, format_bytes(p.bytes_done))
                 << std::flush;
       drawn_ = true;
     };
@@ -191,8 +155,8 @@ int backup_run(const Config& config, const BackupFlags& f) {
     for (const auto& rep : r.reports) {
       std::cout << fmt::format("{}{} {}: {} files, {}, {} new ({}), {} objects written, {} ms{}\n",
                                f.dry_run ? "would back up " : "", r.destination, rep.workspace,
-                               rep.files, human_bytes(rep.bytes), rep.added_files,
-                               human_bytes(rep.added_bytes), rep.objects_written,
+                               rep.files, format_bytes(rep.bytes), rep.added_files,
+                               format_bytes(rep.added_bytes), rep.objects_written,
                                rep.elapsed.count(),
                                rep.snapshot_id.empty() ? "" : ", snapshot " + rep.snapshot_id);
       for (const auto& w : rep.warnings) std::cerr << "cloudyknight: warning: " << w << "\n";
@@ -229,7 +193,7 @@ int backup_list(const Config& config, const BackupFlags& f) {
       out["snapshots"].push_back({{"destination", s.destination},
                                   {"workspace", s.workspace},
                                   {"id", s.id},
-                                  {"time", utc_time(s.time)},
+                                  {"time", format_utc(s.time)},
                                   {"host", s.host},
                                   {"files", s.files},
                                   {"bytes", s.bytes},
@@ -242,8 +206,8 @@ int backup_list(const Config& config, const BackupFlags& f) {
                              "WORKSPACE", "SNAPSHOT", "TIME", "FILES", "BYTES", "ADDED");
     for (const auto& s : all) {
       std::cout << fmt::format("{:<14} {:<20} {:<26} {:<19} {:>7} {:>10} {:>10}\n", s.destination,
-                               s.workspace, s.id, local_time(s.time), s.files, human_bytes(s.bytes),
-                               human_bytes(s.added_bytes));
+                               s.workspace, s.id, format_local(s.time), s.files, format_bytes(s.bytes),
+                               format_bytes(s.added_bytes));
     }
   }
   for (const auto& [d, e] : errors) error(fmt::format("destination {}: {}", d, e));
@@ -277,7 +241,7 @@ int backup_check(const Config& config, const BackupFlags& f) {
     }
     std::cout << fmt::format("{}: {} snapshots, {} damaged; {} blobs verified, {} read\n", d.name,
                              r.value().snapshots.size(), bad, r.value().blobs_checked,
-                             human_bytes(r.value().bytes_read));
+                             format_bytes(r.value().bytes_read));
     if (!r.value().ok()) {
       rc = 1;
       error(
@@ -306,11 +270,11 @@ int backup_prune(const Config& config, const BackupFlags& f) {
     }
     for (const auto& s : r.value().removed) {
       std::cout << fmt::format("{}{} {} {} ({})\n", f.dry_run ? "would remove " : "removed ",
-                               d.name, s.workspace, s.id, local_time(s.time));
+                               d.name, s.workspace, s.id, format_local(s.time));
     }
     std::cout << fmt::format("{}: kept {} snapshots, {} {} objects ({})\n", d.name,
                              r.value().kept.size(), f.dry_run ? "would delete" : "deleted",
-                             r.value().objects_deleted, human_bytes(r.value().bytes_freed));
+                             r.value().objects_deleted, format_bytes(r.value().bytes_freed));
   }
   return rc;
 }
@@ -426,7 +390,7 @@ int restore_run(const Config& config, const BackupFlags& f) {
     for (const auto& c : r.value().changes) {
       bool write = c.op == backup::RestoreChange::Op::write;
       std::cout << fmt::format("{}{} {}{}\n", f.dry_run ? "would " : "", write ? "write" : "delete",
-                               c.path, write ? " (" + human_bytes(c.size) + ")" : "");
+                               c.path, write ? " (" + format_bytes(c.size) + ")" : "");
     }
     std::cout << fmt::format("{}{} from {} snapshot {} into {}: {} changed, {} unchanged\n",
                              f.dry_run ? "would restore " : "restored ", name, dest->name,

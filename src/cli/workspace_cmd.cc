@@ -12,6 +12,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "cli/common.h"
+#include "core/units.h"
 #include "core/names.h"
 #include "http/asio.h"
 #include "storage/dir/watcher.h"
@@ -25,28 +27,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::optional<std::string> env(const std::string& name) {
-  const char* v = std::getenv(name.c_str());
-  return v ? std::optional<std::string>(v) : std::nullopt;
-}
-
-int error(const std::string& message, int code = 1) {
-  std::cerr << "cloudyknight: " << message << "\n";
-  return code;
-}
-
-std::string human_bytes(std::uint64_t b) {
-  if (b < 1024) return fmt::format("{} B", b);
-  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(b) / 1024;
-  int u = 0;
-  while (v >= 1024 && u < 3) {
-    v /= 1024;
-    ++u;
-  }
-  return fmt::format("{:.1f} {}", v, units[u]);
-}
 
 /// The S3 storage the CLI works on: the config's (storage.kind: s3) or --storage s3://...
 struct Remote {
@@ -85,7 +65,7 @@ class Reporter {
     if (tty_ && !dry_run_) return;  // the bar shows it
     std::string line = fmt::format("{}{} {}", dry_run_ ? "would " : "", sync::op_name(a.op), a.path);
     if (a.op == sync::Op::upload || a.op == sync::Op::download) {
-      line += fmt::format(" ({}, {})", human_bytes(a.size), a.reason);
+      line += fmt::format(" ({}, {})", format_bytes(a.size), a.reason);
     }
     std::cout << line << '\n';
   }
@@ -102,8 +82,8 @@ class Reporter {
     std::string bar(static_cast<std::size_t>(filled), '#');
     bar.resize(kWidth, '.');
     std::cout << fmt::format("\r[{}] {}/{} files  {}/{}  {}/s   ", bar, p.files_done, p.files_total,
-                             human_bytes(p.bytes_done), human_bytes(p.bytes_total),
-                             human_bytes(static_cast<std::uint64_t>(rate)))
+                             format_bytes(p.bytes_done), format_bytes(p.bytes_total),
+                             format_bytes(static_cast<std::uint64_t>(rate)))
               << std::flush;
     drawn_ = true;
   }
@@ -135,7 +115,7 @@ std::string summary(const std::string& name, const sync::Report& r, bool upload,
   }
   return fmt::format("{}: {}{} {}, {} deleted, {} unchanged, {} in {:.2f} s ({})", name,
                      dry_run ? "would have " : "", moved, upload ? "uploaded" : "downloaded", deleted,
-                     r.unchanged, human_bytes(r.bytes), std::chrono::duration<double>(r.elapsed).count(),
+                     r.unchanged, format_bytes(r.bytes), std::chrono::duration<double>(r.elapsed).count(),
                      where);
 }
 
@@ -349,7 +329,7 @@ int workspace_list(const Config& config, bool json) {
   for (const auto& item : out) {
     std::cout << fmt::format("{:<24} {:<10} {:>7} {:>10}  {:<20}  {}\n", item["name"].get<std::string>(),
                              item["type"].is_string() ? item["type"].get<std::string>() : "-",
-                             item["files"].get<std::size_t>(), human_bytes(item["bytes"].get<std::uint64_t>()),
+                             item["files"].get<std::size_t>(), format_bytes(item["bytes"].get<std::uint64_t>()),
                              item["updated"].is_string() ? item["updated"].get<std::string>() : "-",
                              item["description"].get<std::string>());
   }
@@ -387,7 +367,7 @@ int workspace_delete(const Config& config, const std::string& name, bool dry_run
     std::cout << (dry_run ? "would delete " : "delete ") << o.key.substr(where.key_prefix.size()) << '\n';
   }
   std::cout << fmt::format("{}: {}deleted {} files ({}) from {}", name, dry_run ? "would have " : "", files,
-                           human_bytes(bytes), rm.url(name))
+                           format_bytes(bytes), rm.url(name))
             << std::endl;
   return 0;
 }

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <string_view>
 
@@ -18,5 +19,11 @@ Result<Duration> parse_duration(std::string_view text);
 Result<std::uint64_t> parse_size(std::string_view text);
 std::string format_duration(Duration d);
 std::string format_size(std::uint64_t bytes);
+/// For people: "512 B", "1.5 KiB", "12.0 MiB" (one decimal from KiB up).
+std::string format_bytes(std::uint64_t bytes);
+/// "2026-12-06T19:40:15Z" (RFC 3339, UTC).
+std::string format_utc(std::time_t t);
+/// "2026-12-06 19:40:15" in the local time zone (TZ), with " CET" after it when `zone`.
+std::string format_local(std::time_t t, bool zone = false);
 
 }  // namespace ck

@@ -238,7 +238,7 @@ void BackupService::prune_daily(const backup::Destination& d) {
     rec["prune_error"] = "";
     rec["pruned_snapshots"] = pruned.value().removed.size();
     logger()->info("pruned {}: {} snapshots removed, {} kept, {} freed", d.name, pruned.value().removed.size(),
-                   pruned.value().kept.size(), format_size(pruned.value().bytes_freed));
+                   pruned.value().kept.size(), format_bytes(pruned.value().bytes_freed));
   }
   (void)db_.set_setting(dest_key(d.name), rec.dump());
 }
@@ -287,7 +287,7 @@ void BackupService::record(const std::string& dest, const std::vector<backup::Ba
                    {"files", files}, {"bytes", bytes}, {"added_bytes", added}, {"duration_ms", took.count()}});
   if (ok) {
     logger()->info("backup to {}: {} workspaces, {} files ({}), {} new, in {}", dest, reports.size(), files,
-                   format_size(bytes), format_size(added), format_duration(took));
+                   format_bytes(bytes), format_bytes(added), format_duration(took));
   } else {
     logger()->warn("backup to {} failed after {}: {}", dest, format_duration(took), error);
   }
