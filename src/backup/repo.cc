@@ -9,6 +9,7 @@
 
 #include "core/files.h"
 #include "core/hash.h"
+#include "core/user_dirs.h"
 
 namespace ck::backup {
 
@@ -27,17 +28,7 @@ auto key_missing(const Destination& d) {
 
 }  // namespace
 
-std::filesystem::path default_cache_dir() {
-  fs::path cache;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x == '/') {
-    cache = x;
-  } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    cache = fs::path(home) / ".cache";
-  } else {
-    cache = fs::temp_directory_path();
-  }
-  return cache / "cloudyknight" / "backup";
-}
+std::filesystem::path default_cache_dir() { return user_cache_dir() / "cloudyknight" / "backup"; }
 
 void report_progress(const RepoOptions& opts, Progress p) {
   if (opts.progress) opts.progress(p);

@@ -25,6 +25,7 @@
 
 #include "core/files.h"
 #include "core/hash.h"
+#include "core/user_dirs.h"
 
 namespace ck::sync {
 
@@ -382,14 +383,7 @@ Result<std::string> file_multipart_etag(const fs::path& file, std::uint64_t part
 
 fs::path default_index_path(std::string_view endpoint, std::string_view bucket, std::string_view key_prefix,
                             const fs::path& dir) {
-  fs::path cache;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && *x == '/') {
-    cache = x;
-  } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
-    cache = fs::path(home) / ".cache";
-  } else {
-    cache = fs::temp_directory_path();
-  }
+  const fs::path cache = user_cache_dir();
   std::error_code ec;
   fs::path abs = fs::weakly_canonical(fs::absolute(dir, ec), ec);
   std::string folder = abs.string();

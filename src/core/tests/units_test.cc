@@ -37,3 +37,24 @@ TEST(Units, Sizes) {
 
 }  // namespace
 }  // namespace ck
+
+// core/user_dirs.h: the XDG rules for the per-user cache folder.
+#include <cstdlib>
+
+#include "core/user_dirs.h"
+
+TEST(UserDirs, CacheFollowsXdgThenHome) {
+  const char* old_xdg = std::getenv("XDG_CACHE_HOME");
+  const char* old_home = std::getenv("HOME");
+  std::string xdg = old_xdg ? old_xdg : "", home = old_home ? old_home : "";
+  ::setenv("XDG_CACHE_HOME", "/var/cache/me", 1);
+  ::setenv("HOME", "/home/me", 1);
+  EXPECT_EQ(ck::user_cache_dir(), std::filesystem::path("/var/cache/me"));
+  ::setenv("XDG_CACHE_HOME", "relative/cache", 1);  // not absolute: ignored, as the spec says
+  EXPECT_EQ(ck::user_cache_dir(), std::filesystem::path("/home/me/.cache"));
+  ::unsetenv("XDG_CACHE_HOME");
+  ::unsetenv("HOME");
+  EXPECT_EQ(ck::user_cache_dir(), std::filesystem::temp_directory_path());
+  old_xdg ? ::setenv("XDG_CACHE_HOME", xdg.c_str(), 1) : ::unsetenv("XDG_CACHE_HOME");
+  old_home ? ::setenv("HOME", home.c_str(), 1) : ::unsetenv("HOME");
+}
