@@ -34,6 +34,29 @@ http::Response no_content() {
   return r;
 }
 
+Result<nlohmann::json> body_object(const http::Request& req, bool empty_ok) {
+  if (empty_ok && req.body.empty()) return nlohmann::json::object();
+  auto doc = nlohmann::json::parse(req.body, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return fail(Errc::invalid_argument, "the body must be a JSON object");
+  }
+  return outcome::success(std::move(doc));
+}
+
+Result<std::string> string_member(const nlohmann::json& doc, const char* key) {
+  auto it = doc.find(key);
+  if (it == doc.end() || !it->is_string()) {
+    return fail(Errc::invalid_argument, fmt::format("\"{}\" must be a string", key));
+  }
+  return it->get<std::string>();
+}
+
+Result<std::string> optional_string_member(const nlohmann::json& doc, const char* key) {
+  auto it = doc.find(key);
+  if (it == doc.end() || it->is_null()) return std::string();
+  return string_member(doc, key);
+}
+
 http::Response method_not_allowed(const http::Request& req, const char* allow) {
   auto r = error_response(Errc::invalid_argument, req.method + " is not allowed on " + req.path + "; use " + allow);
   r.status = 405;

@@ -27,9 +27,11 @@
 
 namespace ck {
 
+using api::body_object;
 using api::json_response;
 using api::method_not_allowed;
 using api::no_content;
+using api::string_member;
 using json = nlohmann::json;
 
 namespace {
@@ -74,24 +76,6 @@ json scopes_json(const auth::Scopes& s) {
 std::string role_of(const auth::Principal& p) {
   return std::string(
       auth::role_name(p.scopes.has(auth::Scope::admin) ? auth::Role::admin : auth::Role::member));
-}
-
-// The JSON object a body must be, or a 400.
-Result<json> body_object(const http::Request& req) {
-  auto doc = json::parse(req.body, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) {
-    return fail(Errc::invalid_argument, "the body must be a JSON object");
-  }
-  return outcome::success(std::move(doc));
-}
-
-// A required string member.
-Result<std::string> string_member(const json& doc, const char* key) {
-  auto it = doc.find(key);
-  if (it == doc.end() || !it->is_string()) {
-    return fail(Errc::invalid_argument, fmt::format("\"{}\" must be a string", key));
-  }
-  return it->get<std::string>();
 }
 
 // Row 3 of issue 13: without gateway.control_host every workspace shares the dashboard's origin,

@@ -31,23 +31,13 @@ http::Response later(const std::function<void(std::function<void(Result<json>)>)
   return res;
 }
 
-Result<json> body_object(const http::Request& req) {
+// The size check, then the JSON object (an empty body is {}).
+Result<json> small_body_object(const http::Request& req) {
   if (req.body.size() > kMaxBackupBody) {
     return fail(Errc::too_large, fmt::format("the request body is over {} bytes; send only the fields this "
                                              "endpoint takes", kMaxBackupBody));
   }
-  if (req.body.empty()) return json::object();
-  json body = json::parse(req.body, nullptr, false);
-  if (!body.is_object()) return fail(Errc::invalid_argument, "the request body must be a JSON object");
-  return body;
-}
-
-// A string field of `body`, "" when absent; an error when it is there but not a string.
-Result<std::string> text_field(const json& body, const char* key) {
-  auto it = body.find(key);
-  if (it == body.end() || it->is_null()) return std::string();
-  if (!it->is_string()) return fail(Errc::invalid_argument, fmt::format("'{}' must be a string", key));
-  return it->get<std::string>();
+  return api::body_object(req, true);
 }
 
 }  // namespace
@@ -89,10 +79,10 @@ http::Response ControlApi::backups_status(const http::Request& req, const Snapsh
 http::Response ControlApi::start_backup(const http::Request& req, const Snapshot& snap, const auth::Principal& who,
                                         const std::function<void(const std::string&, json)>& audit) const {
   if (!services_.backups.start) return error_response(Errc::unavailable, "this control plane runs no backups");
-  auto body = body_object(req);
+  auto body = small_body_object(req);
   if (body.has_error()) return error_response(body.error().code, body.error().message);
-  auto workspace = text_field(body.value(), "workspace");
-  auto destination = text_field(body.value(), "destination");
+  auto workspace = api::optional_string_member(body.value(), "workspace");
+  auto destination = api::optional_string_member(body.value(), "destination");
   if (workspace.has_error()) return error_response(workspace.error().code, workspace.error().message);
   if (destination.has_error()) return error_response(destination.error().code, destination.error().message);
   if (workspace.value().empty()) {
@@ -123,7 +113,7 @@ http::Response ControlApi::start_backup(const http::Request& req, const Snapshot
 http::Response ControlApi::restore_workspace(const http::Request& req, const WorkspaceView& w,
                                              const std::function<void(json)>& audit) const {
   if (!services_.backups.restore) return error_response(Errc::unavailable, "this control plane runs no backups");
-  auto body = body_object(req);
+  auto body = small_body_object(req);
   if (body.has_error()) return error_response(body.error().code, body.error().message);
   for (const auto& [key, value] : body.value().items()) {
     if (key != "destination" && key != "snapshot" && key != "point_in_time" && key != "mode" && key != "dry_run") {

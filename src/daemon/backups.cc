@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "api/api.h"
+#include "api/respond.h"
 #include "core/log.h"
 #include "core/names.h"
 #include "core/units.h"
@@ -62,6 +63,18 @@ json setting_json(StateDb& db, const std::string& key) {
   return j.is_object() ? j : json::object();
 }
 
+// A backup job's payload: {"dest", "scheduled"?}.
+struct BackupPayload {
+  std::string dest;
+  bool scheduled = false;
+};
+
+BackupPayload backup_payload(const Job& j) {
+  json p = json::parse(j.payload, nullptr, false);
+  if (!p.is_object()) return {};
+  return {p.value("dest", ""), p.value("scheduled", false)};
+}
+
 constexpr JobPolicy kBackupPolicy{5, std::chrono::seconds(30), std::chrono::minutes(30)};
 constexpr JobPolicy kRestorePolicy{3, std::chrono::seconds(5), std::chrono::minutes(1)};
 
@@ -104,9 +117,8 @@ void BackupService::schedule() {
     bool has = false;
     if (queued.has_value()) {
       for (const auto& j : queued.value()) {
-        if (j.kind != "backup") continue;
-        json p = json::parse(j.payload, nullptr, false);
-        has |= p.is_object() && p.value("dest", "") == d.name && p.value("scheduled", false);
+        auto p = backup_payload(j);
+        has |= j.kind == "backup" && p.dest == d.name && p.scheduled;
       }
     }
     if (has) continue;
@@ -172,11 +184,10 @@ std::vector<backup::WorkspaceSource> BackupService::workspaces(const std::string
 }
 
 void BackupService::run_backup(const Job& job, std::function<void(Result<void>)> done) {
-  json p = json::parse(job.payload, nullptr, false);
-  std::string dest_name = p.is_object() ? p.value("dest", "") : "";
-  auto dest = destination(dest_name);
+  auto p = backup_payload(job);
+  auto dest = destination(p.dest);
   if (dest.has_error()) return done(dest.error());
-  const bool scheduled = p.is_object() && p.value("scheduled", false);
+  const bool scheduled = p.scheduled;
   launch([this, d = *dest.value(), ws = job.workspace, scheduled, done = std::move(done)] {
     // One run at a time per destination: a prune after a scheduled run must not delete a pack
     // that another run (POST /backups) is about to reference.
@@ -296,10 +307,10 @@ void BackupService::record(const std::string& dest, const std::vector<backup::Ba
 void BackupService::after_backup(const Job& job) {
   // A scheduled run that ended (done, or dead after its retries) queues the next one.
   if (job.state != JobState::done && job.state != JobState::dead) return;
-  json p = json::parse(job.payload, nullptr, false);
-  if (!p.is_object() || !p.value("scheduled", false)) return;
+  auto p = backup_payload(job);
+  if (!p.scheduled) return;
   if (auto r = db_.enqueue("backup", "", job.payload, kBackupPolicy, config_.schedule, false); r.has_error()) {
-    logger()->error("cannot schedule the next backup to {}: {}", p.value("dest", ""), r.error().message);
+    logger()->error("cannot schedule the next backup to {}: {}", p.dest, r.error().message);
   }
 }
 
@@ -326,9 +337,9 @@ Result<std::vector<Job>> BackupService::request(const std::string& destination_n
       for (const auto& j : existing.value()) {
         if (j.kind != "backup" || j.workspace != workspace) continue;
         if (j.state != JobState::queued && j.state != JobState::running) continue;
-        json p = json::parse(j.payload, nullptr, false);
+        auto p = backup_payload(j);
         // A scheduled run waiting for its time is not "the same": this one runs now.
-        if (p.is_object() && p.value("dest", "") == d->name && (j.state == JobState::running || !p.value("scheduled", false))) {
+        if (p.dest == d->name && (j.state == JobState::running || !p.scheduled)) {
           same = &j;
         }
       }
@@ -437,23 +448,25 @@ void BackupService::run_restore(const Job& job, std::function<void(Result<void>)
 }
 
 json BackupService::status(const std::function<bool(const std::string&)>& visible) const {
+  std::vector<std::string> busy;
+  {
+    std::lock_guard lock(mu_);
+    busy = busy_;
+  }
   json dests = json::array();
-  std::lock_guard lock(mu_);
   for (const auto& d : config_.destinations) {
     json last = setting_json(db_, dest_key(d.name));
     json j = {{"name", d.name},
               {"url", d.url()},
               {"mode", std::string(backup::mode_name(d.mode))},
               {"encrypt", d.encrypt},
-              {"running", std::find(busy_.begin(), busy_.end(), d.name) != busy_.end()}};
+              {"running", std::find(busy.begin(), busy.end(), d.name) != busy.end()}};
     j["last"] = last.empty() ? json(nullptr) : last;
     dests.push_back(std::move(j));
   }
   json workspaces = json::object();
   for (const auto& s : this->workspaces("")) {
-    if (!visible(s.name)) continue;
-    json w = setting_json(db_, ws_key(s.name));
-    workspaces[s.name] = w;
+    if (visible(s.name)) workspaces[s.name] = setting_json(db_, ws_key(s.name));
   }
   return {{"schedule", format_duration(config_.schedule)},
           {"destinations", std::move(dests)},
@@ -514,16 +527,10 @@ json job_json(const Job& j) {
 Result<RestoreRequest> parse_restore(const std::string& workspace, const json& body) {
   RestoreRequest r;
   r.workspace = workspace;
-  auto text = [&](const char* key) -> Result<std::string> {
-    auto it = body.find(key);
-    if (it == body.end() || it->is_null()) return std::string();
-    if (!it->is_string()) return fail(Errc::invalid_argument, fmt::format("'{}' must be a string", key));
-    return it->get<std::string>();
-  };
-  BOOST_OUTCOME_TRY(dest, text("destination"));
-  BOOST_OUTCOME_TRY(snapshot, text("snapshot"));
-  BOOST_OUTCOME_TRY(when, text("point_in_time"));
-  BOOST_OUTCOME_TRY(mode, text("mode"));
+  BOOST_OUTCOME_TRY(dest, api::optional_string_member(body, "destination"));
+  BOOST_OUTCOME_TRY(snapshot, api::optional_string_member(body, "snapshot"));
+  BOOST_OUTCOME_TRY(when, api::optional_string_member(body, "point_in_time"));
+  BOOST_OUTCOME_TRY(mode, api::optional_string_member(body, "mode"));
   r.destination = dest;
   r.snapshot = snapshot;
   if (!snapshot.empty() && !when.empty()) {
