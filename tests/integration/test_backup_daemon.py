@@ -15,7 +15,7 @@ import time
 import unittest
 import urllib.parse
 
-from harness import Daemon, EventStream, free_service_port_range, wait_until
+from harness import ClassSetUp, Daemon, EventStream, free_service_port_range, wait_until
 from s3util import S3Server, s3rver_path
 from test_auth import PASSWORD, admin_token, call, set_cookie_parts
 
@@ -35,9 +35,14 @@ def objects(s3, bucket, prefix=""):
 
 
 @unittest.skipUnless(HAVE_S3RVER, NO_S3RVER)
-class BackupDaemonTest(unittest.TestCase):
+class BackupDaemonTest(ClassSetUp):
     @classmethod
-    def setUpClass(cls):
+    def init_class_state(cls):
+        cls.s3a = cls.s3b = cls.d = None
+        cls.daemons = []
+
+    @classmethod
+    def set_up(cls):
         cls.s3a = S3Server()
         cls.s3a.start()
         cls.s3b = S3Server()
@@ -58,30 +63,22 @@ class BackupDaemonTest(unittest.TestCase):
         }
         cls.d = Daemon(fixtures=["static", ("static", "notes"), ("static", "secret")], config=cls.config,
                        env=aws_env(cls.s3a))
+        cls.daemons = [cls.d]
         cls.d.prepare()
         with open(os.path.join(cls.d.ws, "notes", "keep.txt"), "w") as f:
             f.write("version one\n")
         with open(os.path.join(cls.d.ws, "secret", "workspace.json"), "w") as f:
             json.dump({"public": False}, f)
-        try:
-            cls.d.start()
-            cls.admin = admin_token(cls.d)
-            r = call(cls.d, "POST", "/users", cls.admin, {"name": "mia", "password": PASSWORD, "role": "member"})
-            assert r.status == 201, r.text()
-        except BaseException:
-            cls.tearDownClass()
-            raise
+        cls.d.start()
+        cls.admin = admin_token(cls.d)
+        r = call(cls.d, "POST", "/users", cls.admin, {"name": "mia", "password": PASSWORD, "role": "member"})
+        assert r.status == 201, r.text()
 
     @classmethod
     def tearDownClass(cls):
-        for attr in ("d",):
-            obj = getattr(cls, attr, None)
+        for obj in (cls.d, cls.s3a, cls.s3b):
             if obj:
                 obj.stop()
-        for s in ("s3a", "s3b"):
-            srv = getattr(cls, s, None)
-            if srv:
-                srv.stop()
 
     def api(self, method, path, body=None, token=None):
         return call(self.d, method, path, token or self.admin, body)

@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from harness import REPO, Daemon, binary, wait_until
+from harness import REPO, ClassSetUp, Daemon, binary, wait_until
 from test_auth import PASSWORD, admin_token, call, set_cookie_parts
 from tlsutil import TestCA, TlsDaemon
 
@@ -57,7 +57,7 @@ def member_token(d, admin, user, name="test"):
     return r.json()["token"]
 
 
-class CliCase(unittest.TestCase):
+class CliCase(ClassSetUp):
     """Runs the CLI with a config folder of the test's own and no CK_* from the caller."""
 
     def setUp(self):
@@ -140,27 +140,29 @@ class CliCase(unittest.TestCase):
 
 class RemoteCliTest(CliCase):
     @classmethod
-    def setUpClass(cls):
+    def init_class_state(cls):
+        cls.d = None
+        cls.daemons = []
+
+    @classmethod
+    def set_up(cls):
         cls.d = d = LocalhostControlDaemon(fixtures=["echo", "static"])
-        try:
-            d.start()
-            cls.admin = admin_token(d)
-            for user in ("ann", "ben"):
-                r = call(d, "POST", "/users", cls.admin, {"name": user, "password": PASSWORD, "role": "member"})
-                assert r.status == 201, r.text()
-            r = call(d, "POST", "/tokens", cls.admin, {"name": "reader", "scopes": ["read"]})
+        cls.daemons = [d]
+        d.start()
+        cls.admin = admin_token(d)
+        for user in ("ann", "ben"):
+            r = call(d, "POST", "/users", cls.admin, {"name": user, "password": PASSWORD, "role": "member"})
             assert r.status == 201, r.text()
-            cls.read_token = r.json()["token"]
-            cls.url = f"http://localhost:{d.port}"
-            d.wait_status("echo", "running", 60)
-        except BaseException:
-            print(d.diagnostics())
-            d.stop()
-            d.cleanup()
-            raise
+        r = call(d, "POST", "/tokens", cls.admin, {"name": "reader", "scopes": ["read"]})
+        assert r.status == 201, r.text()
+        cls.read_token = r.json()["token"]
+        cls.url = f"http://localhost:{d.port}"
+        d.wait_status("echo", "running", 60)
 
     @classmethod
     def tearDownClass(cls):
+        if cls.d is None:
+            return
         res = cls.d.stop()
         cls.d.cleanup()
         assert res.returncode == 0, res
@@ -518,29 +520,31 @@ class RemoteCliTlsTest(CliCase):
     """A server behind TLS: --cacert (kept in the context) works; without it, one clear line."""
 
     @classmethod
-    def setUpClass(cls):
+    def init_class_state(cls):
+        cls.ca = None
+        cls.d = None
+        cls.daemons = []
+
+    @classmethod
+    def set_up(cls):
         cls.ca = TestCA()
         cert, key, _ = cls.ca.issue("localhost", "localhost", ["localhost"])
         cls.d = TlsDaemon(cls.ca, server_name="localhost", fixtures=["static"],
                           config={"gateway": {"tls": {"cert": cert, "key": key}}})
-        try:
-            cls.d.start()
-            cls.admin = admin_token(cls.d)
-            cls.url = f"https://localhost:{cls.d.port}"
-        except BaseException:
-            print(cls.d.diagnostics())
-            cls.d.stop()
-            cls.d.cleanup()
-            cls.ca.cleanup()
-            raise
+        cls.daemons = [cls.d]
+        cls.d.start()
+        cls.admin = admin_token(cls.d)
+        cls.url = f"https://localhost:{cls.d.port}"
 
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.d.stop()
-            cls.d.cleanup()
+            if cls.d is not None:
+                cls.d.stop()
+                cls.d.cleanup()
         finally:
-            cls.ca.cleanup()
+            if cls.ca is not None:
+                cls.ca.cleanup()
 
     def test_cacert_is_needed_and_kept(self):
         p = self.ck("login", self.url, "--token", self.admin, code=1)
