@@ -25,6 +25,7 @@
 #include "storage/ignore.h"
 #include "storage/s3/client.h"
 #include "storage/s3/credentials.h"
+#include "storage/sync.h"
 
 namespace ck::backup {
 
@@ -184,6 +185,14 @@ struct RestoreReport {
 /// the call with the target untouched.
 Result<RestoreReport> restore(const Destination& dest, const std::string& workspace,
                               const RestoreOptions& opts);
+
+/// Restores into a workspace kept in a bucket (S3 storage) at `where`: its objects are pulled
+/// into a temporary folder, the snapshot is restored there (opts.target is ignored), what the
+/// restore wrote is uploaded and exactly the objects it removed are deleted, so objects the
+/// ignore rules skip (a dist/ another tool uploaded) are never touched. The CLI and the daemon
+/// both restore S3 storage through this.
+Result<RestoreReport> restore_to_bucket(const Destination& dest, const std::string& workspace,
+                                        RestoreOptions opts, const sync::Location& where);
 
 /// "YYYY-MM-DD HH:MM:SS" (or "YYYY-MM-DD HH:MM", "YYYY-MM-DD") in the local time zone (TZ).
 Result<std::time_t> parse_point_in_time(std::string_view text);

@@ -340,45 +340,14 @@ int restore_run(const Config& config, const BackupFlags& f) {
       where = o.target.string();
       r = backup::restore(*dest, name, o);
     } else {
-      // S3 storage: the bucket's current source in a temporary folder, the restore applied to it,
-      // then pushed back (delete_extra, so mirror mode deletions reach the bucket too).
+      // S3 storage: through a temporary folder holding the bucket's current source.
       auto target = s3::make_target(config.storage, env);
       if (!target) return error(target.error().message);
       s3::Client client(target.value().options);
       sync::Location loc{&client, target.value().bucket,
                          sync::workspace_prefix(target.value().prefix, name)};
       where = "s3://" + target.value().bucket + "/" + loc.key_prefix;
-      char tmpl[] = "/tmp/ck-restore-XXXXXX";
-      if (::mkdtemp(tmpl) == nullptr) return error("cannot create a temporary folder in /tmp");
-      fs::path tmp = tmpl;
-      sync::Options so;
-      auto pulled = sync::pull(loc, tmp, so);
-      if (!pulled) {
-        r = fail(pulled.error().code,
-                 "reading the workspace from the storage bucket failed: " + pulled.error().message);
-      } else {
-        o.target = tmp;
-        r = backup::restore(*dest, name, o);
-        if (r && !f.dry_run) {
-          // Upload what the restore wrote, then delete exactly the objects it removed (mirror):
-          // objects the ignore rules skip (a dist/ another tool uploaded) are never touched.
-          auto pushed = sync::push(loc, tmp, so);
-          std::vector<std::string> gone;
-          for (const auto& c : r.value().changes) {
-            if (c.op == backup::RestoreChange::Op::remove) gone.push_back(loc.key_prefix + c.path);
-          }
-          Result<void> deleted = outcome::success();
-          if (pushed && !gone.empty()) deleted = client.delete_objects(loc.bucket, gone);
-          if (!pushed || !deleted) {
-            r = fail(Errc::unavailable,
-                     "writing the restored source to the storage bucket failed: " +
-                         (!pushed ? pushed.error().message : deleted.error().message) +
-                         " (run the restore again)");
-          }
-        }
-      }
-      std::error_code ec;
-      fs::remove_all(tmp, ec);
+      r = backup::restore_to_bucket(*dest, name, o, loc);
     }
     line.clear();
     if (!r) {

@@ -81,14 +81,13 @@ constexpr JobPolicy kRestorePolicy{3, std::chrono::seconds(5), std::chrono::minu
 }  // namespace
 
 BackupService::BackupService(backup::BackupConfig config, fs::path workspaces_root, fs::path data,
-                             StateDb& db, EventBus& events, PutBack put_back)
+                             StateDb& db, EventBus& events, std::optional<Bucket> bucket)
     : config_(std::move(config)),
       root_(std::move(workspaces_root)),
       cache_(data / "backup-cache"),
-      staging_(data / "backup-staging"),
       db_(db),
       events_(events),
-      put_back_(std::move(put_back)) {
+      bucket_(std::move(bucket)) {
   for (const auto& d : config_.destinations) {
     dest_locks_[d.name] = std::make_unique<std::mutex>();
     auto last = setting_json(db_, dest_key(d.name));
@@ -407,43 +406,30 @@ void BackupService::run_restore(const Job& job, std::function<void(Result<void>)
     o.point_in_time = r.point_in_time;
     o.mode = r.mode;
     o.ignore.allow_env = false;
-    std::error_code ec;
-    fs::path temp;
-    if (put_back_) {
-      // S3 storage: the snapshot is assembled in a folder of its own, then uploaded through the
-      // storage (the mirror brings it back to the monitor).
-      temp = staging_ / fmt::format("{}-{}", r.workspace, now_ms());
-      fs::create_directories(temp, ec);
-      o.target = temp;
-      o.mode = backup::RestoreMode::mirror;
+    Result<backup::RestoreReport> restored = fail(Errc::internal, "");
+    if (bucket_) {
+      // S3 storage: into the bucket; the mirror's pass brings it to the monitor.
+      sync::Location where{bucket_->client, bucket_->bucket, sync::workspace_prefix(bucket_->prefix, r.workspace)};
+      restored = backup::restore_to_bucket(d, r.workspace, o, where);
+      if (restored) bucket_->changed();
     } else {
       o.target = root_ / r.workspace;
+      restored = backup::restore(d, r.workspace, o);
     }
-    auto restored = backup::restore(d, r.workspace, o);
-    auto finish = [this, r, d, temp, done](Result<void> result, const backup::RestoreReport* rep) {
-      std::error_code ec2;
-      if (!temp.empty()) fs::remove_all(temp, ec2);
-      json ev = {{"destination", d.name}, {"action", "restore"}, {"ok", !result.has_error()}};
-      if (rep) {
-        ev["snapshot"] = rep->snapshot_id;
-        ev["changed"] = rep->changes.size();
-        ev["bytes"] = rep->bytes_written;
-      }
-      if (result.has_error()) ev["error"] = result.error().message;
-      events_.publish("backup", r.workspace, std::move(ev));
-      if (result.has_error()) {
-        logger()->warn("[ws={}] restore from {} failed: {}", r.workspace, d.name, result.error().message);
-      } else if (rep) {
-        logger()->info("[ws={}] restored snapshot {} from {}: {} files changed", r.workspace, rep->snapshot_id,
-                       d.name, rep->changes.size());
-      }
-      done(std::move(result));
-    };
-    if (restored.has_error()) return finish(restored.error(), nullptr);
-    if (!put_back_) return finish(outcome::success(), &restored.value());
-    auto rep = std::make_shared<backup::RestoreReport>(std::move(restored.value()));
-    put_back_(r.workspace, temp, r.mode == backup::RestoreMode::mirror,
-              [finish, rep](Result<void> up) { finish(std::move(up), rep.get()); });
+    json ev = {{"destination", d.name}, {"action", "restore"}, {"ok", restored.has_value()}};
+    if (restored) {
+      ev["snapshot"] = restored.value().snapshot_id;
+      ev["changed"] = restored.value().changes.size();
+      ev["bytes"] = restored.value().bytes_written;
+      logger()->info("[ws={}] restored snapshot {} from {}: {} files changed", r.workspace,
+                     restored.value().snapshot_id, d.name, restored.value().changes.size());
+    } else {
+      ev["error"] = restored.error().message;
+      logger()->warn("[ws={}] restore from {} failed: {}", r.workspace, d.name, restored.error().message);
+    }
+    events_.publish("backup", r.workspace, std::move(ev));
+    if (!restored) return done(restored.error());
+    done(outcome::success());
   });
 }
 

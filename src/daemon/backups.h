@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,15 +38,19 @@ struct RestoreRequest {
 
 class BackupService {
  public:
-  /// Where a restored folder goes back into storage. Folder storage leaves it unset: a restore
-  /// writes into the workspace's folder itself (the watcher sees it, the monitor restarts it).
-  /// S3 storage: uploads `folder` as workspace `name` (deleting objects it lacks when
-  /// `exact`), then `done` on any thread.
-  using PutBack = std::function<void(const std::string& name, std::filesystem::path folder, bool exact,
-                                     std::function<void(Result<void>)> done)>;
+  /// S3 storage: where the workspaces' objects are (a restore writes there, through
+  /// backup::restore_to_bucket) and what to call once it did (a pass of the mirror, which brings
+  /// the change to the monitor). Folder storage has none: a restore writes into the workspace's
+  /// folder itself (the watcher sees it, the monitor restarts it).
+  struct Bucket {
+    s3::Client* client = nullptr;
+    std::string bucket, prefix;
+    std::function<void()> changed;
+  };
 
   BackupService(backup::BackupConfig config, std::filesystem::path workspaces_root,
-                std::filesystem::path data, StateDb& db, EventBus& events, PutBack put_back = {});
+                std::filesystem::path data, StateDb& db, EventBus& events,
+                std::optional<Bucket> bucket = std::nullopt);
   ~BackupService();
   BackupService(const BackupService&) = delete;
   BackupService& operator=(const BackupService&) = delete;
@@ -94,10 +99,9 @@ class BackupService {
   backup::BackupConfig config_;
   std::filesystem::path root_;
   std::filesystem::path cache_;
-  std::filesystem::path staging_;
   StateDb& db_;
   EventBus& events_;
-  PutBack put_back_;
+  std::optional<Bucket> bucket_;
   mutable std::mutex mu_;
   std::condition_variable idle_;
   int running_ = 0;

@@ -314,6 +314,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   // the bucket (DATA/mirror); from there on the wiring is the same as for a folder.
   std::unique_ptr<s3::Client> s3_client;
   std::unique_ptr<S3Mirror> mirror;
+  std::optional<BackupService::Bucket> backup_bucket;  // a restore writes into the bucket
   if (s3) {
     auto target = s3::make_target(config.storage, process_env);
     if (target.has_error()) {
@@ -330,6 +331,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
         std::chrono::duration_cast<std::chrono::milliseconds>(config.storage.list_interval),
         std::chrono::milliseconds(100));
     mirror = std::make_unique<S3Mirror>(*s3_client, mo);
+    backup_bucket = BackupService::Bucket{s3_client.get(), t.bucket, t.prefix, [m = mirror.get()] { m->poke(); }};
     ws_root = mirror->root();
     log->info("storage: {} at {} (credentials: {}), listed every {}", mirror->url(),
               t.options.endpoint.empty() ? "AWS" : t.options.endpoint, t.credentials_source,
@@ -407,14 +409,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     log->error("{}", backup_config.error().message);
     return 1;
   }
-  BackupService::PutBack put_back;
-  if (mirror) {
-    put_back = [m = mirror.get()](const std::string& name, fs::path folder, bool exact,
-                                  std::function<void(Result<void>)> done) {
-      m->put_back(name, std::move(folder), exact, std::move(done));
-    };
-  }
-  BackupService backups(std::move(backup_config.value()), ws_root, data, *db, events, std::move(put_back));
+  BackupService backups(std::move(backup_config.value()), ws_root, data, *db, events, std::move(backup_bucket));
   backups.add_job_handlers(mopts);
   backups.schedule();
   Monitor monitor(io, storage, runtime, snapshots, events, *db, mopts);

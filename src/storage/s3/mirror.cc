@@ -302,50 +302,33 @@ bool S3Mirror::queue_job(std::function<void(bool run)> job) {
   return true;
 }
 
-Result<std::size_t> S3Mirror::upload(const std::string& name, const std::filesystem::path& folder, bool exact) {
-  sync::Location where{&client_, opts_.bucket, sync::workspace_prefix(opts_.prefix, name)};
-  sync::Options so;
-  so.ignore.allow_env = false;
-  so.delete_extra = exact;
-  auto pushed = sync::push(where, folder, so);
-  if (pushed.has_error()) {
-    return fail(pushed.error().code, fmt::format("cannot upload '{}' to {}: {}", name, url(), pushed.error().message));
-  }
-  std::size_t files = 0;
-  for (const auto& a : pushed.value().actions) files += a.op == sync::Op::upload;
-  if (auto m = sync::write_manifest(client_, opts_.bucket, opts_.prefix, name, folder, files, pushed.value().bytes);
-      m.has_error()) {
-    logger()->warn("[ws={}] uploaded to {} without its manifest: {}", name, url(), m.error().message);
-  }
-  (void)run_pass();  // the mirror (and so the monitor) has it before the answer
-  return files;
-}
-
 void S3Mirror::publish(std::string name, std::filesystem::path folder,
                        std::function<void(Result<void>)> done) {
   auto job = [this, name, folder, done](bool run) {
     if (!run) return done(fail(Errc::unavailable, "the mirror of " + url() + " stopped first"));
-    auto existing = client_.list_objects(opts_.bucket, sync::workspace_prefix(opts_.prefix, name));
+    sync::Location where{&client_, opts_.bucket, sync::workspace_prefix(opts_.prefix, name)};
+    auto existing = client_.list_objects(opts_.bucket, where.key_prefix);
     if (existing.has_error()) return done(existing.error());
     if (!existing.value().empty()) {
       return done(fail(Errc::already_exists, fmt::format("a workspace named '{}' already exists in {}",
                                                          name, url())));
     }
-    auto files = upload(name, folder, false);
-    if (files.has_error()) return done(files.error());
-    logger()->info("[ws={}] created in {}: {} files", name, url(), files.value());
-    done(outcome::success());
-  };
-  if (!queue_job(job)) job(false);
-}
-
-void S3Mirror::put_back(std::string name, std::filesystem::path folder, bool exact,
-                        std::function<void(Result<void>)> done) {
-  auto job = [this, name, folder, exact, done](bool run) {
-    if (!run) return done(fail(Errc::unavailable, "the mirror of " + url() + " stopped first"));
-    auto files = upload(name, folder, exact);
-    if (files.has_error()) return done(files.error());
-    logger()->info("[ws={}] restored into {}: {} files uploaded", name, url(), files.value());
+    sync::Options so;
+    so.ignore.allow_env = false;
+    auto pushed = sync::push(where, folder, so);
+    if (pushed.has_error()) {
+      return done(fail(pushed.error().code, fmt::format("cannot upload '{}' to {}: {}", name, url(),
+                                                        pushed.error().message)));
+    }
+    std::size_t files = 0;
+    for (const auto& a : pushed.value().actions) files += a.op == sync::Op::upload;
+    if (auto m = sync::write_manifest(client_, opts_.bucket, opts_.prefix, name, folder, files,
+                                      pushed.value().bytes);
+        m.has_error()) {
+      logger()->warn("[ws={}] uploaded to {} without its manifest: {}", name, url(), m.error().message);
+    }
+    logger()->info("[ws={}] created in {}: {} files", name, url(), files);
+    (void)run_pass();  // the mirror (and so the monitor) has it before the answer
     done(outcome::success());
   };
   if (!queue_job(job)) job(false);

@@ -85,11 +85,6 @@ class S3Mirror {
   /// that name.
   void publish(std::string name, std::filesystem::path folder,
                std::function<void(Result<void>)> done);
-  /// Uploads `folder` over workspace `name` (a backup restored, issue 17): its files are
-  /// written to the bucket; `exact` also deletes the objects the folder lacks. Then a pass.
-  /// Runs on the mirror's thread between passes; `done` is called there.
-  void put_back(std::string name, std::filesystem::path folder, bool exact,
-                std::function<void(Result<void>)> done);
   /// Deletes workspace `name`'s objects and manifest from the bucket, then runs a pass (which
   /// takes it out of the mirror). `done` gets the number of objects deleted.
   void remove(std::string name, std::function<void(Result<std::size_t>)> done);
@@ -125,9 +120,6 @@ class S3Mirror {
   void loop();
   /// Queues a job for the mirror's thread; false (job dropped) when stopping.
   bool queue_job(std::function<void(bool run)> job);
-  /// publish() and put_back(): `folder` to PREFIX/NAME/ (deleting what it lacks when `exact`),
-  /// the manifest, then a pass; the number of files uploaded.
-  Result<std::size_t> upload(const std::string& name, const std::filesystem::path& folder, bool exact);
   void remove_workspace(const std::string& name);
 
   s3::Client& client_;
