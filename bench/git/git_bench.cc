@@ -166,6 +166,18 @@ struct Row {
 
 bool g_errors = false;
 
+// Runs both, the one first on even rounds and the other on odd ones, so neither always finds
+// the page cache warmed by the other.
+void in_turn(int round, const std::function<void()>& one, const std::function<void()>& other) {
+  if (round % 2 == 0) {
+    one();
+    other();
+  } else {
+    other();
+    one();
+  }
+}
+
 void error(const std::string& msg) {
   std::fprintf(stderr, "git_bench: ERROR: %s\n", msg.c_str());
   g_errors = true;
@@ -300,13 +312,7 @@ int main(int argc, char** argv) {
       auto do_git = [&] {
         g = run_git({"git", "clone", "-q", "-b", opt.branch, url, git_dir.string()}, t);
       };
-      if (r % 2 == 0) {
-        do_ours();
-        do_git();
-      } else {
-        do_git();
-        do_ours();
-      }
+      in_turn(r, do_ours, do_git);
       if (o < 0 || g < 0 || !verify(ours_dir, git_dir, want, r == 0)) {
         if (o < 0 || g < 0) error(name + " clone round " + std::to_string(r + 1) + " failed");
         ok = false;
@@ -336,13 +342,7 @@ int main(int argc, char** argv) {
       auto do_git = [&] {
         g = run_git({"git", "-C", git_dir.string(), "pull", "-q", "--ff-only"}, t);
       };
-      if (r % 2 == 0) {
-        do_ours();
-        do_git();
-      } else {
-        do_git();
-        do_ours();
-      }
+      in_turn(r, do_ours, do_git);
       if (o < 0 || g < 0 || !verify(ours_dir, git_dir, want, r + 1 == opt.rounds)) {
         if (o < 0 || g < 0) error(name + " pull round " + std::to_string(r + 1) + " failed");
         ok = false;
@@ -360,13 +360,7 @@ int main(int argc, char** argv) {
       auto do_git = [&] {
         g = run_git({"git", "-C", git_dir.string(), "pull", "-q", "--ff-only"}, t);
       };
-      if (r % 2 == 0) {
-        do_ours();
-        do_git();
-      } else {
-        do_git();
-        do_ours();
-      }
+      in_turn(r, do_ours, do_git);
       if (o < 0 || g < 0 || !verify(ours_dir, git_dir, want, false)) {
         if (o < 0 || g < 0) error(name + " no-op pull round " + std::to_string(r + 1) + " failed");
         ok = false;
