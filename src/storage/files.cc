@@ -155,7 +155,9 @@ struct Current {
   std::optional<std::string> etag;  // a regular file's
 };
 
-Result<Current> current_at(int dir_fd, const std::string& leaf, const std::string& rel) {
+// A regular file's ETag is read only when `want_etag` (a condition to check): a plain write
+// or delete does not read the old bytes.
+Result<Current> current_at(int dir_fd, const std::string& leaf, const std::string& rel, bool want_etag) {
   Current cur;
   struct stat st {};
   if (::fstatat(dir_fd, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
@@ -179,6 +181,7 @@ Result<Current> current_at(int dir_fd, const std::string& leaf, const std::strin
   cur.mode = st.st_mode & 0777;
   cur.uid = st.st_uid;
   cur.gid = st.st_gid;
+  if (!want_etag) return cur;
   Fd fd(::openat(dir_fd, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
   if (fd.fd < 0) return outcome::failure(open_error(rel, errno));
   BOOST_OUTCOME_TRY(body, read_all(fd.fd, static_cast<std::uint64_t>(st.st_size), rel));
@@ -310,7 +313,8 @@ Result<Found> read(int root_fd, const std::string& rel, std::uint64_t max_bytes,
 }
 
 Result<Written> write(int root_fd, const std::string& rel, std::string_view body,
-                      const Conditions& when, const Commit& commit, std::string* current_etag) {
+                      const Conditions& when, const Commit& commit, std::string* current_etag,
+                      const WriteOptions& options) {
   if (rel.empty()) {
     return fail(Errc::invalid_argument,
                 "a file path is needed: PUT .../files/<path>, such as .../files/src/index.js");
@@ -320,13 +324,14 @@ Result<Written> write(int root_fd, const std::string& rel, std::string_view body
   BOOST_OUTCOME_TRY(existing, open_parent(root_fd, parents, false, rel));
   Current cur;
   if (existing) {
-    BOOST_OUTCOME_TRY(c, current_at(existing->fd, leaf, rel));
+    BOOST_OUTCOME_TRY(c, current_at(existing->fd, leaf, rel, when.if_match || when.if_none_match_any));
     cur = std::move(c);
   }
   if (cur.dir) {
     return fail(Errc::conflict, fmt::format("'{}' is a folder; a PUT writes files", rel));
   }
   BOOST_OUTCOME_TRY(check_conditions(when, cur, rel, current_etag));
+  if (options.mode) cur.mode = static_cast<mode_t>(*options.mode & 0777);  // never setuid, setgid or sticky
   Fd dir;
   if (existing) {
     dir = std::move(*existing);
@@ -347,7 +352,7 @@ Result<Written> write(int root_fd, const std::string& rel, std::string_view body
     return outcome::failure(std::move(e));
   };
   // The umask may have narrowed the mode given to openat.
-  if (::fchmod(out.fd, cur.mode) != 0 || !write_all(out.fd, body) || ::fsync(out.fd) != 0) {
+  if (::fchmod(out.fd, cur.mode) != 0 || !write_all(out.fd, body) || (options.sync && ::fsync(out.fd) != 0)) {
     return discard(
         make_error(Errc::io, fmt::format("cannot write '{}': {}", rel, std::strerror(errno))));
   }
@@ -374,7 +379,7 @@ Result<Written> write(int root_fd, const std::string& rel, std::string_view body
     return discard(
         make_error(Errc::io, fmt::format("cannot put '{}' in place: {}", rel, std::strerror(e))));
   }
-  ::fsync(dir.fd);
+  if (options.sync) ::fsync(dir.fd);
   return Written{!cur.exists, content_etag(body)};
 }
 
@@ -390,7 +395,7 @@ Result<void> remove(int root_fd, const std::string& rel, const Conditions& when,
   std::lock_guard lock(write_lock());
   BOOST_OUTCOME_TRY(dir, open_parent(root_fd, parents, false, rel));
   if (!dir) return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
-  BOOST_OUTCOME_TRY(cur, current_at(dir->fd, leaf, rel));
+  BOOST_OUTCOME_TRY(cur, current_at(dir->fd, leaf, rel, when.if_match || when.if_none_match_any));
   if (!cur.exists)
     return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
   BOOST_OUTCOME_TRY(check_conditions(when, cur, rel, current_etag));

@@ -80,8 +80,15 @@ struct Written {
 /// precondition_failed (with `*current_etag` set to the file's ETag, "" when there is none);
 /// forbidden for a symlink (on the way or at the end) or something not a regular file;
 /// conflict for a folder at `rel` or a file where a parent folder belongs; io.
+struct WriteOptions {
+  std::optional<std::uint32_t> mode;  // permission bits replacing the kept or default ones
+  /// fsync the file and its folder before answering; a caller writing many files (a deploy)
+  /// turns it off and syncs the file system once at the end (syncfs).
+  bool sync = true;
+};
 Result<Written> write(int root_fd, const std::string& rel, std::string_view body,
-                      const Conditions& when, const Commit& commit, std::string* current_etag);
+                      const Conditions& when, const Commit& commit, std::string* current_etag,
+                      const WriteOptions& options = {});
 
 /// Deletes the file (or empty folder) `rel` beneath `root_fd`. Errors: invalid_argument for "";
 /// not_found; precondition_failed (as write); forbidden for a symlink; conflict for a folder

@@ -924,7 +924,8 @@ Result<SourceTree> list_source_files(const std::filesystem::path& root, const Ig
       } else if (S_ISREG(est.st_mode)) {
         if (!rules.ignored_entry(rel, false)) {
           out.files.push_back(
-              SourceFile{std::move(rel), static_cast<std::uint64_t>(est.st_size), mtime_ns(est)});
+              SourceFile{std::move(rel), static_cast<std::uint64_t>(est.st_size), mtime_ns(est),
+                         static_cast<std::uint32_t>(est.st_mode & 07777)});
         }
       } else if (S_ISLNK(est.st_mode)) {
         if (!rules.ignored_entry(rel, false)) {
@@ -963,7 +964,8 @@ Result<SourceTree> list_source_files(const std::filesystem::path& root, const Ig
       continue;
     }
     out.files.push_back(
-        SourceFile{link.rel, static_cast<std::uint64_t>(tst.st_size), mtime_ns(tst)});
+        SourceFile{link.rel, static_cast<std::uint64_t>(tst.st_size), mtime_ns(tst),
+                   static_cast<std::uint32_t>(tst.st_mode & 07777)});
   }
 
   std::sort(out.files.begin(), out.files.end(),

@@ -94,6 +94,7 @@ struct SourceFile {
   std::string path;  // relative to the root, '/'-separated
   std::uint64_t size;
   std::int64_t mtime_ns;  // since the Unix epoch
+  std::uint32_t mode = 0644;  // permission bits (of the target, for a symlinked file)
 };
 
 struct SourceTree {

@@ -26,6 +26,7 @@
 #include "core/files.h"
 #include "core/hash.h"
 #include "core/user_dirs.h"
+#include "storage/file_index.h"
 
 namespace ck::sync {
 
@@ -92,100 +93,10 @@ Result<std::vector<std::string>> md5_ranges(const fs::path& file, std::uint64_t 
   return digests;
 }
 
-std::string md5_hex(std::string_view data) {
-  unsigned char d[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_Digest(data.data(), data.size(), d, &len, EVP_md5(), nullptr);
-  return hex(d, len);
-}
 
 std::string raw_hex(const std::string& raw) {
   return hex(reinterpret_cast<const unsigned char*>(raw.data()), static_cast<unsigned>(raw.size()));
 }
-
-// ---- the local index ---------------------------------------------------------------------
-
-struct IndexEntry {
-  std::uint64_t size = 0;
-  std::int64_t mtime_ns = 0;
-  std::string md5;   // hex; empty if unknown
-  std::string etag;  // the object's ETag when this file last matched it
-};
-
-class Index {
- public:
-  explicit Index(fs::path file) : file_(std::move(file)) {
-    if (file_.empty()) return;
-    auto text = read_file(file_);
-    if (!text) return;
-    try {
-      auto doc = nlohmann::json::parse(*text);
-      if (doc.value("version", 0) != 1) return;
-      for (const auto& [path, e] : doc.at("files").items()) {
-        entries_[path] = IndexEntry{e.at(0).get<std::uint64_t>(), e.at(1).get<std::int64_t>(),
-                                    e.at(2).get<std::string>(), e.at(3).get<std::string>()};
-      }
-    } catch (const std::exception&) {
-      entries_.clear();  // corrupt: start over; everything is compared by content again
-      dirty_ = true;
-    }
-  }
-
-  std::optional<IndexEntry> find(const std::string& path) const {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(path);
-    if (it == entries_.end()) return std::nullopt;
-    return it->second;
-  }
-
-  void put(const std::string& path, IndexEntry e) {
-    std::lock_guard lock(mu_);
-    auto& slot = entries_[path];
-    if (slot.size == e.size && slot.mtime_ns == e.mtime_ns && slot.md5 == e.md5 && slot.etag == e.etag) return;
-    slot = std::move(e);
-    dirty_ = true;
-  }
-
-  void erase(const std::string& path) {
-    std::lock_guard lock(mu_);
-    if (entries_.erase(path) > 0) dirty_ = true;
-  }
-
-  /// Keeps only the paths `keep` says yes to.
-  template <class Pred>
-  void retain(Pred keep) {
-    std::lock_guard lock(mu_);
-    if (std::erase_if(entries_, [&](const auto& kv) { return !keep(kv.first); }) > 0) dirty_ = true;
-  }
-
-  /// Written (only when something changed since it was read) to a temporary file and renamed,
-  /// so a crash never leaves half an index.
-  void save() const {
-    if (file_.empty() || !dirty_) return;
-    nlohmann::json files = nlohmann::json::object();
-    {
-      std::lock_guard lock(mu_);
-      for (const auto& [path, e] : entries_) files[path] = {e.size, e.mtime_ns, e.md5, e.etag};
-    }
-    nlohmann::json doc = {{"version", 1}, {"files", std::move(files)}};
-    std::error_code ec;
-    fs::create_directories(file_.parent_path(), ec);
-    fs::path tmp = file_;
-    tmp += ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-      if (!out) return;  // the index is an optimisation: a failed write costs a rehash later
-    }
-    fs::rename(tmp, file_, ec);
-  }
-
- private:
-  fs::path file_;
-  mutable std::mutex mu_;
-  std::map<std::string, IndexEntry> entries_;
-  bool dirty_ = false;
-};
 
 // ---- comparing a local file with an object -----------------------------------------------
 
@@ -369,6 +280,13 @@ bool safe_relative_path(std::string_view rel) {
   }
 }
 
+std::string md5_hex(std::string_view data) {
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_Digest(data.data(), data.size(), d, &len, EVP_md5(), nullptr);
+  return hex(d, len);
+}
+
 Result<std::string> file_md5(const fs::path& file) {
   BOOST_OUTCOME_TRY(d, md5_ranges(file, 0));
   return raw_hex(d.front());
@@ -407,7 +325,7 @@ Result<Report> push(const Location& where, const fs::path& dir, const Options& o
   // nothing happens.
   auto listed = std::async(std::launch::async, [&] { return listing_of(where, opts); });
   auto walked = list_source_files(dir, opts.ignore);
-  Index index(opts.index);
+  FileIndex index(opts.index);
   auto listing = listed.get();
   BOOST_OUTCOME_TRY(tree, std::move(walked));
   for (const auto& s : tree.skipped) {
@@ -578,7 +496,7 @@ Result<Report> pull(const Location& where, const fs::path& dir, const Options& o
       local.emplace(f.path, f);
     }
   }
-  Index index(opts.index);
+  FileIndex index(opts.index);
   Tally tally(opts, report);
 
   struct Wanted {

@@ -106,6 +106,8 @@ std::filesystem::path default_index_path(std::string_view endpoint, std::string_
                                          std::string_view key_prefix,
                                          const std::filesystem::path& dir);
 
+/// Hex MD5 of bytes.
+std::string md5_hex(std::string_view data);
 /// Hex MD5 of a file, and the multipart ETag ("<hex>-N") it gets when uploaded in parts of
 /// `part_size`.
 Result<std::string> file_md5(const std::filesystem::path& file);
