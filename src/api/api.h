@@ -41,6 +41,7 @@ class Poller;
 std::shared_ptr<Poller> make_poller();  // exec_api.cc
 class GitPushes;
 std::shared_ptr<GitPushes> make_git_pushes();  // git_api.cc
+struct DeployJob;                              // git_deploy.h
 }
 
 struct ApiInfo {
@@ -142,6 +143,11 @@ struct ApiServices {
   std::function<void(const std::string& name, const std::string& rel, files::Conditions when,
                      std::function<void(Result<void>, std::string current_etag)> done)>
       delete_file;
+  /// Deploys (source_api.cc, PUT /workspaces/{name}/source): the most file bytes one tar may
+  /// unpack to (gateway.max_body), and where the server keeps each workspace's digest index
+  /// (DATA/deploy-index; empty: every listing hashes every file).
+  std::uint64_t max_deploy_bytes = 64ull << 20;
+  std::filesystem::path deploy_index_dir;
   /// S3 storage: the mirror's state for a workspace (thread-safe, never blocks for long).
   /// Unset for folder storage.
   std::function<SyncState(const std::string& name)> sync_state;
@@ -258,6 +264,14 @@ class ControlApi {
   http::Response files_request(
       const http::Request& req, const WorkspaceView& w, std::string_view raw_path, const std::string& author,
       const std::function<void(const std::string&, nlohmann::json)>& audit) const;
+  /// source_api.cc: GET /workspaces/{name}/source (the source's file list with MD5s; read
+  /// scope and `see`) and PUT (a deploy's tar; deploy scope and `act`), for a caller already
+  /// checked. `author` names who deploys (the commit of a git workspace).
+  http::Response source_request(const http::Request& req, const WorkspaceView& w, const std::string& author,
+                                const std::function<void(nlohmann::json)>& audit) const;
+  /// git_api.cc: what follow() needs to follow workspace `name` after a push or a deploy that
+  /// came in through `req` (its Host gives the URL printed at the end).
+  api::DeployJob follow_job(const http::Request& req, const std::string& name) const;
   /// POST /git/hook (signed by the git host; no bearer token).
   http::Response git_hook(const http::Request& req) const;
   http::Response follow_log(const http::Request& req, const WorkspaceView& w) const;

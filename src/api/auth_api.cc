@@ -431,7 +431,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
 
   // A workspace's actions and logs: /workspaces/{name}/{start|stop|restart|logs}.
   std::optional<WorkspaceAction> action;
-  bool logs = false, run = false, sync = false, files = false, restore = false;
+  bool logs = false, run = false, sync = false, files = false, restore = false, source = false;
   std::string ws_name, file_path;
   if (rest.starts_with("workspaces/")) {
     std::string tail = rest.substr(std::string_view("workspaces/").size());
@@ -446,6 +446,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
       run = sub == "run";
       sync = sub == "sync";
       restore = sub == "restore";
+      source = sub == "source";
       files = sub.starts_with("files/");
       if (files) file_path = sub.substr(std::string_view("files/").size());
     }
@@ -453,7 +454,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   bool own = rest == "auth/login" || rest == "auth/logout" || rest == "auth/me" ||
              rest == "users" || rest == "tokens" || rest.starts_with("tokens/") ||
              rest == "audit" || rest == "logs" || rest == "backups" || action || logs || run || sync ||
-             files || restore;
+             files || restore || source;
   if (!own && read) return std::nullopt;
   if (rest == "git/hook") return std::nullopt;  // signed by the git host (HMAC), not a token
   if (rest == "storage/events") {
@@ -548,6 +549,12 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     auto c = s.require(read ? auth::Scope::read : auth::Scope::deploy);
     if (c.has_error()) return error_of(c.error());
     caller = std::move(c.value());
+  } else if (source) {
+    // The source's list (names and MD5s) is as private as the files; a deploy needs deploy.
+    if (!read && req.method != "PUT") return method_not_allowed(req, "GET, PUT");
+    auto c = s.require(read ? auth::Scope::read : auth::Scope::deploy);
+    if (c.has_error()) return error_of(c.error());
+    caller = std::move(c.value());
   } else if (!read) {
     return method_not_allowed(req, "GET");
   } else {
@@ -560,7 +567,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   const WorkspaceView* w = snap.find(*decoded);
   if (w) {
     const auth::Principal* who = caller ? &caller->principal : reader ? &*reader : nullptr;
-    const bool acting = caller && !(files && read);
+    const bool acting = caller && !((files || source) && read);
     auto d = decide(who, w->name, w, acting ? auth::Access::act : auth::Access::see);
     if (d == auth::Decision::forbidden) {
       return error_of(Errc::forbidden,
@@ -576,6 +583,11 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     const std::string author = caller ? caller->principal.name : std::string();
     return files_request(req, *w, file_path, author, [&](const std::string& verb, json detail) {
       s.audit(*caller, verb, w->name, std::move(detail));
+    });
+  }
+  if (source) {
+    return source_request(req, *w, caller->principal.name, [&](json detail) {
+      s.audit(*caller, "workspace.deploy", w->name, std::move(detail));
     });
   }
   if (run) {

@@ -48,71 +48,6 @@ using json = nlohmann::json;
 
 namespace api {
 
-/// The git requests running now, one thread each; the per-name push lock. Owned by the
-/// ControlApi; its destructor stops them (their programs killed) and joins the threads.
-class GitPushes {
- public:
-  static constexpr std::size_t kMaxRunning = 16;
-  ~GitPushes() {
-    stopping_ = true;
-    std::list<Job> jobs;
-    {
-      std::lock_guard lock(mu_);
-      jobs.swap(jobs_);
-    }
-    for (auto& j : jobs) {
-      if (j.thread.joinable()) j.thread.join();
-    }
-  }
-  /// Runs `fn` on a new thread; false when kMaxRunning are running.
-  bool start(std::function<void()> fn) {
-    std::lock_guard lock(mu_);
-    reap();
-    if (jobs_.size() >= kMaxRunning || stopping_) return false;
-    auto& job = jobs_.emplace_back();
-    auto done = job.done;
-    job.thread = std::thread([fn = std::move(fn), done] {
-      fn();
-      *done = true;
-    });
-    return true;
-  }
-  /// Marks a push to `name` as running; false when one already is.
-  bool lock_name(const std::string& name) {
-    std::lock_guard lock(mu_);
-    return pushing_.insert(name).second;
-  }
-  void unlock_name(const std::string& name) {
-    std::lock_guard lock(mu_);
-    pushing_.erase(name);
-  }
-  bool pushing(const std::string& name) {
-    std::lock_guard lock(mu_);
-    return pushing_.count(name) > 0;
-  }
-  const std::atomic<bool>& stopping() const { return stopping_; }
-
- private:
-  struct Job {
-    std::thread thread;
-    std::shared_ptr<std::atomic<bool>> done = std::make_shared<std::atomic<bool>>(false);
-  };
-  void reap() {
-    for (auto it = jobs_.begin(); it != jobs_.end();) {
-      if (*it->done) {
-        it->thread.join();
-        it = jobs_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  std::mutex mu_;
-  std::list<Job> jobs_;
-  std::set<std::string> pushing_;
-  std::atomic<bool> stopping_{false};
-};
-
 std::shared_ptr<GitPushes> make_git_pushes() { return std::make_shared<GitPushes>(); }
 
 }  // namespace api
@@ -298,31 +233,14 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
 
   std::optional<api::DeployJob> job;
   if (deploys) {
-    job.emplace();
-    job->name = name;
+    job.emplace(follow_job(req, name));
     job->repo = repo;
-    job->root = services_.workspaces_root;
     job->trash = trash;
     job->owner = p.user_id;
     job->principal = p.label();
-    std::string host = req.header("Host");
-    const bool host_ok = !host.empty() && host.size() < 256 &&
-                         host.find_first_of(" /\\\t\r\n\"'<>") == std::string::npos;
-    // The address the push came to, unless that is the control host (no workspace is served
-    // there): then the gateway's own.
-    job->base_url = host_ok && info_.control_host.empty()
-                        ? std::string(req.tls ? "https://" : "http://") + host
-                        : info_.listen_url.substr(0, info_.listen_url.size() - 1);
-    job->url = workspace_url(name, info_);
     job->url_of = [info = info_](const std::string& n) { return workspace_url(n, info); };
-    job->snapshots = &snapshots_;
     job->auth = services_.auth;
-    job->act = services_.act;
-    job->log_path = services_.log_path;
-    job->sync = services_.sync;
     job->pull = gp.pull;
-    job->follow_timeout = gp.follow_timeout;
-    job->stopping = &git_pushes_->stopping();
   }
 
   auto st = std::make_shared<http::ResponseStream>();
@@ -365,6 +283,27 @@ http::Response ControlApi::git_request(const http::Request& req, const Snapshot&
   http::Response res;
   res.stream = st;
   return res;
+}
+
+api::DeployJob ControlApi::follow_job(const http::Request& req, const std::string& name) const {
+  api::DeployJob job;
+  job.name = name;
+  job.root = services_.workspaces_root;
+  std::string host = req.header("Host");
+  const bool host_ok =
+      !host.empty() && host.size() < 256 && host.find_first_of(" /\\\t\r\n\"'<>") == std::string::npos;
+  // The address the request came to, unless that is the control host (no workspace is served
+  // there): then the gateway's own.
+  job.base_url = host_ok && info_.control_host.empty() ? std::string(req.tls ? "https://" : "http://") + host
+                                                       : info_.listen_url.substr(0, info_.listen_url.size() - 1);
+  job.url = workspace_url(name, info_);
+  job.snapshots = &snapshots_;
+  job.act = services_.act;
+  job.log_path = services_.log_path;
+  job.sync = services_.sync;
+  job.follow_timeout = services_.git_push.follow_timeout;
+  job.stopping = &git_pushes_->stopping();
+  return job;
 }
 
 }  // namespace ck

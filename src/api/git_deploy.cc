@@ -80,34 +80,15 @@ bool send_all(int fd, std::string_view bytes) {
   return true;
 }
 
-// Writes a deploy's report to the hook (Dokku's style: "-----> " steps, indented log lines,
-// "!!!    " problems). Stops writing once the hook is gone; the deploy itself goes on.
-class Report {
+// The report of a push's deploy, written to the hook. Stops writing once the hook is gone; the
+// deploy itself goes on.
+class HookReport : public DeployReport {
  public:
-  explicit Report(int fd) : fd_(fd) {}
-  void step(const std::string& s) { line("-----> " + s); }
-  void problem(const std::string& s) { line("!!!    " + s); }
-  void done(const std::string& s) { line("=====> " + s); }
-  void indented(std::string_view text) {
-    std::string out;
-    std::size_t start = 0;
-    while (start < text.size()) {
-      auto nl = text.find('\n', start);
-      std::string_view l =
-          text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
-      out += "       ";
-      out += l;
-      out += '\n';
-      if (nl == std::string_view::npos) break;
-      start = nl + 1;
-    }
-    raw(out);
-  }
-  void line(const std::string& s) { raw(s + "\n"); }
-  void raw(std::string_view s) {
+  explicit HookReport(int fd) : fd_(fd) {}
+  void raw(std::string_view s) override {
     if (ok_) ok_ = send_all(fd_, s);
   }
-  bool listening() const { return ok_; }
+  bool listening() const override { return ok_; }
 
  private:
   int fd_;
@@ -133,70 +114,9 @@ std::string read_refs(int fd, const std::atomic<bool>& stopping) {
   return out;
 }
 
-// The log from `offset` on, in whole lines (what follows the last newline waits for the next look).
-class LogTail {
- public:
-  explicit LogTail(fs::path p) : path_(std::move(p)) {
-    std::error_code ec;
-    auto size = fs::file_size(path_, ec);
-    offset_ = ec ? 0 : size;
-  }
-  std::string read_lines() {
-    std::error_code ec;
-    auto size = fs::file_size(path_, ec);
-    if (ec) return "";
-    if (size < offset_) offset_ = 0;  // started over (a new run truncates it)
-    if (size == offset_) return "";
-    std::ifstream in(path_, std::ios::binary);
-    in.seekg(static_cast<std::streamoff>(offset_));
-    std::string buf(std::min<std::uintmax_t>(size - offset_, kMaxLogChunk), '\0');
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    buf.resize(static_cast<std::size_t>(in.gcount()));
-    auto nl = buf.rfind('\n');
-    if (nl == std::string::npos) {
-      if (buf.size() < kMaxLogChunk) return "";
-      nl = buf.size() - 1;  // a very long line: send it as it is
-    }
-    offset_ += nl + 1;
-    buf.resize(nl);
-    relayed_ = true;
-    return buf;
-  }
-  bool relayed() const { return relayed_; }
-
- private:
-  fs::path path_;
-  std::uintmax_t offset_ = 0;
-  bool relayed_ = false;
-};
-
-// Waits for `done` to be called through `start` (a callback API), up to `limit` or until
-// `stopping` (a stopped worker never calls back).
-template <class T>
-std::optional<T> wait_for(const std::function<void(std::function<void(T)>)>& start, Duration limit,
-                          const std::atomic<bool>& stopping) {
-  struct Shared {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::optional<T> value;
-  };
-  auto sh = std::make_shared<Shared>();
-  start([sh](T v) {
-    std::lock_guard lock(sh->mu);
-    sh->value.emplace(std::move(v));
-    sh->cv.notify_all();
-  });
-  std::unique_lock lock(sh->mu);
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!sh->value && !stopping && std::chrono::steady_clock::now() < deadline) {
-    sh->cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return sh->value.has_value(); });
-  }
-  return std::move(sh->value);
-}
-
 // The branch the workspace deploys, and whether the repository's HEAD was just set to it.
 std::string followed_branch(const DeployJob& job, const std::vector<git::RefUpdate>& updates,
-                            Report& out) {
+                            DeployReport& out) {
   fs::path dir = job.root / job.name;
   auto declared = declared_git(dir);
   if (!declared.branch.empty()) return declared.branch;
@@ -229,7 +149,7 @@ std::string followed_branch(const DeployJob& job, const std::vector<git::RefUpda
 // `forced`: the push replaced the branch's history (no fast-forward of what it had): the
 // workspace is then replaced rather than pulled, since a pull would rebase and push back the
 // very commits the push removed.
-bool update_folder(const DeployJob& job, const std::string& branch, bool forced, Report& out) {
+bool update_folder(const DeployJob& job, const std::string& branch, bool forced, DeployReport& out) {
   fs::path dir = job.root / job.name;
   std::error_code ec;
   const bool exists = fs::exists(fs::symlink_status(dir, ec));
@@ -326,8 +246,10 @@ bool update_folder(const DeployJob& job, const std::string& branch, bool forced,
 
 // Follows the workspace until it runs (or is served, for static files) after the change, or
 // fails, relaying its log. `before`: its status and pid before the folder changed.
+}  // namespace
+
 void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, LogTail& log,
-            Report& out) {
+            DeployReport& out) {
   using clock = std::chrono::steady_clock;
   const fs::path dir = job.root / job.name;
   const WorkspaceSpec spec = detect_workspace(job.name, dir);
@@ -416,6 +338,8 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
   }
 }
 
+namespace {
+
 // The deploy thread of one push: reads the pushed references from the hook, deploys the
 // workspace's branch and reports on `fd`, then closes it (the hook ends, and with it the push).
 // The branches of the push other than the deployed one. A workspace that follows this
@@ -423,7 +347,7 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
 // `<name>--<branch>` beside it per branch; each preview the monitor then lists is named with
 // its URL. Without that worker, or for a branch that gets no preview, the branch is only kept.
 void report_other_branches(const DeployJob& job, const std::vector<const git::RefUpdate*>& others,
-                           const std::string& branch, bool deployed, Report& out) {
+                           const std::string& branch, bool deployed, DeployReport& out) {
   if (others.empty()) return;
   const fs::path dir = job.root / job.name;
   bool previews = false;
@@ -469,7 +393,7 @@ void deploy_impl(const DeployJob& job, int fd) {
     ::close(fd);
     return;
   }
-  Report out(fd);
+  HookReport out(fd);
   const std::string branch = followed_branch(job, updates, out);
   const git::RefUpdate* mine = nullptr;
   std::vector<const git::RefUpdate*> others;
@@ -516,6 +440,49 @@ void deploy_impl(const DeployJob& job, int fd) {
 }  // namespace
 
 void deploy_push(const DeployJob& job, int fd) { deploy_impl(job, fd); }
+
+void DeployReport::indented(std::string_view text) {
+  std::string out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto nl = text.find('\n', start);
+    std::string_view l = text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
+    out += "       ";
+    out += l;
+    out += '\n';
+    if (nl == std::string_view::npos) break;
+    start = nl + 1;
+  }
+  raw(out);
+}
+
+LogTail::LogTail(fs::path p) : path_(std::move(p)) {
+  std::error_code ec;
+  auto size = fs::file_size(path_, ec);
+  offset_ = ec ? 0 : size;
+}
+
+std::string LogTail::read_lines() {
+  std::error_code ec;
+  auto size = fs::file_size(path_, ec);
+  if (ec) return "";
+  if (size < offset_) offset_ = 0;  // started over (a new run truncates it)
+  if (size == offset_) return "";
+  std::ifstream in(path_, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(offset_));
+  std::string buf(std::min<std::uintmax_t>(size - offset_, kMaxLogChunk), '\0');
+  in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+  buf.resize(static_cast<std::size_t>(in.gcount()));
+  auto nl = buf.rfind('\n');
+  if (nl == std::string::npos) {
+    if (buf.size() < kMaxLogChunk) return "";
+    nl = buf.size() - 1;  // a very long line: send it as it is
+  }
+  offset_ += nl + 1;
+  buf.resize(nl);
+  relayed_ = true;
+  return buf;
+}
 
 std::string utc_stamp() {
   auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());

@@ -31,6 +31,8 @@ constexpr Route kRoutes[] = {
     {"POST", "/monitor/api/v1/workspaces/{name}/run"},
     {"POST", "/monitor/api/v1/workspaces/{name}/sync"},
     {"POST", "/monitor/api/v1/workspaces/{name}/restore"},
+    {"GET", "/monitor/api/v1/workspaces/{name}/source"},
+    {"PUT", "/monitor/api/v1/workspaces/{name}/source"},
     {"GET", "/monitor/api/v1/workspaces/{name}/files/{path}"},
     {"PUT", "/monitor/api/v1/workspaces/{name}/files/{path}"},
     {"DELETE", "/monitor/api/v1/workspaces/{name}/files/{path}"},

@@ -514,6 +514,8 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   services.workspaces_root = ws_root;
   services.dir_storage = !s3;
   services.max_file_bytes = config.gateway.max_file_body;
+  services.max_deploy_bytes = config.gateway.max_body;
+  services.deploy_index_dir = data / "deploy-index";
   services.trash_dir = data / "trash";
   services.templates_dir = find_templates(config, self_exe);
   services.run = [&io, &runtime](const std::string& name, const std::string& service,

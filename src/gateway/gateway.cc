@@ -180,6 +180,16 @@ StringResponse Gateway::Impl::payload_too_large() {
                       "Send a smaller body or raise gateway.max_body.");
 }
 
+StringResponse Gateway::Impl::source_too_large(const Request& req) {
+  auto res = json_error(req, bhttp::status::payload_too_large, "too_large",
+                        fmt::format("the deploy's tar is larger than the {} this server accepts; add big "
+                                    "files to .ckignore, or raise gateway.max_body (CK_GATEWAY_MAX_BODY) "
+                                    "on the server",
+                                    format_size(opts.max_body)));
+  res.keep_alive(false);
+  return res;
+}
+
 StringResponse Gateway::Impl::file_too_large(const Request& req) {
   auto res = json_error(req, bhttp::status::payload_too_large, "too_large",
                         fmt::format("the file is larger than the {} the files API accepts; raise "
@@ -255,7 +265,11 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
       break;
     }
     if (ec == bhttp::error::body_limit) {  // Content-Length over the limit, seen in the header
-      auto res = payload_too_large();
+      auto& h = parser.get();
+      auto res = is_source_upload(std::string_view(h.method_string().data(), h.method_string().size()),
+                                  std::string_view(h.target().data(), h.target().size()))
+                     ? source_too_large(h)
+                     : payload_too_large();
       co_await write(conn, res);
       break;
     }
@@ -278,8 +292,11 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
       co_await write(conn, res);
       break;
     }
+    const bool source_upload =
+        is_source_upload(std::string_view(head.method_string().data(), head.method_string().size()),
+                         std::string_view(head.target().data(), head.target().size()));
     if (auto len = parser.content_length(); len && *len > opts.max_body) {
-      auto res = payload_too_large();
+      auto res = source_upload ? source_too_large(head) : payload_too_large();
       co_await write(conn, res);
       break;
     }
@@ -307,9 +324,11 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
         }
         parser.body_limit(opts.max_file_body);
       } else if (taker == BodyTaker::control &&
-                 is_git_upload(std::string_view(head.method_string().data(), head.method_string().size()),
-                               std::string_view(head.target().data(), head.target().size()))) {
-        // A git push's pack (or a fetch's negotiation): up to gateway.max_body, checked above.
+                 (is_git_upload(std::string_view(head.method_string().data(), head.method_string().size()),
+                                std::string_view(head.target().data(), head.target().size())) ||
+                  source_upload)) {
+        // A git push's pack (or a fetch's negotiation), a deploy's tar: up to gateway.max_body,
+        // checked above.
         parser.body_limit(opts.max_body);
       } else if (taker == BodyTaker::control) {
         if (auto len = parser.content_length(); len && *len > kControlMaxBody) {
@@ -333,7 +352,9 @@ Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
       conn.expire_in(opts.request_timeout);
       co_await bhttp::async_read(conn.client, buf, parser, net::redirect_error(use_task, ec));
       if (ec == bhttp::error::body_limit) {
-        auto res = files_upload ? file_too_large(parser.get()) : payload_too_large();
+        auto res = files_upload    ? file_too_large(parser.get())
+                   : source_upload ? source_too_large(parser.get())
+                                   : payload_too_large();
         co_await write(conn, res);
         break;
       }

@@ -409,6 +409,8 @@ struct Gateway::Impl {
   StringResponse payload_too_large();
   // 413 in JSON for a files API upload over gateway.max_file_body; the connection closes.
   StringResponse file_too_large(const Request& req);
+  // 413 in JSON for a deploy's tar over gateway.max_body; the connection closes.
+  StringResponse source_too_large(const Request& req);
   // An API client's refusal: {"error": {"code", "message"}}, never cached.
   StringResponse json_error(const Request& req, bhttp::status status, std::string_view code,
                             const std::string& message);

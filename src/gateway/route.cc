@@ -147,6 +147,16 @@ bool is_files_upload(std::string_view method, std::string_view target) {
   return target.substr(slash + 1).starts_with("files/");
 }
 
+bool is_source_upload(std::string_view method, std::string_view target) {
+  constexpr std::string_view kPrefix = "/monitor/api/v1/workspaces/";
+  if (method != "PUT" || !target.starts_with(kPrefix)) return false;
+  target.remove_prefix(kPrefix.size());
+  target = target.substr(0, target.find('?'));
+  auto slash = target.find('/');
+  if (slash == 0 || slash == std::string_view::npos) return false;
+  return target.substr(slash + 1) == "source";
+}
+
 bool is_git_upload(std::string_view method, std::string_view target) {
   constexpr std::string_view kPrefix = "/monitor/git/";
   if (method != "POST" || !target.starts_with(kPrefix)) return false;

@@ -64,6 +64,10 @@ void keep_prefix(RouteDecision& d);
 /// may carry a query). Such a body may be as large as gateway.max_file_body. Pure.
 bool is_files_upload(std::string_view method, std::string_view target);
 
+/// True for a deploy's tar: PUT /monitor/api/v1/workspaces/<name>/source (the target may carry
+/// a query). Such a body may be as large as gateway.max_body. Pure.
+bool is_source_upload(std::string_view method, std::string_view target);
+
 /// True for a git push or fetch body: POST /monitor/git/<name>.git/git-receive-pack or
 /// git-upload-pack. Such a body (a pack) may be as large as gateway.max_body. Pure.
 bool is_git_upload(std::string_view method, std::string_view target);

@@ -244,6 +244,17 @@ TEST(FilesUpload, OnlyPutsToAWorkspacesFiles) {
   EXPECT_FALSE(ck::is_files_upload("PUT", "/blog/monitor/api/v1/workspaces/blog/files/x"));
 }
 
+TEST(SourceUpload, OnlyPutsOfAWorkspacesSource) {
+  EXPECT_TRUE(ck::is_source_upload("PUT", "/monitor/api/v1/workspaces/blog/source"));
+  EXPECT_TRUE(ck::is_source_upload("PUT", "/monitor/api/v1/workspaces/blog/source?follow=0"));
+  EXPECT_FALSE(ck::is_source_upload("GET", "/monitor/api/v1/workspaces/blog/source"));
+  EXPECT_FALSE(ck::is_source_upload("PUT", "/monitor/api/v1/workspaces/blog/source/x"));
+  EXPECT_FALSE(ck::is_source_upload("PUT", "/monitor/api/v1/workspaces/blog/sources"));
+  EXPECT_FALSE(ck::is_source_upload("PUT", "/monitor/api/v1/workspaces//source"));
+  EXPECT_FALSE(ck::is_source_upload("PUT", "/monitor/api/v1/workspaces/source"));
+  EXPECT_FALSE(ck::is_source_upload("PUT", "/blog/monitor/api/v1/workspaces/blog/source"));
+}
+
 TEST(GitUpload, OnlyPostsOfASmartHttpService) {
   EXPECT_TRUE(ck::is_git_upload("POST", "/monitor/git/blog.git/git-receive-pack"));
   EXPECT_TRUE(ck::is_git_upload("POST", "/monitor/git/blog.git/git-upload-pack"));
