@@ -140,7 +140,7 @@ Result<ApiResponse> ApiClient::perform(const ApiRequest& r,
   for (const auto& [k, v] : r.headers) hdrs = curl_slist_append(hdrs, (k + ": " + v).c_str());
   hdrs = curl_slist_append(hdrs, "Accept: application/json");
   hdrs = curl_slist_append(hdrs, "Expect:");
-  if (r.json_body) hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+  if (r.json_body) hdrs = curl_slist_append(hdrs, ("Content-Type: " + r.content_type).c_str());
   char errbuf[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(h, CURLOPT_URL, url.c_str());
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
@@ -165,6 +165,15 @@ Result<ApiResponse> ApiClient::perform(const ApiRequest& r,
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.empty() ? "" : body.data());
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+  }
+  if (r.on_upload) {
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, +[](void* fn, curl_off_t, curl_off_t, curl_off_t total, curl_off_t now) {
+      (*static_cast<const std::function<void(std::uint64_t, std::uint64_t)>*>(fn))(
+          static_cast<std::uint64_t>(now), static_cast<std::uint64_t>(total));
+      return 0;
+    });
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, const_cast<void*>(static_cast<const void*>(&r.on_upload)));
   }
   ApiResponse resp;
   Sink sink{h, &resp, on_data};

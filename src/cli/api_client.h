@@ -4,6 +4,7 @@
 // time, on the CLI's main thread. Answers of any status come back as ApiResponse; only
 // transport failures (no connection, TLS, timeout) are errors.
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -45,10 +46,13 @@ struct ApiRequest {
 
   std::string method = "GET";
   std::string path;  // under /monitor/api/v1, e.g. "/workspaces?limit=100"
-  std::optional<std::string> json_body;
+  std::optional<std::string> json_body;  // the body, of content_type
+  std::string content_type = "application/json";
   Headers headers;
   bool bearer = true;       // send the endpoint's token
   long timeout_ms = 60000;  // 0: none (streams followed until the user stops them)
+  /// Told (bytes sent, bytes to send) now and then while the body goes out.
+  std::function<void(std::uint64_t sent, std::uint64_t total)> on_upload;
 };
 
 /// Answers larger than this are cut with an error (the API's largest answers are a few MiB).

@@ -11,6 +11,7 @@
 
 #include "cli/backup_cmd.h"
 #include "cli/completion.h"
+#include "cli/deploy_cmd.h"
 #include "cli/remote_cmd.h"
 #include "cli/workspace_cmd.h"
 #include "core/config.h"
@@ -185,6 +186,21 @@ int main(int argc, char** argv) {
       examples({"cloudyknight login https://ck.example.com --user ann",
                 "echo \"$TOKEN\" | cloudyknight login https://ck.example.com --token -",
                 "cloudyknight login https://ck.internal --cacert ca.pem --name work"}));
+
+  ck::cli::DeployOptions deploy_opts;
+  auto* deploy = app.add_subcommand("deploy", "Send a folder's source to the server, then follow it until it runs");
+  deploy->add_option("dir", deploy_opts.dir, "The folder (default: the current one)");
+  deploy->add_option("--name", deploy_opts.name, "Workspace name (default: the folder's name)");
+  deploy->add_flag("--private", deploy_opts.private_ws, "Make the workspace private when the deploy creates it");
+  deploy->add_flag("--detach", deploy_opts.detach, "Stop once the files are in place (do not follow the start)");
+  deploy->add_flag("--watch", deploy_opts.watch, "Deploy again after each save, until Ctrl-C");
+  deploy->footer(
+      "\nSends only the files that differ from the server's copy (the same ignore rules as `ws upload`: "
+      ".gitignore, .ckignore, node_modules and the like stay home), deletes there the source files the folder no "
+      "longer has, and creates the workspace first when the server has none of that name. Needs a server: "
+      "`cloudyknight login URL` first, or CK_URL and CK_TOKEN." +
+      examples({"cloudyknight deploy", "cloudyknight deploy ./app --name shop --private",
+                "cloudyknight deploy ./site --watch"}));
 
   std::string logout_name;
   auto* logout = app.add_subcommand("logout", "Revoke the context's token (when login made it) and forget it");
@@ -458,6 +474,9 @@ int main(int argc, char** argv) {
       return ck::cli::remote_delete(e, ws_name, ws_yes);
     }
     return ck::cli::remote_sync(e, ws_name);
+  }
+  if (deploy->parsed()) {
+    return with_remote("deploy", [&](const auto& e) { return ck::cli::deploy_command(e, deploy_opts); });
   }
   if (ls->parsed()) return with_remote("ws ls", [&](const auto& e) { return ck::cli::remote_list(e, ws_json); });
   if (status->parsed()) {

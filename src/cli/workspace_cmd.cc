@@ -1,6 +1,5 @@
 #include "cli/workspace_cmd.h"
 
-#include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -13,10 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common.h"
+#include "cli/watch.h"
 #include "core/units.h"
 #include "core/names.h"
-#include "http/asio.h"
-#include "storage/dir/watcher.h"
 #include "storage/s3/target.h"
 #include "storage/sync.h"
 #include "workspace/workspace.h"
@@ -176,35 +174,6 @@ bool upload_once(const Remote& remote, const std::string& name, const fs::path& 
   return true;
 }
 
-/// `upload --watch`: the watcher and the signal handler are set up before the first pass, so
-/// a save made while it runs is caught and Ctrl-C at any point ends the command cleanly.
-int watch_loop(const Remote& remote, const std::string& name, const fs::path& dir, const TransferFlags& flags) {
-  net::io_context io{1};
-  net::signal_set signals(io, SIGINT, SIGTERM);
-  WatcherOptions wo;
-  wo.debounce = std::chrono::milliseconds(150);
-  wo.root_files = true;
-  DirWatcher watcher(io, dir, wo, [&](WatchBatch) { upload_once(remote, name, dir, flags, true); });
-  if (auto w = watcher.start(); w.has_error()) {
-    return error(fmt::format("cannot watch {}: {}", dir.string(), w.error().message));
-  }
-  bool stopped = false;
-  signals.async_wait([&](const boost::system::error_code&, int) {
-    stopped = true;
-    watcher.stop();
-    io.stop();
-  });
-  // Signals that arrive during the first pass wait in the signal set until the loop runs.
-  if (!upload_once(remote, name, dir, flags, false)) {
-    std::cerr << "cloudyknight: still watching; the next save retries\n";
-  }
-  if (!stopped) {
-    std::cout << fmt::format("watching {} for changes (Ctrl-C to stop)", dir.string()) << std::endl;
-    io.run();
-  }
-  return 0;
-}
-
 Result<void> check_name(const std::string& name) { return validate_workspace_name(name); }
 
 /// The remote and one workspace's objects, for the commands that start from what is stored.
@@ -237,7 +206,9 @@ int workspace_upload(const Config& config, const std::string& name, const fs::pa
   }
   auto remote = open_remote(config);
   if (remote.has_error()) return error(remote.error().message);
-  if (flags.watch) return watch_loop(remote.value(), name, dir, flags);
+  if (flags.watch) {
+    return watch_folder(dir, [&](bool quiet) { return upload_once(remote.value(), name, dir, flags, quiet); });
+  }
   return upload_once(remote.value(), name, dir, flags, false) ? 0 : 1;
 }
 
