@@ -1,5 +1,7 @@
 #include "gateway/route.h"
 
+#include <optional>
+
 #include "core/names.h"
 #include "http/url.h"
 
@@ -137,24 +139,30 @@ void keep_prefix(RouteDecision& d) {
   d.upstream_target = base + d.upstream_target;
 }
 
-bool is_files_upload(std::string_view method, std::string_view target) {
+namespace {
+
+// What follows /monitor/api/v1/workspaces/<name>/ in a PUT's target (the query left out), or
+// nullopt for any other request.
+std::optional<std::string_view> put_under_workspace(std::string_view method, std::string_view target) {
   constexpr std::string_view kPrefix = "/monitor/api/v1/workspaces/";
-  if (method != "PUT" || !target.starts_with(kPrefix)) return false;
+  if (method != "PUT" || !target.starts_with(kPrefix)) return std::nullopt;
   target.remove_prefix(kPrefix.size());
   target = target.substr(0, target.find('?'));
   auto slash = target.find('/');
-  if (slash == 0 || slash == std::string_view::npos) return false;
-  return target.substr(slash + 1).starts_with("files/");
+  if (slash == 0 || slash == std::string_view::npos) return std::nullopt;
+  return target.substr(slash + 1);
+}
+
+}  // namespace
+
+bool is_files_upload(std::string_view method, std::string_view target) {
+  auto sub = put_under_workspace(method, target);
+  return sub && sub->starts_with("files/");
 }
 
 bool is_source_upload(std::string_view method, std::string_view target) {
-  constexpr std::string_view kPrefix = "/monitor/api/v1/workspaces/";
-  if (method != "PUT" || !target.starts_with(kPrefix)) return false;
-  target.remove_prefix(kPrefix.size());
-  target = target.substr(0, target.find('?'));
-  auto slash = target.find('/');
-  if (slash == 0 || slash == std::string_view::npos) return false;
-  return target.substr(slash + 1) == "source";
+  auto sub = put_under_workspace(method, target);
+  return sub && *sub == "source";
 }
 
 bool is_git_upload(std::string_view method, std::string_view target) {
