@@ -583,9 +583,10 @@ Task<bool> Gateway::Impl::not_running(Conn& conn, const Request& req, const Work
 // and that the monitor brings back (a new instance) gets the request once more; only one
 // that stays failed (given up, failing twice while the request waits, or not due to start
 // again within wake_timeout) answers 502 with its reason.
-Task<bool> Gateway::Impl::wait_for_wake(Conn& conn, beast::flat_buffer& buf, Request& req, const RouteDecision& decision,
-                         Worker& w, const std::string& client_ip, const WorkspaceView* failed,
-                         error_code failed_ec) {
+Task<bool> Gateway::Impl::wait_for_wake(Conn& conn, beast::flat_buffer& buf, Request& req,
+                                        const RouteDecision& decision, Worker& w,
+                                        const std::string& client_ip, const WorkspaceView* failed,
+                                        error_code failed_ec) {
   // The app that failed the request and when: until the monitor notices (its exit), the
   // snapshot still shows it running; if it never does, the app is alive and its answer is 502.
   constexpr auto kNoticeWithin = std::chrono::seconds(1);
@@ -595,8 +596,9 @@ Task<bool> Gateway::Impl::wait_for_wake(Conn& conn, beast::flat_buffer& buf, Req
   bool retried = failed != nullptr;
   if (!failed && hooks.wake) hooks.wake(decision.workspace);
   if (failed) {
-    logger()->info("[ws={}] app on port {} went away under a request ({}); holding it until the app is back",
-                   failed->name, failed->port, failed_ec.message());
+    logger()->info(
+        "[ws={}] app on port {} went away under a request ({}); holding it until the app is back",
+        failed->name, failed->port, failed_ec.message());
   }
   bool browser = std::string_view(req[bhttp::field::accept]).find("text/html") != std::string_view::npos;
   auto start = std::chrono::steady_clock::now();
@@ -620,7 +622,8 @@ Task<bool> Gateway::Impl::wait_for_wake(Conn& conn, beast::flat_buffer& buf, Req
       // The app that failed still counts as running: alive (it refused or closed on its
       // own) unless the monitor soon sees it exit.
       if (now - failed_at >= kNoticeWithin) {
-        co_return co_await upstream_failed(conn, req, *ws, failed_ec, req.keep_alive(), req.version());
+        co_return co_await upstream_failed(conn, req, *ws, failed_ec, req.keep_alive(),
+                                           req.version());
       }
     } else if (up) {
       ws->activity->touch();
@@ -628,20 +631,26 @@ Task<bool> Gateway::Impl::wait_for_wake(Conn& conn, beast::flat_buffer& buf, Req
       UpstreamRetry retry;
       bool keep = co_await proxy(conn, buf, req, *ws, decision, w, client_ip, &retry);
       if (!retry.wanted) co_return keep;
-      logger()->info("[ws={}] app on port {} went away under a request ({}); holding it until the app is back",
-                     ws->name, ws->port, retry.ec.message());
+      logger()->info(
+          "[ws={}] app on port {} went away under a request ({}); holding it until the app is back",
+          ws->name, ws->port, retry.ec.message());
       retried = true;
       failed_instance = ws->instance;
       failed_ec = retry.ec;
       failed_at = std::chrono::steady_clock::now();
       base_restarts = ws->restarts;
-      conn.expire_in(hold - std::min(hold, std::chrono::duration_cast<Duration>(failed_at - start)) + opts.request_timeout);
+      conn.expire_in(hold -
+                     std::min(hold, std::chrono::duration_cast<Duration>(failed_at - start)) +
+                     opts.request_timeout);
       continue;
     }
     if (ws->status == "failed") {
       // Given up, failing again while this request waits, or not starting again in time.
-      auto budget = opts.wake_timeout - std::min(opts.wake_timeout, std::chrono::duration_cast<Duration>(now - start));
-      if (!starts_within(*ws, budget) || ws->restarts - base_restarts >= 2) co_return co_await not_running(conn, req, *ws);
+      auto budget = opts.wake_timeout -
+                    std::min(opts.wake_timeout, std::chrono::duration_cast<Duration>(now - start));
+      if (!starts_within(*ws, budget) || ws->restarts - base_restarts >= 2) {
+        co_return co_await not_running(conn, req, *ws);
+      }
     }
     if (ws->asleep() && i % 200 == 199 && hooks.wake) hooks.wake(decision.workspace);  // once a second
     if (now - start >= hold) {

@@ -202,8 +202,8 @@ void Gateway::Impl::drop_session_set_cookies(bhttp::fields& f, const std::string
 }
 
 Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Request& req,
-                           const WorkspaceView& ws, const RouteDecision& d, Worker& w,
-                           const std::string& client_ip, UpstreamRetry* retry) {
+                                const WorkspaceView& ws, const RouteDecision& d, Worker& w,
+                                const std::string& client_ip, UpstreamRetry* retry) {
   bool client_keep = req.keep_alive();
   int client_version = req.version();
   // One pass over the request's fields: the views the forwarded head is written from, and
@@ -564,8 +564,8 @@ Task<void> pump(std::shared_ptr<Conn> conn, std::shared_ptr<Tunnel> t, From& fro
 }  // namespace
 
 Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Request& req,
-                            const WorkspaceView& ws, Worker& w, const tcp::endpoint& ep,
-                            UpstreamRetry* retry) {
+                                 const WorkspaceView& ws, Worker& w, const tcp::endpoint& ep,
+                                 UpstreamRetry* retry) {
   error_code ec;
   auto up = co_await connect_upstream(conn, w, ep, ec);
   if (ec && retry && !conn.timed_out && app_went_away(ec)) {

@@ -295,7 +295,8 @@ void Monitor::source_changed(const std::shared_ptr<Record>& rec, const std::set<
   auto now = std::chrono::steady_clock::now();
   bool recent = now - rec->last_change < kRestartSettle;
   rec->last_change = now;
-  bool starting = rec->restart_requested || rec->status == "creating" || rec->status == "initializing";
+  bool starting =
+      rec->restart_requested || rec->status == "creating" || rec->status == "initializing";
   if (rec->change_pending || starting || (recent && rec->status == "running")) {
     if (!rec->change_pending) {
       rec->change_pending = true;
@@ -317,7 +318,8 @@ net::awaitable<void> Monitor::restart_when_settled(std::shared_ptr<Record> rec) 
   while (rec->change_pending && !rec->removed && !shutting_down_) {
     auto now = std::chrono::steady_clock::now();
     if (rec->asleep || !rec->supervised) break;  // it starts from the new source when it wakes
-    bool settled = now - rec->last_change >= kRestartSettle || now - rec->pending_since >= kRestartSettleCap;
+    bool settled =
+        now - rec->last_change >= kRestartSettle || now - rec->pending_since >= kRestartSettleCap;
     bool started = rec->status == "running" && !rec->restart_requested;
     // A start that failed is retried with the new source at once, as for any change.
     if (rec->status == "failed" || (started && settled)) {
@@ -763,7 +765,9 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       rec->start_delay = std::min<Duration>(kBackoffStart * (1 << std::min(rec->crash_streak - 1, 12)), kBackoffCap);
       rec->start_reason = "crashed";
       rec->restarting = true;  // requests wait for it to come back (gateway: within wake_timeout)
-      rec->retry_at_ms = unix_ms() + std::chrono::duration_cast<std::chrono::milliseconds>(rec->start_delay).count();
+      rec->retry_at_ms =
+          unix_ms() +
+          std::chrono::duration_cast<std::chrono::milliseconds>(rec->start_delay).count();
       rec->status = "failed";
       rec->reason = "crashed; restarting in " + format_duration(rec->start_delay);
       rec->phase.clear();
@@ -791,7 +795,9 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       retry_in = std::min<Duration>(kBackoffStart * (1 << std::min(rec->restarts - 1, 12)), kBackoffCap);
       rec->start_delay = retry_in;
     }
-    rec->retry_at_ms = dead ? 0 : unix_ms() + std::chrono::duration_cast<std::chrono::milliseconds>(retry_in).count();
+    rec->retry_at_ms =
+        dead ? 0
+             : unix_ms() + std::chrono::duration_cast<std::chrono::milliseconds>(retry_in).count();
     if (dead) {
       rec->restarting = false;
       rec->reason = fmt::format("gave up after {} attempts", job.attempts);
