@@ -47,6 +47,14 @@ std::shared_ptr<void> Gateway::Impl::admit(const std::string& ip) {
 
 namespace {
 
+// A failed workspace whose next start is due within `d` (a start due a while ago that did
+// not happen is not one: something else holds it).
+bool starts_within(const WorkspaceView& ws, Duration d) {
+  if (ws.retry_at_ms <= 0) return false;
+  auto in_ms = ws.retry_at_ms - unix_ms();
+  return in_ms > -5000 && in_ms < std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
 // Answered to a connection past a cap, in one non-blocking send (it may not all leave; the
 // connection is closed right after either way).
 constexpr std::string_view kBusy =
@@ -480,11 +488,22 @@ Task<bool> Gateway::Impl::handle(Conn& conn, beast::flat_buffer& buf, Request& r
     co_return co_await serve_static(conn, req, *ws, decision, w);
   }
   if (ws->held) co_return co_await held_stopped(conn, req, *ws);
-  if (ws->status == "running" && ws->port > 0 && !ws->frozen) {
-    co_return co_await proxy(conn, buf, req, *ws, decision, w, client_ip);
+  if (ws->status == "running" && ws->port > 0 && !ws->frozen && !ws->restarting) {
+    // An app that went away under the request (a crash, a stop for a restart) may be coming
+    // back: the request waits for it and goes once more (wait_for_wake decides).
+    UpstreamRetry retry;
+    bool keep = co_await proxy(conn, buf, req, *ws, decision, w, client_ip, &retry);
+    if (!retry.wanted) co_return keep;
+    co_return co_await wait_for_wake(conn, buf, req, decision, w, client_ip, ws, retry.ec);
   }
-  if (ws->status == "failed") co_return co_await not_running(conn, req, *ws);
-  if (ws->asleep()) co_return co_await wait_for_wake(conn, buf, req, decision, w, client_ip);
+  // Failed: 502 with the reason, unless it is coming back after it ran (a crash) in time.
+  if (ws->status == "failed" && !(ws->restarting && starts_within(*ws, opts.wake_timeout))) {
+    co_return co_await not_running(conn, req, *ws);
+  }
+  // Asleep, coming back, or being put to sleep (the wake makes it start again at once).
+  if (ws->asleep() || ws->restarting || (ws->status == "stopping" && ws->reason == "idle")) {
+    co_return co_await wait_for_wake(conn, buf, req, decision, w, client_ip);
+  }
   // Starting for another reason (first start, restart after a change): say so at once.
   auto res = error_page(req, 503, "Starting",
                         fmt::format("Workspace '{}' is {}{}.", ws->name, ws->status,
@@ -560,15 +579,32 @@ Task<bool> Gateway::Impl::not_running(Conn& conn, const Request& req, const Work
 // request is held until it runs, then forwarded. A browser gets the self-refreshing
 // waiting page once a cold start takes longer than a moment; other clients wait up to
 // wake_timeout and then get 503 with Retry-After. Never a 404 for a sleeping workspace.
-Task<bool> Gateway::Impl::wait_for_wake(Conn& conn, beast::flat_buffer& buf, Request& req, const RouteDecision& decision,
-                         Worker& w, const std::string& client_ip) {
-  if (hooks.wake) hooks.wake(decision.workspace);
+// Through a crash: an app that goes away under the request (refused, reset: UpstreamRetry)
+// and that the monitor brings back (a new instance) gets the request once more; only one
+// that stays failed (given up, failing twice while the request waits, or not due to start
+// again within wake_timeout) answers 502 with its reason.
+Task<bool> Gateway::Impl::wait_for_wake(Conn& conn, beast::flat_buffer& buf, Request& req,
+                                        const RouteDecision& decision, Worker& w,
+                                        const std::string& client_ip, const WorkspaceView* failed,
+                                        error_code failed_ec) {
+  // The app that failed the request and when: until the monitor notices (its exit), the
+  // snapshot still shows it running; if it never does, the app is alive and its answer is 502.
+  constexpr auto kNoticeWithin = std::chrono::seconds(1);
+  std::uint64_t failed_instance = failed ? failed->instance : 0;
+  int base_restarts = failed ? failed->restarts : -1;
+  auto failed_at = std::chrono::steady_clock::now();
+  bool retried = failed != nullptr;
+  if (!failed && hooks.wake) hooks.wake(decision.workspace);
+  if (failed) {
+    logger()->info(
+        "[ws={}] app on port {} went away under a request ({}); holding it until the app is back",
+        failed->name, failed->port, failed_ec.message());
+  }
   bool browser = std::string_view(req[bhttp::field::accept]).find("text/html") != std::string_view::npos;
   auto start = std::chrono::steady_clock::now();
   auto hold = browser ? std::min<Duration>(opts.wake_timeout, std::chrono::milliseconds(1500)) : opts.wake_timeout;
   conn.expire_in(hold + opts.request_timeout);
   Timer tick(w.io);
-  std::string last_status;
   for (int i = 0;; ++i) {
     std::shared_ptr<const Snapshot> snap = w.routes.get();
     const WorkspaceView* ws = snap->find(decision.workspace);
@@ -578,16 +614,46 @@ Task<bool> Gateway::Impl::wait_for_wake(Conn& conn, beast::flat_buffer& buf, Req
                             "Open the home page for the list of workspaces.");
       co_return co_await write(conn, res) && res.keep_alive();
     }
+    if (base_restarts < 0) base_restarts = ws->restarts;
+    auto now = std::chrono::steady_clock::now();
     if (ws->held) co_return co_await held_stopped(conn, req, *ws);
-    if (ws->status == "running" && ws->port > 0 && !ws->frozen) {
+    bool up = ws->status == "running" && ws->port > 0 && !ws->frozen && !ws->restarting;
+    if (up && failed_instance != 0 && ws->instance == failed_instance) {
+      // The app that failed still counts as running: alive (it refused or closed on its
+      // own) unless the monitor soon sees it exit.
+      if (now - failed_at >= kNoticeWithin) {
+        co_return co_await upstream_failed(conn, req, *ws, failed_ec, req.keep_alive(),
+                                           req.version());
+      }
+    } else if (up) {
       ws->activity->touch();
-      co_return co_await proxy(conn, buf, req, *ws, decision, w, client_ip);
+      if (retried) co_return co_await proxy(conn, buf, req, *ws, decision, w, client_ip);
+      UpstreamRetry retry;
+      bool keep = co_await proxy(conn, buf, req, *ws, decision, w, client_ip, &retry);
+      if (!retry.wanted) co_return keep;
+      logger()->info(
+          "[ws={}] app on port {} went away under a request ({}); holding it until the app is back",
+          ws->name, ws->port, retry.ec.message());
+      retried = true;
+      failed_instance = ws->instance;
+      failed_ec = retry.ec;
+      failed_at = std::chrono::steady_clock::now();
+      base_restarts = ws->restarts;
+      conn.expire_in(hold -
+                     std::min(hold, std::chrono::duration_cast<Duration>(failed_at - start)) +
+                     opts.request_timeout);
+      continue;
     }
-    if (ws->status == "failed" && ws->reason.find("restarting in") == std::string::npos) {
-      co_return co_await not_running(conn, req, *ws);
+    if (ws->status == "failed") {
+      // Given up, failing again while this request waits, or not starting again in time.
+      auto budget = opts.wake_timeout -
+                    std::min(opts.wake_timeout, std::chrono::duration_cast<Duration>(now - start));
+      if (!starts_within(*ws, budget) || ws->restarts - base_restarts >= 2) {
+        co_return co_await not_running(conn, req, *ws);
+      }
     }
     if (ws->asleep() && i % 200 == 199 && hooks.wake) hooks.wake(decision.workspace);  // once a second
-    if (std::chrono::steady_clock::now() - start >= hold) {
+    if (now - start >= hold) {
       auto res = error_page(req, 503, browser ? "Starting" : "Service Unavailable",
                             fmt::format("Workspace '{}' is {}{}.", ws->name,
                                         ws->asleep() ? "waking up" : ws->status,

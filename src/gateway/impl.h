@@ -144,6 +144,16 @@ struct UpstreamConn {
 
 // One client connection: its socket, the deadline of whatever it waits on, and the upstream
 // socket it waits on, if any. Shared by the session and its watchdog; used on one thread.
+// A proxied request the app dropped before it answered anything, in a way a crash or a
+// restart of the app explains (connection refused, reset or closed; for a request that is not
+// idempotent only when it could not even connect, so nothing of it was sent): proxy() answers
+// nothing and says so here, and the caller may hold the request until the app is back and
+// send it once more (wait_for_wake).
+struct UpstreamRetry {
+  bool wanted = false;
+  gw::error_code ec;
+};
+
 struct Conn : std::enable_shared_from_this<Conn> {
   explicit Conn(Socket s) : client(std::move(s)), watchdog(client.get_executor()) {}
   ClientStream client;
@@ -418,8 +428,12 @@ struct Gateway::Impl {
                             PrivateAccess access);
   Task<bool> held_stopped(Conn& conn, const Request& req, const WorkspaceView& ws);
   Task<bool> not_running(Conn& conn, const Request& req, const WorkspaceView& ws);
+  // Holds a request until its workspace runs (waking it), then forwards it. `failed`: the
+  // first attempt at the app failed that way (UpstreamRetry): the app must come back as a new
+  // instance first, and the request is sent once more at most.
   Task<bool> wait_for_wake(Conn& conn, beast::flat_buffer& buf, Request& req,
-                           const RouteDecision& decision, Worker& w, const std::string& client_ip);
+                           const RouteDecision& decision, Worker& w, const std::string& client_ip,
+                           const WorkspaceView* failed = nullptr, gw::error_code failed_ec = {});
 
   // ---- control plane and /monitor/ws (control.cc) ------------------------------------------
   Task<bool> event_socket(Conn& conn, Request& req, Worker& w);
@@ -440,13 +454,15 @@ struct Gateway::Impl {
   void give_back(Worker& w, const std::string& key, std::unique_ptr<gw::UpstreamConn> c);
   // Drops an app's Set-Cookie headers that would set the control plane's session cookie.
   void drop_session_set_cookies(bhttp::fields& f, const std::string& workspace);
+  // `retry` set: a failure UpstreamRetry describes is not answered but reported there.
   Task<bool> proxy(Conn& conn, beast::flat_buffer& client_buf, Request& req,
                    const WorkspaceView& ws, const RouteDecision& d, Worker& w,
-                   const std::string& client_ip);
+                   const std::string& client_ip, gw::UpstreamRetry* retry = nullptr);
   Task<bool> upstream_failed(Conn& conn, const Request& req, const WorkspaceView& ws,
                              gw::error_code ec, bool client_keep, int client_version);
   Task<bool> tunnel(Conn& conn, beast::flat_buffer& client_buf, Request& req,
-                    const WorkspaceView& ws, Worker& w, const gw::tcp::endpoint& ep);
+                    const WorkspaceView& ws, Worker& w, const gw::tcp::endpoint& ep,
+                    gw::UpstreamRetry* retry);
 };
 
 }  // namespace ck

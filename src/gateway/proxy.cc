@@ -34,6 +34,14 @@ bool looks_closed(Socket& s) {
 
 constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
 
+// Failures of an app that is going away or not listening (a crash, a stop for a restart):
+// the app may come back, and a request that failed this way may be held and sent again.
+bool app_went_away(const error_code& ec) {
+  return ec == net::error::connection_refused || ec == net::error::connection_reset ||
+         ec == net::error::connection_aborted || ec == net::error::broken_pipe ||
+         ec == net::error::eof || ec == bhttp::error::end_of_stream;
+}
+
 // An app's response, parsed by Beast's parser without its field container: the status line
 // and fields are views into the upstream connection's buffer, collected in `fields`, and the
 // body is copied into the relay buffer the caller sets (as buffer_body does). The views stay
@@ -194,8 +202,8 @@ void Gateway::Impl::drop_session_set_cookies(bhttp::fields& f, const std::string
 }
 
 Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Request& req,
-                           const WorkspaceView& ws, const RouteDecision& d, Worker& w,
-                           const std::string& client_ip) {
+                                const WorkspaceView& ws, const RouteDecision& d, Worker& w,
+                                const std::string& client_ip, UpstreamRetry* retry) {
   bool client_keep = req.keep_alive();
   int client_version = req.version();
   // One pass over the request's fields: the views the forwarded head is written from, and
@@ -250,7 +258,7 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
   }
   conn.upstream_head.clear();
   append_upstream_request_head(head, conn.upstream_head);
-  if (upgrade) co_return co_await tunnel(conn, client_buf, req, ws, w, ep);
+  if (upgrade) co_return co_await tunnel(conn, client_buf, req, ws, w, ep, retry);
   std::string key = ws.upstream_host;
   key += ':';
   key += std::to_string(ws.port);
@@ -265,6 +273,10 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
       reused = true;
     } else {
       up = co_await connect_upstream(conn, w, ep, ec);
+      if (ec && retry && !conn.timed_out && app_went_away(ec)) {
+        *retry = {true, ec};  // nothing was sent: any request may go again
+        co_return false;
+      }
       if (ec) co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
     }
     {
@@ -305,6 +317,10 @@ Task<bool> Gateway::Impl::proxy(Conn& conn, beast::flat_buffer& client_buf, Requ
     if (!ec) break;
     // A pooled connection the app had already closed: try once more on a fresh one.
     if (reused && attempt == 0 && !conn.timed_out && idempotent) continue;
+    if (retry && idempotent && !conn.timed_out && app_went_away(ec)) {
+      *retry = {true, ec};
+      co_return false;
+    }
     co_return co_await upstream_failed(conn, req, ws, ec, client_keep, client_version);
   }
 
@@ -548,9 +564,14 @@ Task<void> pump(std::shared_ptr<Conn> conn, std::shared_ptr<Tunnel> t, From& fro
 }  // namespace
 
 Task<bool> Gateway::Impl::tunnel(Conn& conn, beast::flat_buffer& client_buf, Request& req,
-                            const WorkspaceView& ws, Worker& w, const tcp::endpoint& ep) {
+                                 const WorkspaceView& ws, Worker& w, const tcp::endpoint& ep,
+                                 UpstreamRetry* retry) {
   error_code ec;
   auto up = co_await connect_upstream(conn, w, ep, ec);
+  if (ec && retry && !conn.timed_out && app_went_away(ec)) {
+    *retry = {true, ec};
+    co_return false;
+  }
   if (ec) co_return co_await upstream_failed(conn, req, ws, ec, false, req.version());
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(opts.max_body);

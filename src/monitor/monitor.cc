@@ -28,6 +28,11 @@ auto logger() {
 constexpr auto kBackoffStart = std::chrono::seconds(1);
 constexpr auto kBackoffCap = std::chrono::minutes(5);
 constexpr auto kHealthyReset = std::chrono::minutes(10);
+// File changes in restart mode: the first one after a quiet spell restarts the app at once;
+// changes while it starts, or soon after, wait for the source to be quiet this long (at most
+// kRestartSettleCap after the first of them) and then give one restart.
+constexpr auto kRestartSettle = std::chrono::seconds(1);
+constexpr auto kRestartSettleCap = std::chrono::seconds(30);
 
 // The files whose content decides which dependencies get installed.
 std::string deps_key(const fs::path& dir, const WorkspaceSpec& spec) {
@@ -132,6 +137,11 @@ struct Monitor::Record {
   bool frozen = false;
   bool freezing = false;         // a freeze or thaw is in flight
   bool freeze_failed = false;    // do not retry every tick
+  bool restarting = false;       // coming back after it ran: the gateway holds requests
+  std::uint64_t instance = 0;    // successful starts
+  std::int64_t retry_at_ms = 0;  // failed: the next start (unix ms)
+  bool change_pending = false;   // a restart for changed files waits for them to settle
+  std::chrono::steady_clock::time_point last_change{}, pending_since{};
   int crash_streak = 0;
   int stops_in_flight = 0;
   Duration start_delay{0};
@@ -280,11 +290,49 @@ void Monitor::source_changed(const std::shared_ptr<Record>& rec, const std::set<
     return;
   }
   if (rec->asleep) return;  // it starts from the new source when it wakes
+  // Changes while it starts, or right after a change, are one burst (an editor saving, a
+  // sync): they wait for the start to end and the source to settle, then restart it once.
+  auto now = std::chrono::steady_clock::now();
+  bool recent = now - rec->last_change < kRestartSettle;
+  rec->last_change = now;
+  bool starting =
+      rec->restart_requested || rec->status == "creating" || rec->status == "initializing";
+  if (rec->change_pending || starting || (recent && rec->status == "running")) {
+    if (!rec->change_pending) {
+      rec->change_pending = true;
+      rec->pending_since = now;
+      logger()->info("[ws={}] source changed while it {}; restarting it once the changes settle",
+                     rec->name, starting ? "starts" : "had just restarted");
+      spawn(io_, restart_when_settled(rec), "restart " + rec->name);
+    }
+    return;
+  }
   logger()->info("[ws={}] source changed ({}); restarting it", rec->name,
                  all || paths.empty() ? "many files" : fmt::format("{} file(s)", paths.size()));
   rec->start_reason = "source changed";
   request_restart(rec);
   publish();
+}
+
+net::awaitable<void> Monitor::restart_when_settled(std::shared_ptr<Record> rec) {
+  while (rec->change_pending && !rec->removed && !shutting_down_) {
+    auto now = std::chrono::steady_clock::now();
+    if (rec->asleep || !rec->supervised) break;  // it starts from the new source when it wakes
+    bool settled =
+        now - rec->last_change >= kRestartSettle || now - rec->pending_since >= kRestartSettleCap;
+    bool started = rec->status == "running" && !rec->restart_requested;
+    // A start that failed is retried with the new source at once, as for any change.
+    if (rec->status == "failed" || (started && settled)) {
+      rec->change_pending = false;
+      logger()->info("[ws={}] source changed; restarting it", rec->name);
+      rec->start_reason = "source changed";
+      request_restart(rec);
+      publish();
+      co_return;
+    }
+    co_await sleep_for(std::chrono::milliseconds(100));
+  }
+  rec->change_pending = false;
 }
 
 net::awaitable<void> Monitor::hot_update(std::shared_ptr<Record> rec, std::vector<std::string> paths) {
@@ -304,7 +352,11 @@ void Monitor::request_restart(const std::shared_ptr<Record>& rec) {
   (void)db_.cancel("start", rec->name);
   rec->restart_requested = true;
   rec->wake.cancel();
-  if (rec->supervised && !rec->asleep) stop_async(rec, "restart");
+  if (rec->supervised && !rec->asleep) {
+    // Clients of the running app wait for the new one rather than get 503.
+    if (rec->status == "running") rec->restarting = true;
+    stop_async(rec, "restart");
+  }
 }
 
 // Every stop goes through here, so the supervisor can wait for it to finish (port released,
@@ -451,6 +503,10 @@ void Monitor::apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec)
   if (!s.prefix_note.empty() && s.error.empty()) logger()->info("[ws={}] {}", rec->name, s.prefix_note);
   bool docker_only = needs_docker(s, runtime_);
   bool can_run = runnable(s, runtime_);
+  if (!s.error.empty() || docker_only) {
+    rec->restarting = false;  // nothing comes back until the source is fixed
+    rec->retry_at_ms = 0;
+  }
   if (!s.error.empty()) {
     rec->status = "failed";
     rec->error = s.error;
@@ -660,6 +716,9 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
         if (auto c = db_.complete(job.id); c.has_value()) job_event(c.value());
       }
       rec->app = result.value();
+      rec->instance++;
+      rec->restarting = false;
+      rec->retry_at_ms = 0;
       rec->status = "running";
       rec->phase.clear();
       rec->error.clear();
@@ -676,10 +735,12 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
         rec->sleep_requested = false;
         if (rec->wake_pending) {
           rec->wake_pending = false;
+          rec->restarting = true;
           rec->start_reason = "wake";
           continue;
         }
         rec->asleep = true;
+        rec->restarting = false;
         rec->status = "stopped";
         if (rec->held) {
           rec->reason = std::string(kHeldReason);
@@ -703,6 +764,10 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       rec->log_tail = tail_file(runtime_.log_path(rec->name), 20);
       rec->start_delay = std::min<Duration>(kBackoffStart * (1 << std::min(rec->crash_streak - 1, 12)), kBackoffCap);
       rec->start_reason = "crashed";
+      rec->restarting = true;  // requests wait for it to come back (gateway: within wake_timeout)
+      rec->retry_at_ms =
+          unix_ms() +
+          std::chrono::duration_cast<std::chrono::milliseconds>(rec->start_delay).count();
       rec->status = "failed";
       rec->reason = "crashed; restarting in " + format_duration(rec->start_delay);
       rec->phase.clear();
@@ -730,7 +795,11 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       retry_in = std::min<Duration>(kBackoffStart * (1 << std::min(rec->restarts - 1, 12)), kBackoffCap);
       rec->start_delay = retry_in;
     }
+    rec->retry_at_ms =
+        dead ? 0
+             : unix_ms() + std::chrono::duration_cast<std::chrono::milliseconds>(retry_in).count();
     if (dead) {
+      rec->restarting = false;
       rec->reason = fmt::format("gave up after {} attempts", job.attempts);
       log->error("[ws={}] {}; gave up after {} attempts (job #{} is dead; fix the source or retry it "
                  "from the API)",
@@ -762,6 +831,7 @@ void Monitor::wake(const std::string& name) {
   }
   if (rec->asleep) {
     rec->asleep = false;
+    rec->restarting = true;  // every request waits for it, not only the one that woke it
     rec->start_reason = "wake";
     rec->status = "creating";
     rec->reason.clear();
@@ -789,6 +859,7 @@ void Monitor::act(const std::string& name, WorkspaceAction action) {
       }
     }
     rec->wake_pending = false;
+    rec->restarting = false;
     log->info("[ws={}] stop requested from the API", name);
     if (rec->asleep) {
       rec->reason = std::string(kHeldReason);
@@ -1071,6 +1142,9 @@ void Monitor::publish() {
     v.port = rec->app.port;
     v.pid = rec->app.pid;
     v.restarts = rec->restarts;
+    v.restarting = rec->restarting;
+    v.instance = rec->instance;
+    v.retry_at_ms = rec->status == "failed" ? rec->retry_at_ms : 0;
     v.frozen = rec->frozen;
     v.held = rec->held;
     v.runs = runnable(rec->spec, runtime_);

@@ -116,6 +116,7 @@ class Monitor {
   net::awaitable<void> freeze(std::shared_ptr<Record> rec, bool frozen);
   void stop_async(const std::shared_ptr<Record>& rec, const char* what);
   net::awaitable<void> stop_tracked(std::shared_ptr<Record> rec);
+  net::awaitable<void> restart_when_settled(std::shared_ptr<Record> rec);
   net::awaitable<void> hot_update(std::shared_ptr<Record> rec, std::vector<std::string> paths);
   net::awaitable<void> run_cleanup(Job job);
   void run_handled(const MonitorOptions::JobHandler& handler, const Job& job);

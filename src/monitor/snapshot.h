@@ -84,6 +84,11 @@ struct WorkspaceView {
   bool held = false;       // stopped from the API: stays stopped (a request does not wake it)
   bool runs = false;       // has an app the runtime runs (not static, not invalid)
   std::string reason;      // why it is stopped or failed ("idle", "gave up after 5 attempts")
+  /// On its way back up after it ran (a restart for a change, a crash, a wake): requests wait
+  /// for it (within idle.wake_timeout) instead of getting 503 or 502.
+  bool restarting = false;
+  std::uint64_t instance = 0;    // counts the app's successful starts: a new one is a new app
+  std::int64_t retry_at_ms = 0;  // failed: when the next start is due (unix ms); 0: none is
   IdlePolicy idle;         // the effective policy (config, then workspace.json)
   std::shared_ptr<Activity> activity;
   /// Stopped or frozen by the idle policy, or on its way up: a request wakes it and waits.

@@ -1,0 +1,262 @@
+"""Requests held through a crash, and restart storms (issue 19, rows 3 and 4).
+
+Row 3: a request that wakes a workspace is held (within idle.wake_timeout) while the app
+restarts after a crash during the wake; only a workspace that stays failed answers 502, with
+its reason. A frozen app killed with SIGKILL while frozen, then a request: 200, never 502. A
+stopped workspace whose first start crashes: the waking request is held through the retry
+and gets 200. An app that crashes at every start: 502 with the failure, well within
+idle.wake_timeout.
+
+Row 4: 200 saves in 10 s to a node workspace in restart mode while a client sends requests
+all along: no 503 (nor any other error) reaches the client, and the burst gives one or two
+restarts (changes while the app starts, or right after, wait for the source to settle and
+give one restart; requests during a restart wait for the new app). Process runtime, and the
+docker runtime (skipped unless an engine answers and has cloudyknight/node:bookworm).
+
+Run: cd tests/integration && CK_BINARY=../../build/cloudyknight python3 -m unittest -v test_wake_hold
+"""
+
+import html
+import http.client
+import os
+import signal
+import threading
+import time
+import unittest
+
+from harness import argv, body_excerpt, descendants, pid_alive, write_json
+from test_monitor import MonitorCase
+
+# Freezes after 1 s without requests and stays frozen (no idle stop within a test).
+FREEZE_FAST = {"idle_after": "500ms", "background_after": "1s", "stop_after": "10m", "grace": "500ms"}
+# Stops after 2 s without requests.
+STOP_FAST = {"idle_after": "500ms", "background_after": "1s", "stop_after": "2s", "grace": "500ms"}
+WAKE_TIMEOUT = 20
+
+
+def app_process(root_pid, script):
+    """The newest process below root_pid (or root_pid itself) running `script`, or None."""
+    found = [p for p in [root_pid, *descendants(root_pid)] if script in argv(p)]
+    return found[-1] if found else None
+
+
+class TestHeldThroughCrash(MonitorCase):
+    """Process runtime, idle.wake_timeout 20s, start jobs retried after 1 s."""
+
+    @classmethod
+    def set_up(cls):
+        cls.d = d = cls.new_daemon(fixtures=[("echo", "frozen"), ("crashy", "crashonce"), ("crashy", "crashalways")],
+                                   config={"idle": {"wake_timeout": f"{WAKE_TIMEOUT}s"},
+                                           "jobs": {"backoff": "1s", "max_attempts": 5}})
+        d.prepare()
+        write_json(os.path.join(d.ws, "frozen", "workspace.json"), {"idle": FREEZE_FAST})
+        for name in ("crashonce", "crashalways"):
+            write_json(os.path.join(d.ws, name, "workspace.json"), {"idle": STOP_FAST})
+        d.start()
+        cls.events = cls.open_stream(d)
+
+    def wait_stopped(self, name):
+        return self.d.wait_workspace(name, lambda w: w.get("status") == "stopped" and w.get("reason") == "idle",
+                                     timeout=30, what=f"{name} to be stopped by the idle policy")
+
+    def test_frozen_app_killed_while_frozen_holds_the_request(self):
+        d = self.d
+        self.wait_answer(d, "/frozen/", timeout=30)
+        w = d.wait_workspace("frozen", lambda w: w.get("frozen") is True and w.get("status") == "running",
+                             timeout=10, what="frozen to be frozen")
+        app = app_process(w["pid"], "app.py")
+        self.assertIsNotNone(app, f"no app.py process below pid {w['pid']}")
+        since = self.events.mark()
+        os.kill(app, signal.SIGKILL)
+        time.sleep(0.3)  # the kill is in; whatever the monitor saw of it, a request comes now
+        t0 = time.monotonic()
+        r = d.get("/frozen/after-kill", timeout=WAKE_TIMEOUT + 10)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.status, 200, f"a request to a frozen app killed while frozen: {r.status} "
+                                        f"{body_excerpt(r.body)}")
+        self.assertEqual(r.json()["path"], "/after-kill")
+        self.assertNotEqual(r.json()["pid"], app, "answered by the killed process")
+        self.assertLess(elapsed, WAKE_TIMEOUT)
+        self.assertFalse(pid_alive(app), f"the killed app {app} is still alive")
+        # The request came through a crash and a restart, not past them.
+        self.events.wait_for(lambda e: e.get("type") == "status" and e.get("workspace") == "frozen"
+                             and e.get("status") == "failed", 5, since, "frozen to be seen crashed")
+        after = d.workspace("frozen")
+        self.assertGreater(after["restarts"], w["restarts"], after)
+        self.assertEqual(after["status"], "running", after)
+
+    def test_stopped_workspace_whose_first_start_crashes_is_held(self):
+        d = self.d
+        before = self.wait_stopped("crashonce")
+        with open(os.path.join(d.ws, "crashonce", "CRASH"), "w") as f:
+            f.write(f"once {os.urandom(4).hex()}\n")
+        time.sleep(0.5)  # the change is noticed while it sleeps: it starts from it on the wake
+        t0 = time.monotonic()
+        r = d.get("/crashonce/woken", timeout=WAKE_TIMEOUT + 10)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.status, 200, f"a wake whose first start crashed: {r.status} {body_excerpt(r.body)}")
+        self.assertEqual(r.json()["path"], "/woken")
+        self.assertLess(elapsed, WAKE_TIMEOUT)
+        after = d.workspace("crashonce")
+        self.assertEqual(after["restarts"], before["restarts"] + 1, f"one failed start, then it ran: {after}")
+        with open(os.path.join(d.data, "logs", "crashonce.log"), "rb") as f:
+            self.assertIn(b"crashing at start", f.read())
+
+    def test_always_crashing_app_answers_502_with_its_reason(self):
+        d = self.d
+        self.wait_stopped("crashalways")
+        with open(os.path.join(d.ws, "crashalways", "CRASH"), "w") as f:
+            f.write("always\n")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        r = d.get("/crashalways/", timeout=WAKE_TIMEOUT + 10)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.status, 502, f"an app that always crashes: {r.status} {body_excerpt(r.body)}")
+        self.assertLess(elapsed, WAKE_TIMEOUT / 2, f"502 after {elapsed:.1f} s (wake_timeout {WAKE_TIMEOUT} s)")
+        w = d.workspace("crashalways")
+        self.assertEqual(w["status"], "failed", w)
+        text = html.unescape(r.text())
+        self.assertIn("Workspace 'crashalways' is not running", text)
+        self.assertTrue(w.get("error"), w)
+        self.assertIn(w["error"][:60], text, "the 502 gives the failure")
+
+
+class BurstCase(MonitorCase):
+    """A node workspace in restart mode; save(n) replaces its VERSION file (the app reads it
+    at start), client_loop() counts every answer."""
+    runtime = None
+    start_timeout = 60
+
+    @classmethod
+    def burst_daemon(cls, name, **kw):
+        d = cls.new_daemon(fixtures=[("burst", name)], **kw)
+        d.prepare()
+        write_json(os.path.join(d.ws, name, "workspace.json"), {"reload": "restart"})
+        d.start()
+        d.wait_status(name, "running", timeout=cls.start_timeout)
+        return d
+
+    def run_burst(self, d, name, saves=200, seconds=10.0):
+        self.wait_answer(d, f"/{name}/", b"burst 0", timeout=self.start_timeout)
+        events = self.open_stream(d)
+        since = events.mark()
+        stop = threading.Event()
+        answers = {}
+        errors = []
+        bad = []
+
+        def client():
+            conn = None
+            deadline = time.monotonic() + seconds + 90
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=WAKE_TIMEOUT + 10)
+                    conn.request("GET", f"/{name}/", headers={"Accept": "text/plain"})
+                    r = conn.getresponse()
+                    body = r.read()
+                    answers[r.status] = answers.get(r.status, 0) + 1
+                    if r.status != 200 and len(bad) < 5:
+                        bad.append(f"{r.status} {body_excerpt(body)}")
+                    if r.getheader("Connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+                except (OSError, http.client.HTTPException) as e:
+                    errors.append(repr(e))
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    time.sleep(0.05)
+            if conn is not None:
+                conn.close()
+
+        clients = [threading.Thread(target=client, daemon=True) for _ in range(2)]
+        for t in clients:
+            t.start()
+        path = os.path.join(d.ws, name, "VERSION")
+        t0 = time.monotonic()
+        for i in range(1, saves + 1):
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(f"{i}\n")
+            os.replace(tmp, path)
+            # Evenly over `seconds`, whatever the writes cost.
+            delay = t0 + i * seconds / saves - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        burst_took = time.monotonic() - t0
+        # The last version answers once the changes settled and the app restarted.
+        self.wait_answer(d, f"/{name}/", f"burst {saves}".encode(), timeout=self.start_timeout)
+        time.sleep(3)  # nothing more comes: no restart after the last one
+        stop.set()
+        for t in clients:
+            t.join(WAKE_TIMEOUT + 15)
+        starts = [e for _, e in events.select(
+            lambda e: e.get("type") == "status" and e.get("workspace") == name
+            and e.get("status") == "running" and e.get("previous") != "running", since)]
+        total = sum(answers.values())
+        print(f"\n[{self.runtime or 'process'}] {saves} saves in {burst_took:.1f} s: {len(starts)} restart(s), "
+              f"{total} answers {answers}, {len(errors)} client errors", flush=True)
+        self.assertEqual(errors, [], "client-side errors during the burst")
+        self.assertEqual(answers.get(503, 0), 0, f"503 answers during the burst: {bad}")
+        self.assertEqual(set(answers), {200}, f"answers other than 200: {answers} {bad}")
+        self.assertGreater(total, 50, "the client loop hardly ran")
+        self.assertTrue(1 <= len(starts) <= 2, f"{len(starts)} restarts for one burst of saves: {starts}")
+        self.assertEqual(d.workspace(name)["status"], "running")
+
+
+class TestRestartBurst(BurstCase):
+    """Process runtime."""
+
+    @classmethod
+    def set_up(cls):
+        cls.name = "burst"
+        cls.d = cls.burst_daemon(cls.name)
+
+    def test_200_saves_in_10s_give_no_503_and_one_or_two_restarts(self):
+        self.run_burst(self.d, self.name)
+
+
+class TestRestartBurstDocker(BurstCase):
+    """Docker runtime (slow: one run). Skipped unless a Docker engine answers and has the node
+    image."""
+    runtime = "docker"
+    start_timeout = 180
+
+    @classmethod
+    def set_up(cls):
+        try:
+            from test_docker_runtime import DOCKER, NODE_IMAGE
+        except ImportError as e:
+            raise unittest.SkipTest(f"cannot load the Docker helpers: {e}")
+        try:
+            DOCKER.ping()
+        except (OSError, http.client.HTTPException) as e:
+            raise unittest.SkipTest(f"no Docker engine answers on /var/run/docker.sock ({e})")
+        if not DOCKER.image_exists(NODE_IMAGE):
+            raise unittest.SkipTest(f"the image {NODE_IMAGE} is missing (cloudyknight images build node)")
+        cls.docker = DOCKER
+        cls.name = f"t{os.urandom(3).hex()}-burst"
+        cls.class_cleanups.append(cls.remove_containers)
+        cls.d = cls.burst_daemon(cls.name, runtime="docker")
+
+    @classmethod
+    def remove_containers(cls):
+        """Everything the daemon made for this test's workspace: containers, its networks
+        (ck-net-<name>...) and volumes (ck-deps-<name>-..., ck-cache-<name>-...)."""
+        for c in cls.docker.containers(cls.name):
+            cls.docker.remove_container(c["Id"])
+        for net in cls.docker.call("GET", "/networks") or []:
+            if net.get("Name", "").startswith(f"ck-net-{cls.name}"):
+                cls.docker.request("DELETE", f"/networks/{net['Id']}")
+        vols = (cls.docker.call("GET", "/volumes") or {}).get("Volumes") or []
+        for v in vols:
+            if f"-{cls.name}-" in v.get("Name", ""):
+                cls.docker.remove_volume(v["Name"])
+
+    def test_200_saves_in_10s_give_no_503_and_one_or_two_restarts(self):
+        self.run_burst(self.d, self.name)
+
+
+if __name__ == "__main__":
+    unittest.main()
