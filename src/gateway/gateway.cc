@@ -759,6 +759,7 @@ void Gateway::start() {
   for (auto& w : impl_->workers) {
     Impl::Worker* wp = w.get();
     spawn(wp->io.get_executor(), impl_->accept_loop(*wp), "gateway accept loop");
+    spawn(wp->io.get_executor(), impl_->sweep_upstream_pool(*wp), "gateway upstream pool sweep");
     if (wp->redirect_acceptor) {
       spawn(wp->io.get_executor(), impl_->accept_loop(*wp, true), "gateway redirect_http accept loop");
     }

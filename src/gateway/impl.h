@@ -85,6 +85,11 @@ inline auto logger() {
 
 constexpr std::size_t kRelayChunk = 64 * 1024;
 constexpr std::size_t kMaxIdlePerUpstream = 256;
+// Idle pooled connections to apps are looked at this often, and closed once the app closed its
+// side or once unused for kUpstreamIdleFor (an app that restarts on a new port never takes its
+// old ones back).
+constexpr Duration kUpstreamSweepEvery = std::chrono::seconds(5);
+constexpr Duration kUpstreamIdleFor = std::chrono::seconds(30);
 constexpr std::size_t kFlattenLimit = 16 * 1024;
 constexpr std::uint64_t kGzipCacheBytes = 64 << 20;
 // Request bodies for the control plane are read into memory: its handlers take small JSON.
@@ -140,6 +145,7 @@ struct UpstreamConn {
   explicit UpstreamConn(Executor ex) : socket(ex) {}
   Socket socket;
   beast::flat_buffer buffer;
+  std::chrono::steady_clock::time_point idle_since{};  // when it went back to the pool
 };
 
 // One client connection: its socket, the deadline of whatever it waits on, and the upstream
@@ -386,6 +392,9 @@ struct Gateway::Impl {
   // A gateway.redirect_http connection: one request, answered 308 to https (or 400).
   Task<void> redirect_session(std::shared_ptr<Conn> cp);
   Task<void> reload_certificates(Worker& w);
+  // Closes the worker's pooled app connections that the app closed or nobody used for
+  // kUpstreamIdleFor, every kUpstreamSweepEvery (proxy.cc).
+  Task<void> sweep_upstream_pool(Worker& w);
   void count_request(Conn& conn);
   // Who reads a request's body: nobody (the gateway answers without it), the control plane
   // (in memory, up to kControlMaxBody) or an app.

@@ -183,7 +183,27 @@ std::unique_ptr<UpstreamConn> Gateway::Impl::take_idle(Worker& w, const std::str
 
 void Gateway::Impl::give_back(Worker& w, const std::string& key, std::unique_ptr<UpstreamConn> c) {
   auto& v = w.idle[key];
-  if (v.size() < kMaxIdlePerUpstream && c->buffer.size() == 0) v.push_back(std::move(c));
+  if (v.size() < kMaxIdlePerUpstream && c->buffer.size() == 0) {
+    c->idle_since = std::chrono::steady_clock::now();
+    v.push_back(std::move(c));
+  }
+}
+
+Task<void> Gateway::Impl::sweep_upstream_pool(Worker& w) {
+  Timer tick(w.io);
+  for (;;) {
+    tick.expires_after(kUpstreamSweepEvery);
+    error_code ec;
+    co_await tick.async_wait(net::redirect_error(use_task, ec));
+    if (ec) co_return;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = w.idle.begin(); it != w.idle.end();) {
+      std::erase_if(it->second, [&](const std::unique_ptr<UpstreamConn>& c) {
+        return now - c->idle_since > kUpstreamIdleFor || looks_closed(c->socket);
+      });
+      it = it->second.empty() ? w.idle.erase(it) : std::next(it);
+    }
+  }
 }
 
 void Gateway::Impl::drop_session_set_cookies(bhttp::fields& f, const std::string& workspace) {
