@@ -61,9 +61,12 @@ from harness import Daemon, WebSocketClient, argv, descendants, pid_alive  # noq
 
 APPS = os.path.join(HERE, "apps")
 STATIC_SRC = os.path.join(REPO, "examples", "site")
+S3_BUCKET = "soak"
+S3_PREFIX = "ws"
 KINDS = ("static", "node", "python")
 API = "/monitor/api/v1"
 MAX_CLIENTS = 8
+CLOSE_WAIT_AGE = 100.0  # s a socket may stay in CLOSE_WAIT before it counts as forgotten
 FAULT_GRACE = 30.0      # s after a fault on a workspace during which its errors are explained
 KILL_GRACE = 5.0        # s after a restarted daemon answers during which errors are explained
 
@@ -102,6 +105,33 @@ def fd_count(pid):
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
+
+
+def close_wait_sockets(pid):
+    """{inode: (local port, remote port)} of pid's TCP sockets in CLOSE_WAIT (the peer closed,
+    the process never did): a connection it forgot."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return {}
+    out = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "08" and f[9] in inodes:  # 08: CLOSE_WAIT
+                out[f[9]] = (int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16))
+    return out
 
 
 def file_size(*paths):
@@ -183,7 +213,8 @@ class Soak:
     def __init__(self, opts):
         self.o = opts
         self.rng = random.Random(opts.seed)
-        self.tag = "%04x" % self.rng.randrange(16 ** 4)
+        # Unique per run (the pid), so two soaks on one engine never share names.
+        self.tag = "%04x" % ((self.rng.randrange(16 ** 4) ^ os.getpid()) & 0xFFFF)
         self.prefix = f"s{self.tag}-"
         self.names = [f"{self.prefix}{i:02d}-{KINDS[i % len(KINDS)]}" for i in range(opts.workspaces)]
         self.kind = {n: n.rsplit("-", 1)[1] for n in self.names}
@@ -203,8 +234,10 @@ class Soak:
         self.problems = []        # (check, message)
         self.killed_trees = []    # pids of killed daemons and what ran below them
         self.docker = DockerEngine() if opts.runtime == "docker" else None
+        self.s3 = None            # the soak's own s3rver with --storage s3
         self.checks = {}
         self.sample_cursor = 0    # requests before it are in an earlier sample
+        self.close_wait_seen = {}  # (daemon pid, inode) -> (first seen t, local port, remote port)
 
     # -- helpers --------------------------------------------------------------
     def now(self):
@@ -241,7 +274,15 @@ class Soak:
         cfg = {"runtime": {"ports": f"{ports[0]}-{ports[1]}"},
                "auth": {"admin_token": self.token},
                "log": {"level": "info"}}
-        d = Daemon(config=cfg, runtime=self.o.runtime)
+        if self.o.storage == "s3":
+            from test_s3_serve import RestartableS3Server, aws_env
+            self.s3 = RestartableS3Server().start()
+            self.s3.make_bucket(S3_BUCKET)
+            cfg["storage"] = {"list_interval": "2s"}
+            d = Daemon(config=cfg, runtime=self.o.runtime, workspaces=False,
+                       args=self.s3.storage_args(S3_BUCKET, S3_PREFIX), env=aws_env(self.s3))
+        else:
+            d = Daemon(config=cfg, runtime=self.o.runtime)
         d.prepare()
         for name in self.names:
             kind = self.kind[name]
@@ -251,6 +292,13 @@ class Soak:
             with open(os.path.join(target, "version.txt"), "w") as f:
                 f.write(content)
             self.latest[name] = content
+            if self.s3:  # the bucket holds the workspaces; TMP/ws is only where they were made
+                for root, _, files in os.walk(target):
+                    for n in files:
+                        path = os.path.join(root, n)
+                        with open(path, "rb") as f:
+                            self.s3.put_object(S3_BUCKET, f"{S3_PREFIX}/{name}/{os.path.relpath(path, target)}",
+                                               f.read())
         self.daemon = d
         self.daemons.append(d)
 
@@ -371,7 +419,10 @@ class Soak:
         how = "disk" if self.rng.random() < 0.5 else "api"
         with self.lock:
             self.faults.setdefault(name, []).append(self.now())
-        if how == "disk":
+        if how == "disk" and self.s3:  # a save straight into the bucket, as `aws s3 cp` would
+            how = "bucket"
+            self.s3.put_object(S3_BUCKET, f"{S3_PREFIX}/{name}/version.txt", content.encode())
+        elif how == "disk":
             path = os.path.join(self.current().ws, name, "version.txt")
             tmp = path + ".soak-tmp"
             with open(tmp, "w") as f:
@@ -443,7 +494,8 @@ class Soak:
                 self.fail("orphans", f"15 s after SIGKILL of daemon {old.proc.pid}, still alive: "
                                      + ", ".join(f"{p} {harness.cmdline(p)[:80]!r}" for p in left))
         self.killed_trees.extend(tree)
-        new = Daemon(reuse=old, runtime=self.o.runtime)
+        new = Daemon(reuse=old, runtime=self.o.runtime, workspaces=old.pass_workspaces,
+                     args=old.args, env=old.extra_env)
         new.spawn()
         with self.lock:
             self.daemon = new
@@ -453,6 +505,16 @@ class Soak:
         with self.lock:
             self.kill_windows[-1][1] = t_ready + KILL_GRACE + self.o.restart_grace
         self.note("daemon-restarted", f"pid {new.proc.pid} healthy {t_ready - t_kill:.1f}s after the kill")
+
+    def s3_outage(self):
+        """Stops the soak's own s3rver for a while (traffic goes on: the mirror must keep
+        serving) and starts it again on the same port and data."""
+        secs = self.rng.uniform(5, 15)
+        self.s3.pause()
+        self.note("s3-outage", f"s3rver stopped for {secs:.0f}s")
+        self.stop_traffic.wait(secs)
+        self.s3.resume()
+        self.note("s3-back", f"s3rver on port {self.s3.port} again")
 
     def chaos(self):
         o = self.o
@@ -480,9 +542,11 @@ class Soak:
             if t >= quiet_from:
                 return
             if t >= t_next:
-                what = self.rng.choices(["save", "kill_app"], [3, 1])[0]
+                what = self.rng.choices(["save", "kill_app", "s3_outage"], [3, 1, 0.3 if self.s3 else 0])[0]
                 try:
-                    if what == "kill_app" and apps:
+                    if what == "s3_outage":
+                        self.s3_outage()
+                    elif what == "kill_app" and apps:
                         self.kill_app(self.rng.choice(apps))
                     else:
                         self.save(self.rng.choice(self.names))
@@ -513,9 +577,13 @@ class Soak:
         errors = sum(1 for r in window if self.is_error(r))
         unexplained = sum(1 for r in window if self.is_error(r) and self.explain(r) == "unexplained")
         logs = [os.path.join(d.tmp, n) for n in os.listdir(d.tmp) if n.endswith(".log")]
+        cw = close_wait_sockets(d.proc.pid) if st else {}
+        for inode, ports in cw.items():
+            self.close_wait_seen.setdefault((d.proc.pid, inode), (t,) + ports)
+        old_cw = sum(1 for inode in cw if t - self.close_wait_seen[(d.proc.pid, inode)][0] >= CLOSE_WAIT_AGE)
         s = {"t": round(t, 1), "epoch": epoch, "pid": d.proc.pid,
              "rss_kib": st["rss_kib"] if st else None, "threads": st["threads"] if st else None,
-             "fds": fds,
+             "fds": fds, "close_wait": len(cw), "close_wait_old": old_cw,
              "db_bytes": file_size(*(os.path.join(d.data, "state.db" + x) for x in ("", "-wal", "-shm"))),
              "log_bytes": file_size(*logs) + tree_size(os.path.join(d.data, "logs")),
              "requests": len(window),
@@ -678,6 +746,26 @@ class Soak:
             self.fail("state-db", f"state.db (+WAL) grew from {db_base} to {db_tail} bytes during the last "
                                   f"daemon's life (more than double + 1 MiB)")
 
+    def check_sockets(self):
+        """Sockets of the daemon in CLOSE_WAIT for CLOSE_WAIT_AGE or longer: connections whose
+        peer (an app that restarted, a client) closed and that the daemon never closed."""
+        d = self.current()
+        self.sample(0)  # a last look, after the convergence wait
+        t = self.now()
+        cw = close_wait_sockets(d.proc.pid)
+        old = sorted((t - self.close_wait_seen[(d.proc.pid, i)][0], p) for i, p in cw.items()
+                     if (d.proc.pid, i) in self.close_wait_seen
+                     and t - self.close_wait_seen[(d.proc.pid, i)][0] >= CLOSE_WAIT_AGE)
+        self.checks["close_wait"] = {"now": len(cw), "older_than_s": CLOSE_WAIT_AGE, "old": len(old),
+                                     "max_seen": max((s.get("close_wait") or 0) for s in self.samples)}
+        if len(old) > self.o.max_close_wait:
+            remote = sorted({p[1] for _, p in old})
+            self.fail("close-wait", f"the daemon (pid {d.proc.pid}) holds {len(old)} TCP sockets in CLOSE_WAIT for "
+                                    f"{CLOSE_WAIT_AGE:.0f}s or more (the peer closed, the daemon never did), "
+                                    f"the oldest {old[-1][0]:.0f}s; remote ports {remote[:30]} "
+                                    f"(app ports of restarted instances: the gateway's idle upstream pool, "
+                                    f"Worker::idle in src/gateway/proxy.cc, never drops them)")
+
     def check_errors(self):
         by = {}
         kinds = {}
@@ -752,14 +840,14 @@ class Soak:
     def write_report(self):
         out = self.o.out
         with open(os.path.join(out, "samples.tsv"), "w") as f:
-            f.write("# t_s\tepoch\trss_mib\tfds\tthreads\tp50_ms\tp99_ms\tdb_kib\tlog_kib\trequests\terrors\tunexplained\n")
+            f.write("# t_s\tepoch\trss_mib\tfds\tthreads\tp50_ms\tp99_ms\tdb_kib\tlog_kib\trequests\terrors\tunexplained\tclose_wait\n")
             for s in self.samples:
                 def v(x, scale=1.0):
                     return "NaN" if x is None else f"{x / scale:.3f}"
                 f.write("\t".join([f"{s['t']:.1f}", str(s["epoch"]), v(s["rss_kib"], 1024), v(s["fds"]),
                                    v(s["threads"]), v(s["p50_ms"]), v(s["p99_ms"]), v(s["db_bytes"], 1024),
                                    v(s["log_bytes"], 1024), str(s["requests"]), str(s["errors"]),
-                                   str(s["unexplained"])]) + "\n")
+                                   str(s["unexplained"]), str(s.get("close_wait", 0))]) + "\n")
         kills = [e[0] for e in self.events if e[1] == "kill-daemon"]
         report = {"ok": not self.problems, "problems": [{"check": c, "message": m} for c, m in self.problems],
                   "options": {k: v for k, v in vars(self.o).items()},
@@ -808,7 +896,7 @@ set xlabel 'seconds'
 set ylabel 'RSS (MiB)'
 plot '{out}/samples.tsv' using 1:3 with linespoints pt 7 ps 0.4 title 'daemon RSS'
 set ylabel 'count'
-plot '{out}/samples.tsv' using 1:4 with linespoints pt 7 ps 0.4 title 'open fds', '' using 1:5 with lines title 'threads'
+plot '{out}/samples.tsv' using 1:4 with linespoints pt 7 ps 0.4 title 'open fds', '' using 1:5 with lines title 'threads', '' using 1:13 with lines title 'sockets in CLOSE_WAIT'
 set ylabel 'ms'
 set logscale y
 plot '{out}/samples.tsv' using 1:7 with linespoints pt 7 ps 0.4 title 'latency p99', '' using 1:6 with lines title 'p50'
@@ -844,6 +932,9 @@ def options(args=None):
     p.add_argument("--out", default=None, help="folder for the report (default: a new temporary folder)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock, printed)")
     p.add_argument("--runtime", choices=("process", "docker"), default="process")
+    p.add_argument("--storage", choices=("dir", "s3"), default="dir",
+                   help="dir: a temporary folder; s3: a bucket on the soak's own s3rver (scripts/s3rver.sh), "
+                        "with outages")
     p.add_argument("--clients", type=int, default=MAX_CLIENTS, help=f"concurrent clients (at most {MAX_CLIENTS})")
     p.add_argument("--pause", type=parse_duration, default=0.1, help="mean pause of a client between requests (0.1s)")
     p.add_argument("--interval", type=parse_duration, default=None, help="sampling interval (5s; --short: 3s)")
@@ -854,6 +945,8 @@ def options(args=None):
     p.add_argument("--rss-slack-kib", type=int, default=None, help="allowed RSS growth on top, KiB (1024; --short: 4096)")
     p.add_argument("--fd-bound", type=int, default=None, help="allowed max - min of open fds after warm-up")
     p.add_argument("--db-bound", type=int, default=64 * 1024 * 1024, help="largest state.db + WAL, bytes")
+    p.add_argument("--max-close-wait", type=int, default=0,
+                   help=f"sockets allowed in CLOSE_WAIT for {CLOSE_WAIT_AGE:.0f}s or more at the end (0)")
     p.add_argument("--max-unexplained", type=int, default=0, help="errors allowed outside fault windows (0)")
     p.add_argument("--ready-timeout", type=parse_duration, default=None, help="start-up wait (180s; docker 600s)")
     p.add_argument("--converge-timeout", type=parse_duration, default=90.0, help="wait for the latest source at the end")
@@ -899,6 +992,7 @@ def main(args=None):
         soak.check_latest_source()
         soak.check_orphans_running()
         soak.check_metrics()
+        soak.check_sockets()
         soak.check_errors()
         soak.finish()
         ok = not soak.problems
@@ -915,6 +1009,8 @@ def main(args=None):
             soak.docker_cleanup()
         except (OSError, AssertionError, http.client.HTTPException) as e:
             soak.fail("docker-cleanup", str(e))
+        if soak.s3 is not None:
+            soak.s3.stop()
         if soak.problems:
             soak.save_diagnostics()
         if soak.t0 is not None:
