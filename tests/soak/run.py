@@ -405,11 +405,20 @@ class Soak:
         try:
             if c.status != 101:
                 return c.status
-            for _ in range(50):
-                _, opcode, payload, _ = c.recv_frame()
-                if opcode == 1 and json.loads(payload.decode()).get("type") == "hello":
-                    return 101
-            raise AssertionError("no hello in 50 frames")
+            message, kind = b"", None
+            for _ in range(1000):  # a message may come in fragments (the hello of 50 workspaces does)
+                fin, opcode, payload, _ = c.recv_frame()
+                if opcode in (1, 2):
+                    message, kind = payload, opcode
+                elif opcode == 0 and kind is not None:
+                    message += payload
+                else:
+                    continue  # ping/pong: control frames may come between fragments
+                if fin:
+                    if kind == 1 and json.loads(message.decode()).get("type") == "hello":
+                        return 101
+                    message, kind = b"", None
+            raise AssertionError("no hello in 1000 frames")
         finally:
             c.close()
 
