@@ -66,7 +66,7 @@ S3_PREFIX = "ws"
 KINDS = ("static", "node", "python")
 API = "/monitor/api/v1"
 MAX_CLIENTS = 8
-CLOSE_WAIT_AGE = 100.0  # s a socket may stay in CLOSE_WAIT before it counts as forgotten
+CLOSE_WAIT_AGE = 60.0   # s a socket may stay in CLOSE_WAIT before it counts as forgotten
 FAULT_GRACE = 30.0      # s after a fault on a workspace during which its errors are explained
 KILL_GRACE = 5.0        # s after a restarted daemon answers during which errors are explained
 
@@ -570,7 +570,10 @@ class Soak:
         for _ in range(10_000_000):
             if self.stop_traffic.wait(self.o.interval):
                 return
-            self.sample(last)
+            try:
+                self.sample(last)
+            except OSError as e:  # a sample missed is a gap in the curves, not the end of sampling
+                self.note("sample-error", repr(e))
             last = self.now()
 
     def sample(self, since):
@@ -992,6 +995,10 @@ def main(args=None):
     o = options(args)
     print(f"[soak] report folder: {o.out}; seed {o.seed}; {o.runtime} runtime; {o.workspaces} workspaces; "
           f"{o.duration:.0f}s", flush=True)
+    # The daemon's folders (harness: ck-it-*) go in a folder of the soak's own, out of reach of
+    # anything else that tidies /tmp/ck-it-* while the soak runs.
+    base = tempfile.mkdtemp(prefix="ck-soak-")
+    tempfile.tempdir = base
     soak = Soak(o)
     ok = False
     try:
@@ -1027,8 +1034,13 @@ def main(args=None):
         else:
             for c, m in soak.problems:
                 print(f"FAILED {c}: {m}", flush=True)
+        keep = o.keep or bool(soak.problems and os.environ.get("CK_KEEP_TMP"))
         if soak.daemons:
-            soak.daemons[0].cleanup(keep=o.keep or bool(soak.problems and os.environ.get("CK_KEEP_TMP")))
+            soak.daemons[0].cleanup(keep=keep)
+        if keep:
+            print(f"[soak] kept {base}", flush=True)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
     return 0 if ok and not soak.problems else 1
 
 
