@@ -535,6 +535,7 @@ class Soak:
         kill_at = [o.duration * (0.15 + 0.35 * (k + 0.5) / n_kills) for k in range(n_kills)] if n_kills else []
         apps = [n for n in self.names if self.kind[n] != "static"]
         t_next = warm + self.rng.expovariate(1 / o.chaos_every)
+        outage_done = False
         for _ in range(1_000_000):
             if self.stop_traffic.is_set():
                 return
@@ -550,6 +551,10 @@ class Soak:
                 continue
             if t >= quiet_from:
                 return
+            if self.s3 and not outage_done and t >= o.duration * 0.6:  # at least one, in the last life
+                outage_done = True
+                self.s3_outage()
+                continue
             if t >= t_next:
                 what = self.rng.choices(["save", "kill_app", "s3_outage"], [3, 1, 0.3 if self.s3 else 0])[0]
                 try:
