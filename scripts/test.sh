@@ -15,6 +15,8 @@ ensure_packages python3 python3-botocore awscli rclone
 # repositories) and pushes to /monitor/git, which runs `git http-backend`; sshd serves a remote
 # over ssh for the deploy-key test.
 ensure_packages git openssh-server
+# The soak (tests/soak/run.py) draws its curves (RSS, fds, latency) into report.png with gnuplot.
+ensure_packages gnuplot-nox
 # A local S3 stand-in (npm) for the S3 client's tests; a failed install stops the run.
 CK_S3RVER="$(bash "$CK_ROOT/scripts/s3rver.sh")"
 export CK_S3RVER
