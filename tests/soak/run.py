@@ -902,7 +902,7 @@ class Soak:
         arrows = "\n".join(f"set arrow from {t:.1f}, graph 0 to {t:.1f}, graph 1 nohead dt 2 lc rgb 'red'"
                            for t in kills)
         script = f"""
-set terminal pngcairo size 1200,1000 font 'sans,10'
+set terminal pngcairo noenhanced size 1200,1000 font 'sans,10'
 set output '{out}/report.png'
 set datafile separator '\\t'
 set datafile missing 'NaN'
