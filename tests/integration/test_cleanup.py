@@ -25,6 +25,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import tarfile
 import tempfile
 import shutil
@@ -176,6 +177,56 @@ class LocalGcTest(unittest.TestCase):
         self.assertIn("no data folder", p.stderr)
 
 
+class RemoteGcTest(ClassSetUp):
+    """`cloudyknight gc` over the API (CK_URL + CK_TOKEN): the plan, then a run, printed."""
+
+    @classmethod
+    def init_class_state(cls):
+        cls.d = None
+
+    @classmethod
+    def set_up(cls):
+        cls.d = Daemon(config={"data.trash_keep": "0s"})
+        cls.d.start()
+        cls.token = admin_token(cls.d)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.d is not None:
+            cls.d.stop()
+            cls.d.cleanup()
+
+    def gc(self, *args, token=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CK_")}
+        env.update({"CK_URL": f"http://127.0.0.1:{self.d.port}", "CK_TOKEN": token or self.token,
+                    "XDG_CONFIG_HOME": os.path.join(self.d.tmp, "xdg")})
+        return subprocess.run([binary(), "gc", *args], capture_output=True, text=True, timeout=120, env=env)
+
+    def test_plan_then_run(self):
+        trash = os.path.join(self.d.data, "trash", "old-20260101T000000Z")
+        os.makedirs(trash)
+        with open(os.path.join(trash, "f"), "wb") as f:
+            f.write(b"x" * 5000)
+        r = self.gc("--dry-run")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("would remove trash old-20260101T000000Z", r.stdout)
+        self.assertTrue(os.path.isdir(trash))
+        r = self.gc()
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("removed trash old-20260101T000000Z", r.stdout)
+        self.assertIn("reclaimed:", r.stdout)
+        self.assertFalse(os.path.exists(trash))
+        last = call(self.d, "GET", "/cleanup", self.token).json()
+        self.assertGreaterEqual(last["by_kind"]["trash"]["bytes"], 5000, last)
+        # A deploy token may not: exit 4 (not allowed), and nothing runs.
+        t = call(self.d, "POST", "/tokens", self.token, {"name": "dep", "scopes": ["read", "deploy"]}).json()["token"]
+        r = self.gc(token=t)
+        self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+        r = self.gc("--json", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(json.loads(r.stdout)["dry_run"])
+
+
 # ----------------------------------------------------------------------------------- docker
 
 def docker_or_skip():
@@ -214,6 +265,7 @@ class DockerCleanupTest(ClassSetUp):
         cls.d = None
         cls.docker = None
         cls.volumes = set()  # every volume this class created or caused, removed at the end
+        cls.image_workspaces = set()  # workspaces whose built images are removed at the end
 
     @classmethod
     def set_up(cls):
@@ -240,6 +292,11 @@ class DockerCleanupTest(ClassSetUp):
                         cls.docker.request("DELETE", f"/containers/{c['Id']}", query={"force": "1", "v": "1"})
                 for v in list(cls.volumes) + cls.own_volumes():
                     cls.docker.request("DELETE", f"/volumes/{v}")
+                for w in cls.image_workspaces:
+                    doc = cls.docker.call("GET", "/images/json", query={
+                        "all": "1", "filters": json.dumps({"label": [f"cloudyknight.workspace={w}"]})}) or []
+                    for i in doc:
+                        cls.docker.request("DELETE", f"/images/{i['Id']}", query={"force": "1"})
 
     @classmethod
     def own_volumes(cls):
@@ -285,6 +342,7 @@ class DockerCleanupTest(ClassSetUp):
         # to remove a volume the old app container used while the new one installed). So that
         # the cleanup has something to prove itself on whatever the timing, two more leftovers of
         # this workspace, labelled as the runtime labels its volumes; one holds 1 MiB.
+        fakes = {f"ck-deps-{RUN}-py-python-left{i}" for i in (1, 2)}
         for i, size in ((1, MiB), (2, 0)):
             name = f"ck-deps-{RUN}-py-python-left{i}"
             self.docker.call("POST", "/volumes/create", {"Name": name, "Labels": {
@@ -302,6 +360,8 @@ class DockerCleanupTest(ClassSetUp):
                 finally:
                     self.docker.request("DELETE", f"/containers/{c['Id']}", query={"force": "1"})
         before = set(self.own_volumes())
+        sys.stderr.write(f"\n[test_cleanup] five dependency keys left {len(before - fakes)} volume(s) of "
+                         f"{self.name} before the cleanup\n")
         self.assertIn(current, before)
         self.assertGreaterEqual(len(before), 3, before)
 
@@ -345,6 +405,63 @@ class DockerCleanupTest(ClassSetUp):
         _, ev = events.wait_for(lambda e: e.get("type") == "cleanup", 30, what="a cleanup event")
         data = ev.get("data", ev)
         self.assertGreaterEqual(data.get("bytes", 0), MiB, ev)
+
+    def images_of(self, workspace):
+        doc = self.docker.call("GET", "/images/json", query={
+            "all": "1", "filters": json.dumps({"label": [f"cloudyknight.workspace={workspace}"]})}) or []
+        return {i["Id"]: i for i in doc}
+
+    def test_dockerfile_images(self):
+        """An image replaced by a newer build goes, and so does the image of a deleted workspace;
+        the image in use stays."""
+        d = self.d
+        name = RUN + "-img"
+        type(self).image_workspaces.add(name)
+        dest = d.add_folder(os.path.join(os.path.dirname(PYAPP), "dockerfile"), name)
+        d.wait_status(name, "running", timeout=300)
+        first = set(self.images_of(name))
+        self.assertEqual(len(first), 1, first)
+        with open(os.path.join(dest, "kept.txt"), "a") as f:
+            f.write("changed\n")
+        def new_build_running():
+            for c in self.docker.call("GET", "/containers/json") or []:  # running ones
+                labels = c.get("Labels") or {}
+                if labels.get("cloudyknight.workspace") == name and labels.get("cloudyknight.role") == "app" \
+                        and c.get("ImageID") not in first:
+                    return c["ImageID"]
+            return None
+        image = wait_until(new_build_running, 300, "the app running on a second build")
+        wait_until(lambda: len([c for c in self.docker.call("GET", "/containers/json", query={"all": "1"}) or []
+                                if (c.get("Labels") or {}).get("cloudyknight.workspace") == name]) == 1, 60,
+                   "the first build's container removed")
+        second = {image}
+        r = call(d, "POST", "/cleanup", self.token, {"dry_run": True})
+        self.assertEqual(r.status, 200, r.text())
+        planned = [i for i in r.json()["items"] if i["kind"] == "image" and name in i["reason"]]
+        self.assertEqual(len(planned), 1, r.json())
+        self.assertEqual(len(self.images_of(name)), 2)
+        self.run_cleanup()
+        self.assertEqual(set(self.images_of(name)), second, "the earlier build goes, the one in use stays")
+        # The workspace goes: once its container is gone, so does its image.
+        shutil.rmtree(dest)
+        wait_until(lambda: not [c for c in self.docker.call("GET", "/containers/json", query={"all": "1"}) or []
+                                if (c.get("Labels") or {}).get("cloudyknight.workspace") == name], 60,
+                   "the deleted workspace's container removed")
+        wait_until(lambda: name not in {w["name"] for w in d.workspaces()}, 30, "the workspace gone from the API")
+        report = self.run_cleanup()
+        self.assertEqual(self.images_of(name), {}, report)
+        gone = [i for i in report["items"] if i["kind"] == "image" and "which is gone" in i["reason"]]
+        self.assertTrue(gone and gone[0]["bytes"] > 0, report)
+
+    def run_cleanup(self):
+        d = self.d
+        r = call(d, "POST", "/cleanup", self.token, {})
+        self.assertEqual(r.status, 202, r.text())
+        job = r.json()["job"]
+        wait_until(lambda: call(d, "GET", f"/jobs/{job['id']}", self.token).json().get("state") in ("done", "dead"),
+                   120, "the cleanup job to end")
+        self.assertEqual(call(d, "GET", f"/jobs/{job['id']}", self.token).json()["state"], "done")
+        return call(d, "GET", "/cleanup", self.token).json()
 
     def _put_archive(self, cid, data):
         from test_docker_runtime import UnixHTTPConnection, DOCKER_API
