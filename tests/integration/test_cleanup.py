@@ -406,6 +406,27 @@ class DockerCleanupTest(ClassSetUp):
         data = ev.get("data", ev)
         self.assertGreaterEqual(data.get("bytes", 0), MiB, ev)
 
+        # `cloudyknight gc --data` on the same data folder (no server): the same control plane's
+        # volumes. A fresh leftover stays under deps_keep 7d, and goes when the volumes are over
+        # runtime.deps_max_size (least recently used first); the one in use stays either way.
+        name = f"ck-deps-{RUN}-py-python-left3"
+        self.docker.call("POST", "/volumes/create", {"Name": name, "Labels": {
+            "cloudyknight.managed": "true", "cloudyknight.workspace": self.name,
+            "cloudyknight.instance": instance, "cloudyknight.deps": name}})
+        type(self).volumes.add(name)
+        base = f"runtime: {{ kind: docker, deps_keep: 7d }}\nstorage: {{ kind: dir, path: {d.ws} }}\n"
+        rc, report, out = run_gc(d.data, base)
+        self.assertEqual(rc, 0, out)
+        self.assertEqual([i for i in report["items"] if i["kind"] == "volume"], [], report)
+        self.assertEqual(set(self.own_volumes()), {current, name})
+        rc, report, out = run_gc(d.data, base.replace("deps_keep: 7d", "deps_keep: 7d, deps_max_size: 1k"))
+        self.assertEqual(rc, 0, out)
+        gone = [i for i in report["items"] if i["kind"] == "volume"]
+        self.assertEqual([i["name"] for i in gone], [name], report)
+        self.assertIn("deps_max_size", gone[0]["reason"])
+        self.assertEqual(set(self.own_volumes()), {current})
+        self.assertEqual(d.get(f"/{self.name}/").status, 200)
+
     def images_of(self, workspace):
         doc = self.docker.call("GET", "/images/json", query={
             "all": "1", "filters": json.dumps({"label": [f"cloudyknight.workspace={workspace}"]})}) or []
