@@ -46,7 +46,7 @@ CleanupMetrics& cleanup_metrics() {
     auto& g = metrics::global();
     return CleanupMetrics{
         g.counter("cloudyknight_cleanup_reclaimed_bytes_total",
-                  "Bytes the cleanup jobs gave back, by kind (volume, image, trash, log, state).", {"kind"}),
+                  "Bytes the cleanup jobs gave back, by kind (volume, deps, image, trash, log, state).", {"kind"}),
         g.counter("cloudyknight_cleanup_runs_total", "Cleanup runs by result (ok, error).", {"result"})};
   }();
   return m;

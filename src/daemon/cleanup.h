@@ -3,7 +3,8 @@
 // the monitor's queue (MonitorOptions::job_handlers) runs at start and every
 // runtime.cleanup_interval, and on demand (POST /monitor/api/v1/cleanup, `cloudyknight gc`):
 // - the runtime's own leftovers (Runtime::collect_garbage; docker: dependency volumes unused
-//   for runtime.deps_keep or beyond runtime.deps_max_size, images it built that nothing uses);
+//   for runtime.deps_keep or beyond runtime.deps_max_size, images it built that nothing uses;
+//   process: the app copies of deleted workspaces);
 // - DATA/trash entries older than data.trash_keep;
 // - workspace logs (DATA/logs/<name>.log) over log.max_size: copied to <name>.log.1 and
 //   truncated (the runtime keeps appending to the same file), older rotations shifted, at most

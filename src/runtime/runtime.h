@@ -22,7 +22,7 @@ namespace ck {
 
 /// One thing a cleanup removed (or, in a dry run, would remove).
 struct Reclaimed {
-  std::string kind;  // "volume", "image", "trash", "log", "state"
+  std::string kind;  // "volume", "deps" (a folder), "image", "trash", "log", "state"
   std::string name;  // the volume, image, file or table
   std::uint64_t bytes = 0;
   std::string reason;  // why it goes ("unused for 8d")

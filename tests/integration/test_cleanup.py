@@ -227,6 +227,56 @@ class RemoteGcTest(ClassSetUp):
         self.assertTrue(json.loads(r.stdout)["dry_run"])
 
 
+class ProcessRuntimeTest(ClassSetUp):
+    """The process runtime's app copy (DATA/run/NAME, with its dependencies) of a deleted
+    workspace goes; that of a workspace that exists stays."""
+
+    @classmethod
+    def init_class_state(cls):
+        cls.d = None
+
+    @classmethod
+    def set_up(cls):
+        cls.d = Daemon(fixtures=["echo", ("echo", "gone")], config={"runtime": {"deps_keep": "0s"}})
+        cls.d.start()
+        cls.token = admin_token(cls.d)
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.d is not None:
+            cls.d.stop()
+            cls.d.cleanup()
+
+    def test_deleted_workspace_app_copy_goes(self):
+        d = self.d
+        d.wait_status("echo", "running")
+        d.wait_status("gone", "running")
+        run = os.path.join(d.data, "run")
+        self.assertTrue(os.path.isdir(os.path.join(run, "gone")))
+        shutil.rmtree(os.path.join(d.ws, "gone"))
+        wait_until(lambda: d.workspace("gone") is None, 30, "the deleted workspace gone from the API")
+        # Its app stops asynchronously; from then on a dry run names its folder.
+        def planned():
+            r = call(d, "POST", "/cleanup", self.token, {"dry_run": True})
+            self.assertEqual(r.status, 200, r.text())
+            return [i["name"] for i in r.json()["items"] if i["kind"] == "deps"]
+        self.assertEqual(wait_until(planned, 30, "the deleted workspace's folder in the plan"),
+                         [os.path.join(run, "gone")])
+        self.assertTrue(os.path.isdir(os.path.join(run, "gone")))
+        r = call(d, "POST", "/cleanup", self.token, {})
+        self.assertEqual(r.status, 202, r.text())
+        job = r.json()["job"]
+        wait_until(lambda: call(d, "GET", f"/jobs/{job['id']}", self.token).json().get("state") in ("done", "dead"),
+                   60, "the cleanup job to end")
+        report = call(d, "GET", "/cleanup", self.token).json()
+        self.assertFalse(os.path.exists(os.path.join(run, "gone")), report)
+        self.assertTrue(os.path.isdir(os.path.join(run, "echo")))
+        self.assertEqual(d.get("/echo/").status, 200)
+        deps = [i for i in report["items"] if i["kind"] == "deps"]
+        self.assertEqual(len(deps), 1, report)
+        self.assertGreater(deps[0]["bytes"], 0, report)
+
+
 # ----------------------------------------------------------------------------------- docker
 
 def docker_or_skip():
