@@ -206,6 +206,17 @@ struct ApiServices {
                        std::function<void(Result<nlohmann::json>)> done)>
         restore;
   } backups;
+
+  // ---- cleanup (issue 19; cleanup_api.cc) ----
+  /// The daemon's cleanup service (absent: /cleanup answers 503). Admins only.
+  struct Cleanup {
+    /// POST /cleanup: queues a run now; {"job": ...}.
+    std::function<Result<nlohmann::json>()> start;
+    /// POST /cleanup {"dry_run": true}: the plan (a report with dry_run true). `done` on any thread.
+    std::function<void(std::function<void(Result<nlohmann::json>)> done)> plan;
+    /// GET /cleanup: the last run's report ({} before the first).
+    std::function<nlohmann::json()> last;
+  } cleanup;
 };
 
 class ControlApi {
@@ -284,6 +295,8 @@ class ControlApi {
   http::Response restore_workspace(const http::Request& req, const WorkspaceView& w,
                                    const std::function<void(nlohmann::json)>& audit) const;
   http::Response monitor_logs(const http::Request& req) const;
+  /// cleanup_api.cc: GET|POST /cleanup for an admin (`audit` records a run).
+  http::Response cleanup_request(const http::Request& req, const std::function<void(nlohmann::json)>& audit) const;
   const SnapshotHolder& snapshots_;
   ApiInfo info_;
   StateDb* db_;

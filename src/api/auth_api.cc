@@ -453,7 +453,7 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
   }
   bool own = rest == "auth/login" || rest == "auth/logout" || rest == "auth/me" ||
              rest == "users" || rest == "tokens" || rest.starts_with("tokens/") ||
-             rest == "audit" || rest == "logs" || rest == "backups" || action || logs || run || sync ||
+             rest == "audit" || rest == "logs" || rest == "backups" || rest == "cleanup" || action || logs || run || sync ||
              files || restore || source;
   if (!own && read) return std::nullopt;
   if (rest == "git/hook") return std::nullopt;  // signed by the git host (HMAC), not a token
@@ -521,6 +521,12 @@ std::optional<http::Response> ControlApi::handle_secured(const http::Request& re
     auto caller = s.require(auth::Scope::admin);
     if (caller.has_error()) return error_of(caller.error());
     return monitor_logs(req);
+  }
+  if (rest == "cleanup") {  // names every workspace's volumes and images, and deletes: admins
+    if (!read && req.method != "POST") return method_not_allowed(req, "GET, POST");
+    auto caller = s.require(auth::Scope::admin);
+    if (caller.has_error()) return error_of(caller.error());
+    return cleanup_request(req, [&](json detail) { s.audit(caller.value(), "cleanup.start", "", std::move(detail)); });
   }
   if (rest == "backups") {  // bucket names and snapshot lists: not for anonymous callers
     auto c = s.require(read ? auth::Scope::read : auth::Scope::deploy);

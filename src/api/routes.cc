@@ -53,6 +53,8 @@ constexpr Route kRoutes[] = {
     {"GET", "/monitor/api/v1/logs"},
     {"GET", "/monitor/api/v1/backups"},
     {"POST", "/monitor/api/v1/backups"},
+    {"GET", "/monitor/api/v1/cleanup"},
+    {"POST", "/monitor/api/v1/cleanup"},
     // git's smart HTTP protocol (git_api.cc): {repo} is "<name>.git".
     {"GET", "/monitor/git/{repo}/info/refs"},
     {"POST", "/monitor/git/{repo}/git-upload-pack"},

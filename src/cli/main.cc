@@ -13,6 +13,7 @@
 #include "cli/completion.h"
 #include "cli/deploy_cmd.h"
 #include "cli/remote_cmd.h"
+#include "daemon/cleanup.h"
 #include "cli/workspace_cmd.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -167,6 +168,20 @@ int main(int argc, char** argv) {
   images_build->add_option("--data", data, "Folder for scratch space (default ./data)");
   images_build->footer(examples({"cloudyknight images build", "cloudyknight images build node --force"}));
 
+  auto* gc = app.add_subcommand("gc", "Remove what nothing uses any more: dependency volumes, built images, "
+                                     "old trash, rotated logs, old state.db history");
+  bool gc_dry = false, gc_json = false;
+  std::string gc_config;
+  gc->add_flag("--dry-run", gc_dry, "Show what would be removed; remove nothing");
+  gc->add_flag("--json", gc_json, "Print the report as JSON");
+  gc->add_option("--config", gc_config, "YAML configuration file (data, storage, runtime.deps_keep...)");
+  gc->add_option("--data", data, "The daemon's data folder (default ./data)");
+  storage.add_to(gc, true);
+  gc->footer(std::string("\nGoes to the server (an admin token) when a context is current or CK_URL is set and "
+                         "neither --data, --config nor a storage flag is given; otherwise works on this host's "
+                         "Docker engine and the data folder.") +
+             examples({"cloudyknight gc --dry-run", "cloudyknight gc --data /var/lib/cloudyknight"}));
+
   // ---- the remote client: contexts ------------------------------------------------------
   ck::cli::LoginOptions login_opts;
   std::string login_token;
@@ -290,6 +305,17 @@ int main(int argc, char** argv) {
   auto* download = transfer_cmd("download", "Download a workspace's source into a folder", false);
   download->add_flag("--delete", transfer.delete_extra, "Also delete local source files that are not stored");
   download->footer(examples({"cloudyknight ws download site ./copy --storage s3://bucket/sites"}));
+  auto* ws_gc = ws->add_subcommand("gc", "Abort a workspace's unfinished multipart uploads in S3 (left by killed uploads)");
+  bool ws_gc_all = false;
+  ws_gc->add_option("name", ws_name, "Workspace name")->required();
+  ws_gc->add_option("dir", ws_dir, "The folder it is uploaded from: also aborts the uploads its earlier runs left");
+  ws_gc->add_flag("--dry-run", transfer.dry_run, "Show what would be aborted");
+  ws_gc->add_flag("--all", ws_gc_all, "Abort every unfinished upload under the workspace, however young");
+  ws_gc->add_option("--config", ws_config, "YAML configuration file");
+  storage.add_to(ws_gc, false);
+  ws_gc->footer(std::string("\nStale: initiated over an hour ago, or recorded by an earlier `ws upload` of DIR that "
+                            "never ended. `ws upload` does the same before every upload.") +
+                examples({"cloudyknight ws gc site ./site --storage s3://bucket/sites"}));
   auto* list = ws->add_subcommand("list", "List the workspaces (on the server, or in the storage)");
   list->add_flag("--json", ws_json, "Print JSON");
   list->add_option("--config", ws_config, "YAML configuration file");
@@ -454,6 +480,23 @@ int main(int argc, char** argv) {
     }
     return fn(*r.value());
   };
+  if (gc->parsed()) {
+    bool local = storage_flag_given(gc) || gc->get_option("--data")->count() > 0;
+    if (!local) {
+      auto r = remote();
+      if (r.has_error()) {
+        std::cerr << "cloudyknight: " << r.error().message << "\n";
+        return 1;
+      }
+      if (r.value()) return ck::cli::remote_gc(*r.value(), gc_dry, gc_json);
+    }
+    std::vector<ck::Setting> flags;
+    storage.append(flags);
+    if (!data.empty()) flags.push_back({"data", data, "--data"});
+    auto config = load(gc_config, flags);
+    if (!config) return 2;
+    return ck::gc_command(*config, gc_dry, gc_json);
+  }
   // list, delete and sync: the API when a server is set and no storage flag says otherwise.
   for (CLI::App* shared : {list, del, sync_cmd}) {
     if (!shared->parsed() || storage_flag_given(shared)) continue;
@@ -523,6 +566,11 @@ int main(int argc, char** argv) {
     auto config = load(ws_config, ws_flags);
     if (!config) return 2;
     return ck::git_init_command(*config, ws_name, git_url, git_branch);
+  }
+  if (ws_gc->parsed()) {
+    auto config = load(ws_config, ws_flags);
+    if (!config) return 2;
+    return ck::cli::workspace_gc(*config, ws_name, ws_dir, ws_gc_all, transfer.dry_run);
   }
   if (upload->parsed() || sync_cmd->parsed() || download->parsed() || list->parsed() || del->parsed()) {
     if (sync_cmd->parsed() && ws_dir.empty()) {

@@ -51,6 +51,8 @@ int remote_run(const Endpoint& e, const std::string& name, const std::string& ti
                const std::vector<std::string>& argv);
 int remote_open(const Endpoint& e, const std::string& name, bool browser);
 int remote_sync(const Endpoint& e, const std::string& name);
+/// `cloudyknight gc`: a cleanup on the server (admin), or with dry_run its plan; prints the report.
+int remote_gc(const Endpoint& e, bool dry_run, bool json);
 
 /// The line printed when an API-only command has no control plane to talk to.
 std::string no_remote_message(const std::string& command);

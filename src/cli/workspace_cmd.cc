@@ -148,6 +148,10 @@ bool upload_once(const Remote& remote, const std::string& name, const fs::path& 
   }
   const sync::Report& report = r.value();
   for (const auto& w : report.warnings) std::cerr << "cloudyknight: warning: " << w << "\n";
+  if (report.aborted_uploads > 0) {
+    std::cerr << fmt::format("cloudyknight: aborted {} unfinished multipart upload(s) an earlier run left\n",
+                             report.aborted_uploads);
+  }
   if (!quiet_noop || !report.actions.empty()) {
     std::cout << summary(name, report, true, flags.dry_run, remote.url(name)) << std::endl;
   }
@@ -235,6 +239,38 @@ int workspace_download(const Config& config, const std::string& name, const fs::
   }
   for (const auto& w : r.value().warnings) std::cerr << "cloudyknight: warning: " << w << "\n";
   std::cout << summary(name, r.value(), false, flags.dry_run, rm.url(name)) << std::endl;
+  return 0;
+}
+
+int workspace_gc(const Config& config, const std::string& name, const fs::path& dir, bool all, bool dry_run) {
+  if (auto v = check_name(name); v.has_error()) return error(v.error().message, 2);
+  std::error_code ec;
+  if (!dir.empty() && !fs::is_directory(dir, ec)) {
+    return error(fmt::format("{} is not a folder: give the folder {} was uploaded from (or none)", dir.string(), name),
+                 2);
+  }
+  auto remote = open_remote(config);
+  if (remote.has_error()) return error(remote.error().message);
+  const Remote& rm = remote.value();
+  fs::path index;
+  if (!dir.empty()) {
+    index = sync::default_index_path(rm.target.options.endpoint, rm.target.bucket,
+                                     sync::workspace_prefix(rm.target.prefix, name), dir);
+  }
+  auto r = sync::abort_stale_uploads(rm.location(name), index, std::chrono::hours(1), all, dry_run);
+  if (r.has_error()) {
+    return error(fmt::format("cannot clean up the multipart uploads of {}: {} (give the folder it was uploaded "
+                             "from, whose index records the uploads it started)",
+                             rm.url(name), r.error().message));
+  }
+  for (const auto& w : r.value().warnings) std::cerr << "cloudyknight: warning: " << w << "\n";
+  for (const auto& u : r.value().aborted) {
+    std::cout << fmt::format("{} {} ({}; {})", dry_run ? "would abort" : "aborted", u.key, u.upload_id, u.why)
+              << "\n";
+  }
+  std::cout << fmt::format("{}: {} {} unfinished multipart upload(s)", rm.url(name),
+                           dry_run ? "would abort" : "aborted", r.value().aborted.size())
+            << std::endl;
   return 0;
 }
 

@@ -25,5 +25,9 @@ int workspace_download(const Config& config, const std::string& name, const std:
                        const TransferFlags& flags);
 int workspace_list(const Config& config, bool json);
 int workspace_delete(const Config& config, const std::string& name, bool dry_run);
+/// `ws gc NAME [DIR]`: aborts NAME's unfinished multipart uploads that are stale (initiated
+/// over an hour ago, or, with DIR, left by an earlier upload of DIR; `all`: every one).
+int workspace_gc(const Config& config, const std::string& name, const std::filesystem::path& dir, bool all,
+                 bool dry_run);
 
 }  // namespace ck::cli

@@ -241,6 +241,32 @@ const std::vector<std::pair<std::string, Setter>>& key_table() {
       {"runtime.uid_range", set_uid_range},
       {"runtime.compose_host_ports",
        [](Config& c, const std::string& v) { return set_bool(c.runtime.compose_host_ports, v); }},
+      {"runtime.cleanup_interval",
+       [](Config& c, const std::string& v) -> Result<void> {
+         BOOST_OUTCOME_TRY(d, parse_duration(v));
+         if (d < std::chrono::minutes(1)) {
+           return fail(Errc::invalid_argument, fmt::format("'{}' is shorter than a minute; cleanups walk "
+                                                           "the engine and DATA, give 1m or more", v));
+         }
+         c.runtime.cleanup_interval = d;
+         return outcome::success();
+       }},
+      {"runtime.deps_keep",
+       [](Config& c, const std::string& v) { return set_duration(c.runtime.deps_keep, v); }},
+      {"runtime.deps_max_size",
+       [](Config& c, const std::string& v) { return set_size(c.runtime.deps_max_size, v); }},
+      {"data.trash_keep", [](Config& c, const std::string& v) { return set_duration(c.trash_keep, v); }},
+      {"state.keep_history", [](Config& c, const std::string& v) { return set_duration(c.keep_history, v); }},
+      {"log.max_size",
+       [](Config& c, const std::string& v) -> Result<void> {
+         BOOST_OUTCOME_TRY(size, parse_size(v));
+         if (size < 4096) {
+           return fail(Errc::invalid_argument, fmt::format("'{}' is under 4k; give a size such as 10m", v));
+         }
+         c.log_max_size = size;
+         return outcome::success();
+       }},
+      {"log.keep", [](Config& c, const std::string& v) { return set_int(c.log_keep, v, 0, 100); }},
       {"runtime.allow_weak_sandbox",
        [](Config& c, const std::string& v) { return set_bool(c.runtime.allow_weak_sandbox, v); }},
       {"git.poll", [](Config& c, const std::string& v) { return set_duration(c.git.poll, v); }},

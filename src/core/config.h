@@ -87,6 +87,10 @@ struct RuntimeConfig {
   // Compose workspaces: services other than the routed one publish their file's ports (on
   // 127.0.0.1 only).
   bool compose_host_ports = false;
+  // Cleanup jobs (issue 19): how often they run, and what happens to dependency volumes.
+  Duration cleanup_interval = std::chrono::hours(1);
+  Duration deps_keep = std::chrono::hours(24 * 7);  // a volume unused this long is removed
+  std::uint64_t deps_max_size = 0;                   // dependency volumes together; 0: no cap
 };
 
 struct JobsConfig {
@@ -169,6 +173,11 @@ struct Config {
   std::string templates;  // the workspace templates folder; empty: next to the binary
   std::string log_format = "text";
   std::string log_level = "info";
+  // Cleanup jobs (issue 19): DATA/trash entries, state.db history and workspace logs.
+  Duration trash_keep = std::chrono::hours(24 * 7);     // data.trash_keep
+  Duration keep_history = std::chrono::hours(24 * 30);  // state.keep_history
+  std::uint64_t log_max_size = 10ull << 20;             // log.max_size: per workspace log
+  int log_keep = 3;                                     // log.keep: rotated files kept
 };
 
 /// One setting given as text, with where it came from for error messages

@@ -107,6 +107,47 @@ std::string format_utc(std::time_t t) {
   return buf;
 }
 
+std::optional<std::time_t> parse_utc(std::string_view text) {
+  auto num = [&](std::size_t at, std::size_t len) -> std::optional<int> {
+    if (at + len > text.size()) return std::nullopt;
+    int v = 0;
+    for (std::size_t i = at; i < at + len; ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(text[i]))) return std::nullopt;
+      v = v * 10 + (text[i] - '0');
+    }
+    return v;
+  };
+  auto y = num(0, 4), mo = num(5, 2), d = num(8, 2), h = num(11, 2), mi = num(14, 2), s = num(17, 2);
+  if (!y || !mo || !d || !h || !mi || !s || text[4] != '-' || text[7] != '-' ||
+      (text[10] != 'T' && text[10] != ' ') || text[13] != ':' || text[16] != ':') {
+    return std::nullopt;
+  }
+  if (*mo < 1 || *mo > 12 || *d < 1 || *d > 31 || *h > 23 || *mi > 59 || *s > 60) return std::nullopt;
+  std::size_t i = 19;
+  if (i < text.size() && text[i] == '.') {
+    ++i;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  }
+  long offset = 0;
+  if (i < text.size() && (text[i] == 'Z' || text[i] == 'z')) {
+    ++i;
+  } else if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
+    auto oh = num(i + 1, 2), om = num(i + 4, 2);
+    if (!oh || !om || text[i + 3] != ':') return std::nullopt;
+    offset = (*oh * 3600L + *om * 60L) * (text[i] == '+' ? 1 : -1);
+    i += 6;
+  }
+  if (i != text.size()) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = *y - 1900;
+  tm.tm_mon = *mo - 1;
+  tm.tm_mday = *d;
+  tm.tm_hour = *h;
+  tm.tm_min = *mi;
+  tm.tm_sec = *s;
+  return timegm(&tm) - offset;
+}
+
 std::string format_local(std::time_t t, bool zone) {
   std::tm tm{};
   localtime_r(&t, &tm);

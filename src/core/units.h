@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,9 @@ std::string format_size(std::uint64_t bytes);
 std::string format_bytes(std::uint64_t bytes);
 /// "2026-12-06T19:40:15Z" (RFC 3339, UTC).
 std::string format_utc(std::time_t t);
+/// The inverse of format_utc, also with a fraction (".123456789") and a "+01:00" offset after
+/// the seconds, as the Docker engine and S3 write times; nullopt for anything else.
+std::optional<std::time_t> parse_utc(std::string_view text);
 /// "2026-12-06 19:40:15" in the local time zone (TZ), with " CET" after it when `zone`.
 std::string format_local(std::time_t t, bool zone = false);
 

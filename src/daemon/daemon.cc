@@ -17,6 +17,7 @@
 #include "auth/auth.h"
 #include "auth/authorize.h"
 #include "daemon/backups.h"
+#include "daemon/cleanup.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "gateway/gateway.h"
@@ -412,6 +413,20 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   BackupService backups(std::move(backup_config.value()), ws_root, data, *db, events, std::move(backup_bucket));
   backups.add_job_handlers(mopts);
   backups.schedule();
+  // Cleanup (issue 19): dependency volumes, images, trash, logs and state.db history, as jobs.
+  CleanupService cleanup(io, runtime, *db, events, data, cleanup_settings(config),
+                         [&snapshots]() -> Result<std::set<std::string>> {
+                           auto snap = snapshots.load();
+                           if (!snap) return fail(Errc::unavailable, "the workspaces are not listed yet");
+                           if (!snap->storage_error.empty()) {
+                             return fail(Errc::unavailable, "storage could not be listed: " + snap->storage_error);
+                           }
+                           std::set<std::string> names;
+                           for (const auto& w : snap->workspaces) names.insert(w.name);
+                           return names;
+                         });
+  cleanup.add_job_handlers(mopts);
+  cleanup.schedule();
   Monitor monitor(io, storage, runtime, snapshots, events, *db, mopts);
   WatcherOptions wo;
   wo.debounce = std::chrono::duration_cast<std::chrono::milliseconds>(config.storage.debounce);
@@ -591,6 +606,17 @@ int run_daemon(const Config& config, const std::string& self_exe) {
     });
   };
   if (git) add_git_services(services, *git, data, self_exe);
+  services.cleanup.start = [&cleanup]() -> Result<nlohmann::json> {
+    BOOST_OUTCOME_TRY(job, cleanup.request());
+    return nlohmann::json{{"job", {{"id", job.id}, {"kind", job.kind}, {"state", std::string(job_state_name(job.state))}}}};
+  };
+  services.cleanup.plan = [&cleanup](std::function<void(Result<nlohmann::json>)> done) {
+    cleanup.plan([done = std::move(done)](Result<CleanupReport> r) {
+      if (r.has_error()) return done(r.error());
+      done(cleanup_report_json(r.value()));
+    });
+  };
+  services.cleanup.last = [&cleanup] { return cleanup.last(); };
   add_backup_services(services, backups);  // none configured: GET /backups lists no destination
   ApiInfo info;
   info.version = CK_VERSION;
@@ -640,6 +666,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   if (git) git->stop();
   // The same for backup and restore jobs (they stop between files).
   backups.stop();
+  cleanup.stop();
   // Coroutines still suspended here (a start in the middle of an install) are destroyed with
   // the io_context's pending work; their destructors reach into the runtime, the monitor and
   // the gateway, so that happens now, while those exist (it used to happen in ~io_context,

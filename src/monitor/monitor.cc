@@ -194,8 +194,8 @@ void Monitor::start() {
   scan_now();
   publish();  // even when the first scan changed nothing (no workspaces yet)
   // A sweep now (containers of folders deleted while the daemon was down), then every 5 min.
-  (void)db_.cancel("cleanup", "");
-  (void)db_.enqueue("cleanup", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)});
+  (void)db_.cancel("sweep", "");
+  (void)db_.enqueue("sweep", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)});
   spawn(io_, scan_loop(), "monitor scan loop");
   spawn(io_, idle_loop(), "idle policy");
   spawn(io_, job_loop(), "job runner");
@@ -464,8 +464,8 @@ void Monitor::reconcile(const std::vector<StorageEntry>& entries, const std::set
     events_.publish("status", rec->name, {{"status", "removed"}, {"previous", rec->status}});
     if (rec->supervised) stop_async(rec, "stop");
     // Sweep what the runtime keeps for it (docker: its network and volumes) once it stopped.
-    (void)db_.cancel("cleanup", "");
-    (void)db_.enqueue("cleanup", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)},
+    (void)db_.cancel("sweep", "");
+    (void)db_.enqueue("sweep", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)},
                       std::chrono::duration_cast<std::chrono::milliseconds>(opts_.stop_grace) +
                           std::chrono::seconds(1));
     changed = true;
@@ -993,7 +993,7 @@ net::awaitable<void> Monitor::job_loop() {
         auto claimed = db_.claim(job.id);
         if (claimed.has_error()) continue;
         job_event(claimed.value());
-        if (job.kind == "cleanup") {
+        if (job.kind == "sweep") {
           co_await run_cleanup(claimed.value());
         } else if (auto h = opts_.job_handlers.find(job.kind); h != opts_.job_handlers.end()) {
           run_handled(h->second, claimed.value());
@@ -1027,7 +1027,7 @@ net::awaitable<void> Monitor::run_cleanup(Job job) {
   (void)db_.prune_jobs(std::chrono::hours(24), 1000);
   if (auto c = db_.complete(job.id); c.has_value()) job_event(c.value());
   // The next sweep in five minutes.
-  (void)db_.enqueue("cleanup", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)},
+  (void)db_.enqueue("sweep", "", "{}", JobPolicy{3, std::chrono::seconds(10), std::chrono::minutes(5)},
                     std::chrono::minutes(5));
 }
 

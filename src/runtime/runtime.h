@@ -20,6 +20,24 @@
 
 namespace ck {
 
+/// One thing a cleanup removed (or, in a dry run, would remove).
+struct Reclaimed {
+  std::string kind;  // "volume", "deps" (a folder), "image", "trash", "log", "state"
+  std::string name;  // the volume, image, file or table
+  std::uint64_t bytes = 0;
+  std::string reason;  // why it goes ("unused for 8d")
+  std::string error;   // set: removing it failed (it stays)
+};
+
+/// What Runtime::collect_garbage keeps.
+struct GcPolicy {
+  Duration deps_keep = std::chrono::hours(24 * 7);  // a dependency volume unused this long goes
+  std::uint64_t deps_max_size = 0;  // dependency volumes together at most this (0: no cap)
+  std::set<std::string> workspaces;  // the workspaces that exist: their images stay
+  bool workspaces_known = true;      // false (storage could not be listed): no image goes
+  bool dry_run = false;
+};
+
 /// What the runtime needs to know to run one workspace.
 struct RunSpec {
   std::string name;
@@ -112,6 +130,14 @@ class Runtime {
   virtual net::awaitable<void> remove_orphans(std::set<std::string> keep) {
     (void)keep;
     co_return;
+  }
+  /// Removes what the runtime keeps beyond `policy` (docker: dependency volumes unused for
+  /// deps_keep or beyond deps_max_size, images it built that nothing uses); with
+  /// policy.dry_run only says what it would remove. Never touches what a running or starting
+  /// app uses. Drivers that keep nothing across starts have nothing to do.
+  virtual net::awaitable<Result<std::vector<Reclaimed>>> collect_garbage(GcPolicy policy) {
+    (void)policy;
+    co_return std::vector<Reclaimed>{};
   }
 };
 

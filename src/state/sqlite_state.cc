@@ -1042,6 +1042,83 @@ Result<int> StateDb::prune_jobs(std::chrono::milliseconds age, int keep) {
   return d.changes();
 }
 
+// ---- housekeeping ----
+
+Result<StateDb::HistoryPrune> StateDb::prune_history(std::int64_t before_ms, bool dry_run) {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  HistoryPrune out;
+  auto count = [&](const char* sql, int& into) -> Result<void> {
+    BOOST_OUTCOME_TRY(s, d.prepare(sql));
+    s.bind(1, before_ms);
+    int rc = s.step();
+    if (rc != SQLITE_ROW) return outcome::failure(d.error(rc, "counting old history"));
+    into = static_cast<int>(s.i64(0));
+    return outcome::success();
+  };
+  if (dry_run) {
+    BOOST_OUTCOME_TRY(count("SELECT COUNT(*) FROM sessions WHERE closed_ms IS NOT NULL AND closed_ms < ?", out.sessions));
+    BOOST_OUTCOME_TRY(count("SELECT COUNT(*) FROM status_history WHERE at_ms < ?", out.statuses));
+    return out;
+  }
+  Impl::Tx tx(d);
+  BOOST_OUTCOME_TRY(tx.begin());
+  {
+    BOOST_OUTCOME_TRY(s, d.prepare("DELETE FROM sessions WHERE closed_ms IS NOT NULL AND closed_ms < ?"));
+    s.bind(1, before_ms);
+    BOOST_OUTCOME_TRY(d.run(s, "deleting old sessions"));
+    out.sessions = d.changes();
+  }
+  {
+    BOOST_OUTCOME_TRY(s, d.prepare("DELETE FROM status_history WHERE at_ms < ?"));
+    s.bind(1, before_ms);
+    BOOST_OUTCOME_TRY(d.run(s, "deleting old status history"));
+    out.statuses = d.changes();
+  }
+  BOOST_OUTCOME_TRY(tx.commit());
+  return out;
+}
+
+Result<std::uint64_t> StateDb::free_bytes() {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  auto pragma_value = [&d](const char* sql) -> Result<std::int64_t> {
+    BOOST_OUTCOME_TRY(s, d.prepare(sql));
+    int rc = s.step();
+    if (rc != SQLITE_ROW) return outcome::failure(d.error(rc, std::string("reading ") + sql));
+    return s.i64(0);
+  };
+  BOOST_OUTCOME_TRY(free, pragma_value("PRAGMA freelist_count"));
+  BOOST_OUTCOME_TRY(page, pragma_value("PRAGMA page_size"));
+  return static_cast<std::uint64_t>(free * page);
+}
+
+Result<std::uint64_t> StateDb::vacuum() {
+  std::lock_guard lock(impl_->mu);
+  auto& d = *impl_;
+  auto pragma_value = [&d](const char* sql) -> Result<std::int64_t> {
+    BOOST_OUTCOME_TRY(s, d.prepare(sql));
+    int rc = s.step();
+    if (rc != SQLITE_ROW) return outcome::failure(d.error(rc, std::string("reading ") + sql));
+    return s.i64(0);
+  };
+  BOOST_OUTCOME_TRY(before, pragma_value("PRAGMA page_count"));
+  BOOST_OUTCOME_TRY(page, pragma_value("PRAGMA page_size"));
+  char* err = nullptr;
+  int rc = sqlite3_exec(d.db, "VACUUM", nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string why = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    return ck::fail(Errc::io, fmt::format("{}: VACUUM failed: {} (free disk space of about the database's "
+                                          "size is needed; it is tried again at the next cleanup)",
+                                          d.name, why));
+  }
+  // The WAL holds the rewritten pages until a checkpoint; truncate it so the space shows.
+  sqlite3_wal_checkpoint_v2(d.db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  BOOST_OUTCOME_TRY(after, pragma_value("PRAGMA page_count"));
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(before - after, 0) * page);
+}
+
 // ---- auth records ----
 
 namespace {

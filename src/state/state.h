@@ -197,6 +197,21 @@ class StateDb {
   /// done/cancelled jobs whatever their age. Dead jobs are kept for an operator. Returns how many.
   Result<int> prune_jobs(std::chrono::milliseconds age, int keep);
 
+  // Housekeeping (the daemon's cleanup jobs).
+  struct HistoryPrune {
+    int sessions = 0;  // closed sessions that closed before the cut
+    int statuses = 0;  // status history rows recorded before the cut
+  };
+  /// Deletes closed sessions closed before `before_ms` and status history recorded before it
+  /// (open sessions always stay); with dry_run only counts them.
+  Result<HistoryPrune> prune_history(std::int64_t before_ms, bool dry_run);
+  /// The file's pages that hold nothing (PRAGMA freelist_count × page_size): what vacuum()
+  /// would give back.
+  Result<std::uint64_t> free_bytes();
+  /// VACUUM: rewrites the file without its free pages. Returns how many bytes the database
+  /// shrank by.
+  Result<std::uint64_t> vacuum();
+
   // Auth records (see the structs above; src/auth holds the rules).
   /// Errc::already_exists when the id or the hash is taken.
   Result<void> insert_token(const TokenRecord& t);

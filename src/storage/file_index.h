@@ -37,14 +37,27 @@ class FileIndex {
     if (std::erase_if(entries_, [&](const auto& kv) { return !keep(kv.first); }) > 0) dirty_ = true;
   }
 
+  /// Multipart uploads the sync engine started from this folder that have not ended (completed
+  /// or aborted): a push killed mid-upload leaves its id here, and the next run aborts it.
+  struct UploadEntry {
+    std::string key;
+    std::int64_t started_ms = 0;
+  };
+  /// Records an upload and saves the index at once (the process may be killed before it ends).
+  void add_upload(const std::string& key, const std::string& id);
+  void remove_upload(const std::string& id);
+  std::map<std::string, UploadEntry> uploads() const;  // by upload id
+
   /// Written only when something changed since it was read. A failed write is ignored: the
-  /// index is an optimisation, and costs a rehash later.
+  /// index is an optimisation, and costs a rehash later. Safe from several threads at once.
   void save() const;
 
  private:
   std::filesystem::path file_;
   mutable std::mutex mu_;
+  mutable std::mutex save_mu_;  // one writer of the file at a time
   std::map<std::string, IndexEntry> entries_;
+  std::map<std::string, UploadEntry> uploads_;
   bool dirty_ = false;
 };
 

@@ -1,5 +1,7 @@
 #include "storage/sync.h"
 
+#include "core/units.h"
+
 #include <ctime>
 #include <nlohmann/json.hpp>
 
@@ -310,6 +312,90 @@ fs::path default_index_path(std::string_view endpoint, std::string_view bucket, 
   return cache / "cloudyknight" / "sync" / (stable_hash(id) + ".json");
 }
 
+// ---- multipart hygiene ---------------------------------------------------------------------
+
+namespace {
+
+/// Aborts the stale multipart uploads under where.key_prefix (see abort_stale_uploads()).
+UploadsCleanup abort_stale(const Location& where, FileIndex& index, std::chrono::seconds older_than, bool all,
+                           bool dry_run) {
+  UploadsCleanup out;
+  const std::time_t now = std::time(nullptr);
+  auto abort_one = [&](const std::string& key, const std::string& id, const std::string& why) {
+    if (dry_run) {
+      out.aborted.push_back({key, id, why});
+      return;
+    }
+    auto r = where.client->abort_multipart_upload(where.bucket, key, id);
+    if (r.has_error() && (r.error().message.find("MethodNotAllowed") != std::string::npos ||
+                          r.error().message.find("NotImplemented") != std::string::npos)) {
+      // The server has no AbortMultipartUpload (s3rver): asking again never helps.
+      index.remove_upload(id);
+      out.warnings.push_back(fmt::format("the server cannot abort the unfinished multipart upload of {} ({}): "
+                                         "{}; its parts stay until the bucket's lifecycle rule removes them",
+                                         key, id, r.error().message));
+      return;
+    }
+    if (r.has_error() && r.error().code != Errc::not_found) {
+      out.warnings.push_back(fmt::format("cannot abort the unfinished multipart upload of {} ({}): {}; it is "
+                                         "tried again next time (a bucket lifecycle rule removes such uploads "
+                                         "too: see the README)",
+                                         key, id, r.error().message));
+      return;
+    }
+    index.remove_upload(id);
+    if (r.has_value()) out.aborted.push_back({key, id, why});
+  };
+  auto listed = where.client->list_multipart_uploads(where.bucket, where.key_prefix);
+  auto recorded = index.uploads();
+  if (listed.has_value()) {
+    out.listed = true;
+    std::set<std::string> seen;
+    for (const auto& u : listed.value()) {
+      if (!u.key.starts_with(where.key_prefix)) continue;
+      seen.insert(u.upload_id);
+      auto started = parse_utc(u.initiated);
+      std::string why;
+      if (recorded.count(u.upload_id)) {
+        why = "left by an earlier run of this folder";
+      } else if (started && now - *started > older_than.count()) {
+        why = "initiated " + u.initiated;
+      } else if (all) {
+        why = "every upload was asked for";
+      } else {
+        continue;  // young and not ours: another client may be uploading it now
+      }
+      abort_one(u.key, u.upload_id, why);
+    }
+    // Recorded uploads the server no longer lists have ended (completed, aborted, expired).
+    if (!dry_run) {
+      for (const auto& [id, u] : recorded) {
+        if (!seen.count(id)) index.remove_upload(id);
+      }
+    }
+    return out;
+  }
+  // A server without ListMultipartUploads: the uploads this folder's runs started.
+  out.warnings.push_back(fmt::format("the server does not list multipart uploads ({}); aborting only those "
+                                     "this folder's earlier runs left",
+                                     listed.error().message));
+  for (const auto& [id, u] : recorded) abort_one(u.key, id, "left by an earlier run of this folder");
+  return out;
+}
+
+}  // namespace
+
+Result<UploadsCleanup> abort_stale_uploads(const Location& where, const fs::path& index_file,
+                                           std::chrono::seconds older_than, bool all, bool dry_run) {
+  FileIndex index(index_file);
+  auto out = abort_stale(where, index, older_than, all, dry_run);
+  if (!out.listed && index_file.empty()) {
+    return fail(Errc::unavailable, out.warnings.empty() ? "cannot list the multipart uploads" : out.warnings.front());
+  }
+  if (!dry_run) index.save();
+  return out;
+}
+
 // ---- push ----------------------------------------------------------------------------------
 
 Result<Report> push(const Location& where, const fs::path& dir, const Options& opts) {
@@ -337,6 +423,16 @@ Result<Report> push(const Location& where, const fs::path& dir, const Options& o
     if (o.key.size() <= where.key_prefix.size() || !o.key.starts_with(where.key_prefix)) continue;
     remote.emplace(o.key.substr(where.key_prefix.size()), &o);
   }
+  // Multipart uploads an earlier run left unfinished (killed mid-upload) are aborted first: their
+  // parts are billed until then.
+  if (!opts.dry_run && opts.abort_stale_uploads) {
+    auto cleaned = abort_stale(where, index, std::chrono::hours(1), false, false);
+    report.aborted_uploads = cleaned.aborted.size();
+    // A server without the listing says so on every run: only worth a word when it mattered.
+    for (auto& w : cleaned.warnings) {
+      if (cleaned.listed || !index.uploads().empty()) report.warnings.push_back(std::move(w));
+    }
+  }
   Tally tally(opts, report);
 
   // Decide and upload in one pass over the local files, many at a time: deciding may hash.
@@ -347,6 +443,8 @@ Result<Report> push(const Location& where, const fs::path& dir, const Options& o
   s3::PutFileOptions put;
   put.multipart_threshold = opts.multipart_threshold;
   put.part_size = opts.part_size;
+  put.on_multipart_created = [&index](const std::string& key, const std::string& id) { index.add_upload(key, id); };
+  put.on_multipart_ended = [&index](const std::string&, const std::string& id) { index.remove_upload(id); };
   std::vector<std::size_t> order = spread_order(tree.files.size());
   parallel_for(tree.files.size(), opts.concurrency, [&](std::size_t n) {
     const SourceFile& f = tree.files[order[n]];

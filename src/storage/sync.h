@@ -77,6 +77,9 @@ struct Options {
   /// Called after each finished action and on progress (from worker threads, one at a time).
   std::function<void(const Action&)> on_action;
   std::function<void(const Progress&)> on_progress;
+  /// push: first abort the multipart uploads an earlier run left unfinished under the prefix
+  /// (abort_stale_uploads() with the index and 1 h).
+  bool abort_stale_uploads = true;
 };
 
 struct Report {
@@ -84,8 +87,27 @@ struct Report {
   std::size_t unchanged = 0;
   std::uint64_t bytes = 0;  // transferred
   std::vector<std::string> warnings;  // unreadable folders, refused keys
+  std::size_t aborted_uploads = 0;    // push: unfinished multipart uploads of earlier runs aborted
   std::chrono::milliseconds elapsed{0};
 };
+
+/// What abort_stale_uploads() aborted (dry run: would abort).
+struct UploadsCleanup {
+  struct Upload {
+    std::string key, upload_id, why;
+  };
+  std::vector<Upload> aborted;
+  std::vector<std::string> warnings;
+  bool listed = false;  // the server answered ListMultipartUploads
+};
+
+/// Multipart hygiene: aborts the unfinished multipart uploads under where.key_prefix that are
+/// stale: recorded in `index` (started by a push of this folder that never ended: killed
+/// mid-upload) or initiated more than `older_than` ago, or with `all` every one listed. A
+/// server that refuses ListMultipartUploads (s3rver, some gateways): the recorded ones only. An
+/// upload that is young and not recorded is left alone (another client may be sending it).
+Result<UploadsCleanup> abort_stale_uploads(const Location& where, const std::filesystem::path& index,
+                                           std::chrono::seconds older_than, bool all, bool dry_run);
 
 /// Local folder → bucket. Fails if the folder or the listing cannot be read, or if any upload
 /// failed after retries (the others still complete; nothing is deleted then).

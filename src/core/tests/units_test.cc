@@ -58,3 +58,16 @@ TEST(UserDirs, CacheFollowsXdgThenHome) {
   old_xdg ? ::setenv("XDG_CACHE_HOME", xdg.c_str(), 1) : ::unsetenv("XDG_CACHE_HOME");
   old_home ? ::setenv("HOME", home.c_str(), 1) : ::unsetenv("HOME");
 }
+
+// parse_utc reads what the Docker engine (CreatedAt) and S3 (Initiated) write.
+TEST(Units, ParseUtc) {
+  EXPECT_EQ(ck::parse_utc("2026-12-06T19:40:15Z"), std::optional<std::time_t>(1796586015));
+  EXPECT_EQ(ck::parse_utc(ck::format_utc(1796586015)), std::optional<std::time_t>(1796586015));
+  EXPECT_EQ(ck::parse_utc("2026-12-06T19:40:15.123456789Z"), std::optional<std::time_t>(1796586015));
+  EXPECT_EQ(ck::parse_utc("2026-12-06T20:40:15+01:00"), std::optional<std::time_t>(1796586015));
+  EXPECT_EQ(ck::parse_utc("2026-12-06T18:40:15.5-01:00"), std::optional<std::time_t>(1796586015));
+  for (const char* bad : {"", "2026-12-06", "2026-12-06T19:40", "2026-13-06T19:40:15Z", "2026-12-06T19:40:15X",
+                          "2026-12-06T19:40:15+0100", "x026-12-06T19:40:15Z", "2026-12-06T19:40:15Zjunk"}) {
+    EXPECT_EQ(ck::parse_utc(bad), std::nullopt) << bad;
+  }
+}

@@ -88,7 +88,8 @@ net::awaitable<Result<void>> DockerRuntime::compose_images(
     if (written.has_error()) co_return written.error();
     json labels = {{"cloudyknight.managed", "true"},
                    {"cloudyknight.workspace", spec.name},
-                   {"cloudyknight.service", b.service}};
+                   {"cloudyknight.service", b.service},
+                   {"cloudyknight.instance", opts_.instance}};
     int fd = slot->log_fd;
     std::string prefix = b.service + " | ";
     std::function<void(std::string_view)> progress = [fd, prefix](std::string_view line) {

@@ -1,4 +1,5 @@
 #include "runtime/docker/docker_runtime.h"
+#include "runtime/docker/gc.h"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -88,8 +89,9 @@ std::string label(const json& c, const std::string& key) {
 
 
 // Installs that finished, by dependency volume, so a warm start skips the install container.
+// Its mtime is the volume's last use (touched by every start), for the cleanup (gc.h).
 fs::path deps_record(const fs::path& data_dir, const std::string& volume) {
-  return data_dir / "run" / "deps" / volume;
+  return deps_use_record(data_dir, volume);
 }
 
 // A changed path the monitor reports: relative, without "..": safe to name under /app.
@@ -156,7 +158,9 @@ net::awaitable<Result<std::string>> DockerRuntime::prepare_image(const RunSpec& 
   auto written = write_tar(spec.source, tar, docker_context_filter(DockerIgnore::load(spec.source)));
   if (written.has_error()) co_return written.error();
   int fd = slot->log_fd;
-  json labels = {{"cloudyknight.managed", "true"}, {"cloudyknight.workspace", spec.name}};
+  json labels = {{"cloudyknight.managed", "true"},
+                 {"cloudyknight.workspace", spec.name},
+                 {"cloudyknight.instance", opts_.instance}};
   std::function<void(std::string_view)> progress = [fd](std::string_view line) {
     std::string l = std::string(line) + "\n";
     if (fd >= 0) (void)!::write(fd, l.data(), l.size());
@@ -179,6 +183,7 @@ net::awaitable<Result<std::string>> DockerRuntime::prepare_image(const RunSpec& 
 net::awaitable<Result<void>> DockerRuntime::install(const RunSpec& spec, const std::string& image,
                                                     std::shared_ptr<Slot> slot) {
   std::string volume = deps_volume(spec, image);
+  slot->deps_volume = volume;
   // One install per dependency volume at a time; whoever waits finds it done.
   while (installing_.count(volume)) {
     co_await sleep_for(std::chrono::milliseconds(200));
@@ -191,6 +196,8 @@ net::awaitable<Result<void>> DockerRuntime::install(const RunSpec& spec, const s
   bool volume_exists = vols.has_value() && vols.value().is_array() && !vols.value().empty();
   if (volume_exists && fs::exists(record)) {
     slot->log_line("dependencies unchanged (volume " + volume + "); skipping the install");
+    std::error_code ec;
+    fs::last_write_time(record, fs::file_time_type::clock::now(), ec);  // its last use
     co_await remove_old_deps(spec.name, volume);
     co_return outcome::success();
   }
@@ -815,6 +822,18 @@ net::awaitable<void> DockerRuntime::remove_old_deps(std::string workspace, std::
     fs::remove(deps_record(opts_.data_dir, name), ec);
     logger()->info("[ws={}] removed the old dependency volume {}", workspace, name);
   }
+}
+
+net::awaitable<Result<std::vector<Reclaimed>>> DockerRuntime::collect_garbage(GcPolicy policy) {
+  DockerGcOptions o;
+  o.data_dir = opts_.data_dir;
+  o.instance = opts_.instance;
+  o.policy = std::move(policy);
+  o.busy = installing_;
+  for (const auto& [name, slot] : slots_) {
+    if (!slot->stopping && !slot->deps_volume.empty()) o.busy.insert(slot->deps_volume);
+  }
+  co_return co_await docker_gc(*engine_, std::move(o));
 }
 
 std::vector<std::string> host_firewall_rule() {

@@ -56,6 +56,7 @@ class DockerRuntime final : public Runtime {
   ~DockerRuntime() override;
 
   std::string kind() const override { return "docker"; }
+  net::awaitable<Result<std::vector<Reclaimed>>> collect_garbage(GcPolicy policy) override;
   std::string isolation() const override;
   net::awaitable<Result<RunningApp>> start(RunSpec spec, PhaseCallback on_phase) override;
   net::awaitable<ExitInfo> wait_exit(std::string name) override;

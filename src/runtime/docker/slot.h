@@ -17,6 +17,7 @@ struct DockerRuntime::Slot {
   std::string name;
   std::string container;  // the app container's id
   std::string install_container;
+  std::string deps_volume;  // the dependency volume this start uses (the cleanup leaves it)
   int port = 0;
   int pid = 0;
   bool stopping = false;

@@ -657,4 +657,92 @@ void ProcessRuntime::kill_all() {
   }
 }
 
+
+namespace {
+
+// Bytes a folder's files take (symlinks not followed).
+std::uint64_t folder_bytes(const fs::path& p) {
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(p, fs::directory_options::skip_permission_denied, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    std::error_code e2;
+    if (it->is_regular_file(e2) && !it->is_symlink(e2)) total += it->file_size(e2);
+  }
+  return total;
+}
+
+// Whether anything is mounted at or below `dir` (a sandbox root still mounted).
+bool has_mounts_below(const fs::path& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  const std::string prefix = dir.string() + "/";
+  while (std::getline(in, line)) {
+    // "<id> <parent> <maj:min> <root> <mount point> ...": the fifth field.
+    std::size_t pos = 0;
+    for (int field = 0; field < 4 && pos != std::string::npos; ++field) pos = line.find(' ', pos + 1);
+    if (pos == std::string::npos) continue;
+    auto end = line.find(' ', pos + 1);
+    std::string point = line.substr(pos + 1, end == std::string::npos ? std::string::npos : end - pos - 1);
+    if (point == dir.string() || point.starts_with(prefix)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+net::awaitable<Result<std::vector<Reclaimed>>> ProcessRuntime::collect_garbage(GcPolicy policy) {
+  std::vector<Reclaimed> out;
+  if (!policy.workspaces_known) co_return out;
+  // Workspaces that are gone and run nothing here (decided on this thread, where starts begin).
+  std::vector<std::string> gone;
+  std::error_code ec;
+  const fs::path run = opts_.data_dir / "run";
+  for (fs::directory_iterator it(run, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    std::error_code e2;
+    if (name == "deps" || !it->is_directory(e2) || it->is_symlink(e2)) continue;
+    if (policy.workspaces.count(name)) continue;
+    // A slot stays after its app stopped: only one stopped for good (its process ended) lets go.
+    if (auto slot = slots_.find(name); slot != slots_.end()) {
+      const auto& child = slot->second->current;
+      if (!slot->second->stopping || (child && !child->exited())) continue;
+    }
+    gone.push_back(std::move(name));
+  }
+  if (gone.empty()) co_return out;
+  auto ex = co_await net::this_coro::executor;
+  co_await net::post(pool_->get_executor(), net::use_awaitable);
+  const auto now = fs::file_time_type::clock::now();
+  for (const auto& name : gone) {
+    fs::path dir = run / name;
+    // Its last use: the dependencies' install (deps-key), else the folder itself.
+    std::error_code e2;
+    auto used = fs::last_write_time(dir / "deps-key", e2);
+    if (e2) used = fs::last_write_time(dir, e2);
+    if (e2) continue;
+    auto age = std::chrono::duration_cast<std::chrono::seconds>(now - used);
+    if (age < policy.deps_keep) continue;
+    Reclaimed r;
+    r.kind = "deps";
+    r.name = dir.string();
+    r.bytes = folder_bytes(dir);
+    r.reason = fmt::format("workspace {} is gone; its app copy and dependencies unused for {}", name,
+                           format_duration(std::chrono::duration_cast<Duration>(age)));
+    if (has_mounts_below(dir)) {
+      r.error = "something is still mounted below it (a sandbox of a stopping app); tried again next time";
+      r.bytes = 0;
+    } else if (!policy.dry_run) {
+      fs::remove_all(dir, e2);
+      if (e2) {
+        r.error = e2.message();
+        r.bytes = 0;
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  co_await net::post(ex, net::use_awaitable);
+  co_return out;
+}
+
 }  // namespace ck

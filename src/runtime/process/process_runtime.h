@@ -36,6 +36,9 @@ class ProcessRuntime final : public Runtime {
   ~ProcessRuntime() override;
 
   std::string kind() const override { return "process"; }
+  /// DATA/run/<name> (the app copy with its installed dependencies, home, uid) of workspaces
+  /// that are gone and whose dependencies were not installed for runtime.deps_keep.
+  net::awaitable<Result<std::vector<Reclaimed>>> collect_garbage(GcPolicy policy) override;
   std::string isolation() const override { return isolation_; }
   net::awaitable<Result<RunningApp>> start(RunSpec spec, PhaseCallback on_phase) override;
   net::awaitable<ExitInfo> wait_exit(std::string name) override;

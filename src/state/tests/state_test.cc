@@ -680,3 +680,50 @@ TEST(StateConcurrency, TwoConnectionsToOneFile) {
 
 }  // namespace
 }  // namespace ck
+
+namespace ck {
+namespace {
+
+// Cleanup (issue 19): closed sessions and status history older than the cut go, open sessions
+// and newer rows stay; a dry run only counts; VACUUM gives the freed pages back.
+TEST(StateHousekeeping, PrunesOldHistoryAndVacuums) {
+  TempDir dir;
+  auto db = open_db(dir.path / "state.db");
+  std::int64_t t = kT0;
+  db->set_clock([&t] { return t; });
+  std::string reason(2000, 'r');  // rows big enough that their pages are worth a VACUUM
+  for (int i = 0; i < 150; ++i) ok(db->record_status("old" + std::to_string(i % 3), "running", reason));
+  for (int i = 0; i < 300; ++i) {
+    auto id = ok(db->open_session("old0", "websocket", reason));
+    ok(db->close_session(id));
+  }
+  auto still_open = ok(db->open_session("old0", "websocket", "c"));
+  t = kT0 + 40LL * 24 * 3600 * 1000;  // 40 days later
+  ok(db->record_status("new", "running", "fresh"));
+  auto recent = ok(db->open_session("new", "websocket", "c"));
+  ok(db->close_session(recent));
+  const std::int64_t cut = t - 30LL * 24 * 3600 * 1000;
+
+  auto planned = ok(db->prune_history(cut, true));
+  EXPECT_EQ(planned.sessions, 300);
+  EXPECT_EQ(planned.statuses, 150);
+  EXPECT_EQ(ok(db->history("old0", 1000)).size(), 50u);  // nothing went
+
+  auto pruned = ok(db->prune_history(cut, false));
+  EXPECT_EQ(pruned.sessions, 300);
+  EXPECT_EQ(pruned.statuses, 150);
+  EXPECT_TRUE(ok(db->history("old0", 1000)).empty());
+  EXPECT_EQ(ok(db->history("new", 10)).size(), 1u);
+  EXPECT_EQ(ok(db->open_sessions("old0")), 1);  // the open one stays, however old
+  EXPECT_EQ(ok(db->prune_history(cut, false)).sessions, 0);
+
+  auto free = ok(db->free_bytes());
+  EXPECT_GT(free, 500'000u);
+  auto shrunk = ok(db->vacuum());
+  EXPECT_GT(shrunk, 500'000u);
+  EXPECT_EQ(ok(db->free_bytes()), 0u);
+  ok(db->close_session(still_open));
+}
+
+}  // namespace
+}  // namespace ck

@@ -1073,7 +1073,7 @@ Result<std::vector<Client::UploadInfo>> Client::list_multipart_uploads(const std
                       "' returned no ListMultipartUploadsResult (is the endpoint S3?)");
     }
     for (std::string_view u : elements(resp.body, "Upload")) {
-      out.push_back({text(u, "Key").value_or(""), text(u, "UploadId").value_or("")});
+      out.push_back({text(u, "Key").value_or(""), text(u, "UploadId").value_or(""), text(u, "Initiated").value_or("")});
     }
     if (text(resp.body, "IsTruncated").value_or("false") != "true") {
       break;
@@ -1181,12 +1181,19 @@ Result<std::string> Client::put_file(const std::string& bucket, const std::strin
   }
   const auto parts = static_cast<int>((size + part_size - 1) / part_size);
   BOOST_OUTCOME_TRY(upload_id, create_multipart_upload(bucket, key, opts.content_type));
+  if (opts.on_multipart_created) opts.on_multipart_created(key, upload_id);
+  // Once it is completed or aborted, the caller hears of it (an upload whose abort failed stays
+  // recorded, to be aborted later).
+  auto ended = [&] {
+    if (opts.on_multipart_ended) opts.on_multipart_ended(key, upload_id);
+  };
 
   // From here on, every failure aborts the upload so that no parts are left behind (they are
   // billed until aborted).
   auto abort_with = [&](Error e) -> Error {
     auto aborted = abort_multipart_upload(bucket, key, upload_id);
     if (aborted) {
+      ended();
       e.message += "; the multipart upload was aborted";
     } else {
       e.message += "; aborting the multipart upload " + upload_id +
@@ -1279,6 +1286,7 @@ Result<std::string> Client::put_file(const std::string& bucket, const std::strin
                 std::to_string(parts) + " parts failed: " + e.message;
     return abort_with(std::move(e));
   }
+  ended();
   return etag;
 }
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,6 +49,11 @@ struct PutFileOptions {
   /// Parts in flight for one file (1..64), each holding one part_size buffer.
   int part_concurrency = 4;
   std::string content_type;  // optional
+  /// A multipart upload was created (`upload_id`), and later ended (completed or aborted): the
+  /// sync engine records the ids it starts, so a run killed mid-upload can abort them later.
+  /// Called on the calling thread.
+  std::function<void(const std::string& key, const std::string& upload_id)> on_multipart_created;
+  std::function<void(const std::string& key, const std::string& upload_id)> on_multipart_ended;
 };
 
 /// One ListObjectsV2 result, every page of it.
@@ -61,6 +67,7 @@ class Client {
   using PutFileOptions = s3::PutFileOptions;
   struct UploadInfo {
     std::string key, upload_id;
+    std::string initiated;  // as the server wrote it (RFC 3339); may be empty
   };
 
   explicit Client(ClientOptions opts);
