@@ -188,6 +188,35 @@ void remember_written(const DeployWork& w, const deploy::Package& pkg, const dep
   index.save();
 }
 
+// A deploy never makes a private workspace public by accident: the workspace.json that says
+// "public": false (written by POST /workspaces for a private workspace, and absent from the
+// folder a client deploys) stays when the new source has none, and a workspace.json sent to a
+// private workspace must say "public" itself, false to keep it private or true to publish it.
+Result<void> keep_private(const DeployWork& w, const deploy::Package& pkg, deploy::Plan& plan) {
+  constexpr std::string_view kConfig = "workspace.json";
+  std::erase(plan.remove, std::string(kConfig));
+  if (!w.before || w.before->is_public) return outcome::success();
+  for (std::size_t i : plan.write) {
+    const deploy::IncomingFile& f = pkg.files[i];
+    if (f.path != kConfig) continue;
+    json doc = json::parse(f.data, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object()) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("workspace.json is not a JSON object, and '{}' is private: fix the file and deploy again",
+                              w.name));
+    }
+    auto pub = doc.find("public");
+    if (pub == doc.end() || !pub->is_boolean()) {
+      return fail(Errc::invalid_argument,
+                  fmt::format("'{}' is private, and the workspace.json this deploy sends would make it public: add "
+                              "\"public\": false to keep it private (or \"public\": true to publish it) and deploy "
+                              "again",
+                              w.name));
+    }
+  }
+  return outcome::success();
+}
+
 json summary_json(const DeployWork& w, const deploy::Plan& plan, const Applied& done) {
   return {{"workspace", w.name},       {"written", done.written},   {"deleted", done.deleted},
           {"unchanged", plan.unchanged}, {"bytes", done.bytes},     {"received", w.body->size()},
@@ -209,6 +238,9 @@ void run_deploy(const DeployWork& w) {
   auto plan = deploy::plan(pkg.value(), current.value().files);
   if (plan.has_error()) return st.respond(error_response(plan.error().code, plan.error().message));
   if (w.partial) plan.value().remove.clear();  // a part adds; the last PUT deletes
+  if (auto kept = keep_private(w, pkg.value(), plan.value()); kept.has_error()) {
+    return st.respond(error_response(kept.error().code, kept.error().message));
+  }
   const auto& p = plan.value();
   const bool changes = !p.write.empty() || !p.remove.empty();
 

@@ -147,7 +147,8 @@ Pass send_once(ApiClient& client, const Endpoint& e, const DeployOptions& o, con
   {
     std::set<std::string_view> here;
     for (const auto& f : manifest) here.insert(f.path);
-    for (const auto& f : remote.value()) deletes += here.contains(f.path) ? 0 : 1;
+    // The server keeps its workspace.json when the folder has none (source_api.cc).
+    for (const auto& f : remote.value()) deletes += here.contains(f.path) || f.path == "workspace.json" ? 0 : 1;
   }
   if (send.empty() && deletes == 0 && (quiet || o.detach)) {
     if (!quiet) std::cout << fmt::format("{} is up to date ({} files)", o.name, manifest.size()) << std::endl;

@@ -628,8 +628,7 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   info.address = address;
   api = std::make_unique<ControlApi>(snapshots, std::move(info),
                                      db.get(), std::move(storage_events), std::move(services));
-  gateway.start();
-  if (git) git->start();
+  // Said before the gateway answers: a client that sees it healthy finds the address logged.
   log->info("CloudyKnight {} is serving {} workspaces from {} at {}", CK_VERSION,
             snapshots.load()->workspaces.size(), storage.location(), base);
   for (const auto& w : snapshots.load()->workspaces) {
@@ -639,6 +638,8 @@ int run_daemon(const Config& config, const std::string& self_exe) {
   if (tls && !config.gateway.redirect_http.empty()) {
     log->info("  http://{}/ answers every request with a redirect to https", config.gateway.redirect_http);
   }
+  gateway.start();
+  if (git) git->start();
   if (mirror) {
     log->info("  {}monitor/api/v1/storage/events  (MinIO bucket-notification webhook, with a "
               "deploy-scope API token as its auth_token: changes show up at once instead of within {})",

@@ -333,10 +333,25 @@ class DeployTest(CliCase):
         r = call(self.d, "GET", "/workspaces/mine/source", self.ben)
         self.assertEqual(r.status, 404, r.text())
         self.assertEqual(tree_digest(served), before, "a refused deploy changed files")
-        # The owner can.
+        # The owner can; a deploy from a folder without workspace.json keeps it private.
         write(os.path.join(app, "index.html"), "ann's second page")
         self.deploy(app, "--name", "mine", token=self.ann)
         self.assertEqual(read(os.path.join(served, "index.html")), "ann's second page")
+        self.assertTrue(os.path.exists(os.path.join(served, "workspace.json")))
+        self.assertEqual(call(self.d, "GET", "/workspaces/mine/source", self.ben).status, 404)
+        p = self.deploy(app, "--name", "mine", "--detach", token=self.ann)
+        self.assertIn("up to date", p.out)
+        # A workspace.json that does not say "public" would publish it: refused, nothing changes.
+        write(os.path.join(app, "workspace.json"), json.dumps({"type": "static"}))
+        write(os.path.join(app, "index.html"), "ann's third page")
+        p = self.deploy(app, "--name", "mine", token=self.ann, code=1)
+        self.assertOneLine(p.err, '"public": false')
+        self.assertEqual(read(os.path.join(served, "index.html")), "ann's second page")
+        write(os.path.join(app, "workspace.json"), json.dumps({"type": "static", "public": False}))
+        self.deploy(app, "--name", "mine", token=self.ann)
+        self.assertEqual(read(os.path.join(served, "index.html")), "ann's third page")
+        r = call(self.d, "GET", "/workspaces/mine", self.admin)
+        self.assertEqual(r.json().get("public"), False, r.text())
 
     # -- hostile tars -----------------------------------------------------------------------------
     def test_hostile_tars_are_refused_and_change_nothing(self):
