@@ -258,6 +258,34 @@ def processes_with_arg(arg, cwd_under=None):
     return sorted(out)
 
 
+def close_wait_sockets(pid):
+    """{inode: (local port, remote port)} of pid's TCP sockets in CLOSE_WAIT (the peer closed,
+    the process never did): a connection it forgot."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return {}
+    out = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[3] == "08" and cols[9] in inodes:  # 08: CLOSE_WAIT
+                out[cols[9]] = (int(cols[1].rsplit(":", 1)[1], 16), int(cols[2].rsplit(":", 1)[1], 16))
+    return out
+
+
 def pid_alive(pid):
     """True if pid exists and is not a zombie."""
     st = _proc_stat(pid)

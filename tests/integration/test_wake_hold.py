@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from harness import argv, body_excerpt, descendants, pid_alive, write_json
+from harness import argv, body_excerpt, close_wait_sockets, descendants, pid_alive, write_json
 from test_monitor import MonitorCase
 
 # Freezes after 1 s without requests and stays frozen (no idle stop within a test).
@@ -262,26 +262,6 @@ if __name__ == "__main__":
     unittest.main()
 
 
-def close_wait_sockets(pid):
-    """The sockets of process `pid` in CLOSE_WAIT (the peer closed, the process did not)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                parts = line.split()
-                if parts[3] == "08" and parts[9] in inodes:  # 08: CLOSE_WAIT
-                    found.append(parts[2])
-    return found
-
-
 class TestUpstreamPool(MonitorCase):
     """The gateway's pooled keep-alive connections to an app are closed once the app goes away:
     an app that restarts on a new port never takes its old ones back (the soak found one socket
@@ -310,4 +290,4 @@ class TestUpstreamPool(MonitorCase):
         while left and time.monotonic() < deadline:
             time.sleep(0.5)
             left = close_wait_sockets(self.d.proc.pid)
-        self.assertEqual(left, [], "the gateway keeps connections the apps closed")
+        self.assertEqual(left, {}, "the gateway keeps connections the apps closed (inode: ports)")

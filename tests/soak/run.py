@@ -57,7 +57,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 import harness  # noqa: E402
-from harness import Daemon, WebSocketClient, argv, descendants, pid_alive  # noqa: E402
+from harness import Daemon, WebSocketClient, argv, close_wait_sockets, descendants, pid_alive  # noqa: E402
 
 APPS = os.path.join(HERE, "apps")
 STATIC_SRC = os.path.join(REPO, "examples", "site")
@@ -105,33 +105,6 @@ def fd_count(pid):
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-
-
-def close_wait_sockets(pid):
-    """{inode: (local port, remote port)} of pid's TCP sockets in CLOSE_WAIT (the peer closed,
-    the process never did): a connection it forgot."""
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    except OSError:
-        return {}
-    out = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = open(table).read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if f[3] == "08" and f[9] in inodes:  # 08: CLOSE_WAIT
-                out[f[9]] = (int(f[1].rsplit(":", 1)[1], 16), int(f[2].rsplit(":", 1)[1], 16))
-    return out
 
 
 def file_size(*paths):
