@@ -65,15 +65,9 @@ Result<std::string> relative_path(std::string_view raw) {
   }
   // A repository's internals are not workspace files: writing .git/config or a hook would
   // change what the daemon's git operations do.
-  for (std::string_view rest = rel; !rest.empty();) {
-    auto slash = rest.find('/');
-    std::string_view seg = rest.substr(0, slash);
-    if (seg.size() == 4 && (seg[0] == '.') && (seg[1] | 0x20) == 'g' && (seg[2] | 0x20) == 'i' &&
-        (seg[3] | 0x20) == 't') {
-      return fail(Errc::forbidden, "the files API does not reach into .git: the repository is "
-                                   "CloudyKnight's to manage (commit and pull through the API)");
-    }
-    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  if (has_git_segment(rel)) {
+    return fail(Errc::forbidden, "the files API does not reach into .git: the repository is "
+                                 "CloudyKnight's to manage (commit and pull through the API)");
   }
   return rel;
 }

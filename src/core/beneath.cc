@@ -146,4 +146,17 @@ std::string_view content_type_for_name(std::string_view name) {
   return "application/octet-stream";
 }
 
+bool has_git_segment(std::string_view rel) {
+  for (std::string_view rest = rel; !rest.empty();) {
+    auto slash = rest.find('/');
+    std::string_view seg = rest.substr(0, slash);
+    if (seg.size() == 4 && seg[0] == '.' && (seg[1] | 0x20) == 'g' && (seg[2] | 0x20) == 'i' &&
+        (seg[3] | 0x20) == 't') {
+      return true;
+    }
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  }
+  return false;
+}
+
 }  // namespace ck

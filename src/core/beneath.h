@@ -23,6 +23,10 @@ enum class PathRefusal {
 /// true lets them through (the files API edits .gitignore). Pure.
 PathRefusal check_relative_path(std::string_view decoded, bool allow_hidden, std::string& rel);
 
+/// True if a segment of the '/'-separated `rel` is ".git" in any case: a repository's
+/// internals, which neither the files API nor a deploy writes. Pure.
+bool has_git_segment(std::string_view rel);
+
 /// Opens `rel` (from check_relative_path(); "" = the directory itself) beneath the directory
 /// `dir_fd`: openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, read-only, close-on-exec and
 /// non-blocking (a FIFO planted in the folder cannot stall a worker). -1 with errno set on

@@ -417,6 +417,14 @@ struct StateDb::Impl {
                     fmt::format("cannot {} job {} ({} {}): it is {}, not {}", action, id, j->kind,
                                 j->workspace, job_state_name(j->state), job_state_name(expected)));
   }
+
+  // The integer a PRAGMA such as "PRAGMA page_size" answers.
+  Result<std::int64_t> pragma_value(const char* sql) {
+    BOOST_OUTCOME_TRY(s, prepare(sql));
+    int rc = s.step();
+    if (rc != SQLITE_ROW) return outcome::failure(error(rc, std::string("reading ") + sql));
+    return s.i64(0);
+  }
 };
 
 namespace {
@@ -1082,28 +1090,16 @@ Result<StateDb::HistoryPrune> StateDb::prune_history(std::int64_t before_ms, boo
 Result<std::uint64_t> StateDb::free_bytes() {
   std::lock_guard lock(impl_->mu);
   auto& d = *impl_;
-  auto pragma_value = [&d](const char* sql) -> Result<std::int64_t> {
-    BOOST_OUTCOME_TRY(s, d.prepare(sql));
-    int rc = s.step();
-    if (rc != SQLITE_ROW) return outcome::failure(d.error(rc, std::string("reading ") + sql));
-    return s.i64(0);
-  };
-  BOOST_OUTCOME_TRY(free, pragma_value("PRAGMA freelist_count"));
-  BOOST_OUTCOME_TRY(page, pragma_value("PRAGMA page_size"));
+  BOOST_OUTCOME_TRY(free, d.pragma_value("PRAGMA freelist_count"));
+  BOOST_OUTCOME_TRY(page, d.pragma_value("PRAGMA page_size"));
   return static_cast<std::uint64_t>(free * page);
 }
 
 Result<std::uint64_t> StateDb::vacuum() {
   std::lock_guard lock(impl_->mu);
   auto& d = *impl_;
-  auto pragma_value = [&d](const char* sql) -> Result<std::int64_t> {
-    BOOST_OUTCOME_TRY(s, d.prepare(sql));
-    int rc = s.step();
-    if (rc != SQLITE_ROW) return outcome::failure(d.error(rc, std::string("reading ") + sql));
-    return s.i64(0);
-  };
-  BOOST_OUTCOME_TRY(before, pragma_value("PRAGMA page_count"));
-  BOOST_OUTCOME_TRY(page, pragma_value("PRAGMA page_size"));
+  BOOST_OUTCOME_TRY(before, d.pragma_value("PRAGMA page_count"));
+  BOOST_OUTCOME_TRY(page, d.pragma_value("PRAGMA page_size"));
   char* err = nullptr;
   int rc = sqlite3_exec(d.db, "VACUUM", nullptr, nullptr, &err);
   if (rc != SQLITE_OK) {
@@ -1115,7 +1111,7 @@ Result<std::uint64_t> StateDb::vacuum() {
   }
   // The WAL holds the rewritten pages until a checkpoint; truncate it so the space shows.
   sqlite3_wal_checkpoint_v2(d.db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
-  BOOST_OUTCOME_TRY(after, pragma_value("PRAGMA page_count"));
+  BOOST_OUTCOME_TRY(after, d.pragma_value("PRAGMA page_count"));
   return static_cast<std::uint64_t>(std::max<std::int64_t>(before - after, 0) * page);
 }
 

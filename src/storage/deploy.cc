@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/beneath.h"
 #include "core/files.h"
 #include "storage/file_index.h"
 #include "storage/sync.h"
@@ -64,17 +65,11 @@ Result<std::string> check_path(std::string_view raw, const Limits& limits) {
                             "'.', empty segment, leading '/', NUL or backslash)",
                             p));
   }
-  for (std::string_view rest = p; !rest.empty();) {
-    auto slash = rest.find('/');
-    std::string_view seg = rest.substr(0, slash);
-    if (seg.size() == 4 && seg[0] == '.' && (seg[1] | 0x20) == 'g' && (seg[2] | 0x20) == 'i' &&
-        (seg[3] | 0x20) == 't') {
-      return fail(Errc::invalid_argument,
-                  fmt::format("the path '{}' is inside .git: a deploy sends source files, never a "
-                              "repository's internals",
-                              p));
-    }
-    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  if (has_git_segment(p)) {
+    return fail(Errc::invalid_argument,
+                fmt::format("the path '{}' is inside .git: a deploy sends source files, never a "
+                            "repository's internals",
+                            p));
   }
   if (p == kManifestName) {
     return fail(Errc::invalid_argument, fmt::format("'{}' is reserved for the deploy's manifest", p));
@@ -88,7 +83,7 @@ Result<Digest> digest_folder(const fs::path& dir, const IgnoreOptions& ignore, c
   for (const auto& s : tree.skipped) out.warnings.push_back(fmt::format("skipped {}: the folder cannot be read", s));
   sync::FileIndex index(index_file);
   out.files.resize(tree.files.size());
-  std::vector<std::size_t> todo;
+  std::vector<std::size_t> unknown;  // files the index has no MD5 for
   for (std::size_t i = 0; i < tree.files.size(); ++i) {
     const SourceFile& f = tree.files[i];
     Entry& e = out.files[i];
@@ -99,7 +94,7 @@ Result<Digest> digest_folder(const fs::path& dir, const IgnoreOptions& ignore, c
     if (known && known->size == f.size && known->mtime_ns == f.mtime_ns && is_md5(known->md5)) {
       e.md5 = known->md5;
     } else {
-      todo.push_back(i);
+      unknown.push_back(i);
     }
   }
   // The files the index does not know, hashed a few at a time.
@@ -107,8 +102,8 @@ Result<Digest> digest_folder(const fs::path& dir, const IgnoreOptions& ignore, c
   std::mutex mu;
   std::optional<Error> first_error;
   auto work = [&] {
-    for (std::size_t n; (n = next++) < todo.size();) {
-      const std::size_t i = todo[n];
+    for (std::size_t n; (n = next++) < unknown.size();) {
+      const std::size_t i = unknown[n];
       auto md5 = sync::file_md5(dir / out.files[i].path);
       if (md5.has_error()) {
         std::lock_guard lock(mu);
@@ -119,7 +114,7 @@ Result<Digest> digest_folder(const fs::path& dir, const IgnoreOptions& ignore, c
       index.put(out.files[i].path, {tree.files[i].size, tree.files[i].mtime_ns, md5.value(), ""});
     }
   };
-  const int threads = static_cast<int>(std::min<std::size_t>(todo.size() / 8 + 1, kHashThreads));
+  const int threads = static_cast<int>(std::min<std::size_t>(unknown.size() / 8 + 1, kHashThreads));
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(work);
   work();

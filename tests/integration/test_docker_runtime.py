@@ -177,6 +177,17 @@ class Docker:
 DOCKER = Docker()
 
 
+def docker_with(image):
+    """DOCKER, or unittest.SkipTest when no engine answers or `image` is missing."""
+    try:
+        DOCKER.ping()
+    except (OSError, http.client.HTTPException) as e:
+        raise unittest.SkipTest(f"no Docker engine answers on {DOCKER_SOCKET} ({e})")
+    if not DOCKER.image_exists(image):
+        raise unittest.SkipTest(f"the image {image} is missing (cloudyknight images build {image.split('/')[1].split(':')[0]})")
+    return DOCKER
+
+
 def setUpModule():
     try:
         DOCKER.ping()

@@ -1009,16 +1009,10 @@ class TestDockerIdle(MonitorCase):
     @classmethod
     def set_up(cls):
         try:
-            from test_docker_runtime import DOCKER, PYTHON_IMAGE
+            from test_docker_runtime import PYTHON_IMAGE, docker_with
         except ImportError as e:
             raise unittest.SkipTest(f"cannot load the Docker helpers: {e}")
-        try:
-            DOCKER.ping()
-        except (OSError, http.client.HTTPException) as e:
-            raise unittest.SkipTest(f"no Docker engine answers on /var/run/docker.sock ({e})")
-        if not DOCKER.image_exists(PYTHON_IMAGE):
-            raise unittest.SkipTest(f"the image {PYTHON_IMAGE} is missing (cloudyknight images build python)")
-        cls.docker = DOCKER
+        cls.docker = docker_with(PYTHON_IMAGE)
         cls.name = f"t{os.urandom(3).hex()}-idle"
         cls.class_cleanups.append(cls.remove_containers)
         cls.d = d = cls.new_daemon(runtime="docker", fixtures=[("docker/pyapp", cls.name)])

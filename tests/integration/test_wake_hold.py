@@ -226,16 +226,10 @@ class TestRestartBurstDocker(BurstCase):
     @classmethod
     def set_up(cls):
         try:
-            from test_docker_runtime import DOCKER, NODE_IMAGE
+            from test_docker_runtime import NODE_IMAGE, docker_with
         except ImportError as e:
             raise unittest.SkipTest(f"cannot load the Docker helpers: {e}")
-        try:
-            DOCKER.ping()
-        except (OSError, http.client.HTTPException) as e:
-            raise unittest.SkipTest(f"no Docker engine answers on /var/run/docker.sock ({e})")
-        if not DOCKER.image_exists(NODE_IMAGE):
-            raise unittest.SkipTest(f"the image {NODE_IMAGE} is missing (cloudyknight images build node)")
-        cls.docker = DOCKER
+        cls.docker = docker_with(NODE_IMAGE)
         cls.name = f"t{os.urandom(3).hex()}-burst"
         cls.class_cleanups.append(cls.remove_containers)
         cls.d = cls.burst_daemon(cls.name, runtime="docker")
