@@ -1417,8 +1417,10 @@ class WatchTest(S3Case):
             self.fail(f"no line matching {pattern!r} within {timeout} s (exit code {proc.poll()}); "
                       f"output: {lines[-20:]}")
 
-    def wait_content(self, key, data, timeout=1.5):
-        """Seconds until GET key returns data (polled every 20 ms); fails after timeout."""
+    def wait_content(self, key, data, timeout=15):
+        """Seconds until GET key returns data (polled every 20 ms); fails after timeout. The
+        timeout is for a save that never arrives; the seconds a save takes are printed, not
+        asserted (a loaded CI machine makes any bound a flake)."""
         t0 = time.monotonic()
         last = None
         for _ in range(int(timeout / 0.02) + 50):
@@ -1441,7 +1443,7 @@ class WatchTest(S3Case):
         self.assertEqual(rc, 0, f"exit code after {signal.Signals(sig).name}; stderr: "
                                 f"{err.read().decode(errors='replace')[-2000:]}")
 
-    def test_watch_uploads_saves_within_a_second(self):
+    def test_watch_uploads_every_save(self):
         d = self.mkdir("watched")
         write_file(d, "index.html", "v0\n")
         write_file(d, "css/site.css", "body{}\n")
@@ -1479,12 +1481,12 @@ class WatchTest(S3Case):
         self.wait_line(proc, lines, cond, r"^live3: .* in [0-9.]+ ?s \(s3://", 60)
         os.remove(os.path.join(d, "keep", "b.txt"))
         t0 = time.monotonic()
-        for _ in range(200):
-            if self.get_object(f"{PREFIX}/live3/keep/b.txt")[0] == 404 or time.monotonic() - t0 > 1.5:
+        for _ in range(1000):
+            if self.get_object(f"{PREFIX}/live3/keep/b.txt")[0] == 404 or time.monotonic() - t0 > 15:
                 break
             time.sleep(0.02)
         self.assertEqual(self.get_object(f"{PREFIX}/live3/keep/b.txt")[0], 404,
-                         "sync --watch did not delete a removed file's object within 1.5 s")
+                         "sync --watch did not delete a removed file's object within 15 s")
         self.assertEqual(self.get_object(f"{PREFIX}/live3/keep/a.txt"), (200, b"a\n"))
         self.stop_watch(proc, err, signal.SIGTERM)
 
