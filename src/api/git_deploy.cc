@@ -272,7 +272,7 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
   // A workspace that had failed before the push counts as failed again only once it was seen
   // doing something else (or failed anew): its old failure is not this push's.
   bool left_failed = !before || before->status != "failed";
-  std::string last_status;
+  std::string last_status, last_phase;
   while (true) {
     if (*job.stopping) {
       out.problem("the daemon is stopping; the workspace starts again with it");
@@ -292,14 +292,18 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
       if (w->status != last_status && !w->phase.empty() && w->status == "initializing") {
         out.step(fmt::format("{}: {}", w->status, w->phase));
       }
+      if (w->replacing && w->phase != last_phase && !w->phase.empty()) {
+        out.step(w->phase + " (the running version serves until it answers)");
+      }
       last_status = w->status;
+      last_phase = w->phase;
       if (!left_failed &&
           (w->status != "failed" || w->restarts != before->restarts || w->error != before->error)) {
         left_failed = true;
       }
       if (!saw_change &&
-          (w->status != "running" || (before && before->pid != 0 && w->pid != before->pid) ||
-           w->type != before->type)) {
+          (w->status != "running" || w->replacing ||
+           (before && before->pid != 0 && w->pid != before->pid) || w->type != before->type)) {
         saw_change = true;
       }
       if (!saw_change && !nudged && waited > std::chrono::seconds(8) && job.act) {
@@ -308,7 +312,7 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
         nudged = true;
       }
       const bool right_kind = want_static ? w->is_static : (!w->is_static && w->type == want_type);
-      if (right_kind && (saw_change || want_static) && w->status == "running") {
+      if (right_kind && (saw_change || want_static) && w->status == "running" && !w->replacing) {
         if (std::string lines = log.read_lines(); !lines.empty()) out.indented(lines);
         out.done(fmt::format("{} is running at {}", job.name, url));
         return;

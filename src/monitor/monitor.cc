@@ -138,6 +138,7 @@ struct Monitor::Record {
   bool freezing = false;         // a freeze or thaw is in flight
   bool freeze_failed = false;    // do not retry every tick
   bool restarting = false;       // coming back after it ran: the gateway holds requests
+  bool replacing = false;        // blue/green: its new version starts beside it (replace_app)
   std::uint64_t instance = 0;    // successful starts
   std::int64_t retry_at_ms = 0;  // failed: the next start (unix ms)
   bool change_pending = false;   // a restart for changed files waits for them to settle
@@ -295,8 +296,8 @@ void Monitor::source_changed(const std::shared_ptr<Record>& rec, const std::set<
   auto now = std::chrono::steady_clock::now();
   bool recent = now - rec->last_change < kRestartSettle;
   rec->last_change = now;
-  bool starting =
-      rec->restart_requested || rec->status == "creating" || rec->status == "initializing";
+  bool starting = rec->restart_requested || rec->replacing || rec->status == "creating" ||
+                  rec->status == "initializing";
   if (rec->change_pending || starting || (recent && rec->status == "running")) {
     if (!rec->change_pending) {
       rec->change_pending = true;
@@ -310,7 +311,7 @@ void Monitor::source_changed(const std::shared_ptr<Record>& rec, const std::set<
   logger()->info("[ws={}] source changed ({}); restarting it", rec->name,
                  all || paths.empty() ? "many files" : fmt::format("{} file(s)", paths.size()));
   rec->start_reason = "source changed";
-  request_restart(rec);
+  restart_for_change(rec);
   publish();
 }
 
@@ -320,13 +321,17 @@ net::awaitable<void> Monitor::restart_when_settled(std::shared_ptr<Record> rec) 
     if (rec->asleep || !rec->supervised) break;  // it starts from the new source when it wakes
     bool settled =
         now - rec->last_change >= kRestartSettle || now - rec->pending_since >= kRestartSettleCap;
-    bool started = rec->status == "running" && !rec->restart_requested;
+    bool started = rec->status == "running" && !rec->restart_requested && !rec->replacing;
     // A start that failed is retried with the new source at once, as for any change.
     if (rec->status == "failed" || (started && settled)) {
       rec->change_pending = false;
       logger()->info("[ws={}] source changed; restarting it", rec->name);
       rec->start_reason = "source changed";
-      request_restart(rec);
+      if (rec->status == "failed") {
+        request_restart(rec);
+      } else {
+        restart_for_change(rec);
+      }
       publish();
       co_return;
     }
@@ -345,6 +350,61 @@ net::awaitable<void> Monitor::hot_update(std::shared_ptr<Record> rec, std::vecto
   }
   json list = paths;
   events_.publish("reload", rec->name, {{"paths", list}, {"mode", "hmr"}});
+}
+
+void Monitor::restart_for_change(const std::shared_ptr<Record>& rec) {
+  if (rec->supervised && !rec->asleep && !rec->sleep_requested && !rec->replacing &&
+      rec->status == "running" && rec->app.pid != 0 && runtime_.can_replace(run_spec(*rec))) {
+    rec->replacing = true;
+    spawn(io_, replace_app(rec), "replace " + rec->name);
+    return;
+  }
+  request_restart(rec);
+}
+
+// Blue/green: the new version starts beside the running app, which serves until the new one
+// answers; then the route switches and the old one stops. A new version that does not start
+// falls back to a plain restart, which shows its failure as any start's.
+net::awaitable<void> Monitor::replace_app(std::shared_ptr<Record> rec) {
+  auto log = logger();
+  log->info("[ws={}] starting the new version beside the running one", rec->name);
+  rec->phase = "new version: copying the source";
+  publish();
+  auto on_phase = [rec, this](Phase phase, const std::string&) {
+    if (!rec->replacing) return;
+    rec->phase = phase == Phase::preparing    ? "new version: copying the source"
+                 : phase == Phase::installing ? "new version: installing dependencies"
+                                              : "new version: starting the app";
+    publish();
+  };
+  auto switched = [rec, this, log](const RunningApp& next) {
+    log->info("[ws={} pid={}] new version running on {}:{}; stopping the old one (pid {})", rec->name,
+              next.pid, next.host, next.port, rec->app.pid);
+    rec->app = next;
+    rec->instance++;
+    rec->frozen = false;
+    rec->phase.clear();
+    start_metrics().ok.inc();
+    publish();
+  };
+  auto claimed_at = std::chrono::steady_clock::now();
+  auto result = co_await runtime_.replace(run_spec(*rec), on_phase, switched, opts_.stop_grace);
+  rec->replacing = false;
+  if (rec->removed || shutting_down_) co_return;
+  if (result.has_value()) {
+    start_metrics().install.observe(std::chrono::steady_clock::now() - claimed_at);
+    publish();
+    co_return;
+  }
+  rec->phase.clear();
+  if (rec->restart_requested || rec->asleep || rec->sleep_requested || !rec->supervised) {
+    publish();  // stopped or restarted meanwhile: that wins
+    co_return;
+  }
+  log->warn("[ws={}] the new version did not start beside the old one ({}); restarting it",
+            rec->name, result.error().message);
+  request_restart(rec);
+  publish();
 }
 
 void Monitor::request_restart(const std::shared_ptr<Record>& rec) {
@@ -727,7 +787,26 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       log->info("[ws={} pid={}] running on {}:{}", rec->name, rec->app.pid, rec->app.host, rec->app.port);
       publish();
       auto started = std::chrono::steady_clock::now();
+      int waited = rec->app.pid;
       ExitInfo exit = co_await runtime_.wait_exit(rec->name);
+      for (;;) {
+        // A blue/green replace in flight decides what this exit was: its new version took over
+        // (follow that one), or it failed and the exit is the old app's own. Should the old
+        // app die before the switch, requests wait for the new one.
+        if (rec->replacing && rec->app.pid == waited && !done()) {
+          rec->restarting = true;
+          publish();
+        }
+        while (rec->replacing && !done()) co_await sleep_for(std::chrono::milliseconds(20));
+        if (done() || rec->app.pid == 0 || rec->app.pid == waited) break;
+        waited = rec->app.pid;
+        if (rec->restarting) {
+          rec->restarting = false;
+          publish();
+        }
+        started = std::chrono::steady_clock::now();
+        exit = co_await runtime_.wait_exit(rec->name);
+      }
       rec->app = RunningApp{};
       rec->frozen = false;
       if (done()) break;
@@ -967,7 +1046,7 @@ net::awaitable<void> Monitor::idle_loop() {
         (void)db_.close_session(rec->session_id);
         rec->session_id = 0;
       }
-      if (!rec->supervised || rec->status != "running" || rec->freezing) continue;
+      if (!rec->supervised || rec->status != "running" || rec->freezing || rec->replacing) continue;
       if (level == ActivityLevel::stop && !rec->sleep_requested) {
         rec->sleep_requested = true;
         rec->status = "stopping";
@@ -1144,6 +1223,7 @@ void Monitor::publish() {
     v.restarts = rec->restarts;
     v.restarting = rec->restarting;
     v.instance = rec->instance;
+    v.replacing = rec->replacing;
     v.retry_at_ms = rec->status == "failed" ? rec->retry_at_ms : 0;
     v.frozen = rec->frozen;
     v.held = rec->held;

@@ -126,6 +126,10 @@ class Monitor {
   void source_changed(const std::shared_ptr<Record>& rec, const std::set<std::string>& paths, bool all);
   void apply_spec(const std::shared_ptr<Record>& rec, WorkspaceSpec spec);
   void request_restart(const std::shared_ptr<Record>& rec);
+  /// A restart for changed source: blue/green (replace_app) when the runtime can run the new
+  /// version beside the old one, else request_restart.
+  void restart_for_change(const std::shared_ptr<Record>& rec);
+  net::awaitable<void> replace_app(std::shared_ptr<Record> rec);
   void publish();
   void job_event(const Job& job);
   RunSpec run_spec(const Record& rec) const;

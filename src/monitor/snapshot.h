@@ -88,6 +88,9 @@ struct WorkspaceView {
   /// for it (within idle.wake_timeout) instead of getting 503 or 502.
   bool restarting = false;
   std::uint64_t instance = 0;    // counts the app's successful starts: a new one is a new app
+  /// Restart mode, blue/green: its new version starts beside the running one, which serves
+  /// until the new one answers (status stays "running"; phase says how far it is).
+  bool replacing = false;
   std::int64_t retry_at_ms = 0;  // failed: when the next start is due (unix ms); 0: none is
   IdlePolicy idle;         // the effective policy (config, then workspace.json)
   std::shared_ptr<Activity> activity;

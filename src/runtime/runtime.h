@@ -89,6 +89,27 @@ class Runtime {
   /// Prepares and starts the app; completes once it accepts TCP connections on its port.
   /// On failure the message says what failed; the details are in log_path(name).
   virtual net::awaitable<Result<RunningApp>> start(RunSpec spec, PhaseCallback on_phase) = 0;
+  /// Blue/green: whether replace() can start `spec`'s new version beside the running one.
+  /// Drivers that run one copy of a workspace say no, as does an app whose port workspace.json
+  /// fixes; the monitor then stops the old copy first and holds requests meanwhile.
+  virtual bool can_replace(const RunSpec& spec) const {
+    (void)spec;
+    return false;
+  }
+  /// Starts the workspace's new version beside the running one (its own copy of the source,
+  /// port and limits) while the old one serves. Once the new one accepts connections it is the
+  /// workspace's app: `switched` gets it (the caller routes to it), then the old one is stopped
+  /// within `grace`, and wait_exit() follows the new one. When the new one does not start, the
+  /// old one is left as it was and the error says why.
+  virtual net::awaitable<Result<RunningApp>> replace(RunSpec spec, PhaseCallback on_phase,
+                                                     std::function<void(const RunningApp&)> switched,
+                                                     Duration grace) {
+    (void)on_phase;
+    (void)switched;
+    (void)grace;
+    co_return fail(Errc::conflict, "the " + kind() + " runtime runs one copy of workspace " +
+                                       spec.name + " at a time");
+  }
   /// Completes when the workspace's running app exits; at once if nothing runs.
   virtual net::awaitable<ExitInfo> wait_exit(std::string name) = 0;
   /// Stops whatever runs for the workspace (install or app): SIGTERM, SIGKILL after `grace`.

@@ -19,6 +19,7 @@ Run: cd tests/integration && CK_BINARY=../../build/cloudyknight python3 -m unitt
 import html
 import http.client
 import os
+import re
 import signal
 import threading
 import time
@@ -32,6 +33,12 @@ FREEZE_FAST = {"idle_after": "500ms", "background_after": "1s", "stop_after": "1
 # Stops after 2 s without requests.
 STOP_FAST = {"idle_after": "500ms", "background_after": "1s", "stop_after": "2s", "grace": "500ms"}
 WAKE_TIMEOUT = 20
+
+
+def app_starts(log_text, name):
+    """The daemon's lines saying a new app of workspace `name` runs (a start or a switch)."""
+    pattern = re.compile(rf"\[ws={re.escape(name)} pid=\d+\] (?:new version )?running on .*")
+    return pattern.findall(log_text)
 
 
 def app_process(root_pid, script):
@@ -138,8 +145,7 @@ class BurstCase(MonitorCase):
 
     def run_burst(self, d, name, saves=200, seconds=10.0):
         self.wait_answer(d, f"/{name}/", b"burst 0", timeout=self.start_timeout)
-        events = self.open_stream(d)
-        since = events.mark()
+        log_mark = len(d.stderr_text())
         stop = threading.Event()
         answers = {}
         errors = []
@@ -191,9 +197,9 @@ class BurstCase(MonitorCase):
         stop.set()
         for t in clients:
             t.join(WAKE_TIMEOUT + 15)
-        starts = [e for _, e in events.select(
-            lambda e: e.get("type") == "status" and e.get("workspace") == name
-            and e.get("status") == "running" and e.get("previous") != "running", since)]
+        # A restart is a new app running: started after a stop, or a new version switched in
+        # beside the old one (blue/green), as the daemon logs them.
+        starts = app_starts(d.stderr_text()[log_mark:], name)
         total = sum(answers.values())
         print(f"\n[{self.runtime or 'process'}] {saves} saves in {burst_took:.1f} s: {len(starts)} restart(s), "
               f"{total} answers {answers}, {len(errors)} client errors", flush=True)
@@ -252,10 +258,6 @@ class TestRestartBurstDocker(BurstCase):
         self.run_burst(self.d, self.name)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class TestUpstreamPool(MonitorCase):
     """The gateway's pooled keep-alive connections to an app are closed once the app goes away:
     an app that restarts on a new port never takes its old ones back (the soak found one socket
@@ -285,3 +287,119 @@ class TestUpstreamPool(MonitorCase):
             time.sleep(0.5)
             left = close_wait_sockets(self.d.proc.pid)
         self.assertEqual(left, {}, "the gateway keeps connections the apps closed (inode: ports)")
+
+
+class TestBlueGreen(MonitorCase):
+    """Restart mode, process runtime: a change starts the new version beside the running one,
+    which serves until the new one answers; then the route switches and the old one stops.
+    The fixture takes 2 s to listen, so a stop-then-start restart would hold requests that
+    long; blue/green answers them at once, from the old version until the switch and from the
+    new one after it."""
+
+    @classmethod
+    def set_up(cls):
+        cls.d = d = cls.new_daemon(fixtures=["bluegreen"])
+        d.prepare()
+        write_json(os.path.join(d.ws, "bluegreen", "workspace.json"), {"reload": "restart"})
+        d.start()
+        d.wait_status("bluegreen", "running", timeout=60)
+
+    def save(self, text):
+        path = os.path.join(self.d.ws, "bluegreen", "VERSION")
+        with open(path + ".tmp", "w") as f:
+            f.write(text + "\n")
+        os.replace(path + ".tmp", path)
+
+    def test_clients_see_the_old_version_until_the_new_one_answers(self):
+        d = self.d
+        # From a known version (the other test may have run first), then settled.
+        self.save("10")
+        self.wait_answer(d, "/bluegreen/", b"bluegreen 10 ", timeout=60)
+        d.wait_workspace("bluegreen", lambda w: w.get("status") == "running" and not w.get("phase"),
+                         timeout=30, what="bluegreen to settle")
+        time.sleep(1.5)  # past the settle window: the next save restarts at once
+        old_pid = d.workspace("bluegreen")["pid"]  # on the host (the body's is the sandbox's)
+        log_mark = len(d.stderr_text())
+        seen = []  # (seconds since the save, status, body, seconds it took)
+        stop = threading.Event()
+
+        def client():
+            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+            while not stop.is_set() and len(seen) < 20000:
+                t = time.monotonic()
+                try:
+                    conn.request("GET", "/bluegreen/", headers={"Accept": "text/plain"})
+                    r = conn.getresponse()
+                    seen.append((t - t0, r.status, r.read().decode(errors="replace").strip(),
+                                 time.monotonic() - t))
+                except (OSError, http.client.HTTPException) as e:
+                    seen.append((t - t0, -1, repr(e), time.monotonic() - t))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+                time.sleep(0.01)
+            conn.close()
+
+        t0 = time.monotonic()
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        self.save("11")
+        self.wait_answer(d, "/bluegreen/", b"bluegreen 11 ", timeout=60)
+        time.sleep(1.0)
+        stop.set()
+        thread.join(40)
+        w = d.workspace("bluegreen")
+        new_pid = w["pid"]
+        bad = [x for x in seen if x[1] != 200]
+        self.assertEqual(bad, [], "every request during the change answers 200")
+        versions = [x[2].split()[1] for x in seen]
+        switch = versions.index("11")
+        self.assertEqual(set(versions[:switch]), {"10"}, "the old version until the switch")
+        self.assertEqual(set(versions[switch:]), {"11"}, "never the old version after the switch")
+        # The new version took 2 s to listen: the old one served meanwhile, without a wait.
+        served_by_old_after_save = [x for x in seen[:switch] if x[0] > 0.3 + 1.0]
+        self.assertTrue(served_by_old_after_save, f"the old version served while the new one started: {seen[:5]}")
+        slowest = max(x[3] for x in seen)
+        print(f"\n[blue/green] {len(seen)} requests over the change; the switch after "
+              f"{seen[switch][0] - 0.3:.2f} s; the slowest answer {slowest * 1000:.0f} ms", flush=True)
+        self.assertLess(slowest, 1.5, "a request waited for the restart (a held stop-then-start restart)")
+        # The old app is gone, one app process runs, one app copy is left on disk.
+        deadline = time.monotonic() + 15
+        while pid_alive(old_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(pid_alive(old_pid), "the old version still runs after the switch")
+        self.assertTrue(pid_alive(new_pid))
+        self.assertNotEqual(new_pid, old_pid, w)
+        self.assertEqual(w["status"], "running", w)
+        run = os.path.join(d.data, "run", "bluegreen")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(app_copies(run)) > 1:
+            time.sleep(0.1)
+        self.assertEqual(len(app_copies(run)), 1, f"app copies left in {run}: {app_copies(run)}")
+        starts = app_starts(d.stderr_text()[log_mark:], "bluegreen")
+        self.assertEqual(len(starts), 1, starts)
+        self.assertIn("new version running on", starts[0])
+
+    def test_a_new_version_that_does_not_start_fails_as_a_restart_would(self):
+        d = self.d
+        self.save("2")
+        self.wait_answer(d, "/bluegreen/", b"bluegreen 2", timeout=60)
+        self.save("crash")
+        w = d.wait_workspace("bluegreen", lambda w: w.get("status") == "failed", timeout=60,
+                             what="bluegreen to fail with its broken version")
+        self.assertIn("code 3", w.get("error", "") + w.get("log_tail", ""), w)
+        self.save("3")
+        self.wait_answer(d, "/bluegreen/", b"bluegreen 3", timeout=60)
+        self.assertEqual(d.workspace("bluegreen")["status"], "running")
+
+
+def app_copies(run_dir):
+    """The app copies (app, app-b) in a workspace's DATA/run/<name> folder."""
+    try:
+        return sorted(n for n in os.listdir(run_dir) if n in ("app", "app-b"))
+    except FileNotFoundError:
+        return []
+
+
+if __name__ == "__main__":
+    unittest.main()

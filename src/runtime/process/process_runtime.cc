@@ -80,6 +80,17 @@ Result<void> refresh_app_dir(const fs::path& source, const fs::path& app_dir, bo
   return outcome::success();
 }
 
+// Where a folder's dependency key is kept: DATA/run/<name>/deps-key for "app" (as before
+// blue/green), <dir>.deps-key for the other.
+fs::path deps_key_file(const fs::path& run_dir, const std::string& dir) {
+  return dir == "app" ? run_dir / "deps-key" : run_dir / (dir + ".deps-key");
+}
+
+// Each app copy has its own sandbox mount point, so two copies of a workspace can run at once.
+fs::path sandbox_root(const fs::path& run_dir, const std::string& dir) {
+  return dir == "app" ? run_dir / "sandbox-root" : run_dir / ("sandbox-root." + dir);
+}
+
 std::string read_small(const fs::path& p) {
   std::ifstream in(p);
   std::string s;
@@ -120,6 +131,7 @@ ExitInfo exit_info(int status) {
 
 struct ProcessRuntime::Slot {
   std::string name;
+  std::string dir = "app";  // below DATA/run/<name>: "app", or "app-b" for a new version
   std::shared_ptr<Child> current;  // the install step or the app
   std::shared_ptr<Child> app;
   int port = 0;
@@ -170,12 +182,16 @@ fs::path ProcessRuntime::log_path(const std::string& name) const {
   return workspace_log_path(opts_.data_dir, name);
 }
 
-std::vector<std::string> ProcessRuntime::base_env(const RunSpec& spec, int port) const {
+fs::path ProcessRuntime::app_dir(const Slot& slot) const {
+  return opts_.data_dir / "run" / slot.name / slot.dir;
+}
+
+std::vector<std::string> ProcessRuntime::base_env(const RunSpec& spec, const Slot& slot, int port) const {
   // Built from nothing: the daemon's own environment (its secrets) never reaches a workspace.
   std::vector<std::string> env;
   bool sandboxed = plan_ && plan_->namespaces;
   fs::path run_dir = opts_.data_dir / "run" / spec.name;
-  fs::path app_dir = sandboxed ? fs::path(kSandboxApp) : run_dir / "app";
+  fs::path app_dir = sandboxed ? fs::path(kSandboxApp) : this->app_dir(slot);
   std::string home = sandboxed ? std::string(kSandboxHome) : (run_dir / "home").string();
   env.push_back("PATH=" + (app_dir / ".venv/bin").string() + ":" +
                 (app_dir / "node_modules/.bin").string() + ":/usr/local/bin:/usr/bin:/bin");
@@ -198,13 +214,12 @@ std::vector<std::string> ProcessRuntime::init_env(const Slot& slot) const {
   return env;
 }
 
-Result<std::shared_ptr<Child>> ProcessRuntime::launch(Slot& slot, const RunSpec& spec,
-                                                      const std::string& cmd,
+Result<std::shared_ptr<Child>> ProcessRuntime::launch(Slot& slot, const std::string& cmd,
                                                       const std::vector<std::string>& env) {
   SpawnOptions so;
   so.self_exe = opts_.self_exe;
   so.shell_command = cmd;
-  so.cwd = (opts_.data_dir / "run" / spec.name / "app").string();
+  so.cwd = app_dir(slot).string();
   so.env = env;
   for (auto& kv : confine_env(slot.confine)) so.env.push_back(std::move(kv));
   so.log_fd = slot.log_fd;
@@ -216,10 +231,9 @@ Result<std::shared_ptr<Child>> ProcessRuntime::launch(Slot& slot, const RunSpec&
   return child;
 }
 
-net::awaitable<Result<int>> ProcessRuntime::run_step(Slot& slot, const RunSpec& spec,
-                                                     const std::string& cmd,
+net::awaitable<Result<int>> ProcessRuntime::run_step(Slot& slot, const std::string& cmd,
                                                      const std::vector<std::string>& env) {
-  BOOST_OUTCOME_CO_TRY(child, launch(slot, spec, cmd, env));
+  BOOST_OUTCOME_CO_TRY(child, launch(slot, cmd, env));
   co_await child->wait();
   slot.current.reset();
   auto e = exit_info(child->status());
@@ -233,8 +247,81 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   if (slot->app && !slot->app->exited()) {
     co_return fail(Errc::already_exists, fmt::format("workspace {} is already running", spec.name));
   }
+  if (pending_.count(spec.name)) {
+    co_return fail(Errc::conflict, fmt::format("a new version of workspace {} is starting", spec.name));
+  }
   slot->name = spec.name;
   slot->stopping = false;
+  // The copy whose dependencies match, when only app-b's do (the last new version ran there).
+  fs::path run_dir = opts_.data_dir / "run" / spec.name;
+  slot->dir = "app";
+  if (read_small(deps_key_file(run_dir, "app")) != spec.deps_key &&
+      read_small(deps_key_file(run_dir, "app-b")) == spec.deps_key) {
+    slot->dir = "app-b";
+  }
+  co_return co_await launch_app(slot, std::move(spec), std::move(on_phase), nullptr);
+}
+
+bool ProcessRuntime::can_replace(const RunSpec& spec) const {
+  return plan_ && plan_->namespaces && !spec.port;
+}
+
+net::awaitable<Result<RunningApp>> ProcessRuntime::replace(RunSpec spec, PhaseCallback on_phase,
+                                                           std::function<void(const RunningApp&)> switched,
+                                                           Duration grace) {
+  auto it = slots_.find(spec.name);
+  if (it == slots_.end() || !it->second->app || it->second->app->exited() || it->second->stopping) {
+    co_return fail(Errc::not_found, fmt::format("workspace {} has no running app to replace", spec.name));
+  }
+  if (!can_replace(spec)) {
+    co_return fail(Errc::conflict,
+                   fmt::format("workspace {} cannot run two copies here ({})", spec.name,
+                               spec.port ? "its port is fixed by workspace.json"
+                                         : "apps have no mount namespace of their own"));
+  }
+  if (pending_.count(spec.name)) {
+    co_return fail(Errc::conflict, fmt::format("a new version of workspace {} is already starting", spec.name));
+  }
+  auto old = it->second;
+  auto next = std::make_shared<Slot>();
+  next->name = spec.name;
+  next->dir = old->dir == "app" ? "app-b" : "app";
+  pending_[spec.name] = next;
+  const std::string name = spec.name;
+  auto started = co_await launch_app(next, std::move(spec), std::move(on_phase), old.get());
+  if (auto p = pending_.find(name); p != pending_.end() && p->second == next) pending_.erase(p);
+  if (started.has_value() && (old->stopping || next->stopping || slots_[name] != old)) {
+    // Stopped (or started anew) while the new version came up: it goes too.
+    co_await stop_slot(next, grace);
+    co_return fail(Errc::unavailable, "stopped while the new version started");
+  }
+  if (started.has_error()) {
+    co_await stop_slot(next, std::chrono::seconds(0));  // an install or app it left behind
+    co_return started.error();
+  }
+  slots_[name] = next;
+  switched(started.value());
+  next->log_line(fmt::format("the new version serves on port {}; stopping the old one (port {})",
+                             started.value().port, old->port));
+  // Requests already sent to the old copy get a moment to finish before it is asked to stop.
+  co_await sleep_for(std::chrono::milliseconds(200));
+  co_await stop_slot(old, grace);
+  // Its folder goes (nothing accumulates); the next new version is made from this one.
+  auto ex = co_await net::this_coro::executor;
+  const fs::path old_dir = app_dir(*old);
+  const fs::path old_key = deps_key_file(opts_.data_dir / "run" / name, old->dir);
+  co_await net::post(pool_->get_executor(), net::use_awaitable);
+  std::error_code ec;
+  fs::remove(old_key, ec);
+  fs::remove_all(old_dir, ec);
+  co_await net::post(ex, net::use_awaitable);
+  if (ec) logger()->warn("[ws={}] cannot remove the old app copy {}: {}", name, old_dir.string(), ec.message());
+  co_return started;
+}
+
+net::awaitable<Result<RunningApp>> ProcessRuntime::launch_app(std::shared_ptr<Slot> slot, RunSpec spec,
+                                                              PhaseCallback on_phase,
+                                                              const Slot* previous) {
   auto log = logger();
   if (!plan_) {
     // The sandbox this host allows is weaker than asked: say so where the user looks.
@@ -282,10 +369,20 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
 
   on_phase(Phase::preparing, "copying the source");
   fs::path run_dir = opts_.data_dir / "run" / spec.name;
-  fs::path app_dir = run_dir / "app";
+  fs::path app_dir = this->app_dir(*slot);
   fs::path home_dir = run_dir / "home";
-  bool keep_deps = !spec.install.empty() && read_small(run_dir / "deps-key") == spec.deps_key &&
-                   fs::exists(app_dir);
+  const fs::path deps_key = deps_key_file(run_dir, slot->dir);
+  // A new version beside the running one starts in an empty folder and takes the installed
+  // dependencies over (linked) when their key is unchanged.
+  fs::path link_deps_from;
+  if (previous) {
+    bool same = !spec.install.empty() &&
+                read_small(deps_key_file(run_dir, previous->dir)) == spec.deps_key;
+    if (same) link_deps_from = this->app_dir(*previous);
+  }
+  bool keep_deps = previous ? !link_deps_from.empty()
+                            : !spec.install.empty() && read_small(deps_key) == spec.deps_key &&
+                                  fs::exists(app_dir);
   ConfineSpec confine;
   confine.own_uid = plan_->own_uid;
   confine.namespaces = plan_->namespaces;
@@ -295,7 +392,7 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   confine.rlimits = plan_->rlimits;
   confine.app_dir = app_dir.string();
   confine.home_dir = home_dir.string();
-  confine.root_dir = (run_dir / "sandbox-root").string();
+  confine.root_dir = sandbox_root(run_dir, slot->dir).string();
   confine.hostname = sandbox_hostname(spec.name);
   if (confine.own_uid) {
     // On this thread only, so two starts never pick the same uid.
@@ -308,7 +405,21 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   co_await net::post(pool_->get_executor(), net::use_awaitable);
   std::error_code ec;
   fs::create_directories(opts_.data_dir / "logs", ec);
-  auto copied = refresh_app_dir(spec.source, app_dir, keep_deps);
+  Result<void> copied = outcome::success();
+  if (previous) {
+    ::unlink(deps_key.c_str());
+    fs::remove_all(app_dir, ec);
+    fs::create_directories(app_dir, ec);
+    for (const char* d : kDepFolders) {
+      if (link_deps_from.empty() || copied.has_error()) break;
+      std::error_code e2;
+      if (!fs::is_directory(fs::symlink_status(link_deps_from / d, e2))) continue;
+      std::optional<uid_t> owner;
+      if (confine.own_uid) owner = confine.uid;
+      copied = link_tree(link_deps_from / d, app_dir / d, owner);
+    }
+  }
+  if (copied.has_value()) copied = refresh_app_dir(spec.source, app_dir, keep_deps);
   if (copied.has_value()) {
     fs::create_directories(home_dir, ec);
     if (confine.namespaces) fs::create_directories(confine.root_dir, ec);
@@ -337,13 +448,15 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   if (cgroups_) {
     // Keyed by this control plane's data folder too: two daemons on one host never share a
     // group (freezing one must not freeze the other's app of the same name).
-    slot->cgroup = Cgroup::create(stable_hash(opts_.data_dir.string()) + "/" + spec.name);
+    // A new version beside the running one has a group of its own ("<name>.app-b").
+    slot->cgroup = Cgroup::create(stable_hash(opts_.data_dir.string()) + "/" + spec.name +
+                                  (slot->dir == "app" ? "" : "." + slot->dir));
     slot->cgroup->set_pids(spec.pids);
     slot->cgroup->set_cpus(spec.cpus);
     slot->cgroup->set_memory(spec.install_memory);
   }
 
-  auto env = base_env(spec, port);
+  auto env = base_env(spec, *slot, port);
   {
     std::string line = plan_->describe(opts_.uid_range);
     if (confine.own_uid) line += fmt::format(" (uid {}, gid {})", confine.uid, confine.gid);
@@ -354,8 +467,8 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
     on_phase(Phase::installing, spec.install);
     slot->log_line("installing dependencies: " + spec.install);
     log->info("[ws={}] installing dependencies: {}", spec.name, spec.install);
-    ::unlink((run_dir / "deps-key").c_str());
-    auto rc = co_await run_step(*slot, spec, spec.install, env);
+    ::unlink(deps_key.c_str());
+    auto rc = co_await run_step(*slot, spec.install, env);
     if (rc.has_error()) {
       co_return rc.error();
     }
@@ -367,9 +480,10 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
                      fmt::format("installing dependencies failed (`{}` exited with code {})",
                                  spec.install, rc.value()));
     }
-    write_small(run_dir / "deps-key", spec.deps_key);
+    write_small(deps_key, spec.deps_key);
   } else if (keep_deps) {
     slot->log_line("dependencies unchanged since the last install; reusing them");
+    if (previous) write_small(deps_key, spec.deps_key);
   }
   write_small(app_dir / ".container-ready", "ready");
 
@@ -379,7 +493,7 @@ net::awaitable<Result<RunningApp>> ProcessRuntime::start(RunSpec spec, PhaseCall
   }
   on_phase(Phase::starting, spec.command);
   slot->log_line(fmt::format("starting: {} (PORT={})", spec.command, port));
-  auto child = launch(*slot, spec, spec.command, env);
+  auto child = launch(*slot, spec.command, env);
   if (child.has_error()) {
     co_return child.error();
   }
@@ -446,12 +560,29 @@ net::awaitable<ExitInfo> ProcessRuntime::wait_exit(std::string name) {
 }
 
 net::awaitable<void> ProcessRuntime::stop(std::string name, Duration grace) {
+  // A new version still starting beside the app goes too.
+  if (auto p = pending_.find(name); p != pending_.end()) {
+    auto next = p->second;
+    co_await stop_slot(next, grace);
+  }
   auto it = slots_.find(name);
   if (it == slots_.end()) co_return;
   auto slot = it->second;
+  co_await stop_slot(slot, grace);
+}
+
+net::awaitable<void> ProcessRuntime::stop_slot(std::shared_ptr<Slot> slot, Duration grace) {
+  const std::string& name = slot->name;
   slot->stopping = true;
   auto child = slot->current;
-  if (slot->frozen) (void)co_await thaw(name);  // frozen processes cannot take SIGTERM
+  if (slot->frozen) {  // frozen processes cannot take SIGTERM
+    if (slot->cgroup && slot->cgroup->has_freezer()) {
+      slot->cgroup->set_frozen(false);
+    } else if (slot->app) {
+      slot->app->signal(SIGUSR2);
+    }
+    slot->frozen = false;
+  }
   if (child && !child->exited()) {
     child->signal(SIGTERM);
     auto deadline = std::chrono::steady_clock::now() + grace;
@@ -512,7 +643,7 @@ net::awaitable<Result<void>> ProcessRuntime::update_files(std::string name, fs::
   if (it == slots_.end() || !it->second->app) {
     co_return fail(Errc::not_found, "workspace '" + name + "' has no running app");
   }
-  fs::path app_dir = opts_.data_dir / "run" / name / "app";
+  fs::path app_dir = this->app_dir(*it->second);
   const auto& confine = it->second->confine;
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
@@ -591,7 +722,7 @@ net::awaitable<Result<ExecOutcome>> ProcessRuntime::exec(std::string name,
   SpawnOptions so;
   so.self_exe = opts_.self_exe;
   so.shell_command = cmd;
-  so.cwd = (opts_.data_dir / "run" / name / "app").string();
+  so.cwd = app_dir(*slot).string();
   so.env = init_env(*slot);
   so.log_fd = fds[1];
   // Beside the app: in its namespaces (when it has them) and its cgroup, never a new sandbox.
@@ -649,10 +780,12 @@ void ProcessRuntime::release_port(Slot& slot) {
 }
 
 void ProcessRuntime::kill_all() {
-  for (auto& [name, slot] : slots_) {
-    if (slot->current && !slot->current->exited()) {
-      slot->stopping = true;
-      slot->current->signal(SIGKILL);
+  for (auto* slots : {&slots_, &pending_}) {
+    for (auto& [name, slot] : *slots) {
+      if (slot->current && !slot->current->exited()) {
+        slot->stopping = true;
+        slot->current->signal(SIGKILL);
+      }
     }
   }
 }
@@ -702,7 +835,7 @@ net::awaitable<Result<std::vector<Reclaimed>>> ProcessRuntime::collect_garbage(G
     std::string name = it->path().filename().string();
     std::error_code e2;
     if (name == "deps" || !it->is_directory(e2) || it->is_symlink(e2)) continue;
-    if (policy.workspaces.count(name)) continue;
+    if (policy.workspaces.count(name) || pending_.count(name)) continue;
     // A slot stays after its app stopped: only one stopped for good (its process ended) lets go.
     if (auto slot = slots_.find(name); slot != slots_.end()) {
       const auto& child = slot->second->current;

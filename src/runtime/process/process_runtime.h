@@ -9,6 +9,7 @@
 // runtime.allow_weak_sandbox. All methods run on the control-plane io_context; file copies go
 // to a small pool.
 
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -41,6 +42,14 @@ class ProcessRuntime final : public Runtime {
   net::awaitable<Result<std::vector<Reclaimed>>> collect_garbage(GcPolicy policy) override;
   std::string isolation() const override { return isolation_; }
   net::awaitable<Result<RunningApp>> start(RunSpec spec, PhaseCallback on_phase) override;
+  /// Yes when apps have their own mount namespace (both copies see their folder as /app, so
+  /// installed dependencies move between them) and workspace.json fixes no port.
+  bool can_replace(const RunSpec& spec) const override;
+  /// The new version runs from the other of DATA/run/<name>/app and app-b: dependencies are
+  /// linked over (hard links) when their key is unchanged, installed afresh otherwise.
+  net::awaitable<Result<RunningApp>> replace(RunSpec spec, PhaseCallback on_phase,
+                                             std::function<void(const RunningApp&)> switched,
+                                             Duration grace) override;
   net::awaitable<ExitInfo> wait_exit(std::string name) override;
   net::awaitable<void> stop(std::string name, Duration grace) override;
   void kill_all() override;
@@ -54,12 +63,16 @@ class ProcessRuntime final : public Runtime {
 
  private:
   struct Slot;
-  net::awaitable<Result<int>> run_step(Slot& slot, const RunSpec& spec, const std::string& cmd,
+  net::awaitable<Result<RunningApp>> launch_app(std::shared_ptr<Slot> slot, RunSpec spec,
+                                                PhaseCallback on_phase, const Slot* previous);
+  net::awaitable<void> stop_slot(std::shared_ptr<Slot> slot, Duration grace);
+  std::filesystem::path app_dir(const Slot& slot) const;
+  net::awaitable<Result<int>> run_step(Slot& slot, const std::string& cmd,
                                        const std::vector<std::string>& env);
-  std::vector<std::string> base_env(const RunSpec& spec, int port) const;
+  std::vector<std::string> base_env(const RunSpec& spec, const Slot& slot, int port) const;
   std::vector<std::string> init_env(const Slot& slot) const;
   void release_port(Slot& slot);
-  Result<std::shared_ptr<class Child>> launch(Slot& slot, const RunSpec& spec, const std::string& cmd,
+  Result<std::shared_ptr<class Child>> launch(Slot& slot, const std::string& cmd,
                                               const std::vector<std::string>& env);
 
   net::io_context& io_;
@@ -70,6 +83,7 @@ class ProcessRuntime final : public Runtime {
   bool cgroups_ = false;
   std::string isolation_;
   std::map<std::string, std::shared_ptr<Slot>> slots_;
+  std::map<std::string, std::shared_ptr<Slot>> pending_;  // new versions starting (replace)
   std::unique_ptr<net::thread_pool> pool_;
 };
 

@@ -108,6 +108,61 @@ Result<void> chown_walk(int dirfd, uid_t uid, gid_t gid, int depth, const std::s
   return out;
 }
 
+Result<void> link_walk(int src, int dst, std::optional<uid_t> owner, int depth,
+                       const std::string& where) {
+  if (depth > kMaxDepth) {
+    return fail(Errc::invalid_argument,
+                fmt::format("{} is nested more than {} folders deep", where, kMaxDepth));
+  }
+  int listfd = ::dup(src);
+  if (listfd < 0) return sys_error("cannot list " + where);
+  DIR* d = ::fdopendir(listfd);
+  if (!d) {
+    ::close(listfd);
+    return sys_error("cannot list " + where);
+  }
+  Result<void> out = outcome::success();
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    struct stat st {};
+    if (::fstatat(src, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    if (S_ISREG(st.st_mode)) {
+      if (owner && st.st_uid != *owner) continue;
+      // Without AT_SYMLINK_FOLLOW: should the entry have become a symlink, the link is one.
+      if (::linkat(src, e->d_name, dst, e->d_name, 0) != 0 && errno != ENOENT) {
+        out = sys_error(fmt::format("cannot link {}/{}", where, n));
+        break;
+      }
+    } else if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t len = ::readlinkat(src, e->d_name, target, sizeof target - 1);
+      if (len < 0) continue;
+      target[len] = '\0';
+      if (::symlinkat(target, dst, e->d_name) != 0) {
+        out = sys_error(fmt::format("cannot recreate the symlink {}/{}", where, n));
+        break;
+      }
+    } else if (S_ISDIR(st.st_mode)) {
+      Fd from(::openat(src, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (from.fd < 0) continue;  // changed under us
+      if (::mkdirat(dst, e->d_name, 0755) != 0) {
+        out = sys_error(fmt::format("cannot create {}/{}", where, n));
+        break;
+      }
+      Fd to(::openat(dst, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (to.fd < 0) {
+        out = sys_error(fmt::format("cannot open {}/{}", where, n));
+        break;
+      }
+      out = link_walk(from.fd, to.fd, owner, depth + 1, where + "/" + std::string(n));
+      if (out.has_error()) break;
+    }
+  }
+  ::closedir(d);
+  return out;
+}
+
 // Removes `name` below dirfd, a folder's content by descriptor (never through a symlink).
 Result<void> remove_at(int dirfd, const char* name, int depth) {
   if (::unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return outcome::success();
@@ -334,6 +389,15 @@ Result<void> chown_tree(const fs::path& dir, uid_t uid, gid_t gid) {
   if (fd.fd < 0) return sys_error("cannot open " + dir.string());
   if (::fchown(fd.fd, uid, gid) != 0) return sys_error("cannot chown " + dir.string());
   return chown_walk(fd.fd, uid, gid, 0, dir.string());
+}
+
+Result<void> link_tree(const fs::path& from, const fs::path& to, std::optional<uid_t> owner) {
+  Fd src(::open(from.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (src.fd < 0) return sys_error("cannot open " + from.string());
+  if (::mkdir(to.c_str(), 0755) != 0) return sys_error("cannot create " + to.string());
+  Fd dst(::open(to.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (dst.fd < 0) return sys_error("cannot open " + to.string());
+  return link_walk(src.fd, dst.fd, owner, 0, from.string());
 }
 
 Result<void> write_file_nofollow(const fs::path& path, const std::string& text) {

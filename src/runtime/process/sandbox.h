@@ -79,6 +79,13 @@ Result<uid_t> assign_workspace_uid(const std::filesystem::path& data_dir, const 
 /// following a symlink (fchownat AT_SYMLINK_NOFOLLOW; folders opened with O_NOFOLLOW).
 Result<void> chown_tree(const std::filesystem::path& dir, uid_t uid, gid_t gid);
 
+/// Makes `to` (which must not exist) a copy of the folder `from` whose files are hard links to
+/// from's: folders made anew, symlinks recreated as links, nothing followed (descriptors, as
+/// chown_tree). Files owned by anyone but `owner` (when set), and what is neither a file, a
+/// folder nor a symlink, are left out. For installed dependencies moving to a new app copy.
+Result<void> link_tree(const std::filesystem::path& from, const std::filesystem::path& to,
+                       std::optional<uid_t> owner);
+
 /// Creates or replaces `rel` (a relative path without "..") below `dst_root` with the file
 /// below `src_root`, resolving both with no symlink on the way (openat2 RESOLVE_BENEATH |
 /// RESOLVE_NO_SYMLINKS): a symlink in the source is recreated as a symlink, never followed;

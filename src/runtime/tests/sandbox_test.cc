@@ -221,5 +221,36 @@ TEST_F(FilesBeneath, WriteAndChownNeverFollow) {
   EXPECT_EQ(st.st_uid, 300123u);
 }
 
+TEST_F(FilesBeneath, LinkTreeLinksFilesAndNeverFollows) {
+  // Installed dependencies of a running (hostile) app, moving to its new version's copy.
+  fs::create_directories(base_ / "src" / "pkg" / "lib");
+  std::ofstream(base_ / "src" / "pkg" / "lib" / "index.js") << "module.exports = 1;";
+  fs::create_symlink("lib/index.js", base_ / "src" / "pkg" / "main.js");
+  fs::create_directory_symlink(base_ / "outside", base_ / "src" / "out");  // a folder link out
+  fs::create_symlink(base_ / "outside" / "secret", base_ / "src" / "leak");
+  ASSERT_TRUE(link_tree(base_ / "src", base_ / "copy", std::nullopt).has_value());
+  struct stat a {}, b {};
+  ASSERT_EQ(::stat((base_ / "src" / "pkg" / "lib" / "index.js").c_str(), &a), 0);
+  ASSERT_EQ(::stat((base_ / "copy" / "pkg" / "lib" / "index.js").c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino) << "a hard link, not a copy";
+  EXPECT_TRUE(fs::is_directory(fs::symlink_status(base_ / "copy" / "pkg")));
+  EXPECT_EQ(fs::read_symlink(base_ / "copy" / "pkg" / "main.js"), "lib/index.js");
+  // Links stay links: nothing outside is copied or linked in.
+  EXPECT_TRUE(fs::is_symlink(base_ / "copy" / "out"));
+  EXPECT_TRUE(fs::is_symlink(base_ / "copy" / "leak"));
+  EXPECT_EQ(read(base_ / "outside" / "secret"), "SECRET");
+  // The destination must be new, and a source that is a link is refused.
+  EXPECT_TRUE(link_tree(base_ / "src", base_ / "copy", std::nullopt).has_error());
+  EXPECT_TRUE(link_tree(base_ / "src" / "out", base_ / "copy2", std::nullopt).has_error());
+  EXPECT_FALSE(fs::exists(base_ / "copy2" / "secret"));
+  if (::geteuid() != 0) GTEST_SKIP() << "chown needs root";
+  // Files of another owner (not what the workspace's install wrote) are left out.
+  ASSERT_EQ(::chown((base_ / "src" / "pkg" / "lib" / "index.js").c_str(), 300123, 300123), 0);
+  std::ofstream(base_ / "src" / "pkg" / "root-owned") << "x";
+  ASSERT_TRUE(link_tree(base_ / "src", base_ / "copy3", uid_t{300123}).has_value());
+  EXPECT_TRUE(fs::exists(base_ / "copy3" / "pkg" / "lib" / "index.js"));
+  EXPECT_FALSE(fs::exists(base_ / "copy3" / "pkg" / "root-owned"));
+}
+
 }  // namespace
 }  // namespace ck
