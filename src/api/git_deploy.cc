@@ -262,8 +262,13 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
   bool saw_change = !before || before->is_static != want_static || before->type != want_type;
   bool nudged = false;
   bool rescanned = false;
+  // A failure counts as this deploy's only from a start attempt that began after the nudge
+  // below (a retry of the old source may fail meanwhile); without a nudge, from any attempt
+  // that began after `before`.
+  std::int64_t attempts_from_ms = before ? before->attempt_ms + 1 : 0;
   if (before && !want_static && before->status != "running" && before->status != "creating" &&
       before->status != "initializing" && job.act) {
+    attempts_from_ms = unix_ms();
     job.act(job.name, WorkspaceAction::start);
     nudged = true;
     saw_change = true;
@@ -297,8 +302,7 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
       }
       last_status = w->status;
       last_phase = w->phase;
-      if (!left_failed &&
-          (w->status != "failed" || w->restarts != before->restarts || w->error != before->error)) {
+      if (!left_failed && (w->status != "failed" || w->attempt_ms >= attempts_from_ms)) {
         left_failed = true;
       }
       if (!saw_change &&

@@ -139,6 +139,7 @@ struct Monitor::Record {
   bool freeze_failed = false;    // do not retry every tick
   bool restarting = false;       // coming back after it ran: the gateway holds requests
   bool replacing = false;        // blue/green: its new version starts beside it (replace_app)
+  std::int64_t attempt_ms = 0;   // when its latest start (or new version) began
   std::uint64_t instance = 0;    // successful starts
   std::int64_t retry_at_ms = 0;  // failed: the next start (unix ms)
   bool change_pending = false;   // a restart for changed files waits for them to settle
@@ -368,6 +369,7 @@ void Monitor::restart_for_change(const std::shared_ptr<Record>& rec) {
 net::awaitable<void> Monitor::replace_app(std::shared_ptr<Record> rec) {
   auto log = logger();
   log->info("[ws={}] starting the new version beside the running one", rec->name);
+  rec->attempt_ms = unix_ms();
   rec->phase = "new version: copying the source";
   publish();
   auto on_phase = [rec, this](Phase phase, const std::string&) {
@@ -732,6 +734,7 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       job_event(job);
     }
     auto claimed_at = std::chrono::steady_clock::now();
+    rec->attempt_ms = unix_ms();
     rec->status = "creating";
     rec->reason.clear();
     rec->phase = starts_running_ >= start_limit_ ? "waiting for a free start slot" : "";
@@ -1224,6 +1227,7 @@ void Monitor::publish() {
     v.restarting = rec->restarting;
     v.instance = rec->instance;
     v.replacing = rec->replacing;
+    v.attempt_ms = rec->attempt_ms;
     v.retry_at_ms = rec->status == "failed" ? rec->retry_at_ms : 0;
     v.frozen = rec->frozen;
     v.held = rec->held;

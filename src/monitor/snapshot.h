@@ -91,6 +91,7 @@ struct WorkspaceView {
   /// Restart mode, blue/green: its new version starts beside the running one, which serves
   /// until the new one answers (status stays "running"; phase says how far it is).
   bool replacing = false;
+  std::int64_t attempt_ms = 0;   // when its latest start attempt began (unix ms)
   std::int64_t retry_at_ms = 0;  // failed: when the next start is due (unix ms); 0: none is
   IdlePolicy idle;         // the effective policy (config, then workspace.json)
   std::shared_ptr<Activity> activity;

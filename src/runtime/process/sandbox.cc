@@ -69,7 +69,10 @@ Error sys_error(const std::string& what) {
   return make_error(Errc::io, fmt::format("{}: {}", what, std::strerror(errno)));
 }
 
-Result<void> chown_walk(int dirfd, uid_t uid, gid_t gid, int depth, const std::string& where) {
+// Calls visit(entry) for each entry of the folder `dirfd` but "." and "..", until one fails;
+// `depth` (how deep the walk is) is bounded by kMaxDepth.
+template <class Visit>
+Result<void> each_entry(int dirfd, int depth, const std::string& where, Visit&& visit) {
   if (depth > kMaxDepth) {
     return fail(Errc::invalid_argument,
                 fmt::format("{} is nested more than {} folders deep", where, kMaxDepth));
@@ -85,105 +88,77 @@ Result<void> chown_walk(int dirfd, uid_t uid, gid_t gid, int depth, const std::s
   while (dirent* e = ::readdir(d)) {
     std::string_view n = e->d_name;
     if (n == "." || n == "..") continue;
-    if (::fchownat(dirfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) {
-      out = sys_error(fmt::format("cannot chown {}/{}", where, n));
-      break;
-    }
-    bool is_dir = e->d_type == DT_DIR;
-    if (e->d_type == DT_UNKNOWN) {
-      struct stat st {};
-      is_dir = ::fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
-    }
-    if (!is_dir) continue;
-    Fd sub(::openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (sub.fd < 0) {
-      if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) continue;  // changed under us
-      out = sys_error(fmt::format("cannot open {}/{}", where, n));
-      break;
-    }
-    out = chown_walk(sub.fd, uid, gid, depth + 1, where + "/" + std::string(n));
+    out = visit(*e);
     if (out.has_error()) break;
   }
   ::closedir(d);
   return out;
 }
 
+Result<void> chown_walk(int dirfd, uid_t uid, gid_t gid, int depth, const std::string& where) {
+  return each_entry(dirfd, depth, where, [&](const dirent& e) -> Result<void> {
+    std::string_view n = e.d_name;
+    if (::fchownat(dirfd, e.d_name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT) {
+      return sys_error(fmt::format("cannot chown {}/{}", where, n));
+    }
+    bool is_dir = e.d_type == DT_DIR;
+    if (e.d_type == DT_UNKNOWN) {
+      struct stat st {};
+      is_dir = ::fstatat(dirfd, e.d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+    }
+    if (!is_dir) return outcome::success();
+    Fd sub(::openat(dirfd, e.d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (sub.fd < 0) {
+      if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) return outcome::success();  // changed under us
+      return sys_error(fmt::format("cannot open {}/{}", where, n));
+    }
+    return chown_walk(sub.fd, uid, gid, depth + 1, where + "/" + std::string(n));
+  });
+}
+
 Result<void> link_walk(int src, int dst, std::optional<uid_t> owner, int depth,
                        const std::string& where) {
-  if (depth > kMaxDepth) {
-    return fail(Errc::invalid_argument,
-                fmt::format("{} is nested more than {} folders deep", where, kMaxDepth));
-  }
-  int listfd = ::dup(src);
-  if (listfd < 0) return sys_error("cannot list " + where);
-  DIR* d = ::fdopendir(listfd);
-  if (!d) {
-    ::close(listfd);
-    return sys_error("cannot list " + where);
-  }
-  Result<void> out = outcome::success();
-  while (dirent* e = ::readdir(d)) {
-    std::string_view n = e->d_name;
-    if (n == "." || n == "..") continue;
+  return each_entry(src, depth, where, [&](const dirent& e) -> Result<void> {
+    std::string_view n = e.d_name;
     struct stat st {};
-    if (::fstatat(src, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    if (::fstatat(src, e.d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) return outcome::success();  // gone
     if (S_ISREG(st.st_mode)) {
-      if (owner && st.st_uid != *owner) continue;
+      if (owner && st.st_uid != *owner) return outcome::success();
       // Without AT_SYMLINK_FOLLOW: should the entry have become a symlink, the link is one.
-      if (::linkat(src, e->d_name, dst, e->d_name, 0) != 0 && errno != ENOENT) {
-        out = sys_error(fmt::format("cannot link {}/{}", where, n));
-        break;
+      if (::linkat(src, e.d_name, dst, e.d_name, 0) != 0 && errno != ENOENT) {
+        return sys_error(fmt::format("cannot link {}/{}", where, n));
       }
     } else if (S_ISLNK(st.st_mode)) {
       char target[4096];
-      ssize_t len = ::readlinkat(src, e->d_name, target, sizeof target - 1);
-      if (len < 0) continue;
+      ssize_t len = ::readlinkat(src, e.d_name, target, sizeof target - 1);
+      if (len < 0) return outcome::success();
       target[len] = '\0';
-      if (::symlinkat(target, dst, e->d_name) != 0) {
-        out = sys_error(fmt::format("cannot recreate the symlink {}/{}", where, n));
-        break;
+      if (::symlinkat(target, dst, e.d_name) != 0) {
+        return sys_error(fmt::format("cannot recreate the symlink {}/{}", where, n));
       }
     } else if (S_ISDIR(st.st_mode)) {
-      Fd from(::openat(src, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (from.fd < 0) continue;  // changed under us
-      if (::mkdirat(dst, e->d_name, 0755) != 0) {
-        out = sys_error(fmt::format("cannot create {}/{}", where, n));
-        break;
+      Fd from(::openat(src, e.d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (from.fd < 0) return outcome::success();  // changed under us
+      if (::mkdirat(dst, e.d_name, 0755) != 0) {
+        return sys_error(fmt::format("cannot create {}/{}", where, n));
       }
-      Fd to(::openat(dst, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (to.fd < 0) {
-        out = sys_error(fmt::format("cannot open {}/{}", where, n));
-        break;
-      }
-      out = link_walk(from.fd, to.fd, owner, depth + 1, where + "/" + std::string(n));
-      if (out.has_error()) break;
+      Fd to(::openat(dst, e.d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (to.fd < 0) return sys_error(fmt::format("cannot open {}/{}", where, n));
+      return link_walk(from.fd, to.fd, owner, depth + 1, where + "/" + std::string(n));
     }
-  }
-  ::closedir(d);
-  return out;
+    return outcome::success();
+  });
 }
 
 // Removes `name` below dirfd, a folder's content by descriptor (never through a symlink).
 Result<void> remove_at(int dirfd, const char* name, int depth) {
   if (::unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return outcome::success();
   if (errno != EISDIR && errno != EPERM) return sys_error(fmt::format("cannot remove {}", name));
-  if (depth > kMaxDepth) return fail(Errc::invalid_argument, "folder nested too deep to remove");
   Fd sub(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (sub.fd < 0) return sys_error(fmt::format("cannot open {}", name));
-  int listfd = ::dup(sub.fd);
-  DIR* d = listfd >= 0 ? ::fdopendir(listfd) : nullptr;
-  if (!d) {
-    if (listfd >= 0) ::close(listfd);
-    return sys_error(fmt::format("cannot list {}", name));
-  }
-  Result<void> out = outcome::success();
-  while (dirent* e = ::readdir(d)) {
-    std::string_view n = e->d_name;
-    if (n == "." || n == "..") continue;
-    out = remove_at(sub.fd, e->d_name, depth + 1);
-    if (out.has_error()) break;
-  }
-  ::closedir(d);
+  auto out = each_entry(sub.fd, depth, name, [&](const dirent& e) {
+    return remove_at(sub.fd, e.d_name, depth + 1);
+  });
   if (out.has_error()) return out;
   if (::unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
     return sys_error(fmt::format("cannot remove {}", name));
