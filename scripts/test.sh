@@ -52,7 +52,7 @@ fi
 asan_build="$CK_ROOT/build-debug"
 asan_log="$CK_ROOT/build-debug.log"
 if [ -z "${CK_SKIP_SANITIZERS:-}" ]; then
-  say "building with AddressSanitizer and UBSan into $asan_build, at the lowest priority while " \
+  say "building with AddressSanitizer and UBSan into $asan_build, at the lowest priority while" \
       "the release suite runs (log: $asan_log)"
   (
     cmake --preset debug -S "$CK_ROOT" -DCK_WERROR=${CK_WERROR:-OFF} >/dev/null &&
