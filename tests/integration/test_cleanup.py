@@ -189,6 +189,10 @@ class RemoteGcTest(ClassSetUp):
         cls.d = Daemon(config={"data.trash_keep": "0s"})
         cls.d.start()
         cls.token = admin_token(cls.d)
+        # The daemon's own cleanup at start (trash_keep 0s) must be over before a test plants
+        # trash, or it takes the trash first (a loaded machine delays it).
+        wait_until(lambda: (call(cls.d, "GET", "/cleanup", cls.token).json() or {}).get("finished_ms"),
+                   60, "the cleanup at start to finish")
 
     @classmethod
     def tearDownClass(cls):

@@ -764,9 +764,11 @@ class TestComposeCompat(DockerCase):
                 self.assertGreater(start, passed[0],
                                    f"{case} ({tool}): {dependent} started at {start} before "
                                    f"{dependency} first passed its healthcheck at {passed[0]}")
-                # The engine's own record agrees where it still holds the first pass.
+                # The engine's own record agrees where it still holds the first pass: it keeps
+                # the last 5 results, so only a log shorter than that begins at the first check
+                # (a check failing later, under load, would look like the start otherwise).
                 log = cs[dependency]["State"]["Health"]["Log"]
-                if log and log[0]["ExitCode"] != 0:
+                if log and len(log) < 5 and log[0]["ExitCode"] != 0:
                     first_ok = next(docker_time(e["End"]) for e in log if e["ExitCode"] == 0)
                     self.assertGreater(start, first_ok, f"{case} ({tool}): Health.Log")
 
