@@ -76,6 +76,8 @@ if [ -z "${CK_SKIP_SANITIZERS:-}" ]; then
   say "running the test suite (sanitizer build, without the tests labelled once)"
   (
     cd "$asan_build"
+    # CK_TEST_TIME_SCALE: the tests' waits and "within N s" bounds stretch for a slower daemon.
+    CK_TEST_TIME_SCALE=3 \
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       LSAN_OPTIONS=suppressions=$CK_ROOT/scripts/lsan.supp \
       ctest --output-on-failure --timeout 900 -j 2 -LE once "$@"

@@ -61,6 +61,10 @@ FIXTURE_SYMLINKS = {
 }
 
 POLL_INTERVAL = 0.1
+# How much slower than a release build the daemon under test may be: scripts/test.sh sets 3 for
+# the sanitizer pass. Waits stretch by it, and so do the bounds on how soon something happens
+# (the figures themselves are checked in the release pass).
+TIME_SCALE = max(1.0, float(os.environ.get("CK_TEST_TIME_SCALE", "1") or 1))
 
 
 def binary():
@@ -308,7 +312,9 @@ def rss_kib(pid):
 
 def wait_until(predicate, timeout, what="condition", interval=POLL_INTERVAL):
     """Polls predicate() until it returns something truthy; returns it. Bounded in
-    time and in iterations. Raises AssertionError naming `what` on timeout."""
+    time and in iterations. Raises AssertionError naming `what` on timeout. The timeout
+    stretches by TIME_SCALE."""
+    timeout *= TIME_SCALE
     deadline = time.monotonic() + timeout
     last = None
     for _ in range(int(timeout / interval) + 2):
@@ -575,6 +581,7 @@ class EventStream:
 
     def wait_for(self, predicate, timeout, since=0, what="an event"):
         """(arrival time, event) of the first event at index >= since matching predicate."""
+        timeout *= TIME_SCALE
         deadline = time.monotonic() + timeout
         with self._cond:
             for _ in range(1_000_000):
@@ -796,6 +803,7 @@ class Daemon:
 
     def wait_healthy(self, timeout=20, port=None):
         port = port or self.port
+        timeout *= TIME_SCALE
         deadline = time.monotonic() + timeout
         last = None
         for _ in range(int(timeout / POLL_INTERVAL) + 2):

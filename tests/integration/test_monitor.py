@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from harness import (FIXTURES, ClassSetUp, Daemon, EventStream, argv, body_excerpt, deep_merge, descendants,
+from harness import (FIXTURES, TIME_SCALE, ClassSetUp, Daemon, EventStream, argv, body_excerpt, deep_merge, descendants,
                      free_service_port_range, pid_alive, port_listening, processes_with_arg,
                      wait_until, write_json)
 
@@ -166,6 +166,7 @@ class MonitorCase(ClassSetUp):
             raise AssertionError(f"{e}; last answer: {last[:1]}") from None
 
     def assertWithin(self, t_event, t_op, bound, what):
+        bound *= TIME_SCALE
         delay = t_event - t_op
         self.assertLess(delay, bound, f"{what} arrived {delay:.3f} s after the file operation "
                                       f"(must be < {bound} s)")
