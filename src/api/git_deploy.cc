@@ -316,7 +316,10 @@ void follow(const DeployJob& job, const std::optional<WorkspaceView>& before, Lo
         nudged = true;
       }
       const bool right_kind = want_static ? w->is_static : (!w->is_static && w->type == want_type);
-      if (right_kind && (saw_change || want_static) && w->status == "running" && !w->replacing) {
+      // Not while its new version starts beside it, nor while a restart is on its way (a new
+      // version that did not start falls back to one).
+      if (right_kind && (saw_change || want_static) && w->status == "running" && !w->replacing &&
+          !w->restarting) {
         if (std::string lines = log.read_lines(); !lines.empty()) out.indented(lines);
         out.done(fmt::format("{} is running at {}", job.name, url));
         return;
