@@ -731,7 +731,9 @@ class Daemon:
             src, dest = (item, item) if isinstance(item, str) else item
             self.add_folder(os.path.join(EXAMPLES, src), dest)
         self.config_path = None
-        self.runtime_ports = free_port_range()
+        # Below the ephemeral ports: an outgoing connection never takes an app's port before
+        # the app binds it (test_examples saw EADDRINUSE on a loaded machine).
+        self.runtime_ports = free_service_port_range()
         if self.config_text is not None:
             self.config_path = os.path.join(self.tmp, "config.yaml")
             with open(self.config_path, "w") as f:
