@@ -101,6 +101,13 @@ constexpr std::string_view kHeldReason = "stopped from the API";
 
 std::string held_key(const std::string& name) { return "workspace.held." + name; }
 
+// What a start is doing, as the status's phase says it.
+std::string_view phase_text(Phase phase) {
+  return phase == Phase::preparing    ? "copying the source"
+         : phase == Phase::installing ? "installing dependencies"
+                                      : "starting the app";
+}
+
 std::string ago(std::int64_t ms) { return format_duration(std::chrono::seconds(std::max<std::int64_t>(ms, 0) / 1000)); }
 
 }  // namespace
@@ -328,11 +335,7 @@ net::awaitable<void> Monitor::restart_when_settled(std::shared_ptr<Record> rec) 
       rec->change_pending = false;
       logger()->info("[ws={}] source changed; restarting it", rec->name);
       rec->start_reason = "source changed";
-      if (rec->status == "failed") {
-        request_restart(rec);
-      } else {
-        restart_for_change(rec);
-      }
+      restart_for_change(rec);  // a failed one restarts the plain way
       publish();
       co_return;
     }
@@ -370,13 +373,11 @@ net::awaitable<void> Monitor::replace_app(std::shared_ptr<Record> rec) {
   auto log = logger();
   log->info("[ws={}] starting the new version beside the running one", rec->name);
   rec->attempt_ms = unix_ms();
-  rec->phase = "new version: copying the source";
+  rec->phase = "new version: " + std::string(phase_text(Phase::preparing));
   publish();
   auto on_phase = [rec, this](Phase phase, const std::string&) {
     if (!rec->replacing) return;
-    rec->phase = phase == Phase::preparing    ? "new version: copying the source"
-                 : phase == Phase::installing ? "new version: installing dependencies"
-                                              : "new version: starting the app";
+    rec->phase = "new version: " + std::string(phase_text(phase));
     publish();
   };
   auto switched = [rec, this, log](const RunningApp& next) {
@@ -756,12 +757,10 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
       }
     }
     rec->status = "initializing";
-    rec->phase = "copying the source";
+    rec->phase = phase_text(Phase::preparing);
     publish();
     auto on_phase = [rec, this](Phase phase, const std::string&) {
-      rec->phase = phase == Phase::preparing    ? "copying the source"
-                   : phase == Phase::installing ? "installing dependencies"
-                                                : "starting the app";
+      rec->phase = phase_text(phase);
       publish();
     };
     auto result = co_await runtime_.start(run_spec(*rec), on_phase);

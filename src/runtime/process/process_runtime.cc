@@ -575,14 +575,7 @@ net::awaitable<void> ProcessRuntime::stop_slot(std::shared_ptr<Slot> slot, Durat
   const std::string& name = slot->name;
   slot->stopping = true;
   auto child = slot->current;
-  if (slot->frozen) {  // frozen processes cannot take SIGTERM
-    if (slot->cgroup && slot->cgroup->has_freezer()) {
-      slot->cgroup->set_frozen(false);
-    } else if (slot->app) {
-      slot->app->signal(SIGUSR2);
-    }
-    slot->frozen = false;
-  }
+  (void)thaw_slot(*slot);  // frozen processes cannot take SIGTERM
   if (child && !child->exited()) {
     child->signal(SIGTERM);
     auto deadline = std::chrono::steady_clock::now() + grace;
@@ -623,18 +616,22 @@ net::awaitable<Result<void>> ProcessRuntime::freeze(std::string name) {
 
 net::awaitable<Result<void>> ProcessRuntime::thaw(std::string name) {
   auto it = slots_.find(name);
-  if (it == slots_.end() || !it->second->frozen) co_return outcome::success();
-  auto& slot = *it->second;
+  if (it == slots_.end()) co_return outcome::success();
+  co_return thaw_slot(*it->second);
+}
+
+Result<void> ProcessRuntime::thaw_slot(Slot& slot) {
+  if (!slot.frozen) return outcome::success();
   if (slot.cgroup && slot.cgroup->has_freezer()) {
     if (!slot.cgroup->set_frozen(false)) {
-      co_return fail(Errc::unavailable, "the cgroup freezer did not thaw workspace '" + name + "'");
+      return fail(Errc::unavailable, "the cgroup freezer did not thaw workspace '" + slot.name + "'");
     }
   } else if (slot.app) {
     slot.app->signal(SIGUSR2);
   }
   slot.frozen = false;
   slot.log_line("resumed");
-  co_return outcome::success();
+  return outcome::success();
 }
 
 net::awaitable<Result<void>> ProcessRuntime::update_files(std::string name, fs::path source,

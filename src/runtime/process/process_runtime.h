@@ -66,6 +66,7 @@ class ProcessRuntime final : public Runtime {
   net::awaitable<Result<RunningApp>> launch_app(std::shared_ptr<Slot> slot, RunSpec spec,
                                                 PhaseCallback on_phase, const Slot* previous);
   net::awaitable<void> stop_slot(std::shared_ptr<Slot> slot, Duration grace);
+  Result<void> thaw_slot(Slot& slot);
   std::filesystem::path app_dir(const Slot& slot) const;
   net::awaitable<Result<int>> run_step(Slot& slot, const std::string& cmd,
                                        const std::vector<std::string>& env);
