@@ -49,7 +49,8 @@ int main(int argc, char** argv) {
   ck::GatewayOptions opts;
   opts.host = "127.0.0.1";
   opts.port = static_cast<std::uint16_t>(listen_port);
-  opts.threads = 1;
+  opts.threads = 1;  // CK_GATEWAY_THREADS: more workers, for load runs (bench/gateway/rig.sh)
+  if (const char* t = std::getenv("CK_GATEWAY_THREADS"); t && std::atoi(t) > 0) opts.threads = std::atoi(t);
   ck::GatewayHooks hooks;
   hooks.session_cookie = "ck_session";
   ck::Gateway gateway(

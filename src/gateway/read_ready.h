@@ -17,11 +17,20 @@
 // any more; an app that half-closed the connection and still never answers is then seen at the
 // request timeout (504) instead of at once.
 //
-// Only there: a short read does NOT show that a socket is empty (its FIN may be pending, with
-// its event already consumed), so the flag is never cleared after reading data; read_now()
-// clears it only after a recv() that found nothing (EAGAIN: no data and no FIN), where Asio's
-// next wait would not try a recv() either. The client's side keeps Asio's behaviour: there is
-// no point after which the client is sure to send something (a pipelined request, a FIN).
+// A short read alone does NOT show that a socket is empty: the peer's FIN may be pending, with
+// its event already consumed. So read_now() clears the flag after a recv() that found nothing
+// (EAGAIN: no data and no FIN), where Asio's next wait would not try a recv() either, and
+// note_read() clears it after a short read only when epoll says no FIN came (below).
+//
+// The client's side (note_read(), as nginx does with EPOLLRDHUP): after the answer went out the
+// next request is read, and the recv() Asio tries first almost always finds nothing. The first
+// short read of a connection adds EPOLLRDHUP to the socket's registration (one epoll_ctl), so
+// each epoll report says whether the peer's FIN had come; the mask of the last one stays in the
+// descriptor state (Asio's task_result_). A short read took everything that was there; what
+// comes later (bytes, a FIN) makes a new event. So the flag is cleared unless the last report
+// saw a FIN (EPOLLRDHUP, EPOLLHUP, EPOLLERR): then the next read's recv() finds it at once.
+// The EPOLL_CTL_MOD that adds EPOLLRDHUP polls the socket again and reports what is already
+// there (a FIN that came before it included), so clearing right after it is safe too.
 //
 // The flag is private to Asio: it is reached through an explicit template instantiation (where
 // access checks do not apply) and only for the Boost version and reactor checked below; with
@@ -36,7 +45,10 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/redirect_error.hpp>
 // clang-format on
+#include <sys/epoll.h>
+
 #include <cstddef>
+#include <cstdint>
 #include <type_traits>
 
 #if BOOST_VERSION == 107400 && defined(BOOST_ASIO_HAS_EPOLL) && \
@@ -54,15 +66,43 @@ namespace read_ready_detail {
 using Reactor = net::detail::epoll_reactor;
 using DescriptorState = std::remove_pointer_t<Reactor::per_descriptor_data>;
 using Flags = bool[Reactor::max_ops];
-struct FlagsTag {
-  using type = Flags DescriptorState::*;
-  friend type member(FlagsTag);
-};
 template <class Tag, typename Tag::type M>
 struct Expose {
   friend typename Tag::type member(Tag) { return M; }
 };
+struct FlagsTag {
+  using type = Flags DescriptorState::*;
+  friend type member(FlagsTag);
+};
 template struct Expose<FlagsTag, &DescriptorState::try_speculative_>;
+struct EventsTag {  // what the descriptor is registered for
+  using type = std::uint32_t DescriptorState::*;
+  friend type member(EventsTag);
+};
+template struct Expose<EventsTag, &DescriptorState::registered_events_>;
+struct ReactorTag {
+  using type = Reactor* DescriptorState::*;
+  friend type member(ReactorTag);
+};
+template struct Expose<ReactorTag, &DescriptorState::reactor_>;
+struct EpollTag {
+  using type = int Reactor::*;
+  friend type member(EpollTag);
+};
+template struct Expose<EpollTag, &Reactor::epoll_fd_>;
+// The descriptor state is a scheduler operation; its task_result_ is the mask of the last
+// epoll report for the descriptor (set_ready_events/add_ready_events), kept until the next.
+using Operation = net::detail::scheduler_operation;
+struct ReportTag {
+  using type = unsigned int Operation::*;
+  friend type member(ReportTag);
+};
+template struct Expose<ReportTag, &Operation::task_result_>;
+
+inline std::uint32_t last_report(DescriptorState* state) {
+  // A C-style cast may name an inaccessible base class.
+  return static_cast<std::uint32_t>(((Operation*)state)->*member(ReportTag{}));  // NOLINT
+}
 
 // The socket's implementation (basic_socket::impl_ is protected: named through a derived class).
 template <class Socket>
@@ -121,6 +161,37 @@ bool read_now(Socket& s, const MutableBuffer& b, std::size_t& n, boost::system::
   if (bool* f = read_ready_detail::read_flag(s)) *f = false;
 #endif
   return false;
+}
+
+/// The client's side, after a read that returned `n` bytes (at least one) into `room` bytes
+/// at once: a short read took everything that was there, so unless epoll saw the peer's FIN the
+/// flag is cleared and the next read waits for the event instead of a recv() that would find
+/// nothing (see the header comment). The first time, adds EPOLLRDHUP to the registration.
+template <class Socket>
+void note_read(Socket& s, std::size_t n, std::size_t room) {
+#if CK_GW_READ_READY
+  using namespace read_ready_detail;
+  if (n == 0 || n >= room) return;
+  auto* state = ImplOf<Socket>::of(s).reactor_data_;
+  if (!state) return;
+  std::uint32_t& registered = state->*member(EventsTag{});
+  if (registered == 0) return;  // not in epoll (not a socket)
+  if ((registered & EPOLLRDHUP) == 0) {
+    epoll_event ev{};
+    ev.events = registered | EPOLLRDHUP;
+    ev.data.ptr = state;
+    Reactor* reactor = state->*member(ReactorTag{});
+    if (::epoll_ctl(reactor->*member(EpollTag{}), EPOLL_CTL_MOD, s.native_handle(), &ev) != 0) return;
+    registered = ev.events;  // Asio's own EPOLL_CTL_MODs (EPOLLOUT) start from it: kept
+  } else if (last_report(state) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    return;  // the FIN (or an error) is there to be read
+  }
+  (state->*member(FlagsTag{}))[Reactor::read_op] = false;
+#else
+  (void)s;
+  (void)n;
+  (void)room;
+#endif
 }
 
 /// read_now(), then the wait if needed, as one awaitable.

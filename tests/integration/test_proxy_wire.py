@@ -277,6 +277,70 @@ class TestProxyWire(DaemonTestCase):
         self.assertEqual(w.response(head=True)[3], b"")
         self.assertEqual(w.response()[3], pattern(70000))
 
+    # -- a client's FIN (the gateway waits for a keep-alive request without a recv() first:
+    # a FIN that came with the last request must still close the connection at once) ------
+    def test_request_and_fin_together_is_answered_then_closed(self):
+        for n in (1, 2, 5):  # the FIN with the 1st, 2nd, 5th request of the connection
+            with self.subTest(requests=n):
+                w = self.wire()
+                for _ in range(n - 1):
+                    self.assertEqual(self.exchange(w, get("/wire/cl"))[3], b"hello")
+                # Corked, the FIN leaves in the request's own segment: one event for both.
+                w.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                w.send(get("/wire/cl"))
+                w.sock.shutdown(socket.SHUT_WR)
+                self.assertEqual(w.response()[3], b"hello")
+                started = time.monotonic()
+                self.assertTrue(w.closed(wait=5), "the gateway kept a half-closed connection open")
+                self.assertLess(time.monotonic() - started, 5)
+
+    def test_pipelined_requests_and_fin_together(self):
+        w = self.wire()
+        self.assertEqual(self.exchange(w, get("/wire/cl"))[3], b"hello")
+        w.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        w.send(get("/wire/cl") + get("/wire/chunked"))
+        w.sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(w.response()[3], b"hello")
+        self.assertEqual(w.response()[3], b"hello world")
+        self.assertTrue(w.closed(wait=5))
+
+    def test_fin_after_an_answer_closes_at_once(self):
+        w = self.wire()
+        for _ in range(3):
+            self.assertEqual(self.exchange(w, get("/wire/cl"))[3], b"hello")
+        time.sleep(0.05)
+        w.sock.shutdown(socket.SHUT_WR)
+        self.assertTrue(w.closed(wait=5))
+
+    def test_keep_alive_requests_at_any_pace_are_all_answered(self):
+        # Requests split anywhere and sent after pauses of 0-20 ms, on connections that end
+        # with a FIN at a random point: every request is answered, every FIN closes at once.
+        import random
+        rnd = random.Random(14)
+        deadline = time.monotonic() + 60
+        for conn in range(12):
+            w = self.wire()
+            count = rnd.randint(1, 8)
+            for i in range(count):
+                self.assertLess(time.monotonic(), deadline, "the loop ran past 60 s")
+                req = get("/wire/cl")
+                cut = rnd.randint(1, len(req) - 1)
+                w.send(req[:cut])
+                if rnd.random() < 0.5:
+                    time.sleep(rnd.random() * 0.02)
+                w.send(req[cut:])
+                last = i == count - 1
+                if last and rnd.random() < 0.5:
+                    w.sock.shutdown(socket.SHUT_WR)  # the FIN right behind the request
+                self.assertEqual(w.response()[3], b"hello", f"connection {conn}, request {i}")
+                if rnd.random() < 0.5:
+                    time.sleep(rnd.random() * 0.02)
+            try:
+                w.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.assertTrue(w.closed(wait=5), f"connection {conn} was not closed after its FIN")
+
     def test_large_bodies_intact(self):
         w = self.wire()
         for n in (65536, 65537, 3_000_001):
