@@ -240,7 +240,12 @@ std::optional<http::Response> ControlApi::workspace_mutation(const http::Request
     json detail = {{"trash", dest.string()}, {"status", w ? w->status : std::string("unknown")}};
     // What happens once the source is gone from storage. A later workspace of the same name
     // must not inherit this one's owner.
-    auto deleted = [auth = services_.auth, name, dest, principal, ip = req.client_ip](json what) {
+    auto deleted = [auth = services_.auth, name, dest, principal, ip = req.client_ip,
+                    index_dir = services_.deploy_index_dir](json what) {
+      if (!index_dir.empty()) {  // the deploy's file index of this workspace (a cache) goes too
+        std::error_code gone;
+        fs::remove(index_dir / (name + ".json"), gone);
+      }
       if (auth) {
         (void)auth->set_workspace_owner(name, "", true);
         (void)auth->audit(principal, "workspace.delete", name, what.dump(), ip);

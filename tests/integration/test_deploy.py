@@ -288,6 +288,13 @@ class DeployTest(CliCase):
         write(os.path.join(site, ".gitignore"), "secret.env\nserver-only.env\n")
         self.deploy(site, "--name", "incr", "--detach")
         self.assertTrue(os.path.exists(os.path.join(served, "server-only.env")))
+        # The deploy's file index of the workspace goes with it when it is deleted.
+        index = os.path.join(self.d.data, "deploy-index", "incr.json")
+        self.assertTrue(os.path.exists(index), "no deploy index was kept for 'incr'")
+        r = self.d.request("DELETE", f"{API}/workspaces/incr",
+                           headers={"Authorization": f"Bearer {self.admin}", "Host": f"localhost:{self.d.port}"})
+        self.assertEqual(r.status, 200, r.text())
+        self.assertFalse(os.path.exists(index), "the deleted workspace's deploy index was left behind")
 
     def test_a_source_larger_than_one_request_goes_in_parts(self):
         site = os.path.join(self.src, "large")
