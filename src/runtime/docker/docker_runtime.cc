@@ -13,6 +13,7 @@
 
 #include <cerrno>
 
+#include "core/files.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "runtime/docker/archive.h"
@@ -728,6 +729,11 @@ net::awaitable<Result<void>> DockerRuntime::ensure_network(std::string network,
     if (all.has_error()) co_return all.error();
     std::vector<std::string> used = bad_subnets;
     used.insert(used.end(), subnets_in_flight_.begin(), subnets_in_flight_.end());
+    // What the host already routes (another engine's bridges, a VPN, the LAN) is taken too.
+    if (auto routes = read_file("/proc/net/route")) {
+      auto routed = route_cidrs(*routes);
+      used.insert(used.end(), routed.begin(), routed.end());
+    }
     for (const auto& n : all.value()) {
       if (!n.contains("IPAM") || !n["IPAM"].is_object() || !n["IPAM"].contains("Config") ||
           !n["IPAM"]["Config"].is_array()) {

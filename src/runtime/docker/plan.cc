@@ -1,6 +1,10 @@
 #include "runtime/docker/plan.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <bit>
+#include <utility>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -169,6 +173,45 @@ std::optional<std::string> pick_subnet(const std::vector<std::string>& used) {
     }
   }
   return std::nullopt;
+}
+
+std::vector<std::string> route_cidrs(std::string_view text) {
+  std::vector<std::string> out;
+  bool header = true;
+  while (!text.empty()) {
+    auto eol = text.find('\n');
+    std::string_view line = text.substr(0, eol);
+    text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
+    if (std::exchange(header, false)) continue;  // Iface Destination Gateway Flags ...
+    // Fields: Iface Destination Gateway Flags RefCnt Use Metric Mask ...; addresses are the
+    // kernel's __be32 printed as a native 32-bit hex number.
+    std::vector<std::string_view> f;
+    for (std::size_t i = 0; i < line.size() && f.size() < 8;) {
+      while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+      std::size_t start = i;
+      while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+      if (i > start) f.push_back(line.substr(start, i - start));
+    }
+    if (f.size() < 8) continue;
+    auto hex = [](std::string_view h) -> std::optional<std::uint32_t> {
+      if (h.size() != 8) return std::nullopt;
+      std::uint32_t v = 0;
+      for (char c : h) {
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return std::nullopt;
+        v = v << 4 | static_cast<std::uint32_t>(d);
+      }
+      return ntohl(v);
+    };
+    auto dest = hex(f[1]);
+    auto mask = hex(f[7]);
+    if (!dest || !mask || *mask == 0) continue;  // the default route covers everything
+    int len = std::popcount(*mask);
+    if (mask_of(len) != *mask) continue;  // not a prefix
+    std::uint32_t net = *dest & *mask;
+    out.push_back(fmt::format("{}.{}.{}.{}/{}", net >> 24, (net >> 16) & 255, (net >> 8) & 255, net & 255, len));
+  }
+  return out;
 }
 
 json network_body(const std::string& network, const std::string& workspace,

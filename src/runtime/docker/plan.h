@@ -104,6 +104,11 @@ inline constexpr std::string_view kNetworkPool = "10.213.0.0/16";
 /// The first /28 of kNetworkPool that overlaps none of `used` (the CIDRs of the engine's
 /// networks; what does not parse as IPv4 CIDR is ignored); nullopt when the pool is full.
 std::optional<std::string> pick_subnet(const std::vector<std::string>& used);
+/// The IPv4 destinations the host routes (the text of /proc/net/route), as CIDRs, the default
+/// route left out: a subnet picked for a network must not take addresses another engine, a VPN
+/// or the LAN already uses (Docker checks the same for its own pools). Malformed lines are
+/// skipped.
+std::vector<std::string> route_cidrs(std::string_view proc_net_route);
 
 /// The app container of a workspace, run from `image`, on network `net` (internal: nothing is
 /// published, host_port must be 0), else published on host_port.

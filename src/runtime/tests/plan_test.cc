@@ -281,4 +281,22 @@ TEST(Plan, NetworksTakeFreeSmallSubnetsOfTheirOwnPool) {
   EXPECT_EQ(n["IPAM"]["Config"][0]["Subnet"], "10.213.0.16/28");
 }
 
+TEST(Plan, RouteCidrsAreWhatTheHostRoutesButTheDefault) {
+  const char* table =
+      "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+      "eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"       // default: left out
+      "eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"       // 192.168.0.0/24
+      "ck-1\t0000D50A\t00000000\t0001\t0\t0\t0\tF0FFFFFF\t0\t0\t0\n"       // 10.213.0.0/28
+      "tun0\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n"       // 10.0.0.0/8
+      "bad\tXYZ\n"
+      "odd\t0000D50A\t00000000\t0001\t0\t0\t0\t0F00FFFF\t0\t0\t0\n";      // not a prefix
+  auto cidrs = route_cidrs(table);
+  EXPECT_EQ(cidrs, (std::vector<std::string>{"192.168.0.0/24", "10.213.0.0/28", "10.0.0.0/8"}));
+  // A subnet routed on the host (another engine's bridge) is not picked again.
+  EXPECT_EQ(pick_subnet(route_cidrs(std::string(table).substr(0, std::string(table).find("tun0")))),
+            "10.213.0.16/28");
+  EXPECT_TRUE(route_cidrs("").empty());
+  EXPECT_TRUE(route_cidrs("Iface\tDestination\n").empty());
+}
+
 }  // namespace ck
