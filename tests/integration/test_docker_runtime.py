@@ -32,7 +32,9 @@ import urllib.parse
 from harness import EXAMPLES, FIXTURES, ClassSetUp, Daemon, binary, body_excerpt, free_port, wait_until
 from test_auth import admin_token
 
-DOCKER_SOCKET = "/var/run/docker.sock"
+# The engine DOCKER_HOST names (unix:// only, as the daemon's own client), else the default.
+DOCKER_SOCKET = (os.environ["DOCKER_HOST"][len("unix://"):]
+                 if os.environ.get("DOCKER_HOST", "").startswith("unix://") else "/var/run/docker.sock")
 DOCKER_API = "/v1.41"
 NODE_IMAGE = "cloudyknight/node:bookworm"
 PYTHON_IMAGE = "cloudyknight/python:bookworm"

@@ -32,7 +32,10 @@ What it does:
 Writes to --out (default: a new temporary folder, printed): report.json, report.txt,
 samples.tsv, requests (errors only) in errors.jsonl, report.png (gnuplot), and the daemon's
 logs when something failed. Exit code 0 when every check passed, 1 otherwise, 2 on usage.
-Docker mode never restarts the engine (others use it): it kills the soak's own containers.
+Docker mode kills the soak's own containers; it restarts the engine only with
+--dockerd-restarts N (a machine where nothing else uses dockerd: a restart stops every
+container on it). Each restart stops dockerd (SIGTERM), starts it again with the same command
+line, and the daemon must bring every app back by itself.
 """
 
 import argparse
@@ -143,6 +146,28 @@ def processes_under(path):
 
 
 # ------------------------------------------------------------------------------ docker
+
+def engine_process():
+    """(pid, argv) of the dockerd serving the engine socket the soak uses (DOCKER_HOST, else
+    /var/run/docker.sock); (0, why) when it is not exactly one process."""
+    host = os.environ.get("DOCKER_HOST", "")
+    sock = host[len("unix://"):] if host.startswith("unix://") else "/var/run/docker.sock"
+    found = []
+    for p in subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split():
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                args = [a.decode() for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        hosts = [a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+                 for i, a in enumerate(args) if a.split("=", 1)[0] in ("-H", "--host")]
+        serves = any(h == f"unix://{sock}" for h in hosts) if hosts else sock == "/var/run/docker.sock"
+        if serves:
+            found.append((int(p), args))
+    if len(found) != 1:
+        return 0, f"expected one dockerd serving {sock}, found {[f[0] for f in found]}"
+    return found[0]
+
 
 class DockerEngine:
     """The few Engine API calls the docker mode needs (the integration tests' client)."""
@@ -488,6 +513,59 @@ class Soak:
             self.kill_windows[-1][1] = t_ready + KILL_GRACE + self.o.restart_grace
         self.note("daemon-restarted", f"pid {new.proc.pid} healthy {t_ready - t_kill:.1f}s after the kill")
 
+    def restart_dockerd(self):
+        """Stops the engine (SIGTERM: it stops every container) and starts it again with the same
+        command line; the daemon must notice the dead containers and start its apps again."""
+        pid, argv_ = engine_process()
+        if not pid:
+            self.fail("dockerd-restart", argv_)
+            return
+        t_stop = self.now()
+        with self.lock:
+            self.kill_windows.append([t_stop - 0.5, float("inf")])
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(600):  # dockerd stops its containers first (up to 15 s each)
+            if not pid_alive(pid):
+                break
+            time.sleep(0.1)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(1)
+        self.note("dockerd-stopped", f"pid {pid} after {self.now() - t_stop:.1f}s")
+        log = open(os.path.join(self.o.out, "dockerd.log"), "ab")
+        proc = subprocess.Popen(argv_, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        up = False
+        for _ in range(240):
+            if subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+                up = True
+                break
+            time.sleep(0.5)
+        if not up:
+            self.fail("dockerd-restart", "dockerd did not answer within 120 s of its restart (dockerd.log)")
+            self.stop_traffic.set()
+            return
+        t_up = self.now()
+        self.note("dockerd-started", f"pid {proc.pid}, answering {t_up - t_stop:.1f}s after the stop")
+        # Apps come back through the monitor's restart backoff: errors until every app answers
+        # again (bounded) are the fault's.
+        apps = [n for n in self.names if self.kind[n] != "static"]
+        deadline = time.monotonic() + 180
+        pending = set(apps)
+        for _ in range(100_000):
+            for name in list(pending):
+                if self.version_of(name) is not None:
+                    pending.discard(name)
+            if not pending or time.monotonic() > deadline or self.stop_traffic.is_set():
+                break
+            time.sleep(0.5)
+        t_back = self.now()
+        with self.lock:
+            self.kill_windows[-1][1] = t_back + KILL_GRACE
+        if pending:
+            self.fail("dockerd-restart", f"apps not answering 180 s after dockerd came back: {sorted(pending)}")
+        else:
+            self.note("apps-back", f"{len(apps)} apps answering {t_back - t_up:.1f}s after dockerd came back")
+
     def s3_outage(self):
         """Stops the soak's own s3rver for a while (traffic goes on: the mirror must keep
         serving) and starts it again on the same port and data."""
@@ -509,6 +587,9 @@ class Soak:
         apps = [n for n in self.names if self.kind[n] != "static"]
         t_next = warm + self.rng.expovariate(1 / o.chaos_every)
         outage_done = False
+        # dockerd restarts: evenly over [55%, 80%] (the last daemon's life, before the quiet end).
+        engine_at = [o.duration * (0.55 + 0.25 * (k + 0.5) / o.dockerd_restarts)
+                     for k in range(o.dockerd_restarts)]
         for _ in range(1_000_000):
             if self.stop_traffic.is_set():
                 return
@@ -524,6 +605,10 @@ class Soak:
                 continue
             if t >= quiet_from:
                 return
+            if engine_at and t >= engine_at[0]:
+                engine_at.pop(0)
+                self.restart_dockerd()
+                continue
             if self.s3 and not outage_done and t >= o.duration * 0.6:  # at least one, in the last life
                 outage_done = True
                 self.s3_outage()
@@ -930,6 +1015,8 @@ def options(args=None):
     p.add_argument("--interval", type=parse_duration, default=None, help="sampling interval (5s; --short: 3s)")
     p.add_argument("--chaos-every", type=parse_duration, default=None, help="mean time between faults (20s; --short: 5s)")
     p.add_argument("--daemon-kills", type=int, default=None, help="daemon SIGKILLs in the first half (one per 10 min, at least 1)")
+    p.add_argument("--dockerd-restarts", type=int, default=0,
+                   help="docker runtime: restarts of dockerd in the second half (0; stops every container on the machine)")
     p.add_argument("--short", action="store_true", help="the CI version: 150 s, 10 workspaces, tolerances for a short run")
     p.add_argument("--rss-tolerance", type=float, default=None, help="allowed RSS growth, fraction (0.05; --short: 0.10)")
     p.add_argument("--rss-slack-kib", type=int, default=None, help="allowed RSS growth on top, KiB (1024; --short: 4096)")
@@ -964,6 +1051,10 @@ def options(args=None):
         p.error("--workspaces must be 3 to 200")
     if o.duration < 60:
         p.error("--duration must be at least 60s (warm-up, faults, a quiet end)")
+    if o.dockerd_restarts and o.runtime != "docker":
+        p.error("--dockerd-restarts needs --runtime docker")
+    if not 0 <= o.dockerd_restarts <= 10:
+        p.error("--dockerd-restarts must be 0 to 10")
     o.out = os.path.abspath(o.out or tempfile.mkdtemp(prefix="ck-soak-report-"))
     os.makedirs(o.out, exist_ok=True)
     return o
