@@ -1,5 +1,5 @@
 #pragma once
-// Reads of an app's answer without Asio's wasted speculative recv.
+// Reads without Asio's wasted speculative recv(): of an app's answer, and of a client's next request.
 //
 // Asio 1.74's epoll reactor keeps, per socket, a "may be readable" flag (try_speculative_):
 // every epoll event sets it, and only a read that returns 0 bytes (EOF) clears it. While it is
@@ -31,6 +31,9 @@
 // saw a FIN (EPOLLRDHUP, EPOLLHUP, EPOLLERR): then the next read's recv() finds it at once.
 // The EPOLL_CTL_MOD that adds EPOLLRDHUP polls the socket again and reports what is already
 // there (a FIN that came before it included), so clearing right after it is safe too.
+// note_read() must run right after its recv() with no epoll report in between: after read_now()
+// (synchronous), or in the continuation of an async_read_some() that waited with the flag clear
+// (Asio runs the recv() as the event is handled and completes the read inline, on this thread).
 //
 // The flag is private to Asio: it is reached through an explicit template instantiation (where
 // access checks do not apply) and only for the Boost version and reactor checked below; with
