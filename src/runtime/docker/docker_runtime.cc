@@ -258,9 +258,13 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   if (!slot->container.empty() && !slot->exited) {
     co_return fail(Errc::already_exists, fmt::format("workspace {} is already running", spec.name));
   }
+  if (pending_.count(spec.name)) {
+    co_return fail(Errc::conflict, fmt::format("a new version of workspace {} is starting", spec.name));
+  }
   slot->name = spec.name;
   slot->stopping = false;
   slot->container.clear();
+  slot->second_name = false;
   slot->exited.reset();
   slot->oom_seen = false;
   auto stopped = []() -> Result<RunningApp> { return fail(Errc::unavailable, "stopped while starting"); };
@@ -278,51 +282,88 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   BOOST_OUTCOME_CO_TRY(image, co_await prepare_image(spec, slot, container_port));
   if (slot->stopping) co_return stopped();
   auto net = plan_network(spec.name, opts_.egress);
-  std::string hash = plan_app(spec, image, container_port, 0, net).labels["cloudyknight.spec"];
+  auto current = plan_app(spec, image, container_port, 0, net);
+  std::string hash = current.labels["cloudyknight.spec"];
+  std::string deps;  // the dependency volume a current container mounts, if any
+  for (const auto& v : current.volumes) {
+    if (v.name.starts_with("ck-deps-")) deps = v.name;
+  }
 
-  // Adopt the container a previous control plane started, if it is current; remove the rest.
+  // Adopt the container a previous control plane started, if it is current (of two, as a
+  // control plane killed during a blue/green replace leaves them, the newer); remove the rest.
   std::vector<std::string> mine = {"cloudyknight.instance=" + opts_.instance,
                                    "cloudyknight.workspace=" + spec.name};
   auto existing = co_await engine_->list_containers(std::move(mine));
   if (existing.has_error()) co_return existing.error();
-  for (const auto& c : existing.value()) {
+  const json& list = existing.value();
+  std::optional<Result<RunningApp>> adopted;
+  std::set<std::string> handled;  // adopted, or removed while trying
+  for (std::size_t i : adoption_order(list, hash, net.internal)) {
+    const json& c = list[i];
     std::string id = c.value("Id", "");
     int hp = published_loopback_port(c);
-    if (label(c, "cloudyknight.role") == "app" && label(c, "cloudyknight.spec") == hash &&
-        c.value("State", "") == "running" && (hp || net.internal) && slot->container.empty()) {
-      if (net.internal) {
-        auto ip = co_await container_address(id, net.app);
-        if (ip.has_error()) {
-          logger()->warn("[ws={}] cannot adopt {}: {}", spec.name, id.substr(0, 12), ip.error().message);
-          (void)co_await engine_->remove_container(id);
-          continue;
-        }
-        slot->host = ip.value();
-        slot->app_port = container_port;
-      } else {
-        ports_.mark_taken(hp);
-        slot->port = hp;
-        slot->host = "127.0.0.1";
-        slot->app_port = hp;
+    handled.insert(id);
+    if (net.internal) {
+      auto ip = co_await container_address(id, net.app);
+      if (ip.has_error()) {
+        logger()->warn("[ws={}] cannot adopt {}: {}", spec.name, id.substr(0, 12), ip.error().message);
+        (void)co_await engine_->remove_container(id);
+        continue;
       }
-      slot->container = id;
-      logger()->info("[ws={}] adopted running container {} on port {}", spec.name, id.substr(0, 12), hp);
-      slot->log_line(fmt::format("control plane restarted; adopted container {}", id.substr(0, 12)));
-      follow(slot, id, unix_now());
-      auto adopted = co_await wait_ready(slot, id, std::chrono::seconds(10));
-      if (adopted.has_value() || slot->stopping) co_return adopted;
-      // It runs but does not answer: replace it like an outdated one.
-      logger()->warn("[ws={}] adopted container {} does not answer ({}); replacing it", spec.name,
-                     id.substr(0, 12), adopted.error().message);
-      release_port(*slot);
-      slot->container.clear();
-      slot->exited.reset();
+      slot->host = ip.value();
+      slot->app_port = container_port;
+    } else {
+      ports_.mark_taken(hp);
+      slot->port = hp;
+      slot->host = "127.0.0.1";
+      slot->app_port = hp;
     }
+    slot->container = id;
+    std::string name = c.contains("Names") && c["Names"].is_array() && !c["Names"].empty() &&
+                               c["Names"][0].is_string()
+                           ? c["Names"][0].get<std::string>()
+                           : "";
+    slot->second_name = is_second_app_name(spec.name, name);
+    logger()->info("[ws={}] adopted running container {} on port {}", spec.name, id.substr(0, 12), hp);
+    slot->log_line(fmt::format("control plane restarted; adopted container {}", id.substr(0, 12)));
+    follow(slot, id, unix_now());
+    auto ready = co_await wait_ready(slot, id, std::chrono::seconds(10));
+    if (ready.has_value() || slot->stopping) {
+      adopted = std::move(ready);
+      break;
+    }
+    // It runs but does not answer: replace it like an outdated one.
+    logger()->warn("[ws={}] adopted container {} does not answer ({}); replacing it", spec.name,
+                   id.substr(0, 12), ready.error().message);
+    release_port(*slot);
+    slot->container.clear();
+    slot->exited.reset();
+    (void)co_await engine_->remove_container(id);
+  }
+  for (const auto& c : list) {
+    std::string id = c.value("Id", "");
+    if (handled.count(id)) continue;
     logger()->info("[ws={}] removing {} container {}", spec.name,
                    c.value("State", "") == "running" ? "outdated" : "stopped", id.substr(0, 12));
     (void)co_await engine_->remove_container(id);
   }
+  if (adopted) {
+    if (adopted->has_value() && !deps.empty()) {
+      slot->deps_volume = deps;
+      co_await remove_old_deps(spec.name, deps);  // the other container's, when its key differed
+    }
+    co_return std::move(*adopted);
+  }
+  co_return co_await launch(slot, std::move(spec), std::move(image), container_port, on_phase);
+}
 
+// Network, port, dependencies and the app container for `slot` (a start, or a new version
+// beside the running one), up to the app answering.
+net::awaitable<Result<RunningApp>> DockerRuntime::launch(std::shared_ptr<Slot> slot, RunSpec spec,
+                                                         std::string image, int container_port,
+                                                         PhaseCallback on_phase) {
+  auto stopped = []() -> Result<RunningApp> { return fail(Errc::unavailable, "stopped while starting"); };
+  auto net = plan_network(spec.name, opts_.egress);
   // The workspace's own network (adopted when it exists), before anything joins it.
   BOOST_OUTCOME_CO_TRYV(co_await ensure_network(net.app, spec.name, net.internal));
   std::optional<int> port = 0;
@@ -353,7 +394,17 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
 
   on_phase(Phase::starting, spec.command);
   auto plan = plan_app(spec, image, container_port, *port, net);
+  plan.name = app_container_name(spec.name, slot->second_name);
+  // When it was made, for adoption (adoption_order): not part of the spec hash.
+  plan.labels["cloudyknight.created"] = std::to_string(
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count());
   BOOST_OUTCOME_CO_TRY(id, co_await create(plan));
+  if (slot->stopping) {
+    (void)co_await engine_->remove_container(id);
+    co_return stopped();
+  }
   auto started = co_await engine_->start_container(id);
   if (started.has_error()) {
     (void)co_await engine_->remove_container(id);
@@ -382,6 +433,78 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   auto ready = co_await wait_ready(slot, id, spec.ready_timeout);
   if (ready.has_value()) port_guard.keep = true;
   co_return ready;
+}
+
+bool DockerRuntime::can_replace(const RunSpec& spec) const {
+  return spec.type != "compose" && !spec.port && !closing_;
+}
+
+net::awaitable<Result<RunningApp>> DockerRuntime::start_new_version(std::shared_ptr<Slot> slot,
+                                                                    RunSpec spec,
+                                                                    PhaseCallback on_phase) {
+  on_phase(Phase::preparing, "preparing the image");
+  int container_port = 0;
+  // A Dockerfile workspace's image is built again under the same tag; the running container
+  // keeps the image it was made from (by id) until it is removed.
+  BOOST_OUTCOME_CO_TRY(image, co_await prepare_image(spec, slot, container_port));
+  if (slot->stopping) co_return fail(Errc::unavailable, "stopped while starting");
+  co_return co_await launch(slot, std::move(spec), std::move(image), container_port, on_phase);
+}
+
+net::awaitable<Result<RunningApp>> DockerRuntime::replace(RunSpec spec, PhaseCallback on_phase,
+                                                          std::function<void(const RunningApp&)> switched,
+                                                          Duration grace) {
+  auto it = slots_.find(spec.name);
+  if (it == slots_.end() || it->second->container.empty() || it->second->exited ||
+      it->second->stopping) {
+    co_return fail(Errc::not_found, fmt::format("workspace {} has no running container to replace", spec.name));
+  }
+  if (!can_replace(spec) || it->second->compose) {
+    co_return fail(Errc::conflict,
+                   fmt::format("workspace {} cannot run two copies at once ({})", spec.name,
+                               spec.port ? "its port is fixed by workspace.json"
+                                         : "a compose project runs one copy"));
+  }
+  if (pending_.count(spec.name)) {
+    co_return fail(Errc::conflict, fmt::format("a new version of workspace {} is already starting", spec.name));
+  }
+  auto old = it->second;
+  auto next = std::make_shared<Slot>(io_);
+  next->name = spec.name;
+  next->second_name = !old->second_name;
+  next->log_fd = ::open(log_path(spec.name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  pending_[spec.name] = next;
+  const std::string name = spec.name;
+  next->log_line(fmt::format("starting the new version beside the running one (container {})",
+                             old->container.substr(0, 12)));
+  auto started = co_await start_new_version(next, std::move(spec), std::move(on_phase));
+  if (auto p = pending_.find(name); p != pending_.end() && p->second == next) pending_.erase(p);
+  auto cur = slots_.find(name);
+  if (started.has_value() &&
+      (old->stopping || next->stopping || closing_ || cur == slots_.end() || cur->second != old)) {
+    // Stopped (or started anew) while the new version came up: it goes too.
+    co_await stop_slot(next, grace);
+    co_return fail(Errc::unavailable, "stopped while the new version started");
+  }
+  if (started.has_error()) {
+    // Whatever it left (an install or an app container that exited) goes; the old one serves on.
+    co_await stop_slot(next, std::chrono::seconds(0));
+    next->log_line("the new version did not start (" + started.error().message +
+                   "); the old one still serves");
+    co_return started.error();
+  }
+  slots_[name] = next;
+  switched(started.value());
+  next->log_line(fmt::format("the new version serves on {}:{}; stopping the old one (container {})",
+                             next->host, next->app_port, old->container.substr(0, 12)));
+  // Requests already sent to the old container get a moment to finish before it is asked to stop.
+  co_await sleep_for(std::chrono::milliseconds(200));
+  co_await stop_slot(old, grace);
+  // The old container's dependency volume, when the key changed (it was in use until now).
+  if (!next->deps_volume.empty() && old->deps_volume != next->deps_volume) {
+    co_await remove_old_deps(name, next->deps_volume);
+  }
+  co_return started;
 }
 
 net::awaitable<Result<RunningApp>> DockerRuntime::wait_ready(std::shared_ptr<Slot> slot, std::string id,
@@ -456,10 +579,9 @@ net::awaitable<void> DockerRuntime::watch_events() {
   std::function<bool(const json&)> on_event = [this](const json& ev) {
     if (closing_) return false;
     std::string ws = ev["Actor"]["Attributes"].value("cloudyknight.workspace", "");
-    auto it = slots_.find(ws);
-    if (it != slots_.end()) {
-      it->second->oom_seen = true;
-      it->second->log_line("the kernel killed a process in the container: out of memory (limit " +
+    if (auto slot = slot_of(ws, ev["Actor"].value("ID", ""))) {
+      slot->oom_seen = true;
+      slot->log_line("the kernel killed a process in the container: out of memory (limit " +
                            ev["Actor"]["Attributes"].value("cloudyknight.memory", "see limits.memory") + ")");
     }
     logger()->warn("[ws={}] out of memory in container {}", ws, ev["Actor"].value("ID", "").substr(0, 12));
@@ -471,6 +593,19 @@ net::awaitable<void> DockerRuntime::watch_events() {
     if (r.has_error()) logger()->debug("docker event stream ended: {}", r.error().message);
     co_await sleep_for(std::chrono::seconds(1));
   }
+}
+
+// The slot a container of `workspace` belongs to: the running app's or a new version's beside
+// it; the running app's when neither names it (an install container, a compose member).
+std::shared_ptr<DockerRuntime::Slot> DockerRuntime::slot_of(const std::string& workspace,
+                                                            const std::string& container) const {
+  auto p = pending_.find(workspace);
+  if (p != pending_.end() && !container.empty() &&
+      (p->second->container == container || p->second->install_container == container)) {
+    return p->second;
+  }
+  auto it = slots_.find(workspace);
+  return it != slots_.end() ? it->second : nullptr;
 }
 
 net::awaitable<ExitInfo> DockerRuntime::wait_exit(std::string name) {
@@ -485,14 +620,30 @@ net::awaitable<ExitInfo> DockerRuntime::wait_exit(std::string name) {
   ExitInfo info = *slot->exited;
   info.requested = info.requested || slot->stopping;
   release_port(*slot);
-  slot->log_line("app " + info.describe());
+  // An old version stopped after a blue/green switch is not the workspace's app any more.
+  auto now = slots_.find(name);
+  if (now == slots_.end() || now->second == slot) {
+    slot->log_line("app " + info.describe());
+  } else {
+    slot->log_line("the old version's container " + slot->container.substr(0, 12) + " " + info.describe());
+  }
   co_return info;
 }
 
 net::awaitable<void> DockerRuntime::stop(std::string name, Duration grace) {
+  // A new version still starting beside the app goes too.
+  if (auto p = pending_.find(name); p != pending_.end()) {
+    auto next = p->second;
+    co_await stop_slot(next, grace);
+  }
   auto it = slots_.find(name);
   if (it == slots_.end()) co_return;
   auto slot = it->second;
+  co_await stop_slot(slot, grace);
+}
+
+net::awaitable<void> DockerRuntime::stop_slot(std::shared_ptr<Slot> slot, Duration grace) {
+  const std::string& name = slot->name;
   slot->stopping = true;
   if (!slot->install_container.empty()) (void)co_await engine_->remove_container(slot->install_container);
   if (slot->compose) {
@@ -616,7 +767,9 @@ net::awaitable<Result<void>> DockerRuntime::update_files(std::string name, std::
 void DockerRuntime::kill_all() {
   // Called when waiting is no longer possible: remove our containers with a private loop.
   net::io_context io;
-  for (auto& [name, slot] : slots_) {
+  std::vector<std::pair<std::string, std::shared_ptr<Slot>>> all(slots_.begin(), slots_.end());
+  all.insert(all.end(), pending_.begin(), pending_.end());  // new versions starting beside them
+  for (auto& [name, slot] : all) {
     std::vector<std::string> ids = {slot->container, slot->install_container};
     for (const auto& m : slot->members) {
       if (m.id != slot->container) ids.push_back(m.id);
@@ -672,6 +825,7 @@ net::awaitable<void> DockerRuntime::remove_orphans(std::set<std::string> keep) {
     if (ws.empty() || keep.count(ws)) continue;
     auto it = slots_.find(ws);
     if (it != slots_.end() && !it->second->stopping && !it->second->container.empty()) continue;
+    if (pending_.count(ws) && !pending_.at(ws)->stopping) continue;
     std::string id = c.value("Id", "");
     logger()->info("[ws={}] workspace is gone; removing its container {}", ws, id.substr(0, 12));
     (void)co_await engine_->remove_container(id);
@@ -836,8 +990,11 @@ net::awaitable<Result<std::vector<Reclaimed>>> DockerRuntime::collect_garbage(Gc
   o.instance = opts_.instance;
   o.policy = std::move(policy);
   o.busy = installing_;
-  for (const auto& [name, slot] : slots_) {
-    if (!slot->stopping && !slot->deps_volume.empty()) o.busy.insert(slot->deps_volume);
+  // Both containers' volumes while a new version starts beside the old one.
+  for (const auto* slots : {&slots_, &pending_}) {
+    for (const auto& [name, slot] : *slots) {
+      if (!slot->stopping && !slot->deps_volume.empty()) o.busy.insert(slot->deps_volume);
+    }
   }
   co_return co_await docker_gc(*engine_, std::move(o));
 }

@@ -59,6 +59,15 @@ class DockerRuntime final : public Runtime {
   net::awaitable<Result<std::vector<Reclaimed>>> collect_garbage(GcPolicy policy) override;
   std::string isolation() const override;
   net::awaitable<Result<RunningApp>> start(RunSpec spec, PhaseCallback on_phase) override;
+  /// Yes for a single-container workspace (typed or Dockerfile; not compose) whose port
+  /// workspace.json does not fix: the new container publishes a port of its own.
+  bool can_replace(const RunSpec& spec) const override;
+  /// The new version runs in a second container (ck-<name>.b, then ck-<name> again) with its
+  /// own port (or address on the internal network) while the old one serves; a changed
+  /// dependency key installs into a new volume, an unchanged one reuses the old container's.
+  net::awaitable<Result<RunningApp>> replace(RunSpec spec, PhaseCallback on_phase,
+                                             std::function<void(const RunningApp&)> switched,
+                                             Duration grace) override;
   net::awaitable<ExitInfo> wait_exit(std::string name) override;
   net::awaitable<void> stop(std::string name, Duration grace) override;
   void kill_all() override;
@@ -80,6 +89,13 @@ class DockerRuntime final : public Runtime {
   struct Slot;
   net::awaitable<Result<std::string>> prepare_image(const RunSpec& spec, std::shared_ptr<Slot> slot,
                                                     int& container_port);
+  net::awaitable<Result<RunningApp>> launch(std::shared_ptr<Slot> slot, RunSpec spec,
+                                            std::string image, int container_port,
+                                            PhaseCallback on_phase);
+  net::awaitable<Result<RunningApp>> start_new_version(std::shared_ptr<Slot> slot, RunSpec spec,
+                                                       PhaseCallback on_phase);
+  net::awaitable<void> stop_slot(std::shared_ptr<Slot> slot, Duration grace);
+  std::shared_ptr<Slot> slot_of(const std::string& workspace, const std::string& container) const;
   net::awaitable<Result<void>> install(const RunSpec& spec, const std::string& image,
                                        std::shared_ptr<Slot> slot);
   net::awaitable<Result<void>> run_install(const RunSpec& spec, const std::string& image,
@@ -116,6 +132,7 @@ class DockerRuntime final : public Runtime {
   DockerRuntimeOptions opts_;
   PortAllocator ports_;
   std::map<std::string, std::shared_ptr<Slot>> slots_;
+  std::map<std::string, std::shared_ptr<Slot>> pending_;  // new versions starting (replace)
   std::set<std::string> installing_;  // dependency volumes being filled right now
   bool closing_ = false;
   std::string firewall_;  // what install_host_firewall() achieved, for isolation()

@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <utility>
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include "core/hash.h"
 #include "core/units.h"
+#include "runtime/docker/engine.h"
 
 namespace ck {
 namespace {
@@ -238,7 +240,7 @@ ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int contai
                        int host_port, const NetworkPlan& net) {
   ContainerPlan p;
   p.role = ContainerPlan::Role::app;
-  p.name = "ck-" + spec.name;
+  p.name = app_container_name(spec.name, false);
   add_common(p, spec, image);
   p.memory = spec.memory;
   p.container_port = container_port;
@@ -280,6 +282,55 @@ ContainerPlan plan_app(const RunSpec& spec, const std::string& image, int contai
       std::to_string(container_port);
   p.labels["cloudyknight.spec"] = plan_hash(p);
   return p;
+}
+
+std::string app_container_name(const std::string& workspace, bool second) {
+  return "ck-" + workspace + (second ? ".b" : "");
+}
+
+bool is_second_app_name(const std::string& workspace, std::string_view name) {
+  if (name.starts_with('/')) name.remove_prefix(1);
+  std::string second = app_container_name(workspace, true);
+  if (!name.starts_with(second)) return false;
+  name.remove_prefix(second.size());
+  return name.empty() || name.starts_with('-');
+}
+
+std::vector<std::size_t> adoption_order(const json& containers, const std::string& hash,
+                                        bool internal) {
+  auto label = [](const json& c, const char* key) {
+    if (!c.contains("Labels") || !c["Labels"].is_object()) return std::string();
+    auto it = c["Labels"].find(key);
+    return it != c["Labels"].end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  struct Candidate {
+    std::size_t index;
+    long long created_ms;
+  };
+  std::vector<Candidate> found;
+  if (!containers.is_array()) return {};
+  for (std::size_t i = 0; i < containers.size(); ++i) {
+    const json& c = containers[i];
+    if (!c.is_object() || label(c, "cloudyknight.role") != "app" ||
+        label(c, "cloudyknight.spec") != hash || c.value("State", "") != "running" ||
+        (!internal && published_loopback_port(c) == 0)) {
+      continue;
+    }
+    long long ms = 0;
+    std::string stamp = label(c, "cloudyknight.created");
+    auto [end, ec] = std::from_chars(stamp.data(), stamp.data() + stamp.size(), ms);
+    if (ec != std::errc() || end != stamp.data() + stamp.size()) {
+      ms = c.contains("Created") && c["Created"].is_number_integer()
+               ? c["Created"].get<long long>() * 1000
+               : 0;
+    }
+    found.push_back({i, ms});
+  }
+  std::stable_sort(found.begin(), found.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.created_ms > b.created_ms; });
+  std::vector<std::size_t> order;
+  for (const auto& c : found) order.push_back(c.index);
+  return order;
 }
 
 ContainerPlan plan_install(const RunSpec& spec, const std::string& image, const NetworkPlan& net) {

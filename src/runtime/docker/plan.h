@@ -49,7 +49,7 @@ struct ContainerPlan {
   enum class Role { app, install };
   Role role = Role::app;
   std::string workspace;
-  std::string name;   // container name: ck-<workspace>, ck-<workspace>-install
+  std::string name;   // container name: ck-<workspace> (or .b), ck-<workspace>-install
   std::string image;
   std::string build_context;  // compose only: the Dockerfile folder the image is built from
   std::vector<std::string> cmd;  // empty: the image's own CMD (Dockerfile workspaces)
@@ -109,6 +109,24 @@ std::optional<std::string> pick_subnet(const std::vector<std::string>& used);
 /// or the LAN already uses (Docker checks the same for its own pools). Malformed lines are
 /// skipped.
 std::vector<std::string> route_cidrs(std::string_view proc_net_route);
+
+/// Blue/green: the app container's name, ck-<workspace>, and the name a new version started
+/// beside it takes, ck-<workspace>.b; the next new version takes the first again. A workspace
+/// name never holds a '.', so the second name is never another workspace's first.
+std::string app_container_name(const std::string& workspace, bool second);
+/// Whether `name` (as the engine lists it, with or without the leading '/', also with the
+/// "-<instance>" suffix create() adds when another control plane holds the name) is the second
+/// of app_container_name()'s pair for `workspace`.
+bool is_second_app_name(const std::string& workspace, std::string_view name);
+
+/// Adoption at start: which of a workspace's containers (entries of the Engine API's container
+/// list) to try adopting, best first: running app containers (role app) whose
+/// cloudyknight.spec label is `hash` and that can be reached (a port published on 127.0.0.1,
+/// or `internal`), the newest first (label cloudyknight.created in ms, then Created). A control
+/// plane killed while a new version started beside the old one leaves both; the newer one
+/// copied the latest source. Indices into `containers`; the others are to be removed.
+std::vector<std::size_t> adoption_order(const nlohmann::json& containers, const std::string& hash,
+                                        bool internal);
 
 /// The app container of a workspace, run from `image`, on network `net` (internal: nothing is
 /// published, host_port must be 0), else published on host_port.

@@ -16,6 +16,7 @@ struct DockerRuntime::Slot {
   explicit Slot(net::io_context& io) : exit_signal(io) {}
   std::string name;
   std::string container;  // the app container's id
+  bool second_name = false;  // it is named ck-<name>.b (app_container_name): blue/green alternates
   std::string install_container;
   std::string deps_volume;  // the dependency volume this start uses (the cleanup leaves it)
   int port = 0;

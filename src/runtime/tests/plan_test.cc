@@ -187,6 +187,67 @@ TEST(Plan, SpecHashIgnoresTheHostPortButNotTheCommand) {
   EXPECT_NE(h1, plan_app(s, "img", 8080, 8001).labels["cloudyknight.spec"]);
 }
 
+TEST(Plan, BlueGreenAlternatesTwoNamesNoOtherWorkspaceCanTake) {
+  EXPECT_EQ(app_container_name("shop", false), "ck-shop");
+  EXPECT_EQ(app_container_name("shop", true), "ck-shop.b");
+  EXPECT_EQ(plan_app(node_spec(), "img", 8080, 8001).name, app_container_name("shop", false));
+  // Workspace names are [a-z0-9-]: "shop-b" (a valid name) never collides with shop's second.
+  EXPECT_NE(app_container_name("shop", true), app_container_name("shop-b", false));
+  EXPECT_NE(app_container_name("shop", true), app_container_name("shop", false) + "-install");
+  EXPECT_TRUE(is_second_app_name("shop", "/ck-shop.b"));
+  EXPECT_TRUE(is_second_app_name("shop", "ck-shop.b"));
+  EXPECT_TRUE(is_second_app_name("shop", "/ck-shop.b-1a2b3c4d"));  // another plane held the name
+  EXPECT_FALSE(is_second_app_name("shop", "/ck-shop"));
+  EXPECT_FALSE(is_second_app_name("shop", "/ck-shop-1a2b3c4d"));
+  EXPECT_FALSE(is_second_app_name("shop", "/ck-shop.bx"));
+  EXPECT_FALSE(is_second_app_name("sho", "/ck-shop.b"));
+  EXPECT_FALSE(is_second_app_name("shop-b", "/ck-shop.b"));
+}
+
+nlohmann::json listed(const std::string& id, const std::string& role, const std::string& spec,
+                      const std::string& state, int port, long long created_s,
+                      const std::string& created_ms = "") {
+  nlohmann::json c = {{"Id", id},
+                      {"State", state},
+                      {"Created", created_s},
+                      {"Labels", {{"cloudyknight.role", role}, {"cloudyknight.spec", spec}}},
+                      {"Ports", nlohmann::json::array()}};
+  if (port) c["Ports"].push_back({{"IP", "127.0.0.1"}, {"PrivatePort", 8080}, {"PublicPort", port}});
+  if (!created_ms.empty()) c["Labels"]["cloudyknight.created"] = created_ms;
+  return c;
+}
+
+TEST(Plan, AdoptionPrefersTheNewerOfTwoCurrentContainers) {
+  // A control plane killed during a blue/green replace: the old and the new container, both
+  // current, created in the same second; the newer (by its ms label) copied the latest source.
+  nlohmann::json list = nlohmann::json::array(
+      {listed("old", "app", "h", "running", 8001, 100, "100200"),
+       listed("new", "app", "h", "running", 8002, 100, "100900")});
+  EXPECT_EQ(adoption_order(list, "h", false), (std::vector<std::size_t>{1, 0}));
+  // The engine's Created (seconds) when the label is missing (containers of older releases).
+  list = nlohmann::json::array({listed("a", "app", "h", "running", 8001, 100),
+                                listed("b", "app", "h", "running", 8002, 101, "")});
+  EXPECT_EQ(adoption_order(list, "h", false), (std::vector<std::size_t>{1, 0}));
+  list = nlohmann::json::array({listed("a", "app", "h", "running", 8001, 100, "100500"),
+                                listed("b", "app", "h", "running", 8002, 99, "not a number")});
+  EXPECT_EQ(adoption_order(list, "h", false), (std::vector<std::size_t>{0, 1}));
+}
+
+TEST(Plan, AdoptionSkipsWhatIsNotACurrentReachableApp) {
+  nlohmann::json list = nlohmann::json::array(
+      {listed("outdated", "app", "other", "running", 8001, 300),
+       listed("exited", "app", "h", "exited", 0, 301),
+       listed("created", "app", "h", "created", 0, 302),
+       listed("install", "install", "h", "running", 0, 303),
+       listed("unpublished", "app", "h", "running", 0, 304),
+       listed("good", "app", "h", "running", 8005, 200)});
+  EXPECT_EQ(adoption_order(list, "h", false), (std::vector<std::size_t>{5}));
+  // On an internal network nothing is published: the address is looked up instead.
+  EXPECT_EQ(adoption_order(list, "h", true), (std::vector<std::size_t>{4, 5}));
+  EXPECT_TRUE(adoption_order(nlohmann::json::object(), "h", false).empty());
+  EXPECT_TRUE(adoption_order(nlohmann::json::array({42, "x"}), "h", false).empty());
+}
+
 TEST(Plan, InstallStepHasItsOwnMemoryLimitAndNoPort) {
   auto p = plan_install(node_spec(), "img");
   auto b = create_body(p);
