@@ -10,8 +10,9 @@ idle.wake_timeout.
 Row 4: 200 saves in 10 s to a node workspace in restart mode while a client sends requests
 all along: no 503 (nor any other error) reaches the client, and the burst gives one or two
 restarts (changes while the app starts, or right after, wait for the source to settle and
-give one restart; requests during a restart wait for the new app). Process runtime, and the
-docker runtime (skipped unless an engine answers and has cloudyknight/node:bookworm).
+give one restart; the new version starts beside the old one, which answers until the switch).
+Process runtime, and the docker runtime (skipped unless an engine answers and has
+cloudyknight/node:bookworm; its restarts must go through the blue/green switch).
 
 Run: cd tests/integration && CK_BINARY=../../build/cloudyknight python3 -m unittest -v test_wake_hold
 """
@@ -201,14 +202,17 @@ class BurstCase(MonitorCase):
         # beside the old one (blue/green), as the daemon logs them.
         starts = app_starts(d.stderr_text()[log_mark:], name)
         total = sum(answers.values())
-        print(f"\n[{self.runtime or 'process'}] {saves} saves in {burst_took:.1f} s: {len(starts)} restart(s), "
-              f"{total} answers {answers}, {len(errors)} client errors", flush=True)
+        switched = [s for s in starts if "new version running on" in s]
+        print(f"\n[{self.runtime or 'process'}] {saves} saves in {burst_took:.1f} s: {len(starts)} restart(s) "
+              f"({len(switched)} through the blue/green switch), {total} answers {answers}, "
+              f"{len(errors)} client errors", flush=True)
         self.assertEqual(errors, [], "client-side errors during the burst")
         self.assertEqual(answers.get(503, 0), 0, f"503 answers during the burst: {bad}")
         self.assertEqual(set(answers), {200}, f"answers other than 200: {answers} {bad}")
         self.assertGreater(total, 50, "the client loop hardly ran")
         self.assertTrue(1 <= len(starts) <= 2, f"{len(starts)} restarts for one burst of saves: {starts}")
         self.assertEqual(d.workspace(name)["status"], "running")
+        return starts
 
 
 class TestRestartBurst(BurstCase):
@@ -255,7 +259,12 @@ class TestRestartBurstDocker(BurstCase):
                 cls.docker.remove_volume(v["Name"])
 
     def test_200_saves_in_10s_give_no_503_and_one_or_two_restarts(self):
-        self.run_burst(self.d, self.name)
+        starts = self.run_burst(self.d, self.name)
+        # Blue/green: each restart started the new container beside the old one.
+        self.assertTrue(all("new version running on" in s for s in starts), starts)
+        left = [c for c in self.docker.containers(self.name)
+                if (c.get("Labels") or {}).get("cloudyknight.role") == "app"]
+        self.assertEqual(len(left), 1, [(c["Names"], c["State"]) for c in left])
 
 
 class TestUpstreamPool(MonitorCase):

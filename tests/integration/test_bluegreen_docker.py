@@ -1,0 +1,270 @@
+"""Blue/green restarts with the docker runtime (issue 19, row 4).
+
+A change to a node workspace in restart mode starts the new version in a second container
+(ck-<name>.b, then ck-<name> again) with a port of its own, while the old container serves;
+once the new one answers the route switches and the old container is stopped and removed. The
+bluegreen fixture takes DELAY seconds to listen, so a stop-then-start restart would hold
+requests that long; blue/green answers them at once, from the old version until the switch and
+from the new one after it. A new version that crashes leaves the old one serving, then ends
+`failed` (the plain restart the monitor falls back to shows its error); a fix brings it back.
+A control plane SIGKILLed while the new version starts leaves two containers: the next one
+keeps exactly one (the newer, which copied the latest source) and nothing else.
+
+Skipped unless a Docker engine answers and has cloudyknight/node:bookworm (ctest label once).
+
+Run: cd tests/integration && CK_BINARY=../../build/cloudyknight python3 -m unittest -v test_bluegreen_docker
+"""
+
+import http.client
+import os
+import threading
+import time
+import unittest
+
+from harness import TIME_SCALE, wait_until, write_json
+from test_monitor import MonitorCase
+from test_wake_hold import app_starts
+
+START_TIMEOUT = 180
+
+
+def docker():
+    try:
+        from test_docker_runtime import NODE_IMAGE, docker_with
+    except ImportError as e:
+        raise unittest.SkipTest(f"cannot load the Docker helpers: {e}")
+    return docker_with(NODE_IMAGE)
+
+
+def app_containers(dk, name, running_only=False):
+    return [c for c in dk.containers(name, running_only=running_only)
+            if (c.get("Labels") or {}).get("cloudyknight.role") == "app"]
+
+
+def loopback_port(c):
+    for p in c.get("Ports") or []:
+        if p.get("IP") == "127.0.0.1" and p.get("PublicPort"):
+            return p["PublicPort"]
+    return 0
+
+
+def read_log(d, name):
+    with open(os.path.join(d.data, "logs", f"{name}.log"), errors="replace") as f:
+        return f.read()
+
+
+def listens(port):
+    try:
+        socket_conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        socket_conn.request("GET", "/")
+        socket_conn.getresponse().read()
+        socket_conn.close()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+class DockerBlueGreenCase(MonitorCase):
+    """A node workspace from the bluegreen fixture under the docker runtime, named for this run;
+    every container, network and volume of it is removed afterwards."""
+    delay = 2
+
+    @classmethod
+    def blue_green_daemon(cls, suffix):
+        cls.docker = docker()
+        cls.name = f"t{os.urandom(3).hex()}-{suffix}"
+        cls.class_cleanups.append(cls.remove_docker_things)
+        d = cls.new_daemon(fixtures=[("bluegreen", cls.name)], runtime="docker")
+        d.prepare()
+        write_json(os.path.join(d.ws, cls.name, "workspace.json"), {"reload": "restart"})
+        with open(os.path.join(d.ws, cls.name, "DELAY"), "w") as f:
+            f.write(f"{cls.delay}\n")
+        return d
+
+    @classmethod
+    def remove_docker_things(cls):
+        dk = cls.docker
+        for c in dk.containers(cls.name):
+            dk.remove_container(c["Id"])
+        for net in dk.call("GET", "/networks") or []:
+            if net.get("Name", "").startswith(f"ck-net-{cls.name}"):
+                dk.request("DELETE", f"/networks/{net['Id']}")
+        for v in (dk.call("GET", "/volumes") or {}).get("Volumes") or []:
+            if f"-{cls.name}-" in v.get("Name", ""):
+                dk.remove_volume(v["Name"])
+
+    @classmethod
+    def volumes(cls):
+        vols = (cls.docker.call("GET", "/volumes") or {}).get("Volumes") or []
+        return sorted(v["Name"] for v in vols if f"-{cls.name}-" in v.get("Name", ""))
+
+    def save(self, d, text, file="VERSION"):
+        path = os.path.join(d.ws, self.name, file)
+        with open(path + ".tmp", "w") as f:
+            f.write(text + "\n")
+        os.replace(path + ".tmp", path)
+
+    def assert_one_app_container(self, d, what):
+        """Exactly one container of the workspace (the running app), the one the daemon routes to."""
+        left = self.docker.containers(self.name)
+        self.assertEqual(len(left), 1, f"{what}: {[(c['Names'], c['State']) for c in left]}")
+        c = left[0]
+        self.assertEqual(c["State"], "running", c["Names"])
+        self.assertEqual((c.get("Labels") or {}).get("cloudyknight.role"), "app", c["Names"])
+        self.assertEqual(loopback_port(c), d.workspace(self.name)["port"], f"{what}: the routed port")
+        return c
+
+
+class TestBlueGreenDocker(DockerBlueGreenCase):
+
+    @classmethod
+    def set_up(cls):
+        cls.d = d = cls.blue_green_daemon("bg")
+        d.start()
+        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+
+    def test_clients_see_the_old_version_until_the_new_one_answers(self):
+        d, name = self.d, self.name
+        # From a known version (the other test may have run first), then settled.
+        self.save(d, "10")
+        self.wait_answer(d, f"/{name}/", b"bluegreen 10 ", timeout=START_TIMEOUT)
+        d.wait_workspace(name, lambda w: w.get("status") == "running" and not w.get("phase"),
+                         timeout=60, what=f"{name} to settle")
+        time.sleep(1.5)  # past the settle window: the next save restarts at once
+        wait_until(lambda: len(self.docker.containers(name)) == 1, 30, "one container before the change")
+        old = self.assert_one_app_container(d, "before the change")
+        old_port = loopback_port(old)
+        log_mark = len(d.stderr_text())
+        seen = []  # (seconds since the save, status, body, seconds it took)
+        stop = threading.Event()
+        both = []  # the moments two app containers ran at once
+
+        def client():
+            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+            while not stop.is_set() and len(seen) < 20000:
+                t = time.monotonic()
+                try:
+                    conn.request("GET", f"/{name}/", headers={"Accept": "text/plain"})
+                    r = conn.getresponse()
+                    seen.append((t - t0, r.status, r.read().decode(errors="replace").strip(),
+                                 time.monotonic() - t))
+                except (OSError, http.client.HTTPException) as e:
+                    seen.append((t - t0, -1, repr(e), time.monotonic() - t))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+                time.sleep(0.01)
+            conn.close()
+
+        t0 = time.monotonic()
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        self.save(d, "11")
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if len(app_containers(self.docker, name, running_only=True)) == 2:
+                both.append(time.monotonic() - t0)
+            if seen and "bluegreen 11 " in seen[-1][2] + " ":
+                break
+            time.sleep(0.1)
+        self.wait_answer(d, f"/{name}/", b"bluegreen 11 ", timeout=START_TIMEOUT)
+        time.sleep(1.0)
+        stop.set()
+        thread.join(40)
+        bad = [x for x in seen if x[1] != 200]
+        self.assertEqual(bad, [], "every request during the change answers 200")
+        versions = [x[2].split()[1] for x in seen]
+        switch = versions.index("11")
+        self.assertEqual(set(versions[:switch]), {"10"}, "the old version until the switch")
+        self.assertEqual(set(versions[switch:]), {"11"}, "never the old version after the switch")
+        self.assertTrue(both, "the new container never ran beside the old one")
+        served_by_old_after_save = [x for x in seen[:switch] if x[0] > 0.3 + self.delay / 2]
+        self.assertTrue(served_by_old_after_save, f"the old version served while the new one started: {seen[:5]}")
+        slowest = max(x[3] for x in seen)
+        print(f"\n[blue/green docker] {len(seen)} requests over the change; the switch after "
+              f"{seen[switch][0] - 0.3:.2f} s; the slowest answer {slowest * 1000:.0f} ms", flush=True)
+        self.assertLess(slowest, 1.5 * TIME_SCALE, "a request waited for the restart (a held stop-then-start restart)")
+        # The old container is gone (and its port closed); the new one, under the other name, is
+        # the only one and the one routed to.
+        wait_until(lambda: self.docker.inspect(old["Id"]) is None, 30, "the old container to be removed")
+        new = self.assert_one_app_container(d, "after the switch")
+        self.assertNotEqual(new["Id"], old["Id"])
+        self.assertNotEqual(sorted(new["Names"]), sorted(old["Names"]), "the new container took the old one's name")
+        self.assertEqual({n.lstrip("/") for n in new["Names"] + old["Names"]},
+                         {f"ck-{name}", f"ck-{name}.b"})
+        self.assertFalse(listens(old_port), f"the old container's port {old_port} still answers")
+        self.assertEqual(d.workspace(name)["status"], "running")
+        starts = app_starts(d.stderr_text()[log_mark:], name)
+        self.assertEqual(len(starts), 1, starts)
+        self.assertIn("new version running on", starts[0])
+        # The next change alternates back to the first name.
+        self.save(d, "12")
+        self.wait_answer(d, f"/{name}/", b"bluegreen 12 ", timeout=START_TIMEOUT)
+        wait_until(lambda: self.docker.inspect(new["Id"]) is None, 30, "the previous container to be removed")
+        third = self.assert_one_app_container(d, "after the second switch")
+        self.assertEqual(sorted(third["Names"]), sorted(old["Names"]))
+
+    def test_a_new_version_that_does_not_start_fails_as_a_restart_would(self):
+        d, name = self.d, self.name
+        self.save(d, "2")
+        self.wait_answer(d, f"/{name}/", b"bluegreen 2", timeout=START_TIMEOUT)
+        self.save(d, "crash")
+        w = d.wait_workspace(name, lambda w: w.get("status") == "failed", timeout=START_TIMEOUT,
+                             what=f"{name} to fail with its broken version")
+        self.assertIn("code 3", w.get("error", "") + w.get("log_tail", ""), w)
+        self.save(d, "3")
+        self.wait_answer(d, f"/{name}/", b"bluegreen 3", timeout=START_TIMEOUT)
+        self.assertEqual(d.workspace(name)["status"], "running")
+        wait_until(lambda: len(self.docker.containers(name)) == 1, 30, "one container once fixed")
+        self.assert_one_app_container(d, "once fixed")
+        log = read_log(d, name)
+        self.assertIn("VERSION says crash", log, "the new version's output goes to the workspace log")
+        self.assertIn("the new version did not start", log)
+
+
+class TestBlueGreenDockerKilled(DockerBlueGreenCase):
+    """The control plane is SIGKILLed while the new version starts beside the old one (the new
+    container runs, not yet answering); the next control plane on the same data keeps one
+    container, the newer, and leaves nothing behind."""
+    delay = 6
+
+    @classmethod
+    def set_up(cls):
+        cls.d1 = d1 = cls.blue_green_daemon("bgkill")
+        d1.start()
+        d1.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+
+    def test_killed_mid_replace_leaves_one_container(self):
+        d1, name, dk = self.d1, self.name, self.docker
+        self.wait_answer(d1, f"/{name}/", b"bluegreen 0 ", timeout=START_TIMEOUT)
+        time.sleep(1.5)  # past the settle window
+        old = self.assert_one_app_container(d1, "before the change")
+        volumes_before = self.volumes()
+        self.save(d1, "5")
+        two = wait_until(lambda: (lambda cs: cs if len(cs) == 2 else None)(app_containers(dk, name, running_only=True)),
+                         60, "the new version's container to run beside the old one")
+        d1.kill()
+        self.assertEqual(d1.stopped.returncode, -9)
+        new_id = next(c["Id"] for c in two if c["Id"] != old["Id"])
+        self.assertEqual(len(app_containers(dk, name, running_only=True)), 2,
+                         "both containers outlive the killed control plane")
+        d2 = self.new_daemon(reuse=d1, runtime="docker")
+        d2.start()
+        d2.wait_status(name, "running", timeout=START_TIMEOUT)
+        self.wait_answer(d2, f"/{name}/", b"bluegreen 5 ", timeout=START_TIMEOUT)
+        wait_until(lambda: len(dk.containers(name)) == 1, 30, "one container after the restart")
+        kept = self.assert_one_app_container(d2, "after the restart")
+        self.assertEqual(kept["Id"], new_id, "the newer container (the latest source) is the one kept")
+        self.assertIsNone(dk.inspect(old["Id"]), "the old container was left behind")
+        self.assertEqual(self.volumes(), volumes_before, "volumes left behind or lost")
+        self.assertIn("adopted container", read_log(d2, name))
+        # It goes on as usual: the next change switches again, to the first name.
+        time.sleep(1.5)
+        self.save(d2, "6")
+        self.wait_answer(d2, f"/{name}/", b"bluegreen 6 ", timeout=START_TIMEOUT)
+        wait_until(lambda: dk.inspect(new_id) is None, 30, "the adopted container to be replaced")
+        self.assert_one_app_container(d2, "after the next change")
+
+
+if __name__ == "__main__":
+    unittest.main()
