@@ -16,7 +16,9 @@ Run: cd tests/integration && CK_BINARY=../../build/cloudyknight python3 -m unitt
 """
 
 import http.client
+import json
 import os
+import shutil
 import threading
 import time
 import unittest
@@ -220,6 +222,96 @@ class TestBlueGreenDocker(DockerBlueGreenCase):
         log = read_log(d, name)
         self.assertIn("VERSION says crash", log, "the new version's output goes to the workspace log")
         self.assertIn("the new version did not start", log)
+
+
+    def test_changed_dependencies_install_into_a_new_volume(self):
+        d, name = self.d, self.name
+        self.save(d, "20")
+        self.wait_answer(d, f"/{name}/", b"bluegreen 20 ", timeout=START_TIMEOUT)
+        d.wait_workspace(name, lambda w: w.get("status") == "running" and not w.get("phase"),
+                         timeout=60, what=f"{name} to settle")
+        time.sleep(1.5)
+        prefix = f"ck-deps-{name}-"
+        before = [v for v in self.volumes() if v.startswith(prefix)]
+        self.assertEqual(len(before), 1, self.volumes())
+        old = self.assert_one_app_container(d, "before the change")
+        self.assertIn(before[0], {m.get("Name") for m in old.get("Mounts") or []})
+        # package.json changes: a new dependency key, installed while the old container serves.
+        pkg_path = os.path.join(d.ws, name, "package.json")
+        with open(pkg_path) as f:
+            pkg = json.load(f)
+        pkg["description"] += " (changed)"
+        with open(pkg_path + ".tmp", "w") as f:
+            json.dump(pkg, f)
+        os.replace(pkg_path + ".tmp", pkg_path)
+        self.save(d, "21")
+        r = self.wait_answer(d, f"/{name}/", b"bluegreen 21 ", timeout=START_TIMEOUT)
+        self.assertEqual(r.status, 200)
+
+        def one_new_volume():
+            deps = [v for v in self.volumes() if v.startswith(prefix)]
+            return deps if len(deps) == 1 and deps != before else None
+        after = wait_until(one_new_volume, 30, "the old dependency volume to go once the old container is removed")
+        wait_until(lambda: self.docker.inspect(old["Id"]) is None, 30, "the old container to be removed")
+        new = self.assert_one_app_container(d, "after the change")
+        self.assertIn(after[0], {m.get("Name") for m in new.get("Mounts") or []})
+        log = read_log(d, name)
+        self.assertIn(f"installing dependencies in ck-{name}-install", log)
+
+
+class TestBlueGreenDockerStopped(DockerBlueGreenCase):
+    """The workspace's folder is deleted while its new version starts beside the old one: both
+    containers go at once (before the new one would answer), and the new one does not come
+    back when it would have answered."""
+    delay = 10
+
+    @classmethod
+    def set_up(cls):
+        cls.d = d = cls.blue_green_daemon("bgstop")
+        d.start()
+        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+
+    def test_deleted_during_replace_removes_both_containers(self):
+        d, name, dk = self.d, self.name, self.docker
+        self.wait_answer(d, f"/{name}/", b"bluegreen 0 ", timeout=START_TIMEOUT)
+        time.sleep(1.5)
+        self.save(d, "7")
+        wait_until(lambda: len(app_containers(dk, name, running_only=True)) == 2, 60,
+                   "the new version's container to run beside the old one")
+        t = time.monotonic()
+        shutil.rmtree(os.path.join(d.ws, name))
+        wait_until(lambda: not dk.containers(name), 30, "both containers to be removed")
+        took = time.monotonic() - t
+        self.assertLess(took, self.delay - 3, "the new version was removed only once it answered, "
+                        "not when the workspace went")
+        time.sleep(self.delay + 2)  # the new version would have answered by now
+        left = dk.containers(name)
+        self.assertEqual(left, [], [(c["Names"], c["State"]) for c in left])
+        self.assertIsNone(d.workspace(name))
+
+
+class TestBlueGreenDockerShutdown(DockerBlueGreenCase):
+    """SIGTERM while a new version starts beside the old one: the daemon exits 0 and removes
+    both containers."""
+    delay = 6
+
+    @classmethod
+    def set_up(cls):
+        cls.d = d = cls.blue_green_daemon("bgterm")
+        d.start()
+        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+
+    def test_shutdown_during_replace_removes_both_containers(self):
+        d, name, dk = self.d, self.name, self.docker
+        self.wait_answer(d, f"/{name}/", b"bluegreen 0 ", timeout=START_TIMEOUT)
+        time.sleep(1.5)
+        self.save(d, "8")
+        wait_until(lambda: len(app_containers(dk, name, running_only=True)) == 2, 60,
+                   "the new version's container to run beside the old one")
+        res = d.stop()
+        self.assertEqual(res.returncode, 0, d.diagnostics())
+        left = dk.containers(name)
+        self.assertEqual(left, [], [(c["Names"], c["State"]) for c in left])
 
 
 class TestBlueGreenDockerKilled(DockerBlueGreenCase):
