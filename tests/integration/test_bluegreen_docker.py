@@ -7,8 +7,13 @@ bluegreen fixture takes DELAY seconds to listen, so a stop-then-start restart wo
 requests that long; blue/green answers them at once, from the old version until the switch and
 from the new one after it. A new version that crashes leaves the old one serving, then ends
 `failed` (the plain restart the monitor falls back to shows its error); a fix brings it back.
-A control plane SIGKILLed while the new version starts leaves two containers: the next one
-keeps exactly one (the newer, which copied the latest source) and nothing else.
+A changed package.json installs into a new dependency volume while the old container serves
+on its own; the old volume goes after the switch. A Dockerfile workspace's image is built again
+beside the running container; with limits.egress false the route switches to the new
+container's address on the internal network. A workspace deleted, or the daemon stopped, while
+the new version starts removes both containers at once. A control plane SIGKILLed while the new
+version starts leaves two containers: the next one keeps exactly one (the newer, which copied
+the latest source) and nothing else.
 
 Skipped unless a Docker engine answers and has cloudyknight/node:bookworm (ctest label once).
 
@@ -67,20 +72,21 @@ def listens(port):
 
 
 class DockerBlueGreenCase(MonitorCase):
-    """A node workspace from the bluegreen fixture under the docker runtime, named for this run;
-    every container, network and volume of it is removed afterwards."""
+    """A workspace (the bluegreen fixture unless told) under the docker runtime, named for this
+    run; every container, network, volume and image of it is removed afterwards."""
     delay = 2
 
     @classmethod
-    def blue_green_daemon(cls, suffix):
+    def blue_green_daemon(cls, suffix, fixture="bluegreen", config=None):
         cls.docker = docker()
         cls.name = f"t{os.urandom(3).hex()}-{suffix}"
         cls.class_cleanups.append(cls.remove_docker_things)
-        d = cls.new_daemon(fixtures=[("bluegreen", cls.name)], runtime="docker")
+        d = cls.new_daemon(fixtures=[(fixture, cls.name)], runtime="docker", config=config)
         d.prepare()
         write_json(os.path.join(d.ws, cls.name, "workspace.json"), {"reload": "restart"})
-        with open(os.path.join(d.ws, cls.name, "DELAY"), "w") as f:
-            f.write(f"{cls.delay}\n")
+        if fixture == "bluegreen":
+            with open(os.path.join(d.ws, cls.name, "DELAY"), "w") as f:
+                f.write(f"{cls.delay}\n")
         return d
 
     @classmethod
@@ -94,6 +100,9 @@ class DockerBlueGreenCase(MonitorCase):
         for v in (dk.call("GET", "/volumes") or {}).get("Volumes") or []:
             if f"-{cls.name}-" in v.get("Name", ""):
                 dk.remove_volume(v["Name"])
+        filters = json.dumps({"label": [f"cloudyknight.workspace={cls.name}"]})
+        for img in dk.call("GET", "/images/json", query={"filters": filters, "all": "1"}) or []:
+            dk.remove_image(img["Id"])
 
     @classmethod
     def volumes(cls):
@@ -105,6 +114,41 @@ class DockerBlueGreenCase(MonitorCase):
         with open(path + ".tmp", "w") as f:
             f.write(text + "\n")
         os.replace(path + ".tmp", path)
+
+    def change_under_load(self, d, name, save, new_marker):
+        """Calls save() while a client sends requests: every answer is 200, from the old version
+        until the switch and from the new one (new_marker in the body) after it."""
+        seen, stop = [], threading.Event()
+
+        def client():
+            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+            while not stop.is_set() and len(seen) < 20000:
+                try:
+                    conn.request("GET", f"/{name}/", headers={"Accept": "text/plain"})
+                    r = conn.getresponse()
+                    seen.append((r.status, r.read()))
+                except (OSError, http.client.HTTPException) as e:
+                    seen.append((-1, repr(e).encode()))
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+                time.sleep(0.01)
+            conn.close()
+
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        save()
+        self.wait_answer(d, f"/{name}/", new_marker, timeout=START_TIMEOUT)
+        time.sleep(0.5)
+        stop.set()
+        thread.join(40)
+        bad = [x for x in seen if x[0] != 200]
+        self.assertEqual(bad[:5], [], f"every request during the change answers 200 ({len(bad)} did not)")
+        flags = [new_marker in body for _, body in seen]
+        switch = flags.index(True)
+        self.assertTrue(switch > 0 and not any(flags[:switch]) and all(flags[switch:]),
+                        "the old version until the switch, the new one after")
+        return seen
 
     def assert_one_app_container(self, d, what):
         """Exactly one container of the workspace (the running app), the one the daemon routes to."""
@@ -257,6 +301,59 @@ class TestBlueGreenDocker(DockerBlueGreenCase):
         self.assertIn(after[0], {m.get("Name") for m in new.get("Mounts") or []})
         log = read_log(d, name)
         self.assertIn(f"installing dependencies in ck-{name}-install", log)
+
+
+class TestBlueGreenDockerfile(DockerBlueGreenCase):
+    """A Dockerfile workspace: its image is built again while the old container runs from the
+    previous build (it keeps that image by id); the switch follows the new build."""
+
+    @classmethod
+    def set_up(cls):
+        cls.d = d = cls.blue_green_daemon("bgdf", fixture="docker/dockerfile")
+        d.start()
+        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+
+    def test_dockerfile_workspace_switches_after_its_new_build(self):
+        d, name = self.d, self.name
+        self.wait_answer(d, f"/{name}/", b"DOCKERFILE-MARKER", timeout=START_TIMEOUT)
+        time.sleep(1.5)
+        old = self.assert_one_app_container(d, "before the change")
+
+        def save():
+            with open(os.path.join(d.ws, name, "added-v2.txt"), "w") as f:
+                f.write("v2\n")
+        self.change_under_load(d, name, save, b"added-v2.txt")
+        wait_until(lambda: self.docker.inspect(old["Id"]) is None, 30, "the old container to be removed")
+        new = self.assert_one_app_container(d, "after the switch")
+        self.assertNotEqual(new["ImageID"], old["ImageID"], "the new container runs the new build")
+        self.assertIn("new version running on", d.stderr_text())
+
+
+class TestBlueGreenDockerInternal(DockerBlueGreenCase):
+    """limits.egress false: nothing is published; the new container is reached on its own
+    address on the workspace's internal network, and the route switches to it."""
+
+    @classmethod
+    def set_up(cls):
+        cls.d = d = cls.blue_green_daemon("bgint", config={"limits": {"egress": False}})
+        d.start()
+        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+
+    def test_internal_network_switches_to_the_new_address(self):
+        d, name = self.d, self.name
+        self.wait_answer(d, f"/{name}/", b"bluegreen 0 ", timeout=START_TIMEOUT)
+        time.sleep(1.5)
+        apps = app_containers(self.docker, name)
+        self.assertEqual(len(apps), 1, apps)
+        old = self.docker.inspect(apps[0]["Id"])
+        self.assertFalse(old["HostConfig"].get("PortBindings"), "nothing published on an internal network")
+        self.change_under_load(d, name, lambda: self.save(d, "1"), b"bluegreen 1 ")
+        wait_until(lambda: self.docker.inspect(old["Id"]) is None, 30, "the old container to be removed")
+        apps = app_containers(self.docker, name)
+        self.assertEqual(len(apps), 1, [(c["Names"], c["State"]) for c in apps])
+        new = self.docker.inspect(apps[0]["Id"])
+        new_ip = new["NetworkSettings"]["Networks"][f"ck-net-{name}"]["IPAddress"]
+        self.assertIn(f"new version running on {new_ip}:", d.stderr_text())
 
 
 class TestBlueGreenDockerStopped(DockerBlueGreenCase):
