@@ -494,12 +494,14 @@ net::awaitable<Result<RunningApp>> DockerRuntime::replace(RunSpec spec, PhaseCal
     co_return started.error();
   }
   slots_[name] = next;
+  retiring_[name] = old;  // stop() and kill_all() still find it until it is removed
   switched(started.value());
   next->log_line(fmt::format("the new version serves on {}:{}; stopping the old one (container {})",
                              next->host, next->app_port, old->container.substr(0, 12)));
   // Requests already sent to the old container get a moment to finish before it is asked to stop.
   co_await sleep_for(std::chrono::milliseconds(200));
   co_await stop_slot(old, grace);
+  if (auto r = retiring_.find(name); r != retiring_.end() && r->second == old) retiring_.erase(r);
   // The old container's dependency volume, when the key changed (it was in use until now).
   if (!next->deps_volume.empty() && old->deps_volume != next->deps_volume) {
     co_await remove_old_deps(name, next->deps_volume);
@@ -631,15 +633,20 @@ net::awaitable<ExitInfo> DockerRuntime::wait_exit(std::string name) {
 }
 
 net::awaitable<void> DockerRuntime::stop(std::string name, Duration grace) {
-  // A new version still starting beside the app goes too.
+  // A new version still starting beside the app goes too, as does an old one still stopping
+  // after a switch (so nothing of the workspace is left when this returns).
   if (auto p = pending_.find(name); p != pending_.end()) {
     auto next = p->second;
     co_await stop_slot(next, grace);
   }
-  auto it = slots_.find(name);
-  if (it == slots_.end()) co_return;
-  auto slot = it->second;
-  co_await stop_slot(slot, grace);
+  if (auto it = slots_.find(name); it != slots_.end()) {
+    auto slot = it->second;
+    co_await stop_slot(slot, grace);
+  }
+  if (auto r = retiring_.find(name); r != retiring_.end()) {
+    auto old = r->second;
+    co_await stop_slot(old, grace);
+  }
 }
 
 net::awaitable<void> DockerRuntime::stop_slot(std::shared_ptr<Slot> slot, Duration grace) {
@@ -769,6 +776,7 @@ void DockerRuntime::kill_all() {
   net::io_context io;
   std::vector<std::pair<std::string, std::shared_ptr<Slot>>> all(slots_.begin(), slots_.end());
   all.insert(all.end(), pending_.begin(), pending_.end());  // new versions starting beside them
+  all.insert(all.end(), retiring_.begin(), retiring_.end());  // old versions stopping after a switch
   for (auto& [name, slot] : all) {
     std::vector<std::string> ids = {slot->container, slot->install_container};
     for (const auto& m : slot->members) {

@@ -133,6 +133,7 @@ class DockerRuntime final : public Runtime {
   PortAllocator ports_;
   std::map<std::string, std::shared_ptr<Slot>> slots_;
   std::map<std::string, std::shared_ptr<Slot>> pending_;  // new versions starting (replace)
+  std::map<std::string, std::shared_ptr<Slot>> retiring_;  // old versions stopping after a switch
   std::set<std::string> installing_;  // dependency volumes being filled right now
   bool closing_ = false;
   std::string firewall_;  // what install_host_firewall() achieved, for isolation()
