@@ -368,8 +368,14 @@ class DockerCleanupTest(ClassSetUp):
         return None
 
     def deps_in_use(self):
+        """The dependency volume of the workspace's one app container; None while there is none,
+        or two (a blue/green restart: the new version runs beside the old one until the switch,
+        then the old container is removed)."""
+        apps = [c for c in self.docker.call("GET", "/containers/json", query={"all": "1"}) or []
+                if (c.get("Labels") or {}).get("cloudyknight.workspace") == self.name
+                and (c.get("Labels") or {}).get("cloudyknight.role") == "app"]
         c = self.app_container()
-        if not c:
+        if not c or len(apps) != 1:
             return None
         for m in c.get("Mounts") or []:
             if m.get("Type") == "volume" and (m.get("Name") or "").startswith("ck-deps-"):
