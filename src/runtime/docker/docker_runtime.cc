@@ -597,14 +597,16 @@ net::awaitable<void> DockerRuntime::watch_events() {
   }
 }
 
-// The slot a container of `workspace` belongs to: the running app's or a new version's beside
-// it; the running app's when neither names it (an install container, a compose member).
+// The slot a container of `workspace` belongs to: a new version's starting beside the app, an
+// old version's stopping after a switch, else the app's (also for a compose member).
 std::shared_ptr<DockerRuntime::Slot> DockerRuntime::slot_of(const std::string& workspace,
                                                             const std::string& container) const {
-  auto p = pending_.find(workspace);
-  if (p != pending_.end() && !container.empty() &&
-      (p->second->container == container || p->second->install_container == container)) {
-    return p->second;
+  for (const auto* slots : {&pending_, &retiring_}) {
+    auto p = slots->find(workspace);
+    if (p != slots->end() && !container.empty() &&
+        (p->second->container == container || p->second->install_container == container)) {
+      return p->second;
+    }
   }
   auto it = slots_.find(workspace);
   return it != slots_.end() ? it->second : nullptr;
