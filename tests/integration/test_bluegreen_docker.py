@@ -455,5 +455,47 @@ class TestBlueGreenDockerKilled(DockerBlueGreenCase):
         self.assert_one_app_container(d2, "after the next change")
 
 
+class TestBlueGreenDockerKilledBeforeTheNewContainer(DockerBlueGreenCase):
+    """The control plane is SIGKILLed while the new version installs, before its container
+    exists (as during a Dockerfile build): only the old container runs, with the old source.
+    The next control plane must not adopt it (it was being replaced) but start the latest
+    source. The install sleeps 8 s; the test removes the volume's install record so that the new
+    version installs again."""
+
+    @classmethod
+    def set_up(cls):
+        cls.d1 = d1 = cls.blue_green_daemon("bgearly")
+        write_json(os.path.join(d1.ws, cls.name, "workspace.json"),
+                   {"reload": "restart", "install": "sleep 8"})
+        d1.start()
+        d1.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+
+    def test_killed_before_the_new_container_starts_the_latest_source(self):
+        d1, name, dk = self.d1, self.name, self.docker
+        self.wait_answer(d1, f"/{name}/", b"bluegreen 0 ", timeout=START_TIMEOUT)
+        time.sleep(1.5)
+        old = self.assert_one_app_container(d1, "before the change")
+        records = os.path.join(d1.data, "run", "deps")
+        for f in os.listdir(records):
+            if f.startswith(f"ck-deps-{name}-"):
+                os.remove(os.path.join(records, f))
+        self.save(d1, "9")
+        d1.wait_workspace(name, lambda w: w.get("phase") == "new version: installing dependencies", timeout=30,
+                          what=f"{name} to install its new version")
+        time.sleep(1)
+        self.assertEqual(len(app_containers(dk, name)), 1, "the new version's container exists already")
+        self.assertTrue(os.path.exists(os.path.join(d1.data, "run", name, "superseded")))
+        d1.kill()
+        d2 = self.new_daemon(reuse=d1, runtime="docker")
+        d2.start()
+        d2.wait_status(name, "running", timeout=START_TIMEOUT)
+        r = self.wait_answer(d2, f"/{name}/", timeout=START_TIMEOUT)
+        self.assertIn(b"bluegreen 9 ", r.body, "the replaced container (the old source) was adopted")
+        wait_until(lambda: len(dk.containers(name)) == 1, 30, "one container after the restart")
+        self.assert_one_app_container(d2, "after the restart")
+        self.assertIsNone(dk.inspect(old["Id"]), "the replaced container was left behind")
+        self.assertFalse(os.path.exists(os.path.join(d2.data, "run", name, "superseded")))
+        self.assertIn("a new version was replacing it", d2.stderr_text())
+
 if __name__ == "__main__":
     unittest.main()

@@ -346,6 +346,11 @@ class DockerCleanupTest(ClassSetUp):
                         cls.docker.request("DELETE", f"/containers/{c['Id']}", query={"force": "1", "v": "1"})
                 for v in list(cls.volumes) + cls.own_volumes():
                     cls.docker.request("DELETE", f"/volumes/{v}")
+                # The workspaces' networks (ck-net-<name>...): left behind, every run would take
+                # more of the engine's address space.
+                for net in cls.docker.call("GET", "/networks") or []:
+                    if net.get("Name", "").startswith(f"ck-net-{RUN}"):
+                        cls.docker.request("DELETE", f"/networks/{net['Id']}")
                 for w in cls.image_workspaces:
                     doc = cls.docker.call("GET", "/images/json", query={
                         "all": "1", "filters": json.dumps({"label": [f"cloudyknight.workspace={w}"]})}) or []

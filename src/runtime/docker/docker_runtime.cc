@@ -95,6 +95,22 @@ fs::path deps_record(const fs::path& data_dir, const std::string& volume) {
   return deps_use_record(data_dir, volume);
 }
 
+// DATA/run/<name>/superseded: the id of the container a new version is replacing (written before
+// the new version starts, removed once the old container is gone). A control plane killed
+// meanwhile must not adopt that container at its next start: it runs outdated source.
+fs::path superseded_record(const fs::path& data_dir, const std::string& name) {
+  return data_dir / "run" / name / "superseded";
+}
+
+std::set<std::string> read_superseded(const fs::path& data_dir, const std::string& name) {
+  std::set<std::string> ids;
+  std::ifstream in(superseded_record(data_dir, name));
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) ids.insert(line);
+  }
+  return ids;
+}
+
 // A changed path the monitor reports: relative, without "..": safe to name under /app.
 bool valid_hmr_path(const std::string& p) {
   if (p.empty() || p.front() == '/') return false;
@@ -296,9 +312,10 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   auto existing = co_await engine_->list_containers(std::move(mine));
   if (existing.has_error()) co_return existing.error();
   const json& list = existing.value();
+  const std::set<std::string> superseded = read_superseded(opts_.data_dir, spec.name);
   std::optional<Result<RunningApp>> adopted;
   std::set<std::string> handled;  // adopted, or removed while trying
-  for (std::size_t i : adoption_order(list, hash, net.internal)) {
+  for (std::size_t i : adoption_order(list, hash, net.internal, superseded)) {
     const json& c = list[i];
     std::string id = c.value("Id", "");
     int hp = published_loopback_port(c);
@@ -343,9 +360,19 @@ net::awaitable<Result<RunningApp>> DockerRuntime::start(RunSpec spec, PhaseCallb
   for (const auto& c : list) {
     std::string id = c.value("Id", "");
     if (handled.count(id)) continue;
-    logger()->info("[ws={}] removing {} container {}", spec.name,
-                   c.value("State", "") == "running" ? "outdated" : "stopped", id.substr(0, 12));
+    if (superseded.count(id)) {
+      logger()->info("[ws={}] removing container {}: a new version was replacing it when the "
+                     "control plane stopped",
+                     spec.name, id.substr(0, 12));
+    } else {
+      logger()->info("[ws={}] removing {} container {}", spec.name,
+                     c.value("State", "") == "running" ? "outdated" : "stopped", id.substr(0, 12));
+    }
     (void)co_await engine_->remove_container(id);
+  }
+  if (!superseded.empty()) {
+    std::error_code ec;
+    fs::remove(superseded_record(opts_.data_dir, spec.name), ec);
   }
   if (adopted) {
     if (adopted->has_value() && !deps.empty()) {
@@ -475,6 +502,14 @@ net::awaitable<Result<RunningApp>> DockerRuntime::replace(RunSpec spec, PhaseCal
   next->log_fd = ::open(log_path(spec.name).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   pending_[spec.name] = next;
   const std::string name = spec.name;
+  // The old container runs outdated source from now on: should the control plane die before it
+  // is removed, the next start must not adopt it.
+  const fs::path record = superseded_record(opts_.data_dir, name);
+  {
+    std::error_code ec;
+    fs::create_directories(record.parent_path(), ec);
+    std::ofstream(record, std::ios::trunc) << old->container << "\n";
+  }
   next->log_line(fmt::format("starting the new version beside the running one (container {})",
                              old->container.substr(0, 12)));
   auto started = co_await start_new_version(next, std::move(spec), std::move(on_phase));
@@ -502,6 +537,10 @@ net::awaitable<Result<RunningApp>> DockerRuntime::replace(RunSpec spec, PhaseCal
   co_await sleep_for(std::chrono::milliseconds(200));
   co_await stop_slot(old, grace);
   if (auto r = retiring_.find(name); r != retiring_.end() && r->second == old) retiring_.erase(r);
+  if (read_superseded(opts_.data_dir, name).count(old->container)) {
+    std::error_code ec;
+    fs::remove(record, ec);
+  }
   // The old container's dependency volume, when the key changed (it was in use until now).
   if (!next->deps_volume.empty() && old->deps_volume != next->deps_volume) {
     co_await remove_old_deps(name, next->deps_volume);
@@ -839,6 +878,8 @@ net::awaitable<void> DockerRuntime::remove_orphans(std::set<std::string> keep) {
     std::string id = c.value("Id", "");
     logger()->info("[ws={}] workspace is gone; removing its container {}", ws, id.substr(0, 12));
     (void)co_await engine_->remove_container(id);
+    std::error_code ec;
+    fs::remove(superseded_record(opts_.data_dir, ws), ec);
   }
   auto gone = [&](const json& labels) {
     if (!labels.is_object()) return std::string();

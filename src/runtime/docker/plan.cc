@@ -297,7 +297,7 @@ bool is_second_app_name(const std::string& workspace, std::string_view name) {
 }
 
 std::vector<std::size_t> adoption_order(const json& containers, const std::string& hash,
-                                        bool internal) {
+                                        bool internal, const std::set<std::string>& superseded) {
   auto label = [](const json& c, const char* key) {
     if (!c.contains("Labels") || !c["Labels"].is_object()) return std::string();
     auto it = c["Labels"].find(key);
@@ -313,7 +313,7 @@ std::vector<std::size_t> adoption_order(const json& containers, const std::strin
     const json& c = containers[i];
     if (!c.is_object() || label(c, "cloudyknight.role") != "app" ||
         label(c, "cloudyknight.spec") != hash || c.value("State", "") != "running" ||
-        (!internal && published_loopback_port(c) == 0)) {
+        (!internal && published_loopback_port(c) == 0) || superseded.count(c.value("Id", ""))) {
       continue;
     }
     long long ms = 0;

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -121,12 +122,15 @@ bool is_second_app_name(const std::string& workspace, std::string_view name);
 
 /// Adoption at start: which of a workspace's containers (entries of the Engine API's container
 /// list) to try adopting, best first: running app containers (role app) whose
-/// cloudyknight.spec label is `hash` and that can be reached (a port published on 127.0.0.1,
-/// or `internal`), the newest first (label cloudyknight.created in ms, then Created). A control
-/// plane killed while a new version started beside the old one leaves both; the newer one
-/// copied the latest source. Indices into `containers`; the others are to be removed.
+/// cloudyknight.spec label is `hash`, that can be reached (a port published on 127.0.0.1, or
+/// `internal`) and whose id is not in `superseded`, the newest first (label
+/// cloudyknight.created in ms, then Created). A control plane killed while a new version started
+/// beside the old one leaves both, or only the old one when it died before the new container
+/// existed: the old one runs outdated source (replace() names it in `superseded` first), the
+/// newer one copied the latest. Indices into `containers`; the others are to be removed.
 std::vector<std::size_t> adoption_order(const nlohmann::json& containers, const std::string& hash,
-                                        bool internal);
+                                        bool internal,
+                                        const std::set<std::string>& superseded = {});
 
 /// The app container of a workspace, run from `image`, on network `net` (internal: nothing is
 /// published, host_port must be 0), else published on host_port.

@@ -244,6 +244,9 @@ TEST(Plan, AdoptionSkipsWhatIsNotACurrentReachableApp) {
   EXPECT_EQ(adoption_order(list, "h", false), (std::vector<std::size_t>{5}));
   // On an internal network nothing is published: the address is looked up instead.
   EXPECT_EQ(adoption_order(list, "h", true), (std::vector<std::size_t>{4, 5}));
+  // A container a new version was replacing when the control plane died runs outdated source.
+  EXPECT_TRUE(adoption_order(list, "h", false, {"good"}).empty());
+  EXPECT_EQ(adoption_order(list, "h", true, {"good"}), (std::vector<std::size_t>{4}));
   EXPECT_TRUE(adoption_order(nlohmann::json::object(), "h", false).empty());
   EXPECT_TRUE(adoption_order(nlohmann::json::array({42, "x"}), "h", false).empty());
 }
