@@ -13,7 +13,8 @@ beside the running container; with limits.egress false the route switches to the
 container's address on the internal network. A workspace deleted, or the daemon stopped, while
 the new version starts removes both containers at once. A control plane SIGKILLed while the new
 version starts leaves two containers: the next one keeps exactly one (the newer, which copied
-the latest source) and nothing else.
+the latest source) and nothing else; SIGKILLed before the new container exists, it leaves only
+the old one, which the next control plane must not adopt (it runs the old source).
 
 Skipped unless a Docker engine answers and has cloudyknight/node:bookworm (ctest label once).
 
