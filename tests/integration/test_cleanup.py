@@ -346,6 +346,9 @@ class DockerCleanupTest(ClassSetUp):
                         cls.docker.request("DELETE", f"/containers/{c['Id']}", query={"force": "1", "v": "1"})
                 for v in list(cls.volumes) + cls.own_volumes():
                     cls.docker.request("DELETE", f"/volumes/{v}")
+                for v in (cls.docker.call("GET", "/volumes") or {}).get("Volumes") or []:
+                    if v["Name"].startswith(f"ck-cache-{RUN}"):  # the package download cache
+                        cls.docker.request("DELETE", f"/volumes/{v['Name']}")
                 # The workspaces' networks (ck-net-<name>...): left behind, every run would take
                 # more of the engine's address space.
                 for net in cls.docker.call("GET", "/networks") or []:
