@@ -484,7 +484,12 @@ class TestBlueGreenDockerKilledBeforeTheNewContainer(DockerBlueGreenCase):
         d1.wait_workspace(name, lambda w: w.get("phase") == "new version: installing dependencies", timeout=30,
                           what=f"{name} to install its new version")
         time.sleep(1)
-        self.assertEqual(len(app_containers(dk, name)), 1, "the new version's container exists already")
+        # The new version has no container yet: the daemon started one (the old), one app runs.
+        self.assertEqual(d1.stderr_text().count(f"[ws={name}] started container"), 1,
+                         "the new version's container exists already")
+        apps = app_containers(dk, name, running_only=True)
+        self.assertEqual([c["Id"] for c in apps], [old["Id"]],
+                         f"{[(c['Names'], c['State'], c['Id'][:12]) for c in app_containers(dk, name)]}")
         self.assertTrue(os.path.exists(os.path.join(d1.data, "run", name, "superseded")))
         d1.kill()
         d2 = self.new_daemon(reuse=d1, runtime="docker")

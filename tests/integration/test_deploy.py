@@ -24,7 +24,7 @@ import threading
 import time
 import unittest
 
-from harness import binary, wait_until
+from harness import binary, read_response, wait_until
 from s3util import S3Server, s3rver_path
 from test_auth import PASSWORD, admin_token, call
 from test_remote_cli import CliCase, LocalhostControlDaemon, member_token
@@ -390,9 +390,9 @@ class DeployTest(CliCase):
         with socket.create_connection(("127.0.0.1", self.d.port), timeout=10) as c:
             c.sendall((f"PUT {API}/workspaces/target/source HTTP/1.1\r\nHost: localhost:{self.d.port}\r\n"
                        f"Authorization: Bearer {self.admin}\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n").encode())
-            head = c.recv(65536).decode("latin-1")
-        self.assertTrue(head.startswith("HTTP/1.1 413"), head)
-        self.assertIn("gateway.max_body", head)
+            r = read_response(c, "PUT")  # the whole answer, however many segments it comes in
+        self.assertEqual(r.status, 413, r.text())
+        self.assertIn("gateway.max_body", r.text())
         # A manifest that says a file is still there when it changed on the server: 409.
         write(os.path.join(served, "index.html"), "edited on the server")
         manifest = json.dumps({"version": 1, "files": [
