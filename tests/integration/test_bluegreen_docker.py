@@ -25,13 +25,12 @@ import http.client
 import json
 import os
 import shutil
-import threading
 import time
 import unittest
 
 from harness import TIME_SCALE, wait_until, write_json
 from test_monitor import MonitorCase
-from test_wake_hold import app_starts
+from test_wake_hold import SteadyClient, app_starts
 
 START_TIMEOUT = 180
 
@@ -78,16 +77,24 @@ class DockerBlueGreenCase(MonitorCase):
     delay = 2
 
     @classmethod
-    def blue_green_daemon(cls, suffix, fixture="bluegreen", config=None):
+    def blue_green_daemon(cls, suffix, fixture="bluegreen", config=None, workspace=None):
         cls.docker = docker()
         cls.name = f"t{os.urandom(3).hex()}-{suffix}"
         cls.class_cleanups.append(cls.remove_docker_things)
         d = cls.new_daemon(fixtures=[(fixture, cls.name)], runtime="docker", config=config)
         d.prepare()
-        write_json(os.path.join(d.ws, cls.name, "workspace.json"), {"reload": "restart"})
+        write_json(os.path.join(d.ws, cls.name, "workspace.json"), workspace or {"reload": "restart"})
         if fixture == "bluegreen":
             with open(os.path.join(d.ws, cls.name, "DELAY"), "w") as f:
                 f.write(f"{cls.delay}\n")
+        return d
+
+    @classmethod
+    def running_daemon(cls, suffix, **kw):
+        """blue_green_daemon(), started, with the workspace running."""
+        d = cls.blue_green_daemon(suffix, **kw)
+        d.start()
+        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
         return d
 
     @classmethod
@@ -119,37 +126,29 @@ class DockerBlueGreenCase(MonitorCase):
     def change_under_load(self, d, name, save, new_marker):
         """Calls save() while a client sends requests: every answer is 200, from the old version
         until the switch and from the new one (new_marker in the body) after it."""
-        seen, stop = [], threading.Event()
-
-        def client():
-            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-            while not stop.is_set() and len(seen) < 20000:
-                try:
-                    conn.request("GET", f"/{name}/", headers={"Accept": "text/plain"})
-                    r = conn.getresponse()
-                    seen.append((r.status, r.read()))
-                except (OSError, http.client.HTTPException) as e:
-                    seen.append((-1, repr(e).encode()))
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-                time.sleep(0.01)
-            conn.close()
-
-        thread = threading.Thread(target=client, daemon=True)
-        thread.start()
+        client = SteadyClient(d, f"/{name}/").start()
         time.sleep(0.3)
         save()
         self.wait_answer(d, f"/{name}/", new_marker, timeout=START_TIMEOUT)
         time.sleep(0.5)
-        stop.set()
-        thread.join(40)
-        bad = [x for x in seen if x[0] != 200]
+        seen = client.stop()
+        bad = [x for x in seen if x[1] != 200]
         self.assertEqual(bad[:5], [], f"every request during the change answers 200 ({len(bad)} did not)")
-        flags = [new_marker in body for _, body in seen]
+        marker = new_marker.decode()
+        flags = [marker in body + " " for _, _, body, _ in seen]
         switch = flags.index(True)
         self.assertTrue(switch > 0 and not any(flags[:switch]) and all(flags[switch:]),
                         "the old version until the switch, the new one after")
         return seen
+
+    def begin_replace(self, d, version):
+        """From version 0 answering, saves `version` and waits until its container runs beside the
+        old one (not answering yet: the fixture's DELAY)."""
+        self.wait_answer(d, f"/{self.name}/", b"bluegreen 0 ", timeout=START_TIMEOUT)
+        time.sleep(1.5)
+        self.save(d, version)
+        wait_until(lambda: len(app_containers(self.docker, self.name, running_only=True)) == 2, 60,
+                   "the new version's container to run beside the old one")
 
     def assert_one_app_container(self, d, what):
         """Exactly one container of the workspace (the running app), the one the daemon routes to."""
@@ -166,9 +165,7 @@ class TestBlueGreenDocker(DockerBlueGreenCase):
 
     @classmethod
     def set_up(cls):
-        cls.d = d = cls.blue_green_daemon("bg")
-        d.start()
-        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+        cls.d = cls.running_daemon("bg")
 
     def test_clients_see_the_old_version_until_the_new_one_answers(self):
         d, name = self.d, self.name
@@ -182,48 +179,22 @@ class TestBlueGreenDocker(DockerBlueGreenCase):
         old = self.assert_one_app_container(d, "before the change")
         old_port = loopback_port(old)
         log_mark = len(d.stderr_text())
-        seen = []  # (seconds since the save, status, body, seconds it took)
-        stop = threading.Event()
         both = []  # the moments two app containers ran at once
-
-        def client():
-            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-            while not stop.is_set() and len(seen) < 20000:
-                t = time.monotonic()
-                try:
-                    conn.request("GET", f"/{name}/", headers={"Accept": "text/plain"})
-                    r = conn.getresponse()
-                    seen.append((t - t0, r.status, r.read().decode(errors="replace").strip(),
-                                 time.monotonic() - t))
-                except (OSError, http.client.HTTPException) as e:
-                    seen.append((t - t0, -1, repr(e), time.monotonic() - t))
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-                time.sleep(0.01)
-            conn.close()
-
-        t0 = time.monotonic()
-        thread = threading.Thread(target=client, daemon=True)
-        thread.start()
+        client = SteadyClient(d, f"/{name}/").start()
+        seen = client.seen
         time.sleep(0.3)
         self.save(d, "11")
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if len(app_containers(self.docker, name, running_only=True)) == 2:
-                both.append(time.monotonic() - t0)
+                both.append(time.monotonic() - client.t0)
             if seen and "bluegreen 11 " in seen[-1][2] + " ":
                 break
             time.sleep(0.1)
         self.wait_answer(d, f"/{name}/", b"bluegreen 11 ", timeout=START_TIMEOUT)
         time.sleep(1.0)
-        stop.set()
-        thread.join(40)
-        bad = [x for x in seen if x[1] != 200]
-        self.assertEqual(bad, [], "every request during the change answers 200")
-        versions = [x[2].split()[1] for x in seen]
-        switch = versions.index("11")
-        self.assertEqual(set(versions[:switch]), {"10"}, "the old version until the switch")
-        self.assertEqual(set(versions[switch:]), {"11"}, "never the old version after the switch")
+        client.stop()
+        switch = client.check_switch(self, "10", "11")
         self.assertTrue(both, "the new container never ran beside the old one")
         served_by_old_after_save = [x for x in seen[:switch] if x[0] > 0.3 + self.delay / 2]
         self.assertTrue(served_by_old_after_save, f"the old version served while the new one started: {seen[:5]}")
@@ -310,9 +281,7 @@ class TestBlueGreenDockerfile(DockerBlueGreenCase):
 
     @classmethod
     def set_up(cls):
-        cls.d = d = cls.blue_green_daemon("bgdf", fixture="docker/dockerfile")
-        d.start()
-        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+        cls.d = cls.running_daemon("bgdf", fixture="docker/dockerfile")
 
     def test_dockerfile_workspace_switches_after_its_new_build(self):
         d, name = self.d, self.name
@@ -336,9 +305,7 @@ class TestBlueGreenDockerInternal(DockerBlueGreenCase):
 
     @classmethod
     def set_up(cls):
-        cls.d = d = cls.blue_green_daemon("bgint", config={"limits": {"egress": False}})
-        d.start()
-        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+        cls.d = cls.running_daemon("bgint", config={"limits": {"egress": False}})
 
     def test_internal_network_switches_to_the_new_address(self):
         d, name = self.d, self.name
@@ -365,17 +332,11 @@ class TestBlueGreenDockerStopped(DockerBlueGreenCase):
 
     @classmethod
     def set_up(cls):
-        cls.d = d = cls.blue_green_daemon("bgstop")
-        d.start()
-        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+        cls.d = cls.running_daemon("bgstop")
 
     def test_deleted_during_replace_removes_both_containers(self):
         d, name, dk = self.d, self.name, self.docker
-        self.wait_answer(d, f"/{name}/", b"bluegreen 0 ", timeout=START_TIMEOUT)
-        time.sleep(1.5)
-        self.save(d, "7")
-        wait_until(lambda: len(app_containers(dk, name, running_only=True)) == 2, 60,
-                   "the new version's container to run beside the old one")
+        self.begin_replace(d, "7")
         t = time.monotonic()
         shutil.rmtree(os.path.join(d.ws, name))
         wait_until(lambda: not dk.containers(name), 30, "both containers to be removed")
@@ -395,17 +356,11 @@ class TestBlueGreenDockerShutdown(DockerBlueGreenCase):
 
     @classmethod
     def set_up(cls):
-        cls.d = d = cls.blue_green_daemon("bgterm")
-        d.start()
-        d.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+        cls.d = cls.running_daemon("bgterm")
 
     def test_shutdown_during_replace_removes_both_containers(self):
         d, name, dk = self.d, self.name, self.docker
-        self.wait_answer(d, f"/{name}/", b"bluegreen 0 ", timeout=START_TIMEOUT)
-        time.sleep(1.5)
-        self.save(d, "8")
-        wait_until(lambda: len(app_containers(dk, name, running_only=True)) == 2, 60,
-                   "the new version's container to run beside the old one")
+        self.begin_replace(d, "8")
         res = d.stop()
         self.assertEqual(res.returncode, 0, d.diagnostics())
         left = dk.containers(name)
@@ -420,9 +375,7 @@ class TestBlueGreenDockerKilled(DockerBlueGreenCase):
 
     @classmethod
     def set_up(cls):
-        cls.d1 = d1 = cls.blue_green_daemon("bgkill")
-        d1.start()
-        d1.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+        cls.d1 = cls.running_daemon("bgkill")
 
     def test_killed_mid_replace_leaves_one_container(self):
         d1, name, dk = self.d1, self.name, self.docker
@@ -465,11 +418,7 @@ class TestBlueGreenDockerKilledBeforeTheNewContainer(DockerBlueGreenCase):
 
     @classmethod
     def set_up(cls):
-        cls.d1 = d1 = cls.blue_green_daemon("bgearly")
-        write_json(os.path.join(d1.ws, cls.name, "workspace.json"),
-                   {"reload": "restart", "install": "sleep 8"})
-        d1.start()
-        d1.wait_status(cls.name, "running", timeout=START_TIMEOUT)
+        cls.d1 = cls.running_daemon("bgearly", workspace={"reload": "restart", "install": "sleep 8"})
 
     def test_killed_before_the_new_container_starts_the_latest_source(self):
         d1, name, dk = self.d1, self.name, self.docker

@@ -489,9 +489,11 @@ class TestDockerWorkspaces(DockerCase):
         self.assertEqual(env.get("PORT"), "8080")
         self.assertEqual(env.get("HOST"), "0.0.0.0")
         self.assertEqual(i["Config"]["Healthcheck"]["Test"], ["CMD-SHELL", "test -f /app/.container-ready"])
+        # Every 30 s (Docker's default; each check is an exec): the first one 30 s after the start.
+        self.assertEqual(i["Config"]["Healthcheck"]["Interval"], 30 * 10**9)
         health = wait_until(lambda: (lambda s: s if s == "healthy" else None)(
             ((DOCKER.inspect(i["Id"]) or {}).get("State", {}).get("Health") or {}).get("Status")),
-            20, f"ck-{self.node} to be healthy")
+            50, f"ck-{self.node} to be healthy")
         self.assertEqual(health, "healthy")
 
     def test_node_container_labels(self):

@@ -42,6 +42,55 @@ def app_starts(log_text, name):
     return pattern.findall(log_text)
 
 
+class SteadyClient:
+    """One keep-alive client sending `GET path` every 10 ms (at most 20000 requests) from start()
+    until stop(); `seen` holds (seconds since start, status, body, seconds it took), an error as
+    status -1 with its repr as the body."""
+
+    def __init__(self, d, path):
+        self.d, self.path, self.seen = d, path, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.t0 = 0.0
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(40)
+        return self.seen
+
+    def _run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=30)
+        while not self._stop.is_set() and len(self.seen) < 20000:
+            t = time.monotonic()
+            try:
+                conn.request("GET", self.path, headers={"Accept": "text/plain"})
+                r = conn.getresponse()
+                self.seen.append((t - self.t0, r.status, r.read().decode(errors="replace").strip(),
+                                  time.monotonic() - t))
+            except (OSError, http.client.HTTPException) as e:
+                self.seen.append((t - self.t0, -1, repr(e), time.monotonic() - t))
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", self.d.port, timeout=30)
+            time.sleep(0.01)
+        conn.close()
+
+    def check_switch(self, test, old, new):
+        """Every answer 200, version `old` until the switch and `new` after it (the fixture's body
+        is "bluegreen <version> ..."); returns the index of the first new answer."""
+        bad = [x for x in self.seen if x[1] != 200]
+        test.assertEqual(bad, [], "every request during the change answers 200")
+        versions = [x[2].split()[1] for x in self.seen]
+        switch = versions.index(new)
+        test.assertEqual(set(versions[:switch]), {old}, "the old version until the switch")
+        test.assertEqual(set(versions[switch:]), {new}, "never the old version after the switch")
+        return switch
+
+
 def app_process(root_pid, script):
     """The newest process below root_pid (or root_pid itself) running `script`, or None."""
     found = [p for p in [root_pid, *descendants(root_pid)] if script in argv(p)]
@@ -329,42 +378,15 @@ class TestBlueGreen(MonitorCase):
         time.sleep(1.5)  # past the settle window: the next save restarts at once
         old_pid = d.workspace("bluegreen")["pid"]  # on the host (the body's is the sandbox's)
         log_mark = len(d.stderr_text())
-        seen = []  # (seconds since the save, status, body, seconds it took)
-        stop = threading.Event()
-
-        def client():
-            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-            while not stop.is_set() and len(seen) < 20000:
-                t = time.monotonic()
-                try:
-                    conn.request("GET", "/bluegreen/", headers={"Accept": "text/plain"})
-                    r = conn.getresponse()
-                    seen.append((t - t0, r.status, r.read().decode(errors="replace").strip(),
-                                 time.monotonic() - t))
-                except (OSError, http.client.HTTPException) as e:
-                    seen.append((t - t0, -1, repr(e), time.monotonic() - t))
-                    conn.close()
-                    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
-                time.sleep(0.01)
-            conn.close()
-
-        t0 = time.monotonic()
-        thread = threading.Thread(target=client, daemon=True)
-        thread.start()
+        client = SteadyClient(d, "/bluegreen/").start()
         time.sleep(0.3)
         self.save("11")
         self.wait_answer(d, "/bluegreen/", b"bluegreen 11 ", timeout=60)
         time.sleep(1.0)
-        stop.set()
-        thread.join(40)
+        seen = client.stop()
         w = d.workspace("bluegreen")
         new_pid = w["pid"]
-        bad = [x for x in seen if x[1] != 200]
-        self.assertEqual(bad, [], "every request during the change answers 200")
-        versions = [x[2].split()[1] for x in seen]
-        switch = versions.index("11")
-        self.assertEqual(set(versions[:switch]), {"10"}, "the old version until the switch")
-        self.assertEqual(set(versions[switch:]), {"11"}, "never the old version after the switch")
+        switch = client.check_switch(self, "10", "11")
         # The new version took 2 s to listen: the old one served meanwhile, without a wait.
         served_by_old_after_save = [x for x in seen[:switch] if x[0] > 0.3 + 1.0]
         self.assertTrue(served_by_old_after_save, f"the old version served while the new one started: {seen[:5]}")

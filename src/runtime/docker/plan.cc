@@ -400,7 +400,7 @@ json create_body(const ContainerPlan& p) {
   if (p.ready_healthcheck) {
     // Nanoseconds, as the Engine API wants them.
     body["Healthcheck"] = {{"Test", json::array({"CMD-SHELL", "test -f /app/.container-ready"})},
-                           {"Interval", 2'000'000'000LL},
+                           {"Interval", std::chrono::nanoseconds(kReadyCheckEvery).count()},
                            {"Timeout", 2'000'000'000LL},
                            {"StartPeriod", 600'000'000'000LL},
                            {"Retries", 3}};
@@ -469,7 +469,8 @@ std::string compose_yaml(const ContainerPlan& p) {
     out << YAML::Key << "healthcheck" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "test" << YAML::Value << YAML::Flow << YAML::BeginSeq << "CMD-SHELL"
         << "test -f /app/.container-ready" << YAML::EndSeq;
-    out << YAML::Key << "interval" << YAML::Value << "2s";
+    out << YAML::Key << "interval" << YAML::Value
+        << fmt::format("{}s", std::chrono::seconds(kReadyCheckEvery).count());
     out << YAML::Key << "timeout" << YAML::Value << "2s";
     out << YAML::Key << "retries" << YAML::Value << 3;
     out << YAML::Key << "start_period" << YAML::Value << "10m";

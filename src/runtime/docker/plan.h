@@ -19,6 +19,7 @@
 // install step runs on a second network of the workspace's with a route out
 // (ck-net-<name>-install) so package downloads work.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -40,6 +41,13 @@ struct TypeLayout {
   std::vector<std::string> env;
 };
 TypeLayout type_layout(const std::string& type);
+
+/// How often the engine runs an app container's HEALTHCHECK (`test -f /app/.container-ready`,
+/// for `docker ps` and an outside proxy; the runtime itself waits for the port). Each check is
+/// an exec (a runc process): at 2 s, the soak's 33 app containers kept dockerd, containerd and
+/// runc the busiest processes of a 2-core host.
+/// Docker's own default.
+inline constexpr std::chrono::seconds kReadyCheckEvery{30};
 
 /// The marker the install step leaves in the dependency volume.
 inline constexpr const char* kDepsMarker = ".ck-installed";
@@ -68,7 +76,7 @@ struct ContainerPlan {
   double cpus = 1;
   int pids = 256;
   std::vector<std::string> cap_add;
-  bool ready_healthcheck = false;  // HEALTHCHECK on /app/.container-ready
+  bool ready_healthcheck = false;  // HEALTHCHECK on /app/.container-ready, every kReadyCheckEvery
   std::map<std::string, std::string> labels;
 };
 

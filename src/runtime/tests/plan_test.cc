@@ -67,6 +67,8 @@ TEST(Plan, AppContainerFollowsTheContract) {
   EXPECT_TRUE(has(b["Env"], "GREETING=hi"));
   EXPECT_TRUE(has(b["Env"], "CK_DEPS=/app/node_modules"));
   EXPECT_EQ(b["Healthcheck"]["Test"][1], "test -f /app/.container-ready");
+  // Every 30 s, not every 2: each check is an exec (a runc process) in every running app.
+  EXPECT_EQ(b["Healthcheck"]["Interval"], 30'000'000'000LL);
   // Labels: ours and Traefik's.
   const auto& l = b["Labels"];
   EXPECT_EQ(l["cloudyknight.managed"], "true");
