@@ -615,7 +615,7 @@ done
 WRK_LIMIT=$((DURATION + WARMUP + 30))
 FAILED=0
 [[ "$TLS_STATE" == error ]] && FAILED=1
-declare -A ROUND_RPS=() ROUND_P50=() ROUND_P99=() RUNS=() MED_RPS=() MED_P50=() MED_P99=() RATIO=()
+declare -A ROUND_RPS=() ROUND_P50=() ROUND_P99=() ROUND_CPU=() RUNS=() MED_RPS=() MED_P50=() MED_P99=() MED_CPU=() RATIO=()
 runs=0; for c in "${CASES[@]}"; do read -ra ts <<<"${C_TARGETS[$c]}"; runs=$((runs + ${#ts[@]})); done
 estimate=$((runs * ROUNDS * (DURATION + WARMUP)))
 log "${#CASES[@]} cases, $runs targets, $ROUNDS rounds: about ${estimate}s of wrk (BENCH_TIMEOUT ${TOTAL_TIMEOUT}s)"
@@ -632,9 +632,28 @@ paired_ratio() { # case a b
 }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
+# CPU time of a proxy, the cost per request whatever share of the cores it got: user + system
+# clock ticks of the processes (every thread), from /proc/PID/stat (fields 14 and 15).
+CLK_TCK="$(getconf CLK_TCK)"
+proc_cpu_ticks() { # pid...
+  local p v sum=0
+  for p in "$@"; do
+    v="$(awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$p/stat" 2>/dev/null)"
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+# The processes whose CPU a target's requests cost: nginx's master and workers, the daemon (its
+# workspace processes, the backend among them, are other processes); none for direct.
+cpu_pids() { # case target
+  case "$2" in
+    nginx) echo "$PROXY_PID $(pgrep -P "$PROXY_PID" | tr '\n' ' ')" ;;
+    gateway) echo "${DPID[${C_DAEMON[$1]}]:-}" ;;
+  esac
+}
 
 measure_case() {
-  local c="$1" conns="${C_CONNS[$1]}" round t out rc rps p50 p99 non2xx sock w_non2xx w_sock
+  local c="$1" conns="${C_CONNS[$1]}" round t out rc rps p50 p99 non2xx sock w_non2xx w_sock pids ticks0 cpu
   local -a wrk_args=(-t"$THREADS" -c"$conns" --latency)
   log "== $c: ${C_TITLE[$c]}: wrk ${wrk_args[*]} -d${DURATION}s (warm-up ${WARMUP}s before each run); order: ${C_TARGETS[$c]} (reversed in even rounds), $ROUNDS rounds"
   for t in ${C_TARGETS[$c]}; do RUNS[$c,$t]=""; done
@@ -649,10 +668,17 @@ measure_case() {
     for t in "${this[@]}"; do
       out="$RES/$c.$t.$round.txt"
       run_bounded "$RES/$c.$t.$round.warmup.txt" timeout -k 5 "$WRK_LIMIT" wrk "${wrk_args[@]}" -d"${WARMUP}s" "${URL[$c,$t]}"
+      pids="$(cpu_pids "$c" "$t")"
+      ticks0=0; [[ -n "$pids" ]] && ticks0="$(proc_cpu_ticks $pids)"
       run_bounded "$out" timeout -k 5 "$WRK_LIMIT" wrk "${wrk_args[@]}" -d"${DURATION}s" "${URL[$c,$t]}"
       rc=$?
+      cpu="-"
       read -r rps p50 p99 non2xx sock < <(parse_wrk "$out")
-      log "$(printf '%s round %d %-8s %10.0f req/s  p50 %.3f ms  p99 %.3f ms' "$c" "$round" "$t" "$rps" "$p50" "$p99")"
+      if [[ -n "$pids" ]]; then
+        cpu="$(awk -v d="$(( $(proc_cpu_ticks $pids) - ticks0 ))" -v hz="$CLK_TCK" -v rps="$rps" -v s="$DURATION" \
+          'BEGIN { if (rps > 0) printf "%.2f", d / hz * 1e6 / (rps * s); else print 0 }')"
+      fi
+      log "$(printf '%s round %d %-8s %10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %s us/req' "$c" "$round" "$t" "$rps" "$p50" "$p99" "$cpu")"
       w_non2xx=0; w_sock=0
       read -r _ _ _ w_non2xx w_sock < <(parse_wrk "$RES/$c.$t.$round.warmup.txt")
       if ((rc != 0 || non2xx > 0 || sock > 0 || w_non2xx > 0 || w_sock > 0)) || [[ "$rps" == 0 ]]; then
@@ -672,15 +698,18 @@ measure_case() {
       [[ -z "${DPID[$tag]}" ]] && { C_ERR[$c]=1; FAILED=1; }
       RUNS[$c,$t]+="$(printf "%.0f" "$rps") "
       ROUND_RPS[$c,$t,$round]=$rps; ROUND_P50[$c,$t,$round]=$p50; ROUND_P99[$c,$t,$round]=$p99
+      ROUND_CPU[$c,$t,$round]=$cpu
     done
   done
-  local r a b
+  local r a b u
   for t in ${C_TARGETS[$c]}; do
-    r=""; a=""; b=""
+    r=""; a=""; b=""; u=""
     for ((round = 1; round <= ROUNDS; round++)); do
       r+="${ROUND_RPS[$c,$t,$round]} "; a+="${ROUND_P50[$c,$t,$round]} "; b+="${ROUND_P99[$c,$t,$round]} "
+      [[ "${ROUND_CPU[$c,$t,$round]}" != - ]] && u+="${ROUND_CPU[$c,$t,$round]} "
     done
     MED_RPS[$c,$t]=$(echo "$r" | median); MED_P50[$c,$t]=$(echo "$a" | median); MED_P99[$c,$t]=$(echo "$b" | median)
+    MED_CPU[$c,$t]="-"; [[ -n "$u" ]] && MED_CPU[$c,$t]=$(echo "$u" | median)
   done
   RATIO[$c]="$(paired_ratio "$c" gateway nginx)"
 }
@@ -695,10 +724,11 @@ print_case() {
     [[ "${TLS_SEEN[nginx]:-}" != "${TLS_SEEN[gateway]:-}" ]] &&
       echo "   warning: nginx and the gateway negotiated different TLS parameters (nginx: ${TLS_SEEN[nginx]:-?}, gateway: ${TLS_SEEN[gateway]:-?})"
   fi
-  printf '%-8s %12s %10s %10s   %s\n' target "req/s" "p50 ms" "p99 ms" "rounds (req/s)"
+  printf '%-8s %12s %10s %10s %11s   %s\n' target "req/s" "p50 ms" "p99 ms" "cpu us/req" "rounds (req/s)"
   for t in ${C_TARGETS[$c]}; do
     flag=""; ((C_ERR[$c])) && flag="  (ERRORS, see stderr)"
-    printf '%-8s %12.0f %10.3f %10.3f   %s%s\n' "$t" "${MED_RPS[$c,$t]}" "${MED_P50[$c,$t]}" "${MED_P99[$c,$t]}" "${RUNS[$c,$t]% }" "$flag"
+    printf '%-8s %12.0f %10.3f %10.3f %11s   %s%s\n' "$t" "${MED_RPS[$c,$t]}" "${MED_P50[$c,$t]}" "${MED_P99[$c,$t]}" \
+      "${MED_CPU[$c,$t]}" "${RUNS[$c,$t]% }" "$flag"
   done
   echo
   [[ " ${C_TARGETS[$c]} " == *" direct "* ]] &&
@@ -720,8 +750,9 @@ done
 
 # ---------------------------------------------------------------- summary
 echo
-echo "== summary (gateway vs nginx in this run; ratio = median of per-round req/s ratios, p99 = median over rounds)"
-printf '%-11s %5s %9s %12s %10s   %-27s %s\n' scenario conns gw/nginx "p99 gw ms" "p99 ngx ms" "goal (issue 14)" met
+echo "== summary (gateway vs nginx in this run; ratio = median of per-round req/s ratios, p99 and cpu = medians over rounds;"
+echo "   cpu: the proxy's CPU time per request, all its threads, whatever share of the cores it got)"
+printf '%-11s %5s %9s %12s %10s %10s %11s   %-27s %s\n' scenario conns gw/nginx "p99 gw ms" "p99 ngx ms" "cpu gw us" "cpu ngx us" "goal (issue 14)" met
 goals=0; met=0; unmeasured=""
 for c in "${CASES[@]}"; do
   goal=""; ok="-"
@@ -734,11 +765,11 @@ for c in "${CASES[@]}"; do
   esac
   ((C_ERR[$c])) && ok="ERRORS"
   [[ $ok == yes ]] && met=$((met + 1))
-  printf '%-11s %5s %9.3f %12.3f %10.3f   %-27s %s\n' "$c" "${C_CONNS[$c]}" "${RATIO[$c]}" \
-    "${MED_P99[$c,gateway]}" "${MED_P99[$c,nginx]}" "$goal" "$ok"
+  printf '%-11s %5s %9.3f %12.3f %10.3f %10s %11s   %-27s %s\n' "$c" "${C_CONNS[$c]}" "${RATIO[$c]}" \
+    "${MED_P99[$c,gateway]}" "${MED_P99[$c,nginx]}" "${MED_CPU[$c,gateway]}" "${MED_CPU[$c,nginx]}" "$goal" "$ok"
 done
 if [[ -n "$TLS_STATE" && "$TLS_STATE" != on ]]; then
-  printf '%-11s %5s %9s %12s %10s   %-27s %s\n' tls 64 - - - ">= 1.00x" "not measured ($TLS_STATE${TLS_SKIP:+: $TLS_SKIP})"
+  printf '%-11s %5s %9s %12s %10s %10s %11s   %-27s %s\n' tls 64 - - - - - ">= 1.00x" "not measured ($TLS_STATE${TLS_SKIP:+: $TLS_SKIP})"
   goals=$((goals + 1)); unmeasured+=" tls"
 fi
 for s in "${ALL_SCENARIOS[@]}"; do want "$s" || unmeasured+=" $s(not selected)"; done

@@ -99,18 +99,7 @@ class DockerBlueGreenCase(MonitorCase):
 
     @classmethod
     def remove_docker_things(cls):
-        dk = cls.docker
-        for c in dk.containers(cls.name):
-            dk.remove_container(c["Id"])
-        for net in dk.call("GET", "/networks") or []:
-            if net.get("Name", "").startswith(f"ck-net-{cls.name}"):
-                dk.request("DELETE", f"/networks/{net['Id']}")
-        for v in (dk.call("GET", "/volumes") or {}).get("Volumes") or []:
-            if f"-{cls.name}-" in v.get("Name", ""):
-                dk.remove_volume(v["Name"])
-        filters = json.dumps({"label": [f"cloudyknight.workspace={cls.name}"]})
-        for img in dk.call("GET", "/images/json", query={"filters": filters, "all": "1"}) or []:
-            dk.remove_image(img["Id"])
+        cls.docker.remove_workspace(cls.name)
 
     @classmethod
     def volumes(cls):

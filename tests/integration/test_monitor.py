@@ -1029,8 +1029,7 @@ class TestDockerIdle(MonitorCase):
 
     @classmethod
     def remove_containers(cls):
-        for c in cls.docker.containers(cls.name):
-            cls.docker.remove_container(c["Id"])
+        cls.docker.remove_workspace(cls.name)  # its network too
 
     def container_status(self):
         i = self.docker.app_container(self.name)

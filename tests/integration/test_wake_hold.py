@@ -295,17 +295,7 @@ class TestRestartBurstDocker(BurstCase):
 
     @classmethod
     def remove_containers(cls):
-        """Everything the daemon made for this test's workspace: containers, its networks
-        (ck-net-<name>...) and volumes (ck-deps-<name>-..., ck-cache-<name>-...)."""
-        for c in cls.docker.containers(cls.name):
-            cls.docker.remove_container(c["Id"])
-        for net in cls.docker.call("GET", "/networks") or []:
-            if net.get("Name", "").startswith(f"ck-net-{cls.name}"):
-                cls.docker.request("DELETE", f"/networks/{net['Id']}")
-        vols = (cls.docker.call("GET", "/volumes") or {}).get("Volumes") or []
-        for v in vols:
-            if f"-{cls.name}-" in v.get("Name", ""):
-                cls.docker.remove_volume(v["Name"])
+        cls.docker.remove_workspace(cls.name)
 
     def test_200_saves_in_10s_give_no_503_and_one_or_two_restarts(self):
         starts = self.run_burst(self.d, self.name)
