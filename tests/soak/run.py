@@ -854,6 +854,7 @@ class Soak:
             by[why][r[2]] += 1
             if why == "unexplained":
                 unexplained.append(r)
+        self.unexplained_workspaces = sorted({r[3] for r in unexplained if r[3]})
         self.checks["requests"] = {"total": len(self.requests), "by_kind": kinds, "errors": by,
                                    "rate_per_s": round(len(self.requests) / max(self.o.duration, 1), 1)}
         lat = [(r[1] - r[0]) * 1000 for r in self.requests if r[5] is None and r[4] is not None and r[4] < 500]
@@ -997,6 +998,19 @@ unset multiplot
                 text = f"diagnostics failed: {e!r}"
             with open(os.path.join(self.o.out, f"daemon-{i + 1}.log"), "w") as f:
                 f.write(text)
+        # The whole app log (its last 4 MiB) of each workspace with an unexplained error: the
+        # daemon logs above keep only a tail, and the run's data folder goes with the run.
+        data = self.daemons[-1].data if self.daemons else ""
+        for name in getattr(self, "unexplained_workspaces", []):
+            src = os.path.join(data, "logs", f"{name}.log")
+            try:
+                with open(src, "rb") as f:
+                    f.seek(max(0, os.path.getsize(src) - 4 * 1024 * 1024))
+                    body = f.read()
+                with open(os.path.join(self.o.out, f"app-{name}.log"), "wb") as f:
+                    f.write(body)
+            except OSError as e:
+                print(f"[soak] cannot keep the log of {name}: {e}", flush=True)
 
 
 def options(args=None):
