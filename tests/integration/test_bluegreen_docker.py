@@ -103,8 +103,7 @@ class DockerBlueGreenCase(MonitorCase):
 
     @classmethod
     def volumes(cls):
-        vols = (cls.docker.call("GET", "/volumes") or {}).get("Volumes") or []
-        return sorted(v["Name"] for v in vols if f"-{cls.name}-" in v.get("Name", ""))
+        return cls.docker.workspace_volumes(cls.name)
 
     def save(self, d, text, file="VERSION"):
         path = os.path.join(d.ws, self.name, file)

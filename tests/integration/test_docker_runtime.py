@@ -175,6 +175,11 @@ class Docker:
     def remove_volume(self, name):
         self.request("DELETE", f"/volumes/{name}")
 
+    def workspace_volumes(self, name):
+        """The names of workspace `name`'s volumes (ck-deps-<name>-..., ck-cache-<name>-...), sorted."""
+        vols = (self.call("GET", "/volumes") or {}).get("Volumes") or []
+        return sorted(v["Name"] for v in vols if f"-{name}-" in v.get("Name", ""))
+
     def remove_workspace(self, name):
         """Everything a daemon made for workspace `name` (a test's cleanup; a killed or removed
         test daemon never cleans up): its containers, networks (ck-net-<name>...), volumes
@@ -185,9 +190,8 @@ class Docker:
         for net in self.call("GET", "/networks") or []:
             if net.get("Name", "").startswith(f"ck-net-{name}"):
                 self.request("DELETE", f"/networks/{net['Id']}")
-        for v in (self.call("GET", "/volumes") or {}).get("Volumes") or []:
-            if f"-{name}-" in v.get("Name", ""):
-                self.remove_volume(v["Name"])
+        for v in self.workspace_volumes(name):
+            self.remove_volume(v)
         filters = json.dumps({"label": [f"cloudyknight.workspace={name}"]})
         for img in self.call("GET", "/images/json", query={"filters": filters, "all": "1"}) or []:
             self.remove_image(img["Id"])
@@ -336,14 +340,13 @@ class DockerCase(ClassSetUp):
                 DOCKER.remove_volume(vol)
             except (OSError, http.client.HTTPException):
                 pass
-        # Each workspace's networks (ck-net-<name>, ck-net-<name>-install) go with it: left
-        # behind, every run would take more of the engine's address space.
+        # The rest of each workspace (its networks, download-cache volume, labelled images): left
+        # behind, every run would take more of the engine's disk and address space.
         for name in sorted(cls.names):
-            for net in (f"ck-net-{name}", f"ck-net-{name}-install"):
-                try:
-                    DOCKER.request("DELETE", f"/networks/{net}")
-                except (OSError, http.client.HTTPException):
-                    pass
+            try:
+                DOCKER.remove_workspace(name)
+            except (OSError, http.client.HTTPException):
+                pass
         if left:
             sys.stderr.write(f"\n[{cls.__name__}] removed containers the daemons left: {left}\n")
         for d in cls.daemons:

@@ -230,6 +230,7 @@ class Soak:
         self.latest = {}          # name -> content last saved
         self.version_no = 0
         self.problems = []        # (check, message)
+        self.unexplained_workspaces = []  # whose app logs save_diagnostics() keeps
         self.killed_trees = []    # pids of killed daemons and what ran below them
         self.docker = DockerEngine() if opts.runtime == "docker" else None
         self.s3 = None            # the soak's own s3rver with --storage s3
@@ -1001,7 +1002,7 @@ unset multiplot
         # The whole app log (its last 4 MiB) of each workspace with an unexplained error: the
         # daemon logs above keep only a tail, and the run's data folder goes with the run.
         data = self.daemons[-1].data if self.daemons else ""
-        for name in getattr(self, "unexplained_workspaces", []):
+        for name in self.unexplained_workspaces:
             src = os.path.join(data, "logs", f"{name}.log")
             try:
                 with open(src, "rb") as f:

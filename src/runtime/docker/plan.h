@@ -45,8 +45,7 @@ TypeLayout type_layout(const std::string& type);
 /// How often the engine runs an app container's HEALTHCHECK (`test -f /app/.container-ready`,
 /// for `docker ps` and an outside proxy; the runtime itself waits for the port). Each check is
 /// an exec (a runc process): at 2 s, the soak's 33 app containers kept dockerd, containerd and
-/// runc the busiest processes of a 2-core host.
-/// Docker's own default.
+/// runc the busiest processes of a 2-core host. 30 s is Docker's own default.
 inline constexpr std::chrono::seconds kReadyCheckEvery{30};
 
 /// The marker the install step leaves in the dependency volume.
