@@ -164,11 +164,14 @@ Task<std::unique_ptr<UpstreamConn>> Gateway::Impl::connect_upstream(Conn& conn, 
   co_await up->socket.async_connect(ep, net::redirect_error(use_task, ec));
   if (!ec) up->socket.set_option(tcp::no_delay(true), ec);
   if (!ec) up->socket.non_blocking(true, ec);
+  if (!ec) watch_fin(up->socket);  // so the pool sees a FIN that comes while it is idle
   co_return up;
 }
 
-// A pooled connection; for requests that must not be sent twice, only one that is
-// certainly still open (the others are retried on a fresh connection if it was closed).
+// A pooled connection, never one whose peer sent its FIN while it was idle (epoll said so:
+// no syscall; such a peer may swallow the request without an answer, see read_ready.h); for
+// requests that must not be sent twice, only one that is certainly still open (the others are
+// retried on a fresh connection if it was closed).
 std::unique_ptr<UpstreamConn> Gateway::Impl::take_idle(Worker& w, const std::string& key, bool check_open) {
   auto it = w.idle.find(key);
   if (it == w.idle.end()) return nullptr;
@@ -176,6 +179,7 @@ std::unique_ptr<UpstreamConn> Gateway::Impl::take_idle(Worker& w, const std::str
   while (!v.empty()) {
     auto c = std::move(v.back());
     v.pop_back();
+    if (fin_reported(c->socket)) continue;
     if (!check_open || !looks_closed(c->socket)) return c;
   }
   return nullptr;

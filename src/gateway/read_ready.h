@@ -13,9 +13,13 @@
 // the reactor processes later on the worker's one thread and which sets the flag again: its
 // answer (bytes), or, on a pooled connection it had already closed, the RST its kernel sends
 // back for the request (so such a connection is still found closed, and the request retried on a
-// fresh one as before). Bytes or a FIN that came before the send are not read before the answer
-// any more; an app that half-closed the connection and still never answers is then seen at the
-// request timeout (504) instead of at once.
+// fresh one as before). Bytes or a FIN that came before the send are not read before the answer.
+// So a pooled connection whose peer sent its FIN while it was idle must never be used: a peer
+// that only half-closed sends no RST for the request, and the answer would be waited for until
+// the request timeout. Docker's userland proxy, in front of every docker app, does exactly that
+// when the app closes an idle keep-alive connection (the docker soak saw a GET hang for a
+// minute). Upstream connections are therefore watched for the FIN (watch_fin(), EPOLLRDHUP)
+// and the pool drops those where epoll saw one (fin_reported()), without a syscall.
 //
 // A short read alone does NOT show that a socket is empty: the peer's FIN may be pending, with
 // its event already consumed. So read_now() clears the flag after a recv() that found nothing
@@ -166,10 +170,52 @@ bool read_now(Socket& s, const MutableBuffer& b, std::size_t& n, boost::system::
   return false;
 }
 
+/// Adds EPOLLRDHUP to `s`'s registration (one epoll_ctl, the first time only), so that each
+/// epoll report for it says whether the peer's FIN had come (fin_reported()). The
+/// EPOLL_CTL_MOD polls the socket again and reports what is already there. False when the
+/// socket is not in epoll or the call failed (then fin_reported() stays false).
+template <class Socket>
+bool watch_fin(Socket& s) {
+#if CK_GW_READ_READY
+  using namespace read_ready_detail;
+  auto* state = ImplOf<Socket>::of(s).reactor_data_;
+  if (!state) return false;
+  std::uint32_t& registered = state->*member(EventsTag{});
+  if (registered == 0) return false;  // not in epoll (not a socket)
+  if ((registered & EPOLLRDHUP) != 0) return true;
+  epoll_event ev{};
+  ev.events = registered | EPOLLRDHUP;
+  ev.data.ptr = state;
+  Reactor* reactor = state->*member(ReactorTag{});
+  if (::epoll_ctl(reactor->*member(EpollTag{}), EPOLL_CTL_MOD, s.native_handle(), &ev) != 0) return false;
+  registered = ev.events;  // Asio's own EPOLL_CTL_MODs (EPOLLOUT) start from it: kept
+  return true;
+#else
+  (void)s;
+  return false;
+#endif
+}
+
+/// Whether the last epoll report for `s` (after watch_fin()) saw the peer's FIN or an error
+/// (EPOLLRDHUP, EPOLLHUP, EPOLLERR): the peer sends nothing more. Reads no socket.
+template <class Socket>
+bool fin_reported(Socket& s) {
+#if CK_GW_READ_READY
+  using namespace read_ready_detail;
+  auto* state = ImplOf<Socket>::of(s).reactor_data_;
+  return state && (state->*member(EventsTag{}) & EPOLLRDHUP) != 0 &&
+         (last_report(state) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+#else
+  (void)s;
+  return false;
+#endif
+}
+
 /// The client's side, after a read that returned `n` bytes (at least one) into `room` bytes
 /// at once: a short read took everything that was there, so unless epoll saw the peer's FIN the
 /// flag is cleared and the next read waits for the event instead of a recv() that would find
-/// nothing (see the header comment). The first time, adds EPOLLRDHUP to the registration.
+/// nothing (see the header comment). The first time, adds EPOLLRDHUP to the registration
+/// (watch_fin(), which reports a FIN already there: clearing right after it is safe).
 template <class Socket>
 void note_read(Socket& s, std::size_t n, std::size_t room) {
 #if CK_GW_READ_READY
@@ -177,16 +223,10 @@ void note_read(Socket& s, std::size_t n, std::size_t room) {
   if (n == 0 || n >= room) return;
   auto* state = ImplOf<Socket>::of(s).reactor_data_;
   if (!state) return;
-  std::uint32_t& registered = state->*member(EventsTag{});
-  if (registered == 0) return;  // not in epoll (not a socket)
+  std::uint32_t registered = state->*member(EventsTag{});
   if ((registered & EPOLLRDHUP) == 0) {
-    epoll_event ev{};
-    ev.events = registered | EPOLLRDHUP;
-    ev.data.ptr = state;
-    Reactor* reactor = state->*member(ReactorTag{});
-    if (::epoll_ctl(reactor->*member(EpollTag{}), EPOLL_CTL_MOD, s.native_handle(), &ev) != 0) return;
-    registered = ev.events;  // Asio's own EPOLL_CTL_MODs (EPOLLOUT) start from it: kept
-  } else if (last_report(state) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    if (!watch_fin(s)) return;
+  } else if (fin_reported(s)) {
     return;  // the FIN (or an error) is there to be read
   }
   (state->*member(FlagsTag{}))[Reactor::read_op] = false;

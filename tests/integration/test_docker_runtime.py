@@ -476,6 +476,23 @@ class TestDockerWorkspaces(DockerCase):
         self.assertEqual(r.json()["name"], "docker")
         self.assertEqual(r.json()["prefix"], f"/{self.node}")
 
+    def test_node_answers_after_closing_idle_connections(self):
+        # Node closes a keep-alive connection idle for 5 s; Docker's userland proxy, between the
+        # published port and the app, then sends the gateway only a FIN and swallows whatever
+        # comes after, without an answer or a reset. The gateway's pooled connections must not
+        # be used once that FIN came: a GET sent there hung for the whole request timeout.
+        self.d.wait_status(self.node, "running", timeout=NODE_TIMEOUT)
+        self.wait_answer(self.d, f"/{self.node}/", b"Hello from Express")
+        for _ in range(2):
+            for i in range(6):  # one connection each: the pools of both gateway workers
+                self.assertEqual(self.d.get(f"/{self.node}/api/hello?name=a{i}").status, 200)
+            time.sleep(6.5)  # past node's keepAliveTimeout: the FINs have come
+            for i in range(6):
+                t = time.monotonic()
+                r = self.d.get(f"/{self.node}/api/hello?name=b{i}", timeout=15)
+                self.assertEqual(r.status, 200, body_excerpt(r.body))
+                self.assertLess(time.monotonic() - t, 5, "a request went to a half-closed connection")
+
     def test_node_container_is_hardened(self):
         i = self.node_container()
         w = self.d.workspace(self.node)

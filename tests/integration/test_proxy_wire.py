@@ -375,6 +375,25 @@ class TestProxyWire(DaemonTestCase):
                 w, get("/wire/request", method="POST", extra=b"Content-Length: 2\r\n") + b"hi")
             self.assertEqual((status, json.loads(body)["body"]), (200, "hi"))
 
+    def test_pooled_connection_half_closed_by_the_app_is_not_used(self):
+        # Docker's userland proxy stands between the gateway and every docker app: when the app
+        # closes an idle keep-alive connection, the proxy sends the gateway a FIN but keeps its
+        # side open for reading, and a request sent there is swallowed without an answer or a
+        # reset. The docker soak saw one such GET hang for the whole request timeout. A pooled
+        # connection whose peer has sent its FIN must not be used: the next GET goes on a fresh
+        # connection and is answered at once (the FIN right after the answer, or some time
+        # later, as a keep-alive timeout sends it).
+        w = self.wire()
+        for delay_ms in (0, 300, 0, 300):
+            self.assertEqual(self.exchange(w, get(f"/wire/halfclosed?n={delay_ms}"))[1:4:2],
+                             (200, b"halfclosed"))
+            time.sleep(delay_ms / 1000 + 0.3)  # the FIN is in, the connection idle in the pool
+            t = time.monotonic()
+            self.assertEqual(self.exchange(w, get("/wire/cl"))[3], b"hello")
+            self.assertLess(time.monotonic() - t, 5, "the GET waited on a half-closed connection")
+        self.assertEqual(json.loads(self.get("/wire/stats").body).get("swallowed", 0), 0,
+                         "a request went to a connection the app had half-closed")
+
     # -- what the app gets -------------------------------------------------------
     def request_seen(self, data):
         w = self.wire()

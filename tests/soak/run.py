@@ -237,6 +237,7 @@ class Soak:
         self.checks = {}
         self.sample_cursor = 0    # requests before it are in an earlier sample
         self.close_wait_seen = {}  # (daemon pid, inode) -> (first seen t, local port, remote port)
+        self.hang_snapshots = 0   # hang-N.txt written by snapshot_hang()
 
     # -- helpers --------------------------------------------------------------
     def now(self):
@@ -375,10 +376,42 @@ class Soak:
                     status = self.events_connect()
             except (OSError, http.client.HTTPException, EOFError, AssertionError, ValueError) as e:
                 error = f"{type(e).__name__}: {e}"[:200]
+                if isinstance(e, TimeoutError) and op in ("proxied", "page") and name:
+                    self.snapshot_hang(name, t1)
             t2 = self.now()
             with self.lock:
                 self.requests.append((t1, t2, op, name, status, error))
             self.stop_traffic.wait(rng.uniform(0.5, 1.5) * self.o.pause)
+
+    def snapshot_hang(self, name, t1):
+        """Writes what the sockets on the way to `name` look like while a request to it hangs.
+
+        The client gives up after 10 s and the gateway after a minute, so the connections of the
+        hung request are still there: the host's TCP sockets with their processes (the gateway,
+        Docker's userland proxy) and, for a docker app, those inside the container's network
+        namespace, whose queues tell who holds the request."""
+        with self.lock:
+            if self.hang_snapshots >= 5:
+                return
+            self.hang_snapshots += 1
+            n = self.hang_snapshots
+        cmds = [["ss", "-tanpoi"]]
+        if self.docker:
+            ps = subprocess.run(["docker", "ps", "-a", "--filter", f"name=^ck-{name}", "--format",
+                                 "{{.Names}} {{.ID}} {{.Status}} {{.Ports}}"],
+                                capture_output=True, text=True, timeout=20)
+            cmds.insert(0, ["docker", "ps", "-a", "--filter", f"name=^ck-{name}"])
+            for line in ps.stdout.splitlines():
+                pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", line.split()[0]],
+                                     capture_output=True, text=True, timeout=20).stdout.strip()
+                if pid.isdigit() and pid != "0":
+                    cmds.append(["nsenter", "-t", pid, "-n", "ss", "-tanpoi"])
+        with open(os.path.join(self.o.out, f"hang-{n}.txt"), "w") as f:
+            f.write(f"# {name}: a request started at {t1:.3f}s timed out at {self.now():.3f}s\n")
+            for cmd in cmds:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+                f.write(f"\n$ {' '.join(cmd)}\n{r.stdout}{r.stderr}")
+        self.note("hang-snapshot", f"{name}: hang-{n}.txt")
 
     def ws_echo(self, name, rng):
         d = self.current()
