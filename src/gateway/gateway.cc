@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/unique_fd.h"
 #include "events/events.h"
 #include "gateway/impl.h"
 #include "gateway/pages.h"
@@ -110,18 +111,62 @@ Task<void> Gateway::Impl::accept_loop(Worker& w, bool redirect) {
       continue;
     }
     sock.set_option(tcp::no_delay(true), ec);
-    sock.non_blocking(true, ec);
-    auto conn = std::make_shared<Conn>(std::move(sock));
-    conn->slot = std::move(slot);
-    spawn(w.io.get_executor(), watchdog(conn, opts.header_timeout), "gateway watchdog");
-    if (redirect) {
-      spawn(w.io.get_executor(), redirect_session(std::move(conn)), "gateway redirect to https");
+    Worker& to = redirect ? w : balance_to(w);
+    if (redirect) to.load.add();
+    if (&to == &w) {
+      serve(w, std::move(sock), std::move(slot), redirect);
       continue;
     }
-    if (tls) conn->client.start_tls(tls->current());
-    spawn(w.io.get_executor(), session(conn, w), "gateway session");
+    // Handed over: the descriptor leaves this worker's epoll for the other's.
+    auto protocol = sock.local_endpoint(ec).protocol();
+    int fd = ec ? -1 : sock.release(ec);
+    if (fd < 0 || ec) {
+      to.load.sub();
+      sock.close(ec);
+      continue;
+    }
+    net::post(to.io, [this, &to, protocol, fd = UniqueFd(fd), slot = std::move(slot)]() mutable {
+      Socket s(to.io);
+      error_code err;
+      s.assign(protocol, fd.get(), err);
+      if (err) {
+        to.load.sub();
+        return;  // fd closes with the handler
+      }
+      fd.release();
+      serve(to, std::move(s), std::move(slot), false);
+    });
   }
   if (spare >= 0) ::close(spare);
+}
+
+gw::Worker& Gateway::Impl::balance_to(Worker& w) {
+  Worker* to = &w;
+  int least = w.load.n.load(std::memory_order_relaxed) - kBalanceSlack + 1;
+  for (auto& o : workers) {
+    int n = o->load.n.load(std::memory_order_relaxed);
+    if (n < least) {
+      least = n;
+      to = o.get();
+    }
+  }
+  to->load.add();
+  return *to;
+}
+
+void Gateway::Impl::serve(Worker& w, Socket sock, std::shared_ptr<void> slot, bool redirect) {
+  error_code ec;
+  sock.non_blocking(true, ec);
+  auto conn = std::make_shared<Conn>(std::move(sock));
+  conn->slot = std::move(slot);
+  conn->load = &w.load;
+  spawn(w.io.get_executor(), watchdog(conn, opts.header_timeout), "gateway watchdog");
+  if (redirect) {
+    spawn(w.io.get_executor(), redirect_session(std::move(conn)), "gateway redirect to https");
+    return;
+  }
+  if (tls) conn->client.start_tls(tls->current());
+  spawn(w.io.get_executor(), session(conn, w), "gateway session");
 }
 
 // Cancels what a connection waits on once its deadline has passed; ends with the session.
@@ -752,6 +797,7 @@ Result<std::uint16_t> Gateway::listen() {
   std::uint16_t port = o.port;
   for (int i = 0; i < n; ++i) {
     auto w = std::make_unique<Impl::Worker>(impl_->routes);
+    w->load.gauge = &GatewayMetrics::get().worker_connections(static_cast<std::size_t>(i));
     auto acc = std::make_unique<Acceptor>(w->io);
     tcp::endpoint ep(addr, port);
     acc->open(ep.protocol(), ec);

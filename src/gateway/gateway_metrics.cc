@@ -36,7 +36,11 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry)
                                    "refused or reset, invalid response, timeout).")
                           .get()),
       events_clients(
-          registry.gauge("cloudyknight_events_clients", "Open /monitor/ws connections.").get()) {
+          registry.gauge("cloudyknight_events_clients", "Open /monitor/ws connections.").get()),
+      worker_connections_(registry.gauge("cloudyknight_gateway_worker_connections",
+                                         "Open client connections per gateway worker thread (a worker "
+                                         "hands a new one to another that serves two fewer).",
+                                         {"worker"})) {
   auto& requests =
       registry.counter("cloudyknight_http_requests_total",
                        "HTTP requests answered by the gateway, by route kind and status class.",
@@ -52,6 +56,10 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry)
     }
     durations_[k] = &durations.with({kind});
   }
+}
+
+metrics::Gauge& GatewayMetrics::worker_connections(std::size_t i) {
+  return worker_connections_.with({std::to_string(i)});
 }
 
 }  // namespace ck

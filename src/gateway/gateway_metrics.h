@@ -35,6 +35,9 @@ class GatewayMetrics {
     if (status >= 200) durations_[k]->observe(std::chrono::nanoseconds(took));
   }
 
+  /// Open client connections of gateway worker `i` (its thread).
+  metrics::Gauge& worker_connections(std::size_t i);
+
   metrics::Counter& upstream_errors;  // an app failed to answer (connect, reset, timeout)
   metrics::Gauge& events_clients;     // open /monitor/ws connections
 
@@ -45,6 +48,7 @@ class GatewayMetrics {
   }
   std::array<std::array<metrics::Counter*, 5>, kRequestKinds> requests_{};
   std::array<metrics::Histogram*, kRequestKinds> durations_{};
+  metrics::Family<metrics::Gauge>& worker_connections_;
 };
 
 }  // namespace ck

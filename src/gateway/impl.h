@@ -90,6 +90,11 @@ constexpr std::size_t kMaxIdlePerUpstream = 256;
 // old ones back).
 constexpr Duration kUpstreamSweepEvery = std::chrono::seconds(5);
 constexpr Duration kUpstreamIdleFor = std::chrono::seconds(30);
+// Each worker accepts on its own SO_REUSEPORT listener, where the kernel spreads connections
+// by a hash of their addresses: 64 connections split 38/26 as often as 32/32, and the busier
+// worker then sets the throughput and the tail latency. A worker that accepts a connection while
+// another serves this many fewer hands it over.
+constexpr int kBalanceSlack = 2;
 constexpr std::size_t kFlattenLimit = 16 * 1024;
 constexpr std::uint64_t kGzipCacheBytes = 64 << 20;
 // Request bodies for the control plane are read into memory: its handlers take small JSON.
@@ -160,6 +165,21 @@ struct UpstreamRetry {
   gw::error_code ec;
 };
 
+// How many client connections a worker serves: what balance_to() compares (read by every
+// worker's accept loop) and the gauge cloudyknight_gateway_worker_connections{worker}.
+struct WorkerLoad {
+  std::atomic<int> n{0};
+  metrics::Gauge* gauge = nullptr;
+  void add() {
+    n.fetch_add(1, std::memory_order_relaxed);
+    if (gauge) gauge->inc();
+  }
+  void sub() {
+    n.fetch_sub(1, std::memory_order_relaxed);
+    if (gauge) gauge->dec();
+  }
+};
+
 struct Conn : std::enable_shared_from_this<Conn> {
   explicit Conn(Socket s) : client(std::move(s)), watchdog(client.get_executor()) {}
   ClientStream client;
@@ -185,6 +205,14 @@ struct Conn : std::enable_shared_from_this<Conn> {
   const beast::flat_buffer* header_buf = nullptr;
   // The connection's place under gateway.max_connections(_per_ip), given back on destruction.
   std::shared_ptr<void> slot;
+  // Its worker's count of connections, given back on destruction.
+  WorkerLoad* load = nullptr;
+
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  ~Conn() {
+    if (load) load->sub();
+  }
 
   void expire_in(Duration d) {
     deadline = std::chrono::steady_clock::now() + d;
@@ -228,6 +256,7 @@ struct Worker {
   StaticFileCache static_cache;
   StaticRootCache static_roots;
   std::thread thread;
+  WorkerLoad load;  // its client connections
 };
 
 // Writes what the socket takes at once (sockets are non-blocking, so this never waits)
@@ -382,6 +411,11 @@ struct Gateway::Impl {
   // ---- listener and session (gateway.cc) ---------------------------------------------------
   // `redirect`: the gateway.redirect_http listener's loop.
   Task<void> accept_loop(Worker& w, bool redirect = false);
+  // The worker a connection accepted by `w` goes to (its count taken): `w`, unless another
+  // serves kBalanceSlack fewer connections.
+  Worker& balance_to(Worker& w);
+  // Starts serving an accepted, admitted connection on `w` (its count already taken).
+  void serve(Worker& w, gw::Socket sock, std::shared_ptr<void> slot, bool redirect);
   static Task<void> watchdog(std::shared_ptr<Conn> c, Duration header_timeout);
   Task<void> session(std::shared_ptr<Conn> cp, Worker& w);
   // ---- TLS (tls_session.cc) ----------------------------------------------------------------

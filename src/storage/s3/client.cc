@@ -1,4 +1,5 @@
 #include "storage/s3/client.h"
+#include "core/unique_fd.h"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -411,27 +412,6 @@ bool retryable_curl(CURLcode c) {
 
 std::string errno_text(int e) { return std::generic_category().message(e); }
 
-/// Closes the descriptor on every path out of a function.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  int get() const { return fd_; }
-  /// Closes now; returns close()'s errno (0 on success).
-  int reset() {
-    int err = 0;
-    if (fd_ >= 0 && ::close(fd_) != 0) {
-      err = errno;
-    }
-    fd_ = -1;
-    return err;
-  }
-
- private:
-  int fd_;
-};
 
 constexpr int kEarlyEof = -1;
 
