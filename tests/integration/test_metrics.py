@@ -268,6 +268,7 @@ class TestMetrics(DaemonTestCase):
             "cloudyknight_http_request_duration_seconds": "histogram",
             "cloudyknight_upstream_errors_total": "counter",
             "cloudyknight_events_clients": "gauge",
+            "cloudyknight_gateway_worker_connections": "gauge",
             "cloudyknight_workspace_starts_total": "counter",
             "cloudyknight_install_duration_seconds": "histogram",
             "cloudyknight_workspaces": "gauge",
