@@ -72,6 +72,8 @@ Task<void> Gateway::Impl::accept_loop(Worker& w, bool redirect) {
   // close the waiting connection (else it stays in the backlog and wakes us again at once),
   // then accepting pauses, longer each time, until a connection ends.
   int spare = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  error_code local_ec;
+  const tcp protocol = acceptor.local_endpoint(local_ec).protocol();  // of the sockets handed over
   auto pause_ms = std::chrono::milliseconds(0);
   for (;;) {
     error_code ec;
@@ -118,8 +120,7 @@ Task<void> Gateway::Impl::accept_loop(Worker& w, bool redirect) {
       continue;
     }
     // Handed over: the descriptor leaves this worker's epoll for the other's.
-    auto protocol = sock.local_endpoint(ec).protocol();
-    int fd = ec ? -1 : sock.release(ec);
+    int fd = sock.release(ec);
     if (fd < 0 || ec) {
       to.load.sub();
       sock.close(ec);
