@@ -390,12 +390,14 @@ class Soak:
         hung request are still there: the host's TCP sockets with their processes (the gateway,
         Docker's userland proxy) and, for a docker app, those inside the container's network
         namespace, whose queues tell who holds the request."""
+        if self.explain((t1, self.now(), "proxied", name, None, "timeout")) != "unexplained":
+            return  # a fault is on (a dockerd restart holds every request): nothing to learn
         with self.lock:
             if self.hang_snapshots >= 5:
                 return
             self.hang_snapshots += 1
             n = self.hang_snapshots
-        cmds = [["ss", "-tanpoi"]]
+        cmds = [["ss", "-tanpo"]]
         if self.docker:
             ps = subprocess.run(["docker", "ps", "-a", "--filter", f"name=^ck-{name}", "--format",
                                  "{{.Names}} {{.ID}} {{.Status}} {{.Ports}}"],
@@ -405,7 +407,7 @@ class Soak:
                 pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", line.split()[0]],
                                      capture_output=True, text=True, timeout=20).stdout.strip()
                 if pid.isdigit() and pid != "0":
-                    cmds.append(["nsenter", "-t", pid, "-n", "ss", "-tanpoi"])
+                    cmds.append(["nsenter", "-t", pid, "-n", "ss", "-tanpo"])
         with open(os.path.join(self.o.out, f"hang-{n}.txt"), "w") as f:
             f.write(f"# {name}: a request started at {t1:.3f}s timed out at {self.now():.3f}s\n")
             for cmd in cmds:
