@@ -114,7 +114,7 @@ Task<void> Gateway::Impl::accept_loop(Worker& w, bool redirect) {
     }
     sock.set_option(tcp::no_delay(true), ec);
     Worker& to = redirect ? w : balance_to(w);
-    if (redirect) to.load.add();
+    to.load.add();  // now, so the next accept (on any worker) sees it
     if (&to == &w) {
       serve(w, std::move(sock), std::move(slot), redirect);
       continue;
@@ -151,7 +151,6 @@ gw::Worker& Gateway::Impl::balance_to(Worker& w) {
       to = o.get();
     }
   }
-  to->load.add();
   return *to;
 }
 

@@ -208,8 +208,6 @@ struct Conn : std::enable_shared_from_this<Conn> {
   // Its worker's count of connections, given back on destruction.
   WorkerLoad* load = nullptr;
 
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
   ~Conn() {
     if (load) load->sub();
   }
@@ -411,8 +409,8 @@ struct Gateway::Impl {
   // ---- listener and session (gateway.cc) ---------------------------------------------------
   // `redirect`: the gateway.redirect_http listener's loop.
   Task<void> accept_loop(Worker& w, bool redirect = false);
-  // The worker a connection accepted by `w` goes to (its count taken): `w`, unless another
-  // serves kBalanceSlack fewer connections.
+  // The worker a connection accepted by `w` goes to: `w`, unless another serves
+  // kBalanceSlack fewer connections.
   Worker& balance_to(Worker& w);
   // Starts serving an accepted, admitted connection on `w` (its count already taken).
   void serve(Worker& w, gw::Socket sock, std::shared_ptr<void> slot, bool redirect);

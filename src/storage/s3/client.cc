@@ -1,5 +1,4 @@
 #include "storage/s3/client.h"
-#include "core/unique_fd.h"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -21,6 +20,8 @@
 #include <system_error>
 #include <thread>
 #include <utility>
+
+#include "core/unique_fd.h"
 
 namespace ck::s3 {
 
@@ -411,7 +412,6 @@ bool retryable_curl(CURLcode c) {
 }
 
 std::string errno_text(int e) { return std::generic_category().message(e); }
-
 
 constexpr int kEarlyEof = -1;
 
