@@ -1,8 +1,10 @@
 #pragma once
 // Private to the gateway (only gateway/*.cc include it): the types its translation units share
 // and the Impl behind Gateway. Each .cc holds one responsibility:
-//   gateway.cc       listener, watchdog, the session loop, routing and the gateway's own answers
-//   proxy.cc         reverse proxy, upstream pool, Upgrade tunnels
+//   listener.cc      acceptors, admission, balancing over the workers, watchdog, listen/start/stop
+//   gateway.cc       the session loop, routing and the gateway's own answers
+//   proxy.cc         reverse proxy, upstream pool
+//   tunnel.cc        Upgrade tunnels (WebSocket)
 //   serve_static.cc  static workspaces
 //   control.cc       the control plane (/monitor API, streamed answers) and /monitor/ws
 //
@@ -165,6 +167,14 @@ struct UpstreamRetry {
   gw::error_code ec;
 };
 
+// Failures of an app that is going away or not listening (a crash, a stop for a restart):
+// the app may come back, and a request that failed this way may be held and sent again.
+inline bool app_went_away(const error_code& ec) {
+  return ec == net::error::connection_refused || ec == net::error::connection_reset ||
+         ec == net::error::connection_aborted || ec == net::error::broken_pipe ||
+         ec == net::error::eof || ec == bhttp::error::end_of_stream;
+}
+
 // How many client connections a worker serves: what balance_to() compares (read by every
 // worker's accept loop) and the gauge cloudyknight_gateway_worker_connections{worker}.
 struct WorkerLoad {
@@ -217,6 +227,16 @@ struct Conn : std::enable_shared_from_this<Conn> {
     timed_out = false;
   }
   void no_deadline() { deadline = std::chrono::steady_clock::time_point::max(); }
+};
+
+// Waits on an upstream socket under the connection's deadline (the watchdog cancels it).
+struct UpstreamWait {
+  UpstreamWait(Conn& c, Socket& s, Duration d) : conn(c) {
+    conn.upstream = &s;
+    conn.expire_in(d);
+  }
+  ~UpstreamWait() { conn.upstream = nullptr; }
+  Conn& conn;
 };
 
 // Small LRU-less cache of gzipped static files, per worker (so no locks).
@@ -406,7 +426,7 @@ struct Gateway::Impl {
   /// Takes a place for a new connection from `ip`; null when a cap is reached.
   std::shared_ptr<void> admit(const std::string& ip);
 
-  // ---- listener and session (gateway.cc) ---------------------------------------------------
+  // ---- listener (listener.cc) and session (gateway.cc) ------------------------------------
   // `redirect`: the gateway.redirect_http listener's loop.
   Task<void> accept_loop(Worker& w, bool redirect = false);
   // The worker a connection accepted by `w` goes to: `w`, unless another serves
@@ -487,7 +507,7 @@ struct Gateway::Impl {
   Task<bool> serve_static(Conn& conn, Request& req, const WorkspaceView& ws,
                           const RouteDecision& d, Worker& w);
 
-  // ---- reverse proxy, upstream pool and tunnels (proxy.cc) ---------------------------------
+  // ---- reverse proxy and upstream pool (proxy.cc), tunnels (tunnel.cc) ---------------------
   Task<std::unique_ptr<gw::UpstreamConn>> connect_upstream(Conn& conn, Worker& w,
                                                            const gw::tcp::endpoint& ep,
                                                            gw::error_code& ec);
