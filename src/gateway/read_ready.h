@@ -106,6 +106,9 @@ struct ReportTag {
 };
 template struct Expose<ReportTag, &Operation::task_result_>;
 
+// What an epoll report shows when the peer sends nothing more: its FIN, or an error.
+constexpr std::uint32_t kPeerDone = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+
 inline std::uint32_t last_report(DescriptorState* state) {
   // A C-style cast may name an inaccessible base class.
   return static_cast<std::uint32_t>(((Operation*)state)->*member(ReportTag{}));  // NOLINT
@@ -203,8 +206,7 @@ bool fin_reported(Socket& s) {
 #if CK_GW_READ_READY
   using namespace read_ready_detail;
   auto* state = ImplOf<Socket>::of(s).reactor_data_;
-  return state && (state->*member(EventsTag{}) & EPOLLRDHUP) != 0 &&
-         (last_report(state) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+  return state && (state->*member(EventsTag{}) & EPOLLRDHUP) != 0 && (last_report(state) & kPeerDone) != 0;
 #else
   (void)s;
   return false;
@@ -226,8 +228,8 @@ void note_read(Socket& s, std::size_t n, std::size_t room) {
   std::uint32_t registered = state->*member(EventsTag{});
   if ((registered & EPOLLRDHUP) == 0) {
     if (!watch_fin(s)) return;
-  } else if (fin_reported(s)) {
-    return;  // the FIN (or an error) is there to be read
+  } else if (last_report(state) & kPeerDone) {
+    return;  // the FIN (or an error) is there to be read (fin_reported())
   }
   (state->*member(FlagsTag{}))[Reactor::read_op] = false;
 #else
