@@ -85,6 +85,9 @@ if [ -z "${CK_SKIP_SANITIZERS:-}" ]; then
 fi
 
 if [ "$release_rc" -ne 0 ] || [ "$asan_rc" -ne 0 ]; then
+  # CI keeps the end of the output: repeat what the failed tests said, last.
+  [ "$release_rc" -ne 0 ] && { say "release pass:"; python3 "$CK_ROOT/scripts/failed_tests.py" "$CK_BUILD"; }
+  [ "$asan_rc" -ne 0 ] && { say "sanitizer pass:"; python3 "$CK_ROOT/scripts/failed_tests.py" "$asan_build"; }
   say "tests failed: release pass exit $release_rc, sanitizer pass exit $asan_rc (see above)"
   exit 1
 fi
