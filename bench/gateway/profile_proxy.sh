@@ -16,6 +16,8 @@
 #   PROFILE_PATH      the proxied path                    (default /bench/; /bench/64k: 64 KiB)
 #   PROFILE_NGINX     0 = the gateway only                (default 1)
 #   PROFILE_KEEP      1 = keep the temp dir (callgrind.out files for callgrind_annotate)
+#   PROFILE_TLS       1 = over TLS: both terminate TLS with the same throwaway EC P-256
+#                     certificate (gateway.tls; nginx `listen ssl`), the client speaks TLS 1.3
 #   PROFILE_TIMEOUT   hard limit for the whole run, s     (default 600)
 #   CK_PROXY_GATEWAY  the binary (default: build/bench/proxy_gateway of this checkout)
 # Needs valgrind, perf (or strace), nginx, python3. Exit code 0 when every measurement completed.
@@ -26,6 +28,7 @@ REPO="$(cd "$SCRIPT_DIR/../.." && pwd)"
 N="${PROFILE_REQUESTS:-2000}"
 URL_PATH="${PROFILE_PATH:-/bench/}"
 WITH_NGINX="${PROFILE_NGINX:-1}"
+TLS="${PROFILE_TLS:-0}"
 TOTAL_TIMEOUT="${PROFILE_TIMEOUT:-600}"
 BIN="${CK_PROXY_GATEWAY:-$REPO/build/bench/proxy_gateway}"
 WARMUP=200
@@ -85,9 +88,14 @@ wait_port() { # port pid what
 # The client: exactly N GET requests over one keep-alive connection, each answer read whole
 # (Content-Length framing) and checked to be a 200; every socket operation has a 10 s timeout.
 cat >"$TMP/client.py" <<'PY'
-import socket, sys
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+import socket, ssl, sys
+port, path, n, tls = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 s = socket.create_connection(("127.0.0.1", port), timeout=10)
+if tls:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the run's own throwaway certificate
+    s = ctx.wrap_socket(s)
 req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: ck-profile\r\n"
        "Accept: */*\r\nCookie: theme=dark; ck_session=secret\r\n\r\n").encode()
 buf = b""
@@ -118,7 +126,7 @@ for i in range(n):
 s.close()
 PY
 run_client() { # port n
-  timeout 300 python3 "$TMP/client.py" "$1" "$URL_PATH" "$2" || die "client failed on port $1 ($URL_PATH)"
+  timeout 300 python3 "$TMP/client.py" "$1" "$URL_PATH" "$2" "$TLS" || die "client failed on port $1 ($URL_PATH)"
 }
 
 # ---------------------------------------------------------------- the backend
@@ -131,9 +139,19 @@ PIDS+=("$!")
 wait_port "$BACKEND_PORT" "$!" "the backend nginx"
 
 # ---------------------------------------------------------------- servers
+CERT="$TMP/cert.pem"; KEY="$TMP/key.pem"
+GW_TLS=() NGX_TLS="" NGX_PROTO=http
+if [[ "$TLS" == 1 ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=127.0.0.1" -keyout "$KEY" -out "$CERT" >"$TMP/openssl.log" 2>&1 ||
+    die "openssl could not make the certificate ($(tail -1 "$TMP/openssl.log"))"
+  GW_TLS=(env "CK_TLS_CERT=$CERT" "CK_TLS_KEY=$KEY")
+  NGX_TLS=" ssl; ssl_certificate $CERT; ssl_certificate_key $KEY; ssl_protocols TLSv1.2 TLSv1.3"
+  NGX_PROTO=https
+fi
 start_gateway() { # wrapper args...
   SERVER_PORT="$(free_port)"
-  "$@" "$BIN" "$SERVER_PORT" "$BACKEND_PORT" >"$TMP/gateway.out" 2>"$TMP/gateway.log" &
+  "${GW_TLS[@]}" "$@" "$BIN" "$SERVER_PORT" "$BACKEND_PORT" >"$TMP/gateway.out" 2>"$TMP/gateway.log" &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   wait_port "$SERVER_PORT" "$SERVER_PID" "proxy_gateway"
@@ -157,11 +175,11 @@ http {
   keepalive_timeout 75s;
   upstream up { server 127.0.0.1:$BACKEND_PORT; keepalive 64; keepalive_requests 100000; }
   server {
-    listen 127.0.0.1:$SERVER_PORT;
+    listen 127.0.0.1:$SERVER_PORT$NGX_TLS;
     location /bench/ { proxy_pass http://up/; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header Host \$http_host; proxy_set_header X-Forwarded-Prefix /bench;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Host \$http_host;
-      proxy_set_header X-Forwarded-Proto http; proxy_buffers 32 4k; }
+      proxy_set_header X-Forwarded-Proto $NGX_PROTO; proxy_buffers 32 4k; }
   }
 }
 CONF
@@ -257,7 +275,7 @@ for k in "${KINDS[@]}"; do
   measure_syscalls "$k"
 done
 
-printf '\nper proxied request (%d keep-alive requests of %s on one connection, one worker)\n' "$N" "$URL_PATH"
+printf '\nper proxied request (%d keep-alive requests of %s on one connection%s, one worker)\n' "$N" "$URL_PATH" "$([[ $TLS == 1 ]] && echo ', over TLS')"
 for k in "${KINDS[@]}"; do
   printf '  %-8s %8s instructions  %6s syscalls (%s)\n' "$k" "${IR[$k]:-n/a}" "${SC[$k]:-n/a}" "${SCTOP[$k]:-}"
 done

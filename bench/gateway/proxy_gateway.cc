@@ -6,7 +6,8 @@
 //
 //   proxy_gateway LISTEN_PORT BACKEND_PORT [keep]
 // Serves /bench/ (prefix stripped, or kept with `keep`) from 127.0.0.1:BACKEND_PORT; prints
-// "listening <port>" once it accepts; runs until SIGTERM or SIGINT.
+// "listening <port>" once it accepts; runs until SIGTERM or SIGINT. With CK_TLS_CERT and
+// CK_TLS_KEY (PEM files) it speaks TLS, as gateway.tls does.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -51,6 +52,9 @@ int main(int argc, char** argv) {
   opts.port = static_cast<std::uint16_t>(listen_port);
   opts.threads = 1;  // CK_GATEWAY_THREADS: more workers, for load runs (bench/gateway/rig.sh)
   if (const char* t = std::getenv("CK_GATEWAY_THREADS"); t && std::atoi(t) > 0) opts.threads = std::atoi(t);
+  const char* cert = std::getenv("CK_TLS_CERT");
+  const char* key = std::getenv("CK_TLS_KEY");
+  if (cert && key) opts.tls.push_back(ck::TlsFiles{cert, key});
   ck::GatewayHooks hooks;
   hooks.session_cookie = "ck_session";
   ck::Gateway gateway(

@@ -31,14 +31,16 @@ namespace gw {
 template <class Handler>
 void async_teardown(beast::role_type role, ClientStream& s, Handler&& handler) {
   if (s.tls()) {
-    s.tls_layer().async_shutdown(std::forward<Handler>(handler));
+    s.async_close_notify([h = std::forward<Handler>(handler)](error_code ec, std::size_t) mutable {
+      std::move(h)(ec);
+    });
   } else {
     beast::websocket::async_teardown(role, s.next_layer(), std::forward<Handler>(handler));
   }
 }
 inline void teardown(beast::role_type role, ClientStream& s, error_code& ec) {
   if (s.tls()) {
-    s.tls_layer().shutdown(ec);
+    (void)s.tls_conn().close_notify(ec);  // now or not at all: teardown() must not wait
   } else {
     beast::websocket::teardown(role, s.next_layer(), ec);
   }

@@ -121,15 +121,11 @@ Gateway::Impl::BodyTaker Gateway::Impl::body_taker(const Request& req, Worker& w
 
 namespace {
 
-// A request's head, as bhttp::async_read_header reads it. On a plain connection the reads are
-// read_ready.h's: a keep-alive connection's next request is waited for without a recv() first
-// that would find nothing (note_read()).
+// A request's head, as bhttp::async_read_header reads it. The reads are read_ready.h's (over
+// TLS, those of the TLS layer's input): a keep-alive connection's next request is waited for
+// without a recv() first that would find nothing (note_read()).
 Task<void> read_head(gw::ClientStream& client, beast::flat_buffer& buf,
                      bhttp::request_parser<bhttp::string_body>& parser, error_code& ec) {
-  if (client.tls()) {
-    co_await bhttp::async_read_header(client, buf, parser, net::redirect_error(use_task, ec));
-    co_return;
-  }
   Socket& s = client.next_layer();
   ec = {};
   for (;;) {
@@ -145,7 +141,24 @@ Task<void> read_head(gw::ClientStream& client, beast::flat_buffer& buf,
     }
     auto space = buf.prepare(room);
     std::size_t n = 0;
-    if (!gw::read_now(s, space, n, ec)) {
+    if (client.tls()) {
+      gw::TlsConn& t = client.tls_conn();
+      for (;;) {
+        const auto want = t.read(space.data(), space.size(), n, ec);
+        if (want == gw::TlsConn::Want::nothing) break;
+        if (want == gw::TlsConn::Want::write) {
+          co_await gw::tls_wait(client, want, ec);
+        } else {  // tls_wait()'s read, without its coroutine frame: once per request
+          auto in = t.input();
+          std::size_t got = 0;
+          if (!gw::read_now(s, in, got, ec)) {
+            got = co_await s.async_read_some(in, net::redirect_error(use_task, ec));
+          }
+          gw::took_input(client, got, in.size(), ec);
+        }
+        if (ec) break;
+      }
+    } else if (!gw::read_now(s, space, n, ec)) {
       // Nothing there: Asio waits for the event, its recv() runs as the event is handled, and
       // this coroutine goes on at once (no other epoll report in between, as note_read()
       // needs). Not async_wait: Asio re-arms the registration (an epoll_ctl) for each one.
@@ -161,7 +174,7 @@ Task<void> read_head(gw::ClientStream& client, beast::flat_buffer& buf,
       co_return;
     }
     if (ec) co_return;
-    gw::note_read(s, n, space.size());
+    if (!client.tls()) gw::note_read(s, n, space.size());
     buf.commit(n);
   }
 }

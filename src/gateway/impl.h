@@ -31,9 +31,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/compose.hpp>
 #include <boost/beast/core.hpp>
-#include <boost/beast/core/flat_stream.hpp>
 #include <boost/beast/http.hpp>
 // clang-format on
 #include <array>
@@ -56,6 +55,7 @@
 #include "gateway/route.h"
 #include "gateway/static_files.h"
 #include "gateway/tls.h"
+#include "gateway/tls_stream.h"
 
 namespace ck {
 namespace beast = boost::beast;
@@ -102,14 +102,15 @@ constexpr std::uint64_t kGzipCacheBytes = 64 << 20;
 // Request bodies for the control plane are read into memory: its handlers take small JSON.
 constexpr std::uint64_t kControlMaxBody = 2 << 20;
 
-// The client's side of a connection: the socket, with TLS over it once start_tls() ran. An
-// AsyncStream (beast's composed operations and co_await work on it unchanged): each operation
-// goes to the TLS layer or to the socket. flat_stream gathers a serializer's many small
-// buffers into one TLS record. Not movable (the TLS layer refers to the socket).
+// The client's side of a connection: the socket, with TLS over it once start_tls() ran
+// (tls_stream.h). An AsyncStream (beast's composed operations and co_await work on it
+// unchanged): each operation goes to the socket, or to the TLS layer, whose operations try
+// OpenSSL now and wait on the socket only for what it asks (tls_op below). The hot paths
+// (read_head(), send(), write_now()/write_rest()) call the TLS layer directly instead, with no
+// composed operation. Not movable (the TLS layer refers to the socket's descriptor).
 class ClientStream {
  public:
   using executor_type = Executor;
-  using TlsLayer = net::ssl::stream<Socket&>;
   explicit ClientStream(Socket s) : socket_(std::move(s)) {}
   ClientStream(const ClientStream&) = delete;
   ClientStream& operator=(const ClientStream&) = delete;
@@ -120,20 +121,20 @@ class ClientStream {
   /// Puts TLS over the socket with the current certificates (kept alive for the connection).
   void start_tls(std::shared_ptr<TlsContexts> certs) {
     certs_ = std::move(certs);
-    tls_ = std::make_unique<beast::flat_stream<TlsLayer>>(socket_, certs_->default_context());
+    tls_ = std::make_unique<TlsConn>(certs_->default_context().native_handle(),
+                                     socket_.native_handle());
   }
-  TlsLayer& tls_layer() { return tls_->next_layer(); }
+  TlsConn& tls_conn() { return *tls_; }
+  /// Scratch where writes over TLS gather small buffers into one record.
+  std::string& record() { return record_; }
 
   template <class MutableBuffers, class Token>
-  auto async_read_some(const MutableBuffers& b, Token&& token) {
-    if (tls_) return tls_->async_read_some(b, std::forward<Token>(token));
-    return socket_.async_read_some(b, std::forward<Token>(token));
-  }
+  auto async_read_some(const MutableBuffers& b, Token&& token);
   template <class ConstBuffers, class Token>
-  auto async_write_some(const ConstBuffers& b, Token&& token) {
-    if (tls_) return tls_->async_write_some(b, std::forward<Token>(token));
-    return socket_.async_write_some(b, std::forward<Token>(token));
-  }
+  auto async_write_some(const ConstBuffers& b, Token&& token);
+  /// Over TLS: sends the close_notify (the peer's is not waited for).
+  template <class Token>
+  auto async_close_notify(Token&& token);
 
   bool is_open() const { return socket_.is_open(); }
   void close(error_code& ec) { socket_.close(ec); }
@@ -144,8 +145,162 @@ class ClientStream {
  private:
   Socket socket_;
   std::shared_ptr<TlsContexts> certs_;
-  std::unique_ptr<beast::flat_stream<TlsLayer>> tls_;
+  std::unique_ptr<TlsConn> tls_;
+  std::string record_;
 };
+
+// After a read of the socket into the TLS input (read_now() or async_read_some() of
+// TlsConn::input(), `room` bytes): hands OpenSSL the `n` bytes, or the end of the stream.
+// False with `ec` when the read failed otherwise.
+inline bool took_input(ClientStream& c, std::size_t n, std::size_t room, error_code& ec) {
+  if (ec == net::error::eof) {
+    ec = {};
+    c.tls_conn().received_eof();
+    return true;
+  }
+  if (ec) return false;
+  note_read(c.next_layer(), n, room);
+  c.tls_conn().received(n);
+  return true;
+}
+
+// Waits for what the TLS layer asked: bytes from the socket (read_now() first, then the wait,
+// which then queues without a recv()) or room in it.
+inline Task<void> tls_wait(ClientStream& c, TlsConn::Want want, error_code& ec) {
+  Socket& s = c.next_layer();
+  if (want == TlsConn::Want::write) {
+    co_await s.async_wait(Socket::wait_write, net::redirect_error(use_task, ec));
+    co_return;
+  }
+  auto in = c.tls_conn().input();
+  std::size_t n = 0;
+  if (!read_now(s, in, n, ec)) n = co_await s.async_read_some(in, net::redirect_error(use_task, ec));
+  took_input(c, n, in.size(), ec);
+}
+
+// The bytes of one TLS record to write from `buffers`, after their first `skip`: a view into
+// the buffer when one holds the whole record (or the rest), else gathered into c.record().
+// The same buffers and `skip` always give the same bytes (a write that wanted to wait is
+// retried with them). Empty when nothing is left.
+template <class Buffers>
+std::string_view next_record(ClientStream& c, const Buffers& buffers, std::size_t skip) {
+  std::string& rec = c.record();
+  bool gathering = false;
+  for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
+    net::const_buffer b(*it);
+    if (skip >= b.size()) {
+      skip -= b.size();
+      continue;
+    }
+    std::string_view part(static_cast<const char*>(b.data()) + skip, b.size() - skip);
+    skip = 0;
+    if (!gathering) {
+      if (part.size() >= TlsConn::kRecord) return part.substr(0, TlsConn::kRecord);
+      rec.clear();
+      gathering = true;
+    }
+    const std::size_t take = std::min(part.size(), TlsConn::kRecord - rec.size());
+    rec.append(part.data(), take);
+    if (rec.size() == TlsConn::kRecord) break;
+  }
+  return gathering ? std::string_view(rec) : std::string_view();
+}
+
+// One operation of the TLS layer as a composed operation: `attempt(n, ec)` is tried now, and
+// again after each wait for what it wants, until it settles; a result found at once is posted
+// (a composed operation never completes inside its initiation).
+template <class Attempt>
+struct TlsOp {
+  TlsOp(ClientStream& stream, Attempt a) : c(stream), attempt(std::move(a)) {}
+  ClientStream& c;
+  Attempt attempt;
+  enum class State { start, reading, writing, done } state = State::start;
+  bool waited = false;
+  std::size_t n = 0;
+  error_code result;
+
+  template <class Self>
+  void operator()(Self& self, error_code ec = {}, std::size_t got = 0) {
+    switch (state) {
+      case State::done:
+        return self.complete(result, n);
+      case State::reading:
+        if (!took_input(c, got, in_room, ec)) return self.complete(ec, 0);
+        break;
+      case State::writing:
+        if (ec) return self.complete(ec, 0);
+        break;
+      case State::start:
+        break;
+    }
+    for (;;) {
+      const TlsConn::Want want = attempt(n, ec);
+      if (want == TlsConn::Want::nothing) {
+        if (waited) return self.complete(ec, n);
+        state = State::done;
+        result = ec;
+        return net::post(c.get_executor(), std::move(self));
+      }
+      Socket& s = c.next_layer();
+      if (want == TlsConn::Want::write) {
+        state = State::writing;
+        waited = true;
+        return s.async_wait(Socket::wait_write, std::move(self));
+      }
+      auto in = c.tls_conn().input();
+      if (read_now(s, in, got, ec)) {
+        if (took_input(c, got, in.size(), ec)) continue;
+        if (waited) return self.complete(ec, 0);
+        state = State::done;
+        result = ec;
+        n = 0;
+        return net::post(c.get_executor(), std::move(self));
+      }
+      state = State::reading;
+      in_room = in.size();
+      waited = true;
+      return s.async_read_some(in, std::move(self));
+    }
+  }
+  std::size_t in_room = 0;
+};
+
+template <class Token, class Attempt>
+auto tls_op(ClientStream& c, Attempt attempt, Token&& token) {
+  return net::async_compose<Token, void(error_code, std::size_t)>(
+      TlsOp<Attempt>{c, std::move(attempt)}, token, c.next_layer());
+}
+
+template <class MutableBuffers, class Token>
+auto ClientStream::async_read_some(const MutableBuffers& b, Token&& token) {
+  if (!tls_) return socket_.async_read_some(b, std::forward<Token>(token));
+  net::mutable_buffer first;
+  for (auto it = net::buffer_sequence_begin(b); it != net::buffer_sequence_end(b); ++it) {
+    first = *it;
+    if (first.size() > 0) break;
+  }
+  return tls_op(*this, [this, first](std::size_t& n, error_code& ec) {
+    if (first.size() == 0) return TlsConn::Want::nothing;  // a read of nothing: 0 bytes
+    return tls_->read(first.data(), first.size(), n, ec);
+  }, std::forward<Token>(token));
+}
+
+template <class ConstBuffers, class Token>
+auto ClientStream::async_write_some(const ConstBuffers& b, Token&& token) {
+  if (!tls_) return socket_.async_write_some(b, std::forward<Token>(token));
+  return tls_op(*this, [this, b](std::size_t& n, error_code& ec) {
+    std::string_view rec = next_record(*this, b, 0);
+    if (rec.empty()) return TlsConn::Want::nothing;
+    return tls_->write(rec.data(), rec.size(), n, ec);
+  }, std::forward<Token>(token));
+}
+
+template <class Token>
+auto ClientStream::async_close_notify(Token&& token) {
+  return tls_op(*this, [this](std::size_t&, error_code& ec) {
+    return tls_ ? tls_->close_notify(ec) : TlsConn::Want::nothing;
+  }, std::forward<Token>(token));
+}
 
 // One idle keep-alive connection to an app.
 struct UpstreamConn {
@@ -282,17 +437,43 @@ struct Worker {
 // through the io_context.
 // Small messages are first gathered into `flat`: one contiguous send instead of an iovec
 // per header field.
-// Over TLS everything goes through the TLS layer's asynchronous writes (a synchronous write
-// on a non-blocking socket could lose a TLS record half sent).
+// Over TLS the same holds record by record: up to 16 KiB gathered (next_record()) and written
+// now, and only when the socket is full does the session wait (tls_wait()) and write the same
+// record again.
 inline Socket& plain_socket(Socket& s) { return s; }
 inline Socket& plain_socket(ClientStream& s) { return s.next_layer(); }
+
+// The TLS branch of send(): the serializer's buffers, a record at a time.
+template <bool isRequest, class Body, class Fields>
+Task<void> send_tls(ClientStream& stream, bhttp::serializer<isRequest, Body, Fields>& sr,
+                    error_code& ec) {
+  TlsConn& t = stream.tls_conn();
+  while (!sr.is_done()) {
+    bool more = false;
+    std::size_t n = 0;
+    TlsConn::Want want = TlsConn::Want::nothing;
+    sr.next(ec, [&](error_code& wec, const auto& buffers) {
+      std::string_view rec = next_record(stream, buffers, 0);
+      if (rec.empty()) return;
+      more = true;
+      want = t.write(rec.data(), rec.size(), n, wec);
+    });
+    if (ec || !more) co_return;
+    if (want != TlsConn::Want::nothing) {
+      co_await tls_wait(stream, want, ec);
+      if (ec) co_return;
+      continue;
+    }
+    sr.consume(n);
+  }
+}
 
 template <class Stream, bool isRequest, class Body, class Fields>
 Task<void> send(Stream& stream, bhttp::serializer<isRequest, Body, Fields>& sr, error_code& ec,
                 std::string* flat = nullptr) {
   if constexpr (std::is_same_v<Stream, ClientStream>) {
     if (stream.tls()) {
-      co_await bhttp::async_write(stream, sr, net::redirect_error(use_task, ec));
+      co_await send_tls(stream, sr, ec);
       co_return;
     }
   }
@@ -322,16 +503,27 @@ Task<void> send(Stream& stream, bhttp::serializer<isRequest, Body, Fields>& sr, 
   }
 }
 
-// The synchronous start of write_all() on a plain socket: what the socket takes at once, in one
-// send, without a coroutine frame. True when that settled it (all sent, or `ec`); false when
-// write_rest() is to send the rest (`sent` bytes are out; always false over TLS, with 0 out).
+// The synchronous start of write_all(): what the socket takes at once, in one send (over TLS,
+// record by record), without a coroutine frame. True when that settled it (all sent, or `ec`);
+// false when write_rest() is to send the rest (`sent` bytes are out).
 // On the hot path: `if (!write_now(s, b, ec, sent)) co_await write_rest(s, b, sent, ec);`.
 template <class Stream, class Buffers>
 bool write_now(Stream& stream, const Buffers& buffers, error_code& ec, std::size_t& sent) {
   ec = {};
   sent = 0;
   if constexpr (std::is_same_v<Stream, ClientStream>) {
-    if (stream.tls()) return false;
+    if (stream.tls()) {
+      for (;;) {
+        std::string_view rec = next_record(stream, buffers, sent);
+        if (rec.empty()) return true;
+        std::size_t n = 0;
+        if (stream.tls_conn().write(rec.data(), rec.size(), n, ec) != TlsConn::Want::nothing) {
+          return false;  // write_rest() offers the same record again
+        }
+        if (ec) return true;
+        sent += n;
+      }
+    }
   }
   Socket& s = plain_socket(stream);
   sent = s.write_some(buffers, ec);
@@ -342,32 +534,24 @@ bool write_now(Stream& stream, const Buffers& buffers, error_code& ec, std::size
   return ec || sent == net::buffer_size(buffers);
 }
 
-// Sends `buffers` after their first `sent` bytes (write_now() sent those), asynchronously; over
-// TLS, all of it through the TLS layer's asynchronous writes.
+// Sends `buffers` after their first `sent` bytes (write_now() sent those), waiting for room in
+// the socket as needed.
 template <class Stream, class Buffers>
 Task<void> write_rest(Stream& stream, const Buffers& buffers, std::size_t sent, error_code& ec) {
   if constexpr (std::is_same_v<Stream, ClientStream>) {
     if (stream.tls()) {
-      // beast::flat_stream sends a sequence's first buffer alone when the next ones do not
-      // fit in its 16 KiB, and an empty first buffer goes out as zero bytes, which async_write
-      // takes for the end (the rest was cut silently): empty buffers are left out.
-      std::array<net::const_buffer, 8> parts;
-      std::size_t k = 0;
-      for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
-        net::const_buffer b(*it);
-        if (b.size() == 0) continue;
-        if (k == parts.size()) {
-          co_await net::async_write(stream, parts, net::redirect_error(use_task, ec));
-          if (ec) co_return;
-          k = 0;
+      for (;;) {
+        std::string_view rec = next_record(stream, buffers, sent);
+        if (rec.empty()) co_return;
+        std::size_t n = 0;
+        const TlsConn::Want want = stream.tls_conn().write(rec.data(), rec.size(), n, ec);
+        if (want != TlsConn::Want::nothing) {
+          co_await tls_wait(stream, want, ec);
+        } else {
+          sent += n;
         }
-        parts[k++] = b;
+        if (ec) co_return;
       }
-      if (k > 0) {
-        co_await net::async_write(stream, std::span<const net::const_buffer>(parts.data(), k),
-                                  net::redirect_error(use_task, ec));
-      }
-      co_return;
     }
   }
   beast::buffers_suffix<Buffers> rest(buffers);

@@ -54,7 +54,7 @@ std::int64_t nanoseconds(const timespec& t) {
 }
 
 // Sends `head` and `body` in one write (write_all leaves an empty one out, and over TLS
-// flat_stream gathers a small answer into one record).
+// next_record() gathers a small answer into one record).
 Task<void> send_both(ClientStream& client, std::string& head, std::string_view body,
                      error_code& ec) {
   std::array<net::const_buffer, 2> bufs{net::buffer(head), net::buffer(body)};

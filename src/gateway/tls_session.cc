@@ -64,8 +64,13 @@ Task<bool> Gateway::Impl::handshake(Conn& conn) {
     logger()->debug("plain HTTP on the TLS listener: answered 400");
     co_return false;
   }
-  co_await conn.client.tls_layer().async_handshake(net::ssl::stream_base::server,
-                                                   net::redirect_error(use_task, ec));
+  TlsConn& t = conn.client.tls_conn();
+  for (;;) {
+    const auto want = t.handshake(ec);
+    if (want == TlsConn::Want::nothing) break;
+    co_await tls_wait(conn.client, want, ec);
+    if (ec) break;
+  }
   if (ec) {
     error_code ignored;
     auto ep = s.remote_endpoint(ignored);
@@ -78,11 +83,30 @@ Task<bool> Gateway::Impl::handshake(Conn& conn) {
 
 Task<void> Gateway::Impl::tls_goodbye(Conn& conn) {
   if (conn.timed_out || !conn.client.is_open()) co_return;
-  // close_notify, so a client reading to the end of the connection knows it is the end; the
-  // peer's answer is waited for only briefly.
+  // close_notify, so a client reading to the end of the connection knows it is the end; then
+  // the peer's answer (its close_notify or its close) is waited for briefly, so that the close
+  // does not reset the connection under an answer the client has not read yet.
   conn.expire_in(std::chrono::seconds(1));
+  TlsConn& t = conn.client.tls_conn();
   error_code ec;
-  co_await conn.client.tls_layer().async_shutdown(net::redirect_error(use_task, ec));
+  for (;;) {
+    const auto want = t.close_notify(ec);
+    if (want == TlsConn::Want::nothing) break;
+    co_await tls_wait(conn.client, want, ec);
+    if (ec) co_return;
+  }
+  if (ec) co_return;
+  std::array<char, 512> sink;
+  for (;;) {
+    std::size_t n = 0;
+    const auto want = t.read(sink.data(), sink.size(), n, ec);
+    if (want == TlsConn::Want::nothing) {
+      if (ec) co_return;  // its close_notify, its close, or an error
+      continue;           // application data after our close_notify: dropped
+    }
+    co_await tls_wait(conn.client, want, ec);
+    if (ec) co_return;
+  }
 }
 
 Task<void> Gateway::Impl::reload_certificates(Worker& w) {

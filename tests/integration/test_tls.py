@@ -148,6 +148,88 @@ class TlsGatewayTest(TlsCase):
         finally:
             conn.close()
 
+    def tls_socket(self, rcvbuf=None, host="example.test"):
+        """A TLS connection (SNI and Host `host`), with a small receive buffer if asked: a
+        client that reads slowly fills the gateway's socket."""
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        raw.settimeout(15)
+        raw.connect(("127.0.0.1", self.daemon.port))
+        return self.ca.context().wrap_socket(raw, server_hostname=host)
+
+    def test_slow_reader_of_a_large_answer_gets_every_byte(self):
+        # The client reads nothing for a while, through a 4 KiB window: the gateway's writes
+        # find its socket full and wait, then offer the same record again (OpenSSL insists).
+        body = bytes(range(256)) * 1200  # 307,200 bytes, echoed back as JSON (more)
+        with self.tls_socket(rcvbuf=4096) as s:
+            for _ in range(2):
+                s.sendall(b"POST /echo/reader HTTP/1.1\r\nHost: example.test\r\n"
+                          b"Content-Type: application/octet-stream\r\n"
+                          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                time.sleep(1.5)
+                r = read_response(s, "POST")
+                self.assertEqual(r.status, 200)
+                doc = json.loads(r.body)
+                self.assertEqual(doc["body_len"], len(body))
+
+    def test_pipelined_requests_over_tls_answer_in_order(self):
+        # Three requests in one write: several arrive in one TLS record, or one socket read.
+        with self.tls_socket() as s:
+            s.sendall(b"".join(b"GET /echo/p%d HTTP/1.1\r\nHost: example.test\r\n%s\r\n"
+                               % (i, b"Connection: close\r\n" if i == 2 else b"")
+                               for i in range(3)))
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (ssl.SSLEOFError, ConnectionResetError):
+                    break
+                if not chunk:
+                    break
+                data += chunk
+        self.assertEqual(data.count(b"HTTP/1.1 200"), 3, data[:400])
+        order = [data.find(b'"/p%d' % i) for i in range(3)]
+        self.assertTrue(-1 not in order and order == sorted(order), order)
+
+    def test_broken_records_close_only_their_connection(self):
+        # After a good request: a record whose authentication fails, a record longer than TLS
+        # allows, a record cut short by the client's close. Each ends its own connection, with
+        # no answer to the bad bytes; the daemon and the other connections go on.
+        bystander = self.https()
+        try:
+            bystander.request("GET", "/echo/before")
+            r = bystander.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+            for bad, close_after in ((b"\x17\x03\x03\x00\x20" + bytes(range(32)), False),
+                                     (b"\x17\x03\x03\xff\xff" + b"\x00" * 64, False),
+                                     (b"\x17\x03\x03\x01\x00" + b"\x00" * 16, True)):
+                s = self.tls_socket()
+                try:
+                    s.sendall(b"GET /echo/ok HTTP/1.1\r\nHost: example.test\r\n\r\n")
+                    self.assertEqual(read_response(s).status, 200)
+                    raw = socket.socket(fileno=os.dup(s.fileno()))  # the TCP under the TLS
+                    raw.sendall(bad)
+                    if close_after:
+                        raw.shutdown(socket.SHUT_WR)
+                    raw.close()
+                    t0 = time.monotonic()
+                    with self.assertRaises((ssl.SSLError, ConnectionError, OSError, EOFError)) as cm:
+                        while True:
+                            if not s.recv(4096):
+                                raise EOFError("closed")
+                    self.assertLess(time.monotonic() - t0, 5, cm.exception)
+                finally:
+                    s.close()
+            bystander.request("GET", "/echo/after")
+            r = bystander.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(json.loads(r.read())["path"], "/after")
+        finally:
+            bystander.close()
+        self.assertIsNone(self.daemon.proc.poll())
+
     def test_websocket_tunnel_over_tls(self):
         for host, path in (("example.test", "/echo/ws"), ("echo.example.test", "/ws")):
             ws = self.daemon.websocket(path, host=host)
