@@ -88,6 +88,25 @@ struct DeployWork {
                      std::function<void(Result<void>, std::string)>)>
       delete_file;
   std::function<void(const std::string&, const std::string&, const std::string&, const std::string&)> changed;
+  // Gives the workspace's deploy lock back. run_deploy() calls it once the files are settled,
+  // before the answer goes out: a client that deploys again right after an answer must never
+  // find its own deploy still running (409).
+  std::function<void()> release;
+};
+
+// Calls the release once: when asked, else at the end of the scope.
+class ReleaseOnce {
+ public:
+  explicit ReleaseOnce(std::function<void()> f) : f_(std::move(f)) {}
+  ReleaseOnce(const ReleaseOnce&) = delete;
+  ReleaseOnce& operator=(const ReleaseOnce&) = delete;
+  ~ReleaseOnce() { (*this)(); }
+  void operator()() {
+    if (auto f = std::exchange(f_, nullptr)) f();
+  }
+
+ private:
+  std::function<void()> f_;
 };
 
 // A descriptor of the workspace folder.
@@ -225,21 +244,26 @@ json summary_json(const DeployWork& w, const deploy::Plan& plan, const Applied& 
 
 void run_deploy(const DeployWork& w) {
   auto& st = *w.st;
+  ReleaseOnce release(w.release);
+  auto answer = [&](http::Response r) {
+    release();
+    st.respond(std::move(r));
+  };
   auto pkg = deploy::read_package(*w.body, w.limits);
-  if (pkg.has_error()) return st.respond(error_response(pkg.error().code, pkg.error().message));
+  if (pkg.has_error()) return answer(error_response(pkg.error().code, pkg.error().message));
   auto current = deploy::digest_folder(w.dir, {}, w.index);
   if (current.has_error()) {
-    return st.respond(error_response(current.error().code, "cannot list the workspace's files: " + current.error().message));
+    return answer(error_response(current.error().code, "cannot list the workspace's files: " + current.error().message));
   }
   if (w.partial && pkg.value().has_manifest) {
-    return st.respond(error_response(Errc::invalid_argument,
+    return answer(error_response(Errc::invalid_argument,
                                      "a part (?part=1) carries files only; the manifest comes with the last PUT"));
   }
   auto plan = deploy::plan(pkg.value(), current.value().files);
-  if (plan.has_error()) return st.respond(error_response(plan.error().code, plan.error().message));
+  if (plan.has_error()) return answer(error_response(plan.error().code, plan.error().message));
   if (w.partial) plan.value().remove.clear();  // a part adds; the last PUT deletes
   if (auto kept = keep_private(w, pkg.value(), plan.value()); kept.has_error()) {
-    return st.respond(error_response(kept.error().code, kept.error().message));
+    return answer(error_response(kept.error().code, kept.error().message));
   }
   const auto& p = plan.value();
   const bool changes = !p.write.empty() || !p.remove.empty();
@@ -249,14 +273,15 @@ void run_deploy(const DeployWork& w) {
     auto r = apply(w, pkg.value(), p, done);
     remember_written(w, pkg.value(), p);
     if (changes && w.changed) w.changed(w.name, fmt::format("deploy ({} written, {} deleted)", done.written, done.deleted), "deploy", w.author);
+    release();
     if (r.has_error()) {
-      return st.respond(error_response(
+      return answer(error_response(
           r.error().code, fmt::format("{}; {} files were written and {} deleted before it: deploy again to finish",
                                       r.error().message, done.written, done.deleted)));
     }
     logger()->info("[ws={}] deploy by {}: {} written, {} deleted, {} unchanged", w.name, w.author, done.written,
                    done.deleted, p.unchanged);
-    return st.respond(api::json_response(200, summary_json(w, p, done)));
+    return answer(api::json_response(200, summary_json(w, p, done)));
   }
 
   st.begin(200, "text/plain; charset=utf-8", {{"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"}});
@@ -267,6 +292,7 @@ void run_deploy(const DeployWork& w) {
   auto r = apply(w, pkg.value(), p, done);
   remember_written(w, pkg.value(), p);
   if (changes && w.changed) w.changed(w.name, fmt::format("deploy ({} written, {} deleted)", done.written, done.deleted), "deploy", w.author);
+  release();  // following the start needs no lock
   if (r.has_error()) {
     out.problem(fmt::format("{}; {} files were written and {} deleted before it: deploy again to finish",
                             r.error().message, done.written, done.deleted));
@@ -333,12 +359,10 @@ http::Response ControlApi::source_request(const http::Request& req, const Worksp
   work.write_file = services_.write_file;
   work.delete_file = services_.delete_file;
   work.changed = services_.file_changed;
-  audit({{"bytes", req.body.size()}, {"follow", work.follow}});
   const std::string name = w.name;
-  bool started = runner->start([work = std::move(work), runner, name] {
-    run_deploy(work);
-    runner->unlock_name(name);
-  });
+  work.release = [runner, name] { runner->unlock_name(name); };
+  audit({{"bytes", req.body.size()}, {"follow", work.follow}});
+  bool started = runner->start([work = std::move(work)] { run_deploy(work); });
   if (!started) {
     runner->unlock_name(name);
     return error_response(Errc::unavailable,
