@@ -489,9 +489,11 @@ class TestDockerWorkspaces(DockerCase):
             time.sleep(6.5)  # past node's keepAliveTimeout: the FINs have come
             for i in range(6):
                 t = time.monotonic()
-                r = self.d.get(f"/{self.node}/api/hello?name=b{i}", timeout=15)
+                r = self.d.get(f"/{self.node}/api/hello?name=b{i}", timeout=30)
                 self.assertEqual(r.status, 200, body_excerpt(r.body))
-                self.assertLess(time.monotonic() - t, 5, "a request went to a half-closed connection")
+                # A request sent on a half-closed connection waits for the daemon's whole
+                # request timeout (60 s); a busy machine answers well within 10.
+                self.assertLess(time.monotonic() - t, 10, "a request went to a half-closed connection")
 
     def test_node_container_is_hardened(self):
         i = self.node_container()
