@@ -179,14 +179,15 @@ inline Task<void> tls_wait(ClientStream& c, TlsConn::Want want, error_code& ec) 
 }
 
 // The bytes of one TLS record to write from `buffers`, after their first `skip`: a view into
-// the buffer when one holds the whole record (or the rest), else gathered into c.record().
+// the buffer when one holds the whole record or all that is left, else gathered into c.record().
 // The same buffers and `skip` always give the same bytes (a write that wanted to wait is
 // retried with them). Empty when nothing is left.
 template <class Buffers>
 std::string_view next_record(ClientStream& c, const Buffers& buffers, std::size_t skip) {
   std::string& rec = c.record();
   bool gathering = false;
-  for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
+  const auto end = net::buffer_sequence_end(buffers);
+  for (auto it = net::buffer_sequence_begin(buffers); it != end; ++it) {
     net::const_buffer b(*it);
     if (skip >= b.size()) {
       skip -= b.size();
@@ -196,6 +197,9 @@ std::string_view next_record(ClientStream& c, const Buffers& buffers, std::size_
     skip = 0;
     if (!gathering) {
       if (part.size() >= TlsConn::kRecord) return part.substr(0, TlsConn::kRecord);
+      auto rest = std::next(it);
+      while (rest != end && net::const_buffer(*rest).size() == 0) ++rest;
+      if (rest == end) return part;  // the last bytes: nothing to gather them with
       rec.clear();
       gathering = true;
     }
