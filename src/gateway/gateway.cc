@@ -119,68 +119,6 @@ Gateway::Impl::BodyTaker Gateway::Impl::body_taker(const Request& req, Worker& w
   return ws && !ws->is_static ? BodyTaker::app : BodyTaker::none;
 }
 
-namespace {
-
-// A request's head, as bhttp::async_read_header reads it. The reads are read_ready.h's (over
-// TLS, those of the TLS layer's input): a keep-alive connection's next request is waited for
-// without a recv() first that would find nothing (note_read()).
-Task<void> read_head(gw::ClientStream& client, beast::flat_buffer& buf,
-                     bhttp::request_parser<bhttp::string_body>& parser, error_code& ec) {
-  Socket& s = client.next_layer();
-  ec = {};
-  for (;;) {
-    if (buf.size() > 0) {
-      buf.consume(parser.put(buf.data(), ec));
-      if (ec != bhttp::error::need_more) co_return;  // the head is in, or it is refused
-      ec = {};
-    }
-    const std::size_t room = beast::read_size(buf, 65536);
-    if (room == 0) {
-      ec = bhttp::error::buffer_overflow;
-      co_return;
-    }
-    auto space = buf.prepare(room);
-    std::size_t n = 0;
-    if (client.tls()) {
-      gw::TlsConn& t = client.tls_conn();
-      for (;;) {
-        const auto want = t.read(space.data(), space.size(), n, ec);
-        if (want == gw::TlsConn::Want::nothing) break;
-        if (want == gw::TlsConn::Want::write) {
-          co_await gw::tls_wait(client, want, ec);
-        } else {  // tls_wait()'s read, without its coroutine frame: once per request
-          auto in = t.input();
-          std::size_t got = 0;
-          if (!gw::read_now(s, in, got, ec)) {
-            got = co_await s.async_read_some(in, net::redirect_error(use_task, ec));
-          }
-          gw::took_input(client, got, in.size(), ec);
-        }
-        if (ec) break;
-      }
-    } else if (!gw::read_now(s, space, n, ec)) {
-      // Nothing there: Asio waits for the event, its recv() runs as the event is handled, and
-      // this coroutine goes on at once (no other epoll report in between, as note_read()
-      // needs). Not async_wait: Asio re-arms the registration (an epoll_ctl) for each one.
-      n = co_await s.async_read_some(space, net::redirect_error(use_task, ec));
-    }
-    if (ec == net::error::eof) {
-      if (!parser.got_some()) {
-        ec = bhttp::error::end_of_stream;
-        co_return;
-      }
-      ec = {};
-      parser.put_eof(ec);  // a head cut short: partial_message
-      co_return;
-    }
-    if (ec) co_return;
-    if (!client.tls()) gw::note_read(s, n, space.size());
-    buf.commit(n);
-  }
-}
-
-}  // namespace
-
 Task<void> Gateway::Impl::session(std::shared_ptr<Conn> cp, Worker& w) {
   Conn& conn = *cp;
   error_code ec;

@@ -64,13 +64,7 @@ Task<bool> Gateway::Impl::handshake(Conn& conn) {
     logger()->debug("plain HTTP on the TLS listener: answered 400");
     co_return false;
   }
-  TlsConn& t = conn.client.tls_conn();
-  for (;;) {
-    const auto want = t.handshake(ec);
-    if (want == TlsConn::Want::nothing) break;
-    co_await tls_wait(conn.client, want, ec);
-    if (ec) break;
-  }
+  co_await conn.client.async_handshake(net::redirect_error(use_task, ec));
   if (ec) {
     error_code ignored;
     auto ep = s.remote_endpoint(ignored);
@@ -87,25 +81,11 @@ Task<void> Gateway::Impl::tls_goodbye(Conn& conn) {
   // the peer's answer (its close_notify or its close) is waited for briefly, so that the close
   // does not reset the connection under an answer the client has not read yet.
   conn.expire_in(std::chrono::seconds(1));
-  TlsConn& t = conn.client.tls_conn();
   error_code ec;
-  for (;;) {
-    const auto want = t.close_notify(ec);
-    if (want == TlsConn::Want::nothing) break;
-    co_await tls_wait(conn.client, want, ec);
-    if (ec) co_return;
-  }
-  if (ec) co_return;
+  co_await conn.client.async_close_notify(net::redirect_error(use_task, ec));
   std::array<char, 512> sink;
-  for (;;) {
-    std::size_t n = 0;
-    const auto want = t.read(sink.data(), sink.size(), n, ec);
-    if (want == TlsConn::Want::nothing) {
-      if (ec) co_return;  // its close_notify, its close, or an error
-      continue;           // application data after our close_notify: dropped
-    }
-    co_await tls_wait(conn.client, want, ec);
-    if (ec) co_return;
+  while (!ec) {  // until its close_notify, its close or an error; data after ours is dropped
+    co_await conn.client.async_read_some(net::buffer(sink), net::redirect_error(use_task, ec));
   }
 }
 
