@@ -433,17 +433,23 @@ if ((NGX_TARGETS)); then
     [[ "$NGX_V" == *"--without-http_${m}_module"* ]] || TEMP_PATHS+=" ${m}_temp_path $PROXY_DIR/tmp/$m;"
   done
   MIME=""; [[ -f /etc/nginx/mime.types ]] && MIME="include /etc/nginx/mime.types;"
-  # The proxy settings every proxying location shares (X-Forwarded-Proto aside), the same
-  # headers the gateway sets. 32 4k buffers hold a 64 KiB response in memory (nginx's default
-  # 8 would spill it to a temp file when the client is slower than the backend).
-  proxy_common() {
+  # The proxy settings every proxying location shares: the same headers the gateway sets
+  # (gateway/forward.cc: X-Forwarded-For, X-Real-IP, X-Forwarded-Proto, X-Forwarded-Host,
+  # X-Forwarded-Prefix, Forwarded), so both proxies send the backend the same request.
+  # check_same_forwarding() below compares them. 32 4k buffers hold a 64 KiB response in
+  # memory (nginx's default 8 would spill it to a temp file when the client is slower than
+  # the backend).
+  proxy_common() { # scheme
     cat <<CONF
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$http_host;
-      proxy_set_header X-Forwarded-Prefix /bench;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Real-IP \$remote_addr;
+      proxy_set_header X-Forwarded-Proto $1;
       proxy_set_header X-Forwarded-Host \$http_host;
+      proxy_set_header X-Forwarded-Prefix /bench;
+      proxy_set_header Forwarded "for=\$remote_addr;proto=$1;host=\\"\$http_host\\"";
       proxy_buffers 32 4k;
 CONF
   }
@@ -462,8 +468,7 @@ CONF
         locs+="
     location /bench/ {
       proxy_pass http://up/;
-$(proxy_common)
-      proxy_set_header X-Forwarded-Proto http;
+$(proxy_common http)
     }"
       fi
       if want static; then
@@ -493,8 +498,7 @@ $(proxy_common)
     ssl_protocols TLSv1.2 TLSv1.3;
     location /bench/ {
       proxy_pass http://up_tls/;
-$(proxy_common)
-      proxy_set_header X-Forwarded-Proto https;
+$(proxy_common https)
     }
   }"
     fi
@@ -610,6 +614,23 @@ for c in "${CASES[@]}"; do
     log "ok: $c $t $u -> 200, $bytes-byte body, ${hdr}-byte header${tlsinfo:+, $tlsinfo}"
   done
 done
+
+# Both proxies must send the backend the same forwarding headers (the backend's /forwarded
+# echoes them; each proxy's own port is written as PORT), or the comparison is not fair.
+check_same_forwarding() { # case gateway-url nginx-url
+  local c="$1" g n
+  g="$(target_curl "$c" gateway -s -m 5 "$2forwarded" 2>/dev/null)" || die "$c: gateway: GET $2forwarded failed"
+  n="$(target_curl "$c" nginx -s -m 5 "$3forwarded" 2>/dev/null)" || die "$c: nginx: GET $3forwarded failed"
+  local gp="${2#*//*:}" np="${3#*//*:}"
+  g="${g//:${gp%%/*}/:PORT}"; n="${n//:${np%%/*}/:PORT}"
+  [[ "$g" == "$n" ]] || die "$c: the gateway and nginx forward different headers to the backend:
+  gateway: $g
+  nginx:   $n
+(fix proxy_common() in this script)"
+  log "ok: $c: the gateway and nginx forward the same headers: $g"
+}
+want proxy64 && check_same_forwarding proxy64 "$GW/bench/" "http://127.0.0.1:$PROXY_PORT/bench/"
+[[ "$TLS_STATE" == on ]] && check_same_forwarding tls "$TLS_GW/bench/" "https://127.0.0.1:$TLS_PROXY_PORT/bench/"
 
 # ---------------------------------------------------------------- measurement
 WRK_LIMIT=$((DURATION + WARMUP + 30))

@@ -45,6 +45,11 @@ http {
       default_type application/octet-stream;
       root $DIR/files;
     }
+    # What a proxy forwarded: the bench checks that the gateway and nginx send the same.
+    location = /forwarded {
+      default_type text/plain;
+      return 200 "host=\$http_host xff=\$http_x_forwarded_for xrip=\$http_x_real_ip xfproto=\$http_x_forwarded_proto xfhost=\$http_x_forwarded_host xfprefix=\$http_x_forwarded_prefix fwd=\$http_forwarded\n";
+    }
     location / {
       default_type text/plain;
       return 200 "cloudyknight gateway bench backend: fixed 200 response from nginx, keepalive on, no access log!\n";
