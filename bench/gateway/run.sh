@@ -17,11 +17,14 @@
 #
 # Env options:
 #   BENCH_SCENARIOS    scenarios to run       (default "proxy64 proxy256 large static tls")
-#   BENCH_DURATION     seconds per measured wrk run           (default 5)
-#   BENCH_ROUNDS       interleaved rounds per scenario        (default 5)
+#   BENCH_DURATION     seconds per measured wrk run           (default 4)
+#   BENCH_ROUNDS       interleaved rounds per scenario        (default 9)
 #   BENCH_THREADS      wrk threads                            (default 1)
-#   BENCH_WARMUP       seconds of warm-up before each run     (default 2)
-#   BENCH_TIMEOUT      hard limit for the whole run, seconds  (default 900)
+#   BENCH_WARMUP       seconds of warm-up before each run     (default 1)
+#   BENCH_TIMEOUT      hard limit for the whole run, seconds  (default 1500)
+# Many short rounds rather than a few long ones: on a shared VM the same target's req/s jumps
+# between runs (per-round gateway/nginx ratios from 0.81 to 1.36 in one 5-round run), so the
+# median needs more pairs; each ratio's spread over the rounds is printed beside it.
 #   BENCH_KEEP         1 = keep the temp dir (logs, configs, wrk outputs)
 #   BENCH_TLS_CONFIG   file: gateway.tls.{cert,key} in a YAML file given with --config
 #                      (default); env: CK_GATEWAY_TLS_CERT / CK_GATEWAY_TLS_KEY instead
@@ -33,11 +36,11 @@
 set -uo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-DURATION="${BENCH_DURATION:-5}"
-ROUNDS="${BENCH_ROUNDS:-5}"
+DURATION="${BENCH_DURATION:-4}"
+ROUNDS="${BENCH_ROUNDS:-9}"
 THREADS="${BENCH_THREADS:-1}"
-WARMUP="${BENCH_WARMUP:-2}"
-TOTAL_TIMEOUT="${BENCH_TIMEOUT:-900}"
+WARMUP="${BENCH_WARMUP:-1}"
+TOTAL_TIMEOUT="${BENCH_TIMEOUT:-1500}"
 SCENARIOS="${BENCH_SCENARIOS:-proxy64 proxy256 large static tls}"
 TLS_CONFIG="${BENCH_TLS_CONFIG:-file}"
 CK_BINARY="${CK_BINARY:-/work/main/build/cloudyknight}"
@@ -636,21 +639,24 @@ want proxy64 && check_same_forwarding proxy64 "$GW/bench/" "http://127.0.0.1:$PR
 WRK_LIMIT=$((DURATION + WARMUP + 30))
 FAILED=0
 [[ "$TLS_STATE" == error ]] && FAILED=1
-declare -A ROUND_RPS=() ROUND_P50=() ROUND_P99=() ROUND_CPU=() RUNS=() MED_RPS=() MED_P50=() MED_P99=() MED_CPU=() RATIO=()
+declare -A ROUND_RPS=() ROUND_P50=() ROUND_P99=() ROUND_CPU=() RUNS=() MED_RPS=() MED_P50=() MED_P99=() MED_CPU=() RATIO=() SPREAD=()
 runs=0; for c in "${CASES[@]}"; do read -ra ts <<<"${C_TARGETS[$c]}"; runs=$((runs + ${#ts[@]})); done
 estimate=$((runs * ROUNDS * (DURATION + WARMUP)))
 log "${#CASES[@]} cases, $runs targets, $ROUNDS rounds: about ${estimate}s of wrk (BENCH_TIMEOUT ${TOTAL_TIMEOUT}s)"
 ((estimate + 60 > TOTAL_TIMEOUT)) && log "warning: the run may not finish within BENCH_TIMEOUT=${TOTAL_TIMEOUT}s"
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# The median of the per-round ratios of two targets' req/s (4 decimals).
-paired_ratio() { # case a b
+# The per-round ratios of two targets' req/s, and their median (4 decimals).
+round_ratios() { # case a b
   local list="" i
   for ((i = 1; i <= ROUNDS; i++)); do
     list+="$(awk -v a="${ROUND_RPS[$1,$2,$i]}" -v b="${ROUND_RPS[$1,$3,$i]}" 'BEGIN { if (b > 0) printf "%.4f", a / b; else print 0 }') "
   done
-  echo "$list" | median | awk '{ printf "%.4f", $1 }'
+  echo "$list"
 }
+paired_ratio() { round_ratios "$@" | median | awk '{ printf "%.4f", $1 }'; }
+# The spread of the per-round ratios: "lowest-highest".
+ratio_spread() { round_ratios "$@" | tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
 # CPU time of a proxy, the cost per request whatever share of the cores it got: user + system
@@ -730,9 +736,10 @@ measure_case() {
       [[ "${ROUND_CPU[$c,$t,$round]}" != - ]] && u+="${ROUND_CPU[$c,$t,$round]} "
     done
     MED_RPS[$c,$t]=$(echo "$r" | median); MED_P50[$c,$t]=$(echo "$a" | median); MED_P99[$c,$t]=$(echo "$b" | median)
-    MED_CPU[$c,$t]="-"; [[ -n "$u" ]] && MED_CPU[$c,$t]=$(echo "$u" | median)
+    MED_CPU[$c,$t]="-"; [[ -n "$u" ]] && MED_CPU[$c,$t]=$(echo "$u" | median | awk '{ printf "%.2f", $1 }')
   done
   RATIO[$c]="$(paired_ratio "$c" gateway nginx)"
+  SPREAD[$c]="$(ratio_spread "$c" gateway nginx)"
 }
 
 print_case() {
@@ -754,7 +761,7 @@ print_case() {
   echo
   [[ " ${C_TARGETS[$c]} " == *" direct "* ]] &&
     printf 'gateway/direct throughput ratio: %.2f\n' "$(paired_ratio "$c" gateway direct)"
-  printf 'gateway/nginx throughput ratio: %.2f\n' "${RATIO[$c]}"
+  printf 'gateway/nginx throughput ratio: %.2f (rounds: %s)\n' "${RATIO[$c]}" "${SPREAD[$c]}"
   if le "${MED_P99[$c,gateway]}" "${MED_P99[$c,nginx]}"; then yn=yes; else yn=no; fi
   printf 'p99 gateway <= nginx: %s (gateway %.3f ms, nginx %.3f ms)\n' "$yn" "${MED_P99[$c,gateway]}" "${MED_P99[$c,nginx]}"
 }
@@ -771,9 +778,9 @@ done
 
 # ---------------------------------------------------------------- summary
 echo
-echo "== summary (gateway vs nginx in this run; ratio = median of per-round req/s ratios, p99 and cpu = medians over rounds;"
-echo "   cpu: the proxy's CPU time per request, all its threads, whatever share of the cores it got)"
-printf '%-11s %5s %9s %12s %10s %10s %11s   %-27s %s\n' scenario conns gw/nginx "p99 gw ms" "p99 ngx ms" "cpu gw us" "cpu ngx us" "goal (issue 14)" met
+echo "== summary (gateway vs nginx in this run; ratio = median of per-round req/s ratios, rounds = their lowest-highest,"
+echo "   p99 and cpu = medians over rounds; cpu: the proxy's CPU time per request, all its threads, whatever share of the cores it got)"
+printf '%-11s %5s %9s %10s %12s %10s %10s %11s   %-27s %s\n' scenario conns gw/nginx rounds "p99 gw ms" "p99 ngx ms" "cpu gw us" "cpu ngx us" "goal (issue 14)" met
 goals=0; met=0; unmeasured=""
 for c in "${CASES[@]}"; do
   goal=""; ok="-"
@@ -786,11 +793,11 @@ for c in "${CASES[@]}"; do
   esac
   ((C_ERR[$c])) && ok="ERRORS"
   [[ $ok == yes ]] && met=$((met + 1))
-  printf '%-11s %5s %9.3f %12.3f %10.3f %10s %11s   %-27s %s\n' "$c" "${C_CONNS[$c]}" "${RATIO[$c]}" \
+  printf '%-11s %5s %9.3f %10s %12.3f %10.3f %10s %11s   %-27s %s\n' "$c" "${C_CONNS[$c]}" "${RATIO[$c]}" "${SPREAD[$c]}" \
     "${MED_P99[$c,gateway]}" "${MED_P99[$c,nginx]}" "${MED_CPU[$c,gateway]}" "${MED_CPU[$c,nginx]}" "$goal" "$ok"
 done
 if [[ -n "$TLS_STATE" && "$TLS_STATE" != on ]]; then
-  printf '%-11s %5s %9s %12s %10s %10s %11s   %-27s %s\n' tls 64 - - - - - ">= 1.00x" "not measured ($TLS_STATE${TLS_SKIP:+: $TLS_SKIP})"
+  printf '%-11s %5s %9s %10s %12s %10s %10s %11s   %-27s %s\n' tls 64 - - - - - - ">= 1.00x" "not measured ($TLS_STATE${TLS_SKIP:+: $TLS_SKIP})"
   goals=$((goals + 1)); unmeasured+=" tls"
 fi
 for s in "${ALL_SCENARIOS[@]}"; do want "$s" || unmeasured+=" $s(not selected)"; done
