@@ -708,7 +708,7 @@ measure_case() {
       log "$(printf '%s round %d %-8s %10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %s us/req' "$c" "$round" "$t" "$rps" "$p50" "$p99" "$cpu")"
       w_non2xx=0; w_sock=0
       read -r _ _ _ w_non2xx w_sock < <(parse_wrk "$RES/$c.$t.$round.warmup.txt")
-      if ((rc != 0 || non2xx > 0 || sock > 0 || w_non2xx > 0 || w_sock > 0)) || [[ "$rps" == 0 ]]; then
+      if ((rc != 0 || non2xx > 0 || sock > 0 || w_non2xx > 0 || w_sock > 0)) || ! awk -v r="$rps" 'BEGIN { exit !(r + 0 > 0) }'; then
         FAILED=1; C_ERR[$c]=1
         echo "!!!! $c $t round $round: wrk exit $rc, non-2xx/3xx $non2xx, socket errors $sock (warm-up: non-2xx $w_non2xx, socket errors $w_sock)" >&2
         echo "---- wrk output ($c $t, round $round):" >&2; cat "$out" >&2
