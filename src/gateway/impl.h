@@ -213,6 +213,7 @@ struct Worker {
   StaticRootCache static_roots;
   std::thread thread;
   WorkerLoad load;  // its client connections
+  unsigned index = 0;  // its place in Impl::workers (its slot in Activity's request counts)
 };
 
 }  // namespace gw

@@ -234,6 +234,7 @@ Result<std::uint16_t> Gateway::listen() {
     if (port == 0) port = acc->local_endpoint().port();
     ::fcntl(acc->native_handle(), F_SETFD, FD_CLOEXEC);
     w->acceptor = std::move(acc);
+    w->index = static_cast<unsigned>(impl_->workers.size());
     impl_->workers.push_back(std::move(w));
   }
   impl_->bound_port = port;

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <thread>
 
+#include "core/unique_fd.h"
+
 namespace ck::git {
 namespace fs = std::filesystem;
 
@@ -231,18 +233,7 @@ std::optional<GitPath> classify_git_path(std::string_view method, std::string_vi
 
 namespace {
 
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  void reset() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-};
+using Fd = UniqueFd;
 
 void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
@@ -275,7 +266,7 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
   for (auto& e : run.env) envp.push_back(e.data());
   envp.push_back(nullptr);
   const std::string cwd = run.cwd.string();
-  const int pass_fd = pass.fd;
+  const int pass_fd = pass.get();
 
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -289,7 +280,7 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (::dup2(in_r.fd, 0) < 0 || ::dup2(out_w.fd, 1) < 0 || ::dup2(err_w.fd, 2) < 0) ::_exit(126);
+    if (::dup2(in_r.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) ::_exit(126);
     if (pass_fd >= 0) {
       if (pass_fd == 3) {
         ::fcntl(3, F_SETFD, 0);
@@ -307,9 +298,9 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
   in_r.reset();
   out_w.reset();
   err_w.reset();
-  set_nonblocking(in_w.fd);
-  set_nonblocking(out_r.fd);
-  set_nonblocking(err_r.fd);
+  set_nonblocking(in_w.get());
+  set_nonblocking(out_r.get());
+  set_nonblocking(err_r.get());
 
   const auto deadline = std::chrono::steady_clock::now() + run.timeout;
   std::size_t written = 0;
@@ -322,7 +313,7 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
     killed = true;
   };
   char buf[64 * 1024];
-  while (out_r.fd >= 0 || err_r.fd >= 0) {
+  while (out_r.get() >= 0 || err_r.get() >= 0) {
     if (std::chrono::steady_clock::now() > deadline) {
       outcome.timed_out = true;
       kill_group();
@@ -337,17 +328,17 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
     int n = 0;
     int out_i = -1, err_i = -1, in_i = -1;
     const bool hold = head_done && sink.ready && !sink.ready();
-    if (out_r.fd >= 0 && !hold) {
+    if (out_r.get() >= 0 && !hold) {
       out_i = n;
-      fds[n++] = {out_r.fd, POLLIN, 0};
+      fds[n++] = {out_r.get(), POLLIN, 0};
     }
-    if (err_r.fd >= 0) {
+    if (err_r.get() >= 0) {
       err_i = n;
-      fds[n++] = {err_r.fd, POLLIN, 0};
+      fds[n++] = {err_r.get(), POLLIN, 0};
     }
-    if (in_w.fd >= 0) {
+    if (in_w.get() >= 0) {
       in_i = n;
-      fds[n++] = {in_w.fd, POLLOUT, 0};
+      fds[n++] = {in_w.get(), POLLOUT, 0};
     }
     int r = ::poll(fds, static_cast<nfds_t>(n), hold ? 20 : 200);
     if (r < 0 && errno != EINTR) {
@@ -360,14 +351,14 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
       if (fds[in_i].revents & (POLLERR | POLLHUP)) {
         in_w.reset();  // it stopped reading: what it did not take is its business
       } else {
-        ssize_t w = ::write(in_w.fd, run.body.data() + written, run.body.size() - written);
+        ssize_t w = ::write(in_w.get(), run.body.data() + written, run.body.size() - written);
         if (w > 0) written += static_cast<std::size_t>(w);
         if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == run.body.size())
           in_w.reset();
       }
     }
     if (err_i >= 0 && fds[err_i].revents) {
-      ssize_t got = ::read(err_r.fd, buf, sizeof buf);
+      ssize_t got = ::read(err_r.get(), buf, sizeof buf);
       if (got > 0) {
         outcome.stderr_tail.append(buf, static_cast<std::size_t>(got));
         if (outcome.stderr_tail.size() > 8192)
@@ -377,7 +368,7 @@ CgiOutcome run_cgi(CgiRun run, const CgiSink& sink) {
       }
     }
     if (out_i >= 0 && fds[out_i].revents) {
-      ssize_t got = ::read(out_r.fd, buf, sizeof buf);
+      ssize_t got = ::read(out_r.get(), buf, sizeof buf);
       if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
         out_r.reset();
         continue;

@@ -907,9 +907,7 @@ void Monitor::wake(const std::string& name) {
   auto rec = it->second;
   if (rec->held) return;  // stopped from the API: only start or restart brings it back
   rec->activity->last_ms.store(unix_ms(), std::memory_order_relaxed);
-  if (rec->frozen && !rec->freezing) {
-    spawn(io_, freeze(rec, false), "thaw " + name);
-  }
+  if (rec->frozen) start_freeze(rec, false);
   if (rec->asleep) {
     rec->asleep = false;
     rec->restarting = true;  // every request waits for it, not only the one that woke it
@@ -985,14 +983,19 @@ void Monitor::act(const std::string& name, WorkspaceAction action) {
   } else if (action == WorkspaceAction::restart || rec->status == "failed") {
     rec->start_reason = why;
     request_restart(rec);
-  } else if (rec->frozen && !rec->freezing) {
-    spawn(io_, freeze(rec, false), "thaw " + name);
+  } else if (rec->frozen) {
+    start_freeze(rec, false);
   }
   publish();
 }
 
-net::awaitable<void> Monitor::freeze(std::shared_ptr<Record> rec, bool frozen) {
+void Monitor::start_freeze(const std::shared_ptr<Record>& rec, bool frozen) {
+  if (rec->freezing) return;
   rec->freezing = true;
+  spawn(io_, freeze(rec, frozen), (frozen ? "freeze " : "thaw ") + rec->name);
+}
+
+net::awaitable<void> Monitor::freeze(std::shared_ptr<Record> rec, bool frozen) {
   // (No co_await inside ?: — GCC 12 miscompiles it.)
   Result<void> r = outcome::success();
   if (frozen) {
@@ -1014,7 +1017,7 @@ net::awaitable<void> Monitor::freeze(std::shared_ptr<Record> rec, bool frozen) {
   publish();
   // Activity may have come while the freeze was in flight.
   if (frozen && activity_level(rec->activity->sample(), rec->policy, unix_ms()) < ActivityLevel::background) {
-    spawn(io_, freeze(rec, false), "thaw " + rec->name);
+    start_freeze(rec, false);
   }
 }
 
@@ -1057,9 +1060,9 @@ net::awaitable<void> Monitor::idle_loop() {
         publish();
         stop_async(rec, "idle stop");
       } else if (level == ActivityLevel::background && !rec->frozen && !rec->freeze_failed) {
-        spawn(io_, freeze(rec, true), "freeze " + name);
+        start_freeze(rec, true);
       } else if (level < ActivityLevel::background && rec->frozen) {
-        spawn(io_, freeze(rec, false), "thaw " + name);
+        start_freeze(rec, false);
       }
     }
   }

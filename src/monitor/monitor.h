@@ -113,6 +113,9 @@ class Monitor {
   net::awaitable<void> log_loop();
   net::awaitable<void> supervise(std::shared_ptr<Record> rec);
   net::awaitable<void> source_ready(std::shared_ptr<Record> rec);
+  // Freezes or thaws it unless one is in flight (marked at once, so a burst of requests
+  // thaws it once, not once per request queued before the first thaw ran).
+  void start_freeze(const std::shared_ptr<Record>& rec, bool frozen);
   net::awaitable<void> freeze(std::shared_ptr<Record> rec, bool frozen);
   void stop_async(const std::shared_ptr<Record>& rec, const char* what);
   net::awaitable<void> stop_tracked(std::shared_ptr<Record> rec);

@@ -21,7 +21,7 @@ std::string_view level_name(ActivityLevel l) {
 }
 
 ActivityLevel activity_level(const ActivitySample& s, const IdlePolicy& p, std::int64_t now_ms) {
-  if (s.open_sockets > 0) return ActivityLevel::active;
+  if (s.open_sockets > 0 || s.in_flight > 0) return ActivityLevel::active;
   if (s.last_close_ms > 0 && s.last_close_ms >= s.last_ms && now_ms - s.last_close_ms < p.grace.count()) {
     return ActivityLevel::disconnected;
   }
@@ -48,9 +48,22 @@ void Activity::socket_closed() {
   open_sockets.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void Activity::request_started(unsigned worker) {
+  in_flight_[worker % kSlots].n.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Activity::request_ended(unsigned worker) {
+  in_flight_[worker % kSlots].n.fetch_sub(1, std::memory_order_relaxed);
+  // The end of a request is activity, unless a WebSocket closed since the last mark: its
+  // close (the tunnel's own end, just before this) starts the grace period a mark would end.
+  if (last_close_ms.load(std::memory_order_relaxed) < last_ms.load(std::memory_order_relaxed)) touch();
+}
+
 ActivitySample Activity::sample() const {
+  int in_flight = 0;
+  for (const auto& c : in_flight_) in_flight += c.n.load(std::memory_order_relaxed);
   return {last_ms.load(std::memory_order_relaxed), open_sockets.load(std::memory_order_relaxed),
-          last_close_ms.load(std::memory_order_relaxed)};
+          last_close_ms.load(std::memory_order_relaxed), in_flight};
 }
 
 const WorkspaceView* Snapshot::find(std::string_view name) const {

@@ -2,6 +2,7 @@
 // The monitor's published view of every workspace: an immutable snapshot swapped whole on
 // each change, read without locks by gateway and API threads (STYLE: shared_ptr<const T>).
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -36,11 +37,13 @@ struct ActivitySample {
   std::int64_t last_ms = 0;        // last proxied request or dashboard heartbeat
   int open_sockets = 0;            // WebSockets open through the gateway
   std::int64_t last_close_ms = 0;  // when the last of them closed
+  int in_flight = 0;               // requests the gateway is answering (a download, a slow answer)
 };
 
 /// Pure: the level at `now_ms`. Open WebSockets keep a workspace active; for `grace` after
 /// the last one closed it is "disconnected" (kept awake for a reconnect); otherwise the time
-/// since the last activity decides: idle, background (frozen), stop.
+/// since the last activity decides: idle, background (frozen), stop. A request in flight keeps
+/// it active too: an app is never frozen or stopped under a request it is answering.
 ActivityLevel activity_level(const ActivitySample& s, const IdlePolicy& p, std::int64_t now_ms);
 
 /// Unix time in ms.
@@ -57,7 +60,33 @@ struct Activity {
   void touch();
   void socket_opened();
   void socket_closed();
+  /// A request to the workspace starts and ends, counted on the gateway worker's own slot (its
+  /// own cache line: workers never write the same one); the end marks activity.
+  void request_started(unsigned worker);
+  void request_ended(unsigned worker);
   ActivitySample sample() const;
+
+ private:
+  static constexpr unsigned kSlots = 16;
+  struct alignas(64) Counter {
+    std::atomic<int> n{0};
+  };
+  std::array<Counter, kSlots> in_flight_{};
+};
+
+/// A request in flight to a workspace, from its start to the end of its scope.
+class RequestInFlight {
+ public:
+  RequestInFlight(std::shared_ptr<Activity> a, unsigned worker) : a_(std::move(a)), worker_(worker) {
+    a_->request_started(worker_);
+  }
+  RequestInFlight(const RequestInFlight&) = delete;
+  RequestInFlight& operator=(const RequestInFlight&) = delete;
+  ~RequestInFlight() { a_->request_ended(worker_); }
+
+ private:
+  std::shared_ptr<Activity> a_;
+  unsigned worker_;
 };
 
 struct WorkspaceView {

@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "core/beneath.h"
+#include "core/unique_fd.h"
 #include "storage/s3/sigv4.h"
 
 namespace ck::files {
@@ -28,25 +29,7 @@ std::mutex& write_lock() {
 }
 
 // Closes a descriptor at scope exit.
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f = -1) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset(o.fd);
-      o.fd = -1;
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  void reset(int f = -1) {
-    if (fd >= 0) ::close(fd);
-    fd = f;
-  }
-};
+using Fd = UniqueFd;
 
 std::int64_t mtime_ms_of(const struct stat& st) {
   return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
@@ -119,23 +102,23 @@ std::pair<std::vector<std::string>, std::string> split(const std::string& rel) {
 Result<std::optional<Fd>> open_parent(int root_fd, const std::vector<std::string>& parents,
                                       bool create, const std::string& rel) {
   Fd dir(open_beneath(root_fd, ""));
-  if (dir.fd < 0) return outcome::failure(open_error(".", errno));
+  if (dir.get() < 0) return outcome::failure(open_error(".", errno));
   std::string walked;
   for (const auto& seg : parents) {
     walked += (walked.empty() ? "" : "/") + seg;
-    int next = open_beneath(dir.fd, seg);
+    int next = open_beneath(dir.get(), seg);
     if (next < 0 && errno == ENOENT) {
       if (!create) return std::optional<Fd>();
-      if (::mkdirat(dir.fd, seg.c_str(), 0755) != 0 && errno != EEXIST) {
+      if (::mkdirat(dir.get(), seg.c_str(), 0755) != 0 && errno != EEXIST) {
         return fail(Errc::io,
                     fmt::format("cannot create the folder '{}': {}", walked, std::strerror(errno)));
       }
-      next = open_beneath(dir.fd, seg);
+      next = open_beneath(dir.get(), seg);
     }
     if (next < 0) return outcome::failure(open_error(walked, errno));
     Fd opened(next);
     struct stat st {};
-    if (::fstat(opened.fd, &st) != 0) return outcome::failure(open_error(walked, errno));
+    if (::fstat(opened.get(), &st) != 0) return outcome::failure(open_error(walked, errno));
     if (!S_ISDIR(st.st_mode)) {
       return fail(Errc::conflict,
                   fmt::format("'{}' is a file, so '{}' cannot be below it", walked, rel));
@@ -183,8 +166,8 @@ Result<Current> current_at(int dir_fd, const std::string& leaf, const std::strin
   cur.gid = st.st_gid;
   if (!want_etag) return cur;
   Fd fd(::openat(dir_fd, leaf.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-  if (fd.fd < 0) return outcome::failure(open_error(rel, errno));
-  BOOST_OUTCOME_TRY(body, read_all(fd.fd, static_cast<std::uint64_t>(st.st_size), rel));
+  if (fd.get() < 0) return outcome::failure(open_error(rel, errno));
+  BOOST_OUTCOME_TRY(body, read_all(fd.get(), static_cast<std::uint64_t>(st.st_size), rel));
   cur.etag = content_etag(body);
   return cur;
 }
@@ -250,9 +233,9 @@ Result<Found> read(int root_fd, const std::string& rel, std::uint64_t max_bytes,
                    std::string_view limit_key) {
   const std::string shown = rel.empty() ? "/" : rel;
   Fd fd(open_beneath(root_fd, rel));
-  if (fd.fd < 0) return outcome::failure(open_error(shown, errno));
+  if (fd.get() < 0) return outcome::failure(open_error(shown, errno));
   struct stat st {};
-  if (::fstat(fd.fd, &st) != 0) return outcome::failure(open_error(shown, errno));
+  if (::fstat(fd.get(), &st) != 0) return outcome::failure(open_error(shown, errno));
   Found out;
   out.mtime_ms = mtime_ms_of(st);
   if (S_ISREG(st.st_mode)) {
@@ -262,7 +245,7 @@ Result<Found> read(int root_fd, const std::string& rel, std::uint64_t max_bytes,
                               "writes ({}); raise {} or read it another way",
                               shown, st.st_size, max_bytes, limit_key, limit_key));
     }
-    BOOST_OUTCOME_TRY(body, read_all(fd.fd, static_cast<std::uint64_t>(st.st_size), shown));
+    BOOST_OUTCOME_TRY(body, read_all(fd.get(), static_cast<std::uint64_t>(st.st_size), shown));
     out.etag = content_etag(body);
     out.body = std::move(body);
     return out;
@@ -271,7 +254,7 @@ Result<Found> read(int root_fd, const std::string& rel, std::uint64_t max_bytes,
     return fail(Errc::forbidden, fmt::format("'{}' is not a regular file or a folder", shown));
   }
   out.dir = true;
-  int listing_fd = ::dup(fd.fd);
+  int listing_fd = ::dup(fd.get());
   DIR* d = listing_fd >= 0 ? ::fdopendir(listing_fd) : nullptr;
   if (!d) {
     if (listing_fd >= 0) ::close(listing_fd);
@@ -288,7 +271,7 @@ Result<Found> read(int root_fd, const std::string& rel, std::uint64_t max_bytes,
     Entry e;
     e.name = std::string(name);
     struct stat es {};
-    if (::fstatat(fd.fd, de->d_name, &es, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    if (::fstatat(fd.get(), de->d_name, &es, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
     e.type = S_ISREG(es.st_mode)   ? "file"
              : S_ISDIR(es.st_mode) ? "dir"
              : S_ISLNK(es.st_mode) ? "symlink"
@@ -302,9 +285,9 @@ Result<Found> read(int root_fd, const std::string& rel, std::uint64_t max_bytes,
             [](const Entry& a, const Entry& b) { return a.name < b.name; });
   for (auto& e : out.entries) {
     if (e.type != "file" || e.size > kListEtagMax || hashed + e.size > kListEtagBudget) continue;
-    Fd f(::openat(fd.fd, e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    if (f.fd < 0) continue;
-    auto body = read_all(f.fd, e.size, e.name);
+    Fd f(::openat(fd.get(), e.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (f.get() < 0) continue;
+    auto body = read_all(f.get(), e.size, e.name);
     if (body.has_error()) continue;
     hashed += body.value().size();
     e.etag = content_etag(body.value());
@@ -324,7 +307,7 @@ Result<Written> write(int root_fd, const std::string& rel, std::string_view body
   BOOST_OUTCOME_TRY(existing, open_parent(root_fd, parents, false, rel));
   Current cur;
   if (existing) {
-    BOOST_OUTCOME_TRY(c, current_at(existing->fd, leaf, rel, when.if_match || when.if_none_match_any));
+    BOOST_OUTCOME_TRY(c, current_at(existing->get(), leaf, rel, when.if_match || when.if_none_match_any));
     cur = std::move(c);
   }
   if (cur.dir) {
@@ -340,35 +323,35 @@ Result<Written> write(int root_fd, const std::string& rel, std::string_view body
     dir = std::move(*made);
   }
   const std::string tmp = temp_name();
-  Fd out(::openat(dir.fd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+  Fd out(::openat(dir.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                   cur.mode));
-  if (out.fd < 0) {
+  if (out.get() < 0) {
     return fail(Errc::io, fmt::format("cannot create a temporary file beside '{}': {}", rel,
                                       std::strerror(errno)));
   }
   auto discard = [&](Error e) {
     out.reset();
-    ::unlinkat(dir.fd, tmp.c_str(), 0);
+    ::unlinkat(dir.get(), tmp.c_str(), 0);
     return outcome::failure(std::move(e));
   };
   // The umask may have narrowed the mode given to openat.
-  if (::fchmod(out.fd, cur.mode) != 0 || !write_all(out.fd, body) || (options.sync && ::fsync(out.fd) != 0)) {
+  if (::fchmod(out.get(), cur.mode) != 0 || !write_all(out.get(), body) || (options.sync && ::fsync(out.get()) != 0)) {
     return discard(
         make_error(Errc::io, fmt::format("cannot write '{}': {}", rel, std::strerror(errno))));
   }
   // The owner of the file replaced, or of the folder for a new one (a daemon running as root
   // must not hand the user's files to root); best effort: only root may give files away.
   if (cur.uid) {
-    (void)::fchown(out.fd, *cur.uid, cur.gid);
-  } else if (struct stat ds{}; ::fstat(dir.fd, &ds) == 0) {
-    (void)::fchown(out.fd, ds.st_uid, ds.st_gid);
+    (void)::fchown(out.get(), *cur.uid, cur.gid);
+  } else if (struct stat ds{}; ::fstat(dir.get(), &ds) == 0) {
+    (void)::fchown(out.get(), ds.st_uid, ds.st_gid);
   }
   out.reset();
   if (commit) {
     if (auto c = commit(); c.has_error()) return discard(c.error());
   }
-  int rc = cur.exists ? ::renameat(dir.fd, tmp.c_str(), dir.fd, leaf.c_str())
-                      : ::renameat2(dir.fd, tmp.c_str(), dir.fd, leaf.c_str(), RENAME_NOREPLACE);
+  int rc = cur.exists ? ::renameat(dir.get(), tmp.c_str(), dir.get(), leaf.c_str())
+                      : ::renameat2(dir.get(), tmp.c_str(), dir.get(), leaf.c_str(), RENAME_NOREPLACE);
   if (rc != 0) {
     int e = errno;
     if (e == EEXIST) {
@@ -379,7 +362,7 @@ Result<Written> write(int root_fd, const std::string& rel, std::string_view body
     return discard(
         make_error(Errc::io, fmt::format("cannot put '{}' in place: {}", rel, std::strerror(e))));
   }
-  if (options.sync) ::fsync(dir.fd);
+  if (options.sync) ::fsync(dir.get());
   return Written{!cur.exists, content_etag(body)};
 }
 
@@ -395,17 +378,17 @@ Result<void> remove(int root_fd, const std::string& rel, const Conditions& when,
   std::lock_guard lock(write_lock());
   BOOST_OUTCOME_TRY(dir, open_parent(root_fd, parents, false, rel));
   if (!dir) return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
-  BOOST_OUTCOME_TRY(cur, current_at(dir->fd, leaf, rel, when.if_match || when.if_none_match_any));
+  BOOST_OUTCOME_TRY(cur, current_at(dir->get(), leaf, rel, when.if_match || when.if_none_match_any));
   if (!cur.exists)
     return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
   BOOST_OUTCOME_TRY(check_conditions(when, cur, rel, current_etag));
   if (cur.dir) {
     // Refuse a folder with entries before telling storage anything.
-    Fd probe(open_beneath(dir->fd, leaf));
-    if (probe.fd < 0) return outcome::failure(open_error(rel, errno));
-    DIR* d = ::fdopendir(probe.fd);
+    Fd probe(open_beneath(dir->get(), leaf));
+    if (probe.get() < 0) return outcome::failure(open_error(rel, errno));
+    DIR* d = ::fdopendir(probe.get());
     if (!d) return fail(Errc::io, fmt::format("cannot list '{}': {}", rel, std::strerror(errno)));
-    probe.fd = -1;  // owned by d
+    probe.release();  // owned by d
     bool empty = true;
     while (struct dirent* de = ::readdir(d)) {
       std::string_view n = de->d_name;
@@ -423,7 +406,7 @@ Result<void> remove(int root_fd, const std::string& rel, const Conditions& when,
   if (commit) {
     BOOST_OUTCOME_TRY(commit(cur.dir));
   }
-  if (::unlinkat(dir->fd, leaf.c_str(), cur.dir ? AT_REMOVEDIR : 0) != 0) {
+  if (::unlinkat(dir->get(), leaf.c_str(), cur.dir ? AT_REMOVEDIR : 0) != 0) {
     if (errno == ENOENT)
       return fail(Errc::not_found, fmt::format("there is no file or folder '{}'", rel));
     if (errno == ENOTEMPTY || errno == EEXIST) {
@@ -432,7 +415,7 @@ Result<void> remove(int root_fd, const std::string& rel, const Conditions& when,
     }
     return fail(Errc::io, fmt::format("cannot delete '{}': {}", rel, std::strerror(errno)));
   }
-  ::fsync(dir->fd);
+  ::fsync(dir->get());
   return outcome::success();
 }
 

@@ -27,7 +27,7 @@ import unittest
 
 from harness import (FIXTURES, TIME_SCALE, ClassSetUp, Daemon, EventStream, argv, body_excerpt, deep_merge, descendants,
                      free_service_port_range, pid_alive, port_listening, processes_with_arg,
-                     wait_until, write_json)
+                     read_response, wait_until, write_json)
 
 # Every daemon of this file: no periodic pass within a test's lifetime (only inotify can
 # explain a change being noticed), and enough start slots that workspaces never queue.
@@ -388,9 +388,10 @@ class TestIdlePolicy(MonitorCase):
 
     @classmethod
     def set_up(cls):
-        cls.d = d = cls.new_daemon(fixtures=[("echo", "sleepy"), ("echo", "frosty")])
+        cls.d = d = cls.new_daemon(fixtures=[("echo", "sleepy"), ("echo", "frosty"), ("echo", "thawburst"),
+                                                  ("echo", "inflight")])
         d.prepare()
-        for name in ("sleepy", "frosty"):
+        for name in ("sleepy", "frosty", "thawburst", "inflight"):
             write_json(os.path.join(d.ws, name, "workspace.json"), {"idle": FAST_IDLE})
         d.start()
         cls.events = cls.open_stream(d)
@@ -471,6 +472,50 @@ class TestIdlePolicy(MonitorCase):
         state = freezer_state("frosty", self.d.proc.pid)
         if state is not None:
             self.assertEqual(state, "THAWED")
+
+    def test_a_burst_of_requests_resumes_it_once(self):
+        """Requests arriving together at a frozen workspace thaw it once: one resume, one log
+        line, not one per request (a burst of requests used to thaw it, log "resumed" and publish an event once per request)."""
+        self.wait_answer(self.d, "/thawburst/", timeout=30)
+        w = self.d.wait_workspace("thawburst", lambda w: w.get("frozen") is True, timeout=6,
+                                  what="thawburst to be frozen")
+        self.assertFrozenProcess("thawburst", w["pid"])
+        before = len(self.d.stderr_text())
+        # 128 requests written back to back on connections opened beforehand, so they reach
+        # the gateway within a millisecond or two, as a browser's or a load balancer's would.
+        socks = [self.d.connect(timeout=10) for _ in range(128)]
+        try:
+            for i, sk in enumerate(socks):
+                sk.sendall(f"GET /thawburst/burst-{i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            results = [read_response(sk, "GET").status for sk in socks]
+        finally:
+            for sk in socks:
+                sk.close()
+        self.assertEqual(results, [200] * len(socks), "every request of the burst is answered by the app")
+        log = self.d.stderr_text()[before:]
+        self.assertEqual(log.count("[ws=thawburst] resumed"), 1,
+                         f"one resume for the whole burst; the daemon logged:\n{log[-3000:]}")
+
+    def test_a_request_in_flight_keeps_it_awake(self):
+        """An app answering a request is neither frozen nor stopped, however long it takes (a
+        download, a slow report): a 6 s answer under a policy that freezes after 2 s of quiet
+        and stops after 4 s arrives whole, and nothing was frozen or stopped meanwhile."""
+        self.wait_answer(self.d, "/inflight/", timeout=30)
+        before = len(self.d.stderr_text())
+        t0 = time.monotonic()
+        r = self.d.get("/inflight/pause?s=6", timeout=30)
+        elapsed = time.monotonic() - t0
+        log = self.d.stderr_text()[before:]
+        self.assertEqual(r.status, 200, f"{r.status} {body_excerpt(r.body)}\n{log[-3000:]}")
+        self.assertEqual(r.json()["path"], "/pause?s=6")
+        self.assertGreater(elapsed, 5.5)
+        self.assertLess(elapsed, 9.0, "a frozen app would have answered late or not at all")
+        for word in ("[ws=inflight] frozen", "[ws=inflight] no activity for"):
+            self.assertNotIn(word, log, f"the idle policy acted under a request in flight:\n{log[-3000:]}")
+        # Its end counts as activity: the timeline starts again from there.
+        w = self.d.workspace("inflight")
+        self.assertEqual((w["status"], w["activity"]), ("running", "active"), w)
+        self.assertFalse(w.get("frozen"), w)
 
 
 # ----------------------------------------------------- 4. waiting page and wake timeout

@@ -72,6 +72,40 @@ TEST(Activity, TouchIsThrottledAndSocketsCount) {
   EXPECT_GT(s.last_close_ms, 0);
 }
 
+TEST(ActivityLevel, ARequestInFlightKeepsItActiveHoweverOld) {
+  ActivitySample s{1, 0, 0, 1};
+  EXPECT_EQ(activity_level(s, policy(), 100'000'000), ActivityLevel::active);
+}
+
+TEST(Activity, RequestsInFlightAreCountedOverEveryWorkerAndTheirEndIsActivity) {
+  Activity a;
+  a.last_ms.store(1);  // long ago
+  {
+    RequestInFlight r0(std::shared_ptr<Activity>(&a, [](Activity*) {}), 0);
+    RequestInFlight r1(std::shared_ptr<Activity>(&a, [](Activity*) {}), 1);
+    RequestInFlight r17(std::shared_ptr<Activity>(&a, [](Activity*) {}), 17);  // shares slot 1
+    EXPECT_EQ(a.sample().in_flight, 3);
+    EXPECT_EQ(activity_level(a.sample(), policy(), unix_ms()), ActivityLevel::active);
+    EXPECT_EQ(a.last_ms.load(), 1);  // starting is not what marks it
+  }
+  auto s = a.sample();
+  EXPECT_EQ(s.in_flight, 0);
+  EXPECT_GT(s.last_ms, unix_ms() - 60'000);  // the ends marked it
+  EXPECT_EQ(activity_level(s, policy(), unix_ms()), ActivityLevel::active);
+}
+
+TEST(Activity, AWebSocketsRequestEndingKeepsTheGracePeriod) {
+  Activity a;
+  a.last_ms.store(unix_ms() - 120'000);  // opened two minutes ago
+  {
+    RequestInFlight r(std::shared_ptr<Activity>(&a, [](Activity*) {}), 0);
+    a.socket_opened();
+    a.last_ms.store(unix_ms() - 120'000);
+    a.socket_closed();  // the tunnel ends, then its request
+  }
+  EXPECT_EQ(activity_level(a.sample(), policy(), unix_ms()), ActivityLevel::disconnected);
+}
+
 TEST(EffectivePolicy, WorkspaceJsonOverridesOnlyWhatItSets) {
   WorkspaceSpec spec;
   spec.stop_after = std::chrono::minutes(1);

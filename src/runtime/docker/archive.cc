@@ -16,6 +16,8 @@
 #include <memory>
 #include <set>
 
+#include "core/unique_fd.h"
+
 namespace ck {
 namespace fs = std::filesystem;
 
@@ -91,12 +93,7 @@ auto read_error(const fs::path& p, const std::string& why = std::strerror(errno)
   return fail(Errc::io, fmt::format("{}: cannot be read: {}", p.string(), why));
 }
 
-struct Fd {
-  int fd;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
+using Fd = UniqueFd;
 
 struct Walk {
   archive* a;
@@ -110,14 +107,14 @@ struct Walk {
 Result<void> add_file(Walk& w, const fs::path& full, const std::string& rel,
                       const struct stat& st) {
   Fd f{::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
-  if (f.fd < 0) return read_error(full);
+  if (f.get() < 0) return read_error(full);
   BOOST_OUTCOME_TRY(
       write_header(w.a, {rel, AE_IFREG, static_cast<int>(st.st_mode), st.st_size, st.st_mtim, {},
                          w.keep_owners ? &st : nullptr}));
   // Only st_size bytes: a file growing meanwhile is cut there, one shrinking is an error
   // (the header already promised its size).
   for (int64_t left = st.st_size; left > 0;) {
-    ssize_t n = ::read(f.fd, w.buf.data(), static_cast<size_t>(std::min<int64_t>(left, kChunk)));
+    ssize_t n = ::read(f.get(), w.buf.data(), static_cast<size_t>(std::min<int64_t>(left, kChunk)));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return read_error(full);
     if (n == 0) return read_error(full, "it shrank while being archived");
@@ -436,11 +433,11 @@ HmrEntry hmr_entry(const fs::path& root, const std::string& rel_path) {
   };
   if (!valid_relative(rel_path)) return refuse("not a relative path inside the folder");
   Fd dir{::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
-  if (dir.fd < 0) return gone();
+  if (dir.get() < 0) return gone();
   auto parts = split(rel_path, '/');
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     std::string part(parts[i]);
-    int next = ::openat(dir.fd, part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int next = ::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (next < 0) {
       if (errno == ELOOP) {
         auto end = static_cast<size_t>(parts[i].data() - rel_path.data()) + parts[i].size();
@@ -448,22 +445,21 @@ HmrEntry hmr_entry(const fs::path& root, const std::string& rel_path) {
       }
       if (errno == ENOTDIR) {
         struct stat st;
-        if (::fstatat(dir.fd, part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+        if (::fstatat(dir.get(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
           return refuse("a folder on its way is a symbolic link");
         }
       }
       return gone();
     }
-    ::close(dir.fd);
-    dir.fd = next;
+    dir = Fd(next);  // closes the one before
   }
   std::string last(parts.back());
   struct stat st;
-  if (::fstatat(dir.fd, last.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return gone();
+  if (::fstatat(dir.get(), last.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return gone();
   out.file.path = rel_path;
   if (S_ISLNK(st.st_mode)) {
     std::string target(4096, '\0');
-    ssize_t n = ::readlinkat(dir.fd, last.c_str(), target.data(), target.size());
+    ssize_t n = ::readlinkat(dir.get(), last.c_str(), target.data(), target.size());
     if (n < 0) return gone();
     target.resize(static_cast<size_t>(n));
     if (!symlink_stays_inside(rel_path, target)) {
@@ -474,16 +470,16 @@ HmrEntry hmr_entry(const fs::path& root, const std::string& rel_path) {
     return out;
   }
   if (!S_ISREG(st.st_mode)) return out;  // ignored
-  Fd f{::openat(dir.fd, last.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)};
-  if (f.fd < 0) {
+  Fd f{::openat(dir.get(), last.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)};
+  if (f.get() < 0) {
     if (errno == ELOOP) return refuse("it became a symbolic link while being read");
     return gone();
   }
-  if (::fstat(f.fd, &st) != 0 || !S_ISREG(st.st_mode)) return out;
+  if (::fstat(f.get(), &st) != 0 || !S_ISREG(st.st_mode)) return out;
   std::string content;
   char buf[64 * 1024];
   for (;;) {
-    ssize_t n = ::read(f.fd, buf, sizeof buf);
+    ssize_t n = ::read(f.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return gone();
     if (n == 0) break;

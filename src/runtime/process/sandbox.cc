@@ -17,6 +17,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "core/unique_fd.h"
 #include "runtime/process/confine.h"
 
 namespace ck {
@@ -35,24 +36,7 @@ std::optional<std::uint64_t> parse_u64(std::string_view s) {
 }
 
 // A file descriptor closed at scope exit.
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f = -1) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      if (fd >= 0) ::close(fd);
-      fd = o.fd;
-      o.fd = -1;
-    }
-    return *this;
-  }
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
+using Fd = UniqueFd;
 
 int openat2_beneath(int dirfd, const char* path, int flags) {
   open_how how{};
@@ -108,11 +92,11 @@ Result<void> chown_walk(int dirfd, uid_t uid, gid_t gid, int depth, const std::s
     }
     if (!is_dir) return outcome::success();
     Fd sub(::openat(dirfd, e.d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (sub.fd < 0) {
+    if (sub.get() < 0) {
       if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) return outcome::success();  // changed under us
       return sys_error(fmt::format("cannot open {}/{}", where, n));
     }
-    return chown_walk(sub.fd, uid, gid, depth + 1, where + "/" + std::string(n));
+    return chown_walk(sub.get(), uid, gid, depth + 1, where + "/" + std::string(n));
   });
 }
 
@@ -138,13 +122,13 @@ Result<void> link_walk(int src, int dst, std::optional<uid_t> owner, int depth,
       }
     } else if (S_ISDIR(st.st_mode)) {
       Fd from(::openat(src, e.d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (from.fd < 0) return outcome::success();  // changed under us
+      if (from.get() < 0) return outcome::success();  // changed under us
       if (::mkdirat(dst, e.d_name, 0755) != 0) {
         return sys_error(fmt::format("cannot create {}/{}", where, n));
       }
       Fd to(::openat(dst, e.d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (to.fd < 0) return sys_error(fmt::format("cannot open {}/{}", where, n));
-      return link_walk(from.fd, to.fd, owner, depth + 1, where + "/" + std::string(n));
+      if (to.get() < 0) return sys_error(fmt::format("cannot open {}/{}", where, n));
+      return link_walk(from.get(), to.get(), owner, depth + 1, where + "/" + std::string(n));
     }
     return outcome::success();
   });
@@ -155,9 +139,9 @@ Result<void> remove_at(int dirfd, const char* name, int depth) {
   if (::unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return outcome::success();
   if (errno != EISDIR && errno != EPERM) return sys_error(fmt::format("cannot remove {}", name));
   Fd sub(::openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (sub.fd < 0) return sys_error(fmt::format("cannot open {}", name));
-  auto out = each_entry(sub.fd, depth, name, [&](const dirent& e) {
-    return remove_at(sub.fd, e.d_name, depth + 1);
+  if (sub.get() < 0) return sys_error(fmt::format("cannot open {}", name));
+  auto out = each_entry(sub.get(), depth, name, [&](const dirent& e) {
+    return remove_at(sub.get(), e.d_name, depth + 1);
   });
   if (out.has_error()) return out;
   if (::unlinkat(dirfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
@@ -326,9 +310,9 @@ Result<uid_t> assign_workspace_uid(const fs::path& data_dir, const std::string& 
                                    const UidRange& range) {
   auto read_uid = [](const fs::path& p) -> std::optional<uid_t> {
     Fd fd(::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (fd.fd < 0) return std::nullopt;
+    if (fd.get() < 0) return std::nullopt;
     char buf[32];
-    ssize_t n = ::read(fd.fd, buf, sizeof buf - 1);
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
     if (n <= 0) return std::nullopt;
     std::string_view s(buf, static_cast<size_t>(n));
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.remove_suffix(1);
@@ -361,34 +345,34 @@ Result<uid_t> assign_workspace_uid(const fs::path& data_dir, const std::string& 
 
 Result<void> chown_tree(const fs::path& dir, uid_t uid, gid_t gid) {
   Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (fd.fd < 0) return sys_error("cannot open " + dir.string());
-  if (::fchown(fd.fd, uid, gid) != 0) return sys_error("cannot chown " + dir.string());
-  return chown_walk(fd.fd, uid, gid, 0, dir.string());
+  if (fd.get() < 0) return sys_error("cannot open " + dir.string());
+  if (::fchown(fd.get(), uid, gid) != 0) return sys_error("cannot chown " + dir.string());
+  return chown_walk(fd.get(), uid, gid, 0, dir.string());
 }
 
 Result<void> link_tree(const fs::path& from, const fs::path& to, std::optional<uid_t> owner) {
   Fd src(::open(from.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (src.fd < 0) return sys_error("cannot open " + from.string());
+  if (src.get() < 0) return sys_error("cannot open " + from.string());
   if (::mkdir(to.c_str(), 0755) != 0) return sys_error("cannot create " + to.string());
   Fd dst(::open(to.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (dst.fd < 0) return sys_error("cannot open " + to.string());
-  return link_walk(src.fd, dst.fd, owner, 0, from.string());
+  if (dst.get() < 0) return sys_error("cannot open " + to.string());
+  return link_walk(src.get(), dst.get(), owner, 0, from.string());
 }
 
 Result<void> write_file_nofollow(const fs::path& path, const std::string& text) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     if (errno == EISDIR || errno == EPERM) {
       Fd parent(::open(path.parent_path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-      if (parent.fd < 0) return sys_error("cannot open " + path.parent_path().string());
-      BOOST_OUTCOME_TRY(remove_at(parent.fd, path.filename().c_str(), 0));
+      if (parent.get() < 0) return sys_error("cannot open " + path.parent_path().string());
+      BOOST_OUTCOME_TRY(remove_at(parent.get(), path.filename().c_str(), 0));
     } else {
       return sys_error("cannot replace " + path.string());
     }
   }
   Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (fd.fd < 0) return sys_error("cannot create " + path.string());
+  if (fd.get() < 0) return sys_error("cannot create " + path.string());
   std::string line = text + "\n";
-  if (::write(fd.fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
+  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
     return sys_error("cannot write " + path.string());
   }
   return outcome::success();
@@ -408,14 +392,14 @@ Result<void> update_file_beneath(const fs::path& src_root, const fs::path& dst_r
   }
   Fd src_root_fd(::open(src_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   Fd dst_root_fd(::open(dst_root.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (src_root_fd.fd < 0) return sys_error("cannot open " + src_root.string());
-  if (dst_root_fd.fd < 0) return sys_error("cannot open " + dst_root.string());
+  if (src_root_fd.get() < 0) return sys_error("cannot open " + src_root.string());
+  if (dst_root_fd.get() < 0) return sys_error("cannot open " + dst_root.string());
 
   // The source: no symlink on the way; a symlink at the end is opened as itself.
-  Fd src(openat2_beneath(src_root_fd.fd, rel.c_str(), O_PATH | O_NOFOLLOW));
+  Fd src(openat2_beneath(src_root_fd.get(), rel.c_str(), O_PATH | O_NOFOLLOW));
   bool missing = false;
   struct stat st {};
-  if (src.fd < 0) {
+  if (src.get() < 0) {
     if (errno == ENOENT) {
       missing = true;
     } else if (errno == ELOOP || errno == EXDEV) {
@@ -424,7 +408,7 @@ Result<void> update_file_beneath(const fs::path& src_root, const fs::path& dst_r
     } else {
       return sys_error("cannot open " + rel + " in the source");
     }
-  } else if (::fstat(src.fd, &st) != 0) {
+  } else if (::fstat(src.get(), &st) != 0) {
     return sys_error("cannot stat " + rel);
   }
   if (!missing && S_ISDIR(st.st_mode)) return outcome::success();  // its files come on their own
@@ -433,66 +417,66 @@ Result<void> update_file_beneath(const fs::path& src_root, const fs::path& dst_r
   }
 
   // The destination's folder, created as needed, never through a symlink.
-  Fd parent(::dup(dst_root_fd.fd));
+  Fd parent(::dup(dst_root_fd.get()));
   std::vector<std::string> parts;
   for (const auto& part : r.parent_path()) parts.push_back(part.string());
   for (const auto& part : parts) {
     if (missing) {
-      Fd next(::openat(parent.fd, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-      if (next.fd < 0) return outcome::success();  // nothing there to delete
+      Fd next(::openat(parent.get(), part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (next.get() < 0) return outcome::success();  // nothing there to delete
       parent = std::move(next);
       continue;
     }
-    if (::mkdirat(parent.fd, part.c_str(), 0755) == 0) {
-      if (uid && gid) (void)::fchownat(parent.fd, part.c_str(), *uid, *gid, AT_SYMLINK_NOFOLLOW);
+    if (::mkdirat(parent.get(), part.c_str(), 0755) == 0) {
+      if (uid && gid) (void)::fchownat(parent.get(), part.c_str(), *uid, *gid, AT_SYMLINK_NOFOLLOW);
     } else if (errno != EEXIST) {
       return sys_error("cannot create the folder " + part + " for " + rel);
     }
-    Fd next(::openat(parent.fd, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (next.fd < 0) {
+    Fd next(::openat(parent.get(), part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (next.get() < 0) {
       return fail(Errc::invalid_argument,
                   fmt::format("not updating {}: {} in the app's copy is not a folder", rel, part));
     }
     parent = std::move(next);
   }
   std::string base = r.filename().string();
-  BOOST_OUTCOME_TRY(remove_at(parent.fd, base.c_str(), 0));
+  BOOST_OUTCOME_TRY(remove_at(parent.get(), base.c_str(), 0));
   if (missing) return outcome::success();
 
   if (S_ISLNK(st.st_mode)) {
     std::string target(4096, '\0');
-    ssize_t n = ::readlinkat(src.fd, "", target.data(), target.size());
+    ssize_t n = ::readlinkat(src.get(), "", target.data(), target.size());
     if (n < 0 || static_cast<size_t>(n) >= target.size())
       return sys_error("cannot read the link " + rel);
     target.resize(static_cast<size_t>(n));
-    if (::symlinkat(target.c_str(), parent.fd, base.c_str()) != 0)
+    if (::symlinkat(target.c_str(), parent.get(), base.c_str()) != 0)
       return sys_error("cannot link " + rel);
-    if (uid && gid) (void)::fchownat(parent.fd, base.c_str(), *uid, *gid, AT_SYMLINK_NOFOLLOW);
+    if (uid && gid) (void)::fchownat(parent.get(), base.c_str(), *uid, *gid, AT_SYMLINK_NOFOLLOW);
     return outcome::success();
   }
-  Fd in(openat2_beneath(src_root_fd.fd, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
+  Fd in(openat2_beneath(src_root_fd.get(), rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK));
   struct stat in_st {};
-  if (in.fd < 0 || ::fstat(in.fd, &in_st) != 0 || !S_ISREG(in_st.st_mode)) {
+  if (in.get() < 0 || ::fstat(in.get(), &in_st) != 0 || !S_ISREG(in_st.st_mode)) {
     return fail(Errc::io, fmt::format("{} changed while it was copied; try again", rel));
   }
-  Fd out(::openat(parent.fd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+  Fd out(::openat(parent.get(), base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                   in_st.st_mode & 0777));
-  if (out.fd < 0) return sys_error("cannot create " + rel + " in the app's copy");
+  if (out.get() < 0) return sys_error("cannot create " + rel + " in the app's copy");
   char buf[65536];
   for (;;) {
-    ssize_t n = ::read(in.fd, buf, sizeof buf);
+    ssize_t n = ::read(in.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sys_error("cannot read " + rel);
     if (n == 0) break;
     for (ssize_t done = 0; done < n;) {
-      ssize_t w = ::write(out.fd, buf + done, static_cast<size_t>(n - done));
+      ssize_t w = ::write(out.get(), buf + done, static_cast<size_t>(n - done));
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) return sys_error("cannot write " + rel);
       done += w;
     }
   }
-  if (uid && gid) (void)::fchown(out.fd, *uid, *gid);
-  (void)::fchmod(out.fd, in_st.st_mode & 0777);
+  if (uid && gid) (void)::fchown(out.get(), *uid, *gid);
+  (void)::fchmod(out.get(), in_st.st_mode & 0777);
   return outcome::success();
 }
 
