@@ -60,8 +60,8 @@ struct Activity {
   void touch();
   void socket_opened();
   void socket_closed();
-  /// A request to the workspace starts and ends, counted on the gateway worker's own slot (its
-  /// own cache line: workers never write the same one); the end marks activity.
+  /// A request to the workspace starts and ends, counted on the gateway worker's own slot (a
+  /// cache line of its own: up to 16 workers never write the same one); the end marks activity.
   void request_started(unsigned worker);
   void request_ended(unsigned worker);
   ActivitySample sample() const;
