@@ -366,8 +366,8 @@ Task<bool> Gateway::Impl::handle(Conn& conn, beast::flat_buffer& buf, Request& r
     co_return co_await serve_static(conn, req, *ws, decision, w);
   }
   // Until this request is answered, the idle policy leaves the app alone (a long download, a
-  // slow answer, a request held while the app wakes).
-  RequestInFlight in_flight(ws->activity, w.index);
+  // slow answer, a request held while the app wakes). `snap` keeps the Activity alive.
+  RequestInFlight in_flight(*ws->activity, w.index);
   if (ws->held) co_return co_await held_stopped(conn, req, *ws);
   if (ws->status == "running" && ws->port > 0 && !ws->frozen && !ws->restarting) {
     // An app that went away under the request (a crash, a stop for a restart) may be coming

@@ -74,18 +74,18 @@ struct Activity {
   std::array<Counter, kSlots> in_flight_{};
 };
 
-/// A request in flight to a workspace, from its start to the end of its scope.
+/// A request in flight to a workspace, from its start to the end of its scope. Holds the
+/// Activity by reference (no shared count touched per request): the caller keeps the snapshot
+/// that owns it alive meanwhile.
 class RequestInFlight {
  public:
-  RequestInFlight(std::shared_ptr<Activity> a, unsigned worker) : a_(std::move(a)), worker_(worker) {
-    a_->request_started(worker_);
-  }
+  RequestInFlight(Activity& a, unsigned worker) : a_(a), worker_(worker) { a_.request_started(worker_); }
   RequestInFlight(const RequestInFlight&) = delete;
   RequestInFlight& operator=(const RequestInFlight&) = delete;
-  ~RequestInFlight() { a_->request_ended(worker_); }
+  ~RequestInFlight() { a_.request_ended(worker_); }
 
  private:
-  std::shared_ptr<Activity> a_;
+  Activity& a_;
   unsigned worker_;
 };
 

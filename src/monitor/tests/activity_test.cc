@@ -81,9 +81,9 @@ TEST(Activity, RequestsInFlightAreCountedOverEveryWorkerAndTheirEndIsActivity) {
   Activity a;
   a.last_ms.store(1);  // long ago
   {
-    RequestInFlight r0(std::shared_ptr<Activity>(&a, [](Activity*) {}), 0);
-    RequestInFlight r1(std::shared_ptr<Activity>(&a, [](Activity*) {}), 1);
-    RequestInFlight r17(std::shared_ptr<Activity>(&a, [](Activity*) {}), 17);  // shares slot 1
+    RequestInFlight r0(a, 0);
+    RequestInFlight r1(a, 1);
+    RequestInFlight r17(a, 17);  // shares slot 1
     EXPECT_EQ(a.sample().in_flight, 3);
     EXPECT_EQ(activity_level(a.sample(), policy(), unix_ms()), ActivityLevel::active);
     EXPECT_EQ(a.last_ms.load(), 1);  // starting is not what marks it
@@ -98,7 +98,7 @@ TEST(Activity, AWebSocketsRequestEndingKeepsTheGracePeriod) {
   Activity a;
   a.last_ms.store(unix_ms() - 120'000);  // opened two minutes ago
   {
-    RequestInFlight r(std::shared_ptr<Activity>(&a, [](Activity*) {}), 0);
+    RequestInFlight r(a, 0);
     a.socket_opened();
     a.last_ms.store(unix_ms() - 120'000);
     a.socket_closed();  // the tunnel ends, then its request
