@@ -12,18 +12,15 @@
 #include "core/log.h"
 #include "core/names.h"
 #include "metrics/metrics.h"
+#include "monitor/record.h"
 #include "storage/dir/watcher.h"
 
 namespace ck {
 namespace fs = std::filesystem;
+using namespace mon;  // NOLINT(google-build-using-namespace): the module's own helpers
 using json = nlohmann::json;
 
 namespace {
-
-auto logger() {
-  static auto l = log::get("monitor");
-  return l;
-}
 
 constexpr auto kBackoffStart = std::chrono::seconds(1);
 constexpr auto kBackoffCap = std::chrono::minutes(5);
@@ -45,19 +42,6 @@ std::string deps_key(const fs::path& dir, const WorkspaceSpec& spec) {
   return stable_hash(key);
 }
 
-bool runs_in_runtime(const WorkspaceSpec& spec) {
-  return spec.error.empty() && spec.type != WorkspaceType::static_site;
-}
-
-// Compose and Dockerfile workspaces can only run where there is a container engine.
-bool needs_docker(const WorkspaceSpec& spec, const Runtime& runtime) {
-  return (spec.type == WorkspaceType::compose || spec.type == WorkspaceType::dockerfile) &&
-         runtime.kind() == "process";
-}
-
-bool runnable(const WorkspaceSpec& spec, const Runtime& runtime) {
-  return runs_in_runtime(spec) && !needs_docker(spec, runtime);
-}
 
 const std::vector<std::string>& skip_dirs() {
   static const std::vector<std::string> skip = WatcherOptions{}.skip;
@@ -97,9 +81,6 @@ StartMetrics& start_metrics() {
   return m;
 }
 
-constexpr std::string_view kHeldReason = "stopped from the API";
-
-std::string held_key(const std::string& name) { return "workspace.held." + name; }
 
 // What a start is doing, as the status's phase says it.
 std::string_view phase_text(Phase phase) {
@@ -108,7 +89,6 @@ std::string_view phase_text(Phase phase) {
                                       : "starting the app";
 }
 
-std::string ago(std::int64_t ms) { return format_duration(std::chrono::seconds(std::max<std::int64_t>(ms, 0) / 1000)); }
 
 }  // namespace
 
@@ -122,51 +102,6 @@ IdlePolicy effective_policy(const IdlePolicy& base, const WorkspaceSpec& spec) {
   return p;
 }
 
-struct Monitor::Record {
-  explicit Record(net::io_context& io) : wake(io) {}
-  std::string name;
-  fs::path path;
-  WorkspaceSpec spec;
-  std::string status = "creating";
-  std::string phase;
-  std::string error;
-  std::string reason;
-  std::string log_tail;
-  RunningApp app;
-  int restarts = 0;
-  bool supervised = false;
-  bool removed = false;
-  bool restart_requested = false;
-  bool asleep = false;           // stopped by the idle policy; wake() starts it
-  bool held = false;             // stopped from the API: asleep, and wake() leaves it so
-  bool sleep_requested = false;  // the idle policy is stopping it now
-  bool wake_pending = false;     // a request came while it was being put to sleep
-  bool frozen = false;
-  bool freezing = false;         // a freeze or thaw is in flight
-  bool freeze_failed = false;    // do not retry every tick
-  bool restarting = false;       // coming back after it ran: the gateway holds requests
-  bool replacing = false;        // blue/green: its new version starts beside it (replace_app)
-  std::int64_t attempt_ms = 0;   // when its latest start (or new version) began
-  std::uint64_t instance = 0;    // successful starts
-  std::int64_t retry_at_ms = 0;  // failed: the next start (unix ms)
-  bool change_pending = false;   // a restart for changed files waits for them to settle
-  std::chrono::steady_clock::time_point last_change{}, pending_since{};
-  int crash_streak = 0;
-  int stops_in_flight = 0;
-  Duration start_delay{0};
-  std::string start_reason = "created";
-  IdlePolicy policy;
-  ActivityLevel level = ActivityLevel::active;
-  std::uint64_t tree_sig = 0;
-  std::int64_t saved_ms = 0;      // the activity time last written to state.db
-  std::int64_t session_id = 0;    // open WebSocket session row, if any
-  std::string pub_status, pub_reason, pub_phase;  // as last published (for events/history)
-  bool pub_frozen = false;
-  std::uint64_t log_offset = 0;
-  bool log_offset_known = false;
-  net::steady_timer wake;  // cut short a wait (backoff, sleep)
-  std::shared_ptr<Activity> activity = std::make_shared<Activity>();
-};
 
 Monitor::Monitor(net::io_context& io, Storage& storage, Runtime& runtime, SnapshotHolder& out,
                  EventBus& events, StateDb& db, MonitorOptions opts)
@@ -901,172 +836,6 @@ net::awaitable<void> Monitor::supervise(std::shared_ptr<Record> rec) {
   publish();
 }
 
-void Monitor::wake(const std::string& name) {
-  auto it = records_.find(name);
-  if (it == records_.end() || shutting_down_) return;
-  auto rec = it->second;
-  if (rec->held) return;  // stopped from the API: only start or restart brings it back
-  rec->activity->last_ms.store(unix_ms(), std::memory_order_relaxed);
-  if (rec->frozen) start_freeze(rec, false);
-  if (rec->asleep) {
-    rec->asleep = false;
-    rec->restarting = true;  // every request waits for it, not only the one that woke it
-    rec->start_reason = "wake";
-    rec->status = "creating";
-    rec->reason.clear();
-    rec->level = ActivityLevel::active;
-    logger()->info("[ws={}] waking up: a request arrived", name);
-    rec->wake.cancel();
-    publish();
-  } else if (rec->sleep_requested) {
-    rec->wake_pending = true;
-  }
-}
-
-void Monitor::act(const std::string& name, WorkspaceAction action) {
-  auto it = records_.find(name);
-  if (it == records_.end() || shutting_down_) return;
-  auto rec = it->second;
-  if (!runnable(rec->spec, runtime_) || !rec->supervised) return;
-  auto log = logger();
-  if (action == WorkspaceAction::stop) {
-    if (!rec->held) {
-      rec->held = true;
-      if (auto r = db_.set_setting(held_key(name), "1"); r.has_error()) {
-        log->warn("[ws={}] state.db: {} (the stop will not survive a restart)", name,
-                  r.error().message);
-      }
-    }
-    rec->wake_pending = false;
-    rec->restarting = false;
-    log->info("[ws={}] stop requested from the API", name);
-    if (rec->asleep) {
-      rec->reason = std::string(kHeldReason);
-    } else if (rec->sleep_requested) {
-      rec->reason = std::string(kHeldReason);  // the supervisor marks it stopped once it exits
-    } else if (rec->status == "running") {
-      rec->sleep_requested = true;
-      rec->status = "stopping";
-      rec->reason = std::string(kHeldReason);
-      stop_async(rec, "stop");
-    } else {
-      // Starting, backing off after a failure or given up: drop the start and whatever runs.
-      (void)db_.cancel("start", name);
-      rec->asleep = true;
-      rec->status = "stopped";
-      rec->reason = std::string(kHeldReason);
-      rec->phase.clear();
-      rec->wake.cancel();
-      stop_async(rec, "stop");
-    }
-    publish();
-    return;
-  }
-  if (rec->held) {
-    rec->held = false;
-    if (auto r = db_.set_setting(held_key(name), ""); r.has_error()) {
-      log->warn("[ws={}] state.db: {}", name, r.error().message);
-    }
-  }
-  const char* why = action == WorkspaceAction::start ? "start requested" : "restart requested";
-  log->info("[ws={}] {} from the API", name, why);
-  rec->activity->last_ms.store(unix_ms(), std::memory_order_relaxed);
-  rec->level = ActivityLevel::active;
-  if (rec->asleep) {
-    rec->asleep = false;
-    rec->start_reason = why;
-    rec->status = "creating";
-    rec->reason.clear();
-    rec->wake.cancel();
-  } else if (rec->sleep_requested) {
-    rec->wake_pending = true;
-  } else if (action == WorkspaceAction::restart || rec->status == "failed") {
-    rec->start_reason = why;
-    request_restart(rec);
-  } else if (rec->frozen) {
-    start_freeze(rec, false);
-  }
-  publish();
-}
-
-void Monitor::start_freeze(const std::shared_ptr<Record>& rec, bool frozen) {
-  if (rec->freezing) return;
-  rec->freezing = true;
-  spawn(io_, freeze(rec, frozen), (frozen ? "freeze " : "thaw ") + rec->name);
-}
-
-net::awaitable<void> Monitor::freeze(std::shared_ptr<Record> rec, bool frozen) {
-  // (No co_await inside ?: — GCC 12 miscompiles it.)
-  Result<void> r = outcome::success();
-  if (frozen) {
-    r = co_await runtime_.freeze(rec->name);
-  } else {
-    r = co_await runtime_.thaw(rec->name);
-  }
-  rec->freezing = false;
-  if (r.has_error()) {
-    logger()->warn("[ws={}] cannot {}: {}", rec->name, frozen ? "freeze it" : "resume it", r.error().message);
-    rec->freeze_failed = frozen;
-    co_return;
-  }
-  rec->frozen = frozen;
-  logger()->info("[ws={}] {}", rec->name,
-                 frozen ? fmt::format("frozen: no activity for {} (a request resumes it)",
-                                      format_duration(rec->policy.background_after))
-                        : "resumed");
-  publish();
-  // Activity may have come while the freeze was in flight.
-  if (frozen && activity_level(rec->activity->sample(), rec->policy, unix_ms()) < ActivityLevel::background) {
-    start_freeze(rec, false);
-  }
-}
-
-net::awaitable<void> Monitor::idle_loop() {
-  while (!shutting_down_) {
-    auto shortest = std::chrono::milliseconds(1000 * 4);
-    for (auto& [name, rec] : records_) {
-      shortest = std::min({shortest, rec->policy.idle_after, rec->policy.grace, rec->policy.background_after});
-    }
-    co_await sleep_for(std::clamp<std::chrono::milliseconds>(shortest / 4, std::chrono::milliseconds(50),
-                                                              std::chrono::milliseconds(1000)));
-    if (shutting_down_) break;
-    auto now = unix_ms();
-    for (auto& [name, r] : records_) {
-      auto rec = r;  // coroutines spawned below keep it
-      auto sample = rec->activity->sample();
-      auto level = rec->asleep ? ActivityLevel::stop : activity_level(sample, rec->policy, now);
-      if (level != rec->level) {
-        rec->level = level;
-        rec->freeze_failed = false;
-        events_.publish("activity", name, {{"level", std::string(level_name(level))}});
-      }
-      auto last = std::max(sample.last_ms, sample.last_close_ms);
-      if (last > rec->saved_ms + 5000 || (last > rec->saved_ms && level != ActivityLevel::active)) {
-        rec->saved_ms = last;
-        (void)db_.save_activity(name, last);
-      }
-      if (sample.open_sockets > 0 && !rec->session_id) {
-        if (auto id = db_.open_session(name, "websocket", "gateway"); id.has_value()) rec->session_id = id.value();
-      } else if (sample.open_sockets == 0 && rec->session_id) {
-        (void)db_.close_session(rec->session_id);
-        rec->session_id = 0;
-      }
-      if (!rec->supervised || rec->status != "running" || rec->freezing || rec->replacing) continue;
-      if (level == ActivityLevel::stop && !rec->sleep_requested) {
-        rec->sleep_requested = true;
-        rec->status = "stopping";
-        rec->reason = "idle";
-        logger()->info("[ws={}] no activity for {}; stopping it", name, ago(now - last));
-        publish();
-        stop_async(rec, "idle stop");
-      } else if (level == ActivityLevel::background && !rec->frozen && !rec->freeze_failed) {
-        start_freeze(rec, true);
-      } else if (level < ActivityLevel::background && rec->frozen) {
-        start_freeze(rec, false);
-      }
-    }
-  }
-}
 
 net::awaitable<void> Monitor::job_loop() {
   while (!shutting_down_) {
