@@ -6,12 +6,17 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "core/log.h"
 #include "core/units.h"
+#include "metrics/metrics.h"
 #include "monitor/monitor.h"
+#include "storage/dir/watcher.h"
 
 namespace ck {
 namespace mon {
@@ -41,6 +46,54 @@ inline std::string held_key(const std::string& name) { return "workspace.held." 
 
 inline std::string ago(std::int64_t ms) {
   return format_duration(std::chrono::seconds(std::max<std::int64_t>(ms, 0) / 1000));
+}
+
+inline constexpr auto kBackoffStart = std::chrono::seconds(1);
+inline constexpr auto kBackoffCap = std::chrono::minutes(5);
+inline constexpr auto kHealthyReset = std::chrono::minutes(10);
+inline constexpr auto kForever = std::chrono::hours(24 * 365);
+
+inline const std::vector<std::string>& skip_dirs() {
+  static const std::vector<std::string> skip = WatcherOptions{}.skip;
+  return skip;
+}
+
+// Waits on a record's wake timer: for `d`, or until someone cancels it.
+inline net::awaitable<void> wait_on(net::steady_timer& t, Duration d) {
+  t.expires_after(d);
+  boost::system::error_code ec;
+  co_await t.async_wait(net::redirect_error(net::use_awaitable, ec));
+}
+
+// Start outcomes and install times, in the process registry (metrics::global()).
+struct StartMetrics {
+  metrics::Counter& ok;
+  metrics::Counter& failed;
+  metrics::Histogram& install;
+};
+
+inline StartMetrics& start_metrics() {
+  static StartMetrics m = [] {
+    auto& g = metrics::global();
+    auto& starts =
+        g.counter("cloudyknight_workspace_starts_total",
+                  "Workspace start attempts (copy, install, launch, readiness) by result.", {"result"});
+    return StartMetrics{
+        starts.with({"ok"}), starts.with({"failed"}),
+        g.histogram("cloudyknight_install_duration_seconds",
+                    "Time from claiming a start job to the app being ready (source copy, "
+                    "dependency install, launch and readiness probe).",
+                    {}, {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600})
+            .get()};
+  }();
+  return m;
+}
+
+// What a start is doing, as the status's phase says it.
+inline std::string_view phase_text(Phase phase) {
+  return phase == Phase::preparing    ? "copying the source"
+         : phase == Phase::installing ? "installing dependencies"
+                                      : "starting the app";
 }
 
 }  // namespace mon
