@@ -401,8 +401,10 @@ class TestBlueGreenDockerKilledBeforeTheNewContainer(DockerBlueGreenCase):
     """The control plane is SIGKILLed while the new version installs, before its container
     exists (as during a Dockerfile build): only the old container runs, with the old source.
     The next control plane must not adopt it (it was being replaced) but start the latest
-    source. The install sleeps 8 s; the test removes the volume's install record so that the new
-    version installs again."""
+    source. The install sleeps 8 s, and the change adds a lockfile so that the new version
+    installs into a new volume: removing the old volume's install record is not enough, since
+    the volume itself holds the mark that it is installed (the install container then skips the
+    install in under a second, and the new container may exist before the test looks)."""
 
     @classmethod
     def set_up(cls):
@@ -413,10 +415,10 @@ class TestBlueGreenDockerKilledBeforeTheNewContainer(DockerBlueGreenCase):
         self.wait_answer(d1, f"/{name}/", b"bluegreen 0 ", timeout=START_TIMEOUT)
         time.sleep(1.5)
         old = self.assert_one_app_container(d1, "before the change")
-        records = os.path.join(d1.data, "run", "deps")
-        for f in os.listdir(records):
-            if f.startswith(f"ck-deps-{name}-"):
-                os.remove(os.path.join(records, f))
+        # A lockfile of its own: a new dependency key (a new volume to install into) without a
+        # new configuration (the install is workspace.json's, whatever the lockfile).
+        with open(os.path.join(d1.ws, name, "package-lock.json"), "w") as f:
+            json.dump({"name": "bluegreen", "lockfileVersion": 3, "packages": {}}, f)
         self.save(d1, "9")
         d1.wait_workspace(name, lambda w: w.get("phase") == "new version: installing dependencies", timeout=30,
                           what=f"{name} to install its new version")
