@@ -148,11 +148,4 @@ class Client {
   std::unique_ptr<Impl> impl_;
 };
 
-namespace xml {
-/// Decodes &amp; &lt; &gt; &quot; &apos; &#NN; &#xNN; (unknown entities are kept as written).
-std::string decode_entities(std::string_view s);
-/// Escapes & < > " ' for element text.
-std::string escape(std::string_view s);
-}  // namespace xml
-
 }  // namespace ck::s3

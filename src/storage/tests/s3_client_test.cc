@@ -36,7 +36,9 @@
 #include <thread>
 #include <vector>
 
+#include "storage/s3/answers.h"
 #include "storage/s3/client.h"
+#include "storage/s3/transport.h"
 #include "storage/tests/fault_proxy.h"
 #include "storage/tests/s3rver_fixture.h"
 
@@ -915,6 +917,58 @@ TEST(S3Client, ListCommonPrefixesFollowsContinuationTokens) {
     EXPECT_NE(listed.error().message.find("listing page 2"), std::string::npos)
         << listed.error().message;
   }
+}
+
+TEST(S3Client, AnAnswerLargerThanAnyListingIsRefusedNotHeld) {
+  REQUIRE_S3RVER();
+  // A listing page past kMaxAnswer (an endpoint that is broken or hostile): one request, a
+  // clear error, nothing kept. An object asked for by name has no such cap.
+  Client direct(options(server().port));
+  ASSERT_TRUE(direct.create_bucket("huge"));
+  std::string page = "<ListBucketResult><IsTruncated>false</IsTruncated>";
+  while (page.size() <= kMaxAnswer) page += "<Contents><Key>" + std::string(1000, 'k') + "</Key></Contents>";
+  page += "</ListBucketResult>";
+  const std::string object(kMaxAnswer + 4096, 'o');
+  ASSERT_TRUE(direct.put_object("huge", "big", object));
+  FaultProxy proxy(server().port,
+                   {Rule{{"list-type=2"}, Fault::kCanned, -1, http_response(200, "OK", page)}});
+  Client client(options(proxy.port()));
+  auto listed = client.list_objects("huge", "");
+  ASSERT_FALSE(listed);
+  EXPECT_EQ(listed.error().code, Errc::unavailable);
+  EXPECT_NE(listed.error().message.find("larger than 32 MiB"), std::string::npos)
+      << listed.error().message;
+  EXPECT_NE(listed.error().message.find("is the endpoint S3?"), std::string::npos);
+  EXPECT_EQ(proxy.requests().size(), 1u) << "a refused answer is not asked for again";
+  auto got = client.get_object("huge", "big");
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(got.value().size(), object.size());
+}
+
+TEST(S3Xml, ReadsListingAndUploadPages) {
+  ListPage page = read_list_page(
+      "<ListBucketResult><Prefix>a/</Prefix><IsTruncated>true</IsTruncated>"
+      "<NextContinuationToken>t&amp;1</NextContinuationToken><Contents><Key>a/x &amp; y</Key>"
+      "<LastModified>2026-11-25T22:38:09.120Z</LastModified><ETag>&quot;abc&quot;</ETag>"
+      "<Size>5</Size></Contents><Contents><Key>a/z</Key><LastModified>99999-1-1T0:0:0Z"
+      "</LastModified></Contents><CommonPrefixes><Prefix>a/p/</Prefix></CommonPrefixes>"
+      "</ListBucketResult>");
+  ASSERT_EQ(page.objects.size(), 2u);
+  EXPECT_EQ(page.objects[0].key, "a/x & y");
+  EXPECT_EQ(page.objects[0].etag, "abc");
+  EXPECT_EQ(page.objects[0].size, 5u);
+  EXPECT_EQ(page.objects[0].mtime_ms, 1795646289120);
+  EXPECT_EQ(page.objects[1].mtime_ms, 0) << "a five-digit year is not a date S3 writes";
+  EXPECT_EQ(page.prefixes, std::vector<std::string>{"a/p/"}) << "the top-level <Prefix> is not a folder";
+  EXPECT_TRUE(page.truncated);
+  EXPECT_EQ(page.next_token, "t&1");
+  UploadsPage up = read_uploads_page(
+      "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated><Upload><Key>k</Key>"
+      "<UploadId>u</UploadId></Upload></ListMultipartUploadsResult>");
+  ASSERT_EQ(up.uploads.size(), 1u);
+  EXPECT_EQ(up.uploads[0].key, "k");
+  EXPECT_EQ(up.uploads[0].upload_id, "u");
+  EXPECT_FALSE(up.truncated);
 }
 
 TEST(S3Xml, DecodesEntities) {
