@@ -26,6 +26,11 @@ namespace {
 constexpr std::uint64_t kInMemoryFileLimit = 1 << 20;
 constexpr std::uint64_t kGzipLimit = 8 << 20;
 constexpr std::uint64_t kMaxRangeBytes = 16 << 20;
+// On plain TCP a cached body up to this size goes out with its head in one writev; a larger
+// one goes with sendfile, which hands the kernel the page cache's pages instead of copying
+// the bytes in (a 64 KiB file: 0.87-0.95x nginx's req/s from memory, as sendfile on nginx's
+// side). Over TLS the bytes are copied into records anyway, so the cache serves every size.
+constexpr std::uint64_t kFromMemoryLimit = 16 << 10;
 
 std::optional<std::string> read_file(int fd, std::uint64_t size) {
   std::string out(size, '\0');
@@ -384,7 +389,7 @@ Task<bool> Gateway::Impl::serve_static(Conn& conn, Request& req, const Workspace
   prepare(200);
   if (head) {
     co_await write_all(conn.client, net::buffer(conn.flat), ec);
-  } else if (entry) {
+  } else if (entry && (conn.client.tls() || size <= kFromMemoryLimit)) {
     co_await send_both(conn.client, conn.flat, entry->body, ec);
   } else {
     co_await send_file(conn.client, conn.flat, file.fd, 0, size, conn.relay, ec);

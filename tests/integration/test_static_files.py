@@ -81,6 +81,36 @@ class StaticFilesChecks:
         self.assertStatus(r, 206)
         self.assertEqual(r.body, b"y" * 5)
 
+    def test_cached_file_past_the_writev_size_is_byte_exact(self):
+        # Cached (aged past CACHE_AGE), but 64 KiB: on plain HTTP its body goes with sendfile,
+        # not from the cache, over one keep-alive connection as over new ones.
+        data = os.urandom(64 * 1024)
+        path = self.write("mid.js", data)
+        st = os.stat(path)
+        time.sleep(CACHE_AGE)
+        conn = self.connection()
+        try:
+            for i in range(3):
+                conn.request("GET", "/static/mid.js")
+                r = conn.getresponse()
+                body = r.read()
+                self.assertEqual(r.status, 200, f"request {i}")
+                self.assertEqual(r.getheader("Content-Length"), str(len(data)))
+                self.assertTrue(body == data, f"request {i}: the body differs from the file")
+        finally:
+            conn.close()
+        # Same size, same mtime, new bytes: served as they are now.
+        fresh = os.urandom(64 * 1024)
+        with open(path, "r+b") as f:
+            f.write(fresh)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        r = self.fetch("/static/mid.js")
+        self.assertStatus(r, 200)
+        self.assertTrue(r.body == fresh, "the old version was served")
+        r = self.fetch("/static/mid.js", headers={"Range": "bytes=65000-"})
+        self.assertStatus(r, 206)
+        self.assertEqual(r.body, fresh[65000:])
+
     def test_large_file_is_byte_exact(self):
         data = os.urandom(3 * 1024 * 1024 + 123)  # past the cache and in-memory limits
         self.write("large.bin", data)
