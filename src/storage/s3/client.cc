@@ -183,9 +183,7 @@ Result<Listing> Client::list(const std::string& bucket, const std::string& prefi
     }
     BOOST_OUTCOME_TRY(resp, impl_->send(r));
     if (resp.status / 100 != 2) {
-      Error e = impl_->to_error(r, resp);
-      e.message += " (listing page " + std::to_string(page_no + 1) + ")";
-      return outcome::failure(std::move(e));
+      return impl_->page_error(r, resp, page_no);
     }
     if (resp.body.find("<ListBucketResult") == std::string::npos) {
       return fail(Errc::unavailable, "S3 ListObjectsV2 of bucket '" + bucket +
@@ -342,9 +340,7 @@ Result<std::vector<Client::UploadInfo>> Client::list_multipart_uploads(const std
     }
     BOOST_OUTCOME_TRY(resp, impl_->send(r));
     if (resp.status / 100 != 2) {
-      Error e = impl_->to_error(r, resp);
-      e.message += " (listing page " + std::to_string(page + 1) + ")";
-      return outcome::failure(std::move(e));
+      return impl_->page_error(r, resp, page);
     }
     if (resp.body.find("<ListMultipartUploadsResult") == std::string::npos) {
       return fail(Errc::unavailable,

@@ -322,8 +322,9 @@ Result<Response> Client::Impl::send(const Request& r) {
         return fail(Errc::unavailable, msg + " (check that the S3 endpoint is reachable)");
       }
     } else {
-      // Only an error document is searched for a code: an object's own bytes may contain
-      // "<Code>SlowDown</Code>". 501 Not Implemented never goes away by itself.
+      // Only an error document is searched for a code, since an object's own bytes may hold
+      // the text <Code>SlowDown</Code>. A 501 (Not Implemented) is not retried: it never
+      // goes away by itself.
       std::string code = resp.failed(r) ? text(resp.body, "Code").value_or("") : "";
       bool slow_down = resp.status == 503 || resp.status == 429 || code == "SlowDown";
       bool retry = (resp.status >= 500 && resp.status != 501) || slow_down ||
@@ -389,6 +390,12 @@ Error Client::Impl::to_error(const Request& r, const Response& resp) const {
     msg += " (" + hint + ")";
   }
   return make_error(ec, std::move(msg));
+}
+
+Error Client::Impl::page_error(const Request& r, const Response& resp, int page) const {
+  Error e = to_error(r, resp);
+  e.message += " (listing page " + std::to_string(page + 1) + ")";
+  return e;
 }
 
 }  // namespace ck::s3

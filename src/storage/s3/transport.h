@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -91,14 +90,11 @@ struct Client::Impl {
 
   /// Sends with retries. Returns the final response (any status) or a transport error.
   Result<Response> send(const Request& r);
-  /// Pages through ListObjectsV2 (continuation-token) and hands each page's body to `page`;
-  /// a failed page fails the whole listing.
-  Result<void> list_v2(const std::string& bucket, const std::string& prefix,
-                       const std::string& delimiter,
-                       const std::function<void(std::string_view)>& page_fn);
   /// The error of a non-2xx answer (or a 200 with <Error>): status, S3 Code and Message, what
   /// was asked, and a hint.
   Error to_error(const Request& r, const Response& resp) const;
+  /// to_error() for page `page` (from 0) of a paged listing: a failed page fails the listing.
+  Error page_error(const Request& r, const Response& resp, int page) const;
 
  private:
   CURL* acquire();
