@@ -17,7 +17,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <openssl/evp.h>
+
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -30,6 +33,20 @@
 extern char** environ;
 
 namespace ck::s3test {
+
+/// The MD5 of `data` as 32 lowercase hex digits (an S3 ETag of a single-part object).
+inline std::string md5_hex(std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), out, &len, EVP_md5(), nullptr);
+  std::string hex;
+  char buf[3];
+  for (unsigned int i = 0; i < len; ++i) {
+    std::snprintf(buf, sizeof buf, "%02x", out[i]);
+    hex += buf;
+  }
+  return hex;
+}
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 inline int free_port() {
