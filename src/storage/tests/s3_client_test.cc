@@ -49,6 +49,7 @@ namespace fs = std::filesystem;
 using s3test::connect_to;
 using s3test::free_port;
 using s3test::server;
+using s3test::client_options;
 using s3test::Fault;
 using s3test::FaultProxy;
 using s3test::http_response;
@@ -56,7 +57,6 @@ using s3test::md5_hex;
 using s3test::Rule;
 using s3test::write_all;
 
-ClientOptions options(int port, int max_retries = 4) { return s3test::client_options(port, max_retries); }
 
 std::string binary_body(std::size_t n, unsigned seed) {
   std::string s;
@@ -69,7 +69,7 @@ std::string binary_body(std::size_t n, unsigned seed) {
 
 TEST(S3Client, RangedGet) {
   REQUIRE_S3RVER();
-  Client c(options(server().port));
+  Client c(client_options(server().port));
   ASSERT_TRUE(c.create_bucket("ranged"));
   std::string body = binary_body(100000, 7);
   ASSERT_TRUE(c.put_object("ranged", "obj", body));
@@ -88,7 +88,7 @@ TEST(S3Client, RangedGet) {
   FaultProxy proxy(server().port, {Rule{{"range:"}, Fault::kCanned, -1,
                                         "HTTP/1.1 200 OK\r\nContent-Length: 16\r\n"
                                         "Connection: close\r\n\r\n" + whole}});
-  Client via(options(proxy.port()));
+  Client via(client_options(proxy.port()));
   auto sliced = via.get_object_range("ranged", "obj", 3, 4);
   ASSERT_TRUE(sliced) << sliced.error().message;
   EXPECT_EQ(sliced.value(), "3456");
@@ -96,7 +96,7 @@ TEST(S3Client, RangedGet) {
 
 TEST(S3Client, RoundTripOfAwkwardKeysAndBodies) {
   REQUIRE_S3RVER();
-  Client c(options(server().port));
+  Client c(client_options(server().port));
   ASSERT_TRUE(c.create_bucket("roundtrip")) << c.create_bucket("roundtrip").error().message;
   const std::vector<std::string> keys = {
       "plain.txt",
@@ -146,7 +146,7 @@ TEST(S3Client, RoundTripOfAwkwardKeysAndBodies) {
 
 TEST(S3Client, ListPaginatesAndDeleteObjectsBatches) {
   REQUIRE_S3RVER();
-  Client c(options(server().port));
+  Client c(client_options(server().port));
   ASSERT_TRUE(c.create_bucket("many"));
   constexpr int kCount = 2500;
   std::vector<std::string> keys;
@@ -188,7 +188,7 @@ TEST(S3Client, ListPaginatesAndDeleteObjectsBatches) {
   {
     // Through a recording proxy: s3rver pages at 1000 keys, so 2,500 keys take three pages.
     FaultProxy proxy(server().port, 0, false);
-    auto paged = Client(options(proxy.port())).list_objects("many", "k/");
+    auto paged = Client(client_options(proxy.port())).list_objects("many", "k/");
     ASSERT_TRUE(paged) << paged.error().message;
     EXPECT_EQ(paged.value().size(), static_cast<std::size_t>(kCount));
     auto reqs = proxy.requests();
@@ -215,7 +215,7 @@ TEST(S3Client, ListPaginatesAndDeleteObjectsBatches) {
 
 TEST(S3Client, MissingKeysAndBucketsAreNotFound) {
   REQUIRE_S3RVER();
-  Client c(options(server().port));
+  Client c(client_options(server().port));
   ASSERT_TRUE(c.create_bucket("present"));
   auto head = c.head_object("present", "no/such key");
   ASSERT_TRUE(head) << head.error().message;
@@ -243,12 +243,12 @@ TEST(S3Client, MissingKeysAndBucketsAreNotFound) {
 
 TEST(S3Client, RetriesServerErrorsAndDroppedConnections) {
   REQUIRE_S3RVER();
-  ASSERT_TRUE(Client(options(server().port)).create_bucket("retry"));
-  Client direct(options(server().port));
+  ASSERT_TRUE(Client(client_options(server().port)).create_bucket("retry"));
+  Client direct(client_options(server().port));
   const std::string body = binary_body(5000, 7);
   for (bool close_mode : {false, true}) {
     FaultProxy proxy(server().port, 2, close_mode);
-    Client c(options(proxy.port(), 4));
+    Client c(client_options(proxy.port(), 4));
     std::string key = close_mode ? "after/closes" : "after/500s";
     auto etag = c.put_object("retry", key, body);
     ASSERT_TRUE(etag) << etag.error().message;
@@ -267,7 +267,7 @@ TEST(S3Client, RetriesServerErrorsAndDroppedConnections) {
   }
   for (bool close_mode : {false, true}) {
     FaultProxy proxy(server().port, 1, close_mode);
-    Client c(options(proxy.port(), 0));
+    Client c(client_options(proxy.port(), 0));
     auto etag = c.put_object("retry", "never", body);
     ASSERT_FALSE(etag);
     EXPECT_EQ(etag.error().code, Errc::unavailable) << etag.error().message;
@@ -285,7 +285,7 @@ TEST(S3Client, TimeoutsAndUnreachableEndpoints) {
   ::listen(fd, 4);
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ClientOptions o = options(ntohs(a.sin_port), 0);
+  ClientOptions o = client_options(ntohs(a.sin_port), 0);
   o.timeout = std::chrono::milliseconds(300);
   auto got = Client(o).get_object("b", "k");
   ::close(fd);
@@ -293,7 +293,7 @@ TEST(S3Client, TimeoutsAndUnreachableEndpoints) {
   EXPECT_EQ(got.error().code, Errc::timeout) << got.error().message;
 
   // Nothing listens: connection refused, retried, then unavailable.
-  auto refused = Client(options(free_port(), 1)).get_object("b", "k");
+  auto refused = Client(client_options(free_port(), 1)).get_object("b", "k");
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, Errc::unavailable) << refused.error().message;
   EXPECT_NE(refused.error().message.find("2 attempts"), std::string::npos)
@@ -309,12 +309,12 @@ TEST(S3Client, TimeoutsAndUnreachableEndpoints) {
 
 TEST(S3Client, AnObjectThatReadsLikeSlowDownIsNotRetried) {
   REQUIRE_S3RVER();
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("slowdown"));
   const std::string body = "<Error><Code>SlowDown</Code><Message>just data</Message></Error>";
   ASSERT_TRUE(direct.put_object("slowdown", "looks-like-an-error.xml", body));
   FaultProxy proxy(server().port, std::vector<Rule>{});
-  auto got = Client(options(proxy.port())).get_object("slowdown", "looks-like-an-error.xml");
+  auto got = Client(client_options(proxy.port())).get_object("slowdown", "looks-like-an-error.xml");
   ASSERT_TRUE(got) << got.error().message;
   EXPECT_EQ(got.value(), body);
   EXPECT_EQ(proxy.requests().size(), 1u);
@@ -322,7 +322,7 @@ TEST(S3Client, AnObjectThatReadsLikeSlowDownIsNotRetried) {
 
 TEST(S3Client, ListCommonPrefixesReturnsEveryFolder) {
   REQUIRE_S3RVER();
-  Client c(options(server().port));
+  Client c(client_options(server().port));
   ASSERT_TRUE(c.create_bucket("folders"));
   constexpr int kFolders = 1100;
   std::vector<std::string> expected;
@@ -393,7 +393,7 @@ TEST(S3Client, ListCommonPrefixesFollowsContinuationTokens) {
                            1,
                            http_response(200, "OK", page2)},
                       Rule{{"list-type=2"}, Fault::kCanned, 1, http_response(200, "OK", page1)}});
-    auto listed = Client(options(proxy.port())).list_common_prefixes("b", "a/");
+    auto listed = Client(client_options(proxy.port())).list_common_prefixes("b", "a/");
     ASSERT_TRUE(listed) << listed.error().message;
     EXPECT_EQ(listed.value(), (std::vector<std::string>{"a/x/", "a/y & z/", "a/z/"}));
     auto reqs = proxy.requests();
@@ -405,7 +405,7 @@ TEST(S3Client, ListCommonPrefixesFollowsContinuationTokens) {
     FaultProxy proxy(server().port,
                      {Rule{{"continuation-token="}, Fault::k500, -1, {}},
                       Rule{{"list-type=2"}, Fault::kCanned, 1, http_response(200, "OK", page1)}});
-    auto listed = Client(options(proxy.port(), 1)).list_common_prefixes("b", "a/");
+    auto listed = Client(client_options(proxy.port(), 1)).list_common_prefixes("b", "a/");
     ASSERT_FALSE(listed);
     EXPECT_EQ(listed.error().code, Errc::unavailable) << listed.error().message;
     EXPECT_NE(listed.error().message.find("listing page 2"), std::string::npos)
@@ -417,7 +417,7 @@ TEST(S3Client, AnAnswerLargerThanAnyListingIsRefusedNotHeld) {
   REQUIRE_S3RVER();
   // A listing page past kMaxAnswer (an endpoint that is broken or hostile): one request, a
   // clear error, nothing kept. An object asked for by name has no such cap.
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("huge"));
   std::string page = "<ListBucketResult><IsTruncated>false</IsTruncated>";
   while (page.size() <= kMaxAnswer) page += "<Contents><Key>" + std::string(1000, 'k') + "</Key></Contents>";
@@ -426,7 +426,7 @@ TEST(S3Client, AnAnswerLargerThanAnyListingIsRefusedNotHeld) {
   ASSERT_TRUE(direct.put_object("huge", "big", object));
   FaultProxy proxy(server().port,
                    {Rule{{"list-type=2"}, Fault::kCanned, -1, http_response(200, "OK", page)}});
-  Client client(options(proxy.port()));
+  Client client(client_options(proxy.port()));
   auto listed = client.list_objects("huge", "");
   ASSERT_FALSE(listed);
   EXPECT_EQ(listed.error().code, Errc::unavailable);

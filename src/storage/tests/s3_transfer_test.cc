@@ -49,6 +49,7 @@ namespace fs = std::filesystem;
 using s3test::connect_to;
 using s3test::free_port;
 using s3test::server;
+using s3test::client_options;
 using s3test::Fault;
 using s3test::FaultProxy;
 using s3test::http_response;
@@ -56,7 +57,6 @@ using s3test::md5_hex;
 using s3test::Rule;
 using s3test::write_all;
 
-ClientOptions options(int port, int max_retries = 4) { return s3test::client_options(port, max_retries); }
 
 constexpr std::size_t kMiB = 1 << 20;
 
@@ -112,13 +112,13 @@ Client::PutFileOptions small_parts() {
 TEST(S3Client, PutFileUploadsLargeFilesInPartsAndGetToFileStreamsThemBack) {
   REQUIRE_S3RVER();
   TempDir dir;
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("files"));
   const std::string data = random_bytes(50 * kMiB, 1);
   write_file(dir / "big.bin", data);
 
   FaultProxy proxy(server().port, std::vector<Rule>{});  // records only
-  auto etag = Client(options(proxy.port())).put_file("files", "big/one.bin", dir / "big.bin");
+  auto etag = Client(client_options(proxy.port())).put_file("files", "big/one.bin", dir / "big.bin");
   ASSERT_TRUE(etag) << etag.error().message;
 
   // The default 8 MiB parts: six full ones and 2 MiB, each with its own Content-MD5.
@@ -175,7 +175,7 @@ TEST(S3Client, PutFileUploadsLargeFilesInPartsAndGetToFileStreamsThemBack) {
 TEST(S3Client, PutFileBelowTheThresholdIsOnePutAndEmptyFilesWork) {
   REQUIRE_S3RVER();
   TempDir dir;
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("small"));
   {
     const std::string data = random_bytes(100 * 1024 + 3, 2);
@@ -183,7 +183,7 @@ TEST(S3Client, PutFileBelowTheThresholdIsOnePutAndEmptyFilesWork) {
     FaultProxy proxy(server().port, std::vector<Rule>{});
     Client::PutFileOptions o;
     o.content_type = "text/plain";
-    auto etag = Client(options(proxy.port())).put_file("small", "s.bin", dir / "small.bin", o);
+    auto etag = Client(client_options(proxy.port())).put_file("small", "s.bin", dir / "small.bin", o);
     ASSERT_TRUE(etag) << etag.error().message;
     EXPECT_EQ(etag.value(), md5_hex(data));
     auto reqs = proxy.requests();
@@ -202,7 +202,7 @@ TEST(S3Client, PutFileBelowTheThresholdIsOnePutAndEmptyFilesWork) {
     write_file(dir / "edge.bin", data);
     write_file(dir / "under.bin", std::string_view(data).substr(1));
     FaultProxy proxy(server().port, std::vector<Rule>{});
-    Client c(options(proxy.port()));
+    Client c(client_options(proxy.port()));
     auto etag = c.put_file("small", "edge.bin", dir / "edge.bin", small_parts());
     ASSERT_TRUE(etag) << etag.error().message;
     EXPECT_EQ(proxy.requests_with({"put ", "partnumber=1&"}).size(), 1u);
@@ -232,14 +232,14 @@ TEST(S3Client, PutFileBelowTheThresholdIsOnePutAndEmptyFilesWork) {
 TEST(S3Client, PutFileRetriesAFailedPartAndADroppedConnection) {
   REQUIRE_S3RVER();
   TempDir dir;
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("flaky"));
   const std::string data = random_bytes(11 * kMiB, 4);  // parts of 5, 5 and 1 MiB
   write_file(dir / "f.bin", data);
   FaultProxy proxy(server().port, {Rule{{"put ", "partnumber=2&"}, Fault::k500, 1, {}},
                                    Rule{{"put ", "partnumber=1&"}, Fault::kCloseMidBody, 1, {}}});
   auto etag =
-      Client(options(proxy.port())).put_file("flaky", "f.bin", dir / "f.bin", small_parts());
+      Client(client_options(proxy.port())).put_file("flaky", "f.bin", dir / "f.bin", small_parts());
   ASSERT_TRUE(etag) << etag.error().message;
   EXPECT_EQ(proxy.requests_with({"put ", "partnumber=1&"}).size(), 2u);
   EXPECT_EQ(proxy.requests_with({"put ", "partnumber=2&"}).size(), 2u);
@@ -254,13 +254,13 @@ TEST(S3Client, PutFileRetriesAFailedPartAndADroppedConnection) {
 TEST(S3Client, PutFileAbortsTheUploadWhenAPartFailsForGood) {
   REQUIRE_S3RVER();
   TempDir dir;
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("doomed"));
   const std::string data = random_bytes(11 * kMiB, 5);
   write_file(dir / "d.bin", data);
   FaultProxy proxy(server().port, {Rule{{"put ", "partnumber=3&"}, Fault::k500, -1, {}}});
   auto etag =
-      Client(options(proxy.port(), 1)).put_file("doomed", "d.bin", dir / "d.bin", small_parts());
+      Client(client_options(proxy.port(), 1)).put_file("doomed", "d.bin", dir / "d.bin", small_parts());
   ASSERT_FALSE(etag);
   const std::string& msg = etag.error().message;
   EXPECT_EQ(etag.error().code, Errc::unavailable) << msg;
@@ -279,7 +279,7 @@ TEST(S3Client, PutFileAbortsTheUploadWhenAPartFailsForGood) {
 TEST(S3Client, PutFileFailsWhenTheFileChangesSizeDuringTheUpload) {
   REQUIRE_S3RVER();
   TempDir dir;
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("growing"));
   write_file(dir / "g.bin", random_bytes(11 * kMiB, 6));
   FaultProxy proxy(server().port, std::vector<Rule>{});
@@ -290,7 +290,7 @@ TEST(S3Client, PutFileFailsWhenTheFileChangesSizeDuringTheUpload) {
       std::ofstream(file, std::ios::binary | std::ios::app) << 'x';
     }
   });
-  auto etag = Client(options(proxy.port())).put_file("growing", "g.bin", file, small_parts());
+  auto etag = Client(client_options(proxy.port())).put_file("growing", "g.bin", file, small_parts());
   ASSERT_FALSE(etag);
   EXPECT_EQ(etag.error().code, Errc::io) << etag.error().message;
   EXPECT_NE(etag.error().message.find("changed size"), std::string::npos) << etag.error().message;
@@ -305,7 +305,7 @@ TEST(S3Client, PutFileFailsWhenTheFileChangesSizeDuringTheUpload) {
 
 TEST(S3Client, PutFileRejectsMissingFilesDirectoriesAndEmptyKeys) {
   TempDir dir;
-  Client c(options(free_port(), 0));  // nothing listens: no request may be needed
+  Client c(client_options(free_port(), 0));  // nothing listens: no request may be needed
   auto missing = c.put_file("b", "k", dir / "nope");
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, Errc::not_found) << missing.error().message;
@@ -321,7 +321,7 @@ TEST(S3Client, PutFileRejectsMissingFilesDirectoriesAndEmptyKeys) {
 
 TEST(S3Client, CompleteMultipartUploadTreatsA200ErrorAsAFailure) {
   REQUIRE_S3RVER();
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("complete"));
   const std::string p1 = random_bytes(5 * kMiB, 7), p2 = random_bytes(1000, 8);
   const std::string error_200 =
@@ -337,7 +337,7 @@ TEST(S3Client, CompleteMultipartUploadTreatsA200ErrorAsAFailure) {
     FaultProxy proxy(server().port,
                      {Rule{{"post ", "?uploadid="}, Fault::kCanned, 1, with_code("InternalError")},
                       Rule{{"post ", "?uploadid="}, Fault::kCanned, 1, with_code("SlowDown")}});
-    Client c(options(proxy.port()));
+    Client c(client_options(proxy.port()));
     auto id = c.create_multipart_upload("complete", "ok.bin", "application/octet-stream");
     ASSERT_TRUE(id) << id.error().message;
     EXPECT_FALSE(id.value().empty());
@@ -358,7 +358,7 @@ TEST(S3Client, CompleteMultipartUploadTreatsA200ErrorAsAFailure) {
     // Any other code is a failure at once.
     FaultProxy proxy(server().port,
                      {Rule{{"post ", "?uploadid="}, Fault::kCanned, -1, with_code("InvalidPart")}});
-    Client c(options(proxy.port()));
+    Client c(client_options(proxy.port()));
     auto id = c.create_multipart_upload("complete", "bad.bin");
     ASSERT_TRUE(id);
     auto e1 = c.upload_part("complete", "bad.bin", id.value(), 1, p2);
@@ -375,7 +375,7 @@ TEST(S3Client, CompleteMultipartUploadTreatsA200ErrorAsAFailure) {
 
 TEST(S3Client, AbortMultipartUploadDropsTheUpload) {
   REQUIRE_S3RVER();
-  Client c(options(server().port));
+  Client c(client_options(server().port));
   ASSERT_TRUE(c.create_bucket("abort"));
   auto id = c.create_multipart_upload("abort", "a.bin");
   ASSERT_TRUE(id) << id.error().message;
@@ -402,12 +402,12 @@ TEST(S3Client, AbortMultipartUploadDropsTheUpload) {
 
 TEST(S3Client, ListMultipartUploadsPaginatesByMarkers) {
   REQUIRE_S3RVER();
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("uploads"));
   {
     // s3rver 3 answers 501 NotImplemented, which is not retried.
     FaultProxy proxy(server().port, std::vector<Rule>{});
-    auto listed = Client(options(proxy.port())).list_multipart_uploads("uploads", "");
+    auto listed = Client(client_options(proxy.port())).list_multipart_uploads("uploads", "");
     if (!listed) {
       EXPECT_EQ(listed.error().code, Errc::invalid_argument) << listed.error().message;
       EXPECT_NE(listed.error().message.find("NotImplemented"), std::string::npos)
@@ -438,7 +438,7 @@ TEST(S3Client, ListMultipartUploadsPaginatesByMarkers) {
   FaultProxy proxy(server().port,
                    {Rule{{"key-marker=b%2fk2"}, Fault::kCanned, 1, http_response(200, "OK", page2)},
                     Rule{{"uploads="}, Fault::kCanned, 1, http_response(200, "OK", page1)}});
-  auto listed = Client(options(proxy.port())).list_multipart_uploads("uploads", "b/");
+  auto listed = Client(client_options(proxy.port())).list_multipart_uploads("uploads", "b/");
   ASSERT_TRUE(listed) << listed.error().message;
   ASSERT_EQ(listed.value().size(), 3u);
   EXPECT_EQ(listed.value()[0].key, "b/k1 & more");
@@ -458,7 +458,7 @@ TEST(S3Client, ListMultipartUploadsPaginatesByMarkers) {
 TEST(S3Client, GetToFileOfAMissingKeyLeavesTheFileEmpty) {
   REQUIRE_S3RVER();
   TempDir dir;
-  Client c(options(server().port));
+  Client c(client_options(server().port));
   ASSERT_TRUE(c.create_bucket("gets"));
   write_file(dir / "out", "old contents");
   auto info = c.get_to_file("gets", "no/such key", dir / "out");
@@ -479,7 +479,7 @@ TEST(S3Client, GetToFileOfAMissingKeyLeavesTheFileEmpty) {
 TEST(S3Client, GetToFileRestartsARetriedDownloadFromByteZero) {
   REQUIRE_S3RVER();
   TempDir dir;
-  Client direct(options(server().port));
+  Client direct(client_options(server().port));
   ASSERT_TRUE(direct.create_bucket("restart"));
   const std::string data = random_bytes(3 * kMiB + 17, 9);
   ASSERT_TRUE(direct.put_object("restart", "cut.bin", data));
@@ -487,7 +487,7 @@ TEST(S3Client, GetToFileRestartsARetriedDownloadFromByteZero) {
     // The first answer stops after 200 KiB, the second is a 500; the third is whole.
     FaultProxy proxy(server().port, {Rule{{"get /restart/cut.bin "}, Fault::kCutResponse, 1, {}},
                                      Rule{{"get /restart/cut.bin "}, Fault::k500, 1, {}}});
-    auto info = Client(options(proxy.port())).get_to_file("restart", "cut.bin", dir / "cut");
+    auto info = Client(client_options(proxy.port())).get_to_file("restart", "cut.bin", dir / "cut");
     ASSERT_TRUE(info) << info.error().message;
     EXPECT_EQ(proxy.requests().size(), 3u);
     EXPECT_EQ(info.value().size, data.size());
@@ -498,7 +498,7 @@ TEST(S3Client, GetToFileRestartsARetriedDownloadFromByteZero) {
   {
     // Every answer is cut short: the call fails and leaves no partial object behind.
     FaultProxy proxy(server().port, {Rule{{"get "}, Fault::kCutResponse, -1, {}}});
-    auto info = Client(options(proxy.port(), 1)).get_to_file("restart", "cut.bin", dir / "cut");
+    auto info = Client(client_options(proxy.port(), 1)).get_to_file("restart", "cut.bin", dir / "cut");
     ASSERT_FALSE(info);
     EXPECT_EQ(info.error().code, Errc::unavailable) << info.error().message;
     EXPECT_EQ(proxy.requests().size(), 2u);
@@ -514,7 +514,7 @@ TEST(S3Client, GetToFileRestartsARetriedDownloadFromByteZero) {
     small.rlim_cur = kMiB;
     auto* old_handler = ::signal(SIGXFSZ, SIG_IGN);
     ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
-    auto info = Client(options(proxy.port())).get_to_file("restart", "cut.bin", dir / "limited");
+    auto info = Client(client_options(proxy.port())).get_to_file("restart", "cut.bin", dir / "limited");
     ::setrlimit(RLIMIT_FSIZE, &old);
     ::signal(SIGXFSZ, old_handler);
     ASSERT_FALSE(info);
